@@ -1,0 +1,204 @@
+//! The serialization seam: values become bytes plus file descriptors.
+//!
+//! Every value that crosses a process boundary in multiproc — a function's argument
+//! and result, a queue item, a pipe message — goes through [`encode`] and
+//! [`decode`]. The format is [bincode] 1.x (fixed-width little-endian integers, no
+//! field names), chosen for speed: it is the fastest well-kept serde format for the
+//! small structs and numbers typical of work items.
+//!
+//! Objects that own a descriptor (a [`Pipe`](crate::ipc::Pipe) end, a shared-memory
+//! segment, a lock) cannot be represented by bytes alone. Their `Serialize` impls go
+//! through the [`fd`] module: the descriptor is duplicated into a side list that travels
+//! next to the bytes (as `SCM_RIGHTS` on a Unix socket), and the bytes hold its index.
+//! Outside multiproc's own transports such a value refuses to serialize, rather than
+//! producing an index that means nothing.
+//!
+//! [bincode]: https://docs.rs/bincode/1
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+
+thread_local! {
+    /// Descriptors collected while encoding (`Some` only inside [`encode`]).
+    static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// Descriptors available while decoding (`Some` only inside [`decode`]).
+    static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// A value encoded for another process: its bytes and the descriptors it owns.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// The serialized bytes.
+    pub bytes: Vec<u8>,
+    /// Duplicates of the descriptors the value refers to, in index order.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Serializes `value`, collecting duplicates of any descriptors it owns.
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] if the value's `Serialize` impl fails (for example a map
+/// with non-string keys is fine, but a custom impl may refuse).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::ipc::codec;
+///
+/// let e = codec::encode(&(1u32, "two".to_string()))?;
+/// let back: (u32, String) = codec::decode(&e.bytes, e.fds)?;
+/// assert_eq!(back, (1, "two".to_string()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
+    let mut bytes = Vec::new();
+    encode_into(value, &mut bytes).map(|fds| Encoded { bytes, fds })
+}
+
+/// Serializes `value` appending to `out`; returns the descriptors it collected.
+///
+/// # Errors
+///
+/// As [`encode`].
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
+    let outer = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
+    let r = bincode::serialize_into(&mut *out, value);
+    let fds = SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer)).unwrap_or_default();
+    r.map_err(|e| Error::new(ErrorKind::Encode).with_message(e.to_string()))?;
+    Ok(fds)
+}
+
+/// Deserializes a value from `bytes`, giving it the descriptors that came with them.
+///
+/// # Errors
+///
+/// [`ErrorKind::Decode`] if the bytes are not a valid encoding of `T`, or refer to a
+/// descriptor that did not arrive.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    if fds.is_empty() {
+        return bincode::deserialize(bytes).map_err(decode_error);
+    }
+    let outer = SOURCE.with(|s| s.borrow_mut().replace(fds.into_iter().map(Some).collect()));
+    let r = bincode::deserialize(bytes);
+    SOURCE.with(|s| *s.borrow_mut() = outer);
+    r.map_err(decode_error)
+}
+
+fn decode_error(e: bincode::Error) -> Error {
+    Error::new(ErrorKind::Decode).with_message(e.to_string())
+}
+
+/// `#[serde(with = "multiproc::ipc::codec::fd")]` for a field holding an [`OwnedFd`]:
+/// it travels as a real descriptor through multiproc's transports.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::OwnedFd;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Handle {
+///     #[serde(with = "multiproc::ipc::codec::fd")]
+///     fd: OwnedFd,
+/// }
+/// ```
+pub mod fd {
+    use super::*;
+    use serde::{de, ser, Deserializer, Serializer};
+
+    /// Serializes a duplicate of `fd` into the current encoding's side list.
+    ///
+    /// # Errors
+    ///
+    /// Fails outside [`encode`](super::encode), or if `dup` fails.
+    pub fn serialize<S: Serializer, F: AsFd>(fd: &F, s: S) -> Result<S::Ok, S::Error> {
+        let dup = fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| ser::Error::custom(format!("cannot duplicate descriptor: {e}")))?;
+        let index = SINK.with(|sink| {
+            sink.borrow_mut().as_mut().map(|v| {
+                v.push(dup);
+                v.len() - 1
+            })
+        });
+        match index {
+            Some(i) => s.serialize_u32(u32::try_from(i).map_err(ser::Error::custom)?),
+            None => Err(ser::Error::custom(
+                "a value that owns a file descriptor can only be sent through multiproc's own channels",
+            )),
+        }
+    }
+
+    /// Takes the descriptor the encoded index refers to.
+    ///
+    /// # Errors
+    ///
+    /// Fails outside [`decode`](super::decode) or if the descriptor did not arrive.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
+        let i = <u32 as serde::Deserialize>::deserialize(d)? as usize;
+        SOURCE
+            .with(|src| src.borrow_mut().as_mut().and_then(|v| v.get_mut(i).and_then(Option::take)))
+            .ok_or_else(|| de::Error::custom(format!("file descriptor #{i} did not arrive with the message")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct WithFd {
+        tag: u8,
+        #[serde(with = "fd")]
+        fd: OwnedFd,
+    }
+
+    #[test]
+    fn fd_round_trip() {
+        let (a, _b) = rustix::pipe::pipe().unwrap();
+        let v = WithFd { tag: 9, fd: a };
+        let e = encode(&v).unwrap();
+        assert_eq!(e.fds.len(), 1);
+        let back: WithFd = decode(&e.bytes, e.fds).unwrap();
+        assert_eq!(back.tag, 9);
+        assert!(rustix::fs::fstat(&back.fd).is_ok());
+    }
+
+    #[test]
+    fn fd_outside_transport_is_refused() {
+        let (a, _b) = rustix::pipe::pipe().unwrap();
+        let v = WithFd { tag: 1, fd: a };
+        assert!(bincode::serialize(&v).is_err());
+    }
+
+    #[test]
+    fn missing_fd_is_a_decode_error() {
+        let (a, _b) = rustix::pipe::pipe().unwrap();
+        let e = encode(&WithFd { tag: 1, fd: a }).unwrap();
+        let err = decode::<WithFd>(&e.bytes, Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn round_trips(v: Vec<(u64, String, Option<i32>)>) {
+            let e = encode(&v).unwrap();
+            let back: Vec<(u64, String, Option<i32>)> = decode(&e.bytes, e.fds).unwrap();
+            proptest::prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes: Vec<u8>) {
+            let _ = decode::<Vec<(u64, String)>>(&bytes, Vec::new());
+        }
+    }
+}

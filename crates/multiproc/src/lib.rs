@@ -1,0 +1,21 @@
+#![doc = include_str!("../../../README.md")]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+pub mod ipc;
+mod panic;
+pub mod process;
+mod sys;
+pub mod thread;
+
+pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};
+pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
+pub use crate::thread::Thread;
+
+// Handles cross threads; a regression here is a breaking change.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Process<()>>();
+    send_sync::<Thread<()>>();
+    send_sync::<Error>();
+};

@@ -1,0 +1,263 @@
+//! `process::Builder`: start method, name, lifetime and stdio before start.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::bootstrap::{self, Launch};
+use super::fork::{self, ChildIo};
+use super::function::{self, BinaryToken};
+use super::handle::Process;
+use super::spawn::{self, Started};
+use super::start_method::StartMethod;
+use super::forkserver;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::codec;
+use crate::sys;
+
+/// Configures a [`Process`] before it starts.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, StartMethod};
+///
+/// fn hello(who: String) -> String {
+///     format!("hello, {who}")
+/// }
+///
+/// let p = Process::builder()
+///     .name("greeter")
+///     .start_method(StartMethod::Spawn)
+///     .start_with(hello, "world".to_string())?;
+/// assert_eq!(p.join()?, "hello, world");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until a start method is called"]
+pub struct Builder {
+    name: Option<String>,
+    method: Option<StartMethod>,
+    die_with_parent: bool,
+    kill_on_drop: bool,
+    capture_output: bool,
+    allow_threads: bool,
+    executable: Option<OsString>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the default start method, dying with the parent, not killed on drop,
+    /// stdout and stderr inherited.
+    pub fn new() -> Builder {
+        Builder {
+            name: None,
+            method: None,
+            die_with_parent: true,
+            kill_on_drop: false,
+            capture_output: false,
+            allow_threads: false,
+            executable: None,
+        }
+    }
+
+    /// Names the process (its `comm` in `ps` and `/proc`, first 15 bytes).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Chooses how the child is created (default: [`StartMethod::default`]).
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = Some(method);
+        self
+    }
+
+    /// Whether the child is killed (`SIGKILL`) when this process dies. Default `true`.
+    ///
+    /// Unlike `PR_SET_PDEATHSIG`, this follows the parent *process*: a child started from
+    /// a thread that then exits keeps running.
+    pub fn die_with_parent(mut self, yes: bool) -> Builder {
+        self.die_with_parent = yes;
+        self
+    }
+
+    /// Whether dropping the unjoined handle kills the child. Default `false`: the child
+    /// runs on (and is reaped in the background when it exits).
+    pub fn kill_on_drop(mut self, yes: bool) -> Builder {
+        self.kill_on_drop = yes;
+        self
+    }
+
+    /// Captures the child's stdout and stderr instead of inheriting them; read them with
+    /// [`Process::join_with_output`]. Default `false`.
+    pub fn capture_output(mut self, yes: bool) -> Builder {
+        self.capture_output = yes;
+        self
+    }
+
+    /// Allows [`StartMethod::Fork`] while other threads run in this process. Default
+    /// `false`: forking then fails with [`ErrorKind::ForkWithThreads`], because a lock held
+    /// by another thread at the moment of the fork stays locked forever in the child.
+    pub fn allow_threads(mut self, yes: bool) -> Builder {
+        self.allow_threads = yes;
+        self
+    }
+
+    /// With [`StartMethod::Spawn`]: the program to execute instead of this one (Python's
+    /// `set_executable`). It must be a build of the same program; a different one is
+    /// refused with [`ErrorKind::BinaryMismatch`] or fails to start.
+    pub fn executable(mut self, path: impl Into<OsString>) -> Builder {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// Starts a child running `f()` and returns its handle.
+    ///
+    /// `f` must be a `fn` item or a closure that captures nothing (checked at compile
+    /// time), so that every start method can find it in the child.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Start`] if the child cannot be created (with the OS error, for
+    /// example `EMFILE` or `EAGAIN`), [`ErrorKind::ForkWithThreads`] for a refused fork.
+    pub fn start<F, R>(self, f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R + 'static,
+        R: Serialize + DeserializeOwned,
+    {
+        self.start_with(move |()| f(), ())
+    }
+
+    /// Starts a child running `f(arg)` and returns its handle.
+    ///
+    /// The argument is serialized for `Spawn` and `ForkServer` (with any descriptors it
+    /// owns, such as a pipe end), and moved into the child for `Fork`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), plus [`ErrorKind::Encode`] if `arg` fails to serialize.
+    pub fn start_with<F, A, R>(self, f: F, arg: A) -> Result<Process<R>>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let entry = function::entry_ref::<F, A, R>();
+        let method = self.method.unwrap_or_default();
+        if method == StartMethod::Fork {
+            return self.start_fork(move || f(arg));
+        }
+        bootstrap::check_not_orphaned_bootstrap()?;
+        let arg = codec::encode(&arg)?;
+        let (out, err, child_ends) = self.capture_pipes()?;
+        let death_fd = if self.die_with_parent {
+            sys::deathsig::read_end().map_err(start_error)?
+        } else {
+            -1
+        };
+        let launch = Launch {
+            token: BinaryToken::current(),
+            entry,
+            arg: arg.bytes,
+            name: self.name.clone(),
+            death_fd,
+            stdout: out.is_some(),
+            stderr: err.is_some(),
+            server: false,
+        };
+        let started = if method == StartMethod::Spawn {
+            let mut fds: Vec<BorrowedFd<'_>> = child_ends.iter().map(AsFd::as_fd).collect();
+            fds.extend(arg.fds.iter().map(AsFd::as_fd));
+            spawn::spawn_child(&launch, &fds, self.executable.as_deref()).map_err(start_error)?
+        } else {
+            let (ours, theirs) = sys::socket::pair().map_err(start_error)?;
+            let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];
+            fds.extend(child_ends.iter().map(AsFd::as_fd));
+            fds.extend(arg.fds.iter().map(AsFd::as_fd));
+            let pid = forkserver::request(&launch, &fds).map_err(start_error)?;
+            drop(theirs);
+            let pidfd = sys::pidfd::open(pid).map_err(start_error)?;
+            Started { pid, pidfd, sock: ours }
+        };
+        drop(child_ends);
+        Ok(Process::from_started(started, self.name, method, self.kill_on_drop, out, err))
+    }
+
+    /// Forks a child running the closure `f`, which may capture anything: the child
+    /// gets a copy of this process's memory. Always uses [`StartMethod::Fork`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ForkWithThreads`] if other threads run and
+    /// [`allow_threads`](Self::allow_threads) was not set; [`ErrorKind::Start`] if
+    /// `fork` fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// let data = vec![1, 2, 3];
+    /// // Doctests run on a thread of their own, hence `allow_threads`.
+    /// let p = Process::builder().allow_threads(true).fork(move || data.iter().sum::<i32>())?;
+    /// assert_eq!(p.join()?, 6);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn fork<F, R>(self, f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        self.start_fork(f)
+    }
+
+    fn start_fork<F, R>(self, f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        fork::check_threads(self.allow_threads)?;
+        let (out, err, mut child_ends) = self.capture_pipes()?;
+        let death_fd = if self.die_with_parent {
+            sys::deathsig::read_end().map_err(start_error)?
+        } else {
+            -1
+        };
+        let child_err = if err.is_some() { child_ends.pop() } else { None };
+        let child_out = if out.is_some() { child_ends.pop() } else { None };
+        let io = ChildIo {
+            stdout: child_out,
+            stderr: child_err,
+            death_fd,
+            name: self.name.clone(),
+        };
+        let started = fork::start(f, io)?;
+        Ok(Process::from_started(started, self.name, StartMethod::Fork, self.kill_on_drop, out, err))
+    }
+
+    /// Pipes for captured stdio: (parent stdout end, parent stderr end, child ends in order).
+    fn capture_pipes(&self) -> Result<(Option<OwnedFd>, Option<OwnedFd>, Vec<OwnedFd>)> {
+        if !self.capture_output {
+            return Ok((None, None, Vec::new()));
+        }
+        let flags = rustix::pipe::PipeFlags::CLOEXEC;
+        let (or, ow) = rustix::pipe::pipe_with(flags).map_err(|e| start_error(e.into()))?;
+        let (er, ew) = rustix::pipe::pipe_with(flags).map_err(|e| start_error(e.into()))?;
+        for fd in [&or, &er] {
+            rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK).map_err(|e| start_error(e.into()))?;
+        }
+        Ok((Some(or), Some(er), vec![ow, ew]))
+    }
+}
+
+fn start_error(e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Start).with_source(e)
+}

@@ -1,0 +1,108 @@
+//! The `Fork` start method: the child is a copy of this process and runs the closure.
+//!
+//! # Rules for the child
+//!
+//! Between `fork` and the user's closure the child only touches state that cannot be
+//! held by another thread: atomics, descriptors it owns, and the orphan list, which
+//! the parent holds locked across the `fork` ([`reaper::lock_for_fork`]). Once the
+//! closure runs, the usual rule of forked children applies: if the parent had other
+//! threads, any lock they held stays locked forever in the child. That is why
+//! [`start`] refuses to fork while other threads run, unless the caller opted in.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use serde::Serialize;
+
+use super::bootstrap;
+use super::function::{self, Outcome};
+use super::reaper;
+use super::spawn::Started;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+use crate::sys::fork::Forked;
+
+/// What the child does with stdio and parent death.
+pub(crate) struct ChildIo {
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+    pub(crate) death_fd: i32,
+    pub(crate) name: Option<String>,
+}
+
+/// Refuses to fork while threads other than multiproc's own run, unless `allow`.
+pub(crate) fn check_threads(allow: bool) -> Result<()> {
+    if allow {
+        return Ok(());
+    }
+    let threads = sys::proc::thread_count().map_err(Error::os)?;
+    let ours = reaper::INTERNAL_THREADS.load(std::sync::atomic::Ordering::Acquire);
+    let others = threads.saturating_sub(ours);
+    if others > 1 {
+        return Err(Error::new(ErrorKind::ForkWithThreads).with_message(format!(
+            "this process runs {others} threads; a forked child inherits their locks held and can \
+             deadlock. Use StartMethod::ForkServer or StartMethod::Spawn, or call \
+             Builder::allow_threads(true) if you know the other threads hold no locks"
+        )));
+    }
+    Ok(())
+}
+
+/// Forks a child that runs `f` and reports its outcome on its socket.
+pub(crate) fn start<F, R>(f: F, io: ChildIo) -> Result<Started>
+where
+    F: FnOnce() -> R,
+    R: Serialize,
+{
+    let (ours, theirs) = sys::socket::pair().map_err(start_error)?;
+    // Whatever sits in this process's stdout buffer would otherwise be printed twice.
+    let _ = std::io::stdout().flush();
+    let orphans = reaper::lock_for_fork();
+    match sys::fork::fork().map_err(start_error)? {
+        Forked::Child => {
+            reaper::forget_after_fork(orphans);
+            drop(ours);
+            child(f, theirs, io)
+        }
+        Forked::Parent(pid) => {
+            drop(orphans);
+            drop(theirs);
+            let pidfd = sys::pidfd::open(pid).map_err(start_error)?;
+            Ok(Started { pid, pidfd, sock: ours })
+        }
+    }
+}
+
+fn start_error(e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Start).with_source(e)
+}
+
+/// The child's side; never returns.
+fn child<F, R>(f: F, sock: OwnedFd, io: ChildIo) -> !
+where
+    F: FnOnce() -> R,
+    R: Serialize,
+{
+    sys::deathsig::forget_parent_pipe_after_fork();
+    super::forkserver::forget_after_fork();
+    if io.death_fd >= 0 && !bootstrap::arm_death(io.death_fd) {
+        sys::fork::exit_now(104);
+    }
+    if let Some(out) = &io.stdout {
+        let _ = rustix::stdio::dup2_stdout(out);
+    }
+    if let Some(err) = &io.stderr {
+        let _ = rustix::stdio::dup2_stderr(err);
+    }
+    drop(io.stdout);
+    drop(io.stderr);
+    if let Some(name) = &io.name {
+        sys::fork::set_process_name(name);
+    }
+    let reply = match crate::panic::catch(f) {
+        Ok(v) => function::finish(&Outcome::Value(v), 0),
+        Err(p) => function::finish::<R>(&Outcome::Panicked(p), 1),
+    };
+    debug_assert!(sock.as_fd().as_raw_fd() >= 0);
+    bootstrap::finish(sock, reply)
+}

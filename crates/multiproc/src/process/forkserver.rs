@@ -1,0 +1,171 @@
+//! The fork server: a clean, single-threaded process that forks children on request.
+//!
+//! It is started once per parent process, on first use, by re-executing this program
+//! (so it holds no locks, threads or state of the parent). Each request carries a
+//! [`Launch`] and the new child's descriptors (its result socket first). The server
+//! forks with `clone(CLONE_PARENT)`, so the new process is the server's *sibling*: a
+//! direct child of the requesting process, which can reap it, see its exit status and
+//! signal it like any child. The server answers with the pid (or an errno).
+//!
+//! The server dies with its parent (death pipe), ignores `SIGINT` (a Ctrl-C meant for
+//! the parent must not kill it first), and exits when its request socket closes. If it
+//! dies anyway, the next request starts a new one.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+use super::bootstrap::{self, Launch};
+use super::spawn;
+use crate::ipc::codec;
+use crate::sys;
+use crate::sys::fork::Forked;
+
+/// The parent's connection to its fork server.
+struct Conn {
+    owner: u32,
+    pidfd: OwnedFd,
+    sock: OwnedFd,
+}
+
+static CONN: Mutex<Option<Conn>> = Mutex::new(None);
+/// The connection's socket as a raw number, so a forked child can close it without locking.
+static CONN_FD: AtomicI32 = AtomicI32::new(-1);
+static CONN_PIDFD: AtomicI32 = AtomicI32::new(-1);
+
+/// Asks the fork server (starting it if needed) to fork a child for `launch`, with
+/// `fds` as the child's descriptors (its result socket first). Returns the pid.
+pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32> {
+    let payload = codec::encode(launch).map_err(io::Error::from)?.bytes;
+    let mut guard = CONN.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if guard.as_ref().is_some_and(|c| c.owner != pid) {
+        // Inherited through a fork: not ours to use (forget_after_fork closed the fds).
+        std::mem::forget(guard.take());
+    }
+    for attempt in 0..2 {
+        if guard.is_none() {
+            *guard = Some(start_server()?);
+        }
+        let conn = guard.as_ref().expect("set above");
+        let sent = sys::socket::send_frame(conn.sock.as_fd(), &payload, fds);
+        let answer = sent.and_then(|()| sys::socket::recv_frame(conn.sock.as_fd()));
+        match answer {
+            Ok(Some(frame)) => {
+                let r: Result<i32, i32> = codec::decode(&frame.payload, Vec::new()).map_err(io::Error::from)?;
+                return r.map_err(io::Error::from_raw_os_error);
+            }
+            // The server died (killed, or out of memory): reap it and start another.
+            Ok(None) | Err(_) if attempt == 0 => {
+                if let Some(old) = guard.take() {
+                    let _ = sys::pidfd::send_signal(old.pidfd.as_fd(), libc::SIGKILL);
+                    let _ = sys::pidfd::reap_blocking(old.pidfd.as_fd());
+                }
+            }
+            Ok(None) => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the fork server exited")),
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns on its second attempt")
+}
+
+/// Starts the fork server ahead of time, so that the first child does not pay for it.
+///
+/// Optional: the first [`ForkServer`](crate::StartMethod::ForkServer) start does it
+/// otherwise. The server inherits the environment and working directory of this
+/// moment, and passes them on to every child it forks.
+///
+/// # Errors
+///
+/// [`ErrorKind::Start`](crate::ErrorKind::Start) if the server cannot be started.
+///
+/// # Examples
+///
+/// ```
+/// multiproc::process::preload_forkserver()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn preload_forkserver() -> crate::Result<()> {
+    let mut guard = CONN.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.as_ref().is_some_and(|c| c.owner == std::process::id()) {
+        return Ok(());
+    }
+    std::mem::forget(guard.take());
+    *guard = Some(start_server().map_err(|e| crate::Error::new(crate::ErrorKind::Start).with_source(e))?);
+    Ok(())
+}
+
+fn start_server() -> io::Result<Conn> {
+    let death_fd = sys::deathsig::read_end()?;
+    let launch = Launch {
+        token: super::function::BinaryToken::current(),
+        entry: super::function::EntryRef::Offset(0),
+        arg: Vec::new(),
+        name: Some("multiproc-fsrv".into()),
+        death_fd,
+        stdout: false,
+        stderr: false,
+        server: true,
+    };
+    let child = spawn::spawn_child(&launch, &[], None)?;
+    CONN_FD.store(child.sock.as_raw_fd(), Ordering::Relaxed);
+    CONN_PIDFD.store(child.pidfd.as_raw_fd(), Ordering::Relaxed);
+    Ok(Conn {
+        owner: std::process::id(),
+        pidfd: child.pidfd,
+        sock: child.sock,
+    })
+}
+
+/// In a freshly forked child: closes the parent's connection to its fork server, which
+/// the child must never use (requests and answers would interleave).
+pub(crate) fn forget_after_fork() {
+    for fd in [CONN_FD.swap(-1, Ordering::Relaxed), CONN_PIDFD.swap(-1, Ordering::Relaxed)] {
+        if fd >= 0 {
+            sys::deathsig::close_inherited(fd);
+        }
+    }
+}
+
+/// The server's main loop (runs in the re-executed server process; never returns).
+pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
+    // The server's own parent-death watch. The inherited read end stays open: each
+    // child re-arms on it.
+    if launch.death_fd >= 0 && !sys::deathsig::arm(launch.death_fd).unwrap_or(true) {
+        sys::fork::exit_now(0);
+    }
+    sys::fork::set_process_name("multiproc-fsrv");
+    // SAFETY-free: plain disposition change through the sys layer.
+    sys::signal::ignore_sigint();
+    loop {
+        let frame = match sys::socket::recv_frame(sock.as_fd()) {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(_) => sys::fork::exit_now(0),
+        };
+        let answer: Result<i32, i32> = match codec::decode::<Launch>(&frame.payload, Vec::new()) {
+            Err(_) => Err(libc::EINVAL),
+            Ok(child_launch) => fork_one(&sock, child_launch, frame.fds),
+        };
+        let bytes = codec::encode(&answer).map(|e| e.bytes).unwrap_or_default();
+        if sys::socket::send_frame(sock.as_fd(), &bytes, &[]).is_err() {
+            sys::fork::exit_now(0);
+        }
+    }
+}
+
+fn fork_one(server_sock: &OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> Result<i32, i32> {
+    if fds.is_empty() {
+        return Err(libc::EINVAL);
+    }
+    match sys::fork::clone_parent() {
+        Ok(Forked::Parent(pid)) => Ok(pid),
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+        Ok(Forked::Child) => {
+            sys::deathsig::close_inherited(server_sock.as_raw_fd());
+            sys::signal::default_sigint();
+            let result_sock = fds.remove(0);
+            bootstrap::run_launch(result_sock, launch, fds)
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! `Process`: join, join_timeout, is_alive, pid, exitcode, terminate, kill.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::builder::Builder;
+use super::exit::ExitStatus;
+use super::function::{FailKind, Outcome};
+use super::reaper;
+use super::spawn::Started;
+use super::start_method::StartMethod;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::codec;
+use crate::sys;
+use crate::sys::socket::{Frame, FrameReader, ReadOutcome};
+
+/// A child process running a function, with the same shape as [`Thread`](crate::Thread).
+///
+/// `T` is the function's return type; it comes back through [`join`](Self::join).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Process;
+///
+/// fn work() -> String {
+///     format!("hello from pid {}", std::process::id())
+/// }
+///
+/// let p = Process::start(work)?;
+/// let pid = p.pid();
+/// assert_eq!(p.join()?, format!("hello from pid {pid}"));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Process<T> {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    name: Option<String>,
+    method: StartMethod,
+    kill_on_drop: bool,
+    state: Mutex<State>,
+    _result: PhantomData<fn() -> T>,
+}
+
+/// Captured stdout and stderr of a child started with
+/// [`Builder::capture_output`](super::Builder::capture_output).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Everything the child wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything the child wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+struct State {
+    status: Option<ExitStatus>,
+    sock: Option<OwnedFd>,
+    reader: FrameReader,
+    frame: Option<Frame>,
+    truncated: bool,
+    read_error: Option<std::io::Error>,
+    taken: bool,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    output: Output,
+}
+
+impl<T> fmt::Debug for Process<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("name", &self.name)
+            .field("start_method", &self.method)
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Process<T> {
+    /// Starts a child running `f()` with the default [`Builder`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Builder::start`].
+    pub fn start<F>(f: F) -> Result<Process<T>>
+    where
+        F: FnOnce() -> T + 'static,
+    {
+        Builder::new().start(f)
+    }
+
+    /// Starts a child running `f(arg)` with the default [`Builder`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Builder::start_with`].
+    pub fn start_with<F, A>(f: F, arg: A) -> Result<Process<T>>
+    where
+        F: FnOnce(A) -> T + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        Builder::new().start_with(f, arg)
+    }
+}
+
+impl<T> Process<T> {
+    /// Returns a [`Builder`] to choose the start method, name, lifetime and stdio.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(super) fn from_started(
+        started: Started,
+        name: Option<String>,
+        method: StartMethod,
+        kill_on_drop: bool,
+        out: Option<OwnedFd>,
+        err: Option<OwnedFd>,
+    ) -> Self {
+        Process {
+            pid: started.pid,
+            pidfd: Some(started.pidfd),
+            name,
+            method,
+            kill_on_drop,
+            state: Mutex::new(State {
+                status: None,
+                sock: Some(started.sock),
+                reader: FrameReader::new(),
+                frame: None,
+                truncated: false,
+                read_error: None,
+                taken: false,
+                out,
+                err,
+                output: Output::default(),
+            }),
+            _result: PhantomData,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The name given with [`Builder::name`].
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The start method that created the child.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_ref().expect("present until drop").as_fd()
+    }
+
+    /// How the child ended, or `None` while it runs (reaps it if it has exited).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        let mut st = self.state();
+        self.poll_exit(&mut st);
+        st.status
+    }
+
+    /// Python's `exitcode`: `None` while running, `Some(code)` after an exit,
+    /// `Some(-signo)` after a fatal signal.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.exit_status().map(ExitStatus::exitcode)
+    }
+
+    /// Returns `true` while the child runs.
+    pub fn is_alive(&self) -> bool {
+        self.exit_status().is_none()
+    }
+
+    /// Sends `SIGTERM` (a no-op once the child has been reaped).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (a no-op once the child has been reaped).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the signal cannot be sent.
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Sends signal `signo` to the child (a no-op once it has been reaped).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the signal cannot be sent; [`ErrorKind::InvalidInput`] for
+    /// an unknown signal number.
+    pub fn send_signal(&self, signo: i32) -> Result<()> {
+        if sys::signal::name(signo).is_none() && !(libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo) {
+            return Err(Error::new(ErrorKind::InvalidInput).with_message(format!("unknown signal {signo}")));
+        }
+        self.signal(signo)
+    }
+
+    fn signal(&self, signo: i32) -> Result<()> {
+        // Hold the state lock so the child cannot be reaped (and its pid reused) meanwhile;
+        // a pidfd cannot hit another process anyway.
+        let st = self.state();
+        if st.status.is_some() {
+            return Ok(());
+        }
+        match sys::pidfd::send_signal(self.pidfd(), signo) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::os(e)),
+        }
+    }
+
+    fn poll_exit(&self, st: &mut State) {
+        if st.status.is_none() {
+            if let Ok(Some(raw)) = sys::pidfd::try_reap(self.pidfd()) {
+                st.status = Some(ExitStatus::from_raw(raw));
+            }
+        }
+    }
+
+    /// Waits until the child has exited and its result and output are read, or the
+    /// deadline passes (`false`).
+    fn drive(&self, st: &mut State, deadline: Option<Instant>) -> Result<bool> {
+        loop {
+            self.poll_exit(st);
+            if st.status.is_some() {
+                // Everything the child sent is in the buffers now (unless a grandchild
+                // holds the descriptors open; then it is not waited for).
+                st.read_sock();
+                st.read_pipes();
+                st.sock = None;
+                st.out = None;
+                st.err = None;
+                return Ok(true);
+            }
+            if st.frame.is_some() {
+                // The result is in; the child is exiting. Spin briefly rather than sleep
+                // and pay a cross-CPU wake-up for a process that is about to be a zombie.
+                let spin_until = Instant::now() + Duration::from_micros(50);
+                while Instant::now() < spin_until {
+                    self.poll_exit(st);
+                    if st.status.is_some() {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                if st.status.is_some() {
+                    continue;
+                }
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    Some(left)
+                }
+            };
+            let mut fds: Vec<BorrowedFd<'_>> = vec![self.pidfd()];
+            let sock_at = st.sock.as_ref().map(|s| {
+                fds.push(s.as_fd());
+                fds.len() - 1
+            });
+            let out_at = st.out.as_ref().map(|s| {
+                fds.push(s.as_fd());
+                fds.len() - 1
+            });
+            let err_at = st.err.as_ref().map(|s| {
+                fds.push(s.as_fd());
+                fds.len() - 1
+            });
+            let ready = sys::pidfd::poll_readable(&fds, timeout).map_err(Error::os)?;
+            drop(fds);
+            if sock_at.is_some_and(|i| ready[i]) {
+                st.read_sock();
+            }
+            if out_at.is_some_and(|i| ready[i]) || err_at.is_some_and(|i| ready[i]) {
+                st.read_pipes();
+            }
+        }
+    }
+
+    /// Waits for the child to exit and returns the function's value.
+    ///
+    /// # Errors
+    ///
+    /// One per way a child can end badly: [`ErrorKind::Panicked`] (message and
+    /// location), [`ErrorKind::Exited`] (exited with a code before sending a result),
+    /// [`ErrorKind::Signaled`] (signal name, core dump), [`ErrorKind::Decode`] (the
+    /// result's bytes did not decode), [`ErrorKind::BinaryMismatch`],
+    /// [`ErrorKind::AlreadyJoined`] if `join_timeout` already took the result.
+    pub fn join(mut self) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        self.join_until(None)
+    }
+
+    /// Waits at most `timeout` for the child to exit and returns the function's value.
+    ///
+    /// On [`ErrorKind::Timeout`] the child keeps running and the handle stays usable:
+    /// join again, or [`kill`](Self::kill) it.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join), plus [`ErrorKind::Timeout`].
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Like [`join`](Self::join), and also returns what the child wrote to stdout and
+    /// stderr when it was started with [`Builder::capture_output`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn chatty() -> u8 {
+    ///     println!("hi there");
+    ///     7
+    /// }
+    ///
+    /// let (value, out) = Process::builder().capture_output(true).start(chatty)?.join_with_output();
+    /// assert_eq!(value?, 7);
+    /// assert_eq!(out.stdout, b"hi there\n");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_with_output(mut self) -> (Result<T>, Output)
+    where
+        T: DeserializeOwned,
+    {
+        let r = self.join_until(None);
+        let out = std::mem::take(&mut self.state().output);
+        (r, out)
+    }
+
+    fn join_until(&mut self, deadline: Option<Instant>) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = &mut *guard;
+        if st.taken {
+            return Err(Error::new(ErrorKind::AlreadyJoined));
+        }
+        if !self.drive(st, deadline)? {
+            return Err(Error::new(ErrorKind::Timeout)
+                .with_message(format!("process {} is still running", self.pid)));
+        }
+        st.taken = true;
+        let status = st.status.expect("drive returned after reaping");
+        match st.frame.take() {
+            Some(frame) => match codec::decode::<Outcome<T>>(&frame.payload, frame.fds) {
+                Ok(Outcome::Value(v)) => Ok(v),
+                Ok(Outcome::Panicked(p)) => Err(Error::from_panic(p).with_status(status)),
+                Ok(Outcome::Failed(kind, message)) => {
+                    let kind = match kind {
+                        FailKind::Argument => ErrorKind::Decode,
+                        FailKind::Result => ErrorKind::Encode,
+                        FailKind::Binary => ErrorKind::BinaryMismatch,
+                    };
+                    Err(Error::new(kind).with_message(message).with_status(status))
+                }
+                Err(e) => Err(e.with_status(status)),
+            },
+            None => {
+                let mut e = Error::from_status(status);
+                if let Some(re) = st.read_error.take() {
+                    e = Error::new(ErrorKind::Decode).with_status(status).with_source(re);
+                } else if st.truncated {
+                    e = e.with_message("it ended in the middle of sending its result");
+                } else if status.code().is_some() {
+                    e = e.with_message("it exited without sending a result");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl State {
+    /// Reads whatever the result socket has, without blocking.
+    fn read_sock(&mut self) {
+        let Some(sock) = &self.sock else { return };
+        loop {
+            match self.reader.poll_read(sock.as_fd(), true) {
+                Ok(ReadOutcome::Frame(f)) => {
+                    self.frame = Some(f);
+                    self.sock = None;
+                    return;
+                }
+                Ok(ReadOutcome::Pending) => return,
+                Ok(ReadOutcome::Eof { truncated }) => {
+                    self.truncated = truncated;
+                    self.sock = None;
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.read_error = Some(e);
+                    self.sock = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Appends what the captured pipes have (they are non-blocking); closes a pipe at EOF.
+    fn read_pipes(&mut self) {
+        for (slot, buf) in [(&mut self.out, &mut self.output.stdout), (&mut self.err, &mut self.output.stderr)] {
+            let Some(fd) = slot.as_ref() else { continue };
+            let mut chunk = [0u8; 16384];
+            loop {
+                match rustix::io::read(fd, &mut chunk) {
+                    Ok(0) => {
+                        *slot = None;
+                        break;
+                    }
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+impl<T> AsFd for Process<T> {
+    /// The child's pidfd: readable once the child has exited (Python's `sentinel`).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.pidfd()
+    }
+}
+
+impl<T> Drop for Process<T> {
+    fn drop(&mut self) {
+        let mut st = self.state();
+        self.poll_exit(&mut st);
+        if st.status.is_some() {
+            return;
+        }
+        if self.kill_on_drop {
+            let _ = sys::pidfd::send_signal(self.pidfd(), libc::SIGKILL);
+            let _ = sys::pidfd::reap_blocking(self.pidfd());
+            return;
+        }
+        drop(st);
+        if let Some(fd) = self.pidfd.take() {
+            reaper::adopt(fd);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The `Spawn` start method: re-execute this program and hand the child its [`Launch`].
+//!
+//! `posix_spawn` (glibc uses `clone(CLONE_VM | CLONE_VFORK)`, so the cost does not grow
+//! with the parent's memory) starts `/proc/self/exe` — the very file this process runs,
+//! even if it was replaced on disk since — with two inherited descriptors: one end of a
+//! socket pair, named in [`ENV`](super::bootstrap::ENV), and the parent's death pipe.
+//! Nothing else leaks into the child: every other descriptor multiproc makes is
+//! close-on-exec. The launch frame follows on the socket; the child's startup hook
+//! reads it before `main`.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::bootstrap::{self, Launch, ENV};
+use crate::ipc::codec;
+use crate::sys;
+
+/// A freshly started child, before a [`Process`](crate::Process) wraps it.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: OwnedFd,
+    /// The parent's end of the child's socket.
+    pub(crate) sock: OwnedFd,
+}
+
+/// Starts `exe` (default: this program) as a multiproc child running `launch`.
+///
+/// `launch.death_fd` must be `-1` or a descriptor of this process; it is passed
+/// through at the same number. `fds` go with the launch frame.
+pub(crate) fn spawn_child(launch: &Launch, fds: &[BorrowedFd<'_>], exe: Option<&OsStr>) -> io::Result<Started> {
+    bootstrap::keep_hook_linked();
+    let payload = codec::encode(launch).map_err(io::Error::from)?.bytes;
+    let (ours, theirs) = sys::socket::pair()?;
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != ENV)
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{ENV}={}", theirs.as_raw_fd())).expect("no NUL"));
+    let mut keep = vec![(theirs.as_raw_fd(), theirs.as_raw_fd())];
+    if launch.death_fd >= 0 {
+        keep.push((launch.death_fd, launch.death_fd));
+    }
+    let exe_c = match exe {
+        Some(p) => CString::new(p.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        None => CString::new("/proc/self/exe").expect("no NUL"),
+    };
+    let argv0 = argv0();
+    let pid = sys::fork::spawn(&exe_c, &argv0, &env, &keep)?;
+    drop(theirs);
+    let pidfd = sys::pidfd::open(pid)?;
+    // A child that died at once (a different program, say) closes its end: the send
+    // then fails with EPIPE, and `join` reports how the child ended.
+    let _ = sys::socket::send_frame(ours.as_fd(), &payload, fds);
+    Ok(Started { pid, pidfd, sock: ours })
+}
+
+/// The parent's `argv[0]`, so `ps` shows the child as the same program.
+fn argv0() -> CString {
+    std::env::args_os()
+        .next()
+        .and_then(|a| CString::new(a.as_bytes()).ok())
+        .unwrap_or_else(|| CStr::from_bytes_with_nul(b"multiproc-child\0").expect("literal").to_owned())
+}

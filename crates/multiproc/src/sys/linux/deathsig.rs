@@ -1,0 +1,116 @@
+//! "Die when the parent process dies", independent of which parent thread started the child.
+//!
+//! `PR_SET_PDEATHSIG` fires when the parent *thread* exits, so a child started from a
+//! short-lived thread (a pool's helper, a test's thread) would be killed early. Instead,
+//! the parent keeps the write end of a "death pipe"; no other process holds it (it is
+//! close-on-exec, and forked children close their copy first thing). Each child opens
+//! its own file description of the read end (through `/proc/self/fd`), makes itself its
+//! owner with `F_SETOWN`, asks for `SIGKILL` instead of `SIGIO` with `F_SETSIG`, and sets
+//! `O_ASYNC`. When the parent process dies, its last write end closes and the kernel
+//! signals every reader that is waiting for input: the child dies with it, whichever
+//! thread started it.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man2/fcntl.2.html> (`F_SETOWN`, `F_SETSIG`)
+//! - <https://man7.org/linux/man-pages/man7/pipe.7.html>
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// Read end of this process's death pipe, or `-1` if none was made yet.
+static READ_FD: AtomicI32 = AtomicI32::new(-1);
+/// Write end of this process's death pipe, or `-1`.
+static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The pid that created the pipe: a forked child sees another pid and must not use it.
+static OWNER: AtomicU32 = AtomicU32::new(0);
+static CREATE: Mutex<()> = Mutex::new(());
+
+/// `F_SETSIG` from `<fcntl.h>` (Linux-specific; the libc crate does not export it).
+const F_SETSIG: libc::c_int = 10;
+
+/// Returns the read end of this process's death pipe, creating the pipe on first use.
+pub(crate) fn read_end() -> io::Result<RawFd> {
+    let pid = std::process::id();
+    if OWNER.load(Ordering::Acquire) == pid {
+        return Ok(READ_FD.load(Ordering::Relaxed));
+    }
+    let _g = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    if OWNER.load(Ordering::Acquire) == pid {
+        return Ok(READ_FD.load(Ordering::Relaxed));
+    }
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    READ_FD.store(std::mem::ManuallyDrop::new(r).as_raw_fd(), Ordering::Relaxed);
+    WRITE_FD.store(std::mem::ManuallyDrop::new(w).as_raw_fd(), Ordering::Relaxed);
+    OWNER.store(pid, Ordering::Release);
+    Ok(READ_FD.load(Ordering::Relaxed))
+}
+
+/// In a freshly forked child: closes the inherited write end of the parent's death pipe
+/// and forgets the parent's pipe, so that this child's own children get a new one.
+///
+/// Async-signal-safe: atomics and `close` only.
+pub(crate) fn forget_parent_pipe_after_fork() {
+    let w = WRITE_FD.swap(-1, Ordering::Relaxed);
+    if w >= 0 {
+        // SAFETY: `w` is the write end this module created in the parent and never
+        // handed out; the child owns its inherited copy and nobody else closes it.
+        unsafe {
+            libc::close(w);
+        }
+    }
+    // The read end stays open: the caller is about to arm it. It is forgotten here
+    // (not closed) because `arm` may still need the inherited descriptor.
+    OWNER.store(0, Ordering::Release);
+    READ_FD.store(-1, Ordering::Relaxed);
+}
+
+/// In a child: arranges to receive `SIGKILL` when every write end of the pipe whose
+/// read end is `inherited` has closed, that is, when the parent process has died.
+///
+/// Returns `Ok(false)` if the parent is already gone.
+pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
+    let path = format!("/proc/self/fd/{inherited}\0");
+    // SAFETY: `path` is NUL-terminated; `open` does not retain the pointer.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let own = unsafe { OwnedFd::from_raw_fd(fd) };
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    for (cmd, arg) in [
+        (libc::F_SETOWN, pid),
+        (F_SETSIG, libc::SIGKILL),
+        (libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK),
+    ] {
+        // SAFETY: integer-argument fcntl commands on a descriptor we own; no pointers.
+        if unsafe { libc::fcntl(fd, cmd, arg) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // The parent may have died before O_ASYNC was set: check once by hand.
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    // Keep the armed description open for the rest of this process's life.
+    std::mem::forget(own);
+    Ok(!(n > 0 && pfd.revents & libc::POLLHUP != 0))
+}
+
+/// Closes a descriptor inherited from the parent that this process never owned as an
+/// `OwnedFd` (the parent's death-pipe read end).
+pub(crate) fn close_inherited(fd: RawFd) {
+    // SAFETY: `fd` is a raw descriptor number inherited across fork/exec that no
+    // `OwnedFd` in this process refers to (see the callers), so closing it cannot
+    // invalidate another owner.
+    unsafe {
+        libc::close(fd);
+    }
+}

@@ -1,0 +1,129 @@
+//! Creating processes: `fork`, `clone(CLONE_PARENT)`, `posix_spawn` of this program, `_exit`.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man2/fork.2.html>
+//! - <https://man7.org/linux/man-pages/man2/clone.2.html> (`CLONE_PARENT`)
+//! - <https://man7.org/linux/man-pages/man3/posix_spawn.3.html>
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::RawFd;
+
+/// Which side of a fork the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    /// In the new child.
+    Child,
+    /// In the parent; the child's pid.
+    Parent(i32),
+}
+
+/// `fork(2)` through glibc, so its `atfork` handlers (malloc's among them) run.
+///
+/// The child must follow the rules of a forked child of a possibly multi-threaded
+/// process; multiproc's callers check the thread count first.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: `fork` has no memory-safety preconditions of its own; what the child
+    // may do afterwards is the caller's contract (documented on the callers).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// `clone(CLONE_PARENT | SIGCHLD)`: a fork whose child is a *sibling* of the caller,
+/// that is, a child of the caller's parent, which can then `waitid` it, read its exit
+/// status and get `SIGCHLD` for it as for any child of its own.
+///
+/// Only the single-threaded fork server calls this. The raw syscall skips glibc's
+/// `atfork` handlers, which is sound because no other thread can hold a lock.
+pub(crate) fn clone_parent() -> io::Result<Forked> {
+    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: with a null stack the child continues on a copy-on-write copy of the
+    // caller's stack, exactly like `fork`; the remaining arguments (parent_tid,
+    // child_tid, tls) are unused without the flags that read them.
+    let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match r {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(i32::try_from(pid).expect("pid fits in i32"))),
+    }
+}
+
+/// Ends this process at once with `code`, running no destructors or `atexit` handlers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Starts `exe` with `argv = [argv0]`, the environment `env` and, besides stdin/out/err,
+/// exactly the descriptors `keep` (their close-on-exec flag is cleared in the child only).
+///
+/// Errors from `exec` in the child are reported here (glibc's `posix_spawn` waits for
+/// the `exec` with `CLONE_VFORK`).
+pub(crate) fn spawn(exe: &CStr, argv0: &CStr, env: &[CString], keep: &[(RawFd, RawFd)]) -> io::Result<i32> {
+    let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    // SAFETY: initializes the actions object in place.
+    check(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;
+    let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    // SAFETY: initializes the attribute object in place.
+    if let Err(e) = check(unsafe { libc::posix_spawnattr_init(attr.as_mut_ptr()) }) {
+        // SAFETY: `actions` was initialized above and is destroyed once.
+        unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
+        return Err(e);
+    }
+    let result = (|| {
+        for &(src, dst) in keep {
+            // SAFETY: `actions` is initialized; descriptors are plain integers here.
+            check(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), src, dst) })?;
+        }
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: initializes the set.
+        unsafe { libc::sigemptyset(empty.as_mut_ptr()) };
+        let mut all_default = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: initializes the set.
+        unsafe { libc::sigfillset(all_default.as_mut_ptr()) };
+        // SAFETY: `attr` is initialized; the sets were initialized just above.
+        check(unsafe { libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), empty.as_ptr()) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), all_default.as_ptr()) })?;
+        let flags = (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
+        // SAFETY: `attr` is initialized.
+        check(unsafe { libc::posix_spawnattr_setflags(attr.as_mut_ptr(), flags) })?;
+        let argv = [argv0.as_ptr().cast_mut(), std::ptr::null_mut()];
+        let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
+        envp.push(std::ptr::null_mut());
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: every pointer is valid for the call: `exe`, `argv` and `envp` are
+        // NUL-terminated and outlive it; `actions` and `attr` are initialized.
+        check(unsafe {
+            libc::posix_spawn(&mut pid, exe.as_ptr(), actions.as_ptr(), attr.as_ptr(), argv.as_ptr(), envp.as_ptr())
+        })?;
+        Ok(pid)
+    })();
+    // SAFETY: both objects were initialized above and are destroyed exactly once.
+    unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
+    // SAFETY: as above.
+    unsafe { libc::posix_spawnattr_destroy(attr.as_mut_ptr()) };
+    result
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Names the calling thread (and so, in a single-threaded child, the process) for
+/// `ps`/`top`; the kernel keeps the first 15 bytes.
+pub(crate) fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|&b| b != 0).take(15).collect();
+    bytes.push(0);
+    if let Ok(c) = CStr::from_bytes_with_nul(&bytes) {
+        let _ = rustix::thread::set_name(c);
+    }
+}

@@ -1,0 +1,8 @@
+//! Linux implementations of the `sys` contract, one file per facility.
+
+pub(crate) mod deathsig;
+pub(crate) mod fork;
+pub(crate) mod pidfd;
+pub(crate) mod proc;
+pub(crate) mod signal;
+pub(crate) mod socket;

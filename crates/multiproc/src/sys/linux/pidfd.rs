@@ -1,0 +1,73 @@
+//! Process handles as file descriptors: poll for exit, signal and reap without pid races.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man2/pidfd_open.2.html>
+//! - <https://man7.org/linux/man-pages/man2/waitid.2.html>
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+
+/// How a reaped child ended: `Ok(code)` for an exit, `Err((signal, core_dumped))` for a signal.
+pub(crate) type RawExit = Result<i32, (i32, bool)>;
+
+/// Opens a pidfd for child `pid`.
+pub(crate) fn open(pid: i32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Reaps the child if it has exited; `Ok(None)` while it runs.
+pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<RawExit>> {
+    reap(pidfd, WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+}
+
+/// Blocks until the child exits, then reaps it.
+pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) -> io::Result<RawExit> {
+    loop {
+        match reap(pidfd, WaitIdOptions::EXITED) {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn reap(pidfd: BorrowedFd<'_>, opts: WaitIdOptions) -> io::Result<Option<RawExit>> {
+    let status = rustix::process::waitid(WaitId::PidFd(pidfd), opts)?;
+    Ok(status.and_then(|s| {
+        if let Some(code) = s.exit_status() {
+            Some(Ok(code))
+        } else {
+            s.terminating_signal().map(|sig| Err((sig, s.dumped())))
+        }
+    }))
+}
+
+/// Sends `signal` to the process behind `pidfd` (a no-op error `ESRCH` once it is reaped).
+pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// Waits until any of `fds` is readable or `timeout` passes; returns which are ready.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    loop {
+        match poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
+}

@@ -1,0 +1,63 @@
+//! Facts about this process from `/proc`: thread count, executable identity.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html>
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Mutex;
+
+/// `/proc/self/stat`, kept open per process (keyed by pid, so a forked child reopens it).
+static STAT: Mutex<Option<(u32, File)>> = Mutex::new(None);
+
+/// The number of threads in this process right now (field 20 of `/proc/self/stat`).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let pid = std::process::id();
+    let mut guard = STAT.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.as_ref().is_none_or(|(p, _)| *p != pid) {
+        *guard = Some((pid, File::open("/proc/self/stat")?));
+    }
+    let (_, file) = guard.as_ref().expect("set above");
+    let mut buf = [0u8; 1024];
+    let n = file.read_at(&mut buf, 0)?;
+    parse_num_threads(&buf[..n]).ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
+}
+
+/// Field 20 (`num_threads`), counted after the `)` that closes the command name,
+/// which may itself contain spaces and parentheses.
+fn parse_num_threads(stat: &[u8]) -> Option<usize> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // After ")": state(3) ppid(4) ... num_threads(20) => index 17 of the rest.
+    rest.split_ascii_whitespace().nth(17)?.parse().ok()
+}
+
+/// An identity for the running executable: device, inode and size of `/proc/self/exe`.
+///
+/// A child that re-executes `/proc/self/exe` runs the very same file, so this matches;
+/// a different build at another path does not.
+pub(crate) fn exe_identity() -> io::Result<(u64, u64, u64)> {
+    let m = std::fs::metadata("/proc/self/exe")?;
+    Ok((m.dev(), m.ino(), m.size()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_stat_with_odd_comm() {
+        let line = b"123 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 7 0 0";
+        assert_eq!(super::parse_num_threads(line), Some(7));
+    }
+
+    #[test]
+    fn counts_threads() {
+        let before = super::thread_count().unwrap();
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(super::thread_count().unwrap() > before.saturating_sub(1));
+        tx.send(()).unwrap();
+        t.join().unwrap().unwrap();
+    }
+}

@@ -1,0 +1,71 @@
+//! Signal names and the dispositions a child needs.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man7/signal.7.html>
+#![allow(unsafe_code)]
+
+/// The conventional name of signal `signo` ("SIGSEGV"), or `None` if unknown.
+pub(crate) fn name(signo: i32) -> Option<&'static str> {
+    Some(match signo {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSTKFLT => "SIGSTKFLT",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGURG => "SIGURG",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGIO => "SIGIO",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+/// Sets SIGPIPE to "ignore", as Rust's `main` does before user code runs.
+///
+/// A re-executed child starts its work from a constructor, before `main`, so it has
+/// to do this itself; a write to a closed pipe then fails with `EPIPE` instead of
+/// killing the child.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN is a valid disposition for SIGPIPE and installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Ignores SIGINT (the fork server: Ctrl-C is for the parent to handle).
+pub(crate) fn ignore_sigint() {
+    // SAFETY: SIG_IGN is a valid disposition and installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
+/// Restores SIGINT's default disposition (a fork server's child).
+pub(crate) fn default_sigint() {
+    // SAFETY: SIG_DFL is a valid disposition and installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}

@@ -1,0 +1,266 @@
+//! Unix stream socket pairs that carry length-prefixed frames plus file descriptors.
+//!
+//! A frame is a 12-byte header — payload length (`u64`, little-endian) and number of
+//! descriptors (`u32`) — followed by the payload. The descriptors ride as
+//! `SCM_RIGHTS` ancillary data on the header's bytes.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man7/unix.7.html>
+//! - <https://man7.org/linux/man-pages/man2/recvmsg.2.html>
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// The most descriptors one frame may carry (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// Bytes in a frame header.
+pub(crate) const HEADER: usize = 12;
+
+/// Creates a connected pair of `AF_UNIX` stream sockets, close-on-exec.
+pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends one frame: header, `payload`, and `fds` attached to the header.
+///
+/// Blocks until all of it is queued.
+///
+/// # Errors
+///
+/// The socket's error (`EPIPE` when the peer has closed), or `InvalidInput` if
+/// there are more than [`MAX_FDS`] descriptors.
+pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many file descriptors in one message"));
+    }
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    header[8..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("ancillary buffer too small"));
+    }
+    let mut sent = 0usize;
+    let total = HEADER + payload.len();
+    // First call carries the descriptors; later calls, if the socket buffer was full,
+    // send the rest of the bytes only.
+    while sent < total {
+        let (a, b): (&[u8], &[u8]) = if sent < HEADER {
+            (&header[sent..], payload)
+        } else {
+            (&payload[sent - HEADER..], &[])
+        };
+        let iov = [IoSlice::new(a), IoSlice::new(b)];
+        let n = if sent == 0 {
+            sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL)
+        } else {
+            sendmsg(sock, &iov, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)
+        };
+        match n {
+            Ok(n) => sent += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// One received frame.
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// Incremental frame decoder over a socket: feed it with [`poll_read`](Self::poll_read)
+/// whenever the socket is readable.
+#[derive(Debug, Default)]
+pub(crate) struct FrameReader {
+    header: [u8; HEADER],
+    have_header: usize,
+    payload: Vec<u8>,
+    have_payload: usize,
+    fds: Vec<OwnedFd>,
+    /// The largest payload accepted, to turn a corrupt length into an error.
+    pub(crate) max_len: Option<u64>,
+}
+
+/// What one [`FrameReader::poll_read`] call saw.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    /// A whole frame arrived.
+    Frame(Frame),
+    /// No more bytes right now (non-blocking mode) or a partial frame.
+    Pending,
+    /// The peer closed; `true` if it closed in the middle of a frame.
+    Eof { truncated: bool },
+}
+
+impl FrameReader {
+    /// A reader with no size limit.
+    pub(crate) fn new() -> Self {
+        FrameReader::default()
+    }
+
+    /// Returns `true` if some bytes of a frame have arrived but not all of it.
+    pub(crate) fn in_frame(&self) -> bool {
+        self.have_header > 0
+    }
+
+    /// Reads what is available; with `nonblocking`, returns `Pending` rather than waiting.
+    pub(crate) fn poll_read(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<ReadOutcome> {
+        let flags = if nonblocking {
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC
+        } else {
+            RecvFlags::CMSG_CLOEXEC
+        };
+        loop {
+            if self.have_header == HEADER && self.have_payload == self.payload.len() {
+                return self.complete();
+            }
+            let r = if self.have_header < HEADER {
+                let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+                let mut control = RecvAncillaryBuffer::new(&mut space);
+                let mut iov = [IoSliceMut::new(&mut self.header[self.have_header..])];
+                let r = recvmsg(sock, &mut iov, &mut control, flags).map(|r| r.bytes);
+                for msg in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                        self.fds.extend(fds);
+                    }
+                }
+                r
+            } else {
+                let buf = &mut self.payload[self.have_payload..];
+                rustix::net::recv(sock, buf, flags & RecvFlags::DONTWAIT).map(|(n, _)| n)
+            };
+            let n = match r {
+                Ok(0) => return Ok(ReadOutcome::Eof { truncated: self.in_frame() }),
+                Ok(n) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return Ok(ReadOutcome::Pending),
+                Err(e) => return Err(e.into()),
+            };
+            if self.have_header < HEADER {
+                self.have_header += n;
+                if self.have_header == HEADER {
+                    self.start_payload()?;
+                }
+            } else {
+                self.have_payload += n;
+            }
+        }
+    }
+
+    fn start_payload(&mut self) -> io::Result<()> {
+        let len = u64::from_le_bytes(self.header[..8].try_into().expect("8 bytes"));
+        if self.max_len.is_some_and(|m| len > m) || len > isize::MAX as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes exceeds the maximum message size"),
+            ));
+        }
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        self.payload = Vec::new();
+        self.payload
+            .try_reserve_exact(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a frame buffer"))?;
+        self.payload.resize(len, 0);
+        self.have_payload = 0;
+        Ok(())
+    }
+
+    fn complete(&mut self) -> io::Result<ReadOutcome> {
+        let nfds = u32::from_le_bytes(self.header[8..].try_into().expect("4 bytes")) as usize;
+        self.have_header = 0;
+        self.have_payload = 0;
+        let fds = std::mem::take(&mut self.fds);
+        if nfds != fds.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame announced {nfds} descriptors but carried {}", fds.len()),
+            ));
+        }
+        Ok(ReadOutcome::Frame(Frame {
+            payload: std::mem::take(&mut self.payload),
+            fds,
+        }))
+    }
+}
+
+/// Blocks until one whole frame has arrived, or the peer closed (`Ok(None)`).
+///
+/// # Errors
+///
+/// The socket's error, `UnexpectedEof` if the peer closed in the middle of a frame,
+/// or `InvalidData` for a malformed frame.
+pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
+    let mut reader = FrameReader::new();
+    loop {
+        match reader.poll_read(sock, false) {
+            Ok(ReadOutcome::Frame(f)) => return Ok(Some(f)),
+            Ok(ReadOutcome::Eof { truncated: false }) => return Ok(None),
+            Ok(ReadOutcome::Eof { truncated: true }) => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed in the middle of a message"))
+            }
+            Ok(ReadOutcome::Pending) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Borrows every descriptor of a slice (helper for `send_frame`).
+pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(AsFd::as_fd).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_with_fds() {
+        let (a, b) = pair().unwrap();
+        let (x, _y) = pair().unwrap();
+        send_frame(a.as_fd(), b"hello", &[x.as_fd()]).unwrap();
+        let f = recv_frame(b.as_fd()).unwrap().unwrap();
+        assert_eq!(f.payload, b"hello");
+        assert_eq!(f.fds.len(), 1);
+        drop(a);
+        assert!(recv_frame(b.as_fd()).unwrap().is_none());
+    }
+
+    #[test]
+    fn big_frame_across_threads() {
+        let (a, b) = pair().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let d2 = data.clone();
+        let t = std::thread::spawn(move || send_frame(a.as_fd(), &d2, &[]).unwrap());
+        let f = recv_frame(b.as_fd()).unwrap().unwrap();
+        t.join().unwrap();
+        assert_eq!(f.payload, data);
+    }
+
+    #[test]
+    fn oversized_length_is_an_error() {
+        let (a, b) = pair().unwrap();
+        send_frame(a.as_fd(), &[0u8; 100], &[]).unwrap();
+        let mut r = FrameReader::new();
+        r.max_len = Some(10);
+        let e = r.poll_read(b.as_fd(), false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+}

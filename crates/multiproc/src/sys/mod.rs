@@ -1,0 +1,24 @@
+//! The platform layer: every syscall multiproc makes goes through here.
+//!
+//! Each platform provides, one file per kernel facility:
+//! - `fork`: `fork`, `clone(CLONE_PARENT)`, `posix_spawn` of this program, `_exit`;
+//! - `pidfd`: process handles that can be polled, signalled and reaped;
+//! - `socket`: socket pairs that carry framed bytes plus file descriptors;
+//! - `proc`: the number of threads in this process, the executable's identity;
+//! - `deathsig`: "die when the parent process dies" that does not depend on the
+//!   thread that started the child;
+//! - `signal`: signal names and dispositions.
+//!
+//! Only Linux is supported: other targets fail to compile here with a clear message
+//! rather than half-working.
+
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "multiproc supports Linux only for now: it relies on pidfd, memfd, futex, \
+     clone(CLONE_PARENT) and SCM_RIGHTS. Other platforms are not half-supported."
+);
