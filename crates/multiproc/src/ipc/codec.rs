@@ -69,7 +69,9 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
     let outer = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
     let r = bincode::serialize_into(&mut *out, value);
-    let fds = SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer)).unwrap_or_default();
+    let fds = SINK
+        .with(|s| std::mem::replace(&mut *s.borrow_mut(), outer))
+        .unwrap_or_default();
     r.map_err(|e| Error::new(ErrorKind::Encode).with_message(e.to_string()))?;
     Ok(fds)
 }
@@ -145,7 +147,11 @@ pub mod fd {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
         let i = <u32 as serde::Deserialize>::deserialize(d)? as usize;
         SOURCE
-            .with(|src| src.borrow_mut().as_mut().and_then(|v| v.get_mut(i).and_then(Option::take)))
+            .with(|src| {
+                src.borrow_mut()
+                    .as_mut()
+                    .and_then(|v| v.get_mut(i).and_then(Option::take))
+            })
             .ok_or_else(|| de::Error::custom(format!("file descriptor #{i} did not arrive with the message")))
     }
 }

@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use super::bootstrap::{self, Launch};
 use super::fork::{self, ChildIo};
+use super::forkserver;
 use super::function::{self, BinaryToken};
 use super::handle::Process;
 use super::spawn::{self, Started};
 use super::start_method::StartMethod;
-use super::forkserver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
 use crate::sys;
@@ -185,10 +185,21 @@ impl Builder {
             let pid = forkserver::request(&launch, &fds).map_err(start_error)?;
             drop(theirs);
             let pidfd = sys::pidfd::open(pid).map_err(start_error)?;
-            Started { pid, pidfd, sock: ours }
+            Started {
+                pid,
+                pidfd,
+                sock: ours,
+            }
         };
         drop(child_ends);
-        Ok(Process::from_started(started, self.name, method, self.kill_on_drop, out, err))
+        Ok(Process::from_started(
+            started,
+            self.name,
+            method,
+            self.kill_on_drop,
+            out,
+            err,
+        ))
     }
 
     /// Forks a child running the closure `f`, which may capture anything: the child
@@ -240,7 +251,14 @@ impl Builder {
             name: self.name.clone(),
         };
         let started = fork::start(f, io)?;
-        Ok(Process::from_started(started, self.name, StartMethod::Fork, self.kill_on_drop, out, err))
+        Ok(Process::from_started(
+            started,
+            self.name,
+            StartMethod::Fork,
+            self.kill_on_drop,
+            out,
+            err,
+        ))
     }
 
     /// Pipes for captured stdio: (parent stdout end, parent stderr end, child ends in order).

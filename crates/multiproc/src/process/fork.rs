@@ -68,7 +68,11 @@ where
             drop(orphans);
             drop(theirs);
             let pidfd = sys::pidfd::open(pid).map_err(start_error)?;
-            Ok(Started { pid, pidfd, sock: ours })
+            Ok(Started {
+                pid,
+                pidfd,
+                sock: ours,
+            })
         }
     }
 }

@@ -53,7 +53,8 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
         let answer = sent.and_then(|()| sys::socket::recv_frame(conn.sock.as_fd()));
         match answer {
             Ok(Some(frame)) => {
-                let r: Result<i32, i32> = codec::decode(&frame.payload, Vec::new()).map_err(io::Error::from)?;
+                let r: Result<i32, i32> =
+                    codec::decode(&frame.payload, Vec::new()).map_err(io::Error::from)?;
                 return r.map_err(io::Error::from_raw_os_error);
             }
             // The server died (killed, or out of memory): reap it and start another.
@@ -63,7 +64,12 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
                     let _ = sys::pidfd::reap_blocking(old.pidfd.as_fd());
                 }
             }
-            Ok(None) => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the fork server exited")),
+            Ok(None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the fork server exited",
+                ))
+            }
             Err(e) => return Err(e),
         }
     }
@@ -121,7 +127,10 @@ fn start_server() -> io::Result<Conn> {
 /// In a freshly forked child: closes the parent's connection to its fork server, which
 /// the child must never use (requests and answers would interleave).
 pub(crate) fn forget_after_fork() {
-    for fd in [CONN_FD.swap(-1, Ordering::Relaxed), CONN_PIDFD.swap(-1, Ordering::Relaxed)] {
+    for fd in [
+        CONN_FD.swap(-1, Ordering::Relaxed),
+        CONN_PIDFD.swap(-1, Ordering::Relaxed),
+    ] {
         if fd >= 0 {
             sys::deathsig::close_inherited(fd);
         }

@@ -371,8 +371,9 @@ impl<T> Process<T> {
             return Err(Error::new(ErrorKind::AlreadyJoined));
         }
         if !self.drive(st, deadline)? {
-            return Err(Error::new(ErrorKind::Timeout)
-                .with_message(format!("process {} is still running", self.pid)));
+            return Err(
+                Error::new(ErrorKind::Timeout).with_message(format!("process {} is still running", self.pid))
+            );
         }
         st.taken = true;
         let status = st.status.expect("drive returned after reaping");
@@ -434,7 +435,10 @@ impl State {
 
     /// Appends what the captured pipes have (they are non-blocking); closes a pipe at EOF.
     fn read_pipes(&mut self) {
-        for (slot, buf) in [(&mut self.out, &mut self.output.stdout), (&mut self.err, &mut self.output.stderr)] {
+        for (slot, buf) in [
+            (&mut self.out, &mut self.output.stdout),
+            (&mut self.err, &mut self.output.stderr),
+        ] {
             let Some(fd) = slot.as_ref() else { continue };
             let mut chunk = [0u8; 16384];
             loop {

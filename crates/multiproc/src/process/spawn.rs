@@ -30,7 +30,11 @@ pub(crate) struct Started {
 ///
 /// `launch.death_fd` must be `-1` or a descriptor of this process; it is passed
 /// through at the same number. `fds` go with the launch frame.
-pub(crate) fn spawn_child(launch: &Launch, fds: &[BorrowedFd<'_>], exe: Option<&OsStr>) -> io::Result<Started> {
+pub(crate) fn spawn_child(
+    launch: &Launch,
+    fds: &[BorrowedFd<'_>],
+    exe: Option<&OsStr>,
+) -> io::Result<Started> {
     bootstrap::keep_hook_linked();
     let payload = codec::encode(launch).map_err(io::Error::from)?.bytes;
     let (ours, theirs) = sys::socket::pair()?;
@@ -59,7 +63,11 @@ pub(crate) fn spawn_child(launch: &Launch, fds: &[BorrowedFd<'_>], exe: Option<&
     // A child that died at once (a different program, say) closes its end: the send
     // then fails with EPIPE, and `join` reports how the child ended.
     let _ = sys::socket::send_frame(ours.as_fd(), &payload, fds);
-    Ok(Started { pid, pidfd, sock: ours })
+    Ok(Started {
+        pid,
+        pidfd,
+        sock: ours,
+    })
 }
 
 /// The parent's `argv[0]`, so `ps` shows the child as the same program.
@@ -67,5 +75,9 @@ fn argv0() -> CString {
     std::env::args_os()
         .next()
         .and_then(|a| CString::new(a.as_bytes()).ok())
-        .unwrap_or_else(|| CStr::from_bytes_with_nul(b"multiproc-child\0").expect("literal").to_owned())
+        .unwrap_or_else(|| {
+            CStr::from_bytes_with_nul(b"multiproc-child\0")
+                .expect("literal")
+                .to_owned()
+        })
 }

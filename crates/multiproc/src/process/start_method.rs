@@ -76,8 +76,11 @@ impl std::str::FromStr for StartMethod {
             "fork" => Ok(StartMethod::Fork),
             "spawn" => Ok(StartMethod::Spawn),
             "forkserver" => Ok(StartMethod::ForkServer),
-            _ => Err(crate::Error::new(crate::ErrorKind::InvalidInput)
-                .with_message(format!("unknown start method {s:?} (expected fork, spawn or forkserver)"))),
+            _ => Err(
+                crate::Error::new(crate::ErrorKind::InvalidInput).with_message(format!(
+                    "unknown start method {s:?} (expected fork, spawn or forkserver)"
+                )),
+            ),
         }
     }
 }

@@ -17,6 +17,9 @@ fn every_method_returns_the_value() {
 fn fork_is_refused_with_threads_by_default() {
     // The test harness runs this test on a thread of its own, besides main.
     let _hold = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)));
-    let e = Builder::new().start_method(StartMethod::Fork).start(forty_two).unwrap_err();
+    let e = Builder::new()
+        .start_method(StartMethod::Fork)
+        .start(forty_two)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ForkWithThreads);
 }

@@ -26,10 +26,16 @@ fn join_timeout_then_join() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut t = Thread::start(move || rx.recv().is_ok()).unwrap();
     assert!(t.is_alive());
-    assert!(t.join_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    assert!(t
+        .join_timeout(Duration::from_millis(10))
+        .unwrap_err()
+        .is_timeout());
     tx.send(()).unwrap();
     assert!(t.join_timeout(Duration::from_secs(10)).unwrap());
-    assert_eq!(t.join_timeout(Duration::from_secs(1)).unwrap_err().kind(), ErrorKind::AlreadyJoined);
+    assert_eq!(
+        t.join_timeout(Duration::from_secs(1)).unwrap_err().kind(),
+        ErrorKind::AlreadyJoined
+    );
 }
 
 #[test]

@@ -74,7 +74,12 @@ pub(crate) fn forget_parent_pipe_after_fork() {
 pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
     let path = format!("/proc/self/fd/{inherited}\0");
     // SAFETY: `path` is NUL-terminated; `open` does not retain the pointer.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -99,7 +99,14 @@ pub(crate) fn spawn(exe: &CStr, argv0: &CStr, env: &[CString], keep: &[(RawFd, R
         // SAFETY: every pointer is valid for the call: `exe`, `argv` and `envp` are
         // NUL-terminated and outlive it; `actions` and `attr` are initialized.
         check(unsafe {
-            libc::posix_spawn(&mut pid, exe.as_ptr(), actions.as_ptr(), attr.as_ptr(), argv.as_ptr(), envp.as_ptr())
+            libc::posix_spawn(
+                &mut pid,
+                exe.as_ptr(),
+                actions.as_ptr(),
+                attr.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
         })?;
         Ok(pid)
     })();

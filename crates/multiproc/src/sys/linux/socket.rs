@@ -13,8 +13,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
-    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
-    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// The most descriptors one frame may carry (the kernel's `SCM_MAX_FD`).
@@ -43,7 +43,10 @@ pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// there are more than [`MAX_FDS`] descriptors.
 pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many file descriptors in one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many file descriptors in one message",
+        ));
     }
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
@@ -67,7 +70,12 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd
         let n = if sent == 0 {
             sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL)
         } else {
-            sendmsg(sock, &iov, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)
+            sendmsg(
+                sock,
+                &iov,
+                &mut SendAncillaryBuffer::default(),
+                SendFlags::NOSIGNAL,
+            )
         };
         match n {
             Ok(n) => sent += n,
@@ -147,7 +155,11 @@ impl FrameReader {
                 rustix::net::recv(sock, buf, flags & RecvFlags::DONTWAIT).map(|(n, _)| n)
             };
             let n = match r {
-                Ok(0) => return Ok(ReadOutcome::Eof { truncated: self.in_frame() }),
+                Ok(0) => {
+                    return Ok(ReadOutcome::Eof {
+                        truncated: self.in_frame(),
+                    })
+                }
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) => return Ok(ReadOutcome::Pending),
@@ -213,7 +225,10 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
             Ok(ReadOutcome::Frame(f)) => return Ok(Some(f)),
             Ok(ReadOutcome::Eof { truncated: false }) => return Ok(None),
             Ok(ReadOutcome::Eof { truncated: true }) => {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed in the middle of a message"))
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed in the middle of a message",
+                ))
             }
             Ok(ReadOutcome::Pending) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

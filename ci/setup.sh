@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Installs what the checks need beyond the Rust toolchain, cargo-nextest, gcc and Python.
+set -euo pipefail
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true

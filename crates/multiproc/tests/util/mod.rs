@@ -1,0 +1,129 @@
+//! Shared helpers for integration tests: a watchdog, re-exec of `#[ignore]`d helpers,
+//! descriptor and zombie counting, unique names.
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Aborts the whole test process with a message if it is still alive after `limit`,
+/// so that a hang fails loudly instead of wedging CI. Disarmed on drop.
+pub struct Watchdog {
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+    }
+}
+
+/// Starts a watchdog for the current test.
+pub fn watchdog(limit: Duration) -> Watchdog {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = Arc::clone(&done);
+    let name = std::thread::current().name().unwrap_or("test").to_owned();
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < limit {
+                if d.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("WATCHDOG: {name} still running after {limit:?}; aborting");
+            std::process::abort();
+        })
+        .expect("spawn watchdog");
+    Watchdog { done }
+}
+
+/// Runs the `#[ignore]`d test `test` of this test binary in a child process, killing
+/// it if it outlives `deadline`. Returns its output.
+pub fn run_ignored(test: &str, deadline: Duration, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--ignored", "--exact", test, "--test-threads=1", "--nocapture"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn test helper");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{test} hung for more than {deadline:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The number of open descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Pids of this process's children that are zombies right now.
+pub fn zombie_children() -> Vec<i32> {
+    children_of(std::process::id() as i32)
+        .into_iter()
+        .filter(|&(_, state)| state == 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// `(pid, state)` of every process whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let parent: i32 = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if parent == ppid {
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+/// Returns `true` if a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').is_some_and(|c| !stat[c + 1..].trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `cond` holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// A name unique to this process and call, for shared-memory segments and sockets.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
