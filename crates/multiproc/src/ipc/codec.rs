@@ -152,7 +152,11 @@ pub mod fd {
                     .as_mut()
                     .and_then(|v| v.get_mut(i).and_then(Option::take))
             })
-            .ok_or_else(|| de::Error::custom(format!("file descriptor #{i} did not arrive with the message")))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "file descriptor #{i} did not arrive with the message"
+                ))
+            })
     }
 }
 

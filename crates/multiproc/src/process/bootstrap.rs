@@ -145,10 +145,12 @@ pub(crate) fn keep_hook_linked() {
 /// would run the parent's `main` again.
 pub(crate) fn check_not_orphaned_bootstrap() -> crate::Result<()> {
     if std::env::var_os(ENV).is_some() {
-        return Err(crate::Error::new(crate::ErrorKind::Start).with_message(format!(
-            "{ENV} is set but multiproc's startup hook did not run in this process; \
+        return Err(
+            crate::Error::new(crate::ErrorKind::Start).with_message(format!(
+                "{ENV} is set but multiproc's startup hook did not run in this process; \
              the program's main was entered by mistake"
-        )));
+            )),
+        );
     }
     Ok(())
 }

@@ -242,8 +242,16 @@ impl Builder {
         } else {
             -1
         };
-        let child_err = if err.is_some() { child_ends.pop() } else { None };
-        let child_out = if out.is_some() { child_ends.pop() } else { None };
+        let child_err = if err.is_some() {
+            child_ends.pop()
+        } else {
+            None
+        };
+        let child_out = if out.is_some() {
+            child_ends.pop()
+        } else {
+            None
+        };
         let io = ChildIo {
             stdout: child_out,
             stderr: child_err,
@@ -270,7 +278,8 @@ impl Builder {
         let (or, ow) = rustix::pipe::pipe_with(flags).map_err(|e| start_error(e.into()))?;
         let (er, ew) = rustix::pipe::pipe_with(flags).map_err(|e| start_error(e.into()))?;
         for fd in [&or, &er] {
-            rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK).map_err(|e| start_error(e.into()))?;
+            rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)
+                .map_err(|e| start_error(e.into()))?;
         }
         Ok((Some(or), Some(er), vec![ow, ew]))
     }

@@ -117,7 +117,10 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExitStatus::Exited(c) => write!(f, "exited with code {c}"),
-            ExitStatus::Signaled { signal, core_dumped } => {
+            ExitStatus::Signaled {
+                signal,
+                core_dumped,
+            } => {
                 write!(f, "killed by {signal}")?;
                 if *core_dumped {
                     f.write_str(" (core dumped)")?;

@@ -94,11 +94,16 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
 /// ```
 pub fn preload_forkserver() -> crate::Result<()> {
     let mut guard = CONN.lock().unwrap_or_else(|e| e.into_inner());
-    if guard.as_ref().is_some_and(|c| c.owner == std::process::id()) {
+    if guard
+        .as_ref()
+        .is_some_and(|c| c.owner == std::process::id())
+    {
         return Ok(());
     }
     std::mem::forget(guard.take());
-    *guard = Some(start_server().map_err(|e| crate::Error::new(crate::ErrorKind::Start).with_source(e))?);
+    *guard = Some(
+        start_server().map_err(|e| crate::Error::new(crate::ErrorKind::Start).with_source(e))?,
+    );
     Ok(())
 }
 

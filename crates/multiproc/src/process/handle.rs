@@ -211,8 +211,12 @@ impl<T> Process<T> {
     /// [`ErrorKind::Os`] if the signal cannot be sent; [`ErrorKind::InvalidInput`] for
     /// an unknown signal number.
     pub fn send_signal(&self, signo: i32) -> Result<()> {
-        if sys::signal::name(signo).is_none() && !(libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo) {
-            return Err(Error::new(ErrorKind::InvalidInput).with_message(format!("unknown signal {signo}")));
+        if sys::signal::name(signo).is_none()
+            && !(libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
+        {
+            return Err(
+                Error::new(ErrorKind::InvalidInput).with_message(format!("unknown signal {signo}"))
+            );
         }
         self.signal(signo)
     }
@@ -371,9 +375,8 @@ impl<T> Process<T> {
             return Err(Error::new(ErrorKind::AlreadyJoined));
         }
         if !self.drive(st, deadline)? {
-            return Err(
-                Error::new(ErrorKind::Timeout).with_message(format!("process {} is still running", self.pid))
-            );
+            return Err(Error::new(ErrorKind::Timeout)
+                .with_message(format!("process {} is still running", self.pid)));
         }
         st.taken = true;
         let status = st.status.expect("drive returned after reaping");
@@ -394,7 +397,9 @@ impl<T> Process<T> {
             None => {
                 let mut e = Error::from_status(status);
                 if let Some(re) = st.read_error.take() {
-                    e = Error::new(ErrorKind::Decode).with_status(status).with_source(re);
+                    e = Error::new(ErrorKind::Decode)
+                        .with_status(status)
+                        .with_source(re);
                 } else if st.truncated {
                     e = e.with_message("it ended in the middle of sending its result");
                 } else if status.code().is_some() {

@@ -53,7 +53,9 @@ pub(crate) fn spawn_child(
         keep.push((launch.death_fd, launch.death_fd));
     }
     let exe_c = match exe {
-        Some(p) => CString::new(p.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        Some(p) => {
+            CString::new(p.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?
+        }
         None => CString::new("/proc/self/exe").expect("no NUL"),
     };
     let argv0 = argv0();

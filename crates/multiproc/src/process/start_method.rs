@@ -65,7 +65,11 @@ impl StartMethod {
     }
 
     /// All three methods, in order of isolation.
-    pub const ALL: [StartMethod; 3] = [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn];
+    pub const ALL: [StartMethod; 3] = [
+        StartMethod::Fork,
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+    ];
 }
 
 impl std::str::FromStr for StartMethod {

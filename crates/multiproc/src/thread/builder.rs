@@ -54,7 +54,9 @@ impl Builder {
         T: Send + 'static,
     {
         if self.name.as_deref().is_some_and(|n| n.contains('\0')) {
-            return Err(Error::new(ErrorKind::InvalidInput).with_message("thread name contains a NUL byte"));
+            return Err(
+                Error::new(ErrorKind::InvalidInput).with_message("thread name contains a NUL byte")
+            );
         }
         crate::panic::install_hook();
         let packet = Arc::new(Packet::new());

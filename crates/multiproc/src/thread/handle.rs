@@ -112,7 +112,11 @@ impl<T> Thread<T> {
         Builder::new()
     }
 
-    pub(super) fn new(handle: JoinHandle<()>, packet: Arc<Packet<T>>, name: Option<String>) -> Self {
+    pub(super) fn new(
+        handle: JoinHandle<()>,
+        packet: Arc<Packet<T>>,
+        name: Option<String>,
+    ) -> Self {
         Thread {
             handle: Some(handle),
             packet,
@@ -188,7 +192,10 @@ impl<T> Thread<T> {
         match lock(&self.packet.result).take() {
             Some(Ok(v)) => Ok(v),
             Some(Err(p)) => Err(Error::from_panic(p)),
-            None => Err(Error::new(ErrorKind::Disconnected).with_message("thread ended without a result")),
+            None => {
+                Err(Error::new(ErrorKind::Disconnected)
+                    .with_message("thread ended without a result"))
+            }
         }
     }
 }

@@ -42,8 +42,14 @@ pub(crate) fn read_end() -> io::Result<RawFd> {
         return Ok(READ_FD.load(Ordering::Relaxed));
     }
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    READ_FD.store(std::mem::ManuallyDrop::new(r).as_raw_fd(), Ordering::Relaxed);
-    WRITE_FD.store(std::mem::ManuallyDrop::new(w).as_raw_fd(), Ordering::Relaxed);
+    READ_FD.store(
+        std::mem::ManuallyDrop::new(r).as_raw_fd(),
+        Ordering::Relaxed,
+    );
+    WRITE_FD.store(
+        std::mem::ManuallyDrop::new(w).as_raw_fd(),
+        Ordering::Relaxed,
+    );
     OWNER.store(pid, Ordering::Release);
     Ok(READ_FD.load(Ordering::Relaxed))
 }

@@ -63,7 +63,12 @@ pub(crate) fn exit_now(code: i32) -> ! {
 ///
 /// Errors from `exec` in the child are reported here (glibc's `posix_spawn` waits for
 /// the `exec` with `CLONE_VFORK`).
-pub(crate) fn spawn(exe: &CStr, argv0: &CStr, env: &[CString], keep: &[(RawFd, RawFd)]) -> io::Result<i32> {
+pub(crate) fn spawn(
+    exe: &CStr,
+    argv0: &CStr,
+    env: &[CString],
+    keep: &[(RawFd, RawFd)],
+) -> io::Result<i32> {
     let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
     // SAFETY: initializes the actions object in place.
     check(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;
@@ -77,7 +82,9 @@ pub(crate) fn spawn(exe: &CStr, argv0: &CStr, env: &[CString], keep: &[(RawFd, R
     let result = (|| {
         for &(src, dst) in keep {
             // SAFETY: `actions` is initialized; descriptors are plain integers here.
-            check(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), src, dst) })?;
+            check(unsafe {
+                libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), src, dst)
+            })?;
         }
         let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: initializes the set.
@@ -88,7 +95,9 @@ pub(crate) fn spawn(exe: &CStr, argv0: &CStr, env: &[CString], keep: &[(RawFd, R
         // SAFETY: `attr` is initialized; the sets were initialized just above.
         check(unsafe { libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), empty.as_ptr()) })?;
         // SAFETY: as above.
-        check(unsafe { libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), all_default.as_ptr()) })?;
+        check(unsafe {
+            libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), all_default.as_ptr())
+        })?;
         let flags = (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
         // SAFETY: `attr` is initialized.
         check(unsafe { libc::posix_spawnattr_setflags(attr.as_mut_ptr(), flags) })?;

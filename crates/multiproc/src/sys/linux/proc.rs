@@ -21,7 +21,8 @@ pub(crate) fn thread_count() -> io::Result<usize> {
     let (_, file) = guard.as_ref().expect("set above");
     let mut buf = [0u8; 1024];
     let n = file.read_at(&mut buf, 0)?;
-    parse_num_threads(&buf[..n]).ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
+    parse_num_threads(&buf[..n])
+        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
 }
 
 /// Field 20 (`num_threads`), counted after the `)` that closes the command name,

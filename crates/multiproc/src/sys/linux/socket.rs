@@ -13,8 +13,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
-    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// The most descriptors one frame may carry (the kernel's `SCM_MAX_FD`).
@@ -41,7 +41,11 @@ pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
 ///
 /// The socket's error (`EPIPE` when the peer has closed), or `InvalidInput` if
 /// there are more than [`MAX_FDS`] descriptors.
-pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_frame(
+    sock: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     if fds.len() > MAX_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -51,7 +55,8 @@ pub(crate) fn send_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     header[8..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut space =
+        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("ancillary buffer too small"));
@@ -129,7 +134,11 @@ impl FrameReader {
     }
 
     /// Reads what is available; with `nonblocking`, returns `Pending` rather than waiting.
-    pub(crate) fn poll_read(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<ReadOutcome> {
+    pub(crate) fn poll_read(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        nonblocking: bool,
+    ) -> io::Result<ReadOutcome> {
         let flags = if nonblocking {
             RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC
         } else {
@@ -140,7 +149,8 @@ impl FrameReader {
                 return self.complete();
             }
             let r = if self.have_header < HEADER {
-                let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+                let mut space =
+                    [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
                 let mut control = RecvAncillaryBuffer::new(&mut space);
                 let mut iov = [IoSliceMut::new(&mut self.header[self.have_header..])];
                 let r = recvmsg(sock, &mut iov, &mut control, flags).map(|r| r.bytes);
@@ -186,9 +196,9 @@ impl FrameReader {
         }
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         self.payload = Vec::new();
-        self.payload
-            .try_reserve_exact(len)
-            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a frame buffer"))?;
+        self.payload.try_reserve_exact(len).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a frame buffer")
+        })?;
         self.payload.resize(len, 0);
         self.have_payload = 0;
         Ok(())
@@ -202,7 +212,10 @@ impl FrameReader {
         if nfds != fds.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("frame announced {nfds} descriptors but carried {}", fds.len()),
+                format!(
+                    "frame announced {nfds} descriptors but carried {}",
+                    fds.len()
+                ),
             ));
         }
         Ok(ReadOutcome::Frame(Frame {
