@@ -5,11 +5,15 @@ mod error;
 pub mod ipc;
 mod panic;
 pub mod process;
+pub mod shm;
+pub mod sync;
 mod sys;
 pub mod thread;
 
 pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};
 pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
+pub use crate::shm::SharedMemory;
+pub use crate::sync::Lock;
 pub use crate::thread::Thread;
 
 // Handles cross threads; a regression here is a breaking change.
@@ -18,4 +22,6 @@ const _: () = {
     send_sync::<Process<()>>();
     send_sync::<Thread<()>>();
     send_sync::<Error>();
+    send_sync::<SharedMemory>();
+    send_sync::<Lock>();
 };

@@ -7,7 +7,11 @@
 //! - `proc`: the number of threads in this process, the executable's identity;
 //! - `deathsig`: "die when the parent process dies" that does not depend on the
 //!   thread that started the child;
-//! - `signal`: signal names and dispositions.
+//! - `signal`: signal names and dispositions;
+//! - `futex`: process-shared futex wait/wake on a word in shared memory;
+//! - `memfd`: anonymous shared files (no name to leak) and their `/proc` paths;
+//! - `mm`: `MAP_SHARED` mappings of such files;
+//! - `thread`: the cached kernel thread id, thread start times, "is this owner dead?".
 //!
 //! Only Linux is supported: other targets fail to compile here with a clear message
 //! rather than half-working.

@@ -45,9 +45,15 @@ pub fn watchdog(limit: Duration) -> Watchdog {
 /// it if it outlives `deadline`. Returns its output.
 pub fn run_ignored(test: &str, deadline: Duration, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(["--ignored", "--exact", test, "--test-threads=1", "--nocapture"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        test,
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -72,7 +78,9 @@ pub fn run_ignored(test: &str, deadline: Duration, env: &[(&str, &str)]) -> Outp
 
 /// The number of open descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Pids of this process's children that are zombies right now.
@@ -87,11 +95,19 @@ pub fn zombie_children() -> Vec<i32> {
 /// `(pid, state)` of every process whose parent is `ppid`.
 pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         let mut rest = stat[close + 1..].split_whitespace();
         let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let parent: i32 = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -105,7 +121,9 @@ pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
 /// Returns `true` if a process with this pid exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rfind(')').is_some_and(|c| !stat[c + 1..].trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rfind(')')
+            .is_some_and(|c| !stat[c + 1..].trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -125,5 +143,9 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// A name unique to this process and call, for shared-memory segments and sockets.
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

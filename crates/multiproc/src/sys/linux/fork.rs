@@ -47,7 +47,11 @@ pub(crate) fn clone_parent() -> io::Result<Forked> {
     let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     match r {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
+        0 => {
+            // No `atfork` handlers ran: invalidate the cached thread id ourselves.
+            super::thread::forget_after_fork();
+            Ok(Forked::Child)
+        }
         pid => Ok(Forked::Parent(i32::try_from(pid).expect("pid fits in i32"))),
     }
 }

@@ -2,7 +2,11 @@
 
 pub(crate) mod deathsig;
 pub(crate) mod fork;
+pub(crate) mod futex;
+pub(crate) mod memfd;
+pub(crate) mod mm;
 pub(crate) mod pidfd;
 pub(crate) mod proc;
 pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod thread;

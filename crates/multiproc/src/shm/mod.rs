@@ -1,0 +1,33 @@
+//! Memory shared between processes.
+//!
+//! [`SharedMemory`] is a block of bytes that several processes map at once. It is
+//! created from an anonymous `memfd`, so there is no name in `/dev/shm` to leak: the
+//! kernel frees the memory when the last process using it is gone, however they
+//! ended. Hand it to a child as the argument of
+//! [`Process::start_with`](crate::Process::start_with) (it travels as a file
+//! descriptor, by every start method), or let an unrelated process
+//! [`attach`](SharedMemory::attach) to it by [`name`](SharedMemory::name).
+//!
+//! ```
+//! use std::sync::atomic::Ordering;
+//! use multiproc::{Process, SharedMemory};
+//!
+//! fn bump(shm: SharedMemory) {
+//!     shm.atomic_u64(0).fetch_add(1, Ordering::SeqCst);
+//! }
+//!
+//! let shm = SharedMemory::create(8)?;
+//! let children = (0..2)
+//!     .map(|_| Process::start_with(bump, shm.clone()))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! for c in children {
+//!     c.join()?;
+//! }
+//! assert_eq!(shm.atomic_u64(0).load(Ordering::SeqCst), 2);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+
+mod segment;
+
+pub(crate) use segment::Shared;
+pub use segment::SharedMemory;

@@ -1,0 +1,520 @@
+//! [`SharedMemory`]: a memfd mapped `MAP_SHARED`, with bounds-checked byte copies and
+//! typed atomic views; and [`Shared<T>`], the crate-internal typed handle every
+//! synchronization primitive keeps its futex words in.
+//!
+//! # Safety
+//!
+//! A `Mapping` owns a live `MAP_SHARED` mapping of `len` bytes at `ptr`, created in
+//! [`Mapping::new`] and unmapped only in its `Drop`. Every reference handed out
+//! borrows the `SharedMemory` (or the `Shared<T>`) that keeps the `Arc<Mapping>`
+//! alive, and every offset is bounds- and alignment-checked before a pointer is
+//! formed. The memory may be written by other processes at any time, so Rust
+//! references are only ever formed to atomics (or `ShmLayout` types made of them);
+//! byte access goes through raw copies.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+
+/// A block of memory shared between processes (and threads).
+///
+/// The memory is an anonymous `memfd` mapped `MAP_SHARED`: it has no name in any
+/// file system, so nothing can leak. The kernel frees it when the last process that
+/// has it open or mapped closes it or exits, even if every process crashed. It
+/// starts zeroed, is readable and writable by its owner only (mode `0600`), and its
+/// size is fixed (sealed) at creation.
+///
+/// Give it to a child by passing it (or anything holding it) as the argument of
+/// [`Process::start_with`](crate::Process::start_with): it travels as a file
+/// descriptor by every start method and the child maps the same memory. A process
+/// that was not handed the object can [`attach`](Self::attach) by
+/// [`name`](Self::name). Attaching never destroys anything: there is no "unlink".
+///
+/// Clones are cheap and share one mapping.
+///
+/// # Concurrent access
+///
+/// Other processes may write the memory at any moment. [`read`](Self::read) and
+/// [`write`](Self::write) copy bytes without synchronization, so a copy that races
+/// with a writer may see a torn mix; protect multi-byte data with a
+/// [`Lock`](crate::Lock), or use the atomic views ([`atomic_u32`](Self::atomic_u32),
+/// [`atomic_u64`](Self::atomic_u64)).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, SharedMemory};
+///
+/// fn child(shm: SharedMemory) {
+///     shm.write(0, b"hello").unwrap();
+/// }
+///
+/// let shm = SharedMemory::create(4096)?;
+/// Process::start_with(child, shm.clone())?.join()?;
+/// let mut buf = [0u8; 5];
+/// shm.read(0, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedMemory {
+    map: Arc<Mapping>,
+}
+
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is plain shared memory that any thread may access; the pointer
+// is only dereferenced through the bounds-checked accessors, which hand out atomics
+// or copy bytes.
+unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: `&Mapping` only allows atomic access or raw copies.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(fd: OwnedFd, len: usize) -> Result<Mapping> {
+        let ptr = sys::mm::map_shared(fd.as_fd(), len).map_err(Error::os)?;
+        Ok(Mapping { ptr, len, fd })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` come from `map_shared` in `Mapping::new`; this is the only
+        // unmap, and no borrow of the mapping outlives the `Arc<Mapping>` being dropped.
+        unsafe { sys::mm::unmap(self.ptr, self.len) };
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidInput).with_message(message)
+}
+
+impl SharedMemory {
+    /// Creates a zeroed segment of `size` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `size` is 0; [`ErrorKind::Os`] if the kernel
+    /// refuses (`EMFILE`, `ENOMEM`, …).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(100)?;
+    /// assert_eq!(shm.len(), 100);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn create(size: usize) -> Result<SharedMemory> {
+        if size == 0 {
+            return Err(invalid("shared memory size must be positive"));
+        }
+        let fd = sys::memfd::create(size as u64).map_err(Error::os)?;
+        Ok(SharedMemory {
+            map: Arc::new(Mapping::new(fd, size)?),
+        })
+    }
+
+    /// Maps the segment another process [named](Self::name).
+    ///
+    /// The name is a `/proc/<pid>/fd/<n>` path. The kernel lets a process open it
+    /// only if it may inspect the creator (same user and a ptrace "read" check),
+    /// and the file itself is owner-only, so the name need not be secret. It stays
+    /// valid while the creating process is alive and keeps this object (or a clone)
+    /// open. Attaching never destroys anything: the memory lives while any process
+    /// has it open or mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `name` is not a multiproc segment,
+    /// [`ErrorKind::Os`] if it cannot be opened (the creator exited: `ENOENT`; no
+    /// permission: `EACCES`) or mapped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// let shm = SharedMemory::create(64)?;
+    /// let other = SharedMemory::attach(&shm.name())?;
+    /// other.write(0, &[7])?;
+    /// let mut b = [0];
+    /// shm.read(0, &mut b)?;
+    /// assert_eq!(b, [7]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn attach(name: &str) -> Result<SharedMemory> {
+        let fd = sys::memfd::reopen(name).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                invalid(format!("{name} is not a multiproc shared-memory segment"))
+            } else {
+                Error::os(e)
+            }
+        })?;
+        Self::from_fd(fd, None)
+    }
+
+    fn from_fd(fd: OwnedFd, expected: Option<usize>) -> Result<SharedMemory> {
+        let size = sys::memfd::size(fd.as_fd()).map_err(Error::os)?;
+        let size = usize::try_from(size).map_err(|_| invalid("segment too large"))?;
+        if size == 0 || expected.is_some_and(|e| e != size) {
+            return Err(Error::new(ErrorKind::Decode).with_message(format!(
+                "shared memory has size {size}, expected {expected:?}"
+            )));
+        }
+        Ok(SharedMemory {
+            map: Arc::new(Mapping::new(fd, size)?),
+        })
+    }
+
+    /// The name under which another process can [`attach`](Self::attach).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(64)?;
+    /// assert!(shm.name().starts_with("/proc/"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn name(&self) -> String {
+        sys::memfd::proc_path(&self.map.fd)
+    }
+
+    /// The size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len
+    }
+
+    /// Always `false`: a segment has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.map.len == 0
+    }
+
+    /// A raw pointer to the first byte (page-aligned), valid while `self` (or a clone)
+    /// lives.
+    ///
+    /// Other processes may write through their own mapping at any time: accessing
+    /// the memory through this pointer is the caller's responsibility.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.ptr.as_ptr()
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<*mut u8> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.map.len => Ok(self.as_ptr().wrapping_add(offset)),
+            _ => Err(invalid(format!(
+                "range {offset}..{offset}+{len} is outside the {}-byte segment",
+                self.map.len
+            ))),
+        }
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if the range is outside the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// let mut buf = [1u8; 4];
+    /// shm.read(4, &mut buf)?;
+    /// assert_eq!(buf, [0; 4]);
+    /// assert!(shm.read(6, &mut buf).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        let src = self.check_range(offset, buf.len())?;
+        // SAFETY: `src..src+len` is inside the mapping (checked above), which lives while
+        // `self` does; `buf` is a distinct Rust allocation, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment starting at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if the range is outside the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// shm.write(6, b"hi")?;
+    /// assert!(shm.write(7, b"hi").is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        let dst = self.check_range(offset, data.len())?;
+        // SAFETY: `dst..dst+len` is inside the writable mapping (checked above), which
+        // lives while `self` does; no Rust reference to these bytes exists (only atomics
+        // are ever referenced, and writing bytes under them is an atomic-sized race the
+        // caller accepted, see "Concurrent access").
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+
+    /// Returns the 32-bit atomic word at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is not a multiple of 4 or the word lies outside the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let shm = multiproc::SharedMemory::create(8)?;
+    /// shm.atomic_u32(4).fetch_add(3, Ordering::Relaxed);
+    /// assert_eq!(shm.atomic_u32(4).load(Ordering::Relaxed), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0, "atomic word must be 4-byte aligned");
+        let word = self
+            .check_range(offset, 4)
+            .expect("atomic word out of bounds")
+            .cast::<AtomicU32>();
+        // SAFETY: `word` is in bounds and 4-aligned (checked above; mmap returns
+        // page-aligned memory) of a mapping owned by `self.map` and unmapped only in its
+        // `Drop`, so it outlives the returned borrow. `AtomicU32` has the layout of
+        // `u32`, every bit pattern is valid, and it is accessed only atomically.
+        unsafe { &*word }
+    }
+
+    /// Returns the 64-bit atomic word at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is not a multiple of 8 or the word lies outside the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let shm = multiproc::SharedMemory::create(16)?;
+    /// shm.atomic_u64(8).store(u64::MAX, Ordering::Relaxed);
+    /// assert_eq!(shm.atomic_u64(8).load(Ordering::Relaxed), u64::MAX);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0, "atomic word must be 8-byte aligned");
+        let word = self
+            .check_range(offset, 8)
+            .expect("atomic word out of bounds")
+            .cast::<AtomicU64>();
+        // SAFETY: as in `atomic_u32`, with 8-byte alignment checked above.
+        unsafe { &*word }
+    }
+
+    /// Returns `true` if `self` and `other` map the same memory in this process
+    /// (they are clones of one another).
+    pub fn ptr_eq(&self, other: &SharedMemory) -> bool {
+        Arc::ptr_eq(&self.map, &other.map)
+    }
+}
+
+impl AsFd for SharedMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.map.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name())
+            .field("len", &self.map.len)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    #[serde(with = "crate::ipc::codec::fd")]
+    fd: BorrowedFd<'a>,
+    len: u64,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(with = "crate::ipc::codec::fd")]
+    fd: OwnedFd,
+    len: u64,
+}
+
+/// Sends a duplicate of the memfd; only through multiproc's own channels (see
+/// [`codec::fd`](crate::ipc::codec::fd)).
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        WireRef {
+            fd: self.map.fd.as_fd(),
+            len: self.map.len as u64,
+        }
+        .serialize(s)
+    }
+}
+
+/// Maps the received memfd: the receiver shares the sender's memory.
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        let len = usize::try_from(w.len).map_err(serde::de::Error::custom)?;
+        SharedMemory::from_fd(w.fd, Some(len)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A type that can live in shared memory and be shared by reference.
+///
+/// # Safety
+///
+/// Implementors must be `#[repr(C)]`, contain only atomics (no pointers, no
+/// descriptors, nothing process-local), have an alignment of at most 4096, and the
+/// all-zero bit pattern must be a valid value equal to `Default::default()`:
+/// a fresh segment is zeroed and handed out as `&Self` without running any
+/// constructor.
+pub(crate) unsafe trait ShmLayout: Default + Sync {}
+
+/// A `T` in its own shared segment; derefs to `&T`.
+///
+/// Crate-internal: the synchronization primitives keep their futex words in one.
+/// Under `cfg(loom)` it is a plain `Arc<T>`, so that loom can model the protocols.
+pub(crate) struct Shared<T> {
+    #[cfg(not(loom))]
+    mem: SharedMemory,
+    #[cfg(not(loom))]
+    ptr: NonNull<T>,
+    #[cfg(loom)]
+    arc: loom::sync::Arc<T>,
+}
+
+#[cfg(not(loom))]
+impl<T: ShmLayout> Shared<T> {
+    /// Places a zeroed (= default) `T` in a new segment.
+    pub(crate) fn new() -> Result<Shared<T>> {
+        const { assert!(std::mem::align_of::<T>() <= 4096) };
+        let mem = SharedMemory::create(std::mem::size_of::<T>().max(1))?;
+        Ok(Self::from_memory(mem))
+    }
+
+    fn from_memory(mem: SharedMemory) -> Shared<T> {
+        assert!(mem.len() >= std::mem::size_of::<T>());
+        let ptr = mem.map.ptr.cast::<T>();
+        Shared { mem, ptr }
+    }
+}
+
+#[cfg(loom)]
+impl<T: ShmLayout> Shared<T> {
+    pub(crate) fn new() -> Result<Shared<T>> {
+        Ok(Shared {
+            arc: loom::sync::Arc::new(T::default()),
+        })
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            #[cfg(not(loom))]
+            mem: self.mem.clone(),
+            #[cfg(not(loom))]
+            ptr: self.ptr,
+            #[cfg(loom)]
+            arc: self.arc.clone(),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` is the start of `mem`'s page-aligned mapping, which is at least
+        // `size_of::<T>()` bytes (asserted in `from_memory`) and lives as long as `self`
+        // holds `mem`. `T: ShmLayout` makes any bytes another process may have written
+        // (atomics only, zero = default) a valid `T` that is only mutated atomically.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    #[cfg(loom)]
+    fn deref(&self) -> &T {
+        &self.arc
+    }
+}
+
+// SAFETY: `Shared<T>` gives out only `&T`, and `T: Sync` (from `ShmLayout`); the
+// mapping itself is `Send + Sync` (see `Mapping`).
+#[cfg(not(loom))]
+unsafe impl<T: ShmLayout> Send for Shared<T> {}
+// SAFETY: as for `Send`.
+#[cfg(not(loom))]
+unsafe impl<T: ShmLayout> Sync for Shared<T> {}
+
+impl<T> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(not(loom))]
+        return self.mem.fmt(f);
+        #[cfg(loom)]
+        return f.write_str("Shared");
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: ShmLayout> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.mem.serialize(s)
+    }
+}
+
+#[cfg(not(loom))]
+impl<'de, T: ShmLayout> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mem = SharedMemory::deserialize(d)?;
+        if mem.len() < std::mem::size_of::<T>() {
+            return Err(serde::de::Error::custom(
+                "shared segment too small for its type",
+            ));
+        }
+        Ok(Self::from_memory(mem))
+    }
+}
+
+#[cfg(loom)]
+impl<T> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not transferable under loom"))
+    }
+}
+
+#[cfg(loom)]
+impl<'de, T> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
+        Err(serde::de::Error::custom("not transferable under loom"))
+    }
+}
+
+// The types allowed to live in shared memory, audited together. Each is
+// `#[repr(C)]`, made of atomics only, and all-zero is its `Default` state.
+
+// SAFETY: `RawLock` is `#[repr(C)]` with three atomic fields, alignment 8, and
+// all-zero is "unlocked, no owner" (its derived `Default`).
+unsafe impl ShmLayout for crate::sync::robust::RawLock {}

@@ -1,0 +1,37 @@
+//! Synchronization primitives shared by threads *and* processes.
+//!
+//! Every primitive here lives in shared memory, so the same object works between
+//! threads of one process and between processes started by any start method: clone
+//! it for a thread, pass it as the argument of
+//! [`Process::start_with`](crate::Process::start_with) for a child.
+//!
+//! The locks survive the death of their holder: where Python's `multiprocessing.Lock`
+//! hangs forever, [`Lock::lock`] returns [`OwnerDied`] carrying the guard, and the
+//! caller can repair the protected data and go on.
+//!
+//! ```
+//! use multiproc::{Lock, Process};
+//!
+//! fn die_holding(lock: Lock) {
+//!     let guard = lock.lock().unwrap();
+//!     std::mem::forget(guard);
+//!     std::process::abort();
+//! }
+//!
+//! let lock = Lock::new()?;
+//! let _ = Process::start_with(die_holding, lock.clone())?.join();
+//! let guard = lock.lock().unwrap_or_else(|died| died.into_inner());
+//! drop(guard);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+
+mod lock;
+mod owner_died;
+pub(crate) mod primitive;
+pub(crate) mod robust;
+
+pub use lock::{Lock, LockGuard};
+pub use owner_died::{LockResult, OwnerDied, TryLockError, TryLockResult};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! Loom model of the robust lock protocol: mutual exclusion, no lost wake-up.
+
+use crate::sync::robust::{Acquired, RawLock};
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+
+#[test]
+fn loom_lock_mutual_exclusion_and_wakeup() {
+    loom::model(|| {
+        let lock = Arc::new(RawLock::default());
+        let data = Arc::new(UnsafeCell::new(0u32));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, data) = (Arc::clone(&lock), Arc::clone(&data));
+                thread::spawn(move || {
+                    assert_eq!(lock.lock(None), Some(Acquired::Clean));
+                    // SAFETY: the lock is held, so no other thread touches `data`.
+                    data.with_mut(|d| unsafe { *d += 1 });
+                    lock.unlock(false);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(lock.lock(None), Some(Acquired::Clean));
+        // SAFETY: every other thread has been joined.
+        assert_eq!(data.with(|d| unsafe { *d }), 2);
+        lock.unlock(false);
+    });
+}
+
+#[test]
+fn loom_lock_owner_died_flag_reaches_next_locker() {
+    loom::model(|| {
+        let lock = Arc::new(RawLock::default());
+        let t = thread::spawn({
+            let lock = Arc::clone(&lock);
+            move || {
+                lock.lock(None);
+                lock.unlock(true);
+            }
+        });
+        let first = lock.lock(None);
+        lock.unlock(false);
+        t.join().unwrap();
+        let second = lock.try_lock();
+        // Exactly one acquisition after the "dying" unlock sees OwnerDied.
+        let died = [first, second]
+            .iter()
+            .filter(|a| **a == Some(Acquired::OwnerDied))
+            .count();
+        assert!(died <= 1);
+        if first == Some(Acquired::Clean) {
+            assert_eq!(second, Some(Acquired::OwnerDied));
+        }
+        lock.unlock(false);
+    });
+}

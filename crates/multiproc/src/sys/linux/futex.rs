@@ -1,0 +1,97 @@
+//! Process-shared futex wait and wake on a 32-bit word in shared memory.
+//!
+//! These are the *shared* futex operations (no `FUTEX_PRIVATE_FLAG`): the kernel keys
+//! the wait queue by the physical page behind the word, so a waiter in one process
+//! is woken by a waker in another process that maps the same memory.
+//!
+//! # References
+//! - <https://man7.org/linux/man-pages/man2/futex.2.html>
+//! - <https://man7.org/linux/man-pages/man7/futex.7.html>
+//! - Ulrich Drepper, "Futexes Are Tricky" (2011)
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::thread::futex;
+
+/// Why [`wait`] returned. Either way the caller re-reads the word: futex wake-ups
+/// can be spurious.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken by [`wake`], or the word no longer held `expected` (`EAGAIN`), or a
+    /// signal interrupted the sleep (`EINTR`).
+    Woken,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, for at most `timeout` (`None`: no limit).
+///
+/// The comparison and the sleep are atomic with respect to [`wake`] on the same word
+/// in any process: a wake that follows a store changing the word cannot be missed.
+#[inline]
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+    let ts = timeout.map(|t| futex::Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Wake::Woken,
+        Err(Errno::TIMEDOUT) => Wake::TimedOut,
+        // EFAULT/EINVAL would mean a bad address or flags: a bug in this crate.
+        // Returning lets the caller re-check the word rather than hang.
+        Err(e) => {
+            debug_assert!(false, "futex wait failed: {e}");
+            Wake::Woken
+        }
+    }
+}
+
+/// Wakes up to `n` waiters sleeping on `word` (in any process); returns how many woke.
+#[inline]
+pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
+    match futex::wake(word, futex::Flags::empty(), n) {
+        Ok(woken) => woken,
+        Err(e) => {
+            debug_assert!(false, "futex wake failed: {e}");
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    #[test]
+    fn mismatch_returns_at_once() {
+        let w = AtomicU32::new(1);
+        assert_eq!(wait(&w, 0, None), Wake::Woken);
+    }
+
+    #[test]
+    fn timeout_expires() {
+        let w = AtomicU32::new(0);
+        assert_eq!(wait(&w, 0, Some(Duration::from_millis(5))), Wake::TimedOut);
+    }
+
+    #[test]
+    fn wake_wakes_a_sleeper() {
+        let w = Arc::new(AtomicU32::new(0));
+        let t = std::thread::spawn({
+            let w = Arc::clone(&w);
+            move || {
+                while w.load(Ordering::Acquire) == 0 {
+                    wait(&w, 0, Some(Duration::from_secs(10)));
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(10));
+        w.store(1, Ordering::Release);
+        wake(&w, 1);
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,121 @@
+//! `SharedMemory` between processes: every start method, attach by name, no leaks.
+
+mod util;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use multiproc::{ErrorKind, Process, SharedMemory, StartMethod};
+
+fn mapped_segments() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:multiproc-shm"))
+        .count()
+}
+
+fn write_hello(shm: SharedMemory) -> usize {
+    shm.write(0, b"hello").unwrap();
+    shm.atomic_u64(8).fetch_add(1, Ordering::SeqCst);
+    shm.len()
+}
+
+#[test]
+fn child_writes_by_every_start_method() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let shm = SharedMemory::create(4096).unwrap();
+    for method in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let p = multiproc::process::Builder::new()
+            .start_method(method)
+            .allow_threads(true)
+            .start_with(write_hello, shm.clone())
+            .unwrap();
+        assert_eq!(p.join().unwrap(), 4096, "{method:?}");
+    }
+    let mut buf = [0u8; 5];
+    shm.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    assert_eq!(shm.atomic_u64(8).load(Ordering::SeqCst), 3);
+}
+
+fn attach_and_write(name: String) -> bool {
+    let shm = SharedMemory::attach(&name).unwrap();
+    shm.write(100, b"attached").unwrap();
+    // Dropping an attached segment must not destroy it for anyone else.
+    drop(shm);
+    true
+}
+
+#[test]
+fn unrelated_process_attaches_by_name() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let shm = SharedMemory::create(256).unwrap();
+    let p = Process::start_with(attach_and_write, shm.name()).unwrap();
+    assert!(p.join().unwrap());
+    let mut buf = [0u8; 8];
+    shm.read(100, &mut buf).unwrap();
+    assert_eq!(&buf, b"attached");
+}
+
+#[test]
+fn bounds_and_bad_names() {
+    let shm = SharedMemory::create(16).unwrap();
+    assert_eq!(
+        shm.write(10, &[0; 7]).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert!(shm.read(usize::MAX, &mut [0; 2]).is_err());
+    assert_eq!(
+        SharedMemory::create(0).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        SharedMemory::attach("/proc/self/exe").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        SharedMemory::attach("/proc/self/fd/99999")
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Os
+    );
+}
+
+#[test]
+#[should_panic(expected = "aligned")]
+fn misaligned_atomic_panics() {
+    let shm = SharedMemory::create(16).unwrap();
+    let _ = shm.atomic_u32(2);
+}
+
+fn hold_briefly(shm: SharedMemory) -> u8 {
+    let mut b = [0u8];
+    shm.read(0, &mut b).unwrap();
+    b[0]
+}
+
+#[test]
+fn nothing_leaks() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    // Warm up the fork server and the codec so their descriptors are counted.
+    Process::start_with(hold_briefly, SharedMemory::create(1).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    let (fds, maps) = (util::open_fds(), mapped_segments());
+    for _ in 0..5 {
+        let shm = SharedMemory::create(1 << 20).unwrap();
+        shm.write(0, &[9]).unwrap();
+        let again = SharedMemory::attach(&shm.name()).unwrap();
+        assert_eq!(mapped_segments(), maps + 2);
+        let p = Process::start_with(hold_briefly, again.clone()).unwrap();
+        assert_eq!(p.join().unwrap(), 9);
+    }
+    assert_eq!(util::open_fds(), fds);
+    assert_eq!(mapped_segments(), maps);
+}
