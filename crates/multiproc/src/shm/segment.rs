@@ -389,6 +389,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
 /// all-zero bit pattern must be a valid value equal to `Default::default()`:
 /// a fresh segment is zeroed and handed out as `&Self` without running any
 /// constructor.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) unsafe trait ShmLayout: Default + Sync {}
 
 /// A `T` in its own shared segment; derefs to `&T`.

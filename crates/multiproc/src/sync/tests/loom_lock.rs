@@ -1,7 +1,7 @@
 //! Loom model of the robust lock protocol: mutual exclusion, no lost wake-up.
 
 use crate::sync::robust::{Acquired, RawLock};
-use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -9,14 +9,15 @@ use loom::thread;
 fn loom_lock_mutual_exclusion_and_wakeup() {
     loom::model(|| {
         let lock = Arc::new(RawLock::default());
-        let data = Arc::new(UnsafeCell::new(0u32));
+        let data = Arc::new(AtomicU32::new(0));
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let (lock, data) = (Arc::clone(&lock), Arc::clone(&data));
                 thread::spawn(move || {
                     assert_eq!(lock.lock(None), Some(Acquired::Clean));
-                    // SAFETY: the lock is held, so no other thread touches `data`.
-                    data.with_mut(|d| unsafe { *d += 1 });
+                    // A split read-modify-write: loses an update without exclusion.
+                    let v = data.load(Ordering::Relaxed);
+                    data.store(v + 1, Ordering::Relaxed);
                     lock.unlock(false);
                 })
             })
@@ -25,8 +26,7 @@ fn loom_lock_mutual_exclusion_and_wakeup() {
             t.join().unwrap();
         }
         assert_eq!(lock.lock(None), Some(Acquired::Clean));
-        // SAFETY: every other thread has been joined.
-        assert_eq!(data.with(|d| unsafe { *d }), 2);
+        assert_eq!(data.load(Ordering::Relaxed), 2);
         lock.unlock(false);
     });
 }
