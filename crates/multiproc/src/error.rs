@@ -80,6 +80,12 @@ pub enum ErrorKind {
     /// The operating system refused the operation; see
     /// [`source`](std::error::Error::source).
     Os,
+    /// A pool worker process died while it ran the task ([`Error::exit_status`] says
+    /// how: the signal, such as `SIGSEGV` or `SIGKILL`, or the exit code).
+    WorkerDied,
+    /// The pool was terminated, or its workers could not be (re)started, before the
+    /// task ran.
+    PoolClosed,
 }
 
 impl ErrorKind {
@@ -98,6 +104,8 @@ impl ErrorKind {
             ErrorKind::BinaryMismatch => "the child runs a different build of the program",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Os => "operating system error",
+            ErrorKind::WorkerDied => "the pool worker running the task died",
+            ErrorKind::PoolClosed => "the pool is closed",
         }
     }
 }
@@ -185,6 +193,25 @@ impl Error {
         self.inner.status.and_then(|s| s.signal())
     }
 
+    /// A copy of this error for another recipient (one item of a chunk that failed as
+    /// a whole): same kind, message, panic and status; the OS error is recreated from
+    /// its code or its text.
+    pub(crate) fn duplicate(&self) -> Error {
+        let i = &self.inner;
+        Error {
+            inner: Box::new(Inner {
+                kind: i.kind,
+                message: i.message.clone(),
+                source: i.source.as_ref().map(|s| match s.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(s.kind(), s.to_string()),
+                }),
+                panic: i.panic.clone(),
+                status: i.status,
+            }),
+        }
+    }
+
     /// The OS error code behind this error, if there is one.
     pub fn raw_os_error(&self) -> Option<i32> {
         self.inner.source.as_ref().and_then(io::Error::raw_os_error)
@@ -215,6 +242,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.inner.panic, &self.inner.status) {
             (Some(p), _) => write!(f, "panicked at {p}")?,
+            (None, Some(s)) if self.inner.kind == ErrorKind::WorkerDied => {
+                write!(f, "the pool worker running the task {s}")?
+            }
             (None, Some(s)) => write!(f, "child {s}")?,
             (None, None) => f.write_str(self.inner.kind.as_str())?,
         }

@@ -4,6 +4,7 @@
 mod error;
 pub mod ipc;
 mod panic;
+pub mod pool;
 pub mod process;
 pub mod shm;
 pub mod sync;
@@ -11,6 +12,7 @@ mod sys;
 pub mod thread;
 
 pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};
+pub use crate::pool::Pool;
 pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
 pub use crate::shm::SharedMemory;
 pub use crate::sync::Lock;
@@ -24,4 +26,5 @@ const _: () = {
     send_sync::<Error>();
     send_sync::<SharedMemory>();
     send_sync::<Lock>();
+    send_sync::<Pool>();
 };

@@ -143,6 +143,86 @@ pub(crate) fn resolve(entry: EntryRef, token: &BinaryToken) -> Option<Entry> {
     Some(unsafe { std::mem::transmute::<usize, Entry>(addr) })
 }
 
+/// A type-erased pool entry: decodes a chunk of arguments (`Vec<A>`) from `arg`,
+/// applies the function to each item, catching a panic per item, and appends the
+/// encoded [`ChunkOut<R>`] to `out`, returning the descriptors the results own.
+///
+/// A pool's persistent workers run many chunks of many functions; this is what a
+/// [`EntryRef`] made by [`chunk_entry_ref`] resolves to.
+pub(crate) type ChunkEntry =
+    fn(&[u8], Vec<OwnedFd>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, (FailKind, String)>;
+
+/// The results of one chunk: the values of the items that returned, in order, and the
+/// panics of the others with their index in the chunk.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ChunkOut<R> {
+    pub(crate) values: Vec<R>,
+    pub(crate) panics: Vec<(u32, RemotePanic)>,
+}
+
+/// Returns the chunk entry reference for function type `F` (see [`ChunkEntry`]).
+pub(crate) fn chunk_entry_ref<F, A, R>() -> EntryRef
+where
+    F: Fn(A) -> R,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    const { assert_zero_sized::<F>() };
+    let entry: ChunkEntry = chunk_trampoline::<F, A, R>;
+    EntryRef::Offset(offset_of(entry as usize))
+}
+
+/// Resolves a reference made by [`chunk_entry_ref`] in a parent running the
+/// executable `token` names; `None` if this process runs a different executable.
+pub(crate) fn resolve_chunk(entry: EntryRef, token: &BinaryToken) -> Option<ChunkEntry> {
+    if *token != BinaryToken::current() {
+        return None;
+    }
+    let EntryRef::Offset(off) = entry;
+    let addr = (anchor as fn() as usize).wrapping_add(off as usize);
+    // SAFETY: as in `resolve`: same image (the token matched), and `off` was computed
+    // in `chunk_entry_ref` from a function of type `ChunkEntry` relative to `anchor`.
+    // The pool's protocol sends chunk references only to `resolve_chunk`.
+    Some(unsafe { std::mem::transmute::<usize, ChunkEntry>(addr) })
+}
+
+/// Applies the zero-sized `F` to every item of a chunk, catching a panic per item.
+pub(crate) fn apply_chunk<F, A, R>(items: Vec<A>) -> ChunkOut<R>
+where
+    F: Fn(A) -> R,
+{
+    const { assert_zero_sized::<F>() };
+    // SAFETY: `F` is zero-sized (asserted at compile time above); see `trampoline`.
+    let f: F = unsafe { std::mem::zeroed() };
+    let mut out = ChunkOut {
+        values: Vec::with_capacity(items.len()),
+        panics: Vec::new(),
+    };
+    for (i, a) in items.into_iter().enumerate() {
+        match crate::panic::catch(|| f(a)) {
+            Ok(v) => out.values.push(v),
+            Err(p) => out.panics.push((i as u32, p)),
+        }
+    }
+    out
+}
+
+/// The monomorphized chunk entry for `F(A) -> R`.
+fn chunk_trampoline<F, A, R>(
+    arg: &[u8],
+    fds: Vec<OwnedFd>,
+    out: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, (FailKind, String)>
+where
+    F: Fn(A) -> R,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let items: Vec<A> = codec::decode(arg, fds).map_err(|e| (FailKind::Argument, e.to_string()))?;
+    let result = apply_chunk::<F, A, R>(items);
+    codec::encode_into(&result, out).map_err(|e| (FailKind::Result, e.to_string()))
+}
+
 /// The monomorphized entry for `F(A) -> R`.
 fn trampoline<F, A, R>(arg: &[u8], fds: Vec<OwnedFd>) -> Reply
 where

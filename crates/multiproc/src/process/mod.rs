@@ -58,9 +58,9 @@ mod builder;
 mod exit;
 mod fork;
 mod forkserver;
-mod function;
+pub(crate) mod function;
 mod handle;
-mod reaper;
+pub(crate) mod reaper;
 mod spawn;
 mod start_method;
 #[cfg(test)]

@@ -1,0 +1,293 @@
+//! `pool::Builder`: backend, worker count, start method, limits and defaults.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::cpu::cpu_count;
+use super::handle::{Inner, Pool};
+use super::{process, thread};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::codec;
+use crate::process::function::{self, EntryRef};
+use crate::process::StartMethod;
+
+/// Where a pool's workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// OS threads of this process: cheap, shared memory, but a crash (a segfault, an
+    /// abort) takes the whole process down, and a timed-out task cannot be stopped.
+    Threads,
+    /// Worker processes: isolated, so a crash costs only the task that caused it.
+    Processes,
+}
+
+/// Configures a [`Pool`] before it starts.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::pool::{Backend, Pool};
+/// use multiproc::StartMethod;
+/// use std::time::Duration;
+///
+/// fn inc(x: i64) -> i64 {
+///     x + 1
+/// }
+///
+/// let pool = Pool::builder()
+///     .backend(Backend::Processes)
+///     .start_method(StartMethod::ForkServer)
+///     .workers(2)
+///     .task_timeout(Duration::from_secs(10))
+///     .retries(1)
+///     .build()?;
+/// assert_eq!(pool.map(inc, vec![1, 2, 3])?, vec![2, 3, 4]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[must_use = "a Builder does nothing until build() is called"]
+pub struct Builder {
+    backend: Backend,
+    method: Option<StartMethod>,
+    workers: Option<usize>,
+    init_thread: Option<thread::Init>,
+    init_process: Option<Result<(EntryRef, Vec<u8>)>>,
+    max_tasks: Option<u64>,
+    timeout: Option<Duration>,
+    retries: u32,
+    memory_limit: Option<u64>,
+    cpu_limit: Option<Duration>,
+    chunksize: Option<usize>,
+    prefetch: Option<usize>,
+    progress: bool,
+    spin: Duration,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("backend", &self.backend)
+            .field("start_method", &self.method)
+            .field("workers", &self.workers)
+            .field("initializer", &self.init_thread.is_some())
+            .field("max_tasks_per_child", &self.max_tasks)
+            .field("task_timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("chunksize", &self.chunksize)
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder for a process pool with [`cpu_count`] workers, the default start
+    /// method, no limits, no retries and automatic chunking.
+    pub fn new() -> Builder {
+        Builder {
+            backend: Backend::Processes,
+            method: None,
+            workers: None,
+            init_thread: None,
+            init_process: None,
+            max_tasks: None,
+            timeout: None,
+            retries: 0,
+            memory_limit: None,
+            cpu_limit: None,
+            chunksize: None,
+            prefetch: None,
+            progress: false,
+            spin: Duration::from_micros(50),
+        }
+    }
+
+    /// Chooses threads or processes (default: [`Backend::Processes`]).
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = backend;
+        self
+    }
+
+    /// How worker processes are started (default: [`StartMethod::default`]). Ignored
+    /// by the thread backend.
+    ///
+    /// With [`StartMethod::Fork`] the workers are forked from this process, which
+    /// runs the pool's own threads; like Python's `fork` context, this is only safe
+    /// if no other thread holds a lock (the stdout lock, say) at that moment.
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = Some(method);
+        self
+    }
+
+    /// The number of workers (default: [`cpu_count`]). Zero is rounded up to one.
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n.max(1));
+        self
+    }
+
+    /// Runs `f(arg)` once in every worker before its first task (Python's
+    /// `initializer`/`initargs`), in replacement workers too.
+    ///
+    /// If it panics while the pool is built, [`build`](Self::build) fails with the
+    /// panic message; if it keeps panicking in replacement workers, the pool gives up
+    /// and fails the queued tasks with [`ErrorKind::PoolClosed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use std::cell::Cell;
+    ///
+    /// thread_local!(static BASE: Cell<u32> = const { Cell::new(0) });
+    ///
+    /// fn set_base(b: u32) {
+    ///     BASE.with(|c| c.set(b));
+    /// }
+    /// fn add_base(x: u32) -> u32 {
+    ///     x + BASE.with(Cell::get)
+    /// }
+    ///
+    /// let pool = Pool::builder().workers(2).initializer(set_base, 100).build()?;
+    /// assert_eq!(pool.map(add_base, vec![1, 2])?, vec![101, 102]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Builder
+    where
+        F: Fn(A) + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.init_process = Some(
+            codec::encode(std::slice::from_ref(&arg))
+                .map(|e| (function::chunk_entry_ref::<F, A, ()>(), e.bytes)),
+        );
+        self.init_thread = Some(Arc::new(move || crate::panic::catch(|| f(arg.clone()))));
+        self
+    }
+
+    /// Replaces a worker after it has run `n` tasks (Python's `maxtasksperchild`);
+    /// a chunk of a `map` counts as one task.
+    pub fn max_tasks_per_child(mut self, n: u64) -> Builder {
+        self.max_tasks = Some(n.max(1));
+        self
+    }
+
+    /// Fails a task that runs longer than `timeout` with [`ErrorKind::Timeout`].
+    ///
+    /// The process backend kills the worker running it and starts another; the
+    /// thread backend cannot stop a thread, so it abandons the thread (the task runs
+    /// on, its result is dropped) and starts another.
+    pub fn task_timeout(mut self, timeout: Duration) -> Builder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Reruns a task up to `n` times when its worker process dies or it times out
+    /// (default 0). A panic is not retried: it is the task's own answer. The thread
+    /// backend does not retry.
+    pub fn retries(mut self, n: u32) -> Builder {
+        self.retries = n;
+        self
+    }
+
+    /// Limits each worker process's address space (`RLIMIT_AS`) to `bytes`; a task
+    /// that allocates past it fails, and usually its worker dies (Rust aborts on an
+    /// allocation failure: [`ErrorKind::WorkerDied`] with `SIGABRT`). Ignored by the
+    /// thread backend.
+    pub fn memory_limit(mut self, bytes: u64) -> Builder {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Limits the CPU time of each task in a worker process (`RLIMIT_CPU`, re-armed
+    /// before every task, whole seconds rounded up): a task that spins past it is
+    /// killed with `SIGXCPU` ([`ErrorKind::WorkerDied`]). Ignored by the thread backend.
+    pub fn cpu_time_limit(mut self, limit: Duration) -> Builder {
+        self.cpu_limit = Some(limit);
+        self
+    }
+
+    /// The default number of items per task for `map`, `imap` and friends (default:
+    /// automatic, see [`Pool::map`]).
+    pub fn chunksize(mut self, n: usize) -> Builder {
+        self.chunksize = Some(n.max(1));
+        self
+    }
+
+    /// How many chunks `imap`/`imap_unordered` may have submitted ahead of the
+    /// consumer (default: 64 per worker). Bounds memory for endless inputs.
+    pub fn prefetch(mut self, chunks: usize) -> Builder {
+        self.prefetch = Some(chunks.max(1));
+        self
+    }
+
+    /// Shows a progress bar on stderr for `map`, `starmap` and `imap` over inputs of
+    /// known length (requires the `progress` feature).
+    #[cfg(feature = "progress")]
+    pub fn progress(mut self, yes: bool) -> Builder {
+        self.progress = yes;
+        self
+    }
+
+    /// How long an idle worker or the process backend's manager keeps polling for
+    /// work before it sleeps (default 50 µs). Longer spins trade CPU for latency.
+    pub fn spin(mut self, spin: Duration) -> Builder {
+        self.spin = spin;
+        self
+    }
+
+    /// Starts the workers and returns the pool once every worker is ready.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Start`] if a worker cannot be started or its initializer
+    /// panics (with the panic message), [`ErrorKind::Encode`] if the initializer's
+    /// argument does not serialize.
+    pub fn build(self) -> Result<Pool> {
+        let workers = self.workers.unwrap_or_else(cpu_count);
+        let inner = match self.backend {
+            Backend::Threads => Inner::Threads(thread::ThreadPool::start(thread::Config {
+                workers,
+                init: self.init_thread,
+                max_tasks: self.max_tasks,
+                timeout: self.timeout,
+                spin: self.spin,
+            })?),
+            Backend::Processes => {
+                let init = self.init_process.transpose()?;
+                let cpu_limit = self
+                    .cpu_limit
+                    .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+                if cpu_limit == Some(0) {
+                    return Err(Error::new(ErrorKind::InvalidInput)
+                        .with_message("the CPU time limit must be positive"));
+                }
+                Inner::Processes(process::ProcessPool::start(process::Config {
+                    workers,
+                    method: self.method.unwrap_or_default(),
+                    init,
+                    max_tasks: self.max_tasks,
+                    timeout: self.timeout,
+                    memory_limit: self.memory_limit,
+                    cpu_limit,
+                    spin: self.spin,
+                })?)
+            }
+        };
+        Ok(Pool::new(
+            inner,
+            workers,
+            self.chunksize,
+            self.prefetch.unwrap_or(64 * workers),
+            self.retries,
+            self.progress,
+        ))
+    }
+}

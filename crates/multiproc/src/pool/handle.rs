@@ -1,0 +1,682 @@
+//! `Pool`: submit, apply, map, starmap, imap; close, join, terminate.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::builder::{Backend, Builder};
+use super::imap::{Imap, ImapUnordered};
+use super::process::{ProcessPool, RemoteTask};
+use super::progress::Progress;
+use super::task::{self, Callback, Completion, Slot, TaskHandle};
+use super::thread::{Job, ThreadPool};
+use crate::error::{Error, Result};
+use crate::ipc::codec;
+use crate::process::function::{self, ChunkOut};
+
+pub(crate) enum Inner {
+    Threads(ThreadPool),
+    Processes(ProcessPool),
+}
+
+/// A pool of worker threads or processes that runs functions over many inputs
+/// (Python's `multiprocessing.Pool` and `concurrent.futures` executors in one).
+///
+/// The function is a `fn` item or a closure that captures nothing (as for
+/// [`Process`](crate::Process)), so the same call works with either backend;
+/// arguments and results are serde types. With processes they are serialized; with
+/// threads they are moved.
+///
+/// # Crashes
+///
+/// | the task… | its result | the pool |
+/// |---|---|---|
+/// | panics | [`ErrorKind::Panicked`](crate::ErrorKind::Panicked) with the message | unaffected |
+/// | kills its worker process (segfault, abort, `exit`, `SIGKILL`, out of memory) | [`ErrorKind::WorkerDied`](crate::ErrorKind::WorkerDied), naming the signal or exit code | the worker is replaced; tasks queued behind it run elsewhere |
+/// | runs past [`task_timeout`](Builder::task_timeout) | [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) | the worker is killed and replaced (a thread is abandoned) |
+///
+/// Every task gets exactly one result, and nothing waits forever on a dead worker.
+/// [`retries`](Builder::retries) reruns tasks whose worker died.
+///
+/// # Drop
+///
+/// Dropping a pool closes it: tasks already submitted still run and their handles
+/// still get results, in the background; then the workers exit. Call
+/// [`join`](Self::join) to wait for that, or [`terminate`](Self::terminate) to stop
+/// at once.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::pool::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::processes(2)?; // or Pool::threads(2)
+/// assert_eq!(pool.map(square, 1..=4)?, vec![1, 4, 9, 16]);
+/// let h = pool.submit(square, 12);
+/// assert_eq!(h.join()?, 144);
+/// pool.join();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Pool {
+    inner: Inner,
+    workers: usize,
+    chunksize: Option<usize>,
+    prefetch: usize,
+    retries: u32,
+    progress: bool,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("backend", &self.backend())
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// Applies `f` to each item, catching a panic per item.
+fn apply_items<F, A, R>(f: F, items: Vec<A>) -> ChunkOut<R>
+where
+    F: Fn(A) -> R,
+{
+    let mut out = ChunkOut {
+        values: Vec::with_capacity(items.len()),
+        panics: Vec::new(),
+    };
+    for (i, a) in items.into_iter().enumerate() {
+        match crate::panic::catch(|| f(a)) {
+            Ok(v) => out.values.push(v),
+            Err(p) => out.panics.push((i as u32, p)),
+        }
+    }
+    out
+}
+
+/// The automatic chunk size for `len` items on `workers` workers: about
+/// `max(64, 8 × workers)` chunks, so that heavy tasks balance (a short input gets one
+/// item per task) and tiny ones amortize the per-task cost.
+pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
+    let chunks = len.min(64.max(8 * workers)).max(1);
+    len.div_ceil(chunks).max(1)
+}
+
+impl Pool {
+    pub(crate) fn new(
+        inner: Inner,
+        workers: usize,
+        chunksize: Option<usize>,
+        prefetch: usize,
+        retries: u32,
+        progress: bool,
+    ) -> Pool {
+        Pool {
+            inner,
+            workers,
+            chunksize,
+            prefetch,
+            retries,
+            progress,
+        }
+    }
+
+    /// A pool of `n` worker threads.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Start`](crate::ErrorKind::Start) if a thread cannot be started.
+    pub fn threads(n: usize) -> Result<Pool> {
+        Builder::new().backend(Backend::Threads).workers(n).build()
+    }
+
+    /// A pool of `n` worker processes started with the default start method.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Start`](crate::ErrorKind::Start) if a worker cannot be started.
+    pub fn processes(n: usize) -> Result<Pool> {
+        Builder::new()
+            .backend(Backend::Processes)
+            .workers(n)
+            .build()
+    }
+
+    /// A [`Builder`] for every other setting.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The backend the workers run on.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            Inner::Threads(_) => Backend::Threads,
+            Inner::Processes(_) => Backend::Processes,
+        }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The process ids of the current worker processes (empty for threads). A worker
+    /// that dies is replaced, so the list changes.
+    pub fn worker_pids(&self) -> Vec<i32> {
+        match &self.inner {
+            Inner::Threads(_) => Vec::new(),
+            Inner::Processes(p) => p.pids(),
+        }
+    }
+
+    /// Makes the unit of work for `items` and its slot.
+    fn unit<F, A, R>(
+        &self,
+        f: F,
+        items: Vec<A>,
+        callback: Option<Callback<ChunkOut<R>>>,
+    ) -> (Arc<Slot<ChunkOut<R>>>, Option<Unit>)
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback);
+        let sink: Arc<dyn Completion> = slot.clone();
+        let unit = match &self.inner {
+            Inner::Threads(_) => {
+                let s = Arc::clone(&slot);
+                Some(Unit::Job(Job {
+                    run: Box::new(move || s.deliver(Ok(apply_items(f, items)))),
+                    sink,
+                }))
+            }
+            Inner::Processes(_) => match codec::encode(&items) {
+                Ok(e) => Some(Unit::Task(RemoteTask {
+                    entry: function::chunk_entry_ref::<F, A, R>(),
+                    payload: e.bytes,
+                    fds: e.fds,
+                    sink,
+                    retries: self.retries,
+                })),
+                Err(e) => {
+                    slot.fail(e);
+                    None
+                }
+            },
+        };
+        (slot, unit)
+    }
+
+    fn send(&self, units: Vec<Unit>) {
+        match &self.inner {
+            Inner::Threads(p) => p.submit_all(
+                units
+                    .into_iter()
+                    .filter_map(|u| match u {
+                        Unit::Job(j) => Some(j),
+                        Unit::Task(_) => None,
+                    })
+                    .collect(),
+            ),
+            Inner::Processes(p) => p.submit_all(
+                units
+                    .into_iter()
+                    .filter_map(|u| match u {
+                        Unit::Task(t) => Some(t),
+                        Unit::Job(_) => None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Submits chunks with one lock and one wake-up; returns their slots.
+    pub(crate) fn submit_chunks<F, A, R>(
+        &self,
+        f: F,
+        chunks: Vec<Vec<A>>,
+    ) -> Vec<(Arc<Slot<ChunkOut<R>>>, usize)>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let mut slots = Vec::with_capacity(chunks.len());
+        let mut units = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let n = c.len();
+            let (slot, unit) = self.unit(f, c, None);
+            slots.push((slot, n));
+            units.extend(unit);
+        }
+        self.send(units);
+        slots
+    }
+
+    pub(crate) fn default_chunksize(&self) -> Option<usize> {
+        self.chunksize
+    }
+
+    pub(crate) fn prefetch_chunks(&self) -> usize {
+        self.prefetch
+    }
+
+    pub(crate) fn auto_chunksize(&self, len: usize) -> usize {
+        self.chunksize
+            .unwrap_or_else(|| auto_chunksize(len, self.workers))
+    }
+
+    pub(crate) fn progress_bar(&self, len: Option<usize>) -> Progress {
+        Progress::new(self.progress, len)
+    }
+
+    /// Submits `f(arg)` and returns a handle to its result (Python's
+    /// `apply_async` and `Executor.submit`).
+    ///
+    /// Never blocks: the task is queued. Errors, including one for a closed pool,
+    /// arrive through the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    ///
+    /// fn add((a, b): (i32, i32)) -> i32 {
+    ///     a + b
+    /// }
+    ///
+    /// let pool = Pool::processes(1)?;
+    /// let handles: Vec<_> = (0..10).map(|i| pool.submit(add, (i, i))).collect();
+    /// let sums: Vec<i32> = handles.into_iter().map(|h| h.join()).collect::<Result<_, _>>()?;
+    /// assert_eq!(sums[9], 18);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let (slot, unit) = self.unit(f, vec![arg], None);
+        if let Some(u) = unit {
+            match (&self.inner, u) {
+                (Inner::Threads(p), Unit::Job(j)) => p.submit(j),
+                (Inner::Processes(p), Unit::Task(t)) => p.submit(t),
+                _ => unreachable!("units match their backend"),
+            }
+        }
+        TaskHandle::new(slot)
+    }
+
+    /// The same as [`submit`](Self::submit), by Python's name.
+    pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg)
+    }
+
+    /// Submits `f(arg)` and calls `callback` with its result when it finishes, before
+    /// the handle sees it (Python's `apply_async(callback=…, error_callback=…)`).
+    ///
+    /// The callback runs on a pool thread (the process backend's manager, or the
+    /// worker thread): keep it short, and do not wait on the pool inside it. A
+    /// panic in the callback is caught and ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use std::sync::mpsc;
+    ///
+    /// fn cube(x: i64) -> i64 {
+    ///     x * x * x
+    /// }
+    ///
+    /// let pool = Pool::threads(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let h = pool.apply_async_with(cube, 3, move |r| tx.send(*r.as_ref().unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 27);
+    /// assert_eq!(h.join()?, 27);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn apply_async_with<F, A, R, C>(&self, f: F, arg: A, callback: C) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        C: FnOnce(&Result<R>) + Send + 'static,
+    {
+        let cb: Callback<ChunkOut<R>> = Box::new(move |out| {
+            let r = task::single(out);
+            let _ = crate::panic::catch(|| callback(&r));
+            r.map(|v| ChunkOut {
+                values: vec![v],
+                panics: Vec::new(),
+            })
+        });
+        let (slot, unit) = self.unit(f, vec![arg], Some(cb));
+        if let Some(u) = unit {
+            self.send(vec![u]);
+        }
+        TaskHandle::new(slot)
+    }
+
+    /// Runs `f(arg)` in a worker and waits for its value (Python's `apply`).
+    ///
+    /// # Errors
+    ///
+    /// See [`TaskHandle::join`].
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg).join()
+    }
+
+    /// Applies `f` to every item and returns the results in order (Python's `map`).
+    ///
+    /// The input is split into chunks, one task each: [`Builder::chunksize`] if set,
+    /// otherwise about `max(64, 8 × workers)` chunks (one item per task for short
+    /// inputs, so heavy tasks balance; large chunks for long inputs, so tiny tasks
+    /// cost a few nanoseconds each). An input whose length is not known up front is
+    /// collected first. Use [`map_results`](Self::map_results) to get every item's
+    /// own result.
+    ///
+    /// # Errors
+    ///
+    /// The first failed item's error, in input order (see [`TaskHandle::join`]); a
+    /// worker that died fails every item of the chunk it was running.
+    pub fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let chunks = self.chunk_input(items, None);
+        self.collect(f, chunks)
+    }
+
+    /// [`map`](Self::map) with an explicit number of items per task.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let chunks = self.chunk_input(items, Some(chunksize.max(1)));
+        self.collect(f, chunks)
+    }
+
+    /// Like [`map`](Self::map), but returns every item's own result instead of
+    /// stopping at the first error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    ///
+    /// fn check(x: u32) -> u32 {
+    ///     assert!(x != 2, "two is not allowed");
+    ///     x
+    /// }
+    ///
+    /// let pool = Pool::threads(2)?;
+    /// let rs = pool.map_results(check, 0..4);
+    /// assert!(rs[1].is_ok());
+    /// assert_eq!(rs[2].as_ref().unwrap_err().panic().unwrap().message(), "two is not allowed");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map_results<F, A, R, I>(&self, f: F, items: I) -> Vec<Result<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let chunks = self.chunk_input(items, None);
+        let total = chunks.iter().map(Vec::len).sum();
+        let bar = self.progress_bar(Some(total));
+        let slots = self.submit_chunks(f, chunks);
+        let mut out = Vec::with_capacity(total);
+        for (slot, n) in slots {
+            out.extend(task::expand(slot.join(), n));
+            bar.inc(n);
+        }
+        bar.finish();
+        out
+    }
+
+    /// Calls `f` with each tuple of arguments spread out (Python's `starmap`).
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    ///
+    /// fn pow(base: u64, exp: u32) -> u64 {
+    ///     base.pow(exp)
+    /// }
+    ///
+    /// let pool = Pool::processes(2)?;
+    /// assert_eq!(pool.starmap(pow, vec![(2, 10), (3, 2)])?, vec![1024, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn starmap<F, Args, I>(&self, f: F, items: I) -> Result<Vec<F::Output>>
+    where
+        F: StarFn<Args> + Copy + Send + Sync + 'static,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.map(move |args: Args| f.call(args), items)
+    }
+
+    /// Applies `f` to every item lazily and yields the results in order (Python's
+    /// `imap`).
+    ///
+    /// Items are pulled from `items` only as results are consumed, with at most
+    /// [`Builder::prefetch`] chunks in flight, so an endless iterator works and
+    /// memory stays bounded. The chunk size is [`Builder::chunksize`], else
+    /// automatic when the input's length is known, else one; adjust it per call
+    /// with [`Imap::chunksize`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::threads(2)?;
+    /// // An endless input: only what is consumed (plus the prefetch) is computed.
+    /// let first: Vec<u64> = pool.imap(square, 0..).take(5).collect::<Result<_, _>>()?;
+    /// assert_eq!(first, vec![0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap<F, A, R, I>(&self, f: F, items: I) -> Imap<'_, F, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        Imap::new(self, f, items.into_iter())
+    }
+
+    /// Like [`imap`](Self::imap), but yields results as they complete, in any order
+    /// (Python's `imap_unordered`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    ///
+    /// fn neg(x: i32) -> i32 {
+    ///     -x
+    /// }
+    ///
+    /// let pool = Pool::processes(2)?;
+    /// let mut got: Vec<i32> = pool.imap_unordered(neg, 0..100).collect::<Result<_, _>>()?;
+    /// got.sort();
+    /// assert_eq!(got, (-99..=0).collect::<Vec<_>>());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn imap_unordered<F, A, R, I>(&self, f: F, items: I) -> ImapUnordered<'_, F, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        ImapUnordered::new(self, f, items.into_iter())
+    }
+
+    /// Stops accepting tasks (Python's `close`); queued tasks still run. Tasks
+    /// submitted afterwards fail with [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed).
+    pub fn close(&self) {
+        match &self.inner {
+            Inner::Threads(p) => p.close(),
+            Inner::Processes(p) => p.close(),
+        }
+    }
+
+    /// Closes the pool, waits for every submitted task to finish and for the
+    /// workers to exit (Python's `close(); join()`). Worker processes are reaped.
+    pub fn join(&self) {
+        match &self.inner {
+            Inner::Threads(p) => p.join(),
+            Inner::Processes(p) => p.join(),
+        }
+    }
+
+    /// Stops the pool now (Python's `terminate`): worker processes are killed and
+    /// reaped; every task not finished fails with
+    /// [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed). Threads cannot be
+    /// killed: the thread backend fails the queued tasks and lets running ones end.
+    pub fn terminate(&self) {
+        match &self.inner {
+            Inner::Threads(p) => p.terminate(),
+            Inner::Processes(p) => p.terminate(),
+        }
+    }
+
+    /// Splits the input into chunks (collecting it first if its length is unknown).
+    fn chunk_input<A, I>(&self, items: I, chunksize: Option<usize>) -> Vec<Vec<A>>
+    where
+        I: IntoIterator<Item = A>,
+    {
+        let mut it = items.into_iter();
+        let (lo, hi) = it.size_hint();
+        let cs = if hi == Some(lo) {
+            chunksize.unwrap_or_else(|| self.auto_chunksize(lo))
+        } else {
+            let all: Vec<A> = it.by_ref().collect();
+            let cs = chunksize.unwrap_or_else(|| self.auto_chunksize(all.len()));
+            return split(all.into_iter(), cs);
+        };
+        split(it, cs)
+    }
+
+    fn collect<F, A, R>(&self, f: F, chunks: Vec<Vec<A>>) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let total = chunks.iter().map(Vec::len).sum();
+        let bar = self.progress_bar(Some(total));
+        let slots = self.submit_chunks(f, chunks);
+        let mut out = Vec::with_capacity(total);
+        let mut first_err: Option<Error> = None;
+        for (slot, n) in slots {
+            let r = slot.join();
+            bar.inc(n);
+            if first_err.is_some() {
+                continue;
+            }
+            match r {
+                Ok(c) if c.panics.is_empty() && c.values.len() == n => out.extend(c.values),
+                other => {
+                    first_err = task::expand(other, n).into_iter().find_map(Result::err);
+                }
+            }
+        }
+        bar.finish();
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
+    let mut chunks = Vec::new();
+    loop {
+        let c: Vec<A> = it.by_ref().take(cs).collect();
+        if c.is_empty() {
+            return chunks;
+        }
+        chunks.push(c);
+    }
+}
+
+/// One unit of work for a backend.
+pub(crate) enum Unit {
+    Job(Job),
+    Task(RemoteTask),
+}
+
+/// A function that takes its arguments as a tuple's fields, for
+/// [`Pool::starmap`]: implemented for every `Fn(A, B, …) -> R` of up to six
+/// arguments.
+pub trait StarFn<Args> {
+    /// The function's return type.
+    type Output;
+    /// Calls the function with the tuple's fields as arguments.
+    fn call(&self, args: Args) -> Self::Output;
+}
+
+macro_rules! star_fn {
+    ($($a:ident),+) => {
+        impl<Func, Ret, $($a),+> StarFn<($($a,)+)> for Func
+        where
+            Func: Fn($($a),+) -> Ret,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn call(&self, ($($a,)+): ($($a,)+)) -> Ret {
+                self($($a),+)
+            }
+        }
+    };
+}
+
+star_fn!(A1);
+star_fn!(A1, A2);
+star_fn!(A1, A2, A3);
+star_fn!(A1, A2, A3, A4);
+star_fn!(A1, A2, A3, A4, A5);
+star_fn!(A1, A2, A3, A4, A5, A6);

@@ -1,0 +1,237 @@
+//! `Imap` and `ImapUnordered`: lazy, bounded-prefetch iterators over a pool's results.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::iter::Fuse;
+use std::sync::{mpsc, Arc};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::handle::Pool;
+use super::progress::Progress;
+use super::task::{expand, Slot};
+use crate::error::Result;
+use crate::process::function::ChunkOut;
+
+/// What both iterators share: the input, the chunking and the prefetch bound.
+struct Feed<'p, F, I: Iterator> {
+    pool: &'p Pool,
+    f: F,
+    input: Fuse<I>,
+    chunksize: Option<usize>,
+    prefetch: usize,
+    progress: Option<Progress>,
+}
+
+impl<'p, F, I: Iterator> Feed<'p, F, I> {
+    fn new(pool: &'p Pool, f: F, input: I) -> Self {
+        Feed {
+            pool,
+            f,
+            input: input.fuse(),
+            chunksize: pool.default_chunksize(),
+            prefetch: pool.prefetch_chunks(),
+            progress: None,
+        }
+    }
+
+    fn chunksize(&mut self) -> usize {
+        if let Some(c) = self.chunksize {
+            return c;
+        }
+        let (lo, hi) = self.input.size_hint();
+        let c = if hi == Some(lo) {
+            self.pool.auto_chunksize(lo)
+        } else {
+            1
+        };
+        self.chunksize = Some(c);
+        c
+    }
+
+    fn bar(&mut self) -> &Progress {
+        if self.progress.is_none() {
+            let (lo, hi) = self.input.size_hint();
+            let len = if hi == Some(lo) { Some(lo) } else { None };
+            self.progress = Some(self.pool.progress_bar(len));
+        }
+        self.progress.as_ref().expect("set above")
+    }
+
+    /// Pulls and submits up to `room` chunks.
+    fn pull<A, R>(&mut self, room: usize) -> Vec<(Arc<Slot<ChunkOut<R>>>, usize)>
+    where
+        I: Iterator<Item = A>,
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let cs = self.chunksize();
+        self.bar();
+        let mut chunks = Vec::new();
+        while chunks.len() < room {
+            let c: Vec<A> = self.input.by_ref().take(cs).collect();
+            if c.is_empty() {
+                break;
+            }
+            chunks.push(c);
+        }
+        if chunks.is_empty() {
+            return Vec::new();
+        }
+        self.pool.submit_chunks(self.f, chunks)
+    }
+}
+
+/// The ordered, lazy iterator [`Pool::imap`] returns.
+///
+/// Nothing is submitted until the first call to `next`; the builder-style methods
+/// adjust the chunk size and the prefetch bound before that. Dropping it leaves the
+/// submitted chunks to finish in the background; their results are discarded.
+pub struct Imap<'p, F, I: Iterator, R> {
+    feed: Feed<'p, F, I>,
+    inflight: VecDeque<(Arc<Slot<ChunkOut<R>>>, usize)>,
+    ready: std::vec::IntoIter<Result<R>>,
+}
+
+impl<F, I: Iterator, R> fmt::Debug for Imap<'_, F, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("chunksize", &self.feed.chunksize)
+            .field("prefetch", &self.feed.prefetch)
+            .field("inflight", &self.inflight.len())
+            .finish()
+    }
+}
+
+impl<'p, F, I: Iterator, R> Imap<'p, F, I, R> {
+    pub(crate) fn new(pool: &'p Pool, f: F, input: I) -> Self {
+        Imap {
+            feed: Feed::new(pool, f, input),
+            inflight: VecDeque::new(),
+            ready: Vec::new().into_iter(),
+        }
+    }
+
+    /// Sets the number of items per task for this call.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.feed.chunksize = Some(n.max(1));
+        self
+    }
+
+    /// Sets how many chunks may be in flight ahead of the consumer for this call.
+    pub fn prefetch(mut self, chunks: usize) -> Self {
+        self.feed.prefetch = chunks.max(1);
+        self
+    }
+}
+
+impl<F, I, A, R> Iterator for Imap<'_, F, I, R>
+where
+    I: Iterator<Item = A>,
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.ready.next() {
+                self.feed.bar().inc(1);
+                return Some(r);
+            }
+            let room = self.feed.prefetch.saturating_sub(self.inflight.len());
+            let more = self.feed.pull(room);
+            self.inflight.extend(more);
+            let Some((slot, n)) = self.inflight.pop_front() else {
+                self.feed.bar().finish();
+                return None;
+            };
+            self.ready = expand(slot.join(), n).into_iter();
+        }
+    }
+}
+
+/// The lazy iterator [`Pool::imap_unordered`] returns: results in completion order.
+///
+/// Nothing is submitted until the first call to `next`. Dropping it leaves the
+/// submitted chunks to finish in the background; their results are discarded.
+pub struct ImapUnordered<'p, F, I: Iterator, R> {
+    feed: Feed<'p, F, I>,
+    inflight: HashMap<usize, (Arc<Slot<ChunkOut<R>>>, usize)>,
+    next_index: usize,
+    tx: mpsc::Sender<usize>,
+    rx: mpsc::Receiver<usize>,
+    ready: std::vec::IntoIter<Result<R>>,
+}
+
+impl<F, I: Iterator, R> fmt::Debug for ImapUnordered<'_, F, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapUnordered")
+            .field("chunksize", &self.feed.chunksize)
+            .field("prefetch", &self.feed.prefetch)
+            .field("inflight", &self.inflight.len())
+            .finish()
+    }
+}
+
+impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
+    pub(crate) fn new(pool: &'p Pool, f: F, input: I) -> Self {
+        let (tx, rx) = mpsc::channel();
+        ImapUnordered {
+            feed: Feed::new(pool, f, input),
+            inflight: HashMap::new(),
+            next_index: 0,
+            tx,
+            rx,
+            ready: Vec::new().into_iter(),
+        }
+    }
+
+    /// Sets the number of items per task for this call.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.feed.chunksize = Some(n.max(1));
+        self
+    }
+
+    /// Sets how many chunks may be in flight ahead of the consumer for this call.
+    pub fn prefetch(mut self, chunks: usize) -> Self {
+        self.feed.prefetch = chunks.max(1);
+        self
+    }
+}
+
+impl<F, I, A, R> Iterator for ImapUnordered<'_, F, I, R>
+where
+    I: Iterator<Item = A>,
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.ready.next() {
+                self.feed.bar().inc(1);
+                return Some(r);
+            }
+            let room = self.feed.prefetch.saturating_sub(self.inflight.len());
+            for (slot, n) in self.feed.pull(room) {
+                let i = self.next_index;
+                self.next_index += 1;
+                slot.notify_on(self.tx.clone(), i);
+                self.inflight.insert(i, (slot, n));
+            }
+            if self.inflight.is_empty() {
+                self.feed.bar().finish();
+                return None;
+            }
+            let i = self.rx.recv().ok()?;
+            let (slot, n) = self.inflight.remove(&i)?;
+            self.ready = expand(slot.join(), n).into_iter();
+        }
+    }
+}

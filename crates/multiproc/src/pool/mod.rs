@@ -1,0 +1,70 @@
+//! Pools of worker threads or processes: `map` a function over many inputs, or submit
+//! tasks and collect their results, and survive any worker crash.
+//!
+//! One [`Pool`] type, two backends, switched by one line:
+//!
+//! ```
+//! use multiproc::pool::Pool;
+//!
+//! fn collatz_steps(mut n: u64) -> u32 {
+//!     let mut steps = 0;
+//!     while n != 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! }
+//!
+//! let threads = Pool::threads(2)?;
+//! let processes = Pool::processes(2)?;
+//! let a = threads.map(collatz_steps, 1..1000)?;
+//! let b = processes.map(collatz_steps, 1..1000)?;
+//! assert_eq!(a, b);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! # Coming from Python
+//!
+//! | Python | multiproc |
+//! |---|---|
+//! | `Pool(4)` / `ThreadPool(4)` | [`Pool::processes(4)`](Pool::processes) / [`Pool::threads(4)`](Pool::threads) |
+//! | `Pool(initializer=f, initargs=(a,), maxtasksperchild=n)` | [`Pool::builder()`](Pool::builder)`.initializer(f, a).max_tasks_per_child(n)` |
+//! | `pool.map(f, xs, chunksize)` | [`pool.map(f, xs)`](Pool::map), [`map_chunked`](Pool::map_chunked) |
+//! | `pool.imap(f, xs)` / `imap_unordered` | [`pool.imap(f, xs)`](Pool::imap) / [`imap_unordered`](Pool::imap_unordered) |
+//! | `pool.starmap(f, [(a, b)])` | [`pool.starmap(f, [(a, b)])`](Pool::starmap) |
+//! | `pool.apply(f, (x,))` / `apply_async(f, (x,), callback=cb)` | [`apply(f, x)`](Pool::apply) / [`apply_async_with(f, x, cb)`](Pool::apply_async_with) |
+//! | `executor.submit(f, x)` → `Future` | [`submit(f, x)`](Pool::submit) → [`TaskHandle`] (also a Rust `Future`) |
+//! | `concurrent.futures.wait` / `as_completed` | [`wait`] / [`as_completed`] |
+//! | `close()`, `join()`, `terminate()` | the same |
+//! | `os.cpu_count()` | [`cpu_count`] (respects affinity and cgroup quota) |
+//!
+//! Differences that matter: a killed worker never hangs the pool (Python's `Pool`
+//! waits forever, CPython gh-66587) and never breaks it (`ProcessPoolExecutor` raises
+//! `BrokenProcessPool` for every pending task); only the task that was running fails,
+//! with the signal or exit code. `map` defaults to more, smaller chunks than Python
+//! for short inputs so that heavy tasks balance. `imap` pulls its input lazily.
+//!
+//! # Tasks, chunks and results
+//!
+//! A task is one call (`submit`) or one chunk of a `map`. A process worker runs its
+//! tasks one after another and answers each; the pool's manager thread keeps a small
+//! window of tasks queued at each worker (sized from how long tasks take), so a
+//! stream of tiny tasks costs a few microseconds each and a worker never idles
+//! waiting for the next one. See the `process` backend's source for the protocol.
+
+mod builder;
+mod cpu;
+mod handle;
+mod imap;
+mod process;
+mod progress;
+mod task;
+mod thread;
+mod wire;
+mod worker;
+
+pub use builder::{Backend, Builder};
+pub use cpu::cpu_count;
+pub use handle::{Pool, StarFn};
+pub use imap::{Imap, ImapUnordered};
+pub use task::{as_completed, wait, AsCompleted, TaskHandle, WaitFor};

@@ -1,0 +1,372 @@
+//! The thread backend: a fixed set of OS threads sharing one job queue.
+//!
+//! Submitters push onto a `Mutex<VecDeque>` and notify the condition variable only
+//! when a worker sleeps on it; an idle worker polls the queue for a short spin before
+//! it sleeps, so a steady stream of jobs costs no wake-ups.
+//!
+//! A thread cannot be killed. When a job overruns the pool's task timeout, the timer
+//! thread fails the job's handle with `Timeout`, retires the worker (it exits when
+//! the job returns) and starts a replacement, so the pool keeps its size.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::task::Completion;
+use crate::error::{Error, ErrorKind, RemotePanic, Result};
+
+/// A job for a worker thread: runs the work and completes its slot itself.
+pub(crate) struct Job {
+    pub(crate) run: Box<dyn FnOnce() + Send>,
+    pub(crate) sink: Arc<dyn Completion>,
+}
+
+/// Runs once on each worker thread before its first job.
+pub(crate) type Init = Arc<dyn Fn() -> std::result::Result<(), RemotePanic> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) init: Option<Init>,
+    pub(crate) max_tasks: Option<u64>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) spin: Duration,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    /// Worker threads that have not exited or been retired.
+    live: usize,
+    sleepers: usize,
+    broken: Option<String>,
+    /// Jobs running under a timeout.
+    running: Vec<Running>,
+    next_key: u64,
+}
+
+struct Running {
+    key: u64,
+    deadline: Instant,
+    sink: Arc<dyn Completion>,
+    retired: Arc<AtomicBool>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    /// Signalled when `live` drops or a timed job is registered.
+    change: Condvar,
+    queued: AtomicUsize,
+    cfg: Config,
+    timer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pool of worker threads.
+pub(crate) struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.shared.cfg.workers)
+            .finish()
+    }
+}
+
+impl ThreadPool {
+    pub(crate) fn start(cfg: Config) -> Result<ThreadPool> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                closed: false,
+                live: 0,
+                sleepers: 0,
+                broken: None,
+                running: Vec::new(),
+                next_key: 0,
+            }),
+            work: Condvar::new(),
+            change: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            cfg,
+            timer: Mutex::new(None),
+        });
+        crate::panic::install_hook();
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..shared.cfg.workers {
+            spawn_worker(&shared, Some(tx.clone()))?;
+        }
+        drop(tx);
+        for r in rx.iter().take(shared.cfg.workers) {
+            if let Err(p) = r {
+                let pool = ThreadPool { shared };
+                pool.close();
+                return Err(Error::new(ErrorKind::Start)
+                    .with_message(format!("the pool's initializer failed: {p}")));
+            }
+        }
+        if shared.cfg.timeout.is_some() {
+            let s = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name("multiproc-pool-timer".into())
+                .spawn(move || timer(&s))
+                .map_err(|e| Error::new(ErrorKind::Start).with_source(e))?;
+            *lock(&shared.timer) = Some(h);
+        }
+        Ok(ThreadPool { shared })
+    }
+
+    pub(crate) fn submit(&self, job: Job) {
+        self.submit_all(vec![job]);
+    }
+
+    pub(crate) fn submit_all(&self, jobs: Vec<Job>) {
+        let n = jobs.len();
+        let mut st = lock(&self.shared.state);
+        if st.closed || st.broken.is_some() {
+            let msg = st
+                .broken
+                .clone()
+                .unwrap_or_else(|| "the task was submitted after close()".into());
+            drop(st);
+            for j in jobs {
+                j.sink
+                    .fail(Error::new(ErrorKind::PoolClosed).with_message(msg.clone()));
+            }
+            return;
+        }
+        st.jobs.extend(jobs);
+        let sleepers = st.sleepers;
+        drop(st);
+        self.shared.queued.fetch_add(n, Ordering::Release);
+        if sleepers > 0 {
+            if n == 1 {
+                self.shared.work.notify_one();
+            } else {
+                self.shared.work.notify_all();
+            }
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.work.notify_all();
+        self.shared.change.notify_all();
+    }
+
+    /// Closes and fails the queued jobs; running jobs finish in the background.
+    pub(crate) fn terminate(&self) {
+        let jobs: Vec<Job> = {
+            let mut st = lock(&self.shared.state);
+            st.closed = true;
+            st.jobs.drain(..).collect()
+        };
+        for j in jobs {
+            j.sink
+                .fail(Error::new(ErrorKind::PoolClosed).with_message("the pool was terminated"));
+        }
+        self.shared.work.notify_all();
+        self.shared.change.notify_all();
+    }
+
+    /// Closes, then waits until every queued job has run and the workers have exited
+    /// (a worker retired by a timeout is not waited for).
+    pub(crate) fn join(&self) {
+        self.close();
+        let mut st = lock(&self.shared.state);
+        while st.live > 0 {
+            st = self
+                .shared
+                .change
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        drop(st);
+        self.shared.change.notify_all();
+        if let Some(h) = lock(&self.shared.timer).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn spawn_worker(
+    shared: &Arc<Shared>,
+    ready: Option<mpsc::Sender<std::result::Result<(), RemotePanic>>>,
+) -> Result<()> {
+    lock(&shared.state).live += 1;
+    let s = Arc::clone(shared);
+    let r = std::thread::Builder::new()
+        .name("multiproc-pool-worker".into())
+        .spawn(move || worker(&s, ready));
+    if let Err(e) = r {
+        lock(&shared.state).live -= 1;
+        shared.change.notify_all();
+        return Err(Error::new(ErrorKind::Start).with_source(e));
+    }
+    Ok(())
+}
+
+fn worker(shared: &Arc<Shared>, ready: Option<mpsc::Sender<std::result::Result<(), RemotePanic>>>) {
+    if let Some(init) = &shared.cfg.init {
+        let r = crate::panic::catch(|| init()).and_then(|r| r);
+        if let Err(p) = &r {
+            let jobs: Vec<Job> = {
+                let mut st = lock(&shared.state);
+                st.broken = Some(format!("the pool's initializer failed: {p}"));
+                st.live -= 1;
+                st.jobs.drain(..).collect()
+            };
+            for j in jobs {
+                j.sink.fail(
+                    Error::new(ErrorKind::PoolClosed)
+                        .with_message(format!("the pool's initializer failed: {p}")),
+                );
+            }
+            shared.change.notify_all();
+            if let Some(tx) = ready {
+                let _ = tx.send(r);
+            }
+            return;
+        }
+    }
+    if let Some(tx) = ready {
+        let _ = tx.send(Ok(()));
+    }
+    let mut done = 0u64;
+    while let Some(job) = next_job(shared) {
+        let timed = shared.cfg.timeout.map(|t| {
+            let retired = Arc::new(AtomicBool::new(false));
+            let mut st = lock(&shared.state);
+            let key = st.next_key;
+            st.next_key += 1;
+            st.running.push(Running {
+                key,
+                deadline: Instant::now() + t,
+                sink: Arc::clone(&job.sink),
+                retired: Arc::clone(&retired),
+            });
+            drop(st);
+            shared.change.notify_all();
+            (key, retired)
+        });
+        (job.run)();
+        if let Some((key, retired)) = timed {
+            let was_retired = {
+                let mut st = lock(&shared.state);
+                st.running.retain(|r| r.key != key);
+                retired.load(Ordering::Acquire)
+            };
+            if was_retired {
+                // The timer replaced this worker and no longer counts it.
+                return;
+            }
+        }
+        done += 1;
+        if shared.cfg.max_tasks.is_some_and(|m| done >= m) {
+            let closed = lock(&shared.state).closed;
+            if closed || spawn_worker(shared, None).is_err() {
+                break;
+            }
+            // The replacement counts for this worker.
+            lock(&shared.state).live -= 1;
+            shared.change.notify_all();
+            return;
+        }
+    }
+    lock(&shared.state).live -= 1;
+    shared.change.notify_all();
+}
+
+/// The next job; `None` once the pool is closed and the queue is empty.
+fn next_job(shared: &Shared) -> Option<Job> {
+    let spin_until = Instant::now() + shared.cfg.spin;
+    loop {
+        {
+            let mut st = lock(&shared.state);
+            if let Some(j) = st.jobs.pop_front() {
+                shared.queued.fetch_sub(1, Ordering::Relaxed);
+                return Some(j);
+            }
+            if st.closed || st.broken.is_some() {
+                return None;
+            }
+            if Instant::now() >= spin_until {
+                st.sleepers += 1;
+                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.sleepers -= 1;
+                continue;
+            }
+        }
+        while Instant::now() < spin_until && shared.queued.load(Ordering::Acquire) == 0 {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Fails jobs that overrun the timeout and replaces their workers.
+fn timer(shared: &Arc<Shared>) {
+    let Some(timeout) = shared.cfg.timeout else {
+        return;
+    };
+    let mut st = lock(&shared.state);
+    loop {
+        if st.closed && st.live == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        st.running.retain(|r| {
+            if r.deadline <= now {
+                // Under the lock, so the worker sees it when it unregisters.
+                r.retired.store(true, Ordering::Release);
+                expired.push(Arc::clone(&r.sink));
+                false
+            } else {
+                true
+            }
+        });
+        if !expired.is_empty() {
+            for _ in &expired {
+                st.live -= 1;
+            }
+            drop(st);
+            for sink in expired {
+                sink.fail(Error::new(ErrorKind::Timeout).with_message(format!(
+                    "the task ran longer than {timeout:?}; its thread was abandoned and replaced"
+                )));
+                let _ = spawn_worker(shared, None);
+            }
+            shared.change.notify_all();
+            st = lock(&shared.state);
+            continue;
+        }
+        let next = st.running.iter().map(|r| r.deadline).min();
+        st = match next {
+            Some(d) => {
+                shared
+                    .change
+                    .wait_timeout(st, d.saturating_duration_since(now))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => shared.change.wait(st).unwrap_or_else(|e| e.into_inner()),
+        };
+    }
+}

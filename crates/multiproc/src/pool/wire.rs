@@ -1,0 +1,366 @@
+//! The process pool's wire format: self-delimiting records on a socket pair, many per
+//! `sendmsg`, read back in bulk.
+//!
+//! A record is a fixed 29-byte header — `tag: u8`, `id: u64`, `aux: i64`, `nfds: u32`,
+//! `len: u64`, little-endian — followed by `len` payload bytes. Descriptors ride as
+//! `SCM_RIGHTS` on the `sendmsg` that carries the first byte of the record that owns
+//! them; a reader keeps received descriptors in arrival order and hands each record
+//! its `nfds` from the front. (Linux never delivers a message's descriptors after
+//! bytes that follow them, so arrival order is record order.)
+//!
+//! Batching is the point: the parent appends every task it dispatches to a worker to
+//! one buffer and sends it with one call; a reader pulls up to 256 KiB per call and
+//! parses every whole record in it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use crate::sys::socket::MAX_FDS;
+
+/// Parent → worker: run a chunk (`aux` = the chunk entry's offset).
+pub(crate) const TASK: u8 = 1;
+/// Parent → worker: exit once the tasks before this record are done.
+pub(crate) const EXIT: u8 = 2;
+/// Worker → parent: the chunk's encoded `ChunkOut`.
+pub(crate) const DONE: u8 = 3;
+/// Worker → parent: the chunk failed as a whole; payload is `(FailKind, String)`.
+pub(crate) const FAILED: u8 = 4;
+/// Worker → parent: the initializer ran; ready for tasks.
+pub(crate) const READY: u8 = 5;
+/// Worker → parent: the initializer panicked; payload is the encoded `RemotePanic`.
+pub(crate) const INIT_FAILED: u8 = 6;
+
+/// Bytes in a record header.
+pub(crate) const HEADER: usize = 29;
+
+/// One parsed record.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) tag: u8,
+    pub(crate) id: u64,
+    pub(crate) aux: i64,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// Appends a record header for a payload of `len` bytes.
+pub(crate) fn put_header(out: &mut Vec<u8>, tag: u8, id: u64, aux: i64, nfds: usize, len: usize) {
+    out.push(tag);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&aux.to_le_bytes());
+    out.extend_from_slice(&(nfds as u32).to_le_bytes());
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+}
+
+/// Patches the length of the record whose header starts at `at` (for payloads
+/// encoded in place after a provisional header).
+pub(crate) fn patch_len(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - HEADER) as u64;
+    out[at + 21..at + 29].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Sends `bytes` with `fds` attached, blocking until all of it is queued.
+pub(crate) fn send_all(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match send_some(
+            sock,
+            &bytes[sent..],
+            if sent == 0 { fds } else { &[] },
+            false,
+        ) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One `sendmsg`; with `nonblocking`, `WouldBlock` when the socket buffer is full.
+fn send_some(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[OwnedFd],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let iov = [IoSlice::new(bytes)];
+    let n = if fds.is_empty() {
+        sendmsg(sock, &iov, &mut SendAncillaryBuffer::default(), flags)
+    } else {
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+            return Err(io::Error::other("ancillary buffer too small"));
+        }
+        sendmsg(sock, &iov, &mut control, flags)
+    };
+    Ok(n?)
+}
+
+/// A queue of outgoing bytes for a non-blocking socket.
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    segs: VecDeque<Seg>,
+    /// Bytes queued and not yet sent.
+    pub(crate) pending: usize,
+}
+
+#[derive(Debug, Default)]
+struct Seg {
+    bytes: Vec<u8>,
+    off: usize,
+    fds: Vec<OwnedFd>,
+}
+
+/// Segments are capped so that one huge batch does not hold up descriptor-carrying ones.
+const SEG_MAX: usize = 1 << 20;
+
+impl OutQueue {
+    /// The buffer to append the next record to, after opening a new segment for a
+    /// record with descriptors (they must ride on its first byte).
+    pub(crate) fn buffer(&mut self, fds: Vec<OwnedFd>) -> &mut Vec<u8> {
+        let fresh = !fds.is_empty()
+            || self
+                .segs
+                .back()
+                .is_none_or(|s| s.off > 0 || s.bytes.len() >= SEG_MAX);
+        if fresh {
+            self.segs.push_back(Seg {
+                bytes: Vec::new(),
+                off: 0,
+                fds,
+            });
+        }
+        &mut self.segs.back_mut().expect("pushed above").bytes
+    }
+
+    /// Recomputes `pending` after appending to [`buffer`](Self::buffer).
+    pub(crate) fn recount(&mut self) {
+        self.pending = self.segs.iter().map(|s| s.bytes.len() - s.off).sum();
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// Sends as much as the socket takes without blocking. `Ok(true)` when all is sent.
+    pub(crate) fn flush(&mut self, sock: BorrowedFd<'_>) -> io::Result<bool> {
+        while let Some(seg) = self.segs.front_mut() {
+            if seg.off == seg.bytes.len() {
+                self.segs.pop_front();
+                continue;
+            }
+            let fds = if seg.off == 0 {
+                std::mem::take(&mut seg.fds)
+            } else {
+                Vec::new()
+            };
+            match send_some(sock, &seg.bytes[seg.off..], &fds, true) {
+                Ok(n) => {
+                    seg.off += n;
+                    self.pending -= n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    seg.fds = fds;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    seg.fds = fds;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What one [`RecordReader::fill`] call saw.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Some bytes arrived.
+    Data,
+    /// Nothing to read right now (non-blocking).
+    Empty,
+    /// The peer closed its end.
+    Eof,
+}
+
+/// Reads records in bulk from a socket.
+#[derive(Debug)]
+pub(crate) struct RecordReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    fds: VecDeque<OwnedFd>,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+impl Default for RecordReader {
+    fn default() -> Self {
+        RecordReader {
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            fds: VecDeque::new(),
+        }
+    }
+}
+
+impl RecordReader {
+    /// Reads what is available (at most one `recvmsg`).
+    pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Fill> {
+        self.make_room();
+        let mut flags = RecvFlags::CMSG_CLOEXEC;
+        if nonblocking {
+            flags |= RecvFlags::DONTWAIT;
+        }
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        loop {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
+            let r = recvmsg(sock, &mut iov, &mut control, flags);
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                    self.fds.extend(fds);
+                }
+            }
+            return match r {
+                Ok(r) if r.bytes == 0 => Ok(Fill::Eof),
+                Ok(r) => {
+                    self.end += r.bytes;
+                    Ok(Fill::Data)
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => Ok(Fill::Empty),
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    /// Makes sure there is room to read into: compacts, and grows for a large record.
+    fn make_room(&mut self) {
+        let want = match self.header_len() {
+            Some(len) => (HEADER + len).max(READ_CHUNK),
+            None => READ_CHUNK,
+        };
+        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < want / 2) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.start < want || self.buf.len() == self.end {
+            let new_len = (self.start + want).max(self.end + READ_CHUNK);
+            self.buf.resize(new_len, 0);
+        }
+    }
+
+    fn header_len(&self) -> Option<usize> {
+        let have = &self.buf[self.start..self.end];
+        if have.len() < HEADER {
+            return None;
+        }
+        let len = u64::from_le_bytes(have[21..29].try_into().expect("8 bytes"));
+        usize::try_from(len).ok()
+    }
+
+    /// Parses the next whole record, if one is buffered.
+    pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
+        let Some(len) = self.header_len() else {
+            return Ok(None);
+        };
+        if self.end - self.start < HEADER + len {
+            return Ok(None);
+        }
+        let h = &self.buf[self.start..self.start + HEADER];
+        let tag = h[0];
+        let id = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
+        let aux = i64::from_le_bytes(h[9..17].try_into().expect("8 bytes"));
+        let nfds = u32::from_le_bytes(h[17..21].try_into().expect("4 bytes")) as usize;
+        if nfds > self.fds.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "record announced {nfds} descriptors but {} arrived",
+                    self.fds.len()
+                ),
+            ));
+        }
+        let body = self.start + HEADER;
+        let payload = self.buf[body..body + len].to_vec();
+        self.start = body + len;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let fds = self.fds.drain(..nfds).collect();
+        Ok(Some(Record {
+            tag,
+            id,
+            aux,
+            payload,
+            fds,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_in_bulk_with_fds() {
+        let (a, b) = crate::sys::socket::pair().unwrap();
+        let (x, _y) = crate::sys::socket::pair().unwrap();
+        let mut q = OutQueue::default();
+        for i in 0..100u64 {
+            let buf = q.buffer(Vec::new());
+            put_header(buf, TASK, i, -7, 0, 3);
+            buf.extend_from_slice(b"abc");
+        }
+        let buf = q.buffer(vec![x]);
+        put_header(buf, DONE, 100, 0, 1, 0);
+        let big = vec![7u8; 1_000_000];
+        let buf = q.buffer(Vec::new());
+        let at = buf.len();
+        put_header(buf, DONE, 101, 0, 0, 0);
+        buf.extend_from_slice(&big);
+        patch_len(buf, at);
+        q.recount();
+        let t = std::thread::spawn(move || {
+            while !q.flush(a.as_fd()).unwrap() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            a
+        });
+        let mut r = RecordReader::default();
+        let mut got = Vec::new();
+        while got.len() < 102 {
+            assert_ne!(r.fill(b.as_fd(), false).unwrap(), Fill::Eof);
+            while let Some(rec) = r.next_record().unwrap() {
+                got.push(rec);
+            }
+        }
+        drop(t.join().unwrap());
+        assert_eq!(got[5].id, 5);
+        assert_eq!(got[5].aux, -7);
+        assert_eq!(got[5].payload, b"abc");
+        assert_eq!(got[100].fds.len(), 1);
+        assert_eq!(got[101].payload.len(), big.len());
+        assert_eq!(r.fill(b.as_fd(), false).unwrap(), Fill::Eof);
+    }
+}

@@ -1,0 +1,176 @@
+//! The loop a process-pool worker runs: read task records, run each chunk, answer.
+//!
+//! A worker is an ordinary [`Process`](crate::Process) started (by any start method)
+//! with [`worker_main`] and a [`WorkerArgs`] that carries its end of a socket pair. It
+//! runs its tasks strictly in arrival order and answers each one with its own record
+//! as soon as it finishes, which is what lets the parent tell, when a worker dies,
+//! which task it was running (the oldest unanswered one) and which it had not started.
+//!
+//! Idle, it polls its socket for [`WorkerArgs::spin`] before it blocks, so a task
+//! that follows within that window costs no wake-up.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::{self, Fill, RecordReader};
+use crate::ipc::codec;
+use crate::process::function::{self, BinaryToken, EntryRef, FailKind};
+
+/// What a worker process is started with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerArgs {
+    #[serde(with = "codec::fd")]
+    pub(crate) sock: OwnedFd,
+    pub(crate) token: BinaryToken,
+    /// The initializer: a chunk entry and its one-item argument chunk.
+    pub(crate) init: Option<(EntryRef, Vec<u8>)>,
+    /// Exit after this many tasks (Python's `maxtasksperchild`).
+    pub(crate) max_tasks: Option<u64>,
+    /// `RLIMIT_AS` for the worker, in bytes.
+    pub(crate) memory_limit: Option<u64>,
+    /// CPU seconds each task may use (`RLIMIT_CPU`, re-armed before every task).
+    pub(crate) cpu_limit: Option<u64>,
+    /// How long to poll for the next task before blocking.
+    pub(crate) spin: Duration,
+}
+
+/// The worker process's function. Returns when the parent sends `EXIT` or closes.
+pub(crate) fn worker_main(args: WorkerArgs) {
+    let sock = args.sock;
+    let fd = sock.as_fd();
+    let mut out = Vec::with_capacity(64 * 1024);
+    if let Some((entry, arg)) = &args.init {
+        let failed = match function::resolve_chunk(*entry, &args.token) {
+            None => Some(format!(
+                "{}",
+                crate::Error::new(crate::ErrorKind::BinaryMismatch)
+            )),
+            Some(run) => {
+                let mut res = Vec::new();
+                match run(arg, Vec::new(), &mut res) {
+                    Err((_, m)) => Some(m),
+                    Ok(_) => match codec::decode::<function::ChunkOut<()>>(&res, Vec::new()) {
+                        Ok(o) => o.panics.into_iter().next().map(|(_, p)| p.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    },
+                }
+            }
+        };
+        if let Some(msg) = failed {
+            let bytes = msg.into_bytes();
+            wire::put_header(&mut out, wire::INIT_FAILED, 0, 0, 0, bytes.len());
+            out.extend_from_slice(&bytes);
+            let _ = wire::send_all(fd, &out, &[]);
+            return;
+        }
+    }
+    if let Some(bytes) = args.memory_limit {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::As,
+            rustix::process::Rlimit {
+                current: Some(bytes),
+                maximum: Some(bytes),
+            },
+        );
+    }
+    wire::put_header(&mut out, wire::READY, 0, 0, 0, 0);
+    if wire::send_all(fd, &out, &[]).is_err() {
+        return;
+    }
+    let mut reader = RecordReader::default();
+    let mut done_tasks = 0u64;
+    loop {
+        let rec = match next(&mut reader, fd, args.spin) {
+            Some(r) => r,
+            None => return,
+        };
+        match rec.tag {
+            wire::TASK => {}
+            _ => return,
+        }
+        if let Some(secs) = args.cpu_limit {
+            arm_cpu_limit(secs);
+        }
+        out.clear();
+        let at = out.len();
+        wire::put_header(&mut out, wire::DONE, rec.id, 0, 0, 0);
+        let entry = EntryRef::Offset(rec.aux as isize);
+        let result = match function::resolve_chunk(entry, &args.token) {
+            Some(run) => run(&rec.payload, rec.fds, &mut out),
+            None => Err((
+                FailKind::Binary,
+                "the worker runs a different build of the program than its parent".into(),
+            )),
+        };
+        let fds = match result {
+            Ok(fds) => {
+                out[at + 17..at + 21].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+                wire::patch_len(&mut out, at);
+                fds
+            }
+            Err(fail) => {
+                out.clear();
+                let bytes = codec::encode(&fail).map(|e| e.bytes).unwrap_or_default();
+                wire::put_header(&mut out, wire::FAILED, rec.id, 0, 0, bytes.len());
+                out.extend_from_slice(&bytes);
+                Vec::new()
+            }
+        };
+        if wire::send_all(fd, &out, &fds).is_err() {
+            return;
+        }
+        done_tasks += 1;
+        if args.max_tasks.is_some_and(|m| done_tasks >= m) {
+            return;
+        }
+        if out.capacity() > 4 << 20 {
+            out = Vec::with_capacity(64 * 1024);
+        }
+    }
+}
+
+/// The next record, polling for `spin` before blocking; `None` when the parent is gone.
+fn next(
+    reader: &mut RecordReader,
+    fd: std::os::fd::BorrowedFd<'_>,
+    spin: Duration,
+) -> Option<wire::Record> {
+    let mut spin_until: Option<Instant> = None;
+    loop {
+        match reader.next_record() {
+            Ok(Some(r)) => return Some(r),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let block = match spin_until {
+            None => {
+                spin_until = Some(Instant::now() + spin);
+                spin.is_zero()
+            }
+            Some(t) => Instant::now() >= t,
+        };
+        match reader.fill(fd, !block) {
+            Ok(Fill::Data) => spin_until = None,
+            Ok(Fill::Empty) => std::hint::spin_loop(),
+            Ok(Fill::Eof) | Err(_) => return None,
+        }
+    }
+}
+
+/// Sets the soft `RLIMIT_CPU` so that this task may use `secs` more seconds of CPU
+/// time; the kernel then kills the worker with `SIGXCPU`. Only the soft limit moves:
+/// an unprivileged process cannot raise a hard limit it has lowered.
+fn arm_cpu_limit(secs: u64) {
+    let used = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let soft = (used.tv_sec.max(0) as u64) + secs + u64::from(used.tv_nsec > 0);
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Cpu).maximum;
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Cpu,
+        rustix::process::Rlimit {
+            current: Some(hard.map_or(soft, |h| soft.min(h))),
+            maximum: hard,
+        },
+    );
+}

@@ -1,0 +1,435 @@
+//! The process pool: results, every way a task can fail, worker replacement, the
+//! executor interface, and a chaos run.
+
+mod util;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use multiproc::pool::{self, Backend, Pool, WaitFor};
+use multiproc::{ErrorKind, Signal, StartMethod};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn pid(_: u32) -> u32 {
+    std::process::id()
+}
+
+fn no_core_dumps() {
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    );
+}
+
+fn raise(sig: rustix::process::Signal) {
+    no_core_dumps();
+    let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// How a chaos task behaves.
+fn behave(x: u32) -> u32 {
+    match x % 100 {
+        0 => raise(rustix::process::Signal::SEGV),
+        1 => {
+            no_core_dumps();
+            std::process::abort()
+        }
+        2 => exit_7(),
+        3 => raise(rustix::process::Signal::KILL),
+        4 => raise(rustix::process::Signal::BUS),
+        5 => panic!("task {x} panicked"),
+        50 => std::thread::sleep(Duration::from_secs(60)),
+        _ => {}
+    }
+    x + 1
+}
+
+#[allow(clippy::exit)]
+fn exit_7() {
+    std::process::exit(7)
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn processes(n: usize) -> Pool {
+    Pool::builder()
+        .backend(Backend::Processes)
+        .workers(n)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn map_every_start_method() {
+    let _w = util::watchdog(LIMIT);
+    for m in StartMethod::ALL {
+        let pool = Pool::builder().workers(2).start_method(m).build().unwrap();
+        let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
+        assert_eq!(pool.map(square, 0..1000).unwrap(), want, "{m}");
+        assert_eq!(pool.map_chunked(square, 0..10, 1).unwrap()[3], 9, "{m}");
+        pool.join();
+    }
+}
+
+#[test]
+fn panic_is_that_tasks_error() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    let rs = pool.map_results(behave, [10, 5, 11]);
+    assert_eq!(*rs[0].as_ref().unwrap(), 11);
+    let e = rs[1].as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    assert_eq!(e.panic().unwrap().message(), "task 5 panicked");
+    assert_eq!(*rs[2].as_ref().unwrap(), 12);
+    pool.join();
+}
+
+#[test]
+fn each_way_to_die_is_named() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    let died = |x: u32| {
+        let e = pool.apply(behave, x).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+        e
+    };
+    assert_eq!(died(0).signal(), Some(Signal::SIGSEGV));
+    assert_eq!(died(1).signal(), Some(Signal::SIGABRT));
+    assert_eq!(died(2).exit_status().unwrap().code(), Some(7));
+    let e = died(3);
+    assert_eq!(e.signal(), Some(Signal::SIGKILL));
+    assert!(e.to_string().contains("SIGKILL"), "{e}");
+    // The pool is whole afterwards.
+    assert_eq!(pool.map(square, 0..10).unwrap()[9], 81);
+    assert_eq!(pool.worker_pids().len(), 2);
+    pool.join();
+}
+
+#[test]
+fn tasks_queued_behind_a_crash_complete() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(1);
+    let handles: Vec<_> = [10, 0, 11, 12, 3, 13]
+        .into_iter()
+        .map(|x| pool.submit(behave, x))
+        .collect();
+    let rs: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    assert_eq!(*rs[0].as_ref().unwrap(), 11);
+    assert_eq!(rs[1].as_ref().unwrap_err().signal(), Some(Signal::SIGSEGV));
+    assert_eq!(*rs[2].as_ref().unwrap(), 12);
+    assert_eq!(*rs[3].as_ref().unwrap(), 13);
+    assert_eq!(rs[4].as_ref().unwrap_err().signal(), Some(Signal::SIGKILL));
+    assert_eq!(*rs[5].as_ref().unwrap(), 14);
+    pool.join();
+}
+
+#[test]
+fn timeout_kills_and_replaces_the_worker() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::builder()
+        .workers(1)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let before = pool.worker_pids();
+    let slow = pool.submit(sleep_ms, 30_000);
+    let after = pool.submit(sleep_ms, 1);
+    let e = slow.join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(after.join().unwrap(), 1);
+    assert_ne!(pool.worker_pids(), before);
+    pool.join();
+}
+
+#[test]
+fn worker_killed_from_outside_is_replaced() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    let victim = pool.worker_pids()[0];
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(victim).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    assert!(util::eventually(Duration::from_secs(10), || {
+        let pids = pool.worker_pids();
+        pids.len() == 2 && !pids.contains(&victim)
+    }));
+    assert_eq!(pool.map(square, 0..100).unwrap()[10], 100);
+    pool.join();
+}
+
+#[test]
+fn memory_limit_contains_a_runaway_task() {
+    let _w = util::watchdog(LIMIT);
+    fn hog(mb: usize) -> usize {
+        no_core_dumps();
+        let v = vec![1u8; mb << 20];
+        std::hint::black_box(&v);
+        v.len()
+    }
+    let pool = Pool::builder()
+        .workers(1)
+        .memory_limit(512 << 20)
+        .build()
+        .unwrap();
+    let e = pool.apply(hog, 2048).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert_eq!(e.signal(), Some(Signal::SIGABRT));
+    assert_eq!(pool.apply(hog, 1).unwrap(), 1 << 20);
+    pool.join();
+}
+
+#[test]
+fn cpu_time_limit_contains_a_spinning_task() {
+    let _w = util::watchdog(LIMIT);
+    fn spin(_: u8) -> u8 {
+        no_core_dumps();
+        loop {
+            std::hint::spin_loop();
+        }
+    }
+    let pool = Pool::builder()
+        .workers(1)
+        .cpu_time_limit(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let e = pool.apply(spin, 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert_eq!(e.signal().and_then(Signal::name), Some("SIGXCPU"));
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    pool.join();
+}
+
+#[test]
+fn retries_rerun_a_task_whose_worker_died() {
+    let _w = util::watchdog(LIMIT);
+    fn crash_once(path: String) -> String {
+        if std::fs::metadata(&path).is_err() {
+            std::fs::write(&path, b"x").unwrap();
+            raise(rustix::process::Signal::KILL);
+        }
+        path
+    }
+    let path = std::env::temp_dir().join(util::unique_name("mp-pool-retry"));
+    let path = path.to_string_lossy().into_owned();
+    let pool = Pool::builder().workers(1).retries(1).build().unwrap();
+    assert_eq!(pool.apply(crash_once, path.clone()).unwrap(), path);
+    let _ = std::fs::remove_file(&path);
+    pool.join();
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::builder()
+        .workers(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let pids: HashSet<u32> = pool
+        .map_chunked(pid, 0..10, 1)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(pids.len(), 5);
+    pool.join();
+}
+
+#[test]
+fn initializer_runs_in_every_worker_and_its_panic_fails_build() {
+    let _w = util::watchdog(LIMIT);
+    fn set_env(v: String) {
+        assert!(v != "bad", "bad initializer argument");
+        std::env::set_var("MP_POOL_INIT", v);
+    }
+    fn read_env(_: u8) -> String {
+        std::env::var("MP_POOL_INIT").unwrap_or_default()
+    }
+    let pool = Pool::builder()
+        .workers(2)
+        .initializer(set_env, "ok".to_string())
+        .build()
+        .unwrap();
+    assert!(pool
+        .map_chunked(read_env, 0..8, 1)
+        .unwrap()
+        .iter()
+        .all(|s| s == "ok"));
+    pool.join();
+    let e = Pool::builder()
+        .workers(1)
+        .initializer(set_env, "bad".to_string())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Start);
+    assert!(e.to_string().contains("bad initializer argument"), "{e}");
+}
+
+#[test]
+fn terminate_fails_what_has_not_finished() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(1);
+    let handles: Vec<_> = (0..5).map(|_| pool.submit(sleep_ms, 10_000)).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    pool.terminate();
+    for h in handles {
+        assert_eq!(h.join().unwrap_err().kind(), ErrorKind::PoolClosed);
+    }
+    assert!(pool.worker_pids().is_empty());
+    assert_eq!(
+        pool.submit(square, 1).join().unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+}
+
+#[test]
+fn imap_is_lazy_and_ordered() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    let got: Vec<u64> = pool
+        .imap(square, 0..)
+        .prefetch(4)
+        .take(1000)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got[999], 999 * 999);
+    let mut un: Vec<u64> = pool
+        .imap_unordered(square, (0..500).filter(|x| x % 2 == 0))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    un.sort_unstable();
+    assert_eq!(un.len(), 250);
+    assert_eq!(un[249], 498 * 498);
+    pool.join();
+}
+
+#[test]
+fn executor_interface() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    let hs: Vec<_> = [300, 1, 2]
+        .into_iter()
+        .map(|ms| pool.submit(sleep_ms, ms))
+        .collect();
+    let first = pool::wait(&hs, WaitFor::First, None);
+    assert!(!first.is_empty());
+    let order: Vec<usize> = pool::as_completed(hs)
+        .map(|(i, r)| {
+            r.unwrap();
+            i
+        })
+        .collect();
+    assert_eq!(order.len(), 3);
+    assert_eq!(order[2], 0);
+    // A handle is a Future.
+    assert_eq!(block_on(pool.submit(square, 7)).unwrap(), 49);
+    pool.join();
+}
+
+#[test]
+fn callbacks_run_before_join_returns() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = pool.apply_async_with(behave, 5, move |r| {
+        tx.send(r.as_ref().map_err(|e| e.kind()).copied()).unwrap();
+    });
+    assert!(h.join().is_err());
+    assert_eq!(rx.recv().unwrap(), Err(ErrorKind::Panicked));
+    pool.join();
+}
+
+/// Runs alone in its own process, so that descriptor and child counts are its own.
+#[test]
+fn chaos() {
+    let out = util::run_ignored(
+        "chaos_body",
+        Duration::from_secs(300),
+        &[("RUST_BACKTRACE", "0")],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("panicked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+#[ignore = "run by `chaos` in a process of its own"]
+fn chaos_body() {
+    let _w = util::watchdog(Duration::from_secs(240));
+    multiproc::process::preload_forkserver().unwrap();
+    let fds_before = util::open_fds();
+    let pool = Pool::builder()
+        .workers(4)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    const N: u32 = 10_000;
+    let handles: Vec<_> = (0..N).map(|x| pool.submit(behave, x)).collect();
+    let rs: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    let mut counts = [0usize; 7];
+    for (x, r) in (0..N).zip(&rs) {
+        match (x % 100, r) {
+            (0, Err(e)) if e.signal() == Some(Signal::SIGSEGV) => counts[0] += 1,
+            (1, Err(e)) if e.signal() == Some(Signal::SIGABRT) => counts[1] += 1,
+            (2, Err(e)) if e.exit_status().and_then(|s| s.code()) == Some(7) => counts[2] += 1,
+            (3, Err(e)) if e.signal() == Some(Signal::SIGKILL) => counts[3] += 1,
+            (4, Err(e)) if e.signal() == Some(Signal::from_raw(libc::SIGBUS)) => counts[4] += 1,
+            (5, Err(e)) if e.is_panic() => counts[5] += 1,
+            (50, Err(e)) if e.is_timeout() => counts[6] += 1,
+            (_, Ok(v)) if *v == x + 1 => {}
+            (k, r) => panic!("task {x} (kind {k}) got {r:?}"),
+        }
+    }
+    assert_eq!(counts, [100; 7]);
+    // Still usable.
+    assert_eq!(pool.map(square, 0..100).unwrap()[99], 99 * 99);
+    pool.join();
+    drop(pool);
+    assert!(
+        util::zombie_children().is_empty(),
+        "{:?}",
+        util::zombie_children()
+    );
+    assert_eq!(util::open_fds(), fds_before);
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}

@@ -1,0 +1,214 @@
+//! The thread pool: the same API as the process pool, and the failures that make
+//! sense for threads (a panic, a timeout reported).
+
+mod util;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use multiproc::pool::{self, Backend, Pool, WaitFor};
+use multiproc::ErrorKind;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn maybe_panic(x: u32) -> u32 {
+    assert!(x % 10 != 3, "task {x} panicked");
+    x + 1
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn thread_id(_: u32) -> String {
+    format!("{:?}", std::thread::current().id())
+}
+
+#[test]
+fn map_matches_sequential() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::threads(3).unwrap();
+    assert_eq!(pool.backend(), Backend::Threads);
+    let want: Vec<u64> = (0..100_000).map(|x| x * x).collect();
+    assert_eq!(pool.map(square, 0..100_000).unwrap(), want);
+    assert_eq!(pool.map(square, Vec::new()).unwrap(), Vec::<u64>::new());
+    // An input of unknown length is collected first.
+    let odd = (0..1000u64).filter(|x| x % 2 == 1);
+    assert_eq!(pool.map(square, odd).unwrap()[0], 1);
+    pool.join();
+}
+
+#[test]
+fn panic_is_that_items_error() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::threads(2).unwrap();
+    let rs = pool.map_results(maybe_panic, 0..20);
+    for (x, r) in (0..20).zip(&rs) {
+        match r {
+            Ok(v) => assert_eq!(*v, x + 1),
+            Err(e) => {
+                assert_eq!(x % 10, 3);
+                assert_eq!(e.kind(), ErrorKind::Panicked);
+                assert_eq!(e.panic().unwrap().message(), format!("task {x} panicked"));
+            }
+        }
+    }
+    let e = pool.map(maybe_panic, 0..20).unwrap_err();
+    assert_eq!(e.panic().unwrap().message(), "task 3 panicked");
+    assert_eq!(pool.apply(maybe_panic, 1).unwrap(), 2);
+    pool.join();
+}
+
+#[test]
+fn timeout_is_reported_and_the_pool_keeps_its_size() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::builder()
+        .backend(Backend::Threads)
+        .workers(1)
+        .task_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let slow = pool.submit(sleep_ms, 2_000);
+    let next = pool.submit(sleep_ms, 1);
+    assert_eq!(slow.join().unwrap_err().kind(), ErrorKind::Timeout);
+    // The stuck thread was replaced: the next task does not wait for it.
+    assert_eq!(next.join().unwrap(), 1);
+    pool.join();
+}
+
+#[test]
+fn initializer_and_max_tasks() {
+    let _w = util::watchdog(LIMIT);
+    thread_local!(static BASE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    fn set_base(b: u32) {
+        assert!(b != 0, "zero base");
+        BASE.with(|c| c.set(b));
+    }
+    fn add_base(x: u32) -> u32 {
+        x + BASE.with(std::cell::Cell::get)
+    }
+    let pool = Pool::builder()
+        .backend(Backend::Threads)
+        .workers(1)
+        .initializer(set_base, 10)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    assert_eq!(
+        pool.map_chunked(add_base, 0..6, 1).unwrap(),
+        vec![10, 11, 12, 13, 14, 15]
+    );
+    let ids: HashSet<String> = pool
+        .map_chunked(thread_id, 0..6, 1)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(ids.len(), 3);
+    pool.join();
+    let e = Pool::builder()
+        .backend(Backend::Threads)
+        .workers(2)
+        .initializer(set_base, 0)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("zero base"), "{e}");
+}
+
+#[test]
+fn close_terminate_and_late_submits() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::threads(1).unwrap();
+    let running = pool.submit(sleep_ms, 100);
+    let queued: Vec<_> = (0..3).map(|_| pool.submit(sleep_ms, 100)).collect();
+    std::thread::sleep(Duration::from_millis(20));
+    pool.terminate();
+    assert_eq!(running.join().unwrap(), 100);
+    for h in queued {
+        assert_eq!(h.join().unwrap_err().kind(), ErrorKind::PoolClosed);
+    }
+    assert_eq!(
+        pool.submit(square, 2).join().unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+
+    let pool = Pool::threads(2).unwrap();
+    let hs: Vec<_> = (0..10).map(|i| pool.submit(square, i)).collect();
+    pool.close();
+    pool.join();
+    assert!(hs.iter().all(multiproc::pool::TaskHandle::is_finished));
+}
+
+#[test]
+fn imap_endless_and_unordered() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::threads(2).unwrap();
+    let got: Vec<u64> = pool
+        .imap(square, 0..)
+        .take(10_000)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(got[9_999], 9_999 * 9_999);
+    let mut un: Vec<u64> = pool
+        .imap_unordered(square, 0..1000)
+        .chunksize(7)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    un.sort_unstable();
+    assert_eq!(un, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+    let starred = pool
+        .starmap(|a: u64, b: u64| a * b, vec![(2, 3), (4, 5)])
+        .unwrap();
+    assert_eq!(starred, vec![6, 20]);
+    pool.join();
+}
+
+#[test]
+fn executor_interface() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::threads(2).unwrap();
+    let hs: Vec<_> = [200, 1, 2]
+        .into_iter()
+        .map(|ms| pool.submit(sleep_ms, ms))
+        .collect();
+    let done = pool::wait(&hs, WaitFor::First, None);
+    assert!(!done.is_empty() && !done.contains(&0));
+    assert!(pool::wait(&hs, WaitFor::All, Some(Duration::from_millis(1))).len() < 3);
+    let order: Vec<usize> = pool::as_completed(hs)
+        .map(|(i, r)| r.map(|_| i).unwrap())
+        .collect();
+    assert_eq!(order.len(), 3);
+    assert_eq!(order[2], 0);
+    assert_eq!(block_on(pool.submit(square, 9)).unwrap(), 81);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = pool.apply_async_with(square, 5, move |r| tx.send(*r.as_ref().unwrap()).unwrap());
+    assert_eq!(rx.recv().unwrap(), 25);
+    assert_eq!(h.join().unwrap(), 25);
+    pool.join();
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
