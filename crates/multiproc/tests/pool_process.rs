@@ -57,7 +57,7 @@ fn behave(x: u32) -> u32 {
     x + 1
 }
 
-#[allow(clippy::exit)]
+#[allow(clippy::exit, clippy::disallowed_methods)]
 fn exit_7() {
     std::process::exit(7)
 }

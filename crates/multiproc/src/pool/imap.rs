@@ -14,6 +14,9 @@ use super::task::{expand, Slot};
 use crate::error::Result;
 use crate::process::function::ChunkOut;
 
+/// A submitted chunk: its slot and its number of items.
+type Chunk<R> = (Arc<Slot<ChunkOut<R>>>, usize);
+
 /// What both iterators share: the input, the chunking and the prefetch bound.
 struct Feed<'p, F, I: Iterator> {
     pool: &'p Pool,
@@ -60,7 +63,7 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
     }
 
     /// Pulls and submits up to `room` chunks.
-    fn pull<A, R>(&mut self, room: usize) -> Vec<(Arc<Slot<ChunkOut<R>>>, usize)>
+    fn pull<A, R>(&mut self, room: usize) -> Vec<Chunk<R>>
     where
         I: Iterator<Item = A>,
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
@@ -91,7 +94,7 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
 /// submitted chunks to finish in the background; their results are discarded.
 pub struct Imap<'p, F, I: Iterator, R> {
     feed: Feed<'p, F, I>,
-    inflight: VecDeque<(Arc<Slot<ChunkOut<R>>>, usize)>,
+    inflight: VecDeque<Chunk<R>>,
     ready: std::vec::IntoIter<Result<R>>,
 }
 
@@ -160,7 +163,7 @@ where
 /// submitted chunks to finish in the background; their results are discarded.
 pub struct ImapUnordered<'p, F, I: Iterator, R> {
     feed: Feed<'p, F, I>,
-    inflight: HashMap<usize, (Arc<Slot<ChunkOut<R>>>, usize)>,
+    inflight: HashMap<usize, Chunk<R>>,
     next_index: usize,
     tx: mpsc::Sender<usize>,
     rx: mpsc::Receiver<usize>,

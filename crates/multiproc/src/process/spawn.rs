@@ -8,7 +8,7 @@
 //! close-on-exec. The launch frame follows on the socket; the child's startup hook
 //! reads it before `main`.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -77,9 +77,5 @@ fn argv0() -> CString {
     std::env::args_os()
         .next()
         .and_then(|a| CString::new(a.as_bytes()).ok())
-        .unwrap_or_else(|| {
-            CStr::from_bytes_with_nul(b"multiproc-child\0")
-                .expect("literal")
-                .to_owned()
-        })
+        .unwrap_or_else(|| c"multiproc-child".to_owned())
 }
