@@ -1,4 +1,32 @@
-//! Communication between processes (and threads): the serialization seam for now;
-//! pipes and queues build on it.
+//! Communication between processes (and threads): [`Pipe`]/[`Connection`] for
+//! two-party messages, [`Queue`]/[`JoinableQueue`] for many producers and
+//! consumers, [`wait`] over many connections and processes, and the serialization
+//! seam ([`codec`]).
+//!
+//! Pipes and queues carry their messages through ring buffers in shared memory, so
+//! a message costs two copies and no system call while the receiver is awake; a
+//! waiting receiver spins briefly, then sleeps on a futex. See [`Pipe`] and
+//! [`Queue`] for the guarantees when a peer dies.
 
 pub mod codec;
+#[cfg(not(loom))]
+mod connection;
+mod error;
+pub(crate) mod frame;
+#[cfg(not(loom))]
+mod queue;
+pub(crate) mod ring;
+#[cfg(not(loom))]
+mod shm_mem;
+#[cfg(not(loom))]
+mod wait;
+
+#[cfg(not(loom))]
+pub use connection::{Connection, Pipe, PipeBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
+pub use error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+#[cfg(not(loom))]
+pub use queue::{JoinableQueue, Queue, QueueBuilder, DEFAULT_QUEUE_CAPACITY};
+#[cfg(not(loom))]
+pub use wait::{wait, Waitable};

@@ -250,6 +250,37 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
     }
 }
 
+/// Returns `true` if the peer of a connected socket is gone: every copy of its end
+/// is closed (`POLLHUP`/`POLLRDHUP`), or the socket is in error.
+pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(&sock, PollFlags::RDHUP)];
+    match poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 })) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR),
+    }
+}
+
+/// Sends one byte without blocking, as a wake-up for a peer polling the socket; a
+/// full buffer already means a wake-up is pending, and a closed peer needs none.
+pub(crate) fn nudge(sock: BorrowedFd<'_>) {
+    let _ = rustix::net::send(sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+}
+
+/// Reads and discards every byte available right now (wake-ups sent by [`nudge`]).
+pub(crate) fn drain(sock: BorrowedFd<'_>) {
+    let mut buf = [0u8; 64];
+    loop {
+        match rustix::net::recv(sock, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n == buf.len() => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+    }
+}
+
 /// Borrows every descriptor of a slice (helper for `send_frame`).
 pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
     fds.iter().map(AsFd::as_fd).collect()

@@ -1,0 +1,812 @@
+//! [`Pipe`] and [`Connection`]: Python's `multiprocessing.Pipe` over shared memory.
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::codec;
+use super::error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use super::frame::{self, Patience, RecvFail, SendFail};
+use super::ring::{footprint, Ring};
+use super::wait::{self, Waitable};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::SharedMemory;
+use crate::sys;
+
+/// Default size of each direction's ring buffer (1 MiB).
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+/// Default largest message a pipe accepts (1 GiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
+
+/// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
+///
+/// Messages travel through a ring buffer in shared memory, one per direction, so a
+/// message costs two `memcpy`s and, only when the receiver is asleep, one
+/// `futex` wake-up; a receiver that is waiting spins briefly before it sleeps. A
+/// Unix socket pair beside the rings tells each end when the other is gone (every
+/// copy of it closed: the process exited, crashed or dropped it), so a receiver gets
+/// end-of-stream instead of hanging, and it makes connections usable with
+/// [`wait`](crate::ipc::wait).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::ipc::{Connection, Pipe};
+/// use multiproc::Process;
+///
+/// fn child(conn: Connection) {
+///     let n: u64 = conn.recv().unwrap();
+///     conn.send(n * 2).unwrap();
+/// }
+///
+/// let (parent, child_end) = Pipe::new()?;
+/// let p = Process::start_with(child, child_end)?;
+/// parent.send(21u64)?;
+/// assert_eq!(parent.recv::<u64>()?, 42);
+/// p.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pipe;
+
+impl Pipe {
+    /// Creates a duplex pipe with the default settings: both ends send and receive.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the shared memory or the socket pair cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// a.send("ping".to_string())?;
+    /// assert_eq!(b.recv::<String>()?, "ping");
+    /// b.send_bytes(b"pong")?;
+    /// assert_eq!(a.recv_bytes()?, b"pong");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<(Connection, Connection)> {
+        Pipe::builder().build()
+    }
+
+    /// Same as [`Pipe::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipe::new`].
+    pub fn duplex() -> Result<(Connection, Connection)> {
+        Pipe::new()
+    }
+
+    /// Creates a one-way pipe: returns `(receiver, sender)`, in Python's order
+    /// (`Pipe(duplex=False)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipe::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (rx, tx) = multiproc::Pipe::one_way()?;
+    /// tx.send(1u8)?;
+    /// assert_eq!(rx.recv::<u8>()?, 1);
+    /// assert!(rx.send(2u8).unwrap_err().is_rejected());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn one_way() -> Result<(Connection, Connection)> {
+        Pipe::builder().duplex(false).build()
+    }
+
+    /// A [`PipeBuilder`] to set the buffer size, the maximum message size and duplex.
+    pub fn builder() -> PipeBuilder {
+        PipeBuilder {
+            capacity: DEFAULT_CAPACITY,
+            max_message: DEFAULT_MAX_MESSAGE,
+            duplex: true,
+        }
+    }
+}
+
+/// Configures a [`Pipe`] before it is created.
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = multiproc::Pipe::builder()
+///     .capacity(64 * 1024)
+///     .max_message_size(1024)
+///     .build()?;
+/// assert!(a.send_bytes(&[0; 2000]).unwrap_err().is_rejected());
+/// # drop(b);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a PipeBuilder does nothing until `build` is called"]
+pub struct PipeBuilder {
+    capacity: usize,
+    max_message: usize,
+    duplex: bool,
+}
+
+impl PipeBuilder {
+    /// Size of each direction's ring buffer in bytes, rounded up to a power of two
+    /// (default 1 MiB, at least 4 KiB, at most 1 GiB). Larger messages still pass,
+    /// in fragments; a larger ring lets a sender run further ahead.
+    pub fn capacity(mut self, bytes: usize) -> PipeBuilder {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest message accepted, in bytes (default 1 GiB). A larger send fails
+    /// with [`SendError::Rejected`]; the receiver also enforces its own copy of the
+    /// limit, so a corrupted length cannot make it allocate without bound.
+    pub fn max_message_size(mut self, bytes: usize) -> PipeBuilder {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Whether both ends send and receive (default `true`). A one-way pipe returns
+    /// `(receiver, sender)`.
+    pub fn duplex(mut self, yes: bool) -> PipeBuilder {
+        self.duplex = yes;
+        self
+    }
+
+    /// Creates the pipe.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the shared memory or the socket pair cannot be created.
+    pub fn build(self) -> Result<(Connection, Connection)> {
+        let cap = (self.capacity.clamp(4096, 1 << 30) as u64).next_power_of_two();
+        let rings = if self.duplex { 2 } else { 1 };
+        let mem = SharedMemory::create(footprint(cap) * rings)?;
+        for r in 0..rings {
+            drop(Ring::init(mem.clone(), r * footprint(cap), cap));
+        }
+        let (s0, s1) = sys::socket::pair().map_err(Error::os)?;
+        let wire = |side: u8, sock: OwnedFd| Wire {
+            mem: mem.clone(),
+            sock,
+            side,
+            duplex: self.duplex,
+            max_message: self.max_message as u64,
+        };
+        let a = Connection::from_wire(wire(0, s0))?;
+        let b = Connection::from_wire(wire(1, s1))?;
+        // One-way: side 0 sends on ring 0, side 1 receives it; Python's order is
+        // (receiver, sender).
+        Ok(if self.duplex { (a, b) } else { (b, a) })
+    }
+}
+
+/// One end of a [`Pipe`]: sends and receives messages (typed, or raw bytes).
+///
+/// Typed messages are encoded with the crate's [codec](crate::ipc::codec) (bincode),
+/// and `recv::<T>` must name the type that was sent, as with Python's pickle the
+/// stream itself is untyped: [`send_bytes`](Self::send_bytes) and
+/// [`recv_bytes`](Self::recv_bytes) see the encoded bytes of a typed message.
+///
+/// A `Connection` can be shared by threads (`&self` methods; sends are serialized
+/// with each other, and receives with each other) and handed to a child process at
+/// start by every start method. As in Python, two *processes* must not use the same
+/// end at the same time: their messages would interleave (the receiver reports a
+/// corrupted stream, it does not crash).
+///
+/// End of stream: once every copy of the peer end is gone (dropped, or its process
+/// exited or was killed) and everything it sent has been received, receives return
+/// [`RecvError::Disconnected`]. A sleeping receiver notices within about 50 ms. Sends
+/// to a dead peer succeed while the buffer has room (as a socket buffers), then fail
+/// with [`SendError::Disconnected`].
+///
+/// Values that own file descriptors (a `Connection`, [`SharedMemory`]) cannot be sent
+/// through a `Connection`; pass them to the child at start instead.
+pub struct Connection {
+    mem: SharedMemory,
+    sock: OwnedFd,
+    side: u8,
+    duplex: bool,
+    max_message: usize,
+    tx: Option<Mutex<TxState>>,
+    rx: Option<Mutex<RxState>>,
+    /// Set once the peer was seen gone (it cannot come back).
+    peer_gone: AtomicBool,
+}
+
+struct TxState {
+    ring: Ring<SharedMemory>,
+    scratch: Vec<u8>,
+}
+
+struct RxState {
+    ring: Ring<SharedMemory>,
+    scratch: Vec<u8>,
+    /// Set when the stream was found corrupted; every later receive fails with it.
+    broken: Option<String>,
+}
+
+/// What travels when a `Connection` is handed to another process.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    mem: SharedMemory,
+    #[serde(with = "crate::ipc::codec::fd")]
+    sock: OwnedFd,
+    side: u8,
+    duplex: bool,
+    max_message: u64,
+}
+
+impl Connection {
+    fn from_wire(w: Wire) -> Result<Connection> {
+        let corrupt = |e: super::ring::Corrupt| Error::new(ErrorKind::Decode).with_message(e.0);
+        let len = w.mem.len();
+        let rings = if w.duplex { 2 } else { 1 };
+        if w.side > 1 || len % rings != 0 {
+            return Err(Error::new(ErrorKind::Decode).with_message("invalid pipe end"));
+        }
+        let stride = len / rings;
+        // Ring `k` carries messages sent by side `k`.
+        let send_ring = if w.duplex || w.side == 0 {
+            Some(Ring::open(w.mem.clone(), usize::from(w.side) * stride % len, len).map_err(corrupt)?)
+        } else {
+            None
+        };
+        let recv_ring = if w.duplex || w.side == 1 {
+            let k = if w.duplex { 1 - usize::from(w.side) } else { 0 };
+            Some(Ring::open(w.mem.clone(), k * stride, len).map_err(corrupt)?)
+        } else {
+            None
+        };
+        Ok(Connection {
+            mem: w.mem,
+            sock: w.sock,
+            side: w.side,
+            duplex: w.duplex,
+            max_message: usize::try_from(w.max_message).unwrap_or(usize::MAX),
+            tx: send_ring.map(|ring| {
+                Mutex::new(TxState {
+                    ring,
+                    scratch: Vec::new(),
+                })
+            }),
+            rx: recv_ring.map(|ring| {
+                Mutex::new(RxState {
+                    ring,
+                    scratch: Vec::new(),
+                    broken: None,
+                })
+            }),
+            peer_gone: AtomicBool::new(false),
+        })
+    }
+
+    /// Returns `true` if this end can send.
+    pub fn is_writable(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Returns `true` if this end can receive.
+    pub fn is_readable(&self) -> bool {
+        self.rx.is_some()
+    }
+
+    /// The largest message this end sends or accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message
+    }
+
+    fn peer_is_gone(&self) -> bool {
+        if self.peer_gone.load(Ordering::Relaxed) {
+            return true;
+        }
+        let gone = sys::socket::peer_gone(self.sock.as_fd());
+        if gone {
+            self.peer_gone.store(true, Ordering::Relaxed);
+        }
+        gone
+    }
+
+    fn tx(&self) -> Option<MutexGuard<'_, TxState>> {
+        self.tx
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn rx(&self) -> Option<MutexGuard<'_, RxState>> {
+        self.rx
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    // ---- sending ----
+
+    fn send_raw(&self, tx: &TxState, bytes: &[u8], patience: Patience) -> Result<(), Fail> {
+        if bytes.len() > self.max_message {
+            return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
+        }
+        let notify = frame::send(&tx.ring, bytes, patience, &mut || !self.peer_is_gone())
+            .map_err(|e| match e {
+                SendFail::Full => Fail::Full,
+                SendFail::TimedOut => Fail::TimedOut,
+                SendFail::Stopped => Fail::Disconnected,
+            })?;
+        if notify {
+            sys::socket::nudge(self.sock.as_fd());
+        }
+        Ok(())
+    }
+
+    fn send_value<T: Serialize>(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
+        let Some(mut tx) = self.tx() else {
+            return Err((value, Fail::Rejected(read_only())));
+        };
+        let tx = &mut *tx;
+        let mut buf = std::mem::take(&mut tx.scratch);
+        buf.clear();
+        let r = match codec::encode_into(&value, &mut buf) {
+            Ok(fds) if fds.is_empty() => self.send_raw(tx, &buf, patience),
+            Ok(_) => Err(Fail::Rejected(fd_refused())),
+            Err(e) => Err(Fail::Rejected(e)),
+        };
+        tx.scratch = buf;
+        r.map_err(|f| (value, f))
+    }
+
+    fn send_bytes_with(&self, bytes: &[u8], patience: Patience) -> Result<(), Fail> {
+        let Some(tx) = self.tx() else {
+            return Err(Fail::Rejected(read_only()));
+        };
+        self.send_raw(&tx, bytes, patience)
+    }
+
+    /// Sends `value`, waiting while the buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] if the peer is gone (noticed when the buffer is
+    /// full); [`SendError::Rejected`] if the value fails to serialize, is over the
+    /// maximum message size, owns a file descriptor, or this end is receive-only.
+    /// The value comes back either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// a.send(vec![1u32, 2, 3])?;
+    /// assert_eq!(b.recv::<Vec<u32>>()?, [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn send<T: Serialize>(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_value(value, Patience::Forever)
+            .map_err(|(v, f)| f.into_send(v))
+    }
+
+    /// Sends `value` if the buffer has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] if it has not, otherwise as [`send`](Self::send). A
+    /// message larger than the whole buffer is always `Full` here: send it with
+    /// [`send`](Self::send).
+    pub fn try_send<T: Serialize>(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.send_value(value, Patience::Try)
+            .map_err(|(v, f)| f.into_try_send(v))
+    }
+
+    /// Sends `value`, waiting at most `timeout` for room in the buffer.
+    ///
+    /// The timeout bounds the wait for the *start* of the message: once part of a
+    /// large message is in the buffer, the rest follows as the receiver makes room.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] if there was no room in time, otherwise as
+    /// [`send`](Self::send).
+    pub fn send_timeout<T: Serialize>(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_value(value, until(timeout))
+            .map_err(|(v, f)| f.into_send_timeout(v))
+    }
+
+    /// Sends raw bytes as one message, waiting while the buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] if the peer is gone; [`ErrorKind::InvalidInput`] if
+    /// the message is over the maximum size or this end is receive-only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// a.send_bytes(b"raw")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(b.recv_bytes_into(&mut buf)?, 3);
+    /// assert_eq!(buf, b"raw");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_bytes_with(bytes, Patience::Forever)
+            .map_err(Fail::into_error)
+    }
+
+    /// Sends raw bytes if the buffer has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if it has not, otherwise as [`send_bytes`](Self::send_bytes).
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_bytes_with(bytes, Patience::Try)
+            .map_err(Fail::into_error)
+    }
+
+    /// Sends raw bytes, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if there was no room in time, otherwise as
+    /// [`send_bytes`](Self::send_bytes).
+    pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.send_bytes_with(bytes, until(timeout))
+            .map_err(Fail::into_error)
+    }
+
+    // ---- receiving ----
+
+    fn recv_into_with(&self, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
+        let Some(mut rx) = self.rx() else {
+            return Err(Fail::Invalid(write_only()));
+        };
+        self.recv_locked(&mut rx, out, patience)
+    }
+
+    fn recv_locked(&self, rx: &mut RxState, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
+        if let Some(m) = &rx.broken {
+            return Err(Fail::Invalid(corrupted(m)));
+        }
+        loop {
+            let r = frame::recv(&rx.ring, out, self.max_message, patience, false, &mut |_| {
+                !self.peer_is_gone()
+            });
+            return match r {
+                Ok(()) => Ok(()),
+                Err(RecvFail::Empty) => {
+                    // Data sent before the peer went away is still delivered.
+                    if self.peer_is_gone() && !rx.ring.has_data() {
+                        Err(Fail::Disconnected)
+                    } else {
+                        Err(Fail::Full)
+                    }
+                }
+                Err(RecvFail::TimedOut) => Err(Fail::TimedOut),
+                Err(RecvFail::Stopped) => {
+                    if rx.ring.has_data() {
+                        continue;
+                    }
+                    Err(Fail::Disconnected)
+                }
+                Err(RecvFail::TooLarge(n)) => Err(Fail::Invalid(too_large_in(n, self.max_message))),
+                Err(RecvFail::Corrupt(c)) => {
+                    let e = corrupted(&c.0);
+                    rx.broken = Some(c.0);
+                    Err(Fail::Invalid(e))
+                }
+            };
+        }
+    }
+
+    fn recv_value<T: DeserializeOwned>(&self, patience: Patience) -> Result<T, Fail> {
+        let Some(mut rx) = self.rx() else {
+            return Err(Fail::Invalid(write_only()));
+        };
+        let rx = &mut *rx;
+        let mut buf = std::mem::take(&mut rx.scratch);
+        let r = self.recv_locked(rx, &mut buf, patience);
+        let r = r.and_then(|()| codec::decode(&buf, Vec::new()).map_err(Fail::Invalid));
+        if buf.capacity() <= 1 << 20 {
+            rx.scratch = buf;
+        }
+        r
+    }
+
+    /// Receives a message of type `T`, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Disconnected`] at end of stream; [`RecvError::Invalid`] if the
+    /// message does not decode as `T`, is over the maximum size, or the stream is
+    /// corrupted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// a.send((1u8, "x".to_string()))?;
+    /// drop(a);
+    /// assert_eq!(b.recv::<(u8, String)>()?, (1, "x".to_string()));
+    /// assert!(b.recv::<u8>().unwrap_err().is_disconnected());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+        self.recv_value(Patience::Forever).map_err(Fail::into_recv)
+    }
+
+    /// Receives a message if one is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if none is, otherwise as [`recv`](Self::recv).
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T, TryRecvError> {
+        self.recv_value(Patience::Try).map_err(Fail::into_try_recv)
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if none came in time, otherwise as
+    /// [`recv`](Self::recv).
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        self.recv_value(until(timeout))
+            .map_err(Fail::into_recv_timeout)
+    }
+
+    /// Receives one message as raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_bytes_into(&mut v).map(|_| v)
+    }
+
+    /// Receives one message into `buf`, replacing its contents; returns its length.
+    /// Reusing one buffer avoids an allocation per message.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.recv_into_with(buf, Patience::Forever)
+            .map(|()| buf.len())
+            .map_err(Fail::into_recv)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) if a message is there now.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        self.recv_into_with(buf, Patience::Try)
+            .map(|()| buf.len())
+            .map_err(Fail::into_try_recv)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_bytes_into_timeout(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_into_with(buf, until(timeout))
+            .map(|()| buf.len())
+            .map_err(Fail::into_recv_timeout)
+    }
+
+    /// Returns `true` if a receive would not block: a message is there, or the peer
+    /// is gone (then the receive reports end of stream). Waits up to `timeout` for
+    /// that (`Duration::ZERO`: just look), like Python's `Connection.poll`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// assert!(!b.poll(Duration::ZERO));
+    /// a.send(5u8)?;
+    /// assert!(b.poll(Duration::from_secs(1)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn poll(&self, timeout: Duration) -> bool {
+        let Some(rx) = self.rx() else { return false };
+        if rx.ring.has_data() || rx.broken.is_some() {
+            return true;
+        }
+        if timeout.is_zero() {
+            return self.peer_is_gone() || rx.ring.has_data();
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        !matches!(
+            rx.ring.wait_data(deadline, &mut || !self.peer_is_gone()),
+            super::ring::Waited::TimedOut
+        )
+    }
+}
+
+/// The reasons shared by all operations, converted to each public error type.
+enum Fail {
+    Full,
+    TimedOut,
+    Disconnected,
+    Rejected(Error),
+    Invalid(Error),
+}
+
+impl Fail {
+    fn into_send<T>(self, v: T) -> SendError<T> {
+        match self {
+            Fail::Rejected(e) | Fail::Invalid(e) => SendError::Rejected(v, e),
+            _ => SendError::Disconnected(v),
+        }
+    }
+
+    fn into_try_send<T>(self, v: T) -> TrySendError<T> {
+        match self {
+            Fail::Full | Fail::TimedOut => TrySendError::Full(v),
+            Fail::Disconnected => TrySendError::Disconnected(v),
+            Fail::Rejected(e) | Fail::Invalid(e) => TrySendError::Rejected(v, e),
+        }
+    }
+
+    fn into_send_timeout<T>(self, v: T) -> SendTimeoutError<T> {
+        match self {
+            Fail::Full | Fail::TimedOut => SendTimeoutError::Timeout(v),
+            Fail::Disconnected => SendTimeoutError::Disconnected(v),
+            Fail::Rejected(e) | Fail::Invalid(e) => SendTimeoutError::Rejected(v, e),
+        }
+    }
+
+    fn into_recv(self) -> RecvError {
+        match self {
+            Fail::Rejected(e) | Fail::Invalid(e) => RecvError::Invalid(e),
+            _ => RecvError::Disconnected,
+        }
+    }
+
+    fn into_try_recv(self) -> TryRecvError {
+        match self {
+            Fail::Full | Fail::TimedOut => TryRecvError::Empty,
+            Fail::Disconnected => TryRecvError::Disconnected,
+            Fail::Rejected(e) | Fail::Invalid(e) => TryRecvError::Invalid(e),
+        }
+    }
+
+    fn into_recv_timeout(self) -> RecvTimeoutError {
+        match self {
+            Fail::Full | Fail::TimedOut => RecvTimeoutError::Timeout,
+            Fail::Disconnected => RecvTimeoutError::Disconnected,
+            Fail::Rejected(e) | Fail::Invalid(e) => RecvTimeoutError::Invalid(e),
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Fail::Full | Fail::TimedOut => Error::new(ErrorKind::Timeout),
+            Fail::Disconnected => Error::new(ErrorKind::Disconnected),
+            Fail::Rejected(e) | Fail::Invalid(e) => e,
+        }
+    }
+}
+
+fn until(timeout: Duration) -> Patience {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(Patience::Forever, Patience::Until)
+}
+
+pub(crate) fn too_large(len: usize, max: usize) -> Error {
+    Error::new(ErrorKind::InvalidInput).with_message(format!(
+        "message of {len} bytes exceeds the maximum message size of {max} bytes"
+    ))
+}
+
+pub(crate) fn too_large_in(len: u64, max: usize) -> Error {
+    Error::new(ErrorKind::Decode).with_message(format!(
+        "received a message of {len} bytes, over the maximum message size of {max} bytes"
+    ))
+}
+
+pub(crate) fn corrupted(detail: &str) -> Error {
+    Error::new(ErrorKind::Decode).with_message(format!("corrupted message stream: {detail}"))
+}
+
+pub(crate) fn fd_refused() -> Error {
+    Error::new(ErrorKind::Encode).with_message(
+        "values that own file descriptors cannot be sent through a pipe or queue; \
+         pass them to the child at start",
+    )
+}
+
+fn write_only() -> Error {
+    Error::new(ErrorKind::InvalidInput).with_message("this end of a one-way pipe cannot receive")
+}
+
+fn read_only() -> Error {
+    Error::new(ErrorKind::InvalidInput).with_message("this end of a one-way pipe cannot send")
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("side", &self.side)
+            .field("readable", &self.is_readable())
+            .field("writable", &self.is_writable())
+            .field("max_message_size", &self.max_message)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hands a duplicate of this end to another process (through multiproc's own
+/// channels only, see [`codec::fd`](crate::ipc::codec::fd)).
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct WireRef<'a> {
+            mem: &'a SharedMemory,
+            #[serde(with = "crate::ipc::codec::fd")]
+            sock: BorrowedFd<'a>,
+            side: u8,
+            duplex: bool,
+            max_message: u64,
+        }
+        WireRef {
+            mem: &self.mem,
+            sock: self.sock.as_fd(),
+            side: self.side,
+            duplex: self.duplex,
+            max_message: self.max_message as u64,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Connection::from_wire(Wire::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Waitable for Connection {
+    fn wait_arm(&self) -> bool {
+        let Some(rx) = self.rx() else { return false };
+        rx.broken.is_some() || rx.ring.arm_notify() || self.peer_gone.load(Ordering::Relaxed)
+    }
+
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    fn wait_done(&self, fired: bool) -> bool {
+        let Some(rx) = self.rx() else { return false };
+        rx.ring.disarm_notify();
+        if fired {
+            sys::socket::drain(self.sock.as_fd());
+        }
+        rx.ring.has_data() || rx.broken.is_some() || (fired && self.peer_is_gone())
+    }
+}
+
+impl wait::sealed::Sealed for Connection {}

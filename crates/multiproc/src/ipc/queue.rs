@@ -1,0 +1,756 @@
+//! [`Queue`] and [`JoinableQueue`]: Python's `multiprocessing.Queue` over a
+//! shared-memory ring with a robust lock per side.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::codec;
+use super::connection::{corrupted, fd_refused, too_large, too_large_in};
+use super::error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use super::frame::{self, Patience, RecvFail, SendFail};
+use super::ring::{footprint, Mem, Ring, Waited, TICK};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::SharedMemory;
+use crate::sync::{Lock, LockGuard, TryLockError};
+
+/// Default size of a queue's ring buffer (1 MiB).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1 << 20;
+
+/// Offset of `closed: u32` in the queue header (`1` once [`Queue::close`] ran).
+const CLOSED: usize = 0;
+/// Offset of `join_seq: u32`, the futex word [`JoinableQueue::join`] sleeps on.
+const JOIN_SEQ: usize = 4;
+/// Offset of `unfinished: u64`, items put and not yet marked done.
+const UNFINISHED: usize = 8;
+/// Offset of `maxsize: u64` (`0`: no limit on the number of items).
+const MAXSIZE: usize = 16;
+/// Offset of `max_message: u64`.
+const MAX_MESSAGE: usize = 24;
+/// Offset of the ring.
+const RING: usize = 128;
+
+/// A first-in first-out queue shared by any number of producer and consumer threads
+/// and processes (Python's `multiprocessing.Queue`).
+///
+/// Items are serialized into a ring buffer in shared memory, each side of which is
+/// guarded by a [`Lock`] that survives its holder's death. So:
+///
+/// * a `put` is complete when it returns (there is no feeder thread): a value that
+///   fails to serialize fails `put` at once, and a producer may exit at any time,
+///   with items unread, without anyone deadlocking;
+/// * a consumer killed in the middle of a `get` loses at most the item it was taking;
+///   the next consumer is told by the lock and goes on with the next item; a
+///   producer killed in the middle of a `put` loses at most that item;
+/// * items of any size up to the maximum message size (default 1 GiB) pass, in
+///   fragments when they are larger than a quarter of the ring;
+/// * a waiting `get` spins briefly and then sleeps in the kernel; a `put` wakes it
+///   only when it sleeps.
+///
+/// Capacity: [`Queue::bounded`] limits the number of items, like Python's
+/// `maxsize`; every queue is also limited by its ring's bytes (default 1 MiB), and a
+/// `put` waits when either is full.
+///
+/// # Differences from Python
+///
+/// [`close`](Self::close) closes the queue for every process: later puts fail with
+/// `Disconnected` (handing the item back) and gets fail with `Disconnected` once the
+/// queue is drained. Python's `close` only stops the calling process's feeder
+/// thread, which this queue does not have. Values that own file descriptors cannot
+/// be put (pass them to the child at start instead).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, Queue};
+///
+/// fn worker(q: Queue<u64>) {
+///     for i in 0..3 {
+///         q.put(i * 10).unwrap();
+///     }
+/// }
+///
+/// let q = Queue::new()?;
+/// let p = Process::start_with(worker, q.clone())?;
+/// let got: Vec<u64> = (0..3).map(|_| q.get().unwrap()).collect();
+/// assert_eq!(got, [0, 10, 20]);
+/// p.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Queue<T> {
+    inner: Arc<Inner>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+struct Inner {
+    mem: SharedMemory,
+    ring: Ring<SharedMemory>,
+    put_lock: Lock,
+    get_lock: Lock,
+    joinable: bool,
+    max_message: usize,
+}
+
+/// Configures a [`Queue`] before it is created.
+///
+/// # Examples
+///
+/// ```
+/// let q = multiproc::Queue::<String>::builder()
+///     .maxsize(100)
+///     .capacity(4 << 20)
+///     .max_message_size(1 << 20)
+///     .build()?;
+/// assert_eq!(q.maxsize(), Some(100));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a QueueBuilder does nothing until `build` is called"]
+pub struct QueueBuilder<T> {
+    maxsize: usize,
+    capacity: usize,
+    max_message: usize,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> QueueBuilder<T> {
+    /// The most items the queue holds (`0`, the default: no limit but the ring's bytes).
+    pub fn maxsize(mut self, items: usize) -> Self {
+        self.maxsize = items;
+        self
+    }
+
+    /// The ring buffer's size in bytes, rounded up to a power of two (default 1 MiB,
+    /// at least 4 KiB, at most 1 GiB).
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest serialized item accepted (default 1 GiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Creates the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the shared memory cannot be created.
+    pub fn build(self) -> Result<Queue<T>> {
+        Ok(Queue {
+            inner: Arc::new(Inner::create(self.maxsize, self.capacity, self.max_message, false)?),
+            _items: PhantomData,
+        })
+    }
+}
+
+impl Inner {
+    fn create(maxsize: usize, capacity: usize, max_message: usize, joinable: bool) -> Result<Inner> {
+        let cap = (capacity.clamp(4096, 1 << 30) as u64).next_power_of_two();
+        let mem = SharedMemory::create(RING + footprint(cap))?;
+        mem.u64_at(MAXSIZE).store(maxsize as u64, Relaxed);
+        mem.u64_at(MAX_MESSAGE).store(max_message as u64, Relaxed);
+        let ring = Ring::init(mem.clone(), RING, cap);
+        Ok(Inner {
+            mem,
+            ring,
+            put_lock: Lock::new()?,
+            get_lock: Lock::new()?,
+            joinable,
+            max_message,
+        })
+    }
+
+    fn from_wire(w: Wire) -> Result<Inner> {
+        let len = w.mem.len();
+        if len < RING {
+            return Err(Error::new(ErrorKind::Decode).with_message("invalid queue segment"));
+        }
+        let ring = Ring::open(w.mem.clone(), RING, len)
+            .map_err(|e| Error::new(ErrorKind::Decode).with_message(e.0))?;
+        let max_message = usize::try_from(w.mem.u64_at(MAX_MESSAGE).load(Relaxed)).unwrap_or(usize::MAX);
+        Ok(Inner {
+            mem: w.mem,
+            ring,
+            put_lock: w.put_lock,
+            get_lock: w.get_lock,
+            joinable: w.joinable,
+            max_message,
+        })
+    }
+
+    fn closed(&self) -> bool {
+        self.mem.u32_at(CLOSED).load(Acquire) != 0
+    }
+
+    fn maxsize(&self) -> u64 {
+        self.mem.u64_at(MAXSIZE).load(Relaxed)
+    }
+
+    fn unfinished(&self) -> &std::sync::atomic::AtomicU64 {
+        self.mem.u64_at(UNFINISHED)
+    }
+
+    fn join_seq(&self) -> &std::sync::atomic::AtomicU32 {
+        self.mem.u32_at(JOIN_SEQ)
+    }
+
+    /// Takes a side lock within `patience`. A holder that died is simply replaced:
+    /// the ring's state is consistent at every instant (positions move by whole
+    /// records), and the reassembly rules drop half-sent or half-taken items.
+    fn lock<'a>(&self, lock: &'a Lock, patience: Patience) -> Option<LockGuard<'a>> {
+        let r = match patience {
+            Patience::Forever => return Some(lock.lock().unwrap_or_else(|died| died.into_inner())),
+            Patience::Try => lock.try_lock(),
+            Patience::Until(d) => lock.lock_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match r {
+            Ok(g) => Some(g),
+            Err(TryLockError::OwnerDied(died)) => Some(died.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn put_bytes(&self, bytes: &[u8], patience: Patience) -> Result<(), Fail> {
+        if self.closed() {
+            return Err(Fail::Disconnected);
+        }
+        if bytes.len() > self.max_message {
+            return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
+        }
+        let Some(_guard) = self.lock(&self.put_lock, patience) else {
+            return Err(Fail::Busy);
+        };
+        let maxsize = self.maxsize();
+        if maxsize > 0 {
+            let room = || self.ring.put_count().saturating_sub(self.ring.got_count()) < maxsize;
+            if !room() {
+                if patience == Patience::Try {
+                    return Err(Fail::Busy);
+                }
+                let deadline = match patience {
+                    Patience::Until(d) => Some(d),
+                    _ => None,
+                };
+                match self.ring.wait_space(deadline, &mut || !self.closed(), &mut || {
+                    room() || self.closed()
+                }) {
+                    Waited::Ready if !self.closed() => {}
+                    Waited::TimedOut => return Err(Fail::Busy),
+                    _ => return Err(Fail::Disconnected),
+                }
+            }
+        }
+        if self.joinable {
+            self.unfinished().fetch_add(1, AcqRel);
+        }
+        let r = frame::send(&self.ring, bytes, patience, &mut || !self.closed());
+        if r.is_err() && self.joinable {
+            self.task_done_inner().ok();
+        }
+        match r {
+            Ok(_) => Ok(()),
+            Err(SendFail::Full | SendFail::TimedOut) => Err(Fail::Busy),
+            Err(SendFail::Stopped) => Err(Fail::Disconnected),
+        }
+    }
+
+    fn get_bytes(&self, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
+        let Some(_guard) = self.lock(&self.get_lock, patience) else {
+            return Err(Fail::Busy);
+        };
+        let r = frame::recv(&self.ring, out, self.max_message, patience, true, &mut |pid| match pid {
+            Some(pid) => !crate::sync::primitive::owner_is_dead(pid, 0),
+            None => !self.closed(),
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(RecvFail::Empty | RecvFail::TimedOut) => {
+                if self.closed() && !self.ring.has_data() {
+                    Err(Fail::Disconnected)
+                } else {
+                    Err(Fail::Busy)
+                }
+            }
+            Err(RecvFail::Stopped) => Err(Fail::Disconnected),
+            Err(RecvFail::TooLarge(n)) => Err(Fail::Invalid(too_large_in(n, self.max_message))),
+            Err(RecvFail::Corrupt(c)) => Err(Fail::Invalid(corrupted(&c.0))),
+        }
+    }
+
+    fn task_done_inner(&self) -> Result<()> {
+        let u = self.unfinished();
+        let mut cur = u.load(Acquire);
+        loop {
+            if cur == 0 {
+                return Err(Error::new(ErrorKind::InvalidInput)
+                    .with_message("task_done() called more times than there were items"));
+            }
+            match u.compare_exchange_weak(cur, cur - 1, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
+            self.join_seq().fetch_add(1, Release);
+            self.mem.wake_all(self.join_seq());
+        }
+        Ok(())
+    }
+
+    fn join(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            let seq = self.join_seq().load(Acquire);
+            if self.unfinished().load(Acquire) == 0 {
+                return true;
+            }
+            let left = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.min(TICK)
+                }
+                None => TICK,
+            };
+            self.mem.wait(self.join_seq(), seq, Some(left));
+        }
+    }
+}
+
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+/// Why an operation did not happen, before conversion to the public error types.
+enum Fail {
+    /// Full (put) or empty (get), at the deadline or at once.
+    Busy,
+    Disconnected,
+    Rejected(Error),
+    Invalid(Error),
+}
+
+thread_local! {
+    /// Encoding buffer reused by `put` (taken while in use, so reentrancy is safe).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Creates a queue with no item limit (only the ring's 1 MiB of bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Os`] if the shared memory cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put("a".to_string())?;
+    /// assert_eq!(q.get()?, "a");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Queue<T>> {
+        Queue::builder().build()
+    }
+
+    /// Creates a queue holding at most `maxsize` items (Python's `Queue(maxsize)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(1)?;
+    /// q.put(1u8)?;
+    /// assert!(q.try_put(2u8).unwrap_err().is_full());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bounded(maxsize: usize) -> Result<Queue<T>> {
+        Queue::builder().maxsize(maxsize).build()
+    }
+
+    /// A [`QueueBuilder`] to set the item limit, ring size and maximum message size.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            maxsize: 0,
+            capacity: DEFAULT_QUEUE_CAPACITY,
+            max_message: super::connection::DEFAULT_MAX_MESSAGE,
+            _items: PhantomData,
+        }
+    }
+
+    fn put_with(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
+        let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        buf.clear();
+        let r = match codec::encode_into(&value, &mut buf) {
+            Ok(fds) if fds.is_empty() => self.inner.put_bytes(&buf, patience),
+            Ok(_) => Err(Fail::Rejected(fd_refused())),
+            Err(e) => Err(Fail::Rejected(e)),
+        };
+        if buf.capacity() <= 1 << 20 {
+            SCRATCH.with(|s| *s.borrow_mut() = buf);
+        }
+        r.map_err(|f| (value, f))
+    }
+
+    fn get_with(&self, patience: Patience) -> Result<T, Fail> {
+        let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let r = self.inner.get_bytes(&mut buf, patience);
+        let r = r.and_then(|()| codec::decode(&buf, Vec::new()).map_err(Fail::Invalid));
+        if buf.capacity() <= 1 << 20 {
+            SCRATCH.with(|s| *s.borrow_mut() = buf);
+        }
+        r
+    }
+
+    /// Puts `value` at the back, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] if the queue is closed; [`SendError::Rejected`] if
+    /// the value fails to serialize, owns a file descriptor or is over the maximum
+    /// message size. The value comes back either way.
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
+        self.put_with(value, Patience::Forever).map_err(|(v, f)| match f {
+            Fail::Rejected(e) | Fail::Invalid(e) => SendError::Rejected(v, e),
+            _ => SendError::Disconnected(v),
+        })
+    }
+
+    /// Puts `value` if there is room now (Python's `put_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] if there is not (or another producer holds the
+    /// producer side right now), otherwise as [`put`](Self::put). An item larger
+    /// than the whole ring is always `Full` here; use [`put`](Self::put).
+    pub fn try_put(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.put_with(value, Patience::Try).map_err(|(v, f)| match f {
+            Fail::Busy => TrySendError::Full(v),
+            Fail::Disconnected => TrySendError::Disconnected(v),
+            Fail::Rejected(e) | Fail::Invalid(e) => TrySendError::Rejected(v, e),
+        })
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room (the wait for the start of
+    /// the item; a large item that has started goes through whole).
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] if there was no room in time, otherwise as
+    /// [`put`](Self::put).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.put_with(value, until(timeout)).map_err(|(v, f)| match f {
+            Fail::Busy => SendTimeoutError::Timeout(v),
+            Fail::Disconnected => SendTimeoutError::Disconnected(v),
+            Fail::Rejected(e) | Fail::Invalid(e) => SendTimeoutError::Rejected(v, e),
+        })
+    }
+
+    /// Takes the item at the front, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Disconnected`] once the queue is closed and drained;
+    /// [`RecvError::Invalid`] if the item does not decode as `T` (it is dropped).
+    pub fn get(&self) -> Result<T, RecvError> {
+        self.get_with(Patience::Forever).map_err(|f| match f {
+            Fail::Rejected(e) | Fail::Invalid(e) => RecvError::Invalid(e),
+            _ => RecvError::Disconnected,
+        })
+    }
+
+    /// Takes the item at the front if there is one now (Python's `get_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] if there is none (or another consumer is taking one
+    /// right now), otherwise as [`get`](Self::get).
+    pub fn try_get(&self) -> Result<T, TryRecvError> {
+        self.get_with(Patience::Try).map_err(|f| match f {
+            Fail::Busy => TryRecvError::Empty,
+            Fail::Disconnected => TryRecvError::Disconnected,
+            Fail::Rejected(e) | Fail::Invalid(e) => TryRecvError::Invalid(e),
+        })
+    }
+
+    /// Takes the item at the front, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] if none came in time, otherwise as
+    /// [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.get_with(until(timeout)).map_err(|f| match f {
+            Fail::Busy => RecvTimeoutError::Timeout,
+            Fail::Disconnected => RecvTimeoutError::Disconnected,
+            Fail::Rejected(e) | Fail::Invalid(e) => RecvTimeoutError::Invalid(e),
+        })
+    }
+}
+
+impl<T> Queue<T> {
+    /// The approximate number of items in the queue (exact when nobody is putting or
+    /// getting).
+    pub fn qsize(&self) -> usize {
+        let r = &self.inner.ring;
+        r.put_count().saturating_sub(r.got_count()) as usize
+    }
+
+    /// Returns `true` if the queue looks empty (approximate, as in Python).
+    pub fn is_empty(&self) -> bool {
+        !self.inner.ring.has_data()
+    }
+
+    /// Returns `true` if the queue holds `maxsize` items (approximate, as in Python).
+    pub fn is_full(&self) -> bool {
+        self.maxsize().is_some_and(|m| self.qsize() >= m)
+    }
+
+    /// The item limit, if any.
+    pub fn maxsize(&self) -> Option<usize> {
+        match self.inner.maxsize() {
+            0 => None,
+            n => Some(n as usize),
+        }
+    }
+
+    /// Closes the queue for every process: later puts fail with `Disconnected`, and
+    /// gets fail with `Disconnected` once the items already in it are taken.
+    /// Waiting producers and consumers are woken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1u8)?;
+    /// q.close();
+    /// assert!(q.put(2u8).unwrap_err().is_disconnected());
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(q.get().unwrap_err().is_disconnected());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.inner.mem.u32_at(CLOSED).store(1, Release);
+        self.inner.ring.wake_everyone();
+    }
+
+    /// Returns `true` once [`close`](Self::close) was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed()
+    }
+}
+
+fn until(timeout: Duration) -> Patience {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(Patience::Forever, Patience::Until)
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: Arc::clone(&self.inner),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.qsize())
+            .field("maxsize", &self.maxsize())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    mem: SharedMemory,
+    put_lock: Lock,
+    get_lock: Lock,
+    joinable: bool,
+}
+
+#[derive(Serialize)]
+struct WireRef<'a> {
+    mem: &'a SharedMemory,
+    put_lock: &'a Lock,
+    get_lock: &'a Lock,
+    joinable: bool,
+}
+
+impl Inner {
+    fn wire(&self) -> WireRef<'_> {
+        WireRef {
+            mem: &self.mem,
+            put_lock: &self.put_lock,
+            get_lock: &self.get_lock,
+            joinable: self.joinable,
+        }
+    }
+}
+
+/// Shares the queue with another process (through multiproc's own channels only,
+/// see [`codec::fd`](crate::ipc::codec::fd)).
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.inner.wire().serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let inner = Inner::from_wire(Wire::deserialize(d)?).map_err(serde::de::Error::custom)?;
+        Ok(Queue {
+            inner: Arc::new(inner),
+            _items: PhantomData,
+        })
+    }
+}
+
+/// A [`Queue`] that counts unfinished items: consumers call
+/// [`task_done`](Self::task_done) for each item they got, and
+/// [`join`](Self::join) waits until every item put has been marked done (Python's
+/// `multiprocessing.JoinableQueue`). It derefs to [`Queue`] for `put`/`get`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn worker(q: JoinableQueue<u32>) {
+///     while let Ok(_item) = q.get() {
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// let q = JoinableQueue::new()?;
+/// let p = Process::start_with(worker, q.clone())?;
+/// for i in 0..10 {
+///     q.put(i)?;
+/// }
+/// q.join(); // every item was processed
+/// q.close(); // the worker's `get` now fails and it returns
+/// p.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Creates a joinable queue with no item limit.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    pub fn new() -> Result<JoinableQueue<T>> {
+        JoinableQueue::bounded(0)
+    }
+
+    /// Creates a joinable queue holding at most `maxsize` items (`0`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    pub fn bounded(maxsize: usize) -> Result<JoinableQueue<T>> {
+        let inner = Inner::create(
+            maxsize,
+            DEFAULT_QUEUE_CAPACITY,
+            super::connection::DEFAULT_MAX_MESSAGE,
+            true,
+        )?;
+        Ok(JoinableQueue {
+            queue: Queue {
+                inner: Arc::new(inner),
+                _items: PhantomData,
+            },
+        })
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// Marks one item taken with `get` as processed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if called more times than items were put
+    /// (Python's `ValueError`).
+    pub fn task_done(&self) -> Result<()> {
+        self.queue.inner.task_done_inner()
+    }
+
+    /// Waits until every item put has been marked done with
+    /// [`task_done`](Self::task_done).
+    pub fn join(&self) {
+        self.queue.inner.join(None);
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`; returns `true` if every
+    /// item was done.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.queue
+            .inner
+            .join(Instant::now().checked_add(timeout))
+    }
+
+    /// Items put and not yet marked done.
+    pub fn unfinished(&self) -> usize {
+        self.queue.inner.unfinished().load(Acquire) as usize
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.queue)
+            .field("unfinished", &self.unfinished())
+            .finish()
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.queue.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let queue = Queue::deserialize(d)?;
+        if !queue.inner.joinable {
+            return Err(serde::de::Error::custom("not a JoinableQueue"));
+        }
+        Ok(JoinableQueue { queue })
+    }
+}

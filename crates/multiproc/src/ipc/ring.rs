@@ -1,0 +1,619 @@
+//! A byte ring in shared memory that carries framed records, with spin-then-futex
+//! wake-ups. Pipes and queues are built on it.
+//!
+//! The design is the classic single-producer/single-consumer "Lamport" ring with
+//! monotonically increasing 64-bit positions (as in the Linux `io_uring` and
+//! `perf` rings): the producer owns `tail`, the consumer owns `head`, and the byte
+//! at position `p` lives at `data[p % cap]`. Several producers (or consumers) take
+//! turns through a lock held by the caller ([`Queue`](crate::ipc::Queue)); a
+//! [`Connection`](crate::ipc::Connection) has exactly one of each per direction.
+//! Each side keeps a process-local copy of the other side's position, which is
+//! always a *lower bound* of the real one, so it only reads the other side's cache
+//! line when its copy says "full" / "empty" (the trick that lets an SPSC ring move
+//! hundreds of millions of small messages a second).
+//!
+//! # Layout (offsets from the ring's base, which is 128-byte aligned)
+//!
+//! | offset | word | written by |
+//! |---|---|---|
+//! | 0 | `tail: u64`, bytes ever published | producer |
+//! | 8 | `put: u64`, messages ever started | producer |
+//! | 128 | `head: u64`, bytes ever consumed | consumer |
+//! | 136 | `got: u64`, sequence number after the last message taken | consumer |
+//! | 256 | `data_seq: u32` futex word consumers sleep on | producer |
+//! | 260 | `data_waiters: u32` = sleeping consumers, bit 31 = "write a byte to the notification descriptor" | consumers |
+//! | 264 | `space_seq: u32` futex word producers sleep on | consumer |
+//! | 268 | `space_waiters: u32`, sleeping producers | producers |
+//! | 272 | `cap: u64`, size of the data area (a power of two) | creator |
+//! | 384 | data, `cap` bytes | |
+//!
+//! # Records
+//!
+//! A record is an 8-byte header — `len: u32` and `tag: u32`, little-endian — and
+//! `len` payload bytes, padded to a multiple of 8. A record never wraps: when it
+//! does not fit before the end of the data area, the producer writes a `WRAP` header
+//! and starts again at the beginning. `tag` is a kind in its low 4 bits and the low 28
+//! bits of the message's sequence number above them. A message that fits in one
+//! record is `SINGLE`; a larger one is `FIRST` (whose payload starts with the total
+//! length `u64` and the producer's pid `u32`, 16 bytes in all), `MORE`…, `LAST`. A
+//! record is at most a quarter of the ring, so a sender and a receiver copy
+//! different fragments of a large message at the same time.
+//!
+//! # Wake-ups and memory ordering
+//!
+//! The producer writes a record, then *releases* `tail`; the consumer *acquires*
+//! `tail` before it reads the record, then *releases* `head` after it has copied it
+//! out; the producer *acquires* `head` before it reuses the bytes. Sleeping is the
+//! "eventcount" pattern: a consumer reads `data_seq`, increments `data_waiters`,
+//! issues a `SeqCst` fence and re-checks `tail`; only then does it `futex_wait` on
+//! `data_seq`. The producer stores `tail`, issues a `SeqCst` fence and reads
+//! `data_waiters`; only if it is non-zero does it bump `data_seq` and `futex_wake`.
+//! The two fences order each side's store before its load, so either the consumer
+//! sees the new `tail` or the producer sees the waiter (and then the bumped
+//! `data_seq` makes the `futex_wait` return at once). The same holds for space with
+//! `space_seq`/`space_waiters`. Every sleep also has a timeout (`TICK`), after which the
+//! caller checks that its peer is still alive.
+
+use std::time::{Duration, Instant};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64};
+
+/// Offset of `tail`.
+const TAIL: usize = 0;
+/// Offset of `put`.
+const PUT: usize = 8;
+/// Offset of `head`.
+const HEAD: usize = 128;
+/// Offset of `got`.
+const GOT: usize = 136;
+/// Offset of `data_seq`.
+const DATA_SEQ: usize = 256;
+/// Offset of `data_waiters`.
+const DATA_WAITERS: usize = 260;
+/// Offset of `space_seq`.
+const SPACE_SEQ: usize = 264;
+/// Offset of `space_waiters`.
+const SPACE_WAITERS: usize = 268;
+/// Offset of `cap`.
+const CAP: usize = 272;
+/// Offset of the data area.
+const DATA: usize = 384;
+
+/// `data_waiters` bit: a receiver waits on the notification descriptor.
+const NOTIFY_FD: u32 = 1 << 31;
+/// `data_waiters` bits: the number of sleeping consumers.
+const WAITERS: u32 = NOTIFY_FD - 1;
+
+/// Bytes in a record header.
+pub(crate) const HEADER: usize = 8;
+/// Bytes at the start of a `FIRST` record's payload: total length and producer pid.
+pub(crate) const FIRST_PREFIX: usize = 16;
+/// Smallest data area (loom models use it): records of up to 24 bytes, so a `FIRST`
+/// record has room for its prefix and some data.
+pub(crate) const MIN_CAP: u64 = 128;
+/// Largest data area (positions stay far from overflow, lengths fit `u32`).
+pub(crate) const MAX_CAP: u64 = 1 << 31;
+
+/// Record kind: padding up to the end of the data area.
+pub(crate) const WRAP: u32 = 1;
+/// Record kind: a whole message.
+pub(crate) const SINGLE: u32 = 2;
+/// Record kind: the first fragment of a message (payload starts with [`FIRST_PREFIX`]).
+pub(crate) const FIRST: u32 = 3;
+/// Record kind: a middle fragment.
+pub(crate) const MORE: u32 = 4;
+/// Record kind: the last fragment.
+pub(crate) const LAST: u32 = 5;
+/// Bits of `tag` that hold the kind.
+const KIND_MASK: u32 = 0xf;
+/// Bits of a sequence number stored in `tag`.
+pub(crate) const SEQ_BITS: u32 = 28;
+
+/// How long a sleeper sleeps before it checks on its peer.
+pub(crate) const TICK: Duration = Duration::from_millis(50);
+
+/// Memory a ring lives in: a shared segment in production, plain atomics in tests
+/// and loom models.
+pub(crate) trait Mem {
+    /// The 64-bit word at `off` (8-aligned).
+    fn u64_at(&self, off: usize) -> &AtomicU64;
+    /// The 32-bit word at `off` (4-aligned).
+    fn u32_at(&self, off: usize) -> &AtomicU32;
+    /// Copies `src` to `off`.
+    fn write(&self, off: usize, src: &[u8]);
+    /// Copies `dst.len()` bytes from `off`.
+    fn read(&self, off: usize, dst: &mut [u8]);
+    /// Sleeps while `*word == expected`, at most `timeout`.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Wakes every sleeper on `word`.
+    fn wake_all(&self, word: &AtomicU32);
+}
+
+/// Bytes a ring with a `cap`-byte data area occupies.
+pub(crate) const fn footprint(cap: u64) -> usize {
+    DATA + cap as usize
+}
+
+/// Rounds `n` up to a multiple of 8.
+const fn pad8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// A record found by [`Ring::peek`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record {
+    /// The kind (`SINGLE`, `FIRST`, `MORE`, `LAST`).
+    pub(crate) kind: u32,
+    /// The low [`SEQ_BITS`] of the message's sequence number.
+    pub(crate) seq: u32,
+    /// Payload length.
+    pub(crate) len: usize,
+    /// Memory offset of the payload.
+    data_off: usize,
+    /// `head` after this record.
+    next_head: u64,
+}
+
+/// The ring is corrupted: a header makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) String);
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// The condition holds.
+    Ready,
+    /// The deadline passed.
+    TimedOut,
+    /// The `tick` callback asked to stop (the peer is gone).
+    Stopped,
+}
+
+/// A ring over memory `M` at offset `base`.
+#[derive(Debug)]
+pub(crate) struct Ring<M> {
+    mem: M,
+    base: usize,
+    cap: u64,
+    /// Lower bound of `head`, refreshed when the ring looks full.
+    head_cache: std::sync::atomic::AtomicU64,
+    /// Lower bound of `tail`, refreshed when the ring looks empty.
+    tail_cache: std::sync::atomic::AtomicU64,
+}
+
+impl<M: Mem> Ring<M> {
+    /// Initializes a fresh (zeroed) ring with a `cap`-byte data area.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `cap` is not a power of two in `MIN_CAP..=MAX_CAP`.
+    pub(crate) fn init(mem: M, base: usize, cap: u64) -> Ring<M> {
+        assert!(
+            cap.is_power_of_two() && (MIN_CAP..=MAX_CAP).contains(&cap),
+            "ring capacity must be a power of two"
+        );
+        mem.u64_at(base + CAP).store(cap, Release);
+        Ring::from_parts(mem, base, cap)
+    }
+
+    /// Opens a ring that [`init`](Self::init) prepared; `len` is the memory's size.
+    pub(crate) fn open(mem: M, base: usize, len: usize) -> Result<Ring<M>, Corrupt> {
+        let cap = mem.u64_at(base + CAP).load(Acquire);
+        let fits = base
+            .checked_add(DATA)
+            .and_then(|d| d.checked_add(usize::try_from(cap).ok()?))
+            .is_some_and(|end| end <= len);
+        if !cap.is_power_of_two() || !(MIN_CAP..=MAX_CAP).contains(&cap) || !fits {
+            return Err(Corrupt(format!("invalid ring capacity {cap}")));
+        }
+        Ok(Ring::from_parts(mem, base, cap))
+    }
+
+    fn from_parts(mem: M, base: usize, cap: u64) -> Ring<M> {
+        let head = mem.u64_at(base + HEAD).load(Acquire);
+        let tail = mem.u64_at(base + TAIL).load(Acquire);
+        Ring {
+            mem,
+            base,
+            cap,
+            head_cache: std::sync::atomic::AtomicU64::new(head),
+            tail_cache: std::sync::atomic::AtomicU64::new(tail),
+        }
+    }
+
+    /// The memory the ring lives in.
+    pub(crate) fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// The data area's size.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// The largest payload of one record: a record is at most a quarter of the ring.
+    pub(crate) fn max_record(&self) -> usize {
+        (self.cap / 4) as usize - HEADER
+    }
+
+    fn w64(&self, off: usize) -> &AtomicU64 {
+        self.mem.u64_at(self.base + off)
+    }
+
+    fn w32(&self, off: usize) -> &AtomicU32 {
+        self.mem.u32_at(self.base + off)
+    }
+
+    fn data_off(&self, pos: u64) -> usize {
+        self.base + DATA + (pos & (self.cap - 1)) as usize
+    }
+
+    // ---- producer side (the caller is the only producer while it runs these) ----
+
+    /// Messages ever started (`put`).
+    pub(crate) fn put_count(&self) -> u64 {
+        self.w64(PUT).load(Acquire)
+    }
+
+    /// Sequence number after the last message taken (`got`).
+    pub(crate) fn got_count(&self) -> u64 {
+        self.w64(GOT).load(Acquire)
+    }
+
+    /// Takes the next message sequence number (`put += 1`), returning the old value.
+    pub(crate) fn next_seq(&self) -> u64 {
+        let put = self.w64(PUT).load(Relaxed);
+        self.w64(PUT).store(put + 1, Relaxed);
+        put
+    }
+
+    /// Bytes of ring a record with `len` payload bytes needs at the current tail,
+    /// counting a wrap.
+    fn need(&self, tail: u64, len: usize) -> (u64, u64) {
+        let size = HEADER as u64 + pad8(len as u64);
+        let idx = tail & (self.cap - 1);
+        if idx + size > self.cap {
+            (self.cap - idx, self.cap - idx + size)
+        } else {
+            (0, size)
+        }
+    }
+
+    /// Returns `true` if `bytes` more bytes fit now.
+    pub(crate) fn has_room(&self, bytes: u64) -> bool {
+        let tail = self.w64(TAIL).load(Relaxed);
+        if tail + bytes - self.head_cache.load(Relaxed) <= self.cap {
+            return true;
+        }
+        let head = self.w64(HEAD).load(Acquire);
+        self.head_cache.store(head, Relaxed);
+        tail + bytes - head <= self.cap
+    }
+
+    /// Returns `true` if a record of `len` payload bytes fits now.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        let tail = self.w64(TAIL).load(Relaxed);
+        self.has_room(self.need(tail, len).1)
+    }
+
+    /// Writes one record made of `parts` if it fits; returns `None` if it does not,
+    /// else whether a receiver asked for a byte on the notification descriptor.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the payload is over [`max_record`](Self::max_record).
+    pub(crate) fn try_write(&self, kind: u32, seq: u64, parts: &[&[u8]]) -> Option<bool> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        assert!(len <= self.max_record(), "record too large for the ring");
+        let tail = self.w64(TAIL).load(Relaxed);
+        let (skip, need) = self.need(tail, len);
+        if !self.has_room(need) {
+            return None;
+        }
+        if skip > 0 {
+            self.write_header(tail, 0, WRAP);
+        }
+        let start = tail + skip;
+        let tag = kind | ((seq as u32) << 4);
+        self.write_header(start, len as u32, tag);
+        let mut off = self.data_off(start) + HEADER;
+        for p in parts {
+            self.mem.write(off, p);
+            off += p.len();
+        }
+        self.w64(TAIL)
+            .store(start + HEADER as u64 + pad8(len as u64), Release);
+        Some(self.notify(DATA_SEQ, DATA_WAITERS))
+    }
+
+    fn write_header(&self, pos: u64, len: u32, tag: u32) {
+        let mut h = [0u8; HEADER];
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..].copy_from_slice(&tag.to_le_bytes());
+        self.mem.write(self.data_off(pos), &h);
+    }
+
+    /// After publishing: wakes sleepers on `seq` if `waiters` says there are any;
+    /// returns whether the notification-descriptor bit was set (and clears it).
+    fn notify(&self, seq: usize, waiters: usize) -> bool {
+        fence(SeqCst);
+        let w = self.w32(waiters).load(Relaxed);
+        if w == 0 {
+            return false;
+        }
+        if w & WAITERS != 0 {
+            self.w32(seq).fetch_add(1, Release);
+            self.mem.wake_all(self.w32(seq));
+        }
+        w & NOTIFY_FD != 0 && self.w32(waiters).fetch_and(!NOTIFY_FD, AcqRel) & NOTIFY_FD != 0
+    }
+
+    // ---- consumer side (the caller is the only consumer while it runs these) ----
+
+    /// Returns `true` if there is a record to read.
+    pub(crate) fn has_data(&self) -> bool {
+        let head = self.w64(HEAD).load(Relaxed);
+        if self.tail_cache.load(Relaxed) > head {
+            return true;
+        }
+        let tail = self.w64(TAIL).load(Acquire);
+        self.tail_cache.store(tail, Relaxed);
+        tail > head
+    }
+
+    /// Finds the next record, skipping wrap padding; `Ok(None)` if the ring is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if a header is malformed.
+    pub(crate) fn peek(&self) -> Result<Option<Record>, Corrupt> {
+        let mut pos = self.w64(HEAD).load(Relaxed);
+        let mut tail = self.tail_cache.load(Relaxed);
+        loop {
+            if tail <= pos {
+                tail = self.w64(TAIL).load(Acquire);
+                self.tail_cache.store(tail, Relaxed);
+                if tail <= pos {
+                    return Ok(None);
+                }
+            }
+            if tail - pos > self.cap || pos % 8 != 0 {
+                return Err(Corrupt(format!(
+                    "ring positions out of order ({pos}, {tail})"
+                )));
+            }
+            let mut h = [0u8; HEADER];
+            self.mem.read(self.data_off(pos), &mut h);
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let kind = tag & KIND_MASK;
+            if kind == WRAP {
+                let idx = pos & (self.cap - 1);
+                pos += self.cap - idx;
+                continue;
+            }
+            let size = HEADER as u64 + pad8(len as u64);
+            let idx = pos & (self.cap - 1);
+            if !(SINGLE..=LAST).contains(&kind)
+                || len > self.max_record()
+                || idx + size > self.cap
+                || pos + size > tail
+                || (kind == FIRST && len < FIRST_PREFIX)
+            {
+                return Err(Corrupt(format!(
+                    "corrupted frame header (length {len}, tag {tag:#x})"
+                )));
+            }
+            return Ok(Some(Record {
+                kind,
+                seq: tag >> 4,
+                len,
+                data_off: self.data_off(pos) + HEADER,
+                next_head: pos + size,
+            }));
+        }
+    }
+
+    /// Copies `dst.len()` payload bytes of `rec` starting at payload offset `from`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the range is outside the payload.
+    pub(crate) fn copy_out(&self, rec: &Record, from: usize, dst: &mut [u8]) {
+        assert!(from + dst.len() <= rec.len, "copy outside the record");
+        self.mem.read(rec.data_off + from, dst);
+    }
+
+    /// Consumes `rec` (which [`peek`](Self::peek) returned), wakes producers waiting
+    /// for room; if `got` is given, records it as the sequence number after the last
+    /// message taken.
+    pub(crate) fn consume(&self, rec: &Record, got: Option<u64>) {
+        self.w64(HEAD).store(rec.next_head, Release);
+        if let Some(g) = got {
+            self.w64(GOT).store(g, Release);
+        }
+        self.notify(SPACE_SEQ, SPACE_WAITERS);
+    }
+
+    /// Extends the 28 low bits `seq` of a sequence number to the full number nearest
+    /// to `got` (the consumer's count).
+    pub(crate) fn full_seq(&self, seq: u32) -> u64 {
+        let got = self.w64(GOT).load(Relaxed);
+        let m = 1u64 << SEQ_BITS;
+        let cand = (got & !(m - 1)) | u64::from(seq);
+        if cand + m / 2 < got {
+            cand + m
+        } else if cand > got + m / 2 && cand >= m {
+            cand - m
+        } else {
+            cand
+        }
+    }
+
+    // ---- sleeping ----
+
+    /// Asks the producer to write a byte to the notification descriptor on its next
+    /// publish; returns `true` if data is already there (then no byte may come).
+    pub(crate) fn arm_notify(&self) -> bool {
+        self.w32(DATA_WAITERS).fetch_or(NOTIFY_FD, Relaxed);
+        fence(SeqCst);
+        self.has_data()
+    }
+
+    /// Withdraws an [`arm_notify`](Self::arm_notify) request.
+    pub(crate) fn disarm_notify(&self) {
+        self.w32(DATA_WAITERS).fetch_and(!NOTIFY_FD, Relaxed);
+    }
+
+    /// Waits until there is data, the deadline passes or `tick` (called after each
+    /// sleep) returns `false`.
+    pub(crate) fn wait_data(
+        &self,
+        deadline: Option<Instant>,
+        tick: &mut dyn FnMut() -> bool,
+    ) -> Waited {
+        self.wait_until(DATA_SEQ, DATA_WAITERS, deadline, tick, &mut || {
+            self.has_data()
+        })
+    }
+
+    /// Waits until `ready()` holds (re-checked after every wake of the producers'
+    /// futex word), the deadline passes or `tick` returns `false`.
+    pub(crate) fn wait_space(
+        &self,
+        deadline: Option<Instant>,
+        tick: &mut dyn FnMut() -> bool,
+        ready: &mut dyn FnMut() -> bool,
+    ) -> Waited {
+        self.wait_until(SPACE_SEQ, SPACE_WAITERS, deadline, tick, ready)
+    }
+
+    fn wait_until(
+        &self,
+        seq: usize,
+        waiters: usize,
+        deadline: Option<Instant>,
+        tick: &mut dyn FnMut() -> bool,
+        ready: &mut dyn FnMut() -> bool,
+    ) -> Waited {
+        let mut backoff = Backoff::new();
+        loop {
+            if ready() {
+                return Waited::Ready;
+            }
+            if !backoff.snooze() {
+                break;
+            }
+        }
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Waited::TimedOut;
+            }
+            let s = self.w32(seq).load(Acquire);
+            self.w32(waiters).fetch_add(1, Relaxed);
+            fence(SeqCst);
+            let now_ready = ready();
+            if !now_ready {
+                let timeout = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()).min(TICK),
+                    None => TICK,
+                };
+                self.mem.wait(self.w32(seq), s, Some(timeout));
+            }
+            self.w32(waiters).fetch_sub(1, Relaxed);
+            if now_ready || ready() {
+                return Waited::Ready;
+            }
+            if !tick() {
+                return Waited::Stopped;
+            }
+        }
+    }
+
+    /// Wakes every sleeper on both words (used by `close`).
+    pub(crate) fn wake_everyone(&self) {
+        for (seq, _) in [(DATA_SEQ, DATA_WAITERS), (SPACE_SEQ, SPACE_WAITERS)] {
+            self.w32(seq).fetch_add(1, Release);
+            self.mem.wake_all(self.w32(seq));
+        }
+    }
+}
+
+/// Spin-then-sleep policy: spin (with `pause`) for a few tens of microseconds —
+/// long enough to catch an answer from a peer that is running on another CPU — then
+/// give up so the caller sleeps in the kernel. With a single usable CPU, spinning
+/// cannot help (the peer cannot run meanwhile), so it yields a few times instead.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    step: u32,
+    start: Option<Instant>,
+}
+
+/// How long a waiter spins before it sleeps.
+const SPIN_FOR: Duration = Duration::from_micros(50);
+/// How many times a waiter yields before it sleeps when only one CPU is usable.
+const YIELDS: u32 = 8;
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            step: 0,
+            start: None,
+        }
+    }
+
+    /// Waits a little; returns `false` when the caller should sleep instead.
+    pub(crate) fn snooze(&mut self) -> bool {
+        #[cfg(loom)]
+        {
+            self.step += 1;
+            loom::thread::yield_now();
+            self.step < 2
+        }
+        #[cfg(not(loom))]
+        {
+            if single_cpu() {
+                self.step += 1;
+                std::thread::yield_now();
+                return self.step <= YIELDS;
+            }
+            if self.step < 6 {
+                for _ in 0..(1u32 << self.step) {
+                    std::hint::spin_loop();
+                }
+                self.step += 1;
+                return true;
+            }
+            let start = *self.start.get_or_insert_with(Instant::now);
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            start.elapsed() < SPIN_FOR
+        }
+    }
+}
+
+/// Returns `true` if this process may run on one CPU only (`taskset -c 0`).
+#[cfg(not(loom))]
+fn single_cpu() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static CACHE: AtomicU8 = AtomicU8::new(0);
+    match CACHE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let one = rustix::thread::sched_getaffinity(None).is_ok_and(|set| set.count() == 1);
+            CACHE.store(if one { 2 } else { 1 }, Ordering::Relaxed);
+            one
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod heap;
+#[cfg(test)]
+mod tests;
