@@ -12,6 +12,8 @@ mod sys;
 pub mod thread;
 
 pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};
+#[cfg(not(loom))]
+pub use crate::ipc::{JoinableQueue, Pipe, Queue};
 pub use crate::pool::Pool;
 pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
 pub use crate::shm::SharedMemory;
@@ -26,5 +28,9 @@ const _: () = {
     send_sync::<Error>();
     send_sync::<SharedMemory>();
     send_sync::<Lock>();
+    #[cfg(not(loom))]
+    send_sync::<ipc::Connection>();
+    #[cfg(not(loom))]
+    send_sync::<Queue<String>>();
     send_sync::<Pool>();
 };

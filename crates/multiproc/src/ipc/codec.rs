@@ -105,6 +105,7 @@ fn decode_error(e: bincode::Error) -> Error {
 /// use std::os::fd::OwnedFd;
 /// use serde::{Deserialize, Serialize};
 ///
+/// # #[allow(dead_code)]
 /// #[derive(Serialize, Deserialize)]
 /// struct Handle {
 ///     #[serde(with = "multiproc::ipc::codec::fd")]

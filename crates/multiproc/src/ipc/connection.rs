@@ -126,7 +126,8 @@ impl Pipe {
 ///     .capacity(64 * 1024)
 ///     .max_message_size(1024)
 ///     .build()?;
-/// assert!(a.send_bytes(&[0; 2000]).unwrap_err().is_rejected());
+/// assert!(a.send(vec![0u8; 2000]).unwrap_err().is_rejected());
+/// assert_eq!(a.send_bytes(&[0; 2000]).unwrap_err().kind(), multiproc::ErrorKind::InvalidInput);
 /// # drop(b);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -207,7 +208,11 @@ impl PipeBuilder {
 /// exited or was killed) and everything it sent has been received, receives return
 /// [`RecvError::Disconnected`]. A sleeping receiver notices within about 50 ms. Sends
 /// to a dead peer succeed while the buffer has room (as a socket buffers), then fail
-/// with [`SendError::Disconnected`].
+/// with [`SendError::Disconnected`]. With [`StartMethod::Fork`](crate::StartMethod::Fork)
+/// a child inherits a copy of every descriptor of its parent, including the parent's
+/// own end of the pipe: that end is then gone only when both have dropped it (the
+/// same holds in Python), so end a conversation with a message of its own when the
+/// child was forked.
 ///
 /// Values that own file descriptors (a `Connection`, [`SharedMemory`]) cannot be sent
 /// through a `Connection`; pass them to the child at start instead.
@@ -257,7 +262,10 @@ impl Connection {
         let stride = len / rings;
         // Ring `k` carries messages sent by side `k`.
         let send_ring = if w.duplex || w.side == 0 {
-            Some(Ring::open(w.mem.clone(), usize::from(w.side) * stride % len, len).map_err(corrupt)?)
+            Some(
+                Ring::open(w.mem.clone(), usize::from(w.side) * stride % len, len)
+                    .map_err(corrupt)?,
+            )
         } else {
             None
         };
@@ -334,11 +342,13 @@ impl Connection {
         if bytes.len() > self.max_message {
             return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
         }
-        let notify = frame::send(&tx.ring, bytes, patience, &mut || !self.peer_is_gone())
-            .map_err(|e| match e {
-                SendFail::Full => Fail::Full,
-                SendFail::TimedOut => Fail::TimedOut,
-                SendFail::Stopped => Fail::Disconnected,
+        let notify =
+            frame::send(&tx.ring, bytes, patience, &mut || !self.peer_is_gone()).map_err(|e| {
+                match e {
+                    SendFail::Full => Fail::Full,
+                    SendFail::TimedOut => Fail::TimedOut,
+                    SendFail::Stopped => Fail::Disconnected,
+                }
             })?;
         if notify {
             sys::socket::nudge(self.sock.as_fd());
@@ -473,14 +483,24 @@ impl Connection {
         self.recv_locked(&mut rx, out, patience)
     }
 
-    fn recv_locked(&self, rx: &mut RxState, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
+    fn recv_locked(
+        &self,
+        rx: &mut RxState,
+        out: &mut Vec<u8>,
+        patience: Patience,
+    ) -> Result<(), Fail> {
         if let Some(m) = &rx.broken {
             return Err(Fail::Invalid(corrupted(m)));
         }
         loop {
-            let r = frame::recv(&rx.ring, out, self.max_message, patience, false, &mut |_| {
-                !self.peer_is_gone()
-            });
+            let r = frame::recv(
+                &rx.ring,
+                out,
+                self.max_message,
+                patience,
+                false,
+                &mut |_| !self.peer_is_gone(),
+            );
             return match r {
                 Ok(()) => Ok(()),
                 Err(RecvFail::Empty) => {

@@ -147,14 +147,24 @@ impl<T> QueueBuilder<T> {
     /// [`ErrorKind::Os`] if the shared memory cannot be created.
     pub fn build(self) -> Result<Queue<T>> {
         Ok(Queue {
-            inner: Arc::new(Inner::create(self.maxsize, self.capacity, self.max_message, false)?),
+            inner: Arc::new(Inner::create(
+                self.maxsize,
+                self.capacity,
+                self.max_message,
+                false,
+            )?),
             _items: PhantomData,
         })
     }
 }
 
 impl Inner {
-    fn create(maxsize: usize, capacity: usize, max_message: usize, joinable: bool) -> Result<Inner> {
+    fn create(
+        maxsize: usize,
+        capacity: usize,
+        max_message: usize,
+        joinable: bool,
+    ) -> Result<Inner> {
         let cap = (capacity.clamp(4096, 1 << 30) as u64).next_power_of_two();
         let mem = SharedMemory::create(RING + footprint(cap))?;
         mem.u64_at(MAXSIZE).store(maxsize as u64, Relaxed);
@@ -177,7 +187,8 @@ impl Inner {
         }
         let ring = Ring::open(w.mem.clone(), RING, len)
             .map_err(|e| Error::new(ErrorKind::Decode).with_message(e.0))?;
-        let max_message = usize::try_from(w.mem.u64_at(MAX_MESSAGE).load(Relaxed)).unwrap_or(usize::MAX);
+        let max_message =
+            usize::try_from(w.mem.u64_at(MAX_MESSAGE).load(Relaxed)).unwrap_or(usize::MAX);
         Ok(Inner {
             mem: w.mem,
             ring,
@@ -241,9 +252,11 @@ impl Inner {
                     Patience::Until(d) => Some(d),
                     _ => None,
                 };
-                match self.ring.wait_space(deadline, &mut || !self.closed(), &mut || {
-                    room() || self.closed()
-                }) {
+                match self
+                    .ring
+                    .wait_space(deadline, &mut || !self.closed(), &mut || {
+                        room() || self.closed()
+                    }) {
                     Waited::Ready if !self.closed() => {}
                     Waited::TimedOut => return Err(Fail::Busy),
                     _ => return Err(Fail::Disconnected),
@@ -268,10 +281,17 @@ impl Inner {
         let Some(_guard) = self.lock(&self.get_lock, patience) else {
             return Err(Fail::Busy);
         };
-        let r = frame::recv(&self.ring, out, self.max_message, patience, true, &mut |pid| match pid {
-            Some(pid) => !crate::sync::primitive::owner_is_dead(pid, 0),
-            None => !self.closed(),
-        });
+        let r = frame::recv(
+            &self.ring,
+            out,
+            self.max_message,
+            patience,
+            true,
+            &mut |pid| match pid {
+                Some(pid) => !crate::sync::primitive::owner_is_dead(pid, 0),
+                None => !self.closed(),
+            },
+        );
         match r {
             Ok(()) => Ok(()),
             Err(RecvFail::Empty | RecvFail::TimedOut) => {
@@ -423,10 +443,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// the value fails to serialize, owns a file descriptor or is over the maximum
     /// message size. The value comes back either way.
     pub fn put(&self, value: T) -> Result<(), SendError<T>> {
-        self.put_with(value, Patience::Forever).map_err(|(v, f)| match f {
-            Fail::Rejected(e) | Fail::Invalid(e) => SendError::Rejected(v, e),
-            _ => SendError::Disconnected(v),
-        })
+        self.put_with(value, Patience::Forever)
+            .map_err(|(v, f)| match f {
+                Fail::Rejected(e) | Fail::Invalid(e) => SendError::Rejected(v, e),
+                _ => SendError::Disconnected(v),
+            })
     }
 
     /// Puts `value` if there is room now (Python's `put_nowait`).
@@ -437,11 +458,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// producer side right now), otherwise as [`put`](Self::put). An item larger
     /// than the whole ring is always `Full` here; use [`put`](Self::put).
     pub fn try_put(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.put_with(value, Patience::Try).map_err(|(v, f)| match f {
-            Fail::Busy => TrySendError::Full(v),
-            Fail::Disconnected => TrySendError::Disconnected(v),
-            Fail::Rejected(e) | Fail::Invalid(e) => TrySendError::Rejected(v, e),
-        })
+        self.put_with(value, Patience::Try)
+            .map_err(|(v, f)| match f {
+                Fail::Busy => TrySendError::Full(v),
+                Fail::Disconnected => TrySendError::Disconnected(v),
+                Fail::Rejected(e) | Fail::Invalid(e) => TrySendError::Rejected(v, e),
+            })
     }
 
     /// Puts `value`, waiting at most `timeout` for room (the wait for the start of
@@ -452,11 +474,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`SendTimeoutError::Timeout`] if there was no room in time, otherwise as
     /// [`put`](Self::put).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.put_with(value, until(timeout)).map_err(|(v, f)| match f {
-            Fail::Busy => SendTimeoutError::Timeout(v),
-            Fail::Disconnected => SendTimeoutError::Disconnected(v),
-            Fail::Rejected(e) | Fail::Invalid(e) => SendTimeoutError::Rejected(v, e),
-        })
+        self.put_with(value, until(timeout))
+            .map_err(|(v, f)| match f {
+                Fail::Busy => SendTimeoutError::Timeout(v),
+                Fail::Disconnected => SendTimeoutError::Disconnected(v),
+                Fail::Rejected(e) | Fail::Invalid(e) => SendTimeoutError::Rejected(v, e),
+            })
     }
 
     /// Takes the item at the front, waiting for one.
@@ -704,9 +727,7 @@ impl<T> JoinableQueue<T> {
     /// Like [`join`](Self::join), waiting at most `timeout`; returns `true` if every
     /// item was done.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.queue
-            .inner
-            .join(Instant::now().checked_add(timeout))
+        self.queue.inner.join(Instant::now().checked_add(timeout))
     }
 
     /// Items put and not yet marked done.

@@ -226,6 +226,7 @@ impl<M: Mem> Ring<M> {
     }
 
     /// The memory the ring lives in.
+    #[cfg(test)]
     pub(crate) fn mem(&self) -> &M {
         &self.mem
     }
