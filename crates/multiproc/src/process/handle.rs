@@ -109,12 +109,14 @@ impl<T: Serialize + DeserializeOwned> Process<T> {
     }
 }
 
-impl<T> Process<T> {
+impl Process<()> {
     /// Returns a [`Builder`] to choose the start method, name, lifetime and stdio.
     pub fn builder() -> Builder {
         Builder::new()
     }
+}
 
+impl<T> Process<T> {
     pub(super) fn from_started(
         started: Started,
         name: Option<String>,

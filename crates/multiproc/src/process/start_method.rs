@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How a child process is created. See the [module docs](crate::process) for the
 /// trade-offs; [`StartMethod::default`] is [`ForkServer`](StartMethod::ForkServer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum StartMethod {
     /// `fork()` this process. Fastest, and a [`Builder::fork`](crate::process::Builder::fork)
     /// closure may capture anything; but the child is a copy of a process that may hold

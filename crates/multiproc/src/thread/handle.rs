@@ -106,12 +106,14 @@ impl<T: Send + 'static> Thread<T> {
     }
 }
 
-impl<T> Thread<T> {
+impl Thread<()> {
     /// Returns a [`Builder`] to name the thread or set its stack size.
     pub fn builder() -> Builder {
         Builder::new()
     }
+}
 
+impl<T> Thread<T> {
     pub(super) fn new(
         handle: JoinHandle<()>,
         packet: Arc<Packet<T>>,

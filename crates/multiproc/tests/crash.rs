@@ -1,0 +1,165 @@
+//! Faults that need a process of their own: the parent dies, descriptors run out.
+//!
+//! Each test re-executes this test binary to run an `#[ignore]`d helper (rayon's idiom)
+//! under a deadline.
+#![allow(unsafe_code)]
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use multiproc::{ErrorKind, Process, StartMethod};
+
+fn sleeps_forever() -> u8 {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn answer() -> u8 {
+    1
+}
+
+#[test]
+#[ignore = "helper: run in a child by `parent_sigkill_takes_children_along`"]
+fn helper_start_children_and_wait() {
+    let mut kids = Vec::new();
+    for m in StartMethod::ALL {
+        let p = Process::builder()
+            .start_method(m)
+            .allow_threads(true)
+            .start(sleeps_forever)
+            .unwrap();
+        println!("child {}", p.pid());
+        kids.push(p);
+    }
+    // Children started from a thread that exits must stay tied to the process, not the thread.
+    let from_thread = std::thread::spawn(|| {
+        Process::builder()
+            .start_method(StartMethod::ForkServer)
+            .start(sleeps_forever)
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    println!("child {}", from_thread.pid());
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(60));
+    drop((kids, from_thread));
+}
+
+#[test]
+fn parent_sigkill_takes_children_along() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let mut helper = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_start_children_and_wait",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let helper_pid = helper.id() as i32;
+    let mut pids = Vec::new();
+    for line in BufReader::new(helper.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // libtest prints "test <name> ... " in front of the first line of output.
+        if let Some((_, pid)) = line.split_once("child ") {
+            pids.push(pid.trim().parse::<i32>().unwrap());
+        }
+        if line.ends_with("ready") {
+            break;
+        }
+    }
+    assert_eq!(pids.len(), 4);
+    // The fork server is a child of the helper too.
+    let all_children: Vec<i32> = util::children_of(helper_pid)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        pids.iter().all(|p| all_children.contains(p)),
+        "{pids:?} vs {all_children:?}"
+    );
+    // SAFETY: kill(2) of a child process we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(helper_pid, libc::SIGKILL) }, 0);
+    helper.wait().unwrap();
+    let gone = util::eventually(Duration::from_secs(1), || {
+        all_children.iter().all(|&p| !util::alive(p))
+    });
+    let left: Vec<i32> = all_children
+        .iter()
+        .copied()
+        .filter(|&p| util::alive(p))
+        .collect();
+    assert!(
+        gone,
+        "still alive 1 s after the parent was killed: {left:?}"
+    );
+}
+
+#[test]
+#[ignore = "helper: run in a child by `descriptor_exhaustion_is_a_clear_error`"]
+fn helper_exhaust_descriptors() {
+    // Warm up what is created once (fork server, death pipe), then lower the limit.
+    for m in StartMethod::ALL {
+        Process::builder()
+            .start_method(m)
+            .allow_threads(true)
+            .start(answer)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    let lim = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: setrlimit with a valid, initialized struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut hog = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hog.push(f);
+    }
+    for m in StartMethod::ALL {
+        let e = Process::builder()
+            .start_method(m)
+            .allow_threads(true)
+            .start(answer)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Start, "{m}: {e}");
+        assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{m}: {e}");
+        println!("{m}: {e}");
+    }
+    drop(hog);
+    for m in StartMethod::ALL {
+        let p = Process::builder()
+            .start_method(m)
+            .allow_threads(true)
+            .start(answer);
+        assert_eq!(
+            p.unwrap().join().unwrap(),
+            1,
+            "{m} works again once descriptors are free"
+        );
+    }
+    println!("exhaustion ok");
+}
+
+#[test]
+fn descriptor_exhaustion_is_a_clear_error() {
+    let out = util::run_ignored("helper_exhaust_descriptors", Duration::from_secs(60), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("exhaustion ok"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Too many open files"), "{stdout}");
+}

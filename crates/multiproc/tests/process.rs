@@ -1,0 +1,319 @@
+//! Every way a child process can end, with every start method.
+//!
+//! The test harness runs tests on threads of their own, so `Fork` is used with
+//! `allow_threads(true)` here; `fork_with_threads_*` tests the refusal itself.
+#![allow(unsafe_code)]
+
+mod util;
+
+use std::time::Duration;
+
+use multiproc::process::Builder;
+use multiproc::{ErrorKind, Process, Signal, StartMethod};
+
+fn builder(m: StartMethod) -> Builder {
+    Process::builder().start_method(m).allow_threads(true)
+}
+
+fn answer() -> u64 {
+    42
+}
+
+fn add(pair: (i64, i64)) -> i64 {
+    pair.0 + pair.1
+}
+
+fn panics() -> u8 {
+    panic!("the child gave up")
+}
+
+fn exits_3() -> u8 {
+    #[allow(clippy::exit)]
+    std::process::exit(3)
+}
+
+fn aborts() -> u8 {
+    std::process::abort()
+}
+
+fn segfaults() -> u8 {
+    let p = std::hint::black_box(std::ptr::null_mut::<u8>());
+    // SAFETY: not sound, on purpose: the point is to crash with SIGSEGV.
+    unsafe { p.write_volatile(1) };
+    0
+}
+
+fn sleeps_forever() -> u8 {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn spins_forever() -> u8 {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+fn sleeps_100ms() -> u8 {
+    std::thread::sleep(Duration::from_millis(100));
+    1
+}
+
+fn comm() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn chatty() -> u8 {
+    println!("to stdout");
+    eprintln!("to stderr");
+    5
+}
+
+fn nested(m: StartMethod) -> u64 {
+    // A child starting its own child: its own fork server / death pipe must be used.
+    Process::builder()
+        .start_method(m)
+        .allow_threads(true)
+        .start(answer)
+        .unwrap()
+        .join()
+        .unwrap()
+        + 1
+}
+
+#[test]
+fn value_comes_back() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        assert_eq!(builder(m).start(answer).unwrap().join().unwrap(), 42, "{m}");
+        assert_eq!(
+            builder(m).start_with(add, (40, 2)).unwrap().join().unwrap(),
+            42,
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn panic_carries_message_and_location() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = builder(m).start(panics).unwrap();
+        let pid = p.pid();
+        let e = p.join().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked, "{m}: {e}");
+        let panic = e.panic().unwrap();
+        assert_eq!(panic.message(), "the child gave up");
+        let loc = panic.location().expect("location");
+        assert!(loc.file.ends_with("process.rs"), "{loc}");
+        assert_eq!(e.exit_status().unwrap().exitcode(), 1, "{m} pid {pid}");
+    }
+}
+
+#[test]
+fn exit_code_is_reported() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = builder(m).start(exits_3).unwrap();
+        let e = p.join().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Exited, "{m}: {e}");
+        assert_eq!(e.exit_status().unwrap().code(), Some(3));
+        assert!(e.to_string().contains("exited with code 3"), "{e}");
+    }
+}
+
+#[test]
+fn abort_is_sigabrt() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let e = builder(m).start(aborts).unwrap().join().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Signaled, "{m}: {e}");
+        assert_eq!(e.signal(), Some(Signal::SIGABRT));
+        assert!(e.to_string().contains("SIGABRT"), "{e}");
+    }
+}
+
+#[test]
+fn segfault_is_sigsegv_and_siblings_survive() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let sibling = builder(m).start(sleeps_100ms).unwrap();
+        let e = builder(m).start(segfaults).unwrap().join().unwrap_err();
+        assert_eq!(e.signal(), Some(Signal::SIGSEGV), "{m}: {e}");
+        assert_eq!(e.exit_status().unwrap().exitcode(), -libc::SIGSEGV);
+        assert_eq!(sibling.join().unwrap(), 1, "{m}: the sibling finishes");
+    }
+}
+
+#[test]
+fn sigkill_from_outside() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = builder(m).start(sleeps_forever).unwrap();
+        assert!(p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        // SAFETY: plain kill(2) of our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(p.pid(), libc::SIGKILL) }, 0);
+        let e = p.join().unwrap_err();
+        assert_eq!(e.signal(), Some(Signal::SIGKILL), "{m}: {e}");
+    }
+}
+
+#[test]
+fn endless_loop_timeout_then_kill() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let mut p = builder(m).start(spins_forever).unwrap();
+        let e = p.join_timeout(Duration::from_millis(50)).unwrap_err();
+        assert!(e.is_timeout(), "{m}: {e}");
+        assert!(p.is_alive());
+        p.kill().unwrap();
+        let e = p.join_timeout(Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e.signal(), Some(Signal::SIGKILL), "{m}: {e}");
+        assert_eq!(p.exitcode(), Some(-9));
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(1)).unwrap_err().kind(),
+            ErrorKind::AlreadyJoined
+        );
+    }
+}
+
+#[test]
+fn terminate_sends_sigterm() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = builder(m).start(sleeps_forever).unwrap();
+        p.terminate().unwrap();
+        assert!(util::eventually(Duration::from_secs(10), || !p.is_alive()));
+        assert_eq!(p.exitcode(), Some(-libc::SIGTERM), "{m}");
+        // Signalling a reaped child is a no-op.
+        p.kill().unwrap();
+    }
+}
+
+#[test]
+fn dropped_handles_leave_no_zombie() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    let mut pids = Vec::new();
+    for m in StartMethod::ALL {
+        let p = builder(m).start(sleeps_100ms).unwrap();
+        pids.push(p.pid());
+        drop(p);
+    }
+    // The children run on after the drop, and are reaped in the background when they exit.
+    assert!(util::eventually(Duration::from_secs(10), || pids
+        .iter()
+        .all(|&pid| !util::alive(pid))));
+    assert!(
+        util::eventually(Duration::from_secs(10), || {
+            let z = util::zombie_children();
+            pids.iter().all(|p| !z.contains(p))
+        }),
+        "zombies left: {:?}",
+        util::zombie_children()
+    );
+}
+
+#[test]
+fn kill_on_drop_kills() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = builder(m).kill_on_drop(true).start(sleeps_forever).unwrap();
+        let pid = p.pid();
+        drop(p);
+        assert!(!util::alive(pid), "{m}");
+        assert!(!util::zombie_children().contains(&pid));
+    }
+}
+
+#[test]
+fn exec_failure_reports_errno() {
+    let e = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .executable("/nonexistent/program")
+        .start(answer)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Start, "{e}");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+}
+
+#[test]
+fn fork_with_threads_is_refused_unless_allowed() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    let e = Process::builder()
+        .start_method(StartMethod::Fork)
+        .start(answer)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ForkWithThreads);
+    assert!(e.to_string().contains("ForkServer"), "{e}");
+    let ok = Process::builder()
+        .start_method(StartMethod::Fork)
+        .allow_threads(true)
+        .start(answer);
+    assert_eq!(ok.unwrap().join().unwrap(), 42);
+}
+
+#[test]
+fn name_is_the_process_comm() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = builder(m).name("mp-worker").start(comm).unwrap();
+        assert_eq!(p.name(), Some("mp-worker"));
+        assert_eq!(p.join().unwrap(), "mp-worker", "{m}");
+    }
+}
+
+#[test]
+fn output_can_be_captured() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let (v, out) = builder(m)
+            .capture_output(true)
+            .start(chatty)
+            .unwrap()
+            .join_with_output();
+        assert_eq!(v.unwrap(), 5);
+        assert_eq!(out.stdout, b"to stdout\n", "{m}");
+        assert_eq!(out.stderr, b"to stderr\n", "{m}");
+    }
+}
+
+#[test]
+fn children_can_start_children() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for outer in StartMethod::ALL {
+        for inner in StartMethod::ALL {
+            let v = builder(outer)
+                .start_with(nested, inner)
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(v, 43, "{outer} -> {inner}");
+        }
+    }
+}
+
+#[test]
+fn start_join_cycles_leak_no_descriptors() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    for m in StartMethod::ALL {
+        // Warm up: the fork server and the death pipe are created once per process.
+        builder(m).start(answer).unwrap().join().unwrap();
+        let before = util::open_fds();
+        let n = if m == StartMethod::Spawn { 200 } else { 1000 };
+        for _ in 0..n {
+            assert_eq!(builder(m).start(answer).unwrap().join().unwrap(), 42);
+        }
+        let after = util::open_fds();
+        // Other tests run in parallel threads of this process and open descriptors too;
+        // run this file with nextest (one process per test) for an exact count.
+        assert!(
+            after <= before + 8,
+            "{m}: {before} descriptors before, {after} after {n} cycles"
+        );
+    }
+}
