@@ -1,7 +1,11 @@
 //! Every way a child process can end, with every start method.
 //!
 //! The test harness runs tests on threads of their own, so `Fork` is used with
-//! `allow_threads(true)` here; `fork_with_threads_*` tests the refusal itself.
+//! `allow_threads(true)` here; `fork_with_threads_*` tests the refusal itself. That
+//! opt-in is exactly as risky as it says: under `cargo test`'s parallel threads, a
+//! fork taken while another test's thread holds stderr's lock (say, printing a panic)
+//! gives a child that deadlocks when it prints. The README's test command runs each
+//! test in its own process (nextest), where only idle harness threads exist.
 #![allow(unsafe_code)]
 
 mod util;
@@ -68,9 +72,19 @@ fn comm() -> String {
 }
 
 fn chatty() -> u8 {
-    println!("to stdout");
-    eprintln!("to stderr");
+    use std::io::Write;
+    // Through the handles rather than `println!`: under libtest's output capture a
+    // forked child's `println!` lands in the harness's in-memory buffer (its copy of
+    // it), which is what `--nocapture` is for.
+    writeln!(std::io::stdout(), "to stdout").unwrap();
+    writeln!(std::io::stderr(), "to stderr").unwrap();
     5
+}
+
+fn dies_holding(_: ()) -> u8 {
+    let p = Process::builder().start(sleeps_100ms).unwrap();
+    let _keep = p;
+    panic!("dropped while unwinding")
 }
 
 fn nested(m: StartMethod) -> u64 {
@@ -295,6 +309,13 @@ fn children_can_start_children() {
             assert_eq!(v, 43, "{outer} -> {inner}");
         }
     }
+}
+
+#[test]
+fn handles_dropped_during_unwinding_are_fine() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    let t = std::thread::spawn(|| dies_holding(()));
+    assert!(t.join().is_err());
 }
 
 #[test]

@@ -55,6 +55,9 @@ where
     R: Serialize,
 {
     let (ours, theirs) = sys::socket::pair().map_err(start_error)?;
+    // Installing the panic hook takes std's hook lock for writing; do it here, so the
+    // child never has to (another thread may hold that lock at the moment of the fork).
+    crate::panic::install_hook();
     // Whatever sits in this process's stdout buffer would otherwise be printed twice.
     let _ = std::io::stdout().flush();
     let orphans = reaper::lock_for_fork();

@@ -34,7 +34,9 @@ pub fn watchdog(limit: Duration) -> Watchdog {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            eprintln!("WATCHDOG: {name} still running after {limit:?}; aborting");
+            // Straight to the descriptor: `eprintln!` may be captured by the harness.
+            let msg = format!("WATCHDOG: {name} still running after {limit:?}; aborting\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes());
             std::process::abort();
         })
         .expect("spawn watchdog");
