@@ -2,6 +2,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+pub mod fault;
 pub mod ipc;
 mod panic;
 pub mod pool;

@@ -31,8 +31,8 @@ fn panics() -> u8 {
     panic!("the child gave up")
 }
 
+#[allow(clippy::disallowed_methods, clippy::exit)]
 fn exits_3() -> u8 {
-    #[allow(clippy::exit)]
     std::process::exit(3)
 }
 
@@ -71,6 +71,7 @@ fn comm() -> String {
         .to_owned()
 }
 
+#[allow(clippy::explicit_write)]
 fn chatty() -> u8 {
     use std::io::Write;
     // Through the handles rather than `println!`: under libtest's output capture a

@@ -6,7 +6,7 @@
 //! field names), chosen for speed: it is the fastest well-kept serde format for the
 //! small structs and numbers typical of work items.
 //!
-//! Objects that own a descriptor (a [`Pipe`](crate::ipc::Pipe) end, a shared-memory
+//! Objects that own a descriptor (a pipe end, a shared-memory
 //! segment, a lock) cannot be represented by bytes alone. Their `Serialize` impls go
 //! through the [`fd`] module: the descriptor is duplicated into a side list that travels
 //! next to the bytes (as `SCM_RIGHTS` on a Unix socket), and the bytes hold its index.
@@ -111,6 +111,13 @@ fn decode_error(e: bincode::Error) -> Error {
 ///     #[serde(with = "multiproc::ipc::codec::fd")]
 ///     fd: OwnedFd,
 /// }
+///
+/// let file = std::fs::File::open("/dev/null")?;
+/// let encoded = multiproc::ipc::codec::encode(&Handle { fd: file.into() })?;
+/// assert_eq!(encoded.fds.len(), 1); // the descriptor travels beside the bytes
+/// let back: Handle = multiproc::ipc::codec::decode(&encoded.bytes, encoded.fds)?;
+/// # drop(back.fd);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub mod fd {
     use super::*;
@@ -120,7 +127,7 @@ pub mod fd {
     ///
     /// # Errors
     ///
-    /// Fails outside [`encode`](super::encode), or if `dup` fails.
+    /// Fails outside [`encode`], or if `dup` fails.
     pub fn serialize<S: Serializer, F: AsFd>(fd: &F, s: S) -> Result<S::Ok, S::Error> {
         let dup = fd
             .as_fd()
@@ -144,7 +151,7 @@ pub mod fd {
     ///
     /// # Errors
     ///
-    /// Fails outside [`decode`](super::decode) or if the descriptor did not arrive.
+    /// Fails outside [`decode`] or if the descriptor did not arrive.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
         let i = <u32 as serde::Deserialize>::deserialize(d)? as usize;
         SOURCE

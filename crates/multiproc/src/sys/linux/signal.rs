@@ -69,3 +69,31 @@ pub(crate) fn default_sigint() {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
     }
 }
+
+/// Restores `signo`'s default action, unblocks it and raises it: the process dies of it.
+pub(crate) fn die_of(signo: i32) -> ! {
+    // SAFETY: SIG_DFL is a valid disposition and installs no handler code.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+    }
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `sigemptyset` initializes the set it is given.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+    }
+    // SAFETY: the set was initialized above.
+    unsafe {
+        libc::sigaddset(set.as_mut_ptr(), signo);
+    }
+    // SAFETY: the set is initialized; a null old-set pointer is allowed.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
+    // SAFETY: raising a signal has no memory-safety preconditions.
+    unsafe {
+        libc::raise(signo);
+    }
+    // Only reached if the signal did not end the process (SIGKILL/SIGTERM blocked
+    // elsewhere is impossible here, but be total).
+    std::process::abort()
+}
