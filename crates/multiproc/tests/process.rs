@@ -313,6 +313,27 @@ fn children_can_start_children() {
 }
 
 #[test]
+fn shared_handle_is_usable_from_many_threads() {
+    let _w = util::watchdog(Duration::from_secs(30));
+    for m in StartMethod::ALL {
+        let p = std::sync::Arc::new(builder(m).start(sleeps_forever).unwrap());
+        let watchers: Vec<_> = (0..4)
+            .map(|_| {
+                let p = std::sync::Arc::clone(&p);
+                std::thread::spawn(move || {
+                    util::eventually(Duration::from_secs(10), || !p.is_alive())
+                })
+            })
+            .collect();
+        p.kill().unwrap();
+        for w in watchers {
+            assert!(w.join().unwrap(), "{m}");
+        }
+        assert_eq!(p.exitcode(), Some(-9), "{m}");
+    }
+}
+
+#[test]
 fn handles_dropped_during_unwinding_are_fine() {
     let _w = util::watchdog(Duration::from_secs(30));
     let t = std::thread::spawn(|| dies_holding(()));

@@ -128,6 +128,23 @@ impl Builder {
     ///
     /// [`ErrorKind::Start`] if the child cannot be created (with the OS error, for
     /// example `EMFILE` or `EAGAIN`), [`ErrorKind::ForkWithThreads`] for a refused fork.
+    ///
+    /// # Examples
+    ///
+    /// A closure that captures something cannot be found in a fresh child, so it does
+    /// not compile; pass the data as the argument instead (or [`fork`](Self::fork)):
+    ///
+    /// ```compile_fail
+    /// let n = 3;
+    /// let p = multiproc::Process::builder().start(move || n + 1)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// ```
+    /// let p = multiproc::Process::builder().start_with(|n: i32| n + 1, 3)?;
+    /// assert_eq!(p.join()?, 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn start<F, R>(self, f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + 'static,

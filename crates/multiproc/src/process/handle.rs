@@ -171,10 +171,25 @@ impl<T> Process<T> {
     }
 
     /// How the child ended, or `None` while it runs (reaps it if it has exited).
+    ///
+    /// Never blocks, even while another thread is inside [`join`](Self::join).
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        let mut st = self.state();
-        self.poll_exit(&mut st);
-        st.status
+        match self.state.try_lock() {
+            Ok(mut st) => {
+                self.poll_exit(&mut st);
+                st.status
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let mut st = p.into_inner();
+                self.poll_exit(&mut st);
+                st.status
+            }
+            // A joiner holds the state: look without reaping, the joiner will reap.
+            Err(std::sync::TryLockError::WouldBlock) => sys::pidfd::peek(self.pidfd())
+                .ok()
+                .flatten()
+                .map(ExitStatus::from_raw),
+        }
     }
 
     /// Python's `exitcode`: `None` while running, `Some(code)` after an exit,
@@ -224,12 +239,8 @@ impl<T> Process<T> {
     }
 
     fn signal(&self, signo: i32) -> Result<()> {
-        // Hold the state lock so the child cannot be reaped (and its pid reused) meanwhile;
-        // a pidfd cannot hit another process anyway.
-        let st = self.state();
-        if st.status.is_some() {
-            return Ok(());
-        }
+        // No lock: a pidfd names this child only, even after it has been reaped (then the
+        // call fails with ESRCH), so this is safe while another thread is in `join`.
         match sys::pidfd::send_signal(self.pidfd(), signo) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),

@@ -25,6 +25,14 @@ pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<RawExit>> {
     reap(pidfd, WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
 }
 
+/// Reports the child's exit without reaping it (`WNOWAIT`); `Ok(None)` while it runs.
+pub(crate) fn peek(pidfd: BorrowedFd<'_>) -> io::Result<Option<RawExit>> {
+    reap(
+        pidfd,
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    )
+}
+
 /// Blocks until the child exits, then reaps it.
 pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) -> io::Result<RawExit> {
     loop {

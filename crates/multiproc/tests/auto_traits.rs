@@ -1,0 +1,20 @@
+//! Send/Sync table of the public handle types: a regression here is a breaking change.
+
+use multiproc::process::{Builder, ExitStatus, Signal};
+use multiproc::{Error, Process, RemotePanic, StartMethod, Thread};
+
+fn send_sync<T: Send + Sync>() {}
+
+#[test]
+fn handles_are_send_and_sync() {
+    send_sync::<Process<u32>>();
+    send_sync::<Process<String>>();
+    send_sync::<Thread<u32>>();
+    send_sync::<Builder>();
+    send_sync::<multiproc::thread::Builder>();
+    send_sync::<Error>();
+    send_sync::<RemotePanic>();
+    send_sync::<ExitStatus>();
+    send_sync::<Signal>();
+    send_sync::<StartMethod>();
+}
