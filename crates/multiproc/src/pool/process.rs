@@ -648,9 +648,8 @@ impl Manager {
                     && w.init_failed.is_none()
                     && w.inflight.len() < w.window()
                     && w.out.pending < OUT_MAX
-                    && self.cfg.max_tasks.map_or(true, |m| w.sent < m);
-                if room && best.map_or(true, |b| self.workers[b].inflight.len() > w.inflight.len())
-                {
+                    && self.cfg.max_tasks.is_none_or(|m| w.sent < m);
+                if room && best.is_none_or(|b| self.workers[b].inflight.len() > w.inflight.len()) {
                     best = Some(i);
                 }
             }

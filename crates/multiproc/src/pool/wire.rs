@@ -137,7 +137,7 @@ impl OutQueue {
             || self
                 .segs
                 .back()
-                .map_or(true, |s| s.off > 0 || s.bytes.len() >= SEG_MAX);
+                .is_none_or(|s| s.off > 0 || s.bytes.len() >= SEG_MAX);
         if fresh {
             self.segs.push_back(Seg {
                 bytes: Vec::new(),

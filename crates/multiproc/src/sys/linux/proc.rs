@@ -15,7 +15,7 @@ static STAT: Mutex<Option<(u32, File)>> = Mutex::new(None);
 pub(crate) fn thread_count() -> io::Result<usize> {
     let pid = std::process::id();
     let mut guard = STAT.lock().unwrap_or_else(|e| e.into_inner());
-    if guard.as_ref().map_or(true, |(p, _)| *p != pid) {
+    if guard.as_ref().is_none_or(|(p, _)| *p != pid) {
         *guard = Some((pid, File::open("/proc/self/stat")?));
     }
     let (_, file) = guard.as_ref().expect("set above");
