@@ -3,3 +3,5 @@
 set -euo pipefail
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+# Headless Chromium renders `multiproc compare --html` in crates/multiproc-cli/tests/cli.rs.
+command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }

@@ -3,7 +3,17 @@
 
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod demo;
+
+const EXAMPLES: &str = "\
+Examples:
+  multiproc demo                        the article's two examples, then fault isolation
+  multiproc demo --no-faults
+  multiproc compare                     measure threads against processes here (under a minute)
+  multiproc compare --quick             the same with fewer samples, a few seconds
+  multiproc compare --json > out.json   for programs (schema: multiproc compare --print-schema)
+  multiproc compare --html report.html  also write one page with charts";
 
 /// Threads vs processes, the multiproc way.
 #[derive(Debug, Parser)]
@@ -11,7 +21,7 @@ mod demo;
     name = "multiproc",
     version,
     about = "Threads vs processes: run the article's examples, and measure which to pick on this machine",
-    after_help = "Examples:\n  multiproc demo            # the article's two examples, then fault isolation\n  multiproc demo --no-faults\n"
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,11 +35,18 @@ enum Command {
         after_help = "Examples:\n  multiproc demo\n  multiproc demo --no-faults   # skip the crash demonstrations\n"
     )]
     Demo(demo::DemoArgs),
+    /// Measure threads against processes on this machine and advise which to use.
+    Compare(compare::CompareArgs),
+    /// Internal: a throwaway child for `compare`'s fault-isolation section.
+    #[command(name = "__fault-child", hide = true)]
+    FaultChild(compare::FaultChildArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Compare(args) => compare::run(&args),
+        Command::FaultChild(args) => compare::fault_child(&args),
     }
 }

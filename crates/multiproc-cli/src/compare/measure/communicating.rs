@@ -1,0 +1,149 @@
+//! Communicating: a channel between threads against a Pipe and a Queue between
+//! processes. Round-trip latency of a small message, and bandwidth of 1 MiB messages.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use multiproc::Thread;
+
+use super::Ctx;
+use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
+use crate::compare::stats::{self, Summary};
+
+/// Bytes per message in the bandwidth measurement.
+pub(crate) const CHUNK: usize = 1 << 20;
+/// Round trips per latency sample.
+const TRIPS_PER_SAMPLE: u32 = 50;
+
+/// Measures the section.
+pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
+    let plan = ctx.plan;
+    let total_mib: usize = plan.pick(512, 64);
+    let mut rtt = Vec::new();
+    let mut bw = Vec::new();
+
+    ctx.step("communicating: std::sync::mpsc round trip between threads");
+    rtt.push(summary_or_missing(
+        "threads_mpsc",
+        "threads, std::sync::mpsc",
+        Worker::Thread,
+        mpsc_round_trip(plan.budget(1500)),
+    ));
+    ctx.step("communicating: std::sync::mpsc bandwidth between threads");
+    bw.push(summary_or_missing(
+        "threads_mpsc",
+        "threads, std::sync::mpsc",
+        Worker::Thread,
+        mpsc_bandwidth(total_mib, plan.pick(3, 1)),
+    ));
+    let why = |what: &str| format!("{what} is not available in this build");
+    for (id, label, what) in [
+        ("processes_pipe", "processes, ipc::Pipe", "ipc::Pipe"),
+        ("processes_queue", "processes, ipc::Queue", "ipc::Queue"),
+    ] {
+        rtt.push(Metric::missing(id, label, Worker::Process, why(what)));
+        bw.push(Metric::missing(id, label, Worker::Process, why(what)));
+    }
+
+    let mut section = Section {
+        id: "communicating",
+        title: "Communicating",
+        claim: "Threads pass data within one memory; processes need a channel between \
+                memories, which costs latency and bandwidth.",
+        status: Status::Measured,
+        method: format!(
+            "Round trip: one side sends a u64, the other sends it back; median of samples of \
+             {TRIPS_PER_SAMPLE} round trips. Bandwidth: {total_mib} MiB sent as 1 MiB \
+             messages through a bounded channel; the sender copies its buffer into each \
+             message, the receiver drops it."
+        ),
+        groups: vec![
+            Group {
+                id: "round_trip",
+                title: "round trip of a small message".into(),
+                unit: "us",
+                better: Better::Lower,
+                metrics: rtt,
+            },
+            Group {
+                id: "bandwidth",
+                title: "bandwidth, 1 MiB messages, one way".into(),
+                unit: "GB/s",
+                better: Better::Higher,
+                metrics: bw,
+            },
+        ],
+        findings: Vec::new(),
+    };
+    let t = section.get("round_trip", "threads_mpsc");
+    for (id, what) in [("processes_pipe", "a Pipe"), ("processes_queue", "a Queue")] {
+        if let (Some(t), Some(p)) = (t, section.get("round_trip", id)) {
+            section.findings.push(format!(
+                "A round trip through {what} between processes took {} us, {}x the {} us of a channel between threads.",
+                stats::fmt_num(p),
+                stats::fmt_num(p / t),
+                stats::fmt_num(t)
+            ));
+        }
+    }
+    section.finish()
+}
+
+/// A metric from a sampled summary, or missing with the error.
+pub(crate) fn summary_or_missing<E: std::fmt::Display>(
+    id: &str,
+    label: &str,
+    worker: Worker,
+    r: Result<Summary, E>,
+) -> Metric {
+    match r {
+        Ok(s) => super::starting::summary_metric(id, label.to_owned(), worker, s),
+        Err(e) => Metric::missing(id, label, worker, format!("failed: {e}")),
+    }
+}
+
+fn mpsc_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {
+    let (to_tx, to_rx) = mpsc::channel::<u64>();
+    let (back_tx, back_rx) = mpsc::channel::<u64>();
+    let echo = Thread::start(move || {
+        while let Ok(v) = to_rx.recv() {
+            if back_tx.send(v).is_err() {
+                break;
+            }
+        }
+    })?;
+    let r = stats::sample(budget, 2, 5, 100_000, || {
+        let t0 = Instant::now();
+        for i in 0..u64::from(TRIPS_PER_SAMPLE) {
+            to_tx.send(i)?;
+            back_rx.recv()?;
+        }
+        Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
+    });
+    drop(to_tx);
+    echo.join()?;
+    r
+}
+
+fn mpsc_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
+    let buf = vec![7u8; CHUNK];
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let t0 = Instant::now();
+        let consumer = Thread::start(move || {
+            let mut bytes = 0usize;
+            while let Ok(v) = rx.recv() {
+                bytes += v.len();
+            }
+            bytes
+        })?;
+        for _ in 0..total_mib {
+            tx.send(buf.clone())?;
+        }
+        drop(tx);
+        let bytes = consumer.join()?;
+        samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
+    }
+    Ok(Summary::of(&samples).expect("reps >= 1"))
+}

@@ -1,0 +1,244 @@
+//! Sharing: a counter incremented by N workers, M times each.
+//!
+//! Threads share the counter (an atomic, or a `Mutex<u64>`) and the parent sees every
+//! increment. Processes without shared memory each increment their own copy: the
+//! parent's counter stays where it was, every increment is lost to it. Processes with
+//! shared memory see each other's increments, at the price of a lock between
+//! processes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use multiproc::{process, StartMethod, Thread};
+
+use super::Ctx;
+use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
+use crate::compare::stats;
+
+/// Measures the section.
+pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
+    let plan = ctx.plan;
+    let n = plan.workers;
+    let m: u64 = plan.pick(2_000_000, 250_000);
+    let expected = n as u64 * m;
+    let mut finals = Vec::new();
+    let mut rates = Vec::new();
+
+    ctx.step("sharing: threads, atomic counter");
+    push(
+        &mut finals,
+        &mut rates,
+        "threads_atomic",
+        "threads, AtomicU64::fetch_add",
+        Worker::Thread,
+        None,
+        expected,
+        threads_atomic(n, m),
+    );
+    ctx.step("sharing: threads, Mutex<u64>");
+    push(
+        &mut finals,
+        &mut rates,
+        "threads_mutex",
+        "threads, Mutex<u64>",
+        Worker::Thread,
+        None,
+        expected,
+        threads_mutex(n, m),
+    );
+    ctx.step("sharing: processes without shared memory");
+    match processes_private(n, m) {
+        Ok((seen, children_counted)) => finals.push(
+            Metric::value(
+                "processes_private",
+                "processes (fork), a captured counter",
+                Worker::Process,
+                seen as f64,
+            )
+            .method(StartMethod::Fork)
+            .extra("lost_updates", (expected - seen.min(expected)) as f64)
+            .extra("counted_by_children", children_counted as f64)
+            .note(format!(
+                "each child counted its own copy to {m}; the parent's counter did not move"
+            )),
+        ),
+        Err(e) => finals.push(
+            Metric::missing(
+                "processes_private",
+                "processes (fork), a captured counter",
+                Worker::Process,
+                format!("failed: {e}"),
+            )
+            .method(StartMethod::Fork),
+        ),
+    }
+    let why = "shm::Value is not available in this build";
+    finals.push(Metric::missing(
+        "processes_value_lock",
+        "processes, shm::Value with its lock",
+        Worker::Process,
+        why,
+    ));
+    rates.push(Metric::missing(
+        "processes_value_lock",
+        "processes, shm::Value with its lock",
+        Worker::Process,
+        why,
+    ));
+
+    let mut section = Section {
+        id: "sharing",
+        title: "Sharing a counter",
+        claim: "Threads share memory; processes do not, unless they use shared memory, \
+                whose lock has a price.",
+        status: Status::Measured,
+        method: format!(
+            "{n} workers increment one counter {m} times each (expected total {expected}); \
+             the value the parent reads afterwards, and increments per second over the \
+             whole run including starting the workers."
+        ),
+        groups: vec![
+            Group {
+                id: "final",
+                title: format!("counter value the parent reads (expected {expected})"),
+                unit: "count",
+                better: Better::Higher,
+                metrics: finals,
+            },
+            Group {
+                id: "rate",
+                title: "increments per second, all workers together".into(),
+                unit: "M/s",
+                better: Better::Higher,
+                metrics: rates,
+            },
+        ],
+        findings: Vec::new(),
+    };
+    if let Some(seen) = section.get("final", "processes_private") {
+        section.findings.push(format!(
+            "Without shared memory the parent saw {} of {} increments: {} updates lost.",
+            stats::fmt_num(seen),
+            stats::fmt_num(expected as f64),
+            stats::fmt_num(expected as f64 - seen)
+        ));
+    }
+    if let (Some(a), Some(l)) = (
+        section.get("rate", "threads_atomic"),
+        section.get("rate", "threads_mutex"),
+    ) {
+        section.findings.push(format!(
+            "Between threads an atomic counter ran at {} M increments/s, a Mutex at {} M/s ({}x slower).",
+            stats::fmt_num(a),
+            stats::fmt_num(l),
+            stats::fmt_num(a / l)
+        ));
+    }
+    section.finish()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push(
+    finals: &mut Vec<Metric>,
+    rates: &mut Vec<Metric>,
+    id: &str,
+    label: &str,
+    worker: Worker,
+    method: Option<StartMethod>,
+    expected: u64,
+    r: multiproc::Result<(u64, f64)>,
+) {
+    let with_method = |m: Metric| match method {
+        Some(sm) => m.method(sm),
+        None => m,
+    };
+    match r {
+        Ok((seen, secs)) => {
+            finals.push(with_method(
+                Metric::value(id, label, worker, seen as f64)
+                    .extra("lost_updates", (expected - seen.min(expected)) as f64),
+            ));
+            rates.push(with_method(
+                Metric::value(id, label, worker, seen as f64 / secs / 1e6).extra("seconds", secs),
+            ));
+        }
+        Err(e) => {
+            finals.push(with_method(Metric::missing(
+                id,
+                label,
+                worker,
+                format!("failed: {e}"),
+            )));
+            rates.push(with_method(Metric::missing(
+                id,
+                label,
+                worker,
+                format!("failed: {e}"),
+            )));
+        }
+    }
+}
+
+/// (final value, seconds) with `n` threads doing `fetch_add` `m` times each.
+fn threads_atomic(n: usize, m: u64) -> multiproc::Result<(u64, f64)> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let handles = (0..n)
+        .map(|_| {
+            let c = Arc::clone(&counter);
+            Thread::start(move || {
+                for _ in 0..m {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect::<multiproc::Result<Vec<_>>>()?;
+    for h in handles {
+        h.join()?;
+    }
+    Ok((counter.load(Ordering::Relaxed), t0.elapsed().as_secs_f64()))
+}
+
+/// (final value, seconds) with `n` threads incrementing under a `Mutex` `m` times each.
+fn threads_mutex(n: usize, m: u64) -> multiproc::Result<(u64, f64)> {
+    let counter = Arc::new(Mutex::new(0u64));
+    let t0 = Instant::now();
+    let handles = (0..n)
+        .map(|_| {
+            let c = Arc::clone(&counter);
+            Thread::start(move || {
+                for _ in 0..m {
+                    *c.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                }
+            })
+        })
+        .collect::<multiproc::Result<Vec<_>>>()?;
+    for h in handles {
+        h.join()?;
+    }
+    let v = *counter.lock().unwrap_or_else(|e| e.into_inner());
+    Ok((v, t0.elapsed().as_secs_f64()))
+}
+
+/// (what the parent sees, what the children counted in all): forked children increment
+/// the counter they captured, which is their own copy.
+fn processes_private(n: usize, m: u64) -> multiproc::Result<(u64, u64)> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let children = (0..n)
+        .map(|_| {
+            let c = Arc::clone(&counter);
+            process::Builder::new().fork(move || {
+                for _ in 0..m {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                c.load(Ordering::Relaxed)
+            })
+        })
+        .collect::<multiproc::Result<Vec<_>>>()?;
+    let mut counted = 0;
+    for p in children {
+        counted += p.join()?;
+    }
+    Ok((counter.load(Ordering::Relaxed), counted))
+}

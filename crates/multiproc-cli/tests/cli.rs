@@ -1,0 +1,551 @@
+//! The `multiproc` binary as a user runs it: every subcommand and flag, the JSON
+//! against its schema, and the HTML page rendered by headless Chromium.
+//!
+//! The measuring runs use `--quick`; no test looks at how fast anything was, only at
+//! what was reported and how.
+
+#[path = "../../multiproc/tests/util/mod.rs"]
+mod util;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_multiproc");
+const SCHEMA: &str = include_str!("../schema/compare.v1.json");
+/// A generous bound for one `--quick` run of a debug build on a loaded 2-core machine.
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+/// Runs the binary with `args`, killing it (and failing) after `limit`.
+fn run(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start multiproc");
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("multiproc {args:?} ran for more than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_ok(args: &[&str], o: &Output) {
+    assert!(
+        o.status.success(),
+        "multiproc {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(util::unique_name(name))
+}
+
+fn section<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no section {id}"))
+}
+
+fn metric<'a>(report: &'a Value, sec: &str, group: &str, id: &str) -> &'a Value {
+    section(report, sec)["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["id"] == group)
+        .unwrap_or_else(|| panic!("no group {sec}/{group}"))["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no metric {sec}/{group}/{id}"))
+}
+
+fn validate(report: &Value) {
+    let schema: Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema is a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the report breaks its schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn help_lists_subcommands_with_examples() {
+    let o = run(&["--help"], Duration::from_secs(30));
+    assert_ok(&["--help"], &o);
+    let help = text(&o.stdout);
+    for want in ["demo", "compare", "Examples:", "multiproc compare --quick"] {
+        assert!(help.contains(want), "--help lacks {want:?}:\n{help}");
+    }
+    assert!(
+        !help.contains("__fault-child"),
+        "the internal subcommand is listed:\n{help}"
+    );
+
+    let o = run(&["compare", "--help"], Duration::from_secs(30));
+    assert_ok(&["compare", "--help"], &o);
+    let help = text(&o.stdout);
+    for want in [
+        "Examples:",
+        "--quick",
+        "--json",
+        "--html",
+        "--only",
+        "--workers",
+        "--no-progress",
+        "--print-schema",
+        "cpu-bound",
+    ] {
+        assert!(
+            help.contains(want),
+            "compare --help lacks {want:?}:\n{help}"
+        );
+    }
+
+    let o = run(&["demo", "--help"], Duration::from_secs(30));
+    assert_ok(&["demo", "--help"], &o);
+    assert!(text(&o.stdout).contains("Examples:"));
+
+    let o = run(&["--version"], Duration::from_secs(30));
+    assert_ok(&["--version"], &o);
+    assert!(text(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_flags_fail_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "Usage"),
+        (&["nosuch"], "unrecognized subcommand 'nosuch'"),
+        (&["compare", "--bogus"], "unexpected argument '--bogus'"),
+        (&["compare", "--only", "nosuch"], "invalid value 'nosuch'"),
+        (&["compare", "--workers", "0"], "invalid value '0'"),
+        (&["compare", "--workers", "many"], "invalid value 'many'"),
+        (
+            &["compare", "--html"],
+            "a value is required for '--html <FILE>'",
+        ),
+        (
+            &["compare", "--print-schema", "--quick"],
+            "cannot be used with",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = run(args, Duration::from_secs(30));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "multiproc {args:?} should exit 2: {o:?}"
+        );
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(want),
+            "multiproc {args:?}: stderr lacks {want:?}:\n{err}"
+        );
+    }
+    // A file that cannot be created fails at once, before any measuring.
+    let args = [
+        "compare",
+        "--quick",
+        "--html",
+        "/nonexistent-dir/x/report.html",
+    ];
+    let o = run(&args, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("cannot create the HTML file /nonexistent-dir/x/report.html"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "it measured before failing");
+}
+
+#[test]
+fn demo_runs() {
+    let o = run(&["demo"], Duration::from_secs(60));
+    assert_ok(&["demo"], &o);
+    assert!(!o.stdout.is_empty());
+}
+
+#[test]
+fn print_schema_prints_the_shipped_schema() {
+    let o = run(&["compare", "--print-schema"], Duration::from_secs(30));
+    assert_ok(&["compare", "--print-schema"], &o);
+    assert_eq!(text(&o.stdout), SCHEMA);
+}
+
+#[test]
+fn quick_json_report_follows_its_schema() {
+    let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(30));
+    let args = ["compare", "--quick", "--json"];
+    let o = run(&args, RUN_LIMIT);
+    assert_ok(&args, &o);
+    let report: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    validate(&report);
+
+    assert_eq!(report["mode"], "quick");
+    let ids: Vec<&str> = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "starting",
+            "memory",
+            "sharing",
+            "communicating",
+            "cpu_bound",
+            "io_bound",
+            "fault_isolation"
+        ]
+    );
+    // What is in this build is measured.
+    for (sec, group, id) in [
+        ("starting", "start_join", "thread"),
+        ("starting", "start_join", "fork"),
+        ("starting", "start_join", "forkserver"),
+        ("starting", "start_join", "spawn"),
+        ("memory", "uss", "thread"),
+        ("memory", "uss", "forkserver"),
+        ("communicating", "round_trip", "threads_mpsc"),
+        ("cpu_bound", "speedup", "threads"),
+        ("cpu_bound", "speedup", "processes"),
+        ("io_bound", "wall", "threads"),
+        ("io_bound", "wall", "processes"),
+    ] {
+        let m = metric(&report, sec, group, id);
+        assert!(
+            m["value"].as_f64().is_some_and(|v| v > 0.0),
+            "{sec}/{group}/{id}: {m}"
+        );
+    }
+    // The behavior each section demonstrates (not its speed).
+    let n = report["machine"]["workers"].as_f64().unwrap();
+    let per_worker = |sec: &str| -> f64 {
+        let t = section(&report, sec)["groups"][0]["title"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        t.split("expected ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap()
+    };
+    let expected = per_worker("sharing");
+    assert_eq!(
+        metric(&report, "sharing", "final", "threads_atomic")["value"],
+        expected
+    );
+    assert_eq!(
+        metric(&report, "sharing", "final", "threads_mutex")["value"],
+        expected
+    );
+    let private = metric(&report, "sharing", "final", "processes_private");
+    assert_eq!(private["value"], 0.0, "{private}");
+    assert_eq!(
+        private["extra"]["counted_by_children"], expected,
+        "{private}"
+    );
+    assert!(expected > 0.0 && n >= 2.0);
+    let survivors = |id| metric(&report, "fault_isolation", "survivors", id);
+    assert_eq!(
+        survivors("process")["value"],
+        3.0,
+        "{}",
+        survivors("process")
+    );
+    assert_eq!(survivors("process")["extra"]["signal"], 11.0);
+    assert_eq!(survivors("process")["extra"]["program_survived"], 1.0);
+    assert_eq!(survivors("thread")["value"], 0.0, "{}", survivors("thread"));
+    assert_eq!(survivors("thread")["extra"]["signal"], 11.0);
+    assert_eq!(survivors("thread")["extra"]["program_survived"], 0.0);
+
+    // The advice rests on figures of this run.
+    let advice = report["advice"].as_array().unwrap();
+    let ids: Vec<&str> = advice.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    for want in [
+        "cpu_bound",
+        "worker_per_task",
+        "process_pool_break_even",
+        "io_bound",
+        "memory",
+        "fault_isolation",
+    ] {
+        assert!(ids.contains(&want), "no advice {want}: {ids:?}");
+    }
+    let fault = advice
+        .iter()
+        .find(|a| a["id"] == "fault_isolation")
+        .unwrap();
+    assert_eq!(fault["pick"], "processes");
+    let start = advice
+        .iter()
+        .find(|a| a["id"] == "worker_per_task")
+        .unwrap();
+    let fs = metric(&report, "starting", "start_join", "forkserver")["value"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        start["basis"]["start_process_forkserver_us"].as_f64(),
+        Some(fs)
+    );
+}
+
+#[test]
+fn table_is_the_default_output() {
+    let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(30));
+    let args = ["compare", "--quick", "--only", "starting,fault-isolation"];
+    let o = run(&args, RUN_LIMIT);
+    assert_ok(&args, &o);
+    let out = text(&o.stdout);
+    for want in [
+        "multiproc compare (quick run)",
+        "== Starting a worker ==",
+        "process (forkserver)",
+        "== Fault isolation ==",
+        "killed by SIGSEGV",
+        "== When to use which",
+    ] {
+        assert!(out.contains(want), "the table lacks {want:?}:\n{out}");
+    }
+    assert!(
+        !out.contains("== Memory"),
+        "--only ran another section:\n{out}"
+    );
+    // No terminal, so no progress display on stderr.
+    assert!(o.stderr.is_empty(), "stderr: {}", text(&o.stderr));
+}
+
+#[test]
+fn only_and_workers_shape_the_run() {
+    let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(30));
+    let args = [
+        "compare",
+        "--quick",
+        "--json",
+        "--no-progress",
+        "--workers",
+        "3",
+        "--only",
+        "cpu-bound,sharing",
+    ];
+    let o = run(&args, RUN_LIMIT);
+    assert_ok(&args, &o);
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    validate(&report);
+    assert_eq!(report["machine"]["workers"], 3);
+    let ids: Vec<&str> = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["sharing", "cpu_bound"],
+        "sections run in their fixed order"
+    );
+    assert!(metric(&report, "cpu_bound", "time", "threads")["label"]
+        .as_str()
+        .unwrap()
+        .starts_with("3 threads"));
+}
+
+/// Chromium's binary, or `None` (with a loud message) outside CI when it is missing.
+fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(o) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+        {
+            let path = text(&o.stdout).trim().to_owned();
+            if o.status.success() && !path.is_empty() {
+                return Some(PathBuf::from(path));
+            }
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is not installed, and CI must check the HTML page (ci/setup.sh installs it)"
+    );
+    eprintln!(
+        "\n!!! SKIPPED the HTML rendering check: chromium is not installed.\n\
+         !!! Install it with `apt-get install -y chromium` (ci/setup.sh does).\n"
+    );
+    None
+}
+
+/// Takes a 1200x2000 screenshot of `page` with headless Chromium.
+fn screenshot(chromium: &Path, page: &Path) -> png::Reader<std::fs::File> {
+    let dir = temp_path("multiproc-chromium");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("page.png");
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1200,2000")
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "chromium hung");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let file = std::fs::File::open(&shot).expect("chromium wrote no screenshot");
+    png::Decoder::new(file).read_info().expect("a PNG")
+}
+
+/// Rows of the image holding a horizontal run of at least `min_run` pixels within a
+/// small distance of `rgb`: bars of that color, not borders or text.
+fn rows_with_bar(img: &[u8], width: usize, channels: usize, rgb: [u8; 3], min_run: usize) -> usize {
+    img.chunks(width * channels)
+        .filter(|row| {
+            let mut run = 0;
+            for px in row.chunks(channels) {
+                let close = (0..3).all(|i| px[i].abs_diff(rgb[i]) <= 10);
+                run = if close { run + 1 } else { 0 };
+                if run >= min_run {
+                    return true;
+                }
+            }
+            false
+        })
+        .count()
+}
+
+fn hex(s: &str) -> [u8; 3] {
+    let v = u32::from_str_radix(s.trim_start_matches('#'), 16).unwrap();
+    [(v >> 16) as u8, (v >> 8) as u8, v as u8]
+}
+
+#[test]
+fn html_page_renders_charts_in_chromium() {
+    let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(150));
+    let Some(chromium) = chromium() else { return };
+    let page = temp_path("multiproc-compare").with_extension("html");
+    let page_arg = page.to_str().unwrap().to_owned();
+    let args = ["compare", "--quick", "--no-progress", "--html", &page_arg];
+    let o = run(&args, RUN_LIMIT);
+    assert_ok(&args, &o);
+    assert!(text(&o.stdout).contains("HTML report written to"));
+
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.matches("<svg ").count() >= 10, "too few charts");
+    for external in ["<script", "src=\"http", "href=\"http", "@import", "url("] {
+        assert!(
+            !html.contains(external),
+            "the page is not self-contained: {external}"
+        );
+    }
+
+    let mut reader = screenshot(&chromium, &page);
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    assert_eq!((info.width, info.height), (1200, 2000));
+    let channels = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("unexpected PNG color type {other:?}"),
+    };
+    let img = &buf[..info.buffer_size()];
+    let width = info.width as usize;
+
+    // Not blank: many colors, and a good share of non-background pixels.
+    let mut colors = std::collections::HashSet::new();
+    let mut ink = 0usize;
+    for px in img.chunks(channels) {
+        colors.insert((px[0] >> 3, px[1] >> 3, px[2] >> 3));
+        if px[..3].iter().any(|&c| c < 235) {
+            ink += 1;
+        }
+    }
+    assert!(colors.len() >= 30, "only {} distinct colors", colors.len());
+    assert!(
+        ink * 100 / (img.len() / channels) >= 3,
+        "almost blank: {ink} ink pixels"
+    );
+
+    // Chart bars (runs of 30+ pixels of a worker's color) for threads and processes.
+    let thread_rows = rows_with_bar(img, width, channels, hex("#2563eb"), 30);
+    let process_rows: usize = ["#fb923c", "#ea580c", "#c2410c"]
+        .iter()
+        .map(|c| rows_with_bar(img, width, channels, hex(c), 30))
+        .sum();
+    assert!(
+        thread_rows >= 15,
+        "no thread bars rendered ({thread_rows} rows)"
+    );
+    assert!(
+        process_rows >= 30,
+        "no process bars rendered ({process_rows} rows)"
+    );
+    let _ = std::fs::remove_file(&page);
+}
