@@ -1,0 +1,431 @@
+//! Pool throughput and latency, multiproc side by side with rayon, procspawn's pool and
+//! Python's `multiprocessing.Pool` / `concurrent.futures` (when `python3` exists).
+//!
+//! ```sh
+//! MULTIPROC_BENCH_QUICK=1 cargo bench -p multiproc --bench pool_map   # ~1 min
+//! cargo bench -p multiproc --bench pool_map                           # longer, steadier
+//! ```
+//!
+//! Every pool has 2 workers. Each row's median (over criterion's samples) is printed
+//! at the end in one table, with the ratio to the row it is compared with.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion};
+use multiproc::pool::{Backend, Pool};
+use multiproc::StartMethod;
+
+const WORKERS: usize = 2;
+
+/// Per-sample values of each row: (unit, values).
+static ROWS: Mutex<BTreeMap<String, (&'static str, Vec<f64>)>> = Mutex::new(BTreeMap::new());
+
+fn record(name: &str, unit: &'static str, value: f64) {
+    let mut rows = ROWS.lock().unwrap();
+    rows.entry(name.to_owned())
+        .or_insert((unit, Vec::new()))
+        .1
+        .push(value);
+}
+
+fn quick() -> bool {
+    std::env::var_os("MULTIPROC_BENCH_QUICK").is_some()
+}
+
+fn inc(x: u64) -> u64 {
+    x.wrapping_mul(3).wrapping_add(1)
+}
+
+fn noop(x: u32) -> u32 {
+    x
+}
+
+/// Trial division by odd numbers, as in the anchors (ANCHORS.md, "Primes").
+fn count_primes((lo, hi): (u64, u64)) -> u64 {
+    let mut n = 0;
+    for x in lo.max(2)..hi {
+        if x == 2 {
+            n += 1;
+            continue;
+        }
+        if x % 2 == 0 {
+            continue;
+        }
+        let mut d = 3;
+        let mut prime = true;
+        while d * d <= x {
+            if x % d == 0 {
+                prime = false;
+                break;
+            }
+            d += 2;
+        }
+        n += u64::from(prime);
+    }
+    n
+}
+
+fn prime_chunks() -> Vec<(u64, u64)> {
+    (0..40).map(|i| (i * 50_000, (i + 1) * 50_000)).collect()
+}
+
+fn processes(method: StartMethod) -> Pool {
+    Pool::builder()
+        .backend(Backend::Processes)
+        .start_method(method)
+        .workers(WORKERS)
+        .build()
+        .unwrap()
+}
+
+fn threads() -> Pool {
+    Pool::builder()
+        .backend(Backend::Threads)
+        .workers(WORKERS)
+        .build()
+        .unwrap()
+}
+
+fn rayon_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(WORKERS)
+        .build()
+        .unwrap()
+}
+
+/// Times `op` on a fresh input per iteration (input built outside the timing); records
+/// time per `items` in `unit_scale` units.
+fn timed<I, T>(
+    c: &mut Criterion,
+    name: &str,
+    unit: &'static str,
+    scale: f64,
+    items: usize,
+    mut input: impl FnMut() -> I,
+    mut op: impl FnMut(I) -> T,
+) {
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let i = input();
+                let t = Instant::now();
+                std::hint::black_box(op(i));
+                total += t.elapsed();
+            }
+            record(
+                name,
+                unit,
+                total.as_secs_f64() * scale / (iters as f64 * items as f64),
+            );
+            total
+        })
+    });
+}
+
+const NS: f64 = 1e9;
+const US: f64 = 1e6;
+const MS: f64 = 1e3;
+
+fn map_trivial(c: &mut Criterion) {
+    const N: u64 = 1_000_000;
+    let v: Vec<u64> = (0..N).collect();
+    let p = processes(StartMethod::ForkServer);
+    timed(c, "map_1M_trivial/process", "ns/item", NS, N as usize, || v.clone(), |v| {
+        p.map(inc, v).unwrap()
+    });
+    p.join();
+    let t = threads();
+    timed(c, "map_1M_trivial/thread", "ns/item", NS, N as usize, || v.clone(), |v| {
+        t.map(inc, v).unwrap()
+    });
+    t.join();
+    let r = rayon_pool();
+    timed(c, "map_1M_trivial/rayon", "ns/item", NS, N as usize, || v.clone(), |v| {
+        use rayon::prelude::*;
+        r.install(|| v.into_par_iter().map(inc).collect::<Vec<u64>>())
+    });
+    timed(c, "map_1M_trivial/sequential", "ns/item", NS, N as usize, || v.clone(), |v| {
+        v.into_iter().map(inc).collect::<Vec<u64>>()
+    });
+}
+
+fn pipelined(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let p = processes(StartMethod::ForkServer);
+    timed(c, "submit_pipelined/process", "us/task", US, N, || (), |()| {
+        let hs: Vec<_> = (0..N as u32).map(|i| p.submit(noop, i)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+    });
+    timed(c, "map_chunksize1/process", "us/task", US, N, || (), |()| {
+        p.map_chunked(noop, 0..N as u32, 1).unwrap()
+    });
+    p.join();
+    let t = threads();
+    timed(c, "submit_pipelined/thread", "us/task", US, N, || (), |()| {
+        let hs: Vec<_> = (0..N as u32).map(|i| t.submit(noop, i)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+    });
+    timed(c, "map_chunksize1/thread", "us/task", US, N, || (), |()| {
+        t.map_chunked(noop, 0..N as u32, 1).unwrap()
+    });
+    t.join();
+    let r = rayon_pool();
+    timed(c, "submit_pipelined/rayon_spawn", "us/task", US, N, || (), |()| {
+        let sum = std::sync::atomic::AtomicU32::new(0);
+        r.scope(|s| {
+            for i in 0..N as u32 {
+                let sum = &sum;
+                s.spawn(move |_| {
+                    sum.fetch_add(noop(i), std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+        });
+        sum.into_inner()
+    });
+    let pp = procspawn::Pool::new(WORKERS).unwrap();
+    const M: usize = 500;
+    timed(c, "submit_pipelined/procspawn", "us/task", US, M, || (), |()| {
+        let hs: Vec<_> = (0..M as u32).map(|i| pp.spawn(i, noop)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+    });
+    timed(c, "submit_wait/procspawn", "us/task", US, 50, || (), |()| {
+        (0..50u32)
+            .map(|i| pp.spawn(i, noop).join().unwrap())
+            .sum::<u32>()
+    });
+    drop(pp);
+}
+
+fn submit_wait(c: &mut Criterion) {
+    const N: usize = 1000;
+    let p = processes(StartMethod::ForkServer);
+    timed(c, "submit_wait/process", "us/task", US, N, || (), |()| {
+        (0..N as u32).map(|i| p.apply(noop, i).unwrap()).sum::<u32>()
+    });
+    p.join();
+    let t = threads();
+    timed(c, "submit_wait/thread", "us/task", US, N, || (), |()| {
+        (0..N as u32).map(|i| t.apply(noop, i).unwrap()).sum::<u32>()
+    });
+    t.join();
+}
+
+fn primes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("primes_2M_40chunks");
+    g.sample_size(10);
+    let mut run = |name: &str, f: &mut dyn FnMut() -> u64| {
+        let full = format!("primes_2M_40chunks/{name}");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    assert_eq!(f(), 148_933);
+                }
+                let d = t.elapsed();
+                record(&full, "s", d.as_secs_f64() / iters as f64);
+                d
+            })
+        });
+    };
+    run("sequential", &mut || prime_chunks().into_iter().map(count_primes).sum());
+    let t = threads();
+    run("thread", &mut || {
+        t.map_chunked(count_primes, prime_chunks(), 1).unwrap().iter().sum()
+    });
+    t.join();
+    let p = processes(StartMethod::ForkServer);
+    run("process", &mut || {
+        p.map_chunked(count_primes, prime_chunks(), 1).unwrap().iter().sum()
+    });
+    run("process_auto_chunks", &mut || {
+        p.map(count_primes, prime_chunks()).unwrap().iter().sum()
+    });
+    p.join();
+    let r = rayon_pool();
+    run("rayon", &mut || {
+        use rayon::prelude::*;
+        r.install(|| {
+            prime_chunks()
+                .into_par_iter()
+                .with_max_len(1)
+                .map(count_primes)
+                .sum()
+        })
+    });
+    g.finish();
+}
+
+fn ready(c: &mut Criterion) {
+    multiproc::process::preload_forkserver().unwrap();
+    for m in StartMethod::ALL {
+        let name = format!("pool2_ready/{m}");
+        timed(c, &name, "ms", MS, 1, || (), |()| {
+            let p = processes(m);
+            let v = p.apply(noop, 1).unwrap();
+            p.terminate();
+            v
+        });
+    }
+}
+
+/// Python's pools, measured by a script; returns (row, unit, median).
+fn python() -> Vec<(String, &'static str, f64)> {
+    const SCRIPT: &str = r#"
+import time, statistics, sys
+from multiprocessing import get_context
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+quick = sys.argv[1] == "1"
+R = 3 if quick else 7
+def inc(x): return x * 3 + 1
+def noop(x): return x
+def med(f):
+    xs = []
+    for _ in range(R):
+        xs.append(f())
+    return statistics.median(xs)
+def t(f):
+    s = time.perf_counter(); f(); return time.perf_counter() - s
+ctx = get_context("fork")
+out = []
+with ctx.Pool(2) as p:
+    p.map(noop, range(10))
+    out.append(("map_1M_trivial/python_pool", "ns/item", med(lambda: t(lambda: p.map(inc, range(1_000_000)))) * 1e9 / 1e6))
+    out.append(("map_chunksize1/python_pool", "us/task", med(lambda: t(lambda: p.map(noop, range(10_000), chunksize=1))) * 1e6 / 1e4))
+with ProcessPoolExecutor(2, mp_context=ctx) as ex:
+    list(ex.map(noop, range(10)))
+    def pipelined():
+        fs = [ex.submit(noop, i) for i in range(2000)]
+        for f in fs: f.result()
+    out.append(("submit_pipelined/python_ppe", "us/task", med(lambda: t(pipelined)) * 1e6 / 2000))
+    def wait1():
+        for i in range(300): ex.submit(noop, i).result()
+    out.append(("submit_wait/python_ppe", "us/task", med(lambda: t(wait1)) * 1e6 / 300))
+with ThreadPoolExecutor(2) as ex:
+    def tp():
+        fs = [ex.submit(noop, i) for i in range(10_000)]
+        for f in fs: f.result()
+    out.append(("submit_pipelined/python_tpe", "us/task", med(lambda: t(tp)) * 1e6 / 1e4))
+def ready():
+    with ctx.Pool(2) as p:
+        p.map(noop, range(2))
+out.append(("pool2_ready/python_fork", "ms", med(lambda: t(ready)) * 1e3))
+for name, unit, v in out:
+    print(f"{name}\t{unit}\t{v}")
+"#;
+    let q = if quick() { "1" } else { "0" };
+    let Ok(out) = Command::new("python3").args(["-c", SCRIPT, q]).output() else {
+        eprintln!("python3 not found: skipping the Python rows");
+        return Vec::new();
+    };
+    if !out.status.success() {
+        eprintln!("python3 failed: {}", String::from_utf8_lossy(&out.stderr));
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let name = it.next()?.to_owned();
+            let unit: &'static str = match it.next()? {
+                "ns/item" => "ns/item",
+                "us/task" => "us/task",
+                _ => "ms",
+            };
+            Some((name, unit, it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn report() {
+    let mut rows: BTreeMap<String, (&'static str, f64)> = ROWS
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .map(|(k, (u, v))| (k.clone(), (*u, median(v))))
+        .collect();
+    for (name, unit, v) in python() {
+        rows.insert(name, (unit, v));
+    }
+    // Each row is compared with multiproc's row of its group and kind.
+    let base = |row: &str| -> Option<String> {
+        let (group, who) = row.split_once('/')?;
+        Some(match group {
+            "primes_2M_40chunks" => format!("{group}/sequential"),
+            "pool2_ready" => format!("{group}/forkserver"),
+            _ => {
+                let threadish = ["thread", "rayon", "rayon_spawn", "sequential", "python_tpe"];
+                let kind = if threadish.contains(&who) { "thread" } else { "process" };
+                format!("{group}/{kind}")
+            }
+        })
+    };
+    println!("\n## Pool (median of samples, {WORKERS} workers)\n");
+    println!("| row | median | unit | vs | ratio |");
+    println!("|---|---|---|---|---|");
+    for (name, (unit, v)) in &rows {
+        let (vs, ratio) = match base(name).and_then(|b| rows.get(&b).map(|r| (b, r.1))) {
+            Some((b, bv)) if b != *name => (b, format!("{:.2}x", v / bv)),
+            _ => (String::new(), String::new()),
+        };
+        println!("| {name} | {v:.4} | {unit} | {vs} | {ratio} |");
+    }
+    let get = |k: &str| rows.get(k).map(|r| r.1);
+    if let (Some(s), Some(t), Some(p)) = (
+        get("primes_2M_40chunks/sequential"),
+        get("primes_2M_40chunks/thread"),
+        get("primes_2M_40chunks/process"),
+    ) {
+        println!(
+            "\nprimes speedup with {WORKERS} workers: thread {:.3}x, process {:.3}x, process/thread time {:.3}",
+            s / t,
+            s / p,
+            p / t
+        );
+        if let Some(r) = get("primes_2M_40chunks/rayon") {
+            println!("rayon {:.3}x", s / r);
+        }
+    }
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at the end: {}", l.trim());
+    }
+}
+
+fn config() -> Criterion {
+    let c = Criterion::default().configure_from_args();
+    if quick() {
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1))
+    } else {
+        c.sample_size(20)
+    }
+}
+
+criterion_group! {
+    name = benches;
+    // (criterion_group! generates an undocumented function.)
+    config = config();
+    targets = map_trivial, pipelined, submit_wait, primes, ready
+}
+
+fn main() {
+    procspawn::init();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report();
+}
