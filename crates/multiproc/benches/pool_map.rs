@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! MULTIPROC_BENCH_QUICK=1 cargo bench -p multiproc --bench pool_map   # ~1 min
+//! MULTIPROC_BENCH_NO_PYTHON=1 cargo bench -p multiproc --bench pool_map -- submit_wait  # one group
 //! cargo bench -p multiproc --bench pool_map                           # longer, steadier
 //! ```
 //!
@@ -135,83 +136,181 @@ fn map_trivial(c: &mut Criterion) {
     const N: u64 = 1_000_000;
     let v: Vec<u64> = (0..N).collect();
     let p = processes(StartMethod::ForkServer);
-    timed(c, "map_1M_trivial/process", "ns/item", NS, N as usize, || v.clone(), |v| {
-        p.map(inc, v).unwrap()
-    });
+    timed(
+        c,
+        "map_1M_trivial/process",
+        "ns/item",
+        NS,
+        N as usize,
+        || v.clone(),
+        |v| p.map(inc, v).unwrap(),
+    );
     p.join();
     let t = threads();
-    timed(c, "map_1M_trivial/thread", "ns/item", NS, N as usize, || v.clone(), |v| {
-        t.map(inc, v).unwrap()
-    });
+    timed(
+        c,
+        "map_1M_trivial/thread",
+        "ns/item",
+        NS,
+        N as usize,
+        || v.clone(),
+        |v| t.map(inc, v).unwrap(),
+    );
     t.join();
     let r = rayon_pool();
-    timed(c, "map_1M_trivial/rayon", "ns/item", NS, N as usize, || v.clone(), |v| {
-        use rayon::prelude::*;
-        r.install(|| v.into_par_iter().map(inc).collect::<Vec<u64>>())
-    });
-    timed(c, "map_1M_trivial/sequential", "ns/item", NS, N as usize, || v.clone(), |v| {
-        v.into_iter().map(inc).collect::<Vec<u64>>()
-    });
+    timed(
+        c,
+        "map_1M_trivial/rayon",
+        "ns/item",
+        NS,
+        N as usize,
+        || v.clone(),
+        |v| {
+            use rayon::prelude::*;
+            r.install(|| v.into_par_iter().map(inc).collect::<Vec<u64>>())
+        },
+    );
+    timed(
+        c,
+        "map_1M_trivial/sequential",
+        "ns/item",
+        NS,
+        N as usize,
+        || v.clone(),
+        |v| v.into_iter().map(inc).collect::<Vec<u64>>(),
+    );
 }
 
 fn pipelined(c: &mut Criterion) {
     const N: usize = 10_000;
     let p = processes(StartMethod::ForkServer);
-    timed(c, "submit_pipelined/process", "us/task", US, N, || (), |()| {
-        let hs: Vec<_> = (0..N as u32).map(|i| p.submit(noop, i)).collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
-    });
-    timed(c, "map_chunksize1/process", "us/task", US, N, || (), |()| {
-        p.map_chunked(noop, 0..N as u32, 1).unwrap()
-    });
+    timed(
+        c,
+        "submit_pipelined/process",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| {
+            let hs: Vec<_> = (0..N as u32).map(|i| p.submit(noop, i)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+        },
+    );
+    timed(
+        c,
+        "map_chunksize1/process",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| p.map_chunked(noop, 0..N as u32, 1).unwrap(),
+    );
     p.join();
     let t = threads();
-    timed(c, "submit_pipelined/thread", "us/task", US, N, || (), |()| {
-        let hs: Vec<_> = (0..N as u32).map(|i| t.submit(noop, i)).collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
-    });
-    timed(c, "map_chunksize1/thread", "us/task", US, N, || (), |()| {
-        t.map_chunked(noop, 0..N as u32, 1).unwrap()
-    });
+    timed(
+        c,
+        "submit_pipelined/thread",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| {
+            let hs: Vec<_> = (0..N as u32).map(|i| t.submit(noop, i)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+        },
+    );
+    timed(
+        c,
+        "map_chunksize1/thread",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| t.map_chunked(noop, 0..N as u32, 1).unwrap(),
+    );
     t.join();
     let r = rayon_pool();
-    timed(c, "submit_pipelined/rayon_spawn", "us/task", US, N, || (), |()| {
-        let sum = std::sync::atomic::AtomicU32::new(0);
-        r.scope(|s| {
-            for i in 0..N as u32 {
-                let sum = &sum;
-                s.spawn(move |_| {
-                    sum.fetch_add(noop(i), std::sync::atomic::Ordering::Relaxed);
-                });
-            }
-        });
-        sum.into_inner()
-    });
+    timed(
+        c,
+        "submit_pipelined/rayon_spawn",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| {
+            let sum = std::sync::atomic::AtomicU32::new(0);
+            r.scope(|s| {
+                for i in 0..N as u32 {
+                    let sum = &sum;
+                    s.spawn(move |_| {
+                        sum.fetch_add(noop(i), std::sync::atomic::Ordering::Relaxed);
+                    });
+                }
+            });
+            sum.into_inner()
+        },
+    );
     let pp = procspawn::Pool::new(WORKERS).unwrap();
     const M: usize = 500;
-    timed(c, "submit_pipelined/procspawn", "us/task", US, M, || (), |()| {
-        let hs: Vec<_> = (0..M as u32).map(|i| pp.spawn(i, noop)).collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
-    });
-    timed(c, "submit_wait/procspawn", "us/task", US, 50, || (), |()| {
-        (0..50u32)
-            .map(|i| pp.spawn(i, noop).join().unwrap())
-            .sum::<u32>()
-    });
+    timed(
+        c,
+        "submit_pipelined/procspawn",
+        "us/task",
+        US,
+        M,
+        || (),
+        |()| {
+            let hs: Vec<_> = (0..M as u32).map(|i| pp.spawn(i, noop)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+        },
+    );
+    timed(
+        c,
+        "submit_wait/procspawn",
+        "us/task",
+        US,
+        50,
+        || (),
+        |()| {
+            (0..50u32)
+                .map(|i| pp.spawn(i, noop).join().unwrap())
+                .sum::<u32>()
+        },
+    );
     drop(pp);
 }
 
 fn submit_wait(c: &mut Criterion) {
     const N: usize = 1000;
     let p = processes(StartMethod::ForkServer);
-    timed(c, "submit_wait/process", "us/task", US, N, || (), |()| {
-        (0..N as u32).map(|i| p.apply(noop, i).unwrap()).sum::<u32>()
-    });
+    timed(
+        c,
+        "submit_wait/process",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| {
+            (0..N as u32)
+                .map(|i| p.apply(noop, i).unwrap())
+                .sum::<u32>()
+        },
+    );
     p.join();
     let t = threads();
-    timed(c, "submit_wait/thread", "us/task", US, N, || (), |()| {
-        (0..N as u32).map(|i| t.apply(noop, i).unwrap()).sum::<u32>()
-    });
+    timed(
+        c,
+        "submit_wait/thread",
+        "us/task",
+        US,
+        N,
+        || (),
+        |()| {
+            (0..N as u32)
+                .map(|i| t.apply(noop, i).unwrap())
+                .sum::<u32>()
+        },
+    );
     t.join();
 }
 
@@ -232,15 +331,23 @@ fn primes(c: &mut Criterion) {
             })
         });
     };
-    run("sequential", &mut || prime_chunks().into_iter().map(count_primes).sum());
+    run("sequential", &mut || {
+        prime_chunks().into_iter().map(count_primes).sum()
+    });
     let t = threads();
     run("thread", &mut || {
-        t.map_chunked(count_primes, prime_chunks(), 1).unwrap().iter().sum()
+        t.map_chunked(count_primes, prime_chunks(), 1)
+            .unwrap()
+            .iter()
+            .sum()
     });
     t.join();
     let p = processes(StartMethod::ForkServer);
     run("process", &mut || {
-        p.map_chunked(count_primes, prime_chunks(), 1).unwrap().iter().sum()
+        p.map_chunked(count_primes, prime_chunks(), 1)
+            .unwrap()
+            .iter()
+            .sum()
     });
     run("process_auto_chunks", &mut || {
         p.map(count_primes, prime_chunks()).unwrap().iter().sum()
@@ -264,12 +371,20 @@ fn ready(c: &mut Criterion) {
     multiproc::process::preload_forkserver().unwrap();
     for m in StartMethod::ALL {
         let name = format!("pool2_ready/{m}");
-        timed(c, &name, "ms", MS, 1, || (), |()| {
-            let p = processes(m);
-            let v = p.apply(noop, 1).unwrap();
-            p.terminate();
-            v
-        });
+        timed(
+            c,
+            &name,
+            "ms",
+            MS,
+            1,
+            || (),
+            |()| {
+                let p = processes(m);
+                let v = p.apply(noop, 1).unwrap();
+                p.terminate();
+                v
+            },
+        );
     }
 }
 
@@ -317,6 +432,9 @@ out.append(("pool2_ready/python_fork", "ms", med(lambda: t(ready)) * 1e3))
 for name, unit, v in out:
     print(f"{name}\t{unit}\t{v}")
 "#;
+    if std::env::var_os("MULTIPROC_BENCH_NO_PYTHON").is_some() {
+        return Vec::new();
+    }
     let q = if quick() { "1" } else { "0" };
     let Ok(out) = Command::new("python3").args(["-c", SCRIPT, q]).output() else {
         eprintln!("python3 not found: skipping the Python rows");
@@ -369,7 +487,11 @@ fn report() {
             "pool2_ready" => format!("{group}/forkserver"),
             _ => {
                 let threadish = ["thread", "rayon", "rayon_spawn", "sequential", "python_tpe"];
-                let kind = if threadish.contains(&who) { "thread" } else { "process" };
+                let kind = if threadish.contains(&who) {
+                    "thread"
+                } else {
+                    "process"
+                };
                 format!("{group}/{kind}")
             }
         })

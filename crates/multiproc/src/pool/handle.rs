@@ -81,22 +81,12 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// Applies `f` to each item, catching a panic per item.
+/// Applies `f` to each item, catching a panic per item (see [`function::apply_chunk`]).
 fn apply_items<F, A, R>(f: F, items: Vec<A>) -> ChunkOut<R>
 where
     F: Fn(A) -> R,
 {
-    let mut out = ChunkOut {
-        values: Vec::with_capacity(items.len()),
-        panics: Vec::new(),
-    };
-    for (i, a) in items.into_iter().enumerate() {
-        match crate::panic::catch(|| f(a)) {
-            Ok(v) => out.values.push(v),
-            Err(p) => out.panics.push((i as u32, p)),
-        }
-    }
-    out
+    function::apply_each(items, f)
 }
 
 /// The automatic chunk size for `len` items on `workers` workers: about
@@ -186,7 +176,11 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback);
+        let driver = match &self.inner {
+            Inner::Threads(_) => None,
+            Inner::Processes(p) => Some(p.driver()),
+        };
+        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback, driver);
         let sink: Arc<dyn Completion> = slot.clone();
         let unit = match &self.inner {
             Inner::Threads(_) => {
@@ -635,7 +629,8 @@ impl Pool {
 fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
     let mut chunks = Vec::new();
     loop {
-        let c: Vec<A> = it.by_ref().take(cs).collect();
+        let mut c = Vec::with_capacity(cs.min(it.size_hint().0));
+        c.extend(it.by_ref().take(cs));
         if c.is_empty() {
             return chunks;
         }

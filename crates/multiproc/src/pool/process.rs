@@ -1,19 +1,30 @@
-//! The process backend: persistent worker processes fed by one manager thread.
+//! The process backend: persistent worker processes, driven by whichever thread is
+//! at hand.
 //!
 //! # Design
 //!
-//! Submitting threads push [`RemoteTask`]s onto a shared queue and wake the manager
-//! only if it sleeps (an `eventfd`). The manager owns every worker: it batches the
-//! queued tasks into each worker's socket (a window of tasks in flight per worker,
-//! sized so that about [`QUEUED_WORK`] of work waits there), reads answers in bulk,
-//! completes the tasks' slots, enforces task timeouts, and replaces workers that die.
-//! After any activity it keeps polling without blocking for a short spin, so a busy
-//! pool pays no wake-ups.
+//! The workers and their sockets live in one [`Manager`] behind a mutex. Any thread
+//! may take it and *step* it (read the answers that arrived, reap dead workers,
+//! enforce timeouts, send queued tasks, all without blocking):
+//!
+//! - a thread waiting for a result steps it while it spins, so a result travels
+//!   worker → waiting thread with no hand-off and no wake-up;
+//! - a submitting thread steps it when a worker is idle, so a task travels
+//!   submitter → worker directly;
+//! - the manager thread steps it whenever its `poll` on the sockets, the workers'
+//!   pidfds and an `eventfd` says something happened, so tasks progress, callbacks
+//!   run and timeouts fire when nobody waits.
+//!
+//! Tasks are batched: everything queued for a worker goes out in one `sendmsg`, and
+//! each worker keeps a window of tasks in flight, sized so that about
+//! [`QUEUED_WORK`] of work waits there.
 //!
 //! A worker answers its tasks in order, one record each, so when it dies the oldest
 //! unanswered task is the one it was running: that task gets the error that names
 //! how the worker died (or `Timeout`, if the manager killed it for overrunning), and
 //! the tasks queued behind it go back to the front of the queue for other workers.
+//!
+//! Completions (and user callbacks) run after the manager's mutex is released.
 //!
 //! # The seam for other transports
 //!
@@ -30,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
-use super::task::Completion;
+use super::task::{Completion, Drive};
 use super::wire::{self, Fill, OutQueue, RecordReader};
 use super::worker::{worker_main, WorkerArgs};
 use crate::error::{Error, ErrorKind, Result};
@@ -50,6 +61,8 @@ const WINDOW_MAX: usize = 256;
 const OUT_MAX: usize = 8 << 20;
 /// Consecutive worker starts whose initializer fails before the pool gives up.
 const MAX_INIT_FAILURES: u32 = 3;
+/// The manager thread looks around at least this often, whatever happens.
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// One unit of work for a worker process.
 pub(crate) struct RemoteTask {
@@ -65,6 +78,21 @@ pub(crate) struct RemoteTask {
 struct Task {
     id: u64,
     t: RemoteTask,
+}
+
+/// A completion to run once the manager's mutex is released.
+enum Done {
+    Value(Arc<dyn Completion>, Vec<u8>, Vec<OwnedFd>),
+    Fail(Arc<dyn Completion>, Error),
+}
+
+fn run_all(done: Vec<Done>) {
+    for d in done {
+        match d {
+            Done::Value(sink, bytes, fds) => sink.deliver_raw(bytes, fds),
+            Done::Fail(sink, e) => sink.fail(e),
+        }
+    }
 }
 
 /// Everything the process backend is configured with.
@@ -86,21 +114,60 @@ struct Queue {
     terminate: bool,
 }
 
-struct Shared {
+/// What the pool's handle, the task slots and the manager thread share.
+pub(crate) struct Shared {
+    mgr: Mutex<Manager>,
     queue: Mutex<Queue>,
-    /// Tasks pushed since the manager last looked (a hint for its sleep decision).
+    /// Tasks pushed since a step last took the queue.
     queued: AtomicUsize,
+    /// Ready workers with nothing in flight, as of the last step.
+    idle: AtomicUsize,
+    /// The manager thread is (about to be) blocked in `poll`.
     sleeping: AtomicBool,
     wake: OwnedFd,
     next_id: AtomicU64,
     pids: Mutex<Vec<i32>>,
-    /// Set by the manager when it has stopped every worker and exited.
+    /// Set by the manager thread when it has stopped every worker and exited.
     finished: Mutex<bool>,
     finished_cv: Condvar,
+    cfg: Config,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn wake_manager(&self) {
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    /// Steps the manager if no other thread does; repeats while tasks keep arriving.
+    fn drive(&self) -> bool {
+        loop {
+            let mut m = match self.mgr.try_lock() {
+                Ok(m) => m,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return false,
+            };
+            let mut done = Vec::new();
+            let wake = m.step(self, &mut done, false);
+            drop(m);
+            if wake && self.sleeping.load(Ordering::SeqCst) {
+                self.wake_manager();
+            }
+            run_all(done);
+            if self.queued.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+        }
+    }
+}
+
+impl Drive for Shared {
+    fn try_progress(&self) {
+        self.drive();
+    }
 }
 
 /// The parent side of a process pool.
@@ -126,8 +193,8 @@ impl ProcessPool {
         )
         .map_err(|e| Error::new(ErrorKind::Start).with_source(e.into()))?;
         let mut workers = Vec::with_capacity(cfg.workers);
-        for _ in 0..cfg.workers {
-            workers.push(Worker::start(&cfg)?);
+        for serial in 0..cfg.workers as u64 {
+            workers.push(Worker::start(&cfg, serial)?);
         }
         wait_ready(&mut workers)?;
         let shared = Arc::new(Shared {
@@ -137,25 +204,28 @@ impl ProcessPool {
                 terminate: false,
             }),
             queued: AtomicUsize::new(0),
+            idle: AtomicUsize::new(workers.len()),
             sleeping: AtomicBool::new(false),
             wake,
             next_id: AtomicU64::new(1),
             pids: Mutex::new(workers.iter().map(|w| w.proc.pid()).collect()),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
-        });
-        let mut manager = Manager {
-            shared: Arc::clone(&shared),
+            mgr: Mutex::new(Manager {
+                next_serial: workers.len() as u64,
+                workers,
+                pending: VecDeque::new(),
+                init_failures: 0,
+                broken: None,
+                closed: false,
+                sleep_deadline: None,
+            }),
             cfg,
-            workers,
-            pending: VecDeque::new(),
-            init_failures: 0,
-            broken: None,
-            closed: false,
-        };
+        });
+        let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("multiproc-pool".into())
-            .spawn(move || manager.run())
+            .spawn(move || manager_thread(&s))
             .map_err(|e| Error::new(ErrorKind::Start).with_source(e))?;
         Ok(ProcessPool {
             shared,
@@ -163,23 +233,17 @@ impl ProcessPool {
         })
     }
 
-    /// Queues a task; a closed pool fails it at once.
-    pub(crate) fn submit(&self, t: RemoteTask) {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut q = lock(&self.shared.queue);
-            if q.closed {
-                drop(q);
-                t.sink.fail(closed_error());
-                return;
-            }
-            q.tasks.push_back(Task { id, t });
-        }
-        self.shared.queued.fetch_add(1, Ordering::SeqCst);
-        self.wake_manager();
+    /// What task slots use to make progress while their owner waits.
+    pub(crate) fn driver(&self) -> Arc<dyn Drive> {
+        self.shared.clone()
     }
 
-    /// Queues many tasks with one lock and at most one wake-up.
+    /// Queues a task; a closed pool fails it at once.
+    pub(crate) fn submit(&self, t: RemoteTask) {
+        self.submit_all(vec![t]);
+    }
+
+    /// Queues many tasks with one lock; sends them at once if a worker is idle.
     pub(crate) fn submit_all(&self, ts: Vec<RemoteTask>) {
         let n = ts.len();
         {
@@ -197,12 +261,12 @@ impl ProcessPool {
             }
         }
         self.shared.queued.fetch_add(n, Ordering::SeqCst);
-        self.wake_manager();
-    }
-
-    fn wake_manager(&self) {
-        if self.shared.sleeping.load(Ordering::SeqCst) {
-            let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
+        // With every worker busy, the next answer makes the manager send these.
+        if self.shared.idle.load(Ordering::SeqCst) > 0 && !self.shared.drive() {
+            // Another thread is stepping; make sure someone looks at the queue again.
+            if self.shared.sleeping.load(Ordering::SeqCst) {
+                self.shared.wake_manager();
+            }
         }
     }
 
@@ -214,7 +278,7 @@ impl ProcessPool {
     /// No more tasks; queued ones still run.
     pub(crate) fn close(&self) {
         lock(&self.shared.queue).closed = true;
-        let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
+        self.shared.wake_manager();
     }
 
     /// Kills the workers now; unfinished tasks fail with `PoolClosed`.
@@ -224,7 +288,7 @@ impl ProcessPool {
             q.closed = true;
             q.terminate = true;
         }
-        let _ = rustix::io::write(&self.shared.wake, &1u64.to_ne_bytes());
+        self.shared.wake_manager();
         self.join();
     }
 
@@ -255,8 +319,418 @@ impl Drop for ProcessPool {
     }
 }
 
+/// What the manager thread polls for one worker: serial, socket, want-read,
+/// want-write, process (its pidfd).
+type PollEntry = (u64, Arc<OwnedFd>, bool, bool, Arc<Process<()>>);
+
+/// The manager thread: steps the manager, then sleeps in `poll` until something
+/// happens. Exits once the pool is closed and drained (or terminated).
+fn manager_thread(sh: &Shared) {
+    loop {
+        let mut done = Vec::new();
+        let (exit, fds, deadline) = {
+            let mut m = lock(&sh.mgr);
+            let exit = m.step(sh, &mut done, true);
+            let deadline = m.next_deadline(&sh.cfg);
+            m.sleep_deadline = deadline;
+            let fds: Vec<PollEntry> = m
+                .workers
+                .iter()
+                .map(|w| {
+                    (
+                        w.serial,
+                        Arc::clone(&w.sock),
+                        !w.eof,
+                        !w.out.is_empty(),
+                        Arc::clone(&w.proc),
+                    )
+                })
+                .collect();
+            if !exit {
+                sh.sleeping.store(true, Ordering::SeqCst);
+            }
+            (exit, fds, deadline)
+        };
+        run_all(done);
+        if exit {
+            break;
+        }
+        if sh.queued.load(Ordering::SeqCst) > 0 {
+            sh.sleeping.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let left = deadline.map_or(IDLE_POLL, |d| {
+            // A millisecond late rather than early: poll rounds down.
+            (d.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).min(IDLE_POLL)
+        });
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut pfds = Vec::with_capacity(1 + 2 * fds.len());
+        pfds.push(PollFd::new(&sh.wake, PollFlags::IN));
+        for (_, sock, read, write, proc) in &fds {
+            let mut flags = PollFlags::empty();
+            if *read {
+                flags |= PollFlags::IN;
+            }
+            if *write {
+                flags |= PollFlags::OUT;
+            }
+            pfds.push(PollFd::new(&**sock, flags));
+            pfds.push(PollFd::new(&**proc, PollFlags::IN));
+        }
+        let _ = poll(&mut pfds, Some(&ts));
+        let exited: Vec<u64> = fds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !pfds[2 + 2 * i].revents().is_empty())
+            .map(|(_, f)| f.0)
+            .collect();
+        drop(pfds);
+        sh.sleeping.store(false, Ordering::SeqCst);
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&sh.wake, &mut buf);
+        if !exited.is_empty() {
+            let mut m = lock(&sh.mgr);
+            for w in &mut m.workers {
+                if exited.contains(&w.serial) {
+                    w.pid_ready = true;
+                }
+            }
+        }
+    }
+    *lock(&sh.finished) = true;
+    sh.finished_cv.notify_all();
+}
+
 fn closed_error() -> Error {
     Error::new(ErrorKind::PoolClosed).with_message("the task was submitted after close()")
+}
+
+/// The workers and the tasks not yet sent to them.
+struct Manager {
+    workers: Vec<Worker>,
+    next_serial: u64,
+    /// Tasks taken from the shared queue (or put back after a crash), not yet sent.
+    pending: VecDeque<Task>,
+    init_failures: u32,
+    broken: Option<String>,
+    closed: bool,
+    /// The timeout deadline the manager thread sleeps until, if any.
+    sleep_deadline: Option<Instant>,
+}
+
+impl Manager {
+    /// One non-blocking round of work. Completions go to `done`.
+    ///
+    /// From the manager thread (`manager`): returns `true` when the pool has shut
+    /// down. From another thread: returns `true` if the manager thread must
+    /// recompute what it sleeps on (a worker was replaced, a send is incomplete, a
+    /// timeout clock started).
+    fn step(&mut self, sh: &Shared, done: &mut Vec<Done>, manager: bool) -> bool {
+        let terminate = {
+            let mut q = lock(&sh.queue);
+            sh.queued.store(0, Ordering::SeqCst);
+            self.pending.extend(q.tasks.drain(..));
+            self.closed = q.closed;
+            q.terminate
+        };
+        if terminate {
+            if manager {
+                self.terminate_now(sh, done);
+                return true;
+            }
+            return true;
+        }
+        let now = Instant::now();
+        self.read_all(done);
+        let replaced = self.reap(sh, done);
+        self.check_timeouts(sh, now);
+        if self.broken.is_some() {
+            self.fail_pending(sh, done);
+        }
+        self.dispatch(&sh.cfg);
+        self.flush_all();
+        let idle = self
+            .workers
+            .iter()
+            .filter(|w| w.ready && !w.eof && w.inflight.is_empty())
+            .count();
+        sh.idle.store(idle, Ordering::SeqCst);
+        if manager {
+            if self.closed
+                && self.pending.is_empty()
+                && self.workers.iter().all(|w| w.inflight.is_empty())
+            {
+                self.shutdown(sh);
+                return true;
+            }
+            return false;
+        }
+        let unsent = self.workers.iter().any(|w| !w.out.is_empty());
+        let earlier = match (self.next_deadline(&sh.cfg), self.sleep_deadline) {
+            (Some(d), Some(s)) => d < s,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        replaced || unsent || earlier
+    }
+
+    fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
+        let t = cfg.timeout?;
+        self.workers
+            .iter()
+            .filter(|w| !w.inflight.is_empty() && w.timed_out.is_none())
+            .map(|w| w.head_since + t)
+            .min()
+    }
+
+    /// Reads every worker's socket until it would block; completes answered tasks.
+    fn read_all(&mut self, done: &mut Vec<Done>) {
+        for w in &mut self.workers {
+            if w.eof {
+                continue;
+            }
+            loop {
+                match w.reader.fill(w.sock.as_fd(), true) {
+                    Ok(Fill::Data) => {
+                        if !handle_records(w, done) {
+                            let _ = w.proc.kill();
+                            w.eof = true;
+                            break;
+                        }
+                    }
+                    Ok(Fill::Empty) => break,
+                    Ok(Fill::Eof) | Err(_) => {
+                        w.eof = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles workers that have exited: attributes their tasks, starts replacements.
+    /// Returns whether the set of workers changed.
+    fn reap(&mut self, sh: &Shared, done: &mut Vec<Done>) -> bool {
+        let mut changed = false;
+        let mut i = 0;
+        while i < self.workers.len() {
+            let w = &mut self.workers[i];
+            let status = if w.eof || w.pid_ready {
+                w.proc.exit_status()
+            } else {
+                None
+            };
+            let Some(status) = status else {
+                i += 1;
+                continue;
+            };
+            changed = true;
+            // Whatever it sent before dying counts.
+            if !w.eof {
+                while let Ok(Fill::Data) = w.reader.fill(w.sock.as_fd(), true) {
+                    if !handle_records(w, done) {
+                        break;
+                    }
+                }
+            }
+            let mut w = self.workers.swap_remove(i);
+            self.on_death(&mut w, status, &sh.cfg, done);
+            let needed = !(self.closed
+                && self.pending.is_empty()
+                && self.workers.iter().all(|w| w.inflight.is_empty()));
+            if needed && self.broken.is_none() {
+                self.start_worker(sh);
+            }
+        }
+        if self.workers.is_empty() && self.broken.is_none() && !self.closed {
+            // Every start failed so far: try again (the manager looks every IDLE_POLL).
+            changed |= self.start_worker(sh);
+        }
+        if changed {
+            *lock(&sh.pids) = self.workers.iter().map(|w| w.proc.pid()).collect();
+        }
+        changed
+    }
+
+    fn start_worker(&mut self, sh: &Shared) -> bool {
+        self.next_serial += 1;
+        match Worker::start(&sh.cfg, self.next_serial) {
+            Ok(nw) => {
+                self.workers.push(nw);
+                true
+            }
+            Err(e) => {
+                self.init_failures += 1;
+                if self.workers.is_empty() && self.init_failures >= MAX_INIT_FAILURES {
+                    self.broken = Some(format!("could not start a pool worker: {e}"));
+                }
+                false
+            }
+        }
+    }
+
+    fn on_death(&mut self, w: &mut Worker, status: ExitStatus, cfg: &Config, done: &mut Vec<Done>) {
+        let mut requeue: Vec<Task> = Vec::new();
+        if let Some(msg) = w.init_failed.take() {
+            self.init_failures += 1;
+            if self.init_failures >= MAX_INIT_FAILURES {
+                self.broken = Some(format!("the pool's initializer failed: {msg}"));
+            }
+            requeue.extend(w.inflight.drain(..));
+        } else if let Some(mut head) = w.inflight.pop_front() {
+            let err = if w.timed_out == Some(head.id) {
+                Error::new(ErrorKind::Timeout).with_message(format!(
+                    "the task ran longer than {:?}; its worker (pid {}) was killed",
+                    cfg.timeout.unwrap_or_default(),
+                    w.proc.pid()
+                ))
+            } else {
+                Error::new(ErrorKind::WorkerDied)
+                    .with_status(status)
+                    .with_message(format!("pid {}", w.proc.pid()))
+            };
+            if head.t.retries > 0 {
+                head.t.retries -= 1;
+                requeue.push(head);
+            } else {
+                done.push(Done::Fail(head.t.sink, err));
+            }
+            requeue.extend(w.inflight.drain(..));
+        }
+        for t in requeue.into_iter().rev() {
+            self.pending.push_front(t);
+        }
+    }
+
+    fn check_timeouts(&mut self, sh: &Shared, now: Instant) {
+        let Some(t) = sh.cfg.timeout else { return };
+        for w in &mut self.workers {
+            if w.timed_out.is_some() {
+                continue;
+            }
+            if let Some(head) = w.inflight.front() {
+                if now.duration_since(w.head_since) >= t {
+                    w.timed_out = Some(head.id);
+                    let _ = w.proc.kill();
+                }
+            }
+        }
+    }
+
+    /// Sends pending tasks to the workers with room, least loaded first.
+    fn dispatch(&mut self, cfg: &Config) {
+        while !self.pending.is_empty() {
+            let mut best: Option<usize> = None;
+            for (i, w) in self.workers.iter().enumerate() {
+                let room = w.ready
+                    && !w.eof
+                    && w.timed_out.is_none()
+                    && w.init_failed.is_none()
+                    && w.inflight.len() < w.window()
+                    && w.out.pending < OUT_MAX
+                    && cfg.max_tasks.is_none_or(|m| w.sent < m);
+                if room && best.map_or(true, |b| self.workers[b].inflight.len() > w.inflight.len())
+                {
+                    best = Some(i);
+                }
+            }
+            let Some(i) = best else { break };
+            let task = self.pending.pop_front().expect("not empty");
+            let w = &mut self.workers[i];
+            let fds: Vec<OwnedFd> = task
+                .t
+                .fds
+                .iter()
+                .filter_map(|fd| fd.try_clone().ok())
+                .collect();
+            let buf = w.out.buffer(fds);
+            let EntryRef::Offset(off) = task.t.entry;
+            wire::put_header(
+                buf,
+                wire::TASK,
+                task.id,
+                off as i64,
+                task.t.fds.len(),
+                task.t.payload.len(),
+            );
+            buf.extend_from_slice(&task.t.payload);
+            w.out.recount();
+            if w.inflight.is_empty() {
+                w.head_since = Instant::now();
+            }
+            w.inflight.push_back(task);
+            w.sent += 1;
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for w in &mut self.workers {
+            if !w.out.is_empty() && w.out.flush(w.sock.as_fd()).is_err() {
+                // The worker is gone; its death is handled when it is reaped.
+                w.out = OutQueue::default();
+            }
+        }
+    }
+
+    fn fail_pending(&mut self, sh: &Shared, done: &mut Vec<Done>) {
+        let msg = self.broken.clone().unwrap_or_default();
+        let err = || Error::new(ErrorKind::PoolClosed).with_message(msg.clone());
+        for t in self.pending.drain(..) {
+            done.push(Done::Fail(t.t.sink, err()));
+        }
+        for t in lock(&sh.queue).tasks.drain(..) {
+            done.push(Done::Fail(t.t.sink, err()));
+        }
+    }
+
+    /// Every task is done: ask the workers to exit, wait a little, then kill stragglers.
+    fn shutdown(&mut self, sh: &Shared) {
+        for w in &mut self.workers {
+            if !w.exit_sent {
+                let buf = w.out.buffer(Vec::new());
+                wire::put_header(buf, wire::EXIT, 0, 0, 0, 0);
+                w.out.recount();
+                w.exit_sent = true;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            self.flush_all();
+            if self.workers.iter().all(|w| w.proc.exit_status().is_some()) {
+                break;
+            }
+            let fds: Vec<_> = self.workers.iter().map(|w| w.proc.as_fd()).collect();
+            let _ = sys::pidfd::poll_readable(&fds, Some(Duration::from_millis(10)));
+        }
+        // Dropping the last handle of a `Process` with `kill_on_drop` kills and reaps
+        // a straggler.
+        self.workers.clear();
+        lock(&sh.pids).clear();
+    }
+
+    fn terminate_now(&mut self, sh: &Shared, done: &mut Vec<Done>) {
+        for w in &self.workers {
+            let _ = w.proc.kill();
+        }
+        let err = || Error::new(ErrorKind::PoolClosed).with_message("the pool was terminated");
+        for w in &mut self.workers {
+            for t in w.inflight.drain(..) {
+                done.push(Done::Fail(t.t.sink, err()));
+            }
+        }
+        for t in self.pending.drain(..) {
+            done.push(Done::Fail(t.t.sink, err()));
+        }
+        for t in lock(&sh.queue).tasks.drain(..) {
+            done.push(Done::Fail(t.t.sink, err()));
+        }
+        // Dropping the last handle of a `Process` with `kill_on_drop` reaps it.
+        self.workers.clear();
+        lock(&sh.pids).clear();
+    }
 }
 
 /// Waits for `READY` from every worker of a new pool.
@@ -320,8 +794,13 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
 
 /// One worker process as the manager sees it.
 struct Worker {
-    proc: Process<()>,
-    sock: OwnedFd,
+    /// Shared with the manager thread's poll set, so a descriptor it polls stays open.
+    proc: Arc<Process<()>>,
+    sock: Arc<OwnedFd>,
+    /// Tells this worker apart from its replacements.
+    serial: u64,
+    /// The manager's last poll saw its pidfd readable (it has exited).
+    pid_ready: bool,
     reader: RecordReader,
     out: OutQueue,
     /// Tasks sent and not answered, oldest (the running one) first.
@@ -341,7 +820,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(cfg: &Config) -> Result<Worker> {
+    fn start(cfg: &Config, serial: u64) -> Result<Worker> {
         let start_err = |e: std::io::Error| Error::new(ErrorKind::Start).with_source(e);
         let (ours, theirs) = sys::socket::pair().map_err(start_err)?;
         for fd in [&ours, &theirs] {
@@ -365,8 +844,10 @@ impl Worker {
             .kill_on_drop(true)
             .start_with(worker_main, args)?;
         Ok(Worker {
-            proc,
-            sock: ours,
+            proc: Arc::new(proc),
+            sock: Arc::new(ours),
+            serial,
+            pid_ready: false,
             reader: RecordReader::default(),
             out: OutQueue::default(),
             inflight: VecDeque::new(),
@@ -393,375 +874,9 @@ impl Worker {
     }
 }
 
-/// The manager thread's state: it alone touches the workers.
-struct Manager {
-    shared: Arc<Shared>,
-    cfg: Config,
-    workers: Vec<Worker>,
-    /// Tasks taken from the shared queue (or put back after a crash), not yet sent.
-    pending: VecDeque<Task>,
-    init_failures: u32,
-    broken: Option<String>,
-    closed: bool,
-}
-
-impl Manager {
-    fn run(&mut self) {
-        let mut last_activity = Instant::now();
-        let mut pid_ready = vec![false; self.workers.len()];
-        loop {
-            let now = Instant::now();
-            let mut activity = false;
-            let terminate = {
-                let mut q = lock(&self.shared.queue);
-                if !q.tasks.is_empty() {
-                    activity = true;
-                    self.pending.extend(q.tasks.drain(..));
-                }
-                self.closed = q.closed;
-                q.terminate
-            };
-            self.shared.queued.store(0, Ordering::Relaxed);
-            if terminate {
-                self.terminate_now();
-                break;
-            }
-            activity |= self.read_all();
-            activity |= self.reap(&pid_ready);
-            self.check_timeouts(now);
-            if self.broken.is_some() {
-                self.fail_pending();
-            }
-            activity |= self.dispatch();
-            self.flush_all();
-            if self.closed
-                && self.pending.is_empty()
-                && self.workers.iter().all(|w| w.inflight.is_empty())
-            {
-                self.shutdown();
-                break;
-            }
-            let now = Instant::now();
-            if activity {
-                last_activity = now;
-            }
-            if now.duration_since(last_activity) < self.cfg.spin {
-                std::thread::yield_now();
-                continue;
-            }
-            self.shared.sleeping.store(true, Ordering::SeqCst);
-            if self.shared.queued.load(Ordering::SeqCst) > 0 {
-                self.shared.sleeping.store(false, Ordering::SeqCst);
-                continue;
-            }
-            pid_ready = self.sleep();
-            self.shared.sleeping.store(false, Ordering::SeqCst);
-        }
-        *lock(&self.shared.finished) = true;
-        self.shared.finished_cv.notify_all();
-    }
-
-    /// Blocks until a worker has something, a task arrives, or a timeout is due.
-    /// Returns which workers' pidfds are readable.
-    fn sleep(&mut self) -> Vec<bool> {
-        let timeout = self.next_deadline().map(|d| {
-            // A millisecond late rather than early: poll rounds down.
-            let left = d.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
-            rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
-        let mut pfds = Vec::with_capacity(1 + 2 * self.workers.len());
-        pfds.push(PollFd::new(&self.shared.wake, PollFlags::IN));
-        for w in &self.workers {
-            let mut flags = PollFlags::empty();
-            if !w.eof {
-                flags |= PollFlags::IN;
-            }
-            if !w.out.is_empty() {
-                flags |= PollFlags::OUT;
-            }
-            pfds.push(PollFd::new(&w.sock, flags));
-            pfds.push(PollFd::new(&w.proc, PollFlags::IN));
-        }
-        let _ = poll(&mut pfds, timeout.as_ref());
-        let ready = (0..self.workers.len())
-            .map(|i| !pfds[2 + 2 * i].revents().is_empty())
-            .collect();
-        drop(pfds);
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.shared.wake, &mut buf);
-        ready
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let t = self.cfg.timeout?;
-        self.workers
-            .iter()
-            .filter(|w| !w.inflight.is_empty() && w.timed_out.is_none())
-            .map(|w| w.head_since + t)
-            .min()
-    }
-
-    /// Reads every worker's socket until it would block; completes answered tasks.
-    fn read_all(&mut self) -> bool {
-        let mut activity = false;
-        for w in &mut self.workers {
-            if w.eof {
-                continue;
-            }
-            loop {
-                match w.reader.fill(w.sock.as_fd(), true) {
-                    Ok(Fill::Data) => {
-                        activity = true;
-                        if !handle_records(w) {
-                            let _ = w.proc.kill();
-                            w.eof = true;
-                            break;
-                        }
-                    }
-                    Ok(Fill::Empty) => break,
-                    Ok(Fill::Eof) | Err(_) => {
-                        activity = true;
-                        w.eof = true;
-                        break;
-                    }
-                }
-            }
-        }
-        activity
-    }
-
-    /// Handles workers that have exited: attributes their tasks, starts replacements.
-    fn reap(&mut self, pid_ready: &[bool]) -> bool {
-        let mut activity = false;
-        let mut i = 0;
-        while i < self.workers.len() {
-            let w = &mut self.workers[i];
-            let check = w.eof || pid_ready.get(i).copied().unwrap_or(false);
-            let status = if check { w.proc.exit_status() } else { None };
-            let Some(status) = status else {
-                i += 1;
-                continue;
-            };
-            activity = true;
-            // Whatever it sent before dying counts.
-            if !w.eof {
-                while let Ok(Fill::Data) = w.reader.fill(w.sock.as_fd(), true) {
-                    if !handle_records(w) {
-                        break;
-                    }
-                }
-            }
-            let mut w = self.workers.swap_remove(i);
-            self.on_death(&mut w, status);
-            if !(self.closed
-                && self.pending.is_empty()
-                && self.workers.iter().all(|w| w.inflight.is_empty()))
-                && self.broken.is_none()
-            {
-                match Worker::start(&self.cfg) {
-                    Ok(nw) => {
-                        self.workers.push(nw);
-                    }
-                    Err(e) => {
-                        self.init_failures += 1;
-                        if self.workers.is_empty() && self.init_failures >= MAX_INIT_FAILURES {
-                            self.broken = Some(format!("could not start a pool worker: {e}"));
-                        }
-                    }
-                }
-            }
-            self.publish_pids();
-        }
-        if self.workers.is_empty() && self.broken.is_none() && !self.closed {
-            // Every start failed this round: try again next round.
-            if let Ok(nw) = Worker::start(&self.cfg) {
-                self.workers.push(nw);
-                self.publish_pids();
-            }
-        }
-        activity
-    }
-
-    fn on_death(&mut self, w: &mut Worker, status: ExitStatus) {
-        let mut requeue: Vec<Task> = Vec::new();
-        if let Some(msg) = w.init_failed.take() {
-            self.init_failures += 1;
-            if self.init_failures >= MAX_INIT_FAILURES {
-                self.broken = Some(format!("the pool's initializer failed: {msg}"));
-            }
-            requeue.extend(w.inflight.drain(..));
-        } else if let Some(mut head) = w.inflight.pop_front() {
-            let err = if w.timed_out == Some(head.id) {
-                Error::new(ErrorKind::Timeout).with_message(format!(
-                    "the task ran longer than {:?}; its worker (pid {}) was killed",
-                    self.cfg.timeout.unwrap_or_default(),
-                    w.proc.pid()
-                ))
-            } else {
-                Error::new(ErrorKind::WorkerDied)
-                    .with_status(status)
-                    .with_message(format!("pid {}", w.proc.pid()))
-            };
-            if head.t.retries > 0 {
-                head.t.retries -= 1;
-                requeue.push(head);
-            } else {
-                head.t.sink.fail(err);
-            }
-            requeue.extend(w.inflight.drain(..));
-        }
-        for t in requeue.into_iter().rev() {
-            self.pending.push_front(t);
-        }
-    }
-
-    fn check_timeouts(&mut self, now: Instant) {
-        let Some(t) = self.cfg.timeout else { return };
-        for w in &mut self.workers {
-            if w.timed_out.is_some() {
-                continue;
-            }
-            if let Some(head) = w.inflight.front() {
-                if now.duration_since(w.head_since) >= t {
-                    w.timed_out = Some(head.id);
-                    let _ = w.proc.kill();
-                }
-            }
-        }
-    }
-
-    /// Sends pending tasks to the workers with room, least loaded first.
-    fn dispatch(&mut self) -> bool {
-        if self.pending.is_empty() {
-            return false;
-        }
-        let mut any = false;
-        loop {
-            let mut best: Option<usize> = None;
-            for (i, w) in self.workers.iter().enumerate() {
-                let room = w.ready
-                    && !w.eof
-                    && w.timed_out.is_none()
-                    && w.init_failed.is_none()
-                    && w.inflight.len() < w.window()
-                    && w.out.pending < OUT_MAX
-                    && self.cfg.max_tasks.is_none_or(|m| w.sent < m);
-                if room && best.is_none_or(|b| self.workers[b].inflight.len() > w.inflight.len()) {
-                    best = Some(i);
-                }
-            }
-            let Some(i) = best else { break };
-            let Some(task) = self.pending.pop_front() else {
-                break;
-            };
-            let w = &mut self.workers[i];
-            let fds: Vec<OwnedFd> = task
-                .t
-                .fds
-                .iter()
-                .filter_map(|fd| fd.try_clone().ok())
-                .collect();
-            let buf = w.out.buffer(fds);
-            let EntryRef::Offset(off) = task.t.entry;
-            wire::put_header(
-                buf,
-                wire::TASK,
-                task.id,
-                off as i64,
-                task.t.fds.len(),
-                task.t.payload.len(),
-            );
-            buf.extend_from_slice(&task.t.payload);
-            w.out.recount();
-            if w.inflight.is_empty() {
-                w.head_since = Instant::now();
-            }
-            w.inflight.push_back(task);
-            w.sent += 1;
-            any = true;
-            if self.pending.is_empty() {
-                break;
-            }
-        }
-        any
-    }
-
-    fn flush_all(&mut self) {
-        for w in &mut self.workers {
-            if !w.out.is_empty() && w.out.flush(w.sock.as_fd()).is_err() {
-                // The worker is gone; its death is handled when it is reaped.
-                w.out = OutQueue::default();
-            }
-        }
-    }
-
-    fn fail_pending(&mut self) {
-        let msg = self.broken.clone().unwrap_or_default();
-        for t in self.pending.drain(..) {
-            t.t.sink
-                .fail(Error::new(ErrorKind::PoolClosed).with_message(msg.clone()));
-        }
-        let mut q = lock(&self.shared.queue);
-        for t in q.tasks.drain(..) {
-            t.t.sink
-                .fail(Error::new(ErrorKind::PoolClosed).with_message(msg.clone()));
-        }
-    }
-
-    fn publish_pids(&self) {
-        *lock(&self.shared.pids) = self.workers.iter().map(|w| w.proc.pid()).collect();
-    }
-
-    /// Every task is done: ask the workers to exit, wait a little, then kill stragglers.
-    fn shutdown(&mut self) {
-        for w in &mut self.workers {
-            if !w.exit_sent {
-                let buf = w.out.buffer(Vec::new());
-                wire::put_header(buf, wire::EXIT, 0, 0, 0, 0);
-                w.out.recount();
-                w.exit_sent = true;
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            self.flush_all();
-            if self.workers.iter().all(|w| w.proc.exit_status().is_some()) {
-                break;
-            }
-            let fds: Vec<_> = self.workers.iter().map(|w| w.proc.as_fd()).collect();
-            let _ = sys::pidfd::poll_readable(&fds, Some(Duration::from_millis(10)));
-        }
-        // Dropping a `Process` with `kill_on_drop` kills and reaps a straggler.
-        self.workers.clear();
-        self.publish_pids();
-    }
-
-    fn terminate_now(&mut self) {
-        for w in &self.workers {
-            let _ = w.proc.kill();
-        }
-        let err = || Error::new(ErrorKind::PoolClosed).with_message("the pool was terminated");
-        for w in &mut self.workers {
-            for t in w.inflight.drain(..) {
-                t.t.sink.fail(err());
-            }
-        }
-        for t in self.pending.drain(..) {
-            t.t.sink.fail(err());
-        }
-        for t in lock(&self.shared.queue).tasks.drain(..) {
-            t.t.sink.fail(err());
-        }
-        self.workers.clear();
-        self.publish_pids();
-    }
-}
-
-/// Handles every whole record a worker's reader holds. `false` on a protocol error.
-fn handle_records(w: &mut Worker) -> bool {
+/// Handles every whole record a worker's reader holds, queueing the completions in
+/// `done`. `false` on a protocol error.
+fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> bool {
     loop {
         let rec = match w.reader.next_record() {
             Ok(Some(r)) => r,
@@ -790,7 +905,7 @@ fn handle_records(w: &mut Worker) -> bool {
                 };
                 w.head_since = now;
                 if rec.tag == wire::DONE {
-                    task.t.sink.deliver_raw(rec.payload, rec.fds);
+                    done.push(Done::Value(task.t.sink, rec.payload, rec.fds));
                 } else {
                     let (kind, message) =
                         codec::decode::<(FailKind, String)>(&rec.payload, Vec::new())
@@ -800,7 +915,10 @@ fn handle_records(w: &mut Worker) -> bool {
                         FailKind::Result => ErrorKind::Encode,
                         FailKind::Binary => ErrorKind::BinaryMismatch,
                     };
-                    task.t.sink.fail(Error::new(kind).with_message(message));
+                    done.push(Done::Fail(
+                        task.t.sink,
+                        Error::new(kind).with_message(message),
+                    ));
                 }
             }
             _ => return false,

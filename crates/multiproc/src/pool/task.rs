@@ -36,10 +36,18 @@ pub(crate) type Decode<T> = fn(&[u8], Vec<OwnedFd>) -> Result<T>;
 /// that a typed wrapper can show the user a `&Result<R>`).
 pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) -> Result<T> + Send>;
 
+/// Something a waiter can poke to make progress itself instead of waiting for a
+/// wake-up (the process backend's manager).
+pub(crate) trait Drive: Send + Sync {
+    /// Does whatever non-blocking work is available, unless another thread is at it.
+    fn try_progress(&self);
+}
+
 /// Where a backend leaves the outcome of one unit of work.
 pub(crate) struct Slot<T> {
     done: AtomicBool,
     inner: Mutex<Inner<T>>,
+    driver: Option<Arc<dyn Drive>>,
 }
 
 struct Inner<T> {
@@ -90,9 +98,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<T: Send + 'static> Slot<T> {
-    pub(crate) fn new(decode: Decode<T>, callback: Option<Callback<T>>) -> Arc<Slot<T>> {
+    pub(crate) fn new(
+        decode: Decode<T>,
+        callback: Option<Callback<T>>,
+        driver: Option<Arc<dyn Drive>>,
+    ) -> Arc<Slot<T>> {
         Arc::new(Slot {
             done: AtomicBool::new(false),
+            driver,
             inner: Mutex::new(Inner {
                 value: None,
                 claimed: false,
@@ -162,8 +175,13 @@ impl<T: Send + 'static> Slot<T> {
         }
         let spin_until = Instant::now() + SPIN;
         while Instant::now() < spin_until {
-            for _ in 0..64 {
-                std::hint::spin_loop();
+            match &self.driver {
+                Some(d) => d.try_progress(),
+                None => {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                }
             }
             if self.is_done() {
                 return true;

@@ -60,6 +60,8 @@ struct Shared {
     /// Signalled when `live` drops or a timed job is registered.
     change: Condvar,
     queued: AtomicUsize,
+    /// Idle workers polling the queue before they sleep; they need no notification.
+    spinning: AtomicUsize,
     cfg: Config,
     timer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -96,6 +98,7 @@ impl ThreadPool {
             work: Condvar::new(),
             change: Condvar::new(),
             queued: AtomicUsize::new(0),
+            spinning: AtomicUsize::new(0),
             cfg,
             timer: Mutex::new(None),
         });
@@ -146,8 +149,8 @@ impl ThreadPool {
         st.jobs.extend(jobs);
         let sleepers = st.sleepers;
         drop(st);
-        self.shared.queued.fetch_add(n, Ordering::Release);
-        if sleepers > 0 {
+        self.shared.queued.fetch_add(n, Ordering::SeqCst);
+        if sleepers > 0 && n > self.shared.spinning.load(Ordering::SeqCst) {
             if n == 1 {
                 self.shared.work.notify_one();
             } else {
@@ -311,12 +314,14 @@ fn next_job(shared: &Shared) -> Option<Job> {
                 continue;
             }
         }
-        while Instant::now() < spin_until && shared.queued.load(Ordering::Acquire) == 0 {
+        shared.spinning.fetch_add(1, Ordering::SeqCst);
+        while Instant::now() < spin_until && shared.queued.load(Ordering::SeqCst) == 0 {
             for _ in 0..32 {
                 std::hint::spin_loop();
             }
             std::thread::yield_now();
         }
+        shared.spinning.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -194,17 +194,31 @@ where
     const { assert_zero_sized::<F>() };
     // SAFETY: `F` is zero-sized (asserted at compile time above); see `trampoline`.
     let f: F = unsafe { std::mem::zeroed() };
-    let mut out = ChunkOut {
-        values: Vec::with_capacity(items.len()),
-        panics: Vec::new(),
-    };
-    for (i, a) in items.into_iter().enumerate() {
-        match crate::panic::catch(|| f(a)) {
-            Ok(v) => out.values.push(v),
-            Err(p) => out.panics.push((i as u32, p)),
+    apply_each(items, f)
+}
+
+/// Applies `f` to every item, catching a panic per item.
+///
+/// The items run in one tight `extend` (which the compiler can vectorize), under one
+/// `catch_unwind`; after a panic the loop resumes at the next item. The index of the
+/// item that panicked is the number of items consumed before it, values and panics.
+pub(crate) fn apply_each<F, A, R>(items: Vec<A>, f: F) -> ChunkOut<R>
+where
+    F: Fn(A) -> R,
+{
+    let mut values = Vec::with_capacity(items.len());
+    let mut panics = Vec::new();
+    let mut it = items.into_iter();
+    loop {
+        match crate::panic::catch(|| values.extend(it.by_ref().map(&f))) {
+            Ok(()) => break,
+            Err(p) => {
+                let at = values.len() + panics.len();
+                panics.push((at as u32, p));
+            }
         }
     }
-    out
+    ChunkOut { values, panics }
 }
 
 /// The monomorphized chunk entry for `F(A) -> R`.
