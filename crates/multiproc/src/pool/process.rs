@@ -632,8 +632,7 @@ impl Manager {
                     && w.inflight.len() < w.window()
                     && w.out.pending < OUT_MAX
                     && cfg.max_tasks.is_none_or(|m| w.sent < m);
-                if room && best.map_or(true, |b| self.workers[b].inflight.len() > w.inflight.len())
-                {
+                if room && best.is_none_or(|b| self.workers[b].inflight.len() > w.inflight.len()) {
                     best = Some(i);
                 }
             }
