@@ -243,7 +243,7 @@ impl fmt::Display for Error {
         match (&self.inner.panic, &self.inner.status) {
             (Some(p), _) => write!(f, "panicked at {p}")?,
             (None, Some(s)) if self.inner.kind == ErrorKind::WorkerDied => {
-                write!(f, "the pool worker running the task {s}")?
+                write!(f, "the pool worker running the task died: {s}")?
             }
             (None, Some(s)) => write!(f, "child {s}")?,
             (None, None) => f.write_str(self.inner.kind.as_str())?,

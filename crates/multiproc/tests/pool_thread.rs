@@ -212,3 +212,19 @@ fn block_on<F: Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+#[cfg(feature = "progress")]
+#[test]
+fn progress_bar_does_not_change_results() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::builder()
+        .backend(Backend::Threads)
+        .workers(2)
+        .progress(true)
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(square, 0..1000).unwrap()[999], 999 * 999);
+    let n = pool.imap(square, 0..100).filter(Result::is_ok).count();
+    assert_eq!(n, 100);
+    pool.join();
+}

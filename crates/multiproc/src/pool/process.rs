@@ -590,7 +590,7 @@ impl Manager {
             } else {
                 Error::new(ErrorKind::WorkerDied)
                     .with_status(status)
-                    .with_message(format!("pid {}", w.proc.pid()))
+                    .with_message(format!("worker pid {}", w.proc.pid()))
             };
             if head.t.retries > 0 {
                 head.t.retries -= 1;
