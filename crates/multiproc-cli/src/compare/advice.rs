@@ -188,7 +188,10 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
 
     // Sharing state.
     if let Some(a) = get("sharing", "rate", "threads_atomic") {
-        let value = get("sharing", "rate", "processes_value_lock");
+        let value = get("sharing", "rate", "processes_value_lock")
+            .map(|v| (v, "an shm::Value under its lock"))
+            .or(get("sharing", "rate", "processes_shm_lock")
+                .map(|v| (v, "a SharedMemory counter under a Lock")));
         let lost = r
             .section("sharing")
             .and_then(|s| s.groups.iter().find(|g| g.id == "final"))
@@ -200,11 +203,11 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
             "Shared state: threads updated one counter at {} M/s with an atomic.",
             fmt_num(a)
         );
-        if let Some(v) = value {
-            b.insert("rate_processes_value_lock_m_per_s".into(), v);
-            headline.push_str(&format!(", shm::Value: {} M/s", fmt_num(v)));
+        if let Some((v, what)) = value {
+            b.insert("rate_processes_locked_m_per_s".into(), v);
+            headline.push_str(&format!(", processes with a lock: {} M/s", fmt_num(v)));
             text.push_str(&format!(
-                " Processes sharing an shm::Value under its lock managed {} M/s ({}x slower).",
+                " Processes sharing {what} managed {} M/s ({}x slower).",
                 fmt_num(v),
                 fmt_num(a / v)
             ));
@@ -269,34 +272,34 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
     out
 }
 
-/// The task size above which a process pool beats sequential code, from the per-task
-/// communication cost and the measured speedup.
+/// The task size above which a process pool beats sequential code, from the pool's
+/// measured cost per task and the measured speedup.
 ///
-/// With `n` workers reaching speedup `S` on CPU-bound work, and `c` of communication per
-/// task, a batch of tasks of length `t` takes `n·(t + c)/S` in the pool against `n·t`
-/// sequentially: the pool wins for `t > c / (S − 1)`. Starting the pool (`P`) is repaid
-/// once the batch's sequential time exceeds `P·S / (S − 1)`.
+/// With a pool reaching speedup `S` on CPU-bound work and costing `c` of wall time per
+/// task (measured with trivial tasks, all workers busy), a batch of `k` tasks of length
+/// `t` takes about `k·t/S + k·c` against `k·t` sequentially: the pool wins for
+/// `t > c·S / (S − 1)`. Starting the pool (`P`, create + first result) is repaid once
+/// the batch's sequential time `k·t` exceeds `P·S / (S − 1)`.
 fn pool_break_even(r: &Report) -> Option<Advice> {
     let get = |s: &str, g: &str, m: &str| r.section(s).and_then(|s| s.get(g, m));
-    let speedup =
-        get("cpu_bound", "speedup", "process_pool").or(get("cpu_bound", "speedup", "processes"))?;
     let n = r.machine.workers as f64;
-    let start_us = get("starting", "start_join", "forkserver")?;
-    let (c, c_name, c_what) = if let Some(c) = get("communicating", "round_trip", "processes_pipe")
-    {
-        (c, "round_trip_pipe_us", "a Pipe round trip per task")
-    } else if let Some(c) = get("communicating", "round_trip", "processes_queue") {
-        (c, "round_trip_queue_us", "a Queue round trip per task")
-    } else {
-        (
-            start_us,
-            "start_process_forkserver_us",
-            "a new process per task (no Pipe or Queue in this build)",
-        )
+    // The pool's own figures when it was measured, else a process started per task.
+    let (speedup, c, c_what, start_ms) = match (
+        get("cpu_bound", "speedup", "process_pool"),
+        get("cpu_bound", "pool_task", "process_pool"),
+        get("cpu_bound", "pool_ready", "process_pool"),
+    ) {
+        (Some(s), Some(c), Some(p)) => (s, c, "the pool's cost per task", p),
+        _ => {
+            let s = get("cpu_bound", "speedup", "processes")?;
+            let start = get("starting", "start_join", "forkserver")?;
+            (s, start, "starting a process per task", start * n / 1000.0)
+        }
     };
     let mut b: BTreeMap<String, f64> = [
-        ("speedup_processes_x".to_owned(), speedup),
-        (c_name.to_owned(), c),
+        ("speedup_process_pool_x".to_owned(), speedup),
+        ("cost_per_task_us".to_owned(), c),
+        ("pool_start_ms".to_owned(), start_ms),
         ("workers".to_owned(), n),
     ]
     .into_iter()
@@ -308,29 +311,28 @@ fn pool_break_even(r: &Report) -> Option<Advice> {
             pick: "sequential",
             headline: format!("processes: only {}x speedup", fmt_num(speedup)),
             text: format!(
-                "{n} processes reached only {}x on CPU-bound work here, so no task size makes \
-                 a process pool pay off on this machine as loaded now.",
+                "{n} worker processes reached only {}x on CPU-bound work here, so no task \
+                 size makes a process pool pay off on this machine as loaded now.",
                 fmt_num(speedup)
             ),
             basis: b,
         });
     }
-    let t_star = c / (speedup - 1.0);
-    let startup_ms = get("starting", "start_join", "forkserver").map(|s| s * n / 1000.0)?;
-    let batch_ms = startup_ms * speedup / (speedup - 1.0);
+    let gain = speedup / (speedup - 1.0);
+    let t_star = c * gain;
+    let batch_ms = start_ms * gain;
     b.insert("break_even_task_us".into(), t_star);
-    b.insert("pool_start_ms".into(), startup_ms);
     b.insert("break_even_batch_ms".into(), batch_ms);
     let thread_part = match (
-        get("cpu_bound", "speedup", "threads"),
-        get("communicating", "round_trip", "threads_mpsc"),
+        get("cpu_bound", "speedup", "thread_pool").or(get("cpu_bound", "speedup", "threads")),
+        get("cpu_bound", "pool_task", "thread_pool"),
     ) {
         (Some(st), Some(ct)) if st > 1.05 => {
-            let tt = ct / (st - 1.0);
+            let tt = ct * st / (st - 1.0);
             b.insert("break_even_task_threads_us".into(), tt);
             format!(
-                " The same rule for threads ({}x, {} us per channel round trip) gives {} us: \
-                 between the two sizes only threads pay off.",
+                " The same rule for a thread Pool ({}x, {} us per task) gives {} us: tasks \
+                 between the two sizes pay off in threads only.",
                 fmt_num(st),
                 fmt_num(ct),
                 fmt_num(tt)
@@ -344,14 +346,14 @@ fn pool_break_even(r: &Report) -> Option<Advice> {
         pick: "process_pool",
         headline: format!("pays off for tasks above {} us", fmt_num(t_star)),
         text: format!(
-            "{n} worker processes beat sequential code on tasks longer than about {} us \
-             here: {} us per task for {c_what}, divided by the {}x speedup minus one. \
-             Starting {n} workers once (about {} ms) is repaid by a batch that would take \
-             {} ms sequentially.{thread_part}",
+            "A pool of {n} processes beats sequential code on tasks longer than about {} us \
+             here: {} us per task for {c_what}, times S/(S-1) with the measured speedup S = \
+             {}x. Starting the pool (about {} ms) is repaid by a batch that would take {} ms \
+             sequentially.{thread_part}",
             fmt_num(t_star),
             fmt_num(c),
             fmt_num(speedup),
-            fmt_num(startup_ms),
+            fmt_num(start_ms),
             fmt_num(batch_ms)
         ),
         basis: b,

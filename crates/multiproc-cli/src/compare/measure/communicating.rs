@@ -4,7 +4,9 @@
 use std::sync::mpsc;
 use std::time::Instant;
 
-use multiproc::Thread;
+use multiproc::ipc::{Connection, Pipe, Queue};
+use multiproc::{Process, Thread};
+use serde_bytes::ByteBuf;
 
 use super::Ctx;
 use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
@@ -36,14 +38,30 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         Worker::Thread,
         mpsc_bandwidth(total_mib, plan.pick(3, 1)),
     ));
-    let why = |what: &str| format!("{what} is not available in this build");
-    for (id, label, what) in [
-        ("processes_pipe", "processes, ipc::Pipe", "ipc::Pipe"),
-        ("processes_queue", "processes, ipc::Queue", "ipc::Queue"),
-    ] {
-        rtt.push(Metric::missing(id, label, Worker::Process, why(what)));
-        bw.push(Metric::missing(id, label, Worker::Process, why(what)));
-    }
+    ctx.step("communicating: Pipe round trip between processes");
+    rtt.push(process_metric(
+        "processes_pipe",
+        "processes, ipc::Pipe",
+        pipe_round_trip(plan.budget(1500)),
+    ));
+    ctx.step("communicating: Pipe bandwidth between processes");
+    bw.push(process_metric(
+        "processes_pipe",
+        "processes, ipc::Pipe",
+        pipe_bandwidth(total_mib, plan.pick(3, 1)),
+    ));
+    ctx.step("communicating: Queue round trip between processes");
+    rtt.push(process_metric(
+        "processes_queue",
+        "processes, ipc::Queue",
+        queue_round_trip(plan.budget(1500)),
+    ));
+    ctx.step("communicating: Queue bandwidth between processes");
+    bw.push(process_metric(
+        "processes_queue",
+        "processes, ipc::Queue",
+        queue_bandwidth(total_mib, plan.pick(3, 1)),
+    ));
 
     let mut section = Section {
         id: "communicating",
@@ -54,8 +72,11 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         method: format!(
             "Round trip: one side sends a u64, the other sends it back; median of samples of \
              {TRIPS_PER_SAMPLE} round trips. Bandwidth: {total_mib} MiB sent as 1 MiB \
-             messages through a bounded channel; the sender copies its buffer into each \
-             message, the receiver drops it."
+             messages, one way; the sender copies its buffer into each message (threads: \
+             a clone moved through a sync_channel of 4; Pipe: send_bytes; Queue: put of a \
+             serde_bytes::ByteBuf), the receiver takes it and drops it, then acknowledges the last one. \
+             Pipe and Queue use their default settings; the child process is started by \
+             forkserver before timing."
         ),
         groups: vec![
             Group {
@@ -100,6 +121,125 @@ pub(crate) fn summary_or_missing<E: std::fmt::Display>(
         Ok(s) => super::starting::summary_metric(id, label.to_owned(), worker, s),
         Err(e) => Metric::missing(id, label, worker, format!("failed: {e}")),
     }
+}
+
+fn process_metric(id: &str, label: &str, r: anyhow::Result<Summary>) -> Metric {
+    summary_or_missing(id, label, Worker::Process, r).method(multiproc::StartMethod::ForkServer)
+}
+
+/// A child that sends back every `u64` it receives, until `u64::MAX`.
+fn pipe_echo(conn: Connection) {
+    while let Ok(v) = conn.recv::<u64>() {
+        if v == u64::MAX || conn.send(v).is_err() {
+            break;
+        }
+    }
+}
+
+/// A child that receives `n` byte messages, then acknowledges with the byte count.
+fn pipe_sink((conn, n): (Connection, usize)) {
+    let mut buf = Vec::with_capacity(CHUNK);
+    let mut bytes = 0u64;
+    for _ in 0..n {
+        match conn.recv_bytes_into(&mut buf) {
+            Ok(len) => bytes += len as u64,
+            Err(_) => return,
+        }
+    }
+    let _ = conn.send(bytes);
+}
+
+/// A child that puts back on `back` every `u64` it gets from `to`, until `u64::MAX`.
+fn queue_echo((to, back): (Queue<u64>, Queue<u64>)) {
+    while let Ok(v) = to.get() {
+        if v == u64::MAX || back.put(v).is_err() {
+            break;
+        }
+    }
+}
+
+/// A child that gets `n` buffers from `data`, then puts the byte count on `ack`.
+fn queue_sink((data, ack, n): (Queue<ByteBuf>, Queue<u64>, usize)) {
+    let mut bytes = 0u64;
+    for _ in 0..n {
+        match data.get() {
+            Ok(v) => bytes += v.len() as u64,
+            Err(_) => return,
+        }
+    }
+    let _ = ack.put(bytes);
+}
+
+fn pipe_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {
+    let (ours, theirs) = Pipe::new()?;
+    let child = Process::start_with(pipe_echo, theirs)?;
+    let r = stats::sample(budget, 2, 5, 100_000, || {
+        let t0 = Instant::now();
+        for i in 0..u64::from(TRIPS_PER_SAMPLE) {
+            ours.send(i)?;
+            ours.recv::<u64>()?;
+        }
+        Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
+    });
+    ours.send(u64::MAX)?;
+    child.join()?;
+    r
+}
+
+fn pipe_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
+    let buf = vec![7u8; CHUNK];
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        let (ours, theirs) = Pipe::new()?;
+        let child = Process::start_with(pipe_sink, (theirs, total_mib))?;
+        // The child may still be starting when the clock starts: a fraction of a
+        // millisecond against the whole transfer.
+        let t0 = Instant::now();
+        for _ in 0..total_mib {
+            ours.send_bytes(&buf)?;
+        }
+        let bytes: u64 = ours.recv()?;
+        samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
+        child.join()?;
+    }
+    Ok(Summary::of(&samples).expect("reps >= 1"))
+}
+
+fn queue_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {
+    let to = Queue::<u64>::new()?;
+    let back = Queue::<u64>::new()?;
+    let child = Process::start_with(queue_echo, (to.clone(), back.clone()))?;
+    let r = stats::sample(budget, 2, 5, 100_000, || {
+        let t0 = Instant::now();
+        for i in 0..u64::from(TRIPS_PER_SAMPLE) {
+            to.put(i)?;
+            back.get()?;
+        }
+        Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
+    });
+    to.put(u64::MAX)?;
+    child.join()?;
+    r
+}
+
+fn queue_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
+    let buf = vec![7u8; CHUNK];
+    let mut samples = Vec::new();
+    for _ in 0..reps {
+        // `ByteBuf` serializes as one block of bytes; a `Vec<u8>` would go through
+        // serde one byte at a time.
+        let data = Queue::<ByteBuf>::new()?;
+        let ack = Queue::<u64>::new()?;
+        let child = Process::start_with(queue_sink, (data.clone(), ack.clone(), total_mib))?;
+        let t0 = Instant::now();
+        for _ in 0..total_mib {
+            data.put(ByteBuf::from(buf.clone()))?;
+        }
+        let bytes = ack.get()?;
+        samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
+        child.join()?;
+    }
+    Ok(Summary::of(&samples).expect("reps >= 1"))
 }
 
 fn mpsc_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use multiproc::pool::{Backend, Pool};
 use multiproc::{Process, Thread};
 
 use super::Ctx;
@@ -73,6 +74,22 @@ fn calibrate(target: Duration) -> (u64, f64) {
     }
 }
 
+/// A trivial task, to measure what a pool adds per task.
+fn identity(x: u64) -> u64 {
+    x
+}
+
+/// What one kind of parallel run measured, over the rounds.
+#[derive(Default)]
+struct Runs {
+    secs: Vec<f64>,
+    /// Pools only: create + first result, in ms.
+    ready_ms: Vec<f64>,
+    /// Pools only: wall time per trivial task through `map` with one item per task, in us.
+    task_us: Vec<f64>,
+    error: Option<String>,
+}
+
 /// Measures the section.
 pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
@@ -81,68 +98,73 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let (limit, _) = calibrate(plan.pick(Duration::from_millis(1000), Duration::from_millis(200)));
     let all = chunks(limit);
     let rounds = plan.pick(3, 1);
-    let (mut seq, mut thr, mut pro) = (Vec::new(), Vec::new(), Vec::new());
+    let trivial_tasks: u64 = plan.pick(20_000, 3_000);
+    // sequential, threads, processes, thread pool, process pool
+    let mut runs: [Runs; 5] = Default::default();
     let mut counts = Vec::new();
-    let mut errors: [Option<String>; 3] = [None, None, None];
     for round in 1..=rounds {
         ctx.step(&format!("cpu-bound: sequential (round {round}/{rounds})"));
         let t0 = Instant::now();
         counts.push(count_ranges(all.clone()));
-        seq.push(t0.elapsed().as_secs_f64());
+        runs[0].secs.push(t0.elapsed().as_secs_f64());
 
         ctx.step(&format!("cpu-bound: {n} threads (round {round}/{rounds})"));
-        match threads(&all, n) {
-            Ok((c, t)) => {
-                counts.push(c);
-                thr.push(t);
-            }
-            Err(e) => errors[1] = Some(format!("failed: {e}")),
-        }
+        record(&mut runs[1], &mut counts, threads(&all, n));
         ctx.step(&format!(
             "cpu-bound: {n} processes (round {round}/{rounds})"
         ));
-        match processes(&all, n) {
-            Ok((c, t)) => {
-                counts.push(c);
-                pro.push(t);
-            }
-            Err(e) => errors[2] = Some(format!("failed: {e}")),
+        record(&mut runs[2], &mut counts, processes(&all, n));
+        for (i, backend, what) in [
+            (3, Backend::Threads, "thread"),
+            (4, Backend::Processes, "process"),
+        ] {
+            ctx.step(&format!(
+                "cpu-bound: {what} Pool of {n} (round {round}/{rounds})"
+            ));
+            record(
+                &mut runs[i],
+                &mut counts,
+                pool_run(backend, n, &all, trivial_tasks),
+            );
         }
     }
     let agree = counts.windows(2).all(|w| w[0] == w[1]);
     let primes = counts.first().copied().unwrap_or(0);
 
-    let kinds = [
-        (
-            "sequential",
-            "sequential".to_owned(),
-            Worker::Sequential,
-            Summary::of(&seq),
-        ),
-        (
-            "threads",
-            format!("{n} threads"),
-            Worker::Thread,
-            Summary::of(&thr),
-        ),
+    let kinds: [(&str, String, Worker); 5] = [
+        ("sequential", "sequential".to_owned(), Worker::Sequential),
+        ("threads", format!("{n} threads"), Worker::Thread),
         (
             "processes",
             format!("{n} processes (forkserver)"),
             Worker::Process,
-            Summary::of(&pro),
+        ),
+        (
+            "thread_pool",
+            format!("thread Pool of {n}, map"),
+            Worker::Thread,
+        ),
+        (
+            "process_pool",
+            format!("process Pool of {n}, map"),
+            Worker::Process,
         ),
     ];
-    let seq_median = kinds[0].3.map(|s| s.median);
-    let mut time = Vec::new();
-    let mut speedup = Vec::new();
-    let mut efficiency = Vec::new();
-    for (i, (id, label, worker, s)) in kinds.into_iter().enumerate() {
-        let method = (worker == Worker::Process).then_some(multiproc::StartMethod::ForkServer);
-        let with_method = |m: Metric| match method {
-            Some(sm) => m.method(sm),
-            None => m,
+    let seq_median = Summary::of(&runs[0].secs).map(|s| s.median);
+    let (mut time, mut speedup, mut efficiency, mut task, mut ready) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, (id, label, worker)) in kinds.into_iter().enumerate() {
+        let r = &runs[i];
+        let with_method = |m: Metric| {
+            if worker == Worker::Process {
+                m.method(multiproc::StartMethod::ForkServer)
+            } else {
+                m
+            }
         };
-        match s {
+        let why = r.error.clone().unwrap_or_else(|| "not measured".into());
+        let missing = |label: &str| with_method(Metric::missing(id, label, worker, why.clone()));
+        match Summary::of(&r.secs) {
             Some(s) => {
                 time.push(with_method(super::starting::summary_metric(
                     id,
@@ -155,52 +177,42 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
                     speedup.push(with_method(Metric::value(id, label.clone(), worker, sp)));
                     efficiency.push(with_method(Metric::value(
                         id,
-                        label,
+                        label.clone(),
                         worker,
                         100.0 * sp / n as f64,
                     )));
                 }
             }
             None => {
-                let why = errors[i].clone().unwrap_or_else(|| "not measured".into());
-                time.push(with_method(Metric::missing(
-                    id,
-                    label.clone(),
-                    worker,
-                    why.clone(),
-                )));
+                time.push(missing(&label));
                 if i > 0 {
-                    speedup.push(with_method(Metric::missing(
-                        id,
-                        label.clone(),
-                        worker,
-                        why.clone(),
-                    )));
-                    efficiency.push(with_method(Metric::missing(id, label, worker, why)));
+                    speedup.push(missing(&label));
+                    efficiency.push(missing(&label));
                 }
             }
         }
+        if i >= 3 {
+            let pool_label = label.replace(", map", "");
+            task.push(match Summary::of(&r.task_us) {
+                Some(s) => with_method(super::starting::summary_metric(
+                    id,
+                    pool_label.clone(),
+                    worker,
+                    s,
+                )),
+                None => missing(&pool_label),
+            });
+            ready.push(match Summary::of(&r.ready_ms) {
+                Some(s) => with_method(super::starting::summary_metric(
+                    id,
+                    pool_label.clone(),
+                    worker,
+                    s,
+                )),
+                None => missing(&pool_label),
+            });
+        }
     }
-    let pool_why = "Pool is not available in this build";
-    let pool_label = format!("process Pool of {n}, map");
-    time.push(Metric::missing(
-        "process_pool",
-        pool_label.clone(),
-        Worker::Process,
-        pool_why,
-    ));
-    speedup.push(Metric::missing(
-        "process_pool",
-        pool_label.clone(),
-        Worker::Process,
-        pool_why,
-    ));
-    efficiency.push(Metric::missing(
-        "process_pool",
-        pool_label,
-        Worker::Process,
-        pool_why,
-    ));
 
     let mut section = Section {
         id: "cpu_bound",
@@ -210,9 +222,12 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         status: Status::Measured,
         method: format!(
             "Count the primes below {} by trial division ({primes} primes{}), in {CHUNKS} \
-             chunks; workers take every {n}th chunk. Times include starting and joining the \
-             workers; median of {rounds} interleaved round(s). Speedup = sequential time / \
-             parallel time; efficiency = speedup / {n} workers.",
+             chunks. Threads and processes: worker i takes every {n}th chunk, started and \
+             joined inside the timing. Pools: created inside the timing, then map with one \
+             chunk per task (the pool balances). Median of {rounds} interleaved round(s). \
+             Speedup = sequential time / parallel time; efficiency = speedup / {n} workers. \
+             Pool overhead: wall time per task of map over {trivial_tasks} trivial tasks with \
+             one item per task; pool start: create + first result.",
             stats::fmt_num(limit as f64),
             if agree {
                 ""
@@ -245,13 +260,28 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
                 better: Better::Higher,
                 metrics: efficiency,
             },
+            Group {
+                id: "pool_task",
+                title: "pool overhead: wall time per trivial task, one item per task".into(),
+                unit: "us",
+                better: Better::Lower,
+                metrics: task,
+            },
+            Group {
+                id: "pool_ready",
+                title: format!("pool start: create {n} workers and get a first result"),
+                unit: "ms",
+                better: Better::Lower,
+                metrics: ready,
+            },
         ],
         findings: Vec::new(),
     };
     for (id, what) in [
         ("threads", "threads"),
         ("processes", "processes"),
-        ("process_pool", "a process pool"),
+        ("thread_pool", "pooled threads"),
+        ("process_pool", "pooled processes"),
     ] {
         if let Some(s) = section.get("speedup", id) {
             section.findings.push(format!(
@@ -261,10 +291,72 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
             ));
         }
     }
+    if let (Some(t), Some(p)) = (
+        section.get("pool_task", "thread_pool"),
+        section.get("pool_task", "process_pool"),
+    ) {
+        section.findings.push(format!(
+            "A trivial task costs {} us through the thread Pool and {} us through the process Pool.",
+            stats::fmt_num(t),
+            stats::fmt_num(p)
+        ));
+    }
     section.finish()
 }
 
-fn threads(all: &[(u64, u64)], n: usize) -> multiproc::Result<(u64, f64)> {
+/// One parallel run: the primes counted, the seconds taken, and a pool's own figures.
+struct Round {
+    primes: u64,
+    secs: f64,
+    /// Pools only: (ms to the first result, us per trivial task).
+    pool: Option<(f64, f64)>,
+}
+
+/// Adds one round's result to `runs`.
+fn record(runs: &mut Runs, counts: &mut Vec<u64>, r: multiproc::Result<Round>) {
+    match r {
+        Ok(round) => {
+            counts.push(round.primes);
+            runs.secs.push(round.secs);
+            if let Some((ready_ms, task_us)) = round.pool {
+                runs.ready_ms.push(ready_ms);
+                runs.task_us.push(task_us);
+            }
+        }
+        Err(e) => runs.error = Some(format!("failed: {e}")),
+    }
+}
+
+/// A pool run: its time includes creating the pool.
+fn pool_run(
+    backend: Backend,
+    n: usize,
+    all: &[(u64, u64)],
+    trivial: u64,
+) -> multiproc::Result<Round> {
+    let t0 = Instant::now();
+    let pool = Pool::builder().backend(backend).workers(n).build()?;
+    pool.apply(identity, 0)?;
+    let ready_ms = stats::ms(t0.elapsed());
+    let primes: u64 = pool
+        .map_chunked(count_range, all.to_vec(), 1)?
+        .into_iter()
+        .sum();
+    let secs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let echoed = pool.map_chunked(identity, 0..trivial, 1)?;
+    let task_us = stats::us(t1.elapsed()) / trivial as f64;
+    debug_assert_eq!(echoed.len() as u64, trivial);
+    pool.close();
+    pool.join();
+    Ok(Round {
+        primes,
+        secs,
+        pool: Some((ready_ms, task_us)),
+    })
+}
+
+fn threads(all: &[(u64, u64)], n: usize) -> multiproc::Result<Round> {
     let t0 = Instant::now();
     let handles = (0..n)
         .map(|w| {
@@ -276,10 +368,14 @@ fn threads(all: &[(u64, u64)], n: usize) -> multiproc::Result<(u64, f64)> {
     for h in handles {
         total += h.join()?;
     }
-    Ok((total, t0.elapsed().as_secs_f64()))
+    Ok(Round {
+        primes: total,
+        secs: t0.elapsed().as_secs_f64(),
+        pool: None,
+    })
 }
 
-fn processes(all: &[(u64, u64)], n: usize) -> multiproc::Result<(u64, f64)> {
+fn processes(all: &[(u64, u64)], n: usize) -> multiproc::Result<Round> {
     let t0 = Instant::now();
     let children = (0..n)
         .map(|w| Process::start_with(count_ranges, share(all, w, n)))
@@ -288,7 +384,11 @@ fn processes(all: &[(u64, u64)], n: usize) -> multiproc::Result<(u64, f64)> {
     for p in children {
         total += p.join()?;
     }
-    Ok((total, t0.elapsed().as_secs_f64()))
+    Ok(Round {
+        primes: total,
+        secs: t0.elapsed().as_secs_f64(),
+        pool: None,
+    })
 }
 
 #[cfg(test)]
