@@ -232,10 +232,7 @@ fn cases(python: Option<Rc<RefCell<Python>>>) -> Vec<Case> {
             "mp_thread",
             Box::new(|n| {
                 timed(n, || {
-                    Thread::start(empty)
-                        .expect("start")
-                        .join()
-                        .expect("join")
+                    Thread::start(empty).expect("start").join().expect("join")
                 })
             }),
         ),
@@ -263,7 +260,9 @@ fn cases(python: Option<Rc<RefCell<Python>>>) -> Vec<Case> {
             "procspawn",
             Box::new(|n| {
                 timed(n, || {
-                    procspawn::spawn((), |()| ()).join().expect("procspawn join");
+                    procspawn::spawn((), |()| ())
+                        .join()
+                        .expect("procspawn join");
                 })
             }),
         ),
@@ -354,7 +353,8 @@ fn living_children() -> Vec<String> {
     let mut pids = Vec::new();
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
             pids.extend(children.split_whitespace().map(String::from));
         }
     }
@@ -454,7 +454,12 @@ fn posix_spawn(exe: &CString, env: &[CString], keep: &[i32]) -> libc::pid_t {
     };
     // SAFETY: initialized above, destroyed once.
     unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
-    assert_eq!(rc, 0, "posix_spawn: {}", std::io::Error::from_raw_os_error(rc));
+    assert_eq!(
+        rc,
+        0,
+        "posix_spawn: {}",
+        std::io::Error::from_raw_os_error(rc)
+    );
     pid
 }
 
@@ -920,10 +925,7 @@ fn report(cases: &[Case], memory: &[MemoryRow], config: &Config, load: &Load) {
             .collect();
         let paired = median(&per_round);
         let (target_s, verdict) = match target {
-            Some(t) => (
-                format!("≤ {t}×"),
-                if ratio <= t { "met" } else { "MISSED" },
-            ),
+            Some(t) => (format!("≤ {t}×"), if ratio <= t { "met" } else { "MISSED" }),
             None => (String::new(), ""),
         };
         println!("| {row} / {base} | {ratio:.2}× | {paired:.2}× | {target_s} | {verdict} |");
