@@ -9,3 +9,4 @@ for ex in crates/multiproc/examples/*.rs; do
 done
 cargo build --release -p multiproc-cli
 timeout 120 target/release/multiproc demo >/dev/null
+timeout 120 target/release/multiproc compare --quick >/dev/null

@@ -410,6 +410,35 @@ fn only_and_workers_shape_the_run() {
         .starts_with("3 threads"));
 }
 
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(30));
+    // `script` (util-linux) gives the command a pseudo-terminal.
+    let on_tty = |extra: &str| {
+        let cmd = format!("{BIN} compare --quick --only starting {extra}");
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script(1)");
+        assert_ok(&["compare", "--quick", "--only", "starting", extra], &o);
+        text(&o.stdout)
+    };
+    let shown = on_tty("");
+    assert!(
+        shown.contains("measuring ["),
+        "no progress display:\n{shown}"
+    );
+    assert!(shown.contains("starting: process (forkserver)"), "{shown}");
+    assert!(shown.contains("== Starting a worker =="), "{shown}");
+    let hidden = on_tty("--no-progress");
+    assert!(
+        !hidden.contains("measuring ["),
+        "--no-progress drew progress:\n{hidden}"
+    );
+    assert!(hidden.contains("== Starting a worker =="), "{hidden}");
+}
+
 /// Chromium's binary, or `None` (with a loud message) outside CI when it is missing.
 fn chromium() -> Option<PathBuf> {
     for name in ["chromium", "chromium-browser", "google-chrome"] {

@@ -163,6 +163,10 @@ fn section(h: &mut String, s: &Section, workers: usize) {
         esc(s.claim)
     );
     for g in &s.groups {
+        let ideal = g
+            .metrics
+            .iter()
+            .find_map(|m| m.extra.get("ideal_ms").copied());
         let refs: Vec<(f64, String)> = if g.unit == "x" {
             vec![
                 (1.0, "1x".into()),
@@ -170,6 +174,8 @@ fn section(h: &mut String, s: &Section, workers: usize) {
             ]
         } else if g.unit == "%" {
             vec![(100.0, "100%".into())]
+        } else if let (Some(ideal), "ms") = (ideal, g.unit) {
+            vec![(ideal, format!("{} ms ideal", fmt_num(ideal)))]
         } else {
             Vec::new()
         };
