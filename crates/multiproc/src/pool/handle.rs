@@ -193,7 +193,7 @@ impl Pool {
             Inner::Processes(_) => match codec::encode(&items) {
                 Ok(e) => Some(Unit::Task(RemoteTask {
                     entry: function::chunk_entry_ref::<F, A, R>(),
-                    payload: e.bytes,
+                    payload: Arc::new(e.bytes),
                     fds: e.fds,
                     sink,
                     retries: self.retries,

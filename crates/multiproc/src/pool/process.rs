@@ -59,6 +59,8 @@ const WINDOW_MIN: usize = 2;
 const WINDOW_MAX: usize = 256;
 /// Bytes queued for one worker before the manager stops adding to its batch.
 const OUT_MAX: usize = 8 << 20;
+/// Payloads at least this large are sent from the task's own buffer, not copied.
+const SHARE_PAYLOAD: usize = 16 * 1024;
 /// Consecutive worker starts whose initializer fails before the pool gives up.
 const MAX_INIT_FAILURES: u32 = 3;
 /// The manager thread looks around at least this often, whatever happens.
@@ -67,7 +69,8 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// One unit of work for a worker process.
 pub(crate) struct RemoteTask {
     pub(crate) entry: EntryRef,
-    pub(crate) payload: Vec<u8>,
+    /// Shared with the send queue, and kept for a retry.
+    pub(crate) payload: Arc<Vec<u8>>,
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) sink: Arc<dyn Completion>,
     /// Reruns left after the worker dies or times out on this task.
@@ -655,7 +658,11 @@ impl Manager {
                 task.t.fds.len(),
                 task.t.payload.len(),
             );
-            buf.extend_from_slice(&task.t.payload);
+            if task.t.payload.len() >= SHARE_PAYLOAD {
+                w.out.push_shared(Arc::clone(&task.t.payload));
+            } else {
+                buf.extend_from_slice(&task.t.payload);
+            }
             w.out.recount();
             if w.inflight.is_empty() {
                 w.head_since = Instant::now();

@@ -183,6 +183,9 @@ impl<T: Send + 'static> Slot<T> {
                     }
                 }
             }
+            // On a busy machine a spinner must not keep the thread it waits for off
+            // the CPU; on an idle one this returns at once.
+            std::thread::yield_now();
             if self.is_done() {
                 return true;
             }

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use rustix::net::{
     recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
@@ -70,12 +71,8 @@ pub(crate) fn patch_len(out: &mut [u8], at: usize) {
 pub(crate) fn send_all(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
     let mut sent = 0;
     while sent < bytes.len() {
-        match send_some(
-            sock,
-            &bytes[sent..],
-            if sent == 0 { fds } else { &[] },
-            false,
-        ) {
+        let iov = [IoSlice::new(&bytes[sent..])];
+        match send_some(sock, &iov, if sent == 0 { fds } else { &[] }, false) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -87,7 +84,7 @@ pub(crate) fn send_all(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[OwnedFd]) -> i
 /// One `sendmsg`; with `nonblocking`, `WouldBlock` when the socket buffer is full.
 fn send_some(
     sock: BorrowedFd<'_>,
-    bytes: &[u8],
+    iov: &[IoSlice<'_>],
     fds: &[OwnedFd],
     nonblocking: bool,
 ) -> io::Result<usize> {
@@ -95,9 +92,8 @@ fn send_some(
     if nonblocking {
         flags |= SendFlags::DONTWAIT;
     }
-    let iov = [IoSlice::new(bytes)];
     let n = if fds.is_empty() {
-        sendmsg(sock, &iov, &mut SendAncillaryBuffer::default(), flags)
+        sendmsg(sock, iov, &mut SendAncillaryBuffer::default(), flags)
     } else {
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         let mut space =
@@ -106,7 +102,7 @@ fn send_some(
         if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
             return Err(io::Error::other("ancillary buffer too small"));
         }
-        sendmsg(sock, &iov, &mut control, flags)
+        sendmsg(sock, iov, &mut control, flags)
     };
     Ok(n?)
 }
@@ -122,12 +118,25 @@ pub(crate) struct OutQueue {
 #[derive(Debug, Default)]
 struct Seg {
     bytes: Vec<u8>,
+    /// A large payload shared with its task (kept for a retry), sent without a copy.
+    shared: Option<Arc<Vec<u8>>>,
     off: usize,
     fds: Vec<OwnedFd>,
 }
 
+impl Seg {
+    fn data(&self) -> &[u8] {
+        match &self.shared {
+            Some(b) => b,
+            None => &self.bytes,
+        }
+    }
+}
+
 /// Segments are capped so that one huge batch does not hold up descriptor-carrying ones.
 const SEG_MAX: usize = 1 << 20;
+/// The most segments gathered into one `sendmsg`.
+const GATHER: usize = 64;
 
 impl OutQueue {
     /// The buffer to append the next record to, after opening a new segment for a
@@ -137,54 +146,89 @@ impl OutQueue {
             || self
                 .segs
                 .back()
-                .is_none_or(|s| s.off > 0 || s.bytes.len() >= SEG_MAX);
+                .is_none_or(|s| s.off > 0 || s.shared.is_some() || s.bytes.len() >= SEG_MAX);
         if fresh {
             self.segs.push_back(Seg {
-                bytes: Vec::new(),
-                off: 0,
                 fds,
+                ..Seg::default()
             });
         }
         &mut self.segs.back_mut().expect("pushed above").bytes
     }
 
-    /// Recomputes `pending` after appending to [`buffer`](Self::buffer).
+    /// Appends a large payload without copying it (after its header, written with
+    /// [`buffer`](Self::buffer)).
+    pub(crate) fn push_shared(&mut self, payload: Arc<Vec<u8>>) {
+        self.segs.push_back(Seg {
+            shared: Some(payload),
+            ..Seg::default()
+        });
+    }
+
+    /// Recomputes `pending` after appending.
     pub(crate) fn recount(&mut self) {
-        self.pending = self.segs.iter().map(|s| s.bytes.len() - s.off).sum();
+        self.pending = self.segs.iter().map(|s| s.data().len() - s.off).sum();
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.pending == 0
     }
 
-    /// Sends as much as the socket takes without blocking. `Ok(true)` when all is sent.
+    /// Sends as much as the socket takes without blocking, gathering segments into
+    /// one `sendmsg`. `Ok(true)` when all is sent.
     pub(crate) fn flush(&mut self, sock: BorrowedFd<'_>) -> io::Result<bool> {
-        while let Some(seg) = self.segs.front_mut() {
-            if seg.off == seg.bytes.len() {
+        loop {
+            while self.segs.front().is_some_and(|s| s.off == s.data().len()) {
                 self.segs.pop_front();
-                continue;
             }
-            let fds = if seg.off == 0 {
-                std::mem::take(&mut seg.fds)
+            let Some(first) = self.segs.front_mut() else {
+                return Ok(true);
+            };
+            let fds = if first.off == 0 {
+                std::mem::take(&mut first.fds)
             } else {
                 Vec::new()
             };
-            match send_some(sock, &seg.bytes[seg.off..], &fds, true) {
-                Ok(n) => {
-                    seg.off += n;
+            // Descriptors ride on the first byte of their segment: stop gathering at
+            // the next segment that has some.
+            let take = 1 + self
+                .segs
+                .iter()
+                .skip(1)
+                .take(GATHER - 1)
+                .take_while(|s| s.fds.is_empty())
+                .count();
+            let iov: Vec<IoSlice<'_>> = self
+                .segs
+                .iter()
+                .take(take)
+                .map(|s| IoSlice::new(&s.data()[s.off..]))
+                .collect();
+            let r = send_some(sock, &iov, &fds, true);
+            drop(iov);
+            match r {
+                Ok(mut n) => {
                     self.pending -= n;
+                    for s in self.segs.iter_mut() {
+                        let left = s.data().len() - s.off;
+                        let k = left.min(n);
+                        s.off += k;
+                        n -= k;
+                        if n == 0 {
+                            break;
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    seg.fds = fds;
+                    self.segs.front_mut().expect("present").fds = fds;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    seg.fds = fds;
+                    self.segs.front_mut().expect("present").fds = fds;
                     return Ok(false);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
     }
 }
 
@@ -206,7 +250,23 @@ pub(crate) struct RecordReader {
     start: usize,
     end: usize,
     fds: VecDeque<OwnedFd>,
+    /// A large record being read straight into its own buffer.
+    big: Option<Big>,
 }
+
+/// A record of at least [`BIG`] bytes, read without a copy through the ring.
+#[derive(Debug)]
+struct Big {
+    tag: u8,
+    id: u64,
+    aux: i64,
+    nfds: usize,
+    data: Vec<u8>,
+    filled: usize,
+}
+
+/// Payloads this large are read directly into their own buffer.
+const BIG: usize = 64 * 1024;
 
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -217,6 +277,7 @@ impl Default for RecordReader {
             start: 0,
             end: 0,
             fds: VecDeque::new(),
+            big: None,
         }
     }
 }
@@ -224,7 +285,9 @@ impl Default for RecordReader {
 impl RecordReader {
     /// Reads what is available (at most one `recvmsg`).
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Fill> {
-        self.make_room();
+        if self.big.is_none() {
+            self.make_room();
+        }
         let mut flags = RecvFlags::CMSG_CLOEXEC;
         if nonblocking {
             flags |= RecvFlags::DONTWAIT;
@@ -232,7 +295,11 @@ impl RecordReader {
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         loop {
             let mut control = RecvAncillaryBuffer::new(&mut space);
-            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
+            let target = match &mut self.big {
+                Some(b) => &mut b.data[b.filled..],
+                None => &mut self.buf[self.end..],
+            };
+            let mut iov = [IoSliceMut::new(target)];
             let r = recvmsg(sock, &mut iov, &mut control, flags);
             for msg in control.drain() {
                 if let RecvAncillaryMessage::ScmRights(fds) = msg {
@@ -242,7 +309,10 @@ impl RecordReader {
             return match r {
                 Ok(r) if r.bytes == 0 => Ok(Fill::Eof),
                 Ok(r) => {
-                    self.end += r.bytes;
+                    match &mut self.big {
+                        Some(b) => b.filled += r.bytes,
+                        None => self.end += r.bytes,
+                    }
                     Ok(Fill::Data)
                 }
                 Err(rustix::io::Errno::INTR) => continue,
@@ -280,17 +350,62 @@ impl RecordReader {
 
     /// Parses the next whole record, if one is buffered.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
+        if let Some(b) = &self.big {
+            if b.filled < b.data.len() {
+                return Ok(None);
+            }
+            let b = self.big.take().expect("checked above");
+            return self.finish(b.tag, b.id, b.aux, b.nfds, b.data).map(Some);
+        }
         let Some(len) = self.header_len() else {
             return Ok(None);
         };
-        if self.end - self.start < HEADER + len {
-            return Ok(None);
-        }
         let h = &self.buf[self.start..self.start + HEADER];
         let tag = h[0];
         let id = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
         let aux = i64::from_le_bytes(h[9..17].try_into().expect("8 bytes"));
         let nfds = u32::from_le_bytes(h[17..21].try_into().expect("4 bytes")) as usize;
+        let body = self.start + HEADER;
+        let have = self.end - body;
+        if have < len {
+            if len >= BIG {
+                // Read the rest straight into the payload's own buffer.
+                let mut data = Vec::new();
+                data.try_reserve_exact(len).map_err(|_| {
+                    io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a record")
+                })?;
+                data.resize(len, 0);
+                data[..have].copy_from_slice(&self.buf[body..self.end]);
+                self.start = 0;
+                self.end = 0;
+                self.big = Some(Big {
+                    tag,
+                    id,
+                    aux,
+                    nfds,
+                    data,
+                    filled: have,
+                });
+            }
+            return Ok(None);
+        }
+        let payload = self.buf[body..body + len].to_vec();
+        self.start = body + len;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        self.finish(tag, id, aux, nfds, payload).map(Some)
+    }
+
+    fn finish(
+        &mut self,
+        tag: u8,
+        id: u64,
+        aux: i64,
+        nfds: usize,
+        payload: Vec<u8>,
+    ) -> io::Result<Record> {
         if nfds > self.fds.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -300,21 +415,14 @@ impl RecordReader {
                 ),
             ));
         }
-        let body = self.start + HEADER;
-        let payload = self.buf[body..body + len].to_vec();
-        self.start = body + len;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
         let fds = self.fds.drain(..nfds).collect();
-        Ok(Some(Record {
+        Ok(Record {
             tag,
             id,
             aux,
             payload,
             fds,
-        }))
+        })
     }
 }
 
@@ -340,6 +448,11 @@ mod tests {
         put_header(buf, DONE, 101, 0, 0, 0);
         buf.extend_from_slice(&big);
         patch_len(buf, at);
+        let shared = Arc::new(vec![9u8; 300_000]);
+        put_header(q.buffer(Vec::new()), TASK, 102, 0, 0, shared.len());
+        q.push_shared(Arc::clone(&shared));
+        put_header(q.buffer(Vec::new()), TASK, 103, 0, 0, 1);
+        q.buffer(Vec::new()).push(5);
         q.recount();
         let t = std::thread::spawn(move || {
             while !q.flush(a.as_fd()).unwrap() {
@@ -349,7 +462,7 @@ mod tests {
         });
         let mut r = RecordReader::default();
         let mut got = Vec::new();
-        while got.len() < 102 {
+        while got.len() < 104 {
             assert_ne!(r.fill(b.as_fd(), false).unwrap(), Fill::Eof);
             while let Some(rec) = r.next_record().unwrap() {
                 got.push(rec);
@@ -361,6 +474,8 @@ mod tests {
         assert_eq!(got[5].payload, b"abc");
         assert_eq!(got[100].fds.len(), 1);
         assert_eq!(got[101].payload.len(), big.len());
+        assert_eq!(got[102].payload, *shared);
+        assert_eq!(got[103].payload, [5]);
         assert_eq!(r.fill(b.as_fd(), false).unwrap(), Fill::Eof);
     }
 }

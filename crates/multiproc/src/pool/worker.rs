@@ -153,7 +153,8 @@ fn next(
         };
         match reader.fill(fd, !block) {
             Ok(Fill::Data) => spin_until = None,
-            Ok(Fill::Empty) => std::hint::spin_loop(),
+            // Under load, let whatever else is runnable here go first.
+            Ok(Fill::Empty) => std::thread::yield_now(),
             Ok(Fill::Eof) | Err(_) => return None,
         }
     }
