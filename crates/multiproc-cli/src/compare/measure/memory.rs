@@ -178,8 +178,10 @@ fn process_cost(method: StartMethod, n: usize) -> anyhow::Result<Vec<Usage>> {
     let mut children = Vec::new();
     for _ in 0..n {
         let (ours, theirs) = UnixStream::pair()?;
+        // As in `starting`: every thread this program started has been joined.
         let p = process::Builder::new()
             .start_method(method)
+            .allow_threads(true)
             .kill_on_drop(true)
             .start_with(idle_child, Line(theirs.into()))?;
         children.push((p, ours));

@@ -300,7 +300,8 @@ fn processes_private(n: usize, m: u64) -> multiproc::Result<(u64, u64)> {
     let children = (0..n)
         .map(|_| {
             let c = Arc::clone(&counter);
-            process::Builder::new().fork(move || {
+            // As in `starting`: every thread this program started has been joined.
+            process::Builder::new().allow_threads(true).fork(move || {
                 for _ in 0..m {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
