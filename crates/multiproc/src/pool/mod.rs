@@ -59,6 +59,8 @@ mod imap;
 mod process;
 mod progress;
 mod task;
+#[cfg(test)]
+mod tests;
 mod thread;
 mod wire;
 mod worker;

@@ -219,6 +219,7 @@ impl ProcessPool {
                 workers,
                 pending: VecDeque::new(),
                 init_failures: 0,
+                last_start_failure: None,
                 broken: None,
                 closed: false,
                 sleep_deadline: None,
@@ -418,6 +419,8 @@ struct Manager {
     /// Tasks taken from the shared queue (or put back after a crash), not yet sent.
     pending: VecDeque<Task>,
     init_failures: u32,
+    /// When a worker last failed to start, to pace the next attempt.
+    last_start_failure: Option<Instant>,
     broken: Option<String>,
     closed: bool,
     /// The timeout deadline the manager thread sleeps until, if any.
@@ -548,8 +551,18 @@ impl Manager {
                 self.start_worker(sh);
             }
         }
-        if self.workers.is_empty() && self.broken.is_none() && !self.closed {
-            // Every start failed so far: try again (the manager looks every IDLE_POLL).
+        let drained = self.closed
+            && self.pending.is_empty()
+            && self.workers.iter().all(|w| w.inflight.is_empty());
+        if self.workers.len() < sh.cfg.workers
+            && self.broken.is_none()
+            && !drained
+            && self
+                .last_start_failure
+                .is_none_or(|t| t.elapsed() >= IDLE_POLL)
+        {
+            // A start failed earlier (out of processes, say): try again, at most every
+            // IDLE_POLL (the manager thread looks at least that often).
             changed |= self.start_worker(sh);
         }
         if changed {
@@ -563,9 +576,11 @@ impl Manager {
         match Worker::start(&sh.cfg, self.next_serial) {
             Ok(nw) => {
                 self.workers.push(nw);
+                self.last_start_failure = None;
                 true
             }
             Err(e) => {
+                self.last_start_failure = Some(Instant::now());
                 self.init_failures += 1;
                 if self.workers.is_empty() && self.init_failures >= MAX_INIT_FAILURES {
                     self.broken = Some(format!("could not start a pool worker: {e}"));
