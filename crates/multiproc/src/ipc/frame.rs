@@ -73,38 +73,42 @@ pub(crate) fn send<M: Mem>(
 ) -> Result<bool, SendFail> {
     let max = ring.max_record();
     if msg.len() <= max {
-        wait_fit(ring, msg.len(), patience, tick)?;
-        let seq = ring.next_seq();
-        return Ok(ring
-            .try_write(SINGLE, seq, &[msg])
-            .expect("room was checked"));
+        loop {
+            if let Some((notify, _)) = ring.try_write(SINGLE, None, &[msg]) {
+                return Ok(notify);
+            }
+            wait_fit(ring, msg.len(), patience, tick)?;
+        }
     }
     if patience == Patience::Try {
         // Every fragment must fit now (a bound that counts one wrap per record).
         let records = (msg.len() + FIRST_PREFIX).div_ceil(max) as u64;
-        if !ring
-            .has_room(msg.len() as u64 + FIRST_PREFIX as u64 + records * 8 + ring.capacity() / 4)
-        {
+        let need = msg.len() as u64 + FIRST_PREFIX as u64 + records * 8 + ring.capacity() / 4;
+        if !ring.has_room(need) {
             return Err(SendFail::Full);
         }
     }
     let first = max - FIRST_PREFIX;
-    wait_fit(ring, max, patience, tick)?;
-    let seq = ring.next_seq();
     let mut prefix = [0u8; FIRST_PREFIX];
     prefix[..8].copy_from_slice(&(msg.len() as u64).to_le_bytes());
     prefix[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-    let mut notify = ring
-        .try_write(FIRST, seq, &[&prefix, &msg[..first]])
-        .expect("room was checked");
+    let (mut notify, seq) = loop {
+        if let Some(r) = ring.try_write(FIRST, None, &[&prefix, &msg[..first]]) {
+            break r;
+        }
+        wait_fit(ring, max, patience, tick)?;
+    };
     let mut rest = &msg[first..];
     while !rest.is_empty() {
         let n = rest.len().min(max);
         let kind = if n == rest.len() { LAST } else { MORE };
-        wait_fit(ring, n, Patience::Forever, tick)?;
-        notify |= ring
-            .try_write(kind, seq, &[&rest[..n]])
-            .expect("room was checked");
+        loop {
+            if let Some((nt, _)) = ring.try_write(kind, Some(seq), &[&rest[..n]]) {
+                notify |= nt;
+                break;
+            }
+            wait_fit(ring, n, Patience::Forever, tick)?;
+        }
         rest = &rest[n..];
     }
     Ok(notify)

@@ -21,9 +21,9 @@
 //! | 128 | `head: u64`, bytes ever consumed | consumer |
 //! | 136 | `got: u64`, sequence number after the last message taken | consumer |
 //! | 256 | `data_seq: u32` futex word consumers sleep on | producer |
-//! | 260 | `data_waiters: u32` = sleeping consumers, bit 31 = "write a byte to the notification descriptor" | consumers |
+//! | 260 | `data_waiters: u32`: bit 0 = a consumer may sleep, bit 31 = "write a byte to the notification descriptor" | consumers set, producer clears |
 //! | 264 | `space_seq: u32` futex word producers sleep on | consumer |
-//! | 268 | `space_waiters: u32`, sleeping producers | producers |
+//! | 268 | `space_waiters: u32`: bit 0 = a producer may sleep | producers set, consumer clears |
 //! | 272 | `cap: u64`, size of the data area (a power of two) | creator |
 //! | 384 | data, `cap` bytes | |
 //!
@@ -44,10 +44,13 @@
 //! The producer writes a record, then *releases* `tail`; the consumer *acquires*
 //! `tail` before it reads the record, then *releases* `head` after it has copied it
 //! out; the producer *acquires* `head` before it reuses the bytes. Sleeping is the
-//! "eventcount" pattern: a consumer reads `data_seq`, increments `data_waiters`,
-//! issues a `SeqCst` fence and re-checks `tail`; only then does it `futex_wait` on
-//! `data_seq`. The producer stores `tail`, issues a `SeqCst` fence and reads
-//! `data_waiters`; only if it is non-zero does it bump `data_seq` and `futex_wake`.
+//! "eventcount" pattern: a consumer reads `data_seq`, sets the `SLEEPING` bit of
+//! `data_waiters`, issues a `SeqCst` fence and re-checks `tail`; only then does it
+//! `futex_wait` on `data_seq`. The producer stores `tail`, issues a `SeqCst` fence
+//! and reads `data_waiters`; only if it is non-zero does it clear it, bump
+//! `data_seq` and `futex_wake` every sleeper (so one wake-up serves a whole sleep,
+//! however many records follow; a sleeper that wakes for another reason leaves the
+//! bit set and costs at most one spurious wake).
 //! The two fences order each side's store before its load, so either the consumer
 //! sees the new `tail` or the producer sees the waiter (and then the bumped
 //! `data_seq` makes the `futex_wait` return at once). The same holds for space with
@@ -85,8 +88,8 @@ const DATA: usize = 384;
 
 /// `data_waiters` bit: a receiver waits on the notification descriptor.
 const NOTIFY_FD: u32 = 1 << 31;
-/// `data_waiters` bits: the number of sleeping consumers.
-const WAITERS: u32 = NOTIFY_FD - 1;
+/// `data_waiters`/`space_waiters` bit: a waiter may be asleep on the futex word.
+const SLEEPING: u32 = 1;
 
 /// Bytes in a record header.
 pub(crate) const HEADER: usize = 8;
@@ -266,7 +269,7 @@ impl<M: Mem> Ring<M> {
     }
 
     /// Takes the next message sequence number (`put += 1`), returning the old value.
-    pub(crate) fn next_seq(&self) -> u64 {
+    fn next_seq(&self) -> u64 {
         let put = self.w64(PUT).load(Relaxed);
         self.w64(PUT).store(put + 1, Relaxed);
         put
@@ -302,12 +305,18 @@ impl<M: Mem> Ring<M> {
     }
 
     /// Writes one record made of `parts` if it fits; returns `None` if it does not,
-    /// else whether a receiver asked for a byte on the notification descriptor.
+    /// else whether a receiver asked for a byte on the notification descriptor, and
+    /// the message's sequence number (`seq`, or a new one for a message's first record).
     ///
     /// # Panics
     ///
     /// Panics if the payload is over [`max_record`](Self::max_record).
-    pub(crate) fn try_write(&self, kind: u32, seq: u64, parts: &[&[u8]]) -> Option<bool> {
+    pub(crate) fn try_write(
+        &self,
+        kind: u32,
+        seq: Option<u64>,
+        parts: &[&[u8]],
+    ) -> Option<(bool, u64)> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(len <= self.max_record(), "record too large for the ring");
         let tail = self.w64(TAIL).load(Relaxed);
@@ -319,6 +328,9 @@ impl<M: Mem> Ring<M> {
             self.write_header(tail, 0, WRAP);
         }
         let start = tail + skip;
+        // A message's number is taken only once its first record is certain to go in,
+        // so `put` never counts a message that does not exist.
+        let seq = seq.unwrap_or_else(|| self.next_seq());
         let tag = kind | ((seq as u32) << 4);
         self.write_header(start, len as u32, tag);
         let mut off = self.data_off(start) + HEADER;
@@ -328,7 +340,7 @@ impl<M: Mem> Ring<M> {
         }
         self.w64(TAIL)
             .store(start + HEADER as u64 + pad8(len as u64), Release);
-        Some(self.notify(DATA_SEQ, DATA_WAITERS))
+        Some((self.notify(DATA_SEQ, DATA_WAITERS), seq))
     }
 
     fn write_header(&self, pos: u64, len: u32, tag: u32) {
@@ -342,15 +354,17 @@ impl<M: Mem> Ring<M> {
     /// returns whether the notification-descriptor bit was set (and clears it).
     fn notify(&self, seq: usize, waiters: usize) -> bool {
         fence(SeqCst);
-        let w = self.w32(waiters).load(Relaxed);
-        if w == 0 {
+        if self.w32(waiters).load(Relaxed) == 0 {
             return false;
         }
-        if w & WAITERS != 0 {
+        // Clear the flags: one wake-up per sleep, however many records follow
+        // before the sleepers are back on a CPU.
+        let w = self.w32(waiters).swap(0, AcqRel);
+        if w & SLEEPING != 0 {
             self.w32(seq).fetch_add(1, Release);
             self.mem.wake_all(self.w32(seq));
         }
-        w & NOTIFY_FD != 0 && self.w32(waiters).fetch_and(!NOTIFY_FD, AcqRel) & NOTIFY_FD != 0
+        w & NOTIFY_FD != 0
     }
 
     // ---- consumer side (the caller is the only consumer while it runs these) ----
@@ -515,7 +529,7 @@ impl<M: Mem> Ring<M> {
                 return Waited::TimedOut;
             }
             let s = self.w32(seq).load(Acquire);
-            self.w32(waiters).fetch_add(1, Relaxed);
+            self.w32(waiters).fetch_or(SLEEPING, Relaxed);
             fence(SeqCst);
             let now_ready = ready();
             if !now_ready {
@@ -525,7 +539,8 @@ impl<M: Mem> Ring<M> {
                 };
                 self.mem.wait(self.w32(seq), s, Some(timeout));
             }
-            self.w32(waiters).fetch_sub(1, Relaxed);
+            // The flag stays set (another waiter may still sleep); the next publish
+            // clears it with one spurious wake at most.
             if now_ready || ready() {
                 return Waited::Ready;
             }

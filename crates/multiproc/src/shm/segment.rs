@@ -210,6 +210,7 @@ impl SharedMemory {
         self.map.ptr.as_ptr()
     }
 
+    #[inline]
     fn check_range(&self, offset: usize, len: usize) -> Result<*mut u8> {
         match offset.checked_add(len) {
             Some(end) if end <= self.map.len => Ok(self.as_ptr().wrapping_add(offset)),
@@ -236,6 +237,7 @@ impl SharedMemory {
     /// assert!(shm.read(6, &mut buf).is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let src = self.check_range(offset, buf.len())?;
         // SAFETY: `src..src+len` is inside the mapping (checked above), which lives while
@@ -258,6 +260,7 @@ impl SharedMemory {
     /// assert!(shm.write(7, b"hi").is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         let dst = self.check_range(offset, data.len())?;
         // SAFETY: `dst..dst+len` is inside the writable mapping (checked above), which
@@ -284,6 +287,7 @@ impl SharedMemory {
     /// assert_eq!(shm.atomic_u32(4).load(Ordering::Relaxed), 3);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         assert!(offset % 4 == 0, "atomic word must be 4-byte aligned");
         let word = self
@@ -313,6 +317,7 @@ impl SharedMemory {
     /// assert_eq!(shm.atomic_u64(8).load(Ordering::Relaxed), u64::MAX);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         assert!(offset % 8 == 0, "atomic word must be 8-byte aligned");
         let word = self

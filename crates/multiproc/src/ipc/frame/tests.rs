@@ -83,16 +83,15 @@ fn partial_message_is_dropped_when_a_new_one_starts() {
     let r = ring(1024);
     let mut prefix = [0u8; 16];
     prefix[..8].copy_from_slice(&1000u64.to_le_bytes());
-    let seq = r.next_seq();
-    r.try_write(FIRST, seq, &[&prefix, &[1u8; 100]]).unwrap();
+    let _ = r.try_write(FIRST, None, &[&prefix, &[1u8; 100]]).unwrap();
     send(&r, b"next", Patience::Try, &mut || true).unwrap();
     let mut out = Vec::new();
     recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never).unwrap();
     assert_eq!(out, b"next");
     // Orphan continuations (their start was taken by a consumer that died) are skipped.
-    let seq = r.next_seq();
-    r.try_write(MORE, seq, &[&[1u8; 8]]).unwrap();
-    r.try_write(LAST, seq, &[&[1u8; 8]]).unwrap();
+    let seq = 99;
+    r.try_write(MORE, Some(seq), &[&[1u8; 8]]).unwrap();
+    r.try_write(LAST, Some(seq), &[&[1u8; 8]]).unwrap();
     send(&r, b"after", Patience::Try, &mut || true).unwrap();
     recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never).unwrap();
     assert_eq!(out, b"after");
@@ -104,8 +103,7 @@ fn dead_producer_mid_message_unblocks_the_receiver() {
     let mut prefix = [0u8; 16];
     prefix[..8].copy_from_slice(&1000u64.to_le_bytes());
     prefix[8..12].copy_from_slice(&77u32.to_le_bytes());
-    let seq = r.next_seq();
-    r.try_write(FIRST, seq, &[&prefix, &[1u8; 100]]).unwrap();
+    let _ = r.try_write(FIRST, None, &[&prefix, &[1u8; 100]]).unwrap();
     let mut out = Vec::new();
     let mut asked = None;
     let deadline = Instant::now() + Duration::from_millis(10);

@@ -14,7 +14,7 @@ mod std_tests {
         // 3 records of 8+48 bytes: the 4th does not fit before the end and wraps.
         for round in 0..10u8 {
             for i in 0..3u8 {
-                r.try_write(SINGLE, 0, &[&[round ^ i; 48]]).unwrap();
+                r.try_write(SINGLE, None, &[&[round ^ i; 48]]).unwrap();
             }
             for i in 0..3u8 {
                 let rec = r.peek().unwrap().unwrap();
@@ -62,7 +62,7 @@ mod std_tests {
             })
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
-        r.try_write(SINGLE, 0, &[b"x"]).unwrap();
+        r.try_write(SINGLE, None, &[b"x"]).unwrap();
         t.join().unwrap();
     }
 }

@@ -1,0 +1,664 @@
+//! IPC benchmarks: multiproc's `Queue` and `Pipe` against a raw pipe, ipc-channel,
+//! crossbeam-channel (threads) and Python's multiprocessing, side by side.
+//!
+//! Run: `cargo bench -p multiproc --bench ipc` (add `MULTIPROC_BENCH_QUICK=1` for a
+//! run of about a minute without criterion's statistics). Every measure is taken in
+//! `ROUNDS` interleaved rounds; the summary prints medians and ratios. Round trips
+//! are also measured with both processes pinned to CPU 0: the bench re-executes
+//! itself under `taskset -c 0` (falling back to `sched_setaffinity`).
+
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use ipc_channel::ipc::{self, IpcBytesSender, IpcOneShotServer, IpcSender};
+use multiproc::ipc::{Connection, Pipe};
+use multiproc::{Process, Queue};
+use serde::{Deserialize, Serialize};
+
+fn quick() -> bool {
+    std::env::var_os("MULTIPROC_BENCH_QUICK").is_some()
+}
+
+const MIB: usize = 1 << 20;
+
+// ---------------------------------------------------------------- children
+
+fn queue_producer((q, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+fn pipe_producer((c, n): (Connection, u64)) {
+    for i in 0..n {
+        c.send(i).unwrap();
+    }
+}
+
+fn pipe_echo(c: Connection) {
+    let mut buf = Vec::new();
+    while c.recv_bytes_into(&mut buf).is_ok() && !buf.is_empty() {
+        c.send_bytes(&buf).unwrap();
+    }
+}
+
+fn pipe_bytes_producer((c, n): (Connection, u64)) {
+    let data = vec![7u8; MIB];
+    for _ in 0..n {
+        c.send_bytes(&data).unwrap();
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Fds {
+    #[serde(with = "multiproc::ipc::codec::fd")]
+    a: OwnedFd,
+    #[serde(with = "multiproc::ipc::codec::fd")]
+    b: OwnedFd,
+}
+
+fn write_all(fd: &OwnedFd, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        let n = rustix::io::write(fd, buf).unwrap();
+        buf = &buf[n..];
+    }
+}
+
+fn read_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> bool {
+    while !buf.is_empty() {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(0) => return false,
+            Ok(n) => buf = &mut buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    true
+}
+
+fn raw_msg8_producer((fds, n): (Fds, u64)) {
+    for i in 0..n {
+        write_all(&fds.b, &i.to_le_bytes());
+    }
+}
+
+fn raw_echo(fds: Fds) {
+    let mut b = [0u8; 8];
+    while read_exact(&fds.a, &mut b) {
+        write_all(&fds.b, &b);
+    }
+}
+
+fn raw_bytes_producer((fds, n): (Fds, u64)) {
+    let data = vec![7u8; MIB];
+    for _ in 0..n {
+        write_all(&fds.b, &data);
+    }
+}
+
+fn ipcc_msg8_producer((name, n): (String, u64)) {
+    let tx = IpcSender::<u64>::connect(name).unwrap();
+    for i in 0..=n {
+        tx.send(i).unwrap();
+    }
+}
+
+fn ipcc_echo((name1, name2): (String, String)) {
+    let (ctx, crx) = ipc::channel::<u64>().unwrap();
+    IpcSender::<IpcSender<u64>>::connect(name1)
+        .unwrap()
+        .send(ctx)
+        .unwrap();
+    let reply = IpcSender::<u64>::connect(name2).unwrap();
+    reply.send(0).unwrap();
+    while let Ok(v) = crx.recv() {
+        if v == u64::MAX {
+            break;
+        }
+        reply.send(v).unwrap();
+    }
+}
+
+fn ipcc_bytes_producer((name, n): (String, u64)) {
+    let (stx, srx) = ipc::channel::<IpcBytesSender>().unwrap();
+    IpcSender::<IpcSender<IpcBytesSender>>::connect(name)
+        .unwrap()
+        .send(stx)
+        .unwrap();
+    let btx = srx.recv().unwrap();
+    let data = vec![7u8; MIB];
+    for _ in 0..n {
+        btx.send(&data).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------- measures
+//
+// Each takes a number of operations and returns the time they took, excluding
+// process start-up (the first message is received before the clock starts).
+
+fn queue_msg8(n: u64) -> Duration {
+    let q: Queue<u64> = Queue::new().unwrap();
+    let p = Process::start_with(queue_producer, (q.clone(), n + 1)).unwrap();
+    q.get().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(q.get().unwrap());
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn pipe_msg8(n: u64) -> Duration {
+    let (rx, tx) = Pipe::one_way().unwrap();
+    let p = Process::start_with(pipe_producer, (tx, n + 1)).unwrap();
+    rx.recv::<u64>().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(rx.recv::<u64>().unwrap());
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn raw_pipe_msg8(n: u64) -> Duration {
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let (r2, _w2) = rustix::pipe::pipe().unwrap();
+    let p = Process::start_with(raw_msg8_producer, (Fds { a: r2, b: w }, n + 1)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut first = [0u8; 8];
+    read_exact(&r, &mut first);
+    let t = Instant::now();
+    let mut left = n as usize * 8;
+    while left > 0 {
+        let k = left.min(buf.len());
+        let got = rustix::io::read(&r, &mut buf[..k]).unwrap();
+        left -= got;
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn ipcc_msg8(n: u64) -> Duration {
+    let (server, name) = IpcOneShotServer::<u64>::new().unwrap();
+    let p = Process::start_with(ipcc_msg8_producer, (name, n)).unwrap();
+    let (rx, _) = server.accept().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(rx.recv().unwrap());
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn crossbeam_msg8(n: u64) -> Duration {
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(1024);
+    let h = std::thread::spawn(move || {
+        for i in 0..=n {
+            tx.send(i).unwrap();
+        }
+    });
+    rx.recv().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(rx.recv().unwrap());
+    }
+    let d = t.elapsed();
+    h.join().unwrap();
+    d
+}
+
+fn pipe_rtt(n: u64) -> Duration {
+    let (a, b) = Pipe::new().unwrap();
+    let p = Process::start_with(pipe_echo, b).unwrap();
+    let mut buf = Vec::new();
+    a.send_bytes(&1u64.to_le_bytes()).unwrap();
+    a.recv_bytes_into(&mut buf).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        a.send_bytes(&i.to_le_bytes()).unwrap();
+        a.recv_bytes_into(&mut buf).unwrap();
+    }
+    let d = t.elapsed();
+    a.send_bytes(b"").unwrap();
+    p.join().unwrap();
+    d
+}
+
+fn raw_pipe_rtt(n: u64) -> Duration {
+    let (r1, w1) = rustix::pipe::pipe().unwrap();
+    let (r2, w2) = rustix::pipe::pipe().unwrap();
+    let p = Process::start_with(raw_echo, Fds { a: r1, b: w2 }).unwrap();
+    let mut b = [0u8; 8];
+    write_all(&w1, &b);
+    read_exact(&r2, &mut b);
+    let t = Instant::now();
+    for i in 0..n {
+        write_all(&w1, &i.to_le_bytes());
+        read_exact(&r2, &mut b);
+    }
+    let d = t.elapsed();
+    drop(w1);
+    p.join().unwrap();
+    d
+}
+
+fn ipcc_rtt(n: u64) -> Duration {
+    let (s1, name1) = IpcOneShotServer::<IpcSender<u64>>::new().unwrap();
+    let (s2, name2) = IpcOneShotServer::<u64>::new().unwrap();
+    let p = Process::start_with(ipcc_echo, (name1, name2)).unwrap();
+    let (_r1, ctx) = s1.accept().unwrap();
+    let (rx, _) = s2.accept().unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        ctx.send(i).unwrap();
+        std::hint::black_box(rx.recv().unwrap());
+    }
+    let d = t.elapsed();
+    ctx.send(u64::MAX).unwrap();
+    p.join().unwrap();
+    d
+}
+
+fn crossbeam_rtt(n: u64) -> Duration {
+    let (tx1, rx1) = crossbeam_channel::bounded::<u64>(1);
+    let (tx2, rx2) = crossbeam_channel::bounded::<u64>(1);
+    let h = std::thread::spawn(move || {
+        while let Ok(v) = rx1.recv() {
+            tx2.send(v).unwrap();
+        }
+    });
+    let t = Instant::now();
+    for i in 0..n {
+        tx1.send(i).unwrap();
+        rx2.recv().unwrap();
+    }
+    let d = t.elapsed();
+    drop(tx1);
+    h.join().unwrap();
+    d
+}
+
+fn pipe_bytes_1mib(n: u64) -> Duration {
+    let (rx, tx) = Pipe::builder()
+        .capacity(4 * MIB)
+        .duplex(false)
+        .build()
+        .unwrap();
+    let p = Process::start_with(pipe_bytes_producer, (tx, n + 1)).unwrap();
+    let mut buf = Vec::new();
+    rx.recv_bytes_into(&mut buf).unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        rx.recv_bytes_into(&mut buf).unwrap();
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn raw_pipe_bytes_1mib(n: u64) -> Duration {
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    let (r2, _w2) = rustix::pipe::pipe().unwrap();
+    let p = Process::start_with(raw_bytes_producer, (Fds { a: r2, b: w }, n + 1)).unwrap();
+    let mut buf = vec![0u8; MIB];
+    read_exact(&r, &mut buf);
+    let t = Instant::now();
+    for _ in 0..n {
+        read_exact(&r, &mut buf);
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn ipcc_bytes_1mib(n: u64) -> Duration {
+    let (server, name) = IpcOneShotServer::<IpcSender<IpcBytesSender>>::new().unwrap();
+    let p = Process::start_with(ipcc_bytes_producer, (name, n + 1)).unwrap();
+    let (_r, stx) = server.accept().unwrap();
+    let (btx, brx) = ipc::bytes_channel().unwrap();
+    stx.send(btx).unwrap();
+    brx.recv().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(brx.recv().unwrap());
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+// ---------------------------------------------------------------- driver
+
+/// One measure: a name, its unit, how to turn (ops, time) into the figure, the
+/// operations per round, and the function.
+struct Measure {
+    name: &'static str,
+    unit: &'static str,
+    ops: u64,
+    run: fn(u64) -> Duration,
+    figure: fn(u64, Duration) -> f64,
+}
+
+fn mmsg_per_s(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64() / 1e6
+}
+
+fn us_per_op(n: u64, d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6 / n as f64
+}
+
+fn gb_per_s(n: u64, d: Duration) -> f64 {
+    (n as f64 * MIB as f64) / d.as_secs_f64() / 1e9
+}
+
+fn measures(pinned: bool) -> Vec<Measure> {
+    let scale = if quick() { 1 } else { 3 };
+    let m = |name, unit, ops: u64, run, figure| Measure {
+        name,
+        unit,
+        ops: ops * scale,
+        run,
+        figure,
+    };
+    let mut v = Vec::new();
+    if !pinned {
+        v.push(m(
+            "queue_msg8_proc",
+            "Mmsg/s",
+            2_000_000,
+            queue_msg8 as fn(u64) -> Duration,
+            mmsg_per_s as fn(u64, Duration) -> f64,
+        ));
+        v.push(m(
+            "pipe_msg8_proc",
+            "Mmsg/s",
+            2_000_000,
+            pipe_msg8,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "raw_pipe_msg8_proc",
+            "Mmsg/s",
+            1_000_000,
+            raw_pipe_msg8,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "ipc_channel_msg8_proc",
+            "Mmsg/s",
+            100_000,
+            ipcc_msg8,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "crossbeam_msg8_threads",
+            "Mmsg/s",
+            1_000_000,
+            crossbeam_msg8,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "pipe_bytes_1MiB_proc",
+            "GB/s",
+            300,
+            pipe_bytes_1mib,
+            gb_per_s,
+        ));
+        v.push(m(
+            "raw_pipe_bytes_1MiB_proc",
+            "GB/s",
+            100,
+            raw_pipe_bytes_1mib,
+            gb_per_s,
+        ));
+        v.push(m(
+            "ipc_channel_bytes_1MiB_proc",
+            "GB/s",
+            100,
+            ipcc_bytes_1mib,
+            gb_per_s,
+        ));
+        v.push(m(
+            "crossbeam_rtt_threads",
+            "us/rtt",
+            20_000,
+            crossbeam_rtt,
+            us_per_op,
+        ));
+    }
+    let rtt_ops = if pinned { 5_000 } else { 20_000 };
+    v.push(m("pipe_rtt_proc", "us/rtt", rtt_ops, pipe_rtt, us_per_op));
+    v.push(m(
+        "raw_pipe_rtt_proc",
+        "us/rtt",
+        rtt_ops / 4,
+        raw_pipe_rtt,
+        us_per_op,
+    ));
+    v.push(m(
+        "ipc_channel_rtt_proc",
+        "us/rtt",
+        rtt_ops / 4,
+        ipcc_rtt,
+        us_per_op,
+    ));
+    v
+}
+
+const ROUNDS: usize = 5;
+
+/// Runs every measure `ROUNDS` times, interleaved; returns (name, unit, medians).
+fn interleaved(ms: &[Measure]) -> Vec<(String, &'static str, f64, f64, f64)> {
+    let mut figs: Vec<Vec<f64>> = vec![Vec::new(); ms.len()];
+    for _ in 0..ROUNDS {
+        for (i, m) in ms.iter().enumerate() {
+            figs[i].push((m.figure)(m.ops, (m.run)(m.ops)));
+        }
+    }
+    ms.iter()
+        .zip(figs)
+        .map(|(m, mut f)| {
+            f.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            (
+                m.name.to_string(),
+                m.unit,
+                f[f.len() / 2],
+                f[0],
+                f[f.len() - 1],
+            )
+        })
+        .collect()
+}
+
+fn pinned_child() {
+    let rows = interleaved(&measures(true));
+    for (name, unit, med, min, max) in rows {
+        println!("PINNED {name}_cpu0 {unit} {med} {min} {max}");
+    }
+}
+
+fn run_pinned() -> Vec<(String, &'static str, f64, f64, f64)> {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&exe)
+        .env("MULTIPROC_BENCH_PINNED_CHILD", "1")
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        _ => {
+            eprintln!("taskset unavailable or failed; skipping pinned round trips");
+            return Vec::new();
+        }
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("PINNED "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                "us/rtt",
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+                f[4].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+const PYTHON: &str = r#"
+import multiprocessing as mp, time, sys, statistics
+N_Q, N_RTT, N_B = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def prod(q, n):
+    for i in range(n): q.put(i)
+def echo(c):
+    while True:
+        o = c.recv()
+        if o is None: break
+        c.send(o)
+def bytes_prod(c, n):
+    d = b"\x07" * (1 << 20)
+    for _ in range(n): c.send_bytes(d)
+def queue_tp():
+    q = mp.Queue(); p = mp.Process(target=prod, args=(q, N_Q + 1)); p.start(); q.get()
+    t = time.perf_counter()
+    for _ in range(N_Q): q.get()
+    d = time.perf_counter() - t; p.join(); return N_Q / d / 1e6
+def rtt():
+    a, b = mp.Pipe(); p = mp.Process(target=echo, args=(b,)); p.start()
+    a.send((12345, "x")); a.recv()
+    t = time.perf_counter()
+    for _ in range(N_RTT): a.send((12345, "x")); a.recv()
+    d = time.perf_counter() - t; a.send(None); p.join(); return d / N_RTT * 1e6
+def bw():
+    a, b = mp.Pipe(duplex=False); p = mp.Process(target=bytes_prod, args=(b, N_B + 1)); p.start(); a.recv_bytes()
+    t = time.perf_counter()
+    for _ in range(N_B): a.recv_bytes()
+    d = time.perf_counter() - t; p.join(); return N_B * (1 << 20) / d / 1e9
+if __name__ == "__main__":
+    rows = {"python_queue_msg8_proc": [], "python_pipe_rtt_proc": [], "python_pipe_bytes_1MiB_proc": []}
+    for _ in range(int(sys.argv[4])):
+        rows["python_queue_msg8_proc"].append(queue_tp())
+        rows["python_pipe_rtt_proc"].append(rtt())
+        rows["python_pipe_bytes_1MiB_proc"].append(bw())
+    for k, v in rows.items():
+        v.sort(); print("PY", k, statistics.median(v), v[0], v[-1])
+"#;
+
+fn run_python(pinned: bool) -> Vec<(String, f64, f64, f64)> {
+    let rounds = if quick() { "3" } else { "5" };
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", "python3"]);
+        c
+    } else {
+        Command::new("python3")
+    };
+    let out = cmd
+        .args(["-c", PYTHON, "100000", "5000", "200", rounds])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("python3 not found; skipping Python peers");
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("PY "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = if pinned {
+                format!("{}_cpu0", f[0])
+            } else {
+                f[0].to_string()
+            };
+            (
+                name,
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+}
+
+fn main() {
+    if std::env::var_os("MULTIPROC_BENCH_PINNED_CHILD").is_some() {
+        pinned_child();
+        return;
+    }
+    if !quick() {
+        let mut c = Criterion::default()
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2))
+            .configure_from_args();
+        let mut g = c.benchmark_group("ipc");
+        for m in measures(false) {
+            let run = m.run;
+            g.bench_function(m.name, |b| b.iter_custom(|iters| run(iters.max(1))));
+        }
+        g.finish();
+    }
+    println!("load before: {}", load_avg().trim());
+    let mut rows = interleaved(&measures(false));
+    rows.extend(run_pinned());
+    let py: Vec<_> = run_python(false)
+        .into_iter()
+        .chain(run_python(true))
+        .map(|(n, med, min, max)| {
+            let unit = if n.contains("rtt") {
+                "us/rtt"
+            } else if n.contains("bytes") {
+                "GB/s"
+            } else {
+                "Mmsg/s"
+            };
+            (n, unit, med, min, max)
+        })
+        .collect();
+    rows.extend(py);
+    println!("load after: {}", load_avg().trim());
+    let get = |n: &str| rows.iter().find(|r| r.0 == n).map(|r| r.2);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\n| measure | median | min | max | unit |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---|").unwrap();
+    for (n, u, med, min, max) in &rows {
+        writeln!(out, "| {n} | {med:.4} | {min:.4} | {max:.4} | {u} |").unwrap();
+    }
+    writeln!(out, "\nratios (ours vs peer; > 1 means ours is better):").unwrap();
+    let pairs: &[(&str, &str, bool)] = &[
+        ("queue_msg8_proc", "raw_pipe_msg8_proc", true),
+        ("queue_msg8_proc", "ipc_channel_msg8_proc", true),
+        ("queue_msg8_proc", "crossbeam_msg8_threads", true),
+        ("queue_msg8_proc", "python_queue_msg8_proc", true),
+        ("pipe_rtt_proc", "raw_pipe_rtt_proc", false),
+        ("pipe_rtt_proc", "ipc_channel_rtt_proc", false),
+        ("pipe_rtt_proc", "crossbeam_rtt_threads", false),
+        ("pipe_rtt_proc", "python_pipe_rtt_proc", false),
+        ("pipe_rtt_proc_cpu0", "raw_pipe_rtt_proc_cpu0", false),
+        ("pipe_rtt_proc_cpu0", "ipc_channel_rtt_proc_cpu0", false),
+        ("pipe_rtt_proc_cpu0", "python_pipe_rtt_proc_cpu0", false),
+        ("pipe_bytes_1MiB_proc", "raw_pipe_bytes_1MiB_proc", true),
+        ("pipe_bytes_1MiB_proc", "ipc_channel_bytes_1MiB_proc", true),
+        ("pipe_bytes_1MiB_proc", "python_pipe_bytes_1MiB_proc", true),
+    ];
+    for &(ours, peer, higher_is_better) in pairs {
+        if let (Some(a), Some(b)) = (get(ours), get(peer)) {
+            let r = if higher_is_better { a / b } else { b / a };
+            writeln!(out, "  {ours} vs {peer}: {r:.2}x").unwrap();
+        }
+    }
+}
