@@ -86,6 +86,14 @@ pub enum ErrorKind {
     /// The pool was terminated, or its workers could not be (re)started, before the
     /// task ran.
     PoolClosed,
+    /// A lock was released by a thread that does not hold it.
+    NotOwner,
+    /// A bounded semaphore was released more times than it was acquired (or a
+    /// semaphore's count would overflow).
+    TooManyReleases,
+    /// A barrier was broken: aborted, reset while others waited, or a party timed
+    /// out or panicked in the action.
+    BrokenBarrier,
 }
 
 impl ErrorKind {
@@ -106,6 +114,9 @@ impl ErrorKind {
             ErrorKind::Os => "operating system error",
             ErrorKind::WorkerDied => "the pool worker running the task died",
             ErrorKind::PoolClosed => "the pool is closed",
+            ErrorKind::NotOwner => "the lock is not held by this thread",
+            ErrorKind::TooManyReleases => "semaphore released too many times",
+            ErrorKind::BrokenBarrier => "the barrier is broken",
         }
     }
 }

@@ -17,8 +17,8 @@ pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};
 pub use crate::ipc::{JoinableQueue, Pipe, Queue};
 pub use crate::pool::Pool;
 pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
-pub use crate::shm::SharedMemory;
-pub use crate::sync::Lock;
+pub use crate::shm::{Array, SharedMemory, Value};
+pub use crate::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use crate::thread::Thread;
 
 // Handles cross threads; a regression here is a breaking change.
@@ -34,4 +34,12 @@ const _: () = {
     #[cfg(not(loom))]
     send_sync::<Queue<String>>();
     send_sync::<Pool>();
+    send_sync::<RLock>();
+    send_sync::<Semaphore>();
+    send_sync::<BoundedSemaphore>();
+    send_sync::<Event>();
+    send_sync::<Condition>();
+    send_sync::<Barrier>();
+    send_sync::<Value<u64>>();
+    send_sync::<Array<u8>>();
 };

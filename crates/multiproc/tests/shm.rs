@@ -119,3 +119,40 @@ fn nothing_leaks() {
     assert_eq!(util::open_fds(), fds);
     assert_eq!(mapped_segments(), maps);
 }
+
+fn add_under_lock(v: multiproc::Value<i64>) {
+    for _ in 0..10_000 {
+        let _g = v.get_lock().unwrap().lock().unwrap();
+        v.set(v.get() + 1);
+    }
+}
+
+fn add_atomically(a: multiproc::Array<u64>) {
+    for i in 0..a.len() {
+        for _ in 0..1000 {
+            a.fetch_add(i, 1);
+        }
+    }
+}
+
+#[test]
+fn value_and_array_across_processes() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let v = multiproc::Value::with_lock(0i64).unwrap();
+    let a = multiproc::Array::<u64>::from_slice(&[0, 10, 20]).unwrap();
+    let kids: Vec<Process<()>> = (0..2)
+        .map(|_| Process::start_with(add_under_lock, v.clone()).unwrap())
+        .collect();
+    let akids: Vec<Process<()>> = (0..2)
+        .map(|_| Process::start_with(add_atomically, a.clone()).unwrap())
+        .collect();
+    add_under_lock(v.clone());
+    for k in kids.into_iter().chain(akids) {
+        k.join().unwrap();
+    }
+    assert_eq!(v.get(), 30_000);
+    assert_eq!(a.to_vec(), [2000, 2010, 2020]);
+    assert_eq!(a.get(3), None);
+    assert_eq!(v.compare_exchange(30_000, -1), Ok(30_000));
+    assert_eq!(v.load(), -1);
+}

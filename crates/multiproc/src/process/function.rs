@@ -284,3 +284,35 @@ pub(crate) fn failure(kind: FailKind, message: String) -> Reply {
         code: 1,
     }
 }
+
+/// A plain `fn()` that another process running the same executable can call (a
+/// barrier's action): an offset from [`anchor`] plus the [`BinaryToken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FnRef {
+    offset: isize,
+    token: BinaryToken,
+}
+
+impl FnRef {
+    /// The reference to `f` in this executable.
+    pub(crate) fn new(f: fn()) -> FnRef {
+        FnRef {
+            offset: offset_of(f as usize),
+            token: BinaryToken::current(),
+        }
+    }
+
+    /// The function in this process; `None` if it runs a different executable.
+    pub(crate) fn resolve(&self) -> Option<fn()> {
+        if self.token != BinaryToken::current() {
+            return None;
+        }
+        let addr = (anchor as fn() as usize).wrapping_add(self.offset as usize);
+        // SAFETY: the token matched, so this process runs the same executable image as
+        // the process that made `self` in `FnRef::new` from a valid `fn()` relative to
+        // its `anchor`; the same offset from this image's `anchor` is that function
+        // here. A `fn()` and a `usize` have the same size, and the address is non-null
+        // code.
+        Some(unsafe { std::mem::transmute::<usize, fn()>(addr) })
+    }
+}

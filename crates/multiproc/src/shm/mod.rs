@@ -8,6 +8,10 @@
 //! descriptor, by every start method), or let an unrelated process
 //! [`attach`](SharedMemory::attach) to it by [`name`](SharedMemory::name).
 //!
+//! [`Value<T>`] and [`Array<T>`] hold plain-old-data ([`Pod`]) in shared memory,
+//! like Python's `multiprocessing.Value` and `Array`: optionally with a
+//! [`Lock`](crate::Lock), and with atomic operations for integers.
+//!
 //! ```
 //! use std::sync::atomic::Ordering;
 //! use multiproc::{Process, SharedMemory};
@@ -28,6 +32,8 @@
 //! ```
 
 mod segment;
+mod value;
 
 pub(crate) use segment::Shared;
-pub use segment::SharedMemory;
+pub use segment::{Pod, SharedMemory};
+pub use value::{Array, Integer, Op, Value};

@@ -328,6 +328,62 @@ impl SharedMemory {
         unsafe { &*word }
     }
 
+    /// A shared reference to the `T` at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is misaligned for `T` or `T` does not fit.
+    pub(crate) fn view<T: ShmLayout>(&self, offset: usize) -> &T {
+        assert!(
+            offset % std::mem::align_of::<T>() == 0,
+            "misaligned shared-memory view"
+        );
+        let p = self
+            .check_range(offset, std::mem::size_of::<T>())
+            .expect("shared-memory view out of bounds")
+            .cast::<T>();
+        // SAFETY: `p` is in bounds and aligned (checked above; the mapping is
+        // page-aligned) in the mapping owned by `self.map`, which outlives the borrow.
+        // `T: ShmLayout` is atomics only with every zero/foreign bit pattern valid, so
+        // sharing it by reference with other processes is sound.
+        unsafe { &*p }
+    }
+
+    /// Reads the `T` at byte `offset` (a volatile read: other processes may write it).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is misaligned for `T` or `T` does not fit.
+    pub(crate) fn read_pod<T: Pod>(&self, offset: usize) -> T {
+        let p = self.pod_ptr::<T>(offset);
+        // SAFETY: `p` is in bounds and aligned for `T` (`pod_ptr`), inside a live
+        // mapping; `T: Pod` makes any bytes, even torn ones, a valid `T`.
+        unsafe { p.read_volatile() }
+    }
+
+    /// Writes `value` at byte `offset` (a volatile write).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is misaligned for `T` or `T` does not fit.
+    pub(crate) fn write_pod<T: Pod>(&self, offset: usize, value: T) {
+        let p = self.pod_ptr::<T>(offset);
+        // SAFETY: `p` is in bounds and aligned for `T` (`pod_ptr`) in a live, writable
+        // mapping; no Rust reference to these bytes exists (they are only accessed
+        // through raw volatile reads and writes, or as atomics of the same size).
+        unsafe { p.write_volatile(value) }
+    }
+
+    fn pod_ptr<T: Pod>(&self, offset: usize) -> *mut T {
+        assert!(
+            offset % std::mem::align_of::<T>() == 0,
+            "misaligned shared-memory access"
+        );
+        self.check_range(offset, std::mem::size_of::<T>())
+            .expect("shared-memory access out of bounds")
+            .cast::<T>()
+    }
+
     /// Returns `true` if `self` and `other` map the same memory in this process
     /// (they are clones of one another).
     pub fn ptr_eq(&self, other: &SharedMemory) -> bool {
@@ -524,3 +580,87 @@ impl<'de, T> Deserialize<'de> for Shared<T> {
 // SAFETY: `RawLock` is `#[repr(C)]` with three atomic fields, alignment 8, and
 // all-zero is "unlocked, no owner" (its derived `Default`).
 unsafe impl ShmLayout for crate::sync::robust::RawLock {}
+
+// SAFETY: `RawRLock` is `#[repr(C)]`: a `RawLock` and two atomics; all-zero is
+// "unlocked, count 0".
+unsafe impl ShmLayout for crate::sync::rlock::RawRLock {}
+// SAFETY: `#[repr(C)]`, four atomics; all-zero is "value 0, no waiters, unbounded",
+// and constructors store the initial value before sharing it.
+unsafe impl ShmLayout for crate::sync::semaphore::RawSemaphore {}
+// SAFETY: `#[repr(C)]`, two atomics; all-zero is "not set, no waiters".
+unsafe impl ShmLayout for crate::sync::event::RawEvent {}
+// SAFETY: `#[repr(C)]`, two atomics; all-zero is "sequence 0, no waiters".
+unsafe impl ShmLayout for crate::sync::condition::RawCondition {}
+// SAFETY: `#[repr(C)]`, a `RawLock` and atomics; all-zero is "generation 0, empty,
+// not broken" (the party count is stored before the barrier is shared).
+unsafe impl ShmLayout for crate::sync::barrier::RawBarrier {}
+
+macro_rules! atomic_layouts {
+    ($($a:ty),*) => {$(
+        // SAFETY: std atomics have the size and alignment of their integer, are
+        // `Sync`, and all-zero is `0`, their `Default`.
+        unsafe impl ShmLayout for $a {}
+    )*};
+}
+atomic_layouts!(
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize
+);
+
+/// "Plain old data": a type that can be copied bytewise into and out of shared
+/// memory, as the element of a [`Value`](crate::shm::Value) or
+/// [`Array`](crate::shm::Array).
+///
+/// Implemented for the primitive integers and floats and for arrays of `Pod`
+/// types. `bool` and `char` are not `Pod` (some bit patterns are invalid), nor is
+/// anything holding a pointer or reference (it would point into another process).
+///
+/// # Safety
+///
+/// Implement it only for a `Copy` type that
+/// - has no padding bytes and no invalid bit patterns (every byte pattern, including
+///   all zeros and a torn mix of two values, is a valid value);
+/// - holds no pointers, references, descriptors or other process-local resources;
+/// - is `#[repr(C)]` or `#[repr(transparent)]` if it is a struct, so its layout is
+///   the same in every process.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::shm::{Pod, Value};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// #[repr(C)]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+///
+/// // SAFETY: two f64s, no padding, every bit pattern valid, no pointers.
+/// unsafe impl Pod for Point {}
+///
+/// let p = Value::new(Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(p.get(), Point { x: 1.0, y: 2.0 });
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub unsafe trait Pod: Copy + Send + Sync + 'static {}
+
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        // SAFETY: a primitive number: no padding, every bit pattern valid, no pointers.
+        unsafe impl Pod for $t {}
+    )*};
+}
+pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
+
+// SAFETY: an array of `Pod` has no padding between elements and inherits their
+// validity.
+unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}

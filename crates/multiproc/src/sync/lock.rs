@@ -203,6 +203,11 @@ impl Lock {
         }
     }
 
+    /// Whether `self` and `other` are the same lock (mapped at one address here).
+    pub(crate) fn same_as(&self, other: &Lock) -> bool {
+        std::ptr::eq::<RawLock>(&*self.raw, &*other.raw)
+    }
+
     /// Whether some thread (in any process) holds the lock: a snapshot that may be
     /// stale by the time it is read.
     pub fn is_locked(&self) -> bool {
@@ -210,9 +215,9 @@ impl Lock {
     }
 }
 
-impl LockGuard<'_> {
+impl<'a> LockGuard<'a> {
     /// The lock this guard holds.
-    pub fn lock(&self) -> &Lock {
+    pub fn lock(&self) -> &'a Lock {
         self.lock
     }
 }

@@ -5,6 +5,18 @@
 //! it for a thread, pass it as the argument of
 //! [`Process::start_with`](crate::Process::start_with) for a child.
 //!
+//! | type | Python | notes |
+//! |---|---|---|
+//! | [`Lock`] | `Lock` | guard-based; reports a dead holder as [`OwnerDied`] |
+//! | [`RLock`] | `RLock` | re-entrant; release by a non-owner is an error |
+//! | [`Semaphore`], [`BoundedSemaphore`] | same | over-release of a bounded one is an error |
+//! | [`Event`] | `Event` | |
+//! | [`Condition`] | `Condition` | std `Condvar` calling convention, paired with a [`Lock`] |
+//! | [`Barrier`] | `Barrier` | parties, action, timeout, abort, reset, broken state |
+//!
+//! Blocking calls come in three forms: `x` (blocks), `try_x` (never blocks) and
+//! `x_timeout` (blocks at most a `Duration`).
+//!
 //! The locks survive the death of their holder: where Python's `multiprocessing.Lock`
 //! hangs forever, [`Lock::lock`] returns [`OwnerDied`] carrying the guard, and the
 //! caller can repair the protected data and go on.
@@ -25,13 +37,23 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 
+pub(crate) mod barrier;
+pub(crate) mod condition;
+pub(crate) mod event;
 mod lock;
 mod owner_died;
 pub(crate) mod primitive;
+pub(crate) mod rlock;
 pub(crate) mod robust;
+pub(crate) mod semaphore;
 
+pub use barrier::Barrier;
+pub use condition::Condition;
+pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use owner_died::{LockResult, OwnerDied, TryLockError, TryLockResult};
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore};
 
 #[cfg(test)]
 mod tests;

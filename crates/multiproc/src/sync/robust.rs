@@ -260,6 +260,14 @@ impl RawLock {
         }
     }
 
+    /// Whether the calling thread holds the lock (exact: only this thread can make
+    /// it true or false).
+    pub(crate) fn is_owned_by_current_thread(&self) -> bool {
+        let (tid, start) = current_thread();
+        self.state.load(Ordering::Relaxed) & TID_MASK == tid
+            && self.owner_start.load(Ordering::Relaxed) == start
+    }
+
     /// Whether some thread holds the lock right now (a racy snapshot).
     pub(crate) fn is_locked(&self) -> bool {
         self.state.load(Ordering::Relaxed) & TID_MASK != 0

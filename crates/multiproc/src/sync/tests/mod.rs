@@ -5,3 +5,7 @@
 mod lock;
 #[cfg(loom)]
 mod loom_lock;
+#[cfg(loom)]
+mod loom_primitives;
+#[cfg(not(loom))]
+mod primitives;

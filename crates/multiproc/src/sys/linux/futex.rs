@@ -49,8 +49,12 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
 }
 
 /// Wakes up to `n` waiters sleeping on `word` (in any process); returns how many woke.
+///
+/// `n` above `i32::MAX` means "everyone": the kernel reads the count as a signed
+/// `int`, and `u32::MAX` would be `-1`, which wakes only one.
 #[inline]
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32);
     match futex::wake(word, futex::Flags::empty(), n) {
         Ok(woken) => woken,
         Err(e) => {
@@ -93,5 +97,35 @@ mod tests {
         w.store(1, Ordering::Release);
         wake(&w, 1);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn wake_all_wakes_everyone() {
+        // Regression: `u32::MAX` reached the kernel as -1 and woke a single waiter.
+        let w = Arc::new(AtomicU32::new(0));
+        let sleepers: Vec<_> = (0..3)
+            .map(|_| {
+                let w = Arc::clone(&w);
+                std::thread::spawn(move || {
+                    while w.load(Ordering::Acquire) == 0 {
+                        wait(&w, 0, Some(Duration::from_secs(10)));
+                    }
+                })
+            })
+            .collect();
+        while std::fs::read_dir("/proc/self/task").unwrap().count() < 4 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        w.store(1, Ordering::Release);
+        let t = std::time::Instant::now();
+        wake(&w, u32::MAX);
+        for s in sleepers {
+            s.join().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "a sleeper was not woken"
+        );
     }
 }

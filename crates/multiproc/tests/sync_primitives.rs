@@ -1,0 +1,176 @@
+//! RLock, semaphores, Event, Condition and Barrier across processes.
+
+mod util;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use multiproc::process::Builder;
+use multiproc::{
+    Barrier, BoundedSemaphore, Condition, ErrorKind, Event, Process, RLock, Semaphore, StartMethod,
+    Value,
+};
+
+fn rlock_twice_and_abort(r: RLock) {
+    std::mem::forget(r.lock().unwrap());
+    std::mem::forget(r.lock().unwrap());
+    std::process::abort();
+}
+
+#[test]
+fn rlock_holder_death_is_reported_with_count_one() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let r = RLock::new().unwrap();
+    assert!(Process::start_with(rlock_twice_and_abort, r.clone())
+        .unwrap()
+        .join()
+        .is_err());
+    let g = r.lock().unwrap_err().into_inner();
+    assert_eq!(r.count(), 1);
+    g.unlock().unwrap();
+    assert!(!r.is_locked());
+}
+
+#[test]
+fn rlock_release_by_a_forked_non_owner_is_an_error() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let r = RLock::new().unwrap();
+    let g = r.lock().unwrap();
+    let p = Builder::new()
+        .allow_threads(true)
+        .fork(|| {
+            // The child inherited the guard but is another thread: not the owner.
+            let e = g.unlock().unwrap_err();
+            e.kind() == ErrorKind::NotOwner
+        })
+        .unwrap();
+    assert!(p.join().unwrap());
+    // The parent's lock was untouched by the child (the parent's copy of the guard
+    // was dropped with the closure, by the owner).
+    assert!(!r.is_locked());
+}
+
+fn release_twice(args: (Semaphore, BoundedSemaphore)) -> bool {
+    let (s, b) = args;
+    s.release().unwrap();
+    s.release().unwrap();
+    b.release().unwrap_err().kind() == ErrorKind::TooManyReleases
+}
+
+#[test]
+fn semaphores_across_processes() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let s = Semaphore::new(0).unwrap();
+    let b = BoundedSemaphore::new(1).unwrap();
+    let p = Process::start_with(release_twice, (s.clone(), b.clone())).unwrap();
+    s.acquire();
+    assert!(s.acquire_timeout(Duration::from_secs(20)));
+    assert!(p.join().unwrap());
+    assert_eq!(s.value(), 0);
+    assert_eq!(b.value(), 1);
+}
+
+fn wait_event(args: (Event, Event)) -> bool {
+    let (go, done) = args;
+    go.wait();
+    done.set();
+    go.is_set()
+}
+
+#[test]
+fn event_across_processes_by_every_start_method() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let go = Event::new().unwrap();
+        let done = Event::new().unwrap();
+        let p = Builder::new()
+            .start_method(m)
+            .allow_threads(true)
+            .start_with(wait_event, (go.clone(), done.clone()))
+            .unwrap();
+        assert!(!done.wait_timeout(Duration::from_millis(5)));
+        go.set();
+        done.wait();
+        assert!(p.join().unwrap());
+    }
+}
+
+fn consume(args: (Condition, Value<u32>)) -> u32 {
+    let (c, v) = args;
+    let g = c.lock().unwrap();
+    let _g = c.wait_for(g, || v.get() >= 3).unwrap();
+    v.get()
+}
+
+#[test]
+fn condition_across_processes() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let c = Condition::new().unwrap();
+    let v = Value::new(0u32).unwrap();
+    let kids: Vec<Process<u32>> = (0..2)
+        .map(|_| Process::start_with(consume, (c.clone(), v.clone())).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let _g = c.lock().unwrap();
+        v.set(v.get() + 1);
+        c.notify_all();
+    }
+    for k in kids {
+        assert_eq!(k.join().unwrap(), 3);
+    }
+}
+
+static ACTION_RAN: AtomicBool = AtomicBool::new(false);
+
+fn mark() {
+    ACTION_RAN.store(true, Ordering::SeqCst);
+}
+
+fn party(b: Barrier) -> (usize, bool) {
+    let i = b.wait().unwrap();
+    (i, ACTION_RAN.load(Ordering::SeqCst))
+}
+
+#[test]
+fn barrier_across_processes_runs_the_action_once() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let b = Barrier::with_action(3, mark).unwrap();
+    let kids: Vec<Process<(usize, bool)>> = [StartMethod::Spawn, StartMethod::ForkServer]
+        .into_iter()
+        .map(|m| {
+            Builder::new()
+                .start_method(m)
+                .start_with(party, b.clone())
+                .unwrap()
+        })
+        .collect();
+    let mine = b.wait().unwrap();
+    let mut idx = vec![mine];
+    let mut ran = usize::from(ACTION_RAN.load(Ordering::SeqCst));
+    for k in kids {
+        let (i, r) = k.join().unwrap();
+        idx.push(i);
+        ran += usize::from(r);
+    }
+    idx.sort_unstable();
+    assert_eq!(idx, [0, 1, 2]);
+    assert_eq!(ran, 1, "the action ran in exactly one process");
+}
+
+fn wait_long(b: Barrier) -> bool {
+    b.wait().unwrap_err().kind() == ErrorKind::BrokenBarrier
+}
+
+#[test]
+fn barrier_abort_reaches_a_waiting_process() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let b = Barrier::new(2).unwrap();
+    let p = Process::start_with(wait_long, b.clone()).unwrap();
+    assert!(util::eventually(Duration::from_secs(20), || b.n_waiting() == 1));
+    b.abort();
+    assert!(p.join().unwrap());
+}
