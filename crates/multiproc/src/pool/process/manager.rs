@@ -1,430 +1,37 @@
-//! The process backend: persistent worker processes, driven by whichever thread is
-//! at hand.
-//!
-//! # Design
-//!
-//! The workers and their sockets live in one [`Manager`] behind a mutex. Any thread
-//! may take it and *step* it (read the answers that arrived, reap dead workers,
-//! enforce timeouts, send queued tasks, all without blocking):
-//!
-//! - a thread waiting for a result steps it while it spins, so a result travels
-//!   worker → waiting thread with no hand-off and no wake-up;
-//! - a submitting thread steps it when a worker is idle, so a task travels
-//!   submitter → worker directly;
-//! - the manager thread steps it whenever its `poll` on the sockets, the workers'
-//!   pidfds and an `eventfd` says something happened, so tasks progress, callbacks
-//!   run and timeouts fire when nobody waits.
-//!
-//! Tasks are batched: everything queued for a worker goes out in one `sendmsg`, and
-//! each worker keeps a window of tasks in flight, sized so that about
-//! [`QUEUED_WORK`] of work waits there.
-//!
-//! A worker answers its tasks in order, one record each, so when it dies the oldest
-//! unanswered task is the one it was running: that task gets the error that names
-//! how the worker died (or `Timeout`, if the manager killed it for overrunning), and
-//! the tasks queued behind it go back to the front of the queue for other workers.
-//!
-//! Completions (and user callbacks) run after the manager's mutex is released.
-//!
-//! # The seam for other transports
-//!
-//! The manager only sees [`RemoteTask`]: an [`EntryRef`], encoded bytes, and a
-//! [`Completion`]. A backend whose workers run elsewhere (Redis Streams, say) takes the
-//! same tasks; it needs a named `EntryRef` variant instead of an address offset.
+//! The process pool's manager: the workers, their windows of tasks, deaths,
+//! timeouts and replacements (see the [module docs](super) for the design).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags};
-
-use super::task::{Completion, Drive};
-use super::wire::{self, Fill, OutQueue, RecordReader};
-use super::worker::{worker_main, WorkerArgs};
+use super::handle::{
+    lock, Config, Done, Shared, Task, HEAVY, IDLE_POLL, MAX_INIT_FAILURES, OUT_MAX, QUEUED_WORK,
+    SHARE_PAYLOAD, WINDOW_MAX, WINDOW_MIN,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
+use crate::pool::wire::{self, Fill, OutQueue, RecordReader};
+use crate::pool::worker::{worker_main, WorkerArgs};
 use crate::process::function::{BinaryToken, EntryRef, FailKind};
-use crate::process::{ExitStatus, Process, StartMethod};
+use crate::process::{ExitStatus, Process};
 use crate::sys;
 
-/// About this much work (in time) is kept queued at each worker.
-const QUEUED_WORK: Duration = Duration::from_micros(300);
-/// Tasks slower than this on average are sent one at a time per worker.
-const HEAVY: Duration = Duration::from_millis(5);
-/// Tasks in flight per worker, at least and at most.
-const WINDOW_MIN: usize = 2;
-const WINDOW_MAX: usize = 256;
-/// Bytes queued for one worker before the manager stops adding to its batch.
-const OUT_MAX: usize = 8 << 20;
-/// Payloads at least this large are sent from the task's own buffer, not copied.
-const SHARE_PAYLOAD: usize = 16 * 1024;
-/// Consecutive worker starts whose initializer fails before the pool gives up.
-const MAX_INIT_FAILURES: u32 = 3;
-/// The manager thread looks around at least this often, whatever happens.
-const IDLE_POLL: Duration = Duration::from_millis(100);
-
-/// One unit of work for a worker process.
-pub(crate) struct RemoteTask {
-    pub(crate) entry: EntryRef,
-    /// Shared with the send queue, and kept for a retry.
-    pub(crate) payload: Arc<Vec<u8>>,
-    pub(crate) fds: Vec<OwnedFd>,
-    pub(crate) sink: Arc<dyn Completion>,
-    /// Reruns left after the worker dies or times out on this task.
-    pub(crate) retries: u32,
-}
-
-/// A queued task with its id.
-struct Task {
-    id: u64,
-    t: RemoteTask,
-}
-
-/// A completion to run once the manager's mutex is released.
-enum Done {
-    Value(Arc<dyn Completion>, Vec<u8>, Vec<OwnedFd>),
-    Fail(Arc<dyn Completion>, Error),
-}
-
-fn run_all(done: Vec<Done>) {
-    for d in done {
-        match d {
-            Done::Value(sink, bytes, fds) => sink.deliver_raw(bytes, fds),
-            Done::Fail(sink, e) => sink.fail(e),
-        }
-    }
-}
-
-/// Everything the process backend is configured with.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) workers: usize,
-    pub(crate) method: StartMethod,
-    pub(crate) init: Option<(EntryRef, Vec<u8>)>,
-    pub(crate) max_tasks: Option<u64>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) memory_limit: Option<u64>,
-    pub(crate) cpu_limit: Option<u64>,
-    pub(crate) spin: Duration,
-}
-
-struct Queue {
-    tasks: VecDeque<Task>,
-    closed: bool,
-    terminate: bool,
-}
-
-/// What the pool's handle, the task slots and the manager thread share.
-pub(crate) struct Shared {
-    mgr: Mutex<Manager>,
-    queue: Mutex<Queue>,
-    /// Tasks pushed since a step last took the queue.
-    queued: AtomicUsize,
-    /// Ready workers with nothing in flight, as of the last step.
-    idle: AtomicUsize,
-    /// The manager thread is (about to be) blocked in `poll`.
-    sleeping: AtomicBool,
-    wake: OwnedFd,
-    next_id: AtomicU64,
-    pids: Mutex<Vec<i32>>,
-    /// Set by the manager thread when it has stopped every worker and exited.
-    finished: Mutex<bool>,
-    finished_cv: Condvar,
-    cfg: Config,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    fn wake_manager(&self) {
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
-    }
-
-    /// Steps the manager if no other thread does; repeats while tasks keep arriving.
-    fn drive(&self) -> bool {
-        loop {
-            let mut m = match self.mgr.try_lock() {
-                Ok(m) => m,
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return false,
-            };
-            let mut done = Vec::new();
-            let wake = m.step(self, &mut done, false);
-            drop(m);
-            if wake && self.sleeping.load(Ordering::SeqCst) {
-                self.wake_manager();
-            }
-            run_all(done);
-            if self.queued.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-        }
-    }
-}
-
-impl Drive for Shared {
-    fn try_progress(&self) {
-        self.drive();
-    }
-}
-
-/// The parent side of a process pool.
-pub(crate) struct ProcessPool {
-    shared: Arc<Shared>,
-    manager: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl std::fmt::Debug for ProcessPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcessPool")
-            .field("pids", &*lock(&self.shared.pids))
-            .finish()
-    }
-}
-
-impl ProcessPool {
-    /// Starts `cfg.workers` workers, waits until each is ready, starts the manager.
-    pub(crate) fn start(cfg: Config) -> Result<ProcessPool> {
-        let wake = rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )
-        .map_err(|e| Error::new(ErrorKind::Start).with_source(e.into()))?;
-        let mut workers = Vec::with_capacity(cfg.workers);
-        for serial in 0..cfg.workers as u64 {
-            workers.push(Worker::start(&cfg, serial)?);
-        }
-        wait_ready(&mut workers)?;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                tasks: VecDeque::new(),
-                closed: false,
-                terminate: false,
-            }),
-            queued: AtomicUsize::new(0),
-            idle: AtomicUsize::new(workers.len()),
-            sleeping: AtomicBool::new(false),
-            wake,
-            next_id: AtomicU64::new(1),
-            pids: Mutex::new(workers.iter().map(|w| w.proc.pid()).collect()),
-            finished: Mutex::new(false),
-            finished_cv: Condvar::new(),
-            mgr: Mutex::new(Manager {
-                next_serial: workers.len() as u64,
-                workers,
-                pending: VecDeque::new(),
-                init_failures: 0,
-                last_start_failure: None,
-                broken: None,
-                closed: false,
-                sleep_deadline: None,
-            }),
-            cfg,
-        });
-        let s = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("multiproc-pool".into())
-            .spawn(move || manager_thread(&s))
-            .map_err(|e| Error::new(ErrorKind::Start).with_source(e))?;
-        Ok(ProcessPool {
-            shared,
-            manager: Mutex::new(Some(handle)),
-        })
-    }
-
-    /// What task slots use to make progress while their owner waits.
-    pub(crate) fn driver(&self) -> Arc<dyn Drive> {
-        self.shared.clone()
-    }
-
-    /// Queues a task; a closed pool fails it at once.
-    pub(crate) fn submit(&self, t: RemoteTask) {
-        self.submit_all(vec![t]);
-    }
-
-    /// Queues many tasks with one lock; sends them at once if a worker is idle.
-    pub(crate) fn submit_all(&self, ts: Vec<RemoteTask>) {
-        let n = ts.len();
-        {
-            let mut q = lock(&self.shared.queue);
-            if q.closed {
-                drop(q);
-                for t in ts {
-                    t.sink.fail(closed_error());
-                }
-                return;
-            }
-            for t in ts {
-                let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-                q.tasks.push_back(Task { id, t });
-            }
-        }
-        self.shared.queued.fetch_add(n, Ordering::SeqCst);
-        // With every worker busy, the next answer makes the manager send these.
-        if self.shared.idle.load(Ordering::SeqCst) > 0 && !self.shared.drive() {
-            // Another thread is stepping; make sure someone looks at the queue again.
-            if self.shared.sleeping.load(Ordering::SeqCst) {
-                self.shared.wake_manager();
-            }
-        }
-    }
-
-    /// The pids of the current workers.
-    pub(crate) fn pids(&self) -> Vec<i32> {
-        lock(&self.shared.pids).clone()
-    }
-
-    /// No more tasks; queued ones still run.
-    pub(crate) fn close(&self) {
-        lock(&self.shared.queue).closed = true;
-        self.shared.wake_manager();
-    }
-
-    /// Kills the workers now; unfinished tasks fail with `PoolClosed`.
-    pub(crate) fn terminate(&self) {
-        {
-            let mut q = lock(&self.shared.queue);
-            q.closed = true;
-            q.terminate = true;
-        }
-        self.shared.wake_manager();
-        self.join();
-    }
-
-    /// Closes, then waits until every task has finished and every worker has exited.
-    pub(crate) fn join(&self) {
-        self.close();
-        if let Some(h) = lock(&self.manager).take() {
-            let _ = h.join();
-        } else {
-            // Another thread is joining: wait for the manager to finish.
-            let mut done = lock(&self.shared.finished);
-            while !*done {
-                done = self
-                    .shared
-                    .finished_cv
-                    .wait(done)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
-        }
-    }
-}
-
-impl Drop for ProcessPool {
-    /// Closes the pool; the manager finishes the queued tasks in the background and
-    /// then stops the workers.
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-/// What the manager thread polls for one worker: serial, socket, want-read,
-/// want-write, process (its pidfd).
-type PollEntry = (u64, Arc<OwnedFd>, bool, bool, Arc<Process<()>>);
-
-/// The manager thread: steps the manager, then sleeps in `poll` until something
-/// happens. Exits once the pool is closed and drained (or terminated).
-fn manager_thread(sh: &Shared) {
-    loop {
-        let mut done = Vec::new();
-        let (exit, fds, deadline) = {
-            let mut m = lock(&sh.mgr);
-            let exit = m.step(sh, &mut done, true);
-            let deadline = m.next_deadline(&sh.cfg);
-            m.sleep_deadline = deadline;
-            let fds: Vec<PollEntry> = m
-                .workers
-                .iter()
-                .map(|w| {
-                    (
-                        w.serial,
-                        Arc::clone(&w.sock),
-                        !w.eof,
-                        !w.out.is_empty(),
-                        Arc::clone(&w.proc),
-                    )
-                })
-                .collect();
-            if !exit {
-                sh.sleeping.store(true, Ordering::SeqCst);
-            }
-            (exit, fds, deadline)
-        };
-        run_all(done);
-        if exit {
-            break;
-        }
-        if sh.queued.load(Ordering::SeqCst) > 0 {
-            sh.sleeping.store(false, Ordering::SeqCst);
-            continue;
-        }
-        let left = deadline.map_or(IDLE_POLL, |d| {
-            // A millisecond late rather than early: poll rounds down.
-            (d.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).min(IDLE_POLL)
-        });
-        let ts = rustix::time::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
-        let mut pfds = Vec::with_capacity(1 + 2 * fds.len());
-        pfds.push(PollFd::new(&sh.wake, PollFlags::IN));
-        for (_, sock, read, write, proc) in &fds {
-            let mut flags = PollFlags::empty();
-            if *read {
-                flags |= PollFlags::IN;
-            }
-            if *write {
-                flags |= PollFlags::OUT;
-            }
-            pfds.push(PollFd::new(&**sock, flags));
-            pfds.push(PollFd::new(&**proc, PollFlags::IN));
-        }
-        let _ = poll(&mut pfds, Some(&ts));
-        let exited: Vec<u64> = fds
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !pfds[2 + 2 * i].revents().is_empty())
-            .map(|(_, f)| f.0)
-            .collect();
-        drop(pfds);
-        sh.sleeping.store(false, Ordering::SeqCst);
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&sh.wake, &mut buf);
-        if !exited.is_empty() {
-            let mut m = lock(&sh.mgr);
-            for w in &mut m.workers {
-                if exited.contains(&w.serial) {
-                    w.pid_ready = true;
-                }
-            }
-        }
-    }
-    *lock(&sh.finished) = true;
-    sh.finished_cv.notify_all();
-}
-
-fn closed_error() -> Error {
-    Error::new(ErrorKind::PoolClosed).with_message("the task was submitted after close()")
-}
-
 /// The workers and the tasks not yet sent to them.
-struct Manager {
-    workers: Vec<Worker>,
-    next_serial: u64,
+pub(super) struct Manager {
+    pub(super) workers: Vec<Worker>,
+    pub(super) next_serial: u64,
     /// Tasks taken from the shared queue (or put back after a crash), not yet sent.
-    pending: VecDeque<Task>,
-    init_failures: u32,
+    pub(super) pending: VecDeque<Task>,
+    pub(super) init_failures: u32,
     /// When a worker last failed to start, to pace the next attempt.
-    last_start_failure: Option<Instant>,
-    broken: Option<String>,
-    closed: bool,
+    pub(super) last_start_failure: Option<Instant>,
+    pub(super) broken: Option<String>,
+    pub(super) closed: bool,
     /// The timeout deadline the manager thread sleeps until, if any.
-    sleep_deadline: Option<Instant>,
+    pub(super) sleep_deadline: Option<Instant>,
 }
 
 impl Manager {
@@ -434,7 +41,7 @@ impl Manager {
     /// down. From another thread: returns `true` if the manager thread must
     /// recompute what it sleeps on (a worker was replaced, a send is incomplete, a
     /// timeout clock started).
-    fn step(&mut self, sh: &Shared, done: &mut Vec<Done>, manager: bool) -> bool {
+    pub(super) fn step(&mut self, sh: &Shared, done: &mut Vec<Done>, manager: bool) -> bool {
         let terminate = {
             let mut q = lock(&sh.queue);
             sh.queued.store(0, Ordering::SeqCst);
@@ -483,7 +90,7 @@ impl Manager {
         replaced || unsent || earlier
     }
 
-    fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
+    pub(super) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
         let t = cfg.timeout?;
         self.workers
             .iter()
@@ -755,7 +362,7 @@ impl Manager {
 }
 
 /// Waits for `READY` from every worker of a new pool.
-fn wait_ready(workers: &mut [Worker]) -> Result<()> {
+pub(super) fn wait_ready(workers: &mut [Worker]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for w in workers.iter_mut() {
@@ -814,34 +421,34 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
 }
 
 /// One worker process as the manager sees it.
-struct Worker {
+pub(super) struct Worker {
     /// Shared with the manager thread's poll set, so a descriptor it polls stays open.
-    proc: Arc<Process<()>>,
-    sock: Arc<OwnedFd>,
+    pub(super) proc: Arc<Process<()>>,
+    pub(super) sock: Arc<OwnedFd>,
     /// Tells this worker apart from its replacements.
-    serial: u64,
+    pub(super) serial: u64,
     /// The manager's last poll saw its pidfd readable (it has exited).
-    pid_ready: bool,
-    reader: RecordReader,
-    out: OutQueue,
+    pub(super) pid_ready: bool,
+    pub(super) reader: RecordReader,
+    pub(super) out: OutQueue,
     /// Tasks sent and not answered, oldest (the running one) first.
-    inflight: VecDeque<Task>,
+    pub(super) inflight: VecDeque<Task>,
     /// When the oldest in-flight task started (as far as the parent can tell).
-    head_since: Instant,
+    pub(super) head_since: Instant,
     /// Smoothed time per task, in seconds (0 until measured).
-    avg: f64,
-    sent: u64,
-    ready: bool,
-    eof: bool,
-    exit_sent: bool,
+    pub(super) avg: f64,
+    pub(super) sent: u64,
+    pub(super) ready: bool,
+    pub(super) eof: bool,
+    pub(super) exit_sent: bool,
     /// The task the manager killed this worker for overrunning its timeout.
-    timed_out: Option<u64>,
+    pub(super) timed_out: Option<u64>,
     /// The initializer's panic, if it failed.
-    init_failed: Option<String>,
+    pub(super) init_failed: Option<String>,
 }
 
 impl Worker {
-    fn start(cfg: &Config, serial: u64) -> Result<Worker> {
+    pub(super) fn start(cfg: &Config, serial: u64) -> Result<Worker> {
         let start_err = |e: std::io::Error| Error::new(ErrorKind::Start).with_source(e);
         let (ours, theirs) = sys::socket::pair().map_err(start_err)?;
         for fd in [&ours, &theirs] {
