@@ -453,12 +453,17 @@ impl State {
 
     /// Appends what the captured pipes have (they are non-blocking); closes a pipe at EOF.
     fn read_pipes(&mut self) {
+        if self.out.is_none() && self.err.is_none() {
+            return;
+        }
+        // On the heap: a 16 KiB stack array makes every call touch four stack pages
+        // (stack probes), which right after a fork are copy-on-write faults.
+        let mut chunk = vec![0u8; 16384];
         for (slot, buf) in [
             (&mut self.out, &mut self.output.stdout),
             (&mut self.err, &mut self.output.stderr),
         ] {
             let Some(fd) = slot.as_ref() else { continue };
-            let mut chunk = [0u8; 16384];
             loop {
                 match rustix::io::read(fd, &mut chunk) {
                     Ok(0) => {
