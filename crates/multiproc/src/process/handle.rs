@@ -272,15 +272,19 @@ impl<T> Process<T> {
                 return Ok(true);
             }
             if st.frame.is_some() {
-                // The result is in; the child is exiting. Spin briefly rather than sleep
+                // The result is in; the child is exiting. Poll briefly rather than sleep
                 // and pay a cross-CPU wake-up for a process that is about to be a zombie.
+                // Yield, not spin: the wake-up that brought us here often moves this
+                // thread onto the child's CPU, and a busy spin there keeps the child from
+                // finishing its exit until the spin ends (measured: a 50 µs spin added
+                // 50 µs to every Fork join; see BENCHMARKS.md).
                 let spin_until = Instant::now() + Duration::from_micros(50);
                 while Instant::now() < spin_until {
                     self.poll_exit(st);
                     if st.status.is_some() {
                         break;
                     }
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
                 if st.status.is_some() {
                     continue;
