@@ -186,6 +186,8 @@ struct Case {
     /// CPU nanoseconds per operation (this process, its children, the fork server),
     /// one per round; not measured for the Python rows.
     cpu: Vec<f64>,
+    /// Minor page faults per operation (same processes), one per round.
+    faults: Vec<f64>,
 }
 
 /// Times `n` runs of `op`.
@@ -286,17 +288,29 @@ fn cases(python: Option<Rc<RefCell<Python>>>) -> Vec<Case> {
             batch: 1,
             samples: Vec::new(),
             cpu: Vec::new(),
+            faults: Vec::new(),
         })
         .collect()
 }
 
 fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     // Warm-up (the first Python forkserver start launches its server, the first
-    // thread start installs multiproc's panic hook, ...), then calibrate on one op.
+    // thread start installs multiproc's panic hook, ...), then calibrate: double the
+    // batch until it lasts a quarter of the target, and scale the fastest to the target.
     for case in cases.iter_mut() {
         (case.run)(2);
-        let est = median(&[0; 3].map(|_| (case.run)(1).as_nanos() as f64)).max(1.0);
-        case.batch = (config.batch_target.as_nanos() as f64 / est).clamp(1.0, 20_000.0) as u32;
+        // The fastest batch per op: a batch that was preempted says nothing.
+        let mut per_op = f64::INFINITY;
+        let mut n = 1u32;
+        loop {
+            let t = (case.run)(n);
+            per_op = per_op.min(t.as_nanos().max(1) as f64 / f64::from(n));
+            if t * 4 >= config.batch_target || n >= 4096 {
+                break;
+            }
+            n *= 2;
+        }
+        case.batch = (config.batch_target.as_nanos() as f64 / per_op).clamp(1.0, 20_000.0) as u32;
     }
     let server = fork_server_pid();
     let start = Instant::now();
@@ -304,13 +318,15 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     for round in 0..config.rounds {
         for i in 0..n {
             let case = &mut cases[(round + i) % n];
-            let cpu0 = cpu_ns(server.as_deref());
+            let before = usage(server.as_deref());
             let t = (case.run)(case.batch);
-            let cpu1 = cpu_ns(server.as_deref());
+            let after = usage(server.as_deref());
             let ops = f64::from(case.batch);
             case.samples.push(t.as_nanos() as f64 / ops);
             if !case.name.starts_with("py_") {
-                case.cpu.push((cpu1 - cpu0) as f64 / ops);
+                case.cpu.push((after.cpu_ns - before.cpu_ns) as f64 / ops);
+                case.faults
+                    .push((after.minor_faults - before.minor_faults) as f64 / ops);
             }
         }
         load.sample();
@@ -323,9 +339,18 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     );
 }
 
-/// CPU time used so far by this process, its reaped children and the fork server, in ns.
-fn cpu_ns(server: Option<&str>) -> u64 {
-    let mut total = 0;
+/// Resources used so far by this process, its reaped children and the fork server.
+#[derive(Clone, Copy)]
+struct Usage {
+    cpu_ns: u64,
+    minor_faults: u64,
+}
+
+fn usage(server: Option<&str>) -> Usage {
+    let mut u = Usage {
+        cpu_ns: 0,
+        minor_faults: 0,
+    };
     for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
         let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: `ru` is a valid, writable `rusage`; `who` is a valid selector.
@@ -334,18 +359,26 @@ fn cpu_ns(server: Option<&str>) -> u64 {
         // SAFETY: zero-initialized above and filled in by a successful `getrusage`.
         let ru = unsafe { ru.assume_init() };
         for tv in [ru.ru_utime, ru.ru_stime] {
-            total += tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
+            u.cpu_ns += tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
         }
+        u.minor_faults += ru.ru_minflt as u64;
     }
     // The fork server forks the children but is not reaped until the end: read its
-    // run time directly (first field of schedstat, nanoseconds).
+    // run time (first field of schedstat, nanoseconds) and faults (stat field 10).
     if let Some(pid) = server {
-        total += std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        u.cpu_ns += std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
             .unwrap_or(0);
+        u.minor_faults += std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let (_, rest) = s.rsplit_once(')')?;
+                rest.split_whitespace().nth(7)?.parse().ok()
+            })
+            .unwrap_or(0);
     }
-    total
+    u
 }
 
 /// This process's living children (pids as strings).
@@ -889,18 +922,18 @@ fn report(cases: &[Case], memory: &[MemoryRow], config: &Config, load: &Load) {
         load.others * 100.0
     );
     println!();
-    println!("| row | median µs/op | min | max | CPU µs/op | ops/batch |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| row | median µs/op | min | max | CPU µs/op | faults/op | ops/batch |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for c in cases {
         let min = c.samples.iter().copied().fold(f64::INFINITY, f64::min);
         let max = c.samples.iter().copied().fold(0.0, f64::max);
-        let cpu = if c.cpu.is_empty() {
-            String::new()
+        let (cpu, faults) = if c.cpu.is_empty() {
+            (String::new(), String::new())
         } else {
-            us(median(&c.cpu))
+            (us(median(&c.cpu)), format!("{:.1}", median(&c.faults)))
         };
         println!(
-            "| {} | {} | {} | {} | {cpu} | {} |",
+            "| {} | {} | {} | {} | {cpu} | {faults} | {} |",
             c.name,
             us(median(&c.samples)),
             us(min),
