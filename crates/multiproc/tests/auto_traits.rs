@@ -17,4 +17,9 @@ fn handles_are_send_and_sync() {
     send_sync::<ExitStatus>();
     send_sync::<Signal>();
     send_sync::<StartMethod>();
+    send_sync::<multiproc::Pool>();
+    send_sync::<multiproc::pool::Builder>();
+    send_sync::<multiproc::pool::Backend>();
+    send_sync::<multiproc::pool::TaskHandle<u32>>();
+    send_sync::<multiproc::pool::TaskHandle<String>>();
 }

@@ -433,3 +433,32 @@ fn block_on<F: Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// CPython gh-66587: `Pool.map` waits forever when a worker is killed mid-task.
+#[test]
+fn killing_a_worker_during_map_does_not_hang_it() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    let victim = pool.worker_pids()[0];
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(120));
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(victim).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    });
+    let rs = pool.map_results(sleep_ms, vec![40u64; 20]);
+    killer.join().unwrap();
+    let errors: Vec<_> = rs.iter().filter_map(|r| r.as_ref().err()).collect();
+    // The task the victim was running (if it was between tasks, none) fails; the rest ran.
+    assert!(errors.len() <= 1, "{errors:?}");
+    for e in errors {
+        assert_eq!(e.signal(), Some(Signal::SIGKILL), "{e}");
+    }
+    assert_eq!(
+        rs.iter().filter(|r| r.is_ok()).count(),
+        20 - rs.iter().filter(|r| r.is_err()).count()
+    );
+    assert!(!pool.worker_pids().contains(&victim));
+    pool.join();
+}
