@@ -455,10 +455,7 @@ fn killing_a_worker_during_map_does_not_hang_it() {
     for e in errors {
         assert_eq!(e.signal(), Some(Signal::SIGKILL), "{e}");
     }
-    assert_eq!(
-        rs.iter().filter(|r| r.is_ok()).count(),
-        20 - rs.iter().filter(|r| r.is_err()).count()
-    );
+    assert!(rs.iter().flatten().all(|&v| v == 40));
     assert!(!pool.worker_pids().contains(&victim));
     pool.join();
 }
