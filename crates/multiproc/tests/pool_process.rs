@@ -382,8 +382,10 @@ fn chaos_body() {
     multiproc::process::preload_forkserver().unwrap();
     let fds_before = util::open_fds();
     let pool = Pool::builder()
-        .workers(4)
-        .task_timeout(Duration::from_millis(200))
+        // Hung tasks occupy a worker until their timeout: more workers than CPUs keep
+        // the run short (they sleep), and 300 ms leaves room for a loaded CI machine.
+        .workers(6)
+        .task_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     const N: u32 = 10_000;
