@@ -6,8 +6,8 @@ use clap::{Args, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
-  multiproc compare                          every section, about a minute on 2 cores
-  multiproc compare --quick                  every section, about ten seconds
+  multiproc compare                          every section, under a minute on 2 cores
+  multiproc compare --quick                  every section, a few seconds
   multiproc compare --quick --only cpu-bound,io-bound
   multiproc compare --json > compare.json    for programs (schema: --print-schema)
   multiproc compare --html compare.html      a page with charts; the table still prints
@@ -25,11 +25,11 @@ that will run your program, while it is as busy as it will be then.";
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct CompareArgs {
-    /// Fewer, shorter samples: about ten seconds in all.
+    /// Fewer, shorter samples: a few seconds in all instead of under a minute.
     #[arg(long)]
     pub(crate) quick: bool,
 
-    /// Print the report as JSON on stdout instead of the table (no progress display).
+    /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
 
@@ -45,7 +45,7 @@ pub(crate) struct CompareArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: Option<u16>,
 
-    /// Do not show the progress display.
+    /// Do not show the progress display (it is drawn on stderr, only on a terminal).
     #[arg(long)]
     pub(crate) no_progress: bool,
 

@@ -97,7 +97,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     ctx.step("cpu-bound: calibrating the work size");
     let (limit, _) = calibrate(plan.pick(Duration::from_millis(1000), Duration::from_millis(200)));
     let all = chunks(limit);
-    let rounds = plan.pick(3, 1);
+    let rounds = plan.pick(3, 2);
     let trivial_tasks: u64 = plan.pick(20_000, 3_000);
     // sequential, threads, processes, thread pool, process pool
     let mut runs: [Runs; 5] = Default::default();
