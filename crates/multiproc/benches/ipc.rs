@@ -287,11 +287,7 @@ fn crossbeam_rtt(n: u64) -> Duration {
 }
 
 fn pipe_bytes_1mib(n: u64) -> Duration {
-    let (rx, tx) = Pipe::builder()
-        .capacity(4 * MIB)
-        .duplex(false)
-        .build()
-        .unwrap();
+    let (rx, tx) = Pipe::one_way().unwrap();
     let p = Process::start_with(pipe_bytes_producer, (tx, n + 1)).unwrap();
     let mut buf = Vec::new();
     rx.recv_bytes_into(&mut buf).unwrap();
@@ -333,6 +329,33 @@ fn ipcc_bytes_1mib(n: u64) -> Duration {
     let d = t.elapsed();
     p.join().unwrap();
     d
+}
+
+/// CPU time a child uses over `ms` milliseconds while blocked in `recv` on an idle
+/// pipe (from `/proc/<pid>/schedstat`, in nanoseconds), returned as a `Duration`.
+fn idle_waiter_cpu(ms: u64) -> Duration {
+    let (a, b) = Pipe::new().unwrap();
+    let p = Process::start_with(pipe_echo, b).unwrap();
+    // Let it start and settle into its sleep.
+    a.send_bytes(b"x").unwrap();
+    a.recv_bytes().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let cpu = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = cpu(p.pid());
+    std::thread::sleep(Duration::from_millis(ms));
+    let used = cpu(p.pid()) - before;
+    a.send_bytes(b"").unwrap();
+    p.join().unwrap();
+    Duration::from_nanos(used)
+}
+
+fn cpu_percent(ms: u64, d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3 / ms as f64 * 100.0
 }
 
 // ---------------------------------------------------------------- driver
@@ -432,6 +455,13 @@ fn measures(pinned: bool) -> Vec<Measure> {
             20_000,
             crossbeam_rtt,
             us_per_op,
+        ));
+        v.push(m(
+            "pipe_idle_waiter_cpu",
+            "% of a CPU",
+            500 / scale,
+            idle_waiter_cpu,
+            cpu_percent,
         ));
     }
     let rtt_ops = if pinned { 5_000 } else { 20_000 };

@@ -36,8 +36,8 @@
 //! bits of the message's sequence number above them. A message that fits in one
 //! record is `SINGLE`; a larger one is `FIRST` (whose payload starts with the total
 //! length `u64` and the producer's pid `u32`, 16 bytes in all), `MORE`…, `LAST`. A
-//! record is at most a quarter of the ring, so a sender and a receiver copy
-//! different fragments of a large message at the same time.
+//! record is at most a quarter of the ring (and 128 KiB), so a sender and a receiver
+//! copy different fragments of a large message at the same time.
 //!
 //! # Wake-ups and memory ordering
 //!
@@ -56,6 +56,8 @@
 //! `data_seq` makes the `futex_wait` return at once). The same holds for space with
 //! `space_seq`/`space_waiters`. Every sleep also has a timeout (`TICK`), after which the
 //! caller checks that its peer is still alive.
+
+#![cfg_attr(loom, allow(dead_code))]
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +100,10 @@ pub(crate) const FIRST_PREFIX: usize = 16;
 /// Smallest data area (loom models use it): records of up to 24 bytes, so a `FIRST`
 /// record has room for its prefix and some data.
 pub(crate) const MIN_CAP: u64 = 128;
+/// Largest record: a quarter of the ring, but no more than 128 KiB, so that a large
+/// message streams through in pieces that stay in cache between the sender's copy
+/// in and the receiver's copy out, and neither side waits long for the other.
+const MAX_FRAGMENT: u64 = 128 << 10;
 /// Largest data area (positions stay far from overflow, lengths fit `u32`).
 pub(crate) const MAX_CAP: u64 = 1 << 31;
 
@@ -186,6 +192,8 @@ pub(crate) struct Ring<M> {
     head_cache: std::sync::atomic::AtomicU64,
     /// Lower bound of `tail`, refreshed when the ring looks empty.
     tail_cache: std::sync::atomic::AtomicU64,
+    /// The largest record payload (see [`max_record`](Self::max_record)).
+    max_record: usize,
 }
 
 impl<M: Mem> Ring<M> {
@@ -225,6 +233,7 @@ impl<M: Mem> Ring<M> {
             cap,
             head_cache: std::sync::atomic::AtomicU64::new(head),
             tail_cache: std::sync::atomic::AtomicU64::new(tail),
+            max_record: (cap / 4).min(MAX_FRAGMENT) as usize - HEADER,
         }
     }
 
@@ -239,9 +248,10 @@ impl<M: Mem> Ring<M> {
         self.cap
     }
 
-    /// The largest payload of one record: a record is at most a quarter of the ring.
+    /// The largest payload of one record: a record is at most a quarter of the ring
+    /// (and at most `MAX_FRAGMENT`).
     pub(crate) fn max_record(&self) -> usize {
-        (self.cap / 4) as usize - HEADER
+        self.max_record
     }
 
     fn w64(&self, off: usize) -> &AtomicU64 {
@@ -584,11 +594,11 @@ impl Backoff {
 
     /// Waits a little; returns `false` when the caller should sleep instead.
     pub(crate) fn snooze(&mut self) -> bool {
+        // Under loom, no spinning: every wait goes to the futex sleep, the path the
+        // model must explore.
         #[cfg(loom)]
         {
-            self.step += 1;
-            loom::thread::yield_now();
-            self.step < 2
+            false
         }
         #[cfg(not(loom))]
         {

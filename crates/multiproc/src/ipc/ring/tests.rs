@@ -103,6 +103,31 @@ mod loom_tests {
     }
 
     #[test]
+    fn producer_waits_for_space() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            // 24-byte records in a 128-byte ring: the producer must wait for room.
+            let cap = MIN_CAP;
+            let r = Arc::new(Ring::init(Arc::new(HeapMem::new(footprint(cap))), 0, cap));
+            let p = {
+                let r = Arc::clone(&r);
+                loom::thread::spawn(move || {
+                    for i in 0..7u8 {
+                        send(&r, &[i; 16], Patience::Forever, &mut || true).unwrap();
+                    }
+                })
+            };
+            let mut out = Vec::new();
+            for i in 0..7u8 {
+                recv(&r, &mut out, 64, Patience::Forever, true, &mut |_| true).unwrap();
+                assert_eq!(out, [i; 16]);
+            }
+            p.join().unwrap();
+        });
+    }
+
+    #[test]
     fn fragmented_message() {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);

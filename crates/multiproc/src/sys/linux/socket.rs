@@ -252,6 +252,7 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
 
 /// Returns `true` if the peer of a connected socket is gone: every copy of its end
 /// is closed (`POLLHUP`/`POLLRDHUP`), or the socket is in error.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
     use rustix::event::{poll, PollFd, PollFlags};
     let mut fds = [PollFd::new(&sock, PollFlags::RDHUP)];
@@ -271,11 +272,13 @@ pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
 
 /// Sends one byte without blocking, as a wake-up for a peer polling the socket; a
 /// full buffer already means a wake-up is pending, and a closed peer needs none.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn nudge(sock: BorrowedFd<'_>) {
     let _ = rustix::net::send(sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
 }
 
 /// Reads and discards every byte available right now (wake-ups sent by [`nudge`]).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn drain(sock: BorrowedFd<'_>) {
     let mut buf = [0u8; 64];
     loop {
