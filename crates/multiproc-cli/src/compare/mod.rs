@@ -12,6 +12,7 @@
 
 mod advice;
 mod args;
+mod context;
 mod html;
 mod json;
 mod measure;
