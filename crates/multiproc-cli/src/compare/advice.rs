@@ -189,9 +189,7 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
     // Sharing state.
     if let Some(a) = get("sharing", "rate", "threads_atomic") {
         let value = get("sharing", "rate", "processes_value_lock")
-            .map(|v| (v, "an shm::Value under its lock"))
-            .or(get("sharing", "rate", "processes_shm_lock")
-                .map(|v| (v, "a SharedMemory counter under a Lock")));
+            .map(|v| (v, "an shm::Value under its lock"));
         let lost = r
             .section("sharing")
             .and_then(|s| s.groups.iter().find(|g| g.id == "final"))
