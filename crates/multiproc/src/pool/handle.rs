@@ -243,13 +243,25 @@ impl Pool {
     {
         let mut slots = Vec::with_capacity(chunks.len());
         let mut units = Vec::with_capacity(chunks.len());
+        let mut bytes = 0;
         for c in chunks {
             let n = c.len();
             let (slot, unit) = self.unit(f, c, None);
             slots.push((slot, n));
+            if let Some(Unit::Task(t)) = &unit {
+                bytes += t.payload.len();
+            }
             units.extend(unit);
+            // Encoding takes time: let the workers start on what is ready (the first
+            // chunk at once, then every 256 KiB) instead of idling until the end.
+            if slots.len() == 1 || bytes >= 256 << 10 {
+                self.send(std::mem::take(&mut units));
+                bytes = 0;
+            }
         }
-        self.send(units);
+        if !units.is_empty() {
+            self.send(units);
+        }
         slots
     }
 
