@@ -22,4 +22,12 @@ fn handles_are_send_and_sync() {
     send_sync::<multiproc::pool::Backend>();
     send_sync::<multiproc::pool::TaskHandle<u32>>();
     send_sync::<multiproc::pool::TaskHandle<String>>();
+    // IPC handles are shared between threads; the item type does not matter (only
+    // its bytes are stored), so a queue of non-`Send` items is still `Send + Sync`.
+    send_sync::<multiproc::ipc::Connection>();
+    send_sync::<multiproc::Queue<u32>>();
+    send_sync::<multiproc::Queue<std::rc::Rc<u32>>>();
+    send_sync::<multiproc::JoinableQueue<String>>();
+    send_sync::<multiproc::ipc::SendError<u32>>();
+    send_sync::<multiproc::ipc::RecvError>();
 }
