@@ -94,7 +94,13 @@ pub(crate) fn fmt_num(v: f64) -> String {
     } else if a >= 1.0 {
         format!("{v:.2}")
     } else {
-        format!("{v:.3}")
+        let s = format!("{v:.3}");
+        // 0.9996 rounds up to "1.000": show it as 1.00, like other values in [1, 10).
+        if s.trim_start_matches('-').starts_with("1.") {
+            format!("{v:.2}")
+        } else {
+            s
+        }
     }
 }
 
@@ -131,6 +137,7 @@ mod tests {
         assert_eq!(fmt_num(1.234), "1.23");
         assert_eq!(fmt_num(0.01234), "0.012");
         assert_eq!(fmt_num(3.0), "3");
+        assert_eq!(fmt_num(0.9999), "1.00");
         assert_eq!(fmt_num(40.0), "40");
     }
 }

@@ -110,7 +110,10 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         groups: vec![
             Group {
                 id: "final",
-                title: format!("counter value the parent reads (expected {expected})"),
+                title: format!(
+                    "counter value the parent reads (expected {})",
+                    stats::fmt_num(expected as f64)
+                ),
                 unit: "count",
                 better: Better::Higher,
                 metrics: finals,
