@@ -2,7 +2,7 @@
 //! processes. Round-trip latency of a small message, and bandwidth of 1 MiB messages.
 
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use multiproc::ipc::{Connection, Pipe, Queue};
 use multiproc::{Process, Thread};
@@ -14,6 +14,10 @@ use crate::compare::stats::{self, Summary};
 
 /// Bytes per message in the bandwidth measurement.
 pub(crate) const CHUNK: usize = 1 << 20;
+/// How long a Queue operation may wait for the child before the measurement fails. A
+/// Queue does not know who is on the other side, so a child that died would otherwise
+/// leave the parent waiting forever (a Pipe reports the peer's death by itself).
+const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Round trips per latency sample.
 const TRIPS_PER_SAMPLE: u32 = 50;
 
@@ -170,7 +174,7 @@ fn queue_sink((data, ack, n): (Queue<ByteBuf>, Queue<u64>, usize)) {
     let _ = ack.put(bytes);
 }
 
-fn pipe_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {
+fn pipe_round_trip(budget: Duration) -> anyhow::Result<Summary> {
     let (ours, theirs) = Pipe::new()?;
     let child = Process::start_with(pipe_echo, theirs)?;
     let r = stats::sample(budget, 2, 5, 100_000, || {
@@ -205,19 +209,19 @@ fn pipe_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
     Ok(Summary::of(&samples).expect("reps >= 1"))
 }
 
-fn queue_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {
+fn queue_round_trip(budget: Duration) -> anyhow::Result<Summary> {
     let to = Queue::<u64>::new()?;
     let back = Queue::<u64>::new()?;
     let child = Process::start_with(queue_echo, (to.clone(), back.clone()))?;
     let r = stats::sample(budget, 2, 5, 100_000, || {
         let t0 = Instant::now();
         for i in 0..u64::from(TRIPS_PER_SAMPLE) {
-            to.put(i)?;
-            back.get()?;
+            to.put_timeout(i, PEER_TIMEOUT)?;
+            back.get_timeout(PEER_TIMEOUT)?;
         }
         Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
     });
-    to.put(u64::MAX)?;
+    to.put_timeout(u64::MAX, PEER_TIMEOUT)?;
     child.join()?;
     r
 }
@@ -233,16 +237,16 @@ fn queue_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
         let child = Process::start_with(queue_sink, (data.clone(), ack.clone(), total_mib))?;
         let t0 = Instant::now();
         for _ in 0..total_mib {
-            data.put(ByteBuf::from(buf.clone()))?;
+            data.put_timeout(ByteBuf::from(buf.clone()), PEER_TIMEOUT)?;
         }
-        let bytes = ack.get()?;
+        let bytes = ack.get_timeout(PEER_TIMEOUT)?;
         samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
         child.join()?;
     }
     Ok(Summary::of(&samples).expect("reps >= 1"))
 }
 
-fn mpsc_round_trip(budget: std::time::Duration) -> anyhow::Result<Summary> {
+fn mpsc_round_trip(budget: Duration) -> anyhow::Result<Summary> {
     let (to_tx, to_rx) = mpsc::channel::<u64>();
     let (back_tx, back_rx) = mpsc::channel::<u64>();
     let echo = Thread::start(move || {
