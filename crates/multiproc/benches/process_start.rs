@@ -53,9 +53,15 @@
 //! in another process (Python), and its warm-up and sample count would take minutes for
 //! a 45 ms Python `spawn`. So this is a small hand-rolled harness (`harness = false`).
 //!
+//! Phases: for the process rows, single operations whose child reads the monotonic
+//! clock first thing (in the function, or in `main`/after `fork` for the baselines) and
+//! sends it back, so the table shows how long until the child's code ran and how long
+//! from there until the join returned.
+//!
 //! Arguments after `--` choose rows by name (substring), for example
 //! `cargo bench -p multiproc --bench process_start -- fork` runs the rows whose name
-//! contains `fork`; the memory rows run only without arguments or with `memory`.
+//! contains `fork`; the memory and phase tables run only without arguments, or with
+//! `memory` / `phases`.
 //!
 //! Run as a test (`cargo test --benches`, no `--bench` argument) it only runs each row
 //! a couple of times, as criterion does.
@@ -108,6 +114,7 @@ fn main() {
             rounds: 2,
             batch_target: Duration::ZERO,
             memory_rounds: 1,
+            phase_ops: 2,
             mode: "smoke test (run with `cargo bench` for figures)",
         }
     } else if quick {
@@ -115,6 +122,7 @@ fn main() {
             rounds: 11,
             batch_target: Duration::from_millis(15),
             memory_rounds: 3,
+            phase_ops: 150,
             mode: "quick (MULTIPROC_BENCH_QUICK=1)",
         }
     } else {
@@ -122,6 +130,7 @@ fn main() {
             rounds: 31,
             batch_target: Duration::from_millis(40),
             memory_rounds: 5,
+            phase_ops: 600,
             mode: "full",
         }
     };
@@ -156,18 +165,26 @@ fn main() {
     } else {
         Vec::new()
     };
+    let phases = if filters.is_empty() || filters.iter().any(|f| f == "phases") {
+        measure_phases(config.phase_ops)
+    } else {
+        Vec::new()
+    };
     if let Some(py) = &python {
         py.borrow_mut().quit();
     }
     let load = load.finish();
 
     report(&cases, &memory, &config, &load);
+    report_phases(&phases);
 }
 
 struct Config {
     rounds: usize,
     batch_target: Duration,
     memory_rounds: usize,
+    /// Single operations per row for the phase timings.
+    phase_ops: usize,
     mode: &'static str,
 }
 
@@ -295,19 +312,18 @@ fn cases(python: Option<Rc<RefCell<Python>>>) -> Vec<Case> {
 
 fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     // Warm-up (the first Python forkserver start launches its server, the first
-    // thread start installs multiproc's panic hook, ...), then calibrate: double the
-    // batch until it lasts a quarter of the target, and scale the fastest to the target.
+    // thread start installs multiproc's panic hook, ...), then calibrate.
     for case in cases.iter_mut() {
         (case.run)(2);
-        // The fastest batch per op: a batch that was preempted says nothing.
+        // Doubling batches until they add up to half the target; the fastest per op
+        // counts, because a batch that was preempted says nothing.
         let mut per_op = f64::INFINITY;
+        let mut spent = Duration::ZERO;
         let mut n = 1u32;
-        loop {
+        while spent * 2 < config.batch_target && n <= 4096 {
             let t = (case.run)(n);
             per_op = per_op.min(t.as_nanos().max(1) as f64 / f64::from(n));
-            if t * 4 >= config.batch_target || n >= 4096 {
-                break;
-            }
+            spent += t;
             n *= 2;
         }
         case.batch = (config.batch_target.as_nanos() as f64 / per_op).clamp(1.0, 20_000.0) as u32;
@@ -502,6 +518,15 @@ fn posix_spawn_join(exe: &CString, env: &[CString], keep: &[i32]) {
 
 /// The body of a baseline child started with `CHILD_ENV` set; never returns.
 fn baseline_child(mode: &[u8]) -> ! {
+    if let Some(fd) = mode.strip_prefix(b"stamp:") {
+        let fd: i32 = std::str::from_utf8(fd)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1);
+        write_stamp(fd);
+        // SAFETY: `_exit` never returns.
+        unsafe { libc::_exit(0) };
+    }
     if let Some(fds) = mode.strip_prefix(b"idle:") {
         let fds: Vec<i32> = std::str::from_utf8(fds)
             .ok()
@@ -521,6 +546,19 @@ fn baseline_child(mode: &[u8]) -> ! {
     unsafe { libc::_exit(0) }
 }
 
+/// Writes [`now_ns`] to `fd` as 8 bytes. Async-signal-safe (used in a forked child).
+fn write_stamp(fd: i32) {
+    let stamp = now_ns().to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer.
+    unsafe { libc::write(fd, stamp.as_ptr().cast(), stamp.len()) };
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process (vDSO, no lock).
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 /// Writes a byte to `ready`, then blocks until a byte arrives on `go`.
 /// Async-signal-safe (used in a forked child).
 fn idle_on_fds(ready: i32, go: i32) {
@@ -530,6 +568,109 @@ fn idle_on_fds(ready: i32, go: i32) {
     let mut buf = [0u8; 1];
     // SAFETY: reads at most one byte into a live buffer.
     unsafe { libc::read(go, buf.as_mut_ptr().cast(), 1) };
+}
+
+// ---------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------
+
+/// Where the time of one start+join goes: the child reads `CLOCK_MONOTONIC` first thing
+/// in its function (multiproc) or in `main`/after `fork` (baselines) and sends it back.
+struct PhaseRow {
+    name: &'static str,
+    /// Median ns from before the start call until it returned (multiproc only).
+    start_returned: Option<f64>,
+    /// Median ns from before the start call until the child's code ran.
+    to_child: f64,
+    /// Median ns from the child's code until the join (or wait) returned.
+    child_to_joined: f64,
+    /// Median ns of the whole operation.
+    total: f64,
+}
+
+/// One timed operation: (start returned, child ran, joined), ns after its beginning.
+type PhaseOp = Box<dyn FnMut() -> (Option<u64>, u64, u64)>;
+
+fn mp_phases(method: StartMethod) -> PhaseOp {
+    Box::new(move || {
+        let t0 = now_ns();
+        let p = Builder::new()
+            .start_method(method)
+            .start(now_ns)
+            .expect("start");
+        let t1 = now_ns();
+        let child = p.join().expect("join");
+        let t2 = now_ns();
+        (Some(t1 - t0), child.saturating_sub(t0), t2 - t0)
+    })
+}
+
+fn raw_phases(spawn: bool) -> PhaseOp {
+    let exe = CString::new("/proc/self/exe").expect("no NUL");
+    Box::new(move || {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
+        let wfd = w.as_raw_fd();
+        let env = if spawn {
+            child_env(&format!("stamp:{wfd}"))
+        } else {
+            Vec::new()
+        };
+        let t0 = now_ns();
+        let pid = if spawn {
+            posix_spawn(&exe, &env, &[wfd])
+        } else {
+            // SAFETY: single-threaded here; the child calls only async-signal-safe
+            // functions (`clock_gettime` through the vDSO, `write`, `_exit`).
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                write_stamp(wfd);
+                // SAFETY: `_exit` never returns.
+                unsafe { libc::_exit(0) };
+            }
+            assert!(pid > 0, "fork failed");
+            pid
+        };
+        wait_ok(pid);
+        let t2 = now_ns();
+        drop(w);
+        let mut buf = [0u8; 8];
+        File::from(r).read_exact(&mut buf).expect("child's stamp");
+        let child = u64::from_ne_bytes(buf);
+        (None, child.saturating_sub(t0), t2 - t0)
+    })
+}
+
+fn measure_phases(ops: usize) -> Vec<PhaseRow> {
+    let mut rows: Vec<(&'static str, PhaseOp)> = vec![
+        ("raw_fork", raw_phases(false)),
+        ("mp_fork", mp_phases(StartMethod::Fork)),
+        ("mp_forkserver", mp_phases(StartMethod::ForkServer)),
+        ("posix_spawn_self", raw_phases(true)),
+        ("mp_spawn", mp_phases(StartMethod::Spawn)),
+    ];
+    let mut samples: Vec<[Vec<f64>; 4]> = rows.iter().map(|_| Default::default()).collect();
+    for _ in 0..ops {
+        for (i, (_, op)) in rows.iter_mut().enumerate() {
+            let (started, to_child, total) = op();
+            let s = &mut samples[i];
+            if let Some(t) = started {
+                s[0].push(t as f64);
+            }
+            s[1].push(to_child as f64);
+            s[2].push(total.saturating_sub(to_child) as f64);
+            s[3].push(total as f64);
+        }
+    }
+    rows.iter()
+        .zip(&samples)
+        .map(|((name, _), s)| PhaseRow {
+            name,
+            start_returned: (!s[0].is_empty()).then(|| median(&s[0])),
+            to_child: median(&s[1]),
+            child_to_joined: median(&s[2]),
+            total: median(&s[3]),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -985,6 +1126,28 @@ fn report(cases: &[Case], memory: &[MemoryRow], config: &Config, load: &Load) {
             "| {} | {:.3} | {rss} | {target} | {verdict} |",
             m.name,
             mib(m.uss)
+        );
+    }
+}
+
+fn report_phases(rows: &[PhaseRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!("Phases of one start+join (medians of single operations, µs): when the child's");
+    println!("code first ran and when the join returned, counted from the start call.");
+    println!();
+    println!("| row | start() returned | child code runs | child code → joined | total |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.name,
+            r.start_returned.map(us).unwrap_or_default(),
+            us(r.to_child),
+            us(r.child_to_joined),
+            us(r.total)
         );
     }
 }
