@@ -55,8 +55,12 @@ pub(crate) fn send_frame(
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     header[8..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-    let mut space =
-        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    // No allocation when there is nothing to attach (the common case, and the only one
+    // in a forked child's reply path, which avoids the heap; see `process/fork.rs`).
+    let mut space = Vec::new();
+    if !fds.is_empty() {
+        space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    }
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("ancillary buffer too small"));
