@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
@@ -128,11 +128,21 @@ pub(crate) fn arm_death(fd: RawFd) -> bool {
 /// Sends the reply, flushes stdio and exits with the reply's code.
 pub(crate) fn finish(sock: OwnedFd, reply: Reply) -> ! {
     let fds = sys::socket::borrow_all(&reply.fds);
+    finish_with(sock.as_fd(), &reply.bytes, &fds, reply.code)
+}
+
+/// Sends an encoded reply with its descriptors, flushes stdio and exits with `code`.
+pub(crate) fn finish_with(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    code: i32,
+) -> ! {
     // If the parent is gone the reply has nowhere to go; exiting is all that is left.
-    let _ = sys::socket::send_frame(sock.as_fd(), &reply.bytes, &fds);
+    let _ = sys::socket::send_frame(sock, bytes, fds);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    sys::fork::exit_now(reply.code)
+    sys::fork::exit_now(code)
 }
 
 /// Makes sure the linker keeps [`BOOTSTRAP`]: called on every path that re-executes.
