@@ -5,7 +5,9 @@
 //! run of about a minute without criterion's statistics). Every measure is taken in
 //! `ROUNDS` interleaved rounds; the summary prints medians and ratios. Round trips
 //! are also measured with both processes pinned to CPU 0: the bench re-executes
-//! itself under `taskset -c 0` (falling back to `sched_setaffinity`).
+//! itself under `taskset -c 0`. `MULTIPROC_BENCH_ONLY=queue,rtt` runs only the
+//! measures whose names contain one of the words; `MULTIPROC_BENCH_NO_PYTHON=1`
+//! skips Python.
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -382,7 +384,16 @@ fn gb_per_s(n: u64, d: Duration) -> f64 {
     (n as f64 * MIB as f64) / d.as_secs_f64() / 1e9
 }
 
+/// The measures to run: all, or those whose name contains `MULTIPROC_BENCH_ONLY`.
 fn measures(pinned: bool) -> Vec<Measure> {
+    let only = std::env::var("MULTIPROC_BENCH_ONLY").unwrap_or_default();
+    all_measures(pinned)
+        .into_iter()
+        .filter(|m| only.split(',').any(|o| m.name.contains(o)))
+        .collect()
+}
+
+fn all_measures(pinned: bool) -> Vec<Measure> {
     let scale = if quick() { 1 } else { 3 };
     let m = |name, unit, ops: u64, run, figure| Measure {
         name,
@@ -585,6 +596,9 @@ if __name__ == "__main__":
 "#;
 
 fn run_python(pinned: bool) -> Vec<(String, f64, f64, f64)> {
+    if std::env::var_os("MULTIPROC_BENCH_NO_PYTHON").is_some() {
+        return Vec::new();
+    }
     let rounds = if quick() { "3" } else { "5" };
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
