@@ -42,7 +42,7 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
                     fmt_num(sp)
                 ),
             )
-        } else if st >= 0.95 * sp {
+        } else if st >= 0.9 * sp {
             (
                 "threads",
                 format!(
@@ -117,6 +117,27 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
 
     if let Some(a) = pool_break_even(r) {
         out.push(a);
+    }
+    // Speedups measured on a busy machine say more about the other load than about
+    // threads and processes.
+    if r.machine.busy_warning().is_some() {
+        let load = r
+            .machine
+            .load_before
+            .into_iter()
+            .chain(r.machine.load_after)
+            .fold(0.0, f64::max);
+        for a in out
+            .iter_mut()
+            .filter(|a| a.id == "cpu_bound" || a.id == "process_pool_break_even")
+        {
+            a.text.push_str(&format!(
+                " Caution: the machine was busy (load {load:.2} on {} CPUs) while this was \
+                 measured; measure again on a quiet machine before relying on the speedups.",
+                r.machine.cpus
+            ));
+            a.basis.insert("load_average".into(), load);
+        }
     }
 
     // Many waiting tasks.
@@ -287,11 +308,11 @@ fn pool_break_even(r: &Report) -> Option<Advice> {
         get("cpu_bound", "pool_task", "process_pool"),
         get("cpu_bound", "pool_ready", "process_pool"),
     ) {
-        (Some(s), Some(c), Some(p)) => (s, c, "the pool's cost per task", p),
+        (Some(s), Some(c), Some(p)) => (s, c, "measured with trivial tasks", p),
         _ => {
             let s = get("cpu_bound", "speedup", "processes")?;
             let start = get("starting", "start_join", "forkserver")?;
-            (s, start, "starting a process per task", start * n / 1000.0)
+            (s, start, "a process started per task", start * n / 1000.0)
         }
     };
     let mut b: BTreeMap<String, f64> = [
@@ -345,7 +366,7 @@ fn pool_break_even(r: &Report) -> Option<Advice> {
         headline: format!("pays off for tasks above {} us", fmt_num(t_star)),
         text: format!(
             "A pool of {n} processes beats sequential code on tasks longer than about {} us \
-             here: {} us per task for {c_what}, times S/(S-1) with the measured speedup S = \
+             here: {} us of overhead per task ({c_what}), times S/(S-1) with the measured speedup S = \
              {}x. Starting the pool (about {} ms) is repaid by a batch that would take {} ms \
              sequentially.{thread_part}",
             fmt_num(t_star),
