@@ -471,11 +471,15 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn report() {
+    let mut best: BTreeMap<String, f64> = BTreeMap::new();
     let mut rows: BTreeMap<String, (&'static str, f64)> = ROWS
         .lock()
         .unwrap()
         .iter_mut()
-        .map(|(k, (u, v))| (k.clone(), (*u, median(v))))
+        .map(|(k, (u, v))| {
+            best.insert(k.clone(), v.iter().copied().fold(f64::MAX, f64::min));
+            (k.clone(), (*u, median(v)))
+        })
         .collect();
     for (name, unit, v) in python() {
         rows.insert(name, (unit, v));
@@ -498,14 +502,17 @@ fn report() {
         })
     };
     println!("\n## Pool (median of samples, {WORKERS} workers)\n");
-    println!("| row | median | unit | vs | ratio |");
-    println!("|---|---|---|---|---|");
+    println!("| row | median | best sample | unit | vs | ratio of medians |");
+    println!("|---|---|---|---|---|---|");
     for (name, (unit, v)) in &rows {
         let (vs, ratio) = match base(name).and_then(|b| rows.get(&b).map(|r| (b, r.1))) {
             Some((b, bv)) if b != *name => (b, format!("{:.2}x", v / bv)),
             _ => (String::new(), String::new()),
         };
-        println!("| {name} | {v:.4} | {unit} | {vs} | {ratio} |");
+        let b = best
+            .get(name)
+            .map_or(String::new(), |b| format!("{b:.4}"));
+        println!("| {name} | {v:.4} | {b} | {unit} | {vs} | {ratio} |");
     }
     let get = |k: &str| rows.get(k).map(|r| r.1);
     if let (Some(s), Some(t), Some(p)) = (
