@@ -571,6 +571,10 @@ impl Pool {
 
     /// Closes the pool, waits for every submitted task to finish and for the
     /// workers to exit (Python's `close(); join()`). Worker processes are reaped.
+    ///
+    /// A task that never returns makes this wait forever unless the pool has a
+    /// [`task_timeout`](Builder::task_timeout); [`terminate`](Self::terminate) does
+    /// not wait for running tasks.
     pub fn join(&self) {
         match &self.inner {
             Inner::Threads(p) => p.join(),
