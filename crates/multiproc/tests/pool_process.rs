@@ -382,10 +382,12 @@ fn chaos_body() {
     multiproc::process::preload_forkserver().unwrap();
     let fds_before = util::open_fds();
     let pool = Pool::builder()
-        // Hung tasks occupy a worker until their timeout: more workers than CPUs keep
-        // the run short (they sleep), and 300 ms leaves room for a loaded CI machine.
-        .workers(6)
-        .task_timeout(Duration::from_millis(300))
+        // Hung tasks occupy a worker until their timeout: many more workers than CPUs
+        // keep the run short (they sleep). The timeout must also hold for the trivial
+        // tasks on a loaded CI machine, where a process can be starved (or its cgroup
+        // throttled) for hundreds of milliseconds: 1 s.
+        .workers(16)
+        .task_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     const N: u32 = 10_000;
