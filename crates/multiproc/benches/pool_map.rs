@@ -509,9 +509,7 @@ fn report() {
             Some((b, bv)) if b != *name => (b, format!("{:.2}x", v / bv)),
             _ => (String::new(), String::new()),
         };
-        let b = best
-            .get(name)
-            .map_or(String::new(), |b| format!("{b:.4}"));
+        let b = best.get(name).map_or(String::new(), |b| format!("{b:.4}"));
         println!("| {name} | {v:.4} | {b} | {unit} | {vs} | {ratio} |");
     }
     let get = |k: &str| rows.get(k).map(|r| r.1);

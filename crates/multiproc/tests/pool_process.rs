@@ -144,7 +144,9 @@ fn timeout_kills_and_replaces_the_worker() {
     let _w = util::watchdog(LIMIT);
     let pool = Pool::builder()
         .workers(1)
-        .task_timeout(Duration::from_millis(200))
+        // Long enough that the 1 ms task is never mistaken for a hung one on a loaded
+        // machine.
+        .task_timeout(Duration::from_millis(1000))
         .build()
         .unwrap();
     let before = pool.worker_pids();

@@ -74,7 +74,7 @@ fn timeout_is_reported_and_the_pool_keeps_its_size() {
     let pool = Pool::builder()
         .backend(Backend::Threads)
         .workers(1)
-        .task_timeout(Duration::from_millis(100))
+        .task_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
     let slow = pool.submit(sleep_ms, 2_000);
