@@ -126,10 +126,16 @@ fn initializer_and_max_tasks() {
 #[test]
 fn close_terminate_and_late_submits() {
     let _w = util::watchdog(LIMIT);
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn flag_then_sleep(ms: u64) -> u64 {
+        STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        sleep_ms(ms)
+    }
     let pool = Pool::threads(1).unwrap();
-    let running = pool.submit(sleep_ms, 100);
+    let running = pool.submit(flag_then_sleep, 100);
     let queued: Vec<_> = (0..3).map(|_| pool.submit(sleep_ms, 100)).collect();
-    std::thread::sleep(Duration::from_millis(20));
+    assert!(util::eventually(Duration::from_secs(10), || STARTED
+        .load(std::sync::atomic::Ordering::SeqCst)));
     pool.terminate();
     assert_eq!(running.join().unwrap(), 100);
     for h in queued {
