@@ -352,6 +352,41 @@ fn quick_json_report_follows_its_schema() {
 }
 
 #[test]
+fn schema_rejects_what_breaks_it() {
+    let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(30));
+    let args = ["compare", "--quick", "--json", "--only", "fault-isolation"];
+    let o = run(&args, RUN_LIMIT);
+    assert_ok(&args, &o);
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    validate(&report);
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    type Breakage = fn(&mut Value);
+    let breakages: [(&str, Breakage); 5] = [
+        ("no machine", |r| {
+            r.as_object_mut().unwrap().remove("machine");
+        }),
+        ("another version", |r| r["schema_version"] = 2.into()),
+        ("a text value", |r| {
+            r["sections"][0]["groups"][0]["metrics"][0]["value"] = "3".into();
+        }),
+        ("an unknown section", |r| {
+            r["sections"][0]["id"] = "gpu".into()
+        }),
+        ("a missing value without a note", |r| {
+            let m = &mut r["sections"][0]["groups"][0]["metrics"][0];
+            m["value"] = Value::Null;
+            m["note"] = Value::Null;
+        }),
+    ];
+    for (what, breakage) in breakages {
+        let mut broken = report.clone();
+        breakage(&mut broken);
+        assert!(!validator.is_valid(&broken), "the schema accepts {what}");
+    }
+}
+
+#[test]
 fn table_is_the_default_output() {
     let _w = util::watchdog(RUN_LIMIT + Duration::from_secs(30));
     let args = ["compare", "--quick", "--only", "starting,fault-isolation"];
