@@ -174,3 +174,52 @@ fn barrier_abort_reaches_a_waiting_process() {
     b.abort();
     assert!(p.join().unwrap());
 }
+
+fn touch_all(args: (RLock, Semaphore, Event, Condition, Barrier)) -> bool {
+    let (r, s, e, c, b) = args;
+    drop(r.lock().unwrap());
+    s.release().unwrap();
+    e.set();
+    c.notify_all();
+    b.wait().is_ok()
+}
+
+fn mapped_segments() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:multiproc-shm"))
+        .count()
+}
+
+#[test]
+fn dropped_primitives_free_their_segments() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let make = || {
+        (
+            RLock::new().unwrap(),
+            Semaphore::new(0).unwrap(),
+            Event::new().unwrap(),
+            Condition::new().unwrap(),
+            Barrier::new(1).unwrap(),
+        )
+    };
+    // Warm up (fork server, codec) before counting.
+    assert!(Process::start_with(touch_all, make())
+        .unwrap()
+        .join()
+        .unwrap());
+    let (fds, maps) = (util::open_fds(), mapped_segments());
+    for _ in 0..3 {
+        let all = make();
+        assert!(mapped_segments() >= maps + 6);
+        assert!(Process::start_with(touch_all, all.clone())
+            .unwrap()
+            .join()
+            .unwrap());
+        assert!(all.2.is_set());
+        assert_eq!(all.1.value(), 1);
+    }
+    assert_eq!(util::open_fds(), fds);
+    assert_eq!(mapped_segments(), maps);
+}
