@@ -86,6 +86,8 @@ pub enum ErrorKind {
     /// The pool was terminated, or its workers could not be (re)started, before the
     /// task ran.
     PoolClosed,
+    /// The task was cancelled through its handle.
+    Cancelled,
     /// A lock was released by a thread that does not hold it.
     NotOwner,
     /// A bounded semaphore was released more times than it was acquired (or a
@@ -114,6 +116,7 @@ impl ErrorKind {
             ErrorKind::Os => "operating system error",
             ErrorKind::WorkerDied => "the pool worker running the task died",
             ErrorKind::PoolClosed => "the pool is closed",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::NotOwner => "the lock is not held by this thread",
             ErrorKind::TooManyReleases => "semaphore released too many times",
             ErrorKind::BrokenBarrier => "the barrier is broken",

@@ -465,3 +465,22 @@ fn killing_a_worker_during_map_does_not_hang_it() {
     assert!(!pool.worker_pids().contains(&victim));
     pool.join();
 }
+
+#[test]
+fn cancel_skips_a_queued_task() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(1);
+    let busy = pool.submit(sleep_ms, 300);
+    let queued = pool.submit(pid, 0);
+    assert!(queued.cancel());
+    assert!(!queued.cancel());
+    assert_eq!(queued.join().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(busy.join().unwrap(), 300);
+    let done = pool.submit(square, 3);
+    while !done.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!done.cancel());
+    assert_eq!(done.join().unwrap(), 9);
+    pool.join();
+}

@@ -234,3 +234,21 @@ fn progress_bar_does_not_change_results() {
     assert_eq!(n, 100);
     pool.join();
 }
+
+#[test]
+fn cancel_skips_a_queued_task() {
+    let _w = util::watchdog(LIMIT);
+    static RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn mark(_: u8) -> u8 {
+        RAN.store(true, std::sync::atomic::Ordering::SeqCst);
+        1
+    }
+    let pool = Pool::threads(1).unwrap();
+    let busy = pool.submit(sleep_ms, 100);
+    let queued = pool.submit(mark, 0);
+    assert!(queued.cancel());
+    assert_eq!(queued.join().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(busy.join().unwrap(), 100);
+    pool.join();
+    assert!(!RAN.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -35,6 +35,7 @@
 //! | `pool.apply(f, (x,))` / `apply_async(f, (x,), callback=cb)` | [`apply(f, x)`](Pool::apply) / [`apply_async_with(f, x, cb)`](Pool::apply_async_with) |
 //! | `executor.submit(f, x)` → `Future` | [`submit(f, x)`](Pool::submit) → [`TaskHandle`] (also a Rust `Future`) |
 //! | `concurrent.futures.wait` / `as_completed` | [`wait`] / [`as_completed`] |
+//! | `future.result(timeout)`, `done()`, `cancel()` | [`TaskHandle::join_timeout`], [`is_finished`](TaskHandle::is_finished), [`cancel`](TaskHandle::cancel) |
 //! | `close()`, `join()`, `terminate()` | the same |
 //! | `os.cpu_count()` | [`cpu_count`] (respects affinity and cgroup quota) |
 //!

@@ -89,6 +89,9 @@ pub(crate) trait Completion: Send + Sync {
     fn fail(&self, e: Error);
     /// Completes with the encoded value a worker process sent.
     fn deliver_raw(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>);
+    /// Returns `true` once a completion has begun (the task was cancelled, say):
+    /// a backend skips such a task instead of starting it.
+    fn is_claimed(&self) -> bool;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,10 +122,16 @@ impl<T: Send + 'static> Slot<T> {
 
     /// Completes with a value (first completion wins).
     pub(crate) fn deliver(&self, r: Result<T>) {
+        self.try_deliver(r);
+    }
+
+    /// Completes with a value unless another completion came first; returns whether
+    /// this one won.
+    fn try_deliver(&self, r: Result<T>) -> bool {
         let callback = {
             let mut g = lock(&self.inner);
             if g.claimed {
-                return;
+                return false;
             }
             g.claimed = true;
             g.callback.take()
@@ -133,6 +142,7 @@ impl<T: Send + 'static> Slot<T> {
             None => r,
         };
         self.store(Stored::Value(r));
+        true
     }
 
     /// Stores the value of the completion that claimed the slot and wakes the waiters.
@@ -259,6 +269,10 @@ impl<T: Send + 'static> Slot<T> {
 impl<T: Send + 'static> Completion for Slot<T> {
     fn fail(&self, e: Error) {
         self.deliver(Err(e));
+    }
+
+    fn is_claimed(&self) -> bool {
+        self.is_done() || lock(&self.inner).claimed
     }
 
     fn deliver_raw(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>) {
@@ -414,6 +428,36 @@ impl<R: Send + 'static> TaskHandle<R> {
     /// Returns `true` once the task has finished (Python's `ready()`/`done()`).
     pub fn is_finished(&self) -> bool {
         self.slot.is_done()
+    }
+
+    /// Cancels the task unless it has finished (Python's `Future.cancel()`): its
+    /// result becomes [`ErrorKind::Cancelled`]. A task that has not started will not
+    /// run; one that is running runs to the end, and its value is dropped. Returns
+    /// `false` if the task had already finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use multiproc::ErrorKind;
+    /// use std::time::Duration;
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let _busy = pool.submit(nap, 200);
+    /// let queued = pool.submit(nap, 200);
+    /// assert!(queued.cancel());
+    /// assert_eq!(queued.join().unwrap_err().kind(), ErrorKind::Cancelled);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.slot.try_deliver(Err(
+            Error::new(ErrorKind::Cancelled).with_message("cancelled through its handle")
+        ))
     }
 }
 

@@ -302,6 +302,10 @@ fn next_job(shared: &Shared) -> Option<Job> {
             let mut st = lock(&shared.state);
             if let Some(j) = st.jobs.pop_front() {
                 shared.queued.fetch_sub(1, Ordering::Relaxed);
+                if j.sink.is_claimed() {
+                    // Cancelled while queued: never run it.
+                    continue;
+                }
                 return Some(j);
             }
             if st.closed || st.broken.is_some() {

@@ -263,6 +263,10 @@ impl Manager {
             }
             let Some(i) = best else { break };
             let task = self.pending.pop_front().expect("not empty");
+            if task.t.sink.is_claimed() {
+                // Cancelled while queued: never send it.
+                continue;
+            }
             let w = &mut self.workers[i];
             let fds: Vec<OwnedFd> = task
                 .t
