@@ -33,6 +33,12 @@ use crate::shm::Shared;
 /// [`OwnerDied`] report; and locking twice from the same thread panics instead of
 /// deadlocking.
 ///
+/// # Differences from Python's `Lock`
+///
+/// Python lets any thread `release()` a `Lock`; here only the guard releases it, so
+/// the holder is always known (that is what makes death detection possible). Use a
+/// [`Semaphore`](crate::Semaphore) of one for a hand-off between threads.
+///
 /// # State
 ///
 /// One futex word and one side word, in shared memory:
@@ -88,6 +94,12 @@ pub struct Lock {
 /// Proof that the current thread holds a [`Lock`]; dropping it unlocks.
 ///
 /// Not `Send`: the lock belongs to the thread that took it.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// let lock = multiproc::Lock::new().unwrap();
+/// assert_send(lock.lock().unwrap()); // error: `*const ()` cannot be sent between threads
+/// ```
 #[must_use = "if unused the Lock will immediately unlock"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
@@ -153,6 +165,10 @@ impl Lock {
     }
 
     /// Acquires the lock if it is free (or its holder is dead), without blocking.
+    ///
+    /// Checking a holder's liveness reads `/proc`, so a failed `try_lock` does it at
+    /// most once per 50 ms per thread: a `try_lock` loop stays cheap and still
+    /// learns of a death within about 50 ms.
     ///
     /// # Errors
     ///

@@ -49,6 +49,27 @@ pub(crate) fn owner_is_dead(tid: u32, start: u64) -> bool {
     crate::sys::thread::is_dead(tid, start)
 }
 
+/// As [`owner_is_dead`], but at most once per [`LIVENESS_PERIOD`] per thread
+/// (otherwise `false`): for non-blocking calls that a caller may repeat in a loop,
+/// where a `/proc` read on every failed attempt would cost microseconds each.
+#[cfg(not(loom))]
+pub(crate) fn owner_is_dead_throttled(tid: u32, start: u64) -> bool {
+    use std::cell::Cell;
+    use std::time::Instant;
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    if LAST
+        .with(Cell::get)
+        .is_some_and(|t| now.duration_since(t) < LIVENESS_PERIOD)
+    {
+        return false;
+    }
+    LAST.with(|l| l.set(Some(now)));
+    owner_is_dead(tid, start)
+}
+
 /// A busy-wait hint.
 #[cfg(not(loom))]
 #[inline]
@@ -88,6 +109,10 @@ mod fake {
     }
 
     pub(crate) fn owner_is_dead(_: u32, _: u64) -> bool {
+        false
+    }
+
+    pub(crate) fn owner_is_dead_throttled(_: u32, _: u64) -> bool {
         false
     }
 

@@ -19,6 +19,9 @@
 //!   its own id with one compare-and-swap (so only one waiter takes over) and
 //!   reports [`OwnerDied`](super::OwnerDied).
 //!
+//! A failed `try_lock` checks the owner too, but at most once per 50 ms per
+//! thread, so a `try_lock` loop stays cheap and still learns of a death.
+//!
 //! Detection therefore takes up to 50 ms after the death, costs nothing on the fast
 //! paths (no syscall besides the futex under contention), and never misfires on a
 //! live owner: a check that cannot read `/proc` declares nobody dead. Every process
@@ -70,8 +73,8 @@
 use std::time::{Duration, Instant};
 
 use super::primitive::{
-    current_thread, futex_wait, futex_wake, owner_is_dead, spin_loop, AtomicU32, AtomicU64,
-    Ordering, Wake, LIVENESS_PERIOD,
+    current_thread, futex_wait, futex_wake, owner_is_dead, owner_is_dead_throttled, spin_loop,
+    AtomicU32, AtomicU64, Ordering, Wake, LIVENESS_PERIOD,
 };
 
 /// Bits of `state` holding the owner's thread id.
@@ -128,7 +131,7 @@ impl RawLock {
         if s & TID_MASK == 0 {
             return self.try_take_free(s, tid, start, 0);
         }
-        if self.owner_dead(s, tid, start) {
+        if self.owner_dead(s, tid, start, owner_is_dead_throttled) {
             return self.take_from_dead(s, tid, start);
         }
         None
@@ -200,7 +203,7 @@ impl RawLock {
                 nap = nap.min(left);
             }
             if futex_wait(&self.state, sleeping, Some(nap)) == Wake::TimedOut
-                && self.owner_dead(sleeping, tid, start)
+                && self.owner_dead(sleeping, tid, start, owner_is_dead)
             {
                 if let Some(a) = self.take_from_dead(sleeping, tid, start) {
                     return Some(a);
@@ -224,7 +227,7 @@ impl RawLock {
     }
 
     /// Whether the owner recorded in `s` (still the word's value) is dead.
-    fn owner_dead(&self, s: u32, tid: u32, start: u64) -> bool {
+    fn owner_dead(&self, s: u32, tid: u32, start: u64, is_dead: fn(u32, u64) -> bool) -> bool {
         let owner = s & TID_MASK;
         let owner_start = self.owner_start.load(Ordering::Relaxed);
         if self.state.load(Ordering::Acquire) != s {
@@ -235,7 +238,7 @@ impl RawLock {
             // id we inherited does.
             return owner_start != 0 && owner_start != start;
         }
-        owner_is_dead(owner, owner_start)
+        is_dead(owner, owner_start)
             && self.state.load(Ordering::Acquire) == s
             && self.owner_start.load(Ordering::Relaxed) == owner_start
     }

@@ -94,3 +94,31 @@ fn loom_condition_no_lost_wakeup() {
         t.join().unwrap();
     });
 }
+
+#[test]
+fn loom_barrier_two_parties_one_round() {
+    loom::model(|| {
+        let b = crate::sync::Barrier::new(2).unwrap();
+        let t = thread::spawn({
+            let b = b.clone();
+            move || b.wait().unwrap()
+        });
+        let mine = b.wait().unwrap();
+        let theirs = t.join().unwrap();
+        assert_eq!(mine + theirs, 1, "indices are 0 and 1");
+        assert_eq!(b.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn loom_barrier_abort_releases_waiter() {
+    loom::model(|| {
+        let b = crate::sync::Barrier::new(2).unwrap();
+        let t = thread::spawn({
+            let b = b.clone();
+            move || b.wait().is_err()
+        });
+        b.abort();
+        assert!(t.join().unwrap(), "a wait after or during abort fails");
+    });
+}
