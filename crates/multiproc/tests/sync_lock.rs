@@ -123,3 +123,38 @@ fn lock_timeout_expires_while_a_live_process_holds_it() {
     child.kill().unwrap();
     assert!(lock.lock().is_err());
 }
+
+fn hold_and_signal(args: (Lock, SharedMemory, u32)) {
+    let (lock, shm, round) = args;
+    let g = lock.lock().unwrap_or_else(|d| d.into_inner());
+    // Half of an update: the parent repairs it.
+    shm.atomic_u64(8)
+        .store(u64::from(round) + 1000, Ordering::SeqCst);
+    shm.atomic_u32(0).store(round, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(60));
+    drop(g);
+}
+
+#[test]
+fn repeated_kills_of_holders_never_hang_and_report_each_death_once() {
+    let _w = util::watchdog(Duration::from_secs(90));
+    let lock = Lock::new().unwrap();
+    let shm = SharedMemory::create(16).unwrap();
+    for round in 1..=4u32 {
+        let child =
+            Process::start_with(hold_and_signal, (lock.clone(), shm.clone(), round)).unwrap();
+        assert!(util::eventually(Duration::from_secs(20), || shm
+            .atomic_u32(0)
+            .load(Ordering::SeqCst)
+            == round));
+        child.kill().unwrap();
+        let g = lock.lock().unwrap_err().into_inner();
+        assert_eq!(
+            shm.atomic_u64(8).load(Ordering::SeqCst),
+            u64::from(round) + 1000
+        );
+        shm.atomic_u64(8).store(0, Ordering::SeqCst); // repaired
+        drop(g);
+        assert!(lock.try_lock().is_ok(), "reported once, then a normal lock");
+    }
+}

@@ -276,6 +276,14 @@ impl RawLock {
         self.state.load(Ordering::Relaxed) & TID_MASK != 0
     }
 
+    /// Makes the word say "held by `tid`, started at `start`" (tests of death
+    /// detection: a dead or reused owner id).
+    #[cfg(test)]
+    pub(crate) fn force_owner(&self, tid: u32, start: u64) {
+        self.state.store(tid, Ordering::Relaxed);
+        self.owner_start.store(start, Ordering::Relaxed);
+    }
+
     /// A deadline `timeout` from now (`None` if it overflows: wait forever).
     pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
         Instant::now().checked_add(timeout)

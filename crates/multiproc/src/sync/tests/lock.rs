@@ -111,3 +111,34 @@ fn relocking_from_the_holder_panics() {
     let _g = lock.lock().unwrap();
     let _h = lock.lock();
 }
+
+#[test]
+fn reused_thread_id_is_not_mistaken_for_the_owner() {
+    use crate::sync::robust::{Acquired, RawLock};
+    // A live thread (this one's sibling) whose id is in the word, but with another
+    // start time: the recorded owner is a dead thread whose id was reused.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (id_tx, id_rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        id_tx
+            .send(crate::sys::thread::current_with_start())
+            .unwrap();
+        rx.recv().ok();
+    });
+    let (tid, start) = id_rx.recv().unwrap();
+    let lock = RawLock::default();
+    lock.force_owner(tid, start);
+    assert_eq!(
+        lock.lock(Some(std::time::Instant::now() + Duration::from_millis(120))),
+        None,
+        "a live owner keeps the lock"
+    );
+    lock.force_owner(tid, start + 1);
+    assert_eq!(lock.lock(None), Some(Acquired::OwnerDied));
+    lock.unlock(false);
+    // Unknown start time (0) and a live id: alive.
+    lock.force_owner(tid, 0);
+    assert_eq!(lock.try_lock(), None);
+    tx.send(()).unwrap();
+    t.join().unwrap();
+}
