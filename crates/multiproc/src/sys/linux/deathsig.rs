@@ -78,7 +78,8 @@ pub(crate) fn forget_parent_pipe_after_fork() {
 ///
 /// Returns `Ok(false)` if the parent is already gone.
 pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
-    let path = format!("/proc/self/fd/{inherited}\0");
+    let mut buf = [0u8; 32];
+    let path = fd_path(inherited, &mut buf);
     // SAFETY: `path` is NUL-terminated; `open` does not retain the pointer.
     let fd = unsafe {
         libc::open(
@@ -115,6 +116,29 @@ pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
     Ok(!(n > 0 && pfd.revents & libc::POLLHUP != 0))
 }
 
+/// `/proc/self/fd/<fd>` with a trailing NUL, written into `buf` without allocating: a
+/// forked child calls [`arm`] first thing, and its first heap allocation would cost
+/// page faults on memory it shares copy-on-write with the parent.
+fn fd_path(fd: RawFd, buf: &mut [u8; 32]) -> &[u8] {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = fd.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let end = PREFIX.len() + digits.len() - i;
+    buf[PREFIX.len()..end].copy_from_slice(&digits[i..]);
+    buf[end] = 0;
+    &buf[..=end]
+}
+
 /// Closes a descriptor inherited from the parent that this process never owned as an
 /// `OwnedFd` (the parent's death-pipe read end).
 pub(crate) fn close_inherited(fd: RawFd) {
@@ -123,5 +147,19 @@ pub(crate) fn close_inherited(fd: RawFd) {
     // invalidate another owner.
     unsafe {
         libc::close(fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fd_path_is_nul_terminated_decimal() {
+        let mut buf = [0u8; 32];
+        assert_eq!(super::fd_path(0, &mut buf), b"/proc/self/fd/0\0");
+        assert_eq!(super::fd_path(1023, &mut buf), b"/proc/self/fd/1023\0");
+        assert_eq!(
+            super::fd_path(i32::MAX, &mut buf),
+            b"/proc/self/fd/2147483647\0"
+        );
     }
 }
