@@ -114,6 +114,9 @@ pub(crate) fn send<M: Mem>(
     Ok(notify)
 }
 
+/// How many checks of a waiting sender ask for slack (about the first 20 µs).
+const SLACK_POLLS: u32 = 16;
+
 fn wait_fit<M: Mem>(
     ring: &Ring<M>,
     len: usize,
@@ -126,7 +129,17 @@ fn wait_fit<M: Mem>(
     if patience == Patience::Try {
         return Err(SendFail::Full);
     }
-    match ring.wait_space(patience.deadline(), tick, &mut || ring.fits(len)) {
+    // While spinning, wait for some slack beyond this record (an eighth of the
+    // ring): the receiver then frees a batch of records before this sender reads
+    // its position again, instead of the two trading one cache line per record.
+    // Once asleep, any room will do (each wake-up costs a system call).
+    let slack = ring.capacity() / 8;
+    let mut polls = 0u32;
+    let mut ready = || {
+        polls += 1;
+        ring.fits_with_slack(len, if polls <= SLACK_POLLS { slack } else { 0 })
+    };
+    match ring.wait_space(patience.deadline(), tick, &mut ready) {
         Waited::Ready => Ok(()),
         Waited::TimedOut => Err(SendFail::TimedOut),
         Waited::Stopped => Err(SendFail::Stopped),

@@ -310,8 +310,13 @@ impl<M: Mem> Ring<M> {
 
     /// Returns `true` if a record of `len` payload bytes fits now.
     pub(crate) fn fits(&self, len: usize) -> bool {
+        self.fits_with_slack(len, 0)
+    }
+
+    /// Returns `true` if a record of `len` payload bytes and `slack` more bytes fit now.
+    pub(crate) fn fits_with_slack(&self, len: usize, slack: u64) -> bool {
         let tail = self.w64(TAIL).load(Relaxed);
-        self.has_room(self.need(tail, len).1)
+        self.has_room(self.need(tail, len).1 + slack)
     }
 
     /// Writes one record made of `parts` if it fits; returns `None` if it does not,
