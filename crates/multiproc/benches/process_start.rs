@@ -60,7 +60,8 @@
 //!
 //! Arguments after `--` choose rows by name (substring), for example
 //! `cargo bench -p multiproc --bench process_start -- fork` runs the rows whose name
-//! contains `fork`; the memory and phase tables run only without arguments, or with
+//! contains `fork` (a filter that is a row's exact name selects just that row); the
+//! memory and phase tables run only without arguments, or with
 //! `memory` / `phases`.
 //!
 //! Run as a test (`cargo test --benches`, no `--bench` argument) it only runs each row
@@ -157,7 +158,15 @@ fn main() {
     let load = LoadMeter::start();
     let mut cases = cases(python.clone());
     if !filters.is_empty() {
-        cases.retain(|c| filters.iter().any(|f| c.name.contains(f.as_str())));
+        // A filter that names a row exactly selects that row only (`mp_fork` without
+        // `mp_forkserver`); any other filter selects the rows that contain it.
+        let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+        cases.retain(|c| {
+            filters.iter().any(|f| {
+                c.name == f.as_str()
+                    || (!names.contains(&f.as_str()) && c.name.contains(f.as_str()))
+            })
+        });
     }
     run_rounds(&mut cases, &config, &load);
     let memory = if filters.is_empty() || filters.iter().any(|f| f == "memory") {
@@ -315,12 +324,14 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     // thread start installs multiproc's panic hook, ...), then calibrate.
     for case in cases.iter_mut() {
         (case.run)(2);
-        // Doubling batches until they add up to half the target; the fastest per op
-        // counts, because a batch that was preempted says nothing.
+        // Doubling batches (at least 1, 2, 4, 8) until they add up to half the target;
+        // the fastest per op counts, because a batch that was preempted says nothing.
         let mut per_op = f64::INFINITY;
         let mut spent = Duration::ZERO;
         let mut n = 1u32;
-        while spent * 2 < config.batch_target && n <= 4096 {
+        while (spent * 2 < config.batch_target || (n < 16 && !config.batch_target.is_zero()))
+            && n <= 4096
+        {
             let t = (case.run)(n);
             per_op = per_op.min(t.as_nanos().max(1) as f64 / f64::from(n));
             spent += t;
