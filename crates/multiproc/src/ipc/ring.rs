@@ -194,6 +194,8 @@ pub(crate) struct Ring<M> {
     tail_cache: std::sync::atomic::AtomicU64,
     /// The largest record payload (see [`max_record`](Self::max_record)).
     max_record: usize,
+    /// Consecutive data waits that ended at the first re-check (up to `STREAK`).
+    streak: std::sync::atomic::AtomicU32,
 }
 
 impl<M: Mem> Ring<M> {
@@ -234,6 +236,7 @@ impl<M: Mem> Ring<M> {
             head_cache: std::sync::atomic::AtomicU64::new(head),
             tail_cache: std::sync::atomic::AtomicU64::new(tail),
             max_record: (cap / 4).min(MAX_FRAGMENT) as usize - HEADER,
+            streak: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -506,9 +509,26 @@ impl<M: Mem> Ring<M> {
         deadline: Option<Instant>,
         tick: &mut dyn FnMut() -> bool,
     ) -> Waited {
-        self.wait_until(DATA_SEQ, DATA_WAITERS, deadline, tick, &mut || {
+        // Streaming detection: when the last few waits each ended at the first
+        // re-check, records are arriving back to back and this receiver keeps
+        // catching up with the sender; waiting longer before looking again lets a
+        // batch accumulate (and the cache lines rest). A receiver waiting for
+        // replies (a round trip) is not satisfied that fast and keeps the quick
+        // first re-check.
+        let streaming = self.streak.load(Relaxed) >= STREAK;
+        let first = if streaming { STREAM_STEP } else { FIRST_STEP };
+        let mut checks = 0u32;
+        let r = self.wait_until_from(first, DATA_SEQ, DATA_WAITERS, deadline, tick, &mut || {
+            checks += 1;
             self.has_data()
-        })
+        });
+        let streak = if r == Waited::Ready && checks == 2 {
+            (self.streak.load(Relaxed) + 1).min(STREAK)
+        } else {
+            0
+        };
+        self.streak.store(streak, Relaxed);
+        r
     }
 
     /// Waits until `ready()` holds (re-checked after every wake of the producers'
@@ -530,7 +550,19 @@ impl<M: Mem> Ring<M> {
         tick: &mut dyn FnMut() -> bool,
         ready: &mut dyn FnMut() -> bool,
     ) -> Waited {
-        let mut backoff = Backoff::new();
+        self.wait_until_from(FIRST_STEP, seq, waiters, deadline, tick, ready)
+    }
+
+    fn wait_until_from(
+        &self,
+        first_step: u32,
+        seq: usize,
+        waiters: usize,
+        deadline: Option<Instant>,
+        tick: &mut dyn FnMut() -> bool,
+        ready: &mut dyn FnMut() -> bool,
+    ) -> Waited {
+        let mut backoff = Backoff::new(first_step);
         loop {
             if ready() {
                 return Waited::Ready;
@@ -593,6 +625,14 @@ pub(crate) struct Backoff {
 /// messages between two processes: 6.5 M/s re-checking at once, 20 M/s with
 /// `FIRST_STEP = 3`, 17 M/s with 5; the round trip grows from 0.61 to 0.71 µs).
 const FIRST_STEP: u32 = 3;
+/// The first re-check of a receiver that is streaming comes after `2^STREAM_STEP`
+/// pauses (a few microseconds), so it reads records in batches (measured with both
+/// processes owning a CPU, small messages: Queue 5.3 -> 13.7 M/s, Pipe 5.4 -> 14-16
+/// M/s; the round trip is unchanged, 0.8 µs, since a receiver waiting for a reply is
+/// not streaming).
+const STREAM_STEP: u32 = 8;
+/// How many quick waits in a row make a receiver "streaming".
+const STREAK: u32 = 4;
 /// How long a waiter spins with `pause` before it switches to `sched_yield`.
 const PAUSE_FOR: Duration = Duration::from_micros(10);
 /// How long a waiter spins (pausing, then yielding) before it sleeps.
@@ -601,9 +641,9 @@ const SPIN_FOR: Duration = Duration::from_micros(50);
 const YIELDS: u32 = 8;
 
 impl Backoff {
-    pub(crate) fn new() -> Backoff {
+    pub(crate) fn new(first_step: u32) -> Backoff {
         Backoff {
-            step: FIRST_STEP,
+            step: first_step,
             start: None,
         }
     }
@@ -623,7 +663,7 @@ impl Backoff {
                 std::thread::yield_now();
                 return self.step <= FIRST_STEP + YIELDS;
             }
-            if self.step <= 6 {
+            if self.step <= STREAM_STEP {
                 for _ in 0..(1u32 << self.step) {
                     std::hint::spin_loop();
                 }
