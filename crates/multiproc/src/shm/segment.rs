@@ -453,32 +453,78 @@ impl<'de> Deserialize<'de> for SharedMemory {
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) unsafe trait ShmLayout: Default + Sync {}
 
-/// A `T` in its own shared segment; derefs to `&T`.
+/// A `T` in shared memory; derefs to `&T`.
 ///
 /// Crate-internal: the synchronization primitives keep their futex words in one.
-/// Under `cfg(loom)` it is a plain `Arc<T>`, so that loom can model the protocols.
+/// Small values are carved from per-thread *arenas* of one page, so a thousand
+/// locks cost ten descriptors, not a thousand (see [`arena_alloc`]). Under
+/// `cfg(loom)` it is a plain `Arc<T>`, so that loom can model the protocols.
 pub(crate) struct Shared<T> {
     #[cfg(not(loom))]
     mem: SharedMemory,
+    #[cfg(not(loom))]
+    offset: usize,
     #[cfg(not(loom))]
     ptr: NonNull<T>,
     #[cfg(loom)]
     arc: loom::sync::Arc<T>,
 }
 
+/// The size of an arena segment.
+#[cfg(not(loom))]
+const ARENA_SIZE: usize = 4096;
+
+#[cfg(not(loom))]
+thread_local! {
+    /// This thread's current arena: `(pid, mapping, next free offset)`. Weak, so an
+    /// arena is freed as soon as its last object is; keyed by pid, so a forked child
+    /// (which inherits a copy of this) never carves from its parent's arena.
+    static ARENA: std::cell::RefCell<Option<(u32, std::sync::Weak<Mapping>, usize)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Finds `size` zeroed bytes aligned to `align` in shared memory: a fresh slot of
+/// this thread's arena (slots are never reused, so a slot is still zero), a new
+/// arena, or, for large values, a segment of their own.
+#[cfg(not(loom))]
+fn arena_alloc(size: usize, align: usize) -> Result<(SharedMemory, usize)> {
+    if size > ARENA_SIZE / 4 || align > ARENA_SIZE {
+        return Ok((SharedMemory::create(size.max(1))?, 0));
+    }
+    let pid = std::process::id();
+    ARENA.with(|a| {
+        let mut a = a.borrow_mut();
+        if let Some((owner, weak, next)) = a.as_mut() {
+            if let Some(map) = weak.upgrade().filter(|_| *owner == pid) {
+                let offset = next.next_multiple_of(align);
+                if offset + size <= map.len {
+                    *next = offset + size;
+                    return Ok((SharedMemory { map }, offset));
+                }
+            }
+        }
+        let mem = SharedMemory::create(ARENA_SIZE)?;
+        *a = Some((pid, Arc::downgrade(&mem.map), size));
+        Ok((mem, 0))
+    })
+}
+
 #[cfg(not(loom))]
 impl<T: ShmLayout> Shared<T> {
-    /// Places a zeroed (= default) `T` in a new segment.
+    /// Places a zeroed (= default) `T` in shared memory.
     pub(crate) fn new() -> Result<Shared<T>> {
         const { assert!(std::mem::align_of::<T>() <= 4096) };
-        let mem = SharedMemory::create(std::mem::size_of::<T>().max(1))?;
-        Ok(Self::from_memory(mem))
+        let (mem, offset) = arena_alloc(std::mem::size_of::<T>(), std::mem::align_of::<T>())?;
+        Ok(Self::from_memory(mem, offset).expect("the arena returned a fitting slot"))
     }
 
-    fn from_memory(mem: SharedMemory) -> Shared<T> {
-        assert!(mem.len() >= std::mem::size_of::<T>());
-        let ptr = mem.map.ptr.cast::<T>();
-        Shared { mem, ptr }
+    fn from_memory(mem: SharedMemory, offset: usize) -> Option<Shared<T>> {
+        let end = offset.checked_add(std::mem::size_of::<T>())?;
+        if end > mem.len() || offset % std::mem::align_of::<T>() != 0 {
+            return None;
+        }
+        let ptr = NonNull::new(mem.as_ptr().wrapping_add(offset).cast::<T>())?;
+        Some(Shared { mem, offset, ptr })
     }
 }
 
@@ -497,6 +543,8 @@ impl<T> Clone for Shared<T> {
             #[cfg(not(loom))]
             mem: self.mem.clone(),
             #[cfg(not(loom))]
+            offset: self.offset,
+            #[cfg(not(loom))]
             ptr: self.ptr,
             #[cfg(loom)]
             arc: self.arc.clone(),
@@ -510,9 +558,9 @@ impl<T> std::ops::Deref for Shared<T> {
     #[cfg(not(loom))]
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: `ptr` is the start of `mem`'s page-aligned mapping, which is at least
-        // `size_of::<T>()` bytes (asserted in `from_memory`) and lives as long as `self`
-        // holds `mem`. `T: ShmLayout` makes any bytes another process may have written
+        // SAFETY: `ptr` is `offset` bytes into `mem`'s page-aligned mapping, aligned for
+        // `T` with `size_of::<T>()` bytes in bounds (checked in `from_memory`), and the
+        // mapping lives as long as `self` holds `mem`. `T: ShmLayout` makes any bytes another process may have written
         // (atomics only, zero = default) a valid `T` that is only mutated atomically.
         unsafe { self.ptr.as_ref() }
     }
@@ -543,20 +591,18 @@ impl<T> fmt::Debug for Shared<T> {
 #[cfg(not(loom))]
 impl<T: ShmLayout> Serialize for Shared<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.mem.serialize(s)
+        (&self.mem, self.offset as u64).serialize(s)
     }
 }
 
 #[cfg(not(loom))]
 impl<'de, T: ShmLayout> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let mem = SharedMemory::deserialize(d)?;
-        if mem.len() < std::mem::size_of::<T>() {
-            return Err(serde::de::Error::custom(
-                "shared segment too small for its type",
-            ));
-        }
-        Ok(Self::from_memory(mem))
+        let (mem, offset) = <(SharedMemory, u64)>::deserialize(d)?;
+        usize::try_from(offset)
+            .ok()
+            .and_then(|offset| Self::from_memory(mem, offset))
+            .ok_or_else(|| serde::de::Error::custom("shared object outside its segment"))
     }
 }
 

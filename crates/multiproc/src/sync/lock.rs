@@ -16,7 +16,8 @@ use crate::shm::Shared;
 ///
 /// This is Python's `multiprocessing.Lock` with Rust's guard discipline: `lock()`
 /// returns a [`LockGuard`] and the lock is released when the guard is dropped. It
-/// lives in its own shared-memory segment; clones share it, and passing it to
+/// lives in shared memory (a 16-byte slot of a page-sized `memfd` segment shared with
+/// other small objects created by the same thread); clones share it, and passing it to
 /// [`Process::start_with`](crate::Process::start_with) shares it with the child
 /// (by every start method).
 ///
@@ -107,7 +108,7 @@ pub struct LockGuard<'a> {
 }
 
 impl Lock {
-    /// Creates an unlocked lock in a new shared-memory segment.
+    /// Creates an unlocked lock in shared memory.
     ///
     /// # Errors
     ///

@@ -77,7 +77,7 @@ pub struct RLockGuard<'a> {
 }
 
 impl RLock {
-    /// Creates an unlocked re-entrant lock in a new shared-memory segment.
+    /// Creates an unlocked re-entrant lock in shared memory.
     ///
     /// # Errors
     ///
