@@ -510,6 +510,42 @@ fn arena_alloc(size: usize, align: usize) -> Result<(SharedMemory, usize)> {
 }
 
 #[cfg(not(loom))]
+thread_local! {
+    /// Arenas this thread received from other processes, by file identity, so that
+    /// many objects of one arena received here share one mapping and descriptor.
+    /// Keyed by pid like `ARENA`.
+    #[allow(clippy::type_complexity)]
+    static RECEIVED: std::cell::RefCell<(u32, Vec<((u64, u64), std::sync::Weak<Mapping>)>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// Returns the mapping of `mem`'s file that this thread already has, if any (dropping
+/// `mem`'s duplicate descriptor and mapping), else remembers `mem`'s.
+#[cfg(not(loom))]
+fn dedupe_received(mem: SharedMemory) -> SharedMemory {
+    let Ok(key) = sys::memfd::identity(mem.map.fd.as_fd()) else {
+        return mem;
+    };
+    let pid = std::process::id();
+    RECEIVED.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.0 != pid {
+            *r = (pid, Vec::new());
+        }
+        r.1.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(map) =
+            r.1.iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, w)| w.upgrade())
+        {
+            return SharedMemory { map };
+        }
+        r.1.push((key, Arc::downgrade(&mem.map)));
+        mem
+    })
+}
+
+#[cfg(not(loom))]
 impl<T: ShmLayout> Shared<T> {
     /// Places a zeroed (= default) `T` in shared memory.
     pub(crate) fn new() -> Result<Shared<T>> {
@@ -599,6 +635,7 @@ impl<T: ShmLayout> Serialize for Shared<T> {
 impl<'de, T: ShmLayout> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (mem, offset) = <(SharedMemory, u64)>::deserialize(d)?;
+        let mem = dedupe_received(mem);
         usize::try_from(offset)
             .ok()
             .and_then(|offset| Self::from_memory(mem, offset))

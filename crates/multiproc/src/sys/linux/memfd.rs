@@ -37,6 +37,13 @@ pub(crate) fn size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
+/// The `(device, inode)` identity of the file behind `fd`: equal for every
+/// descriptor of one memfd, in any process.
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// Reopens a memfd through a `/proc/<pid>/fd/<n>` path.
 ///
 /// The kernel allows this only to callers that pass a ptrace access check
