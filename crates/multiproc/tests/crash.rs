@@ -163,3 +163,78 @@ fn descriptor_exhaustion_is_a_clear_error() {
     );
     assert!(stdout.contains("Too many open files"), "{stdout}");
 }
+
+/// Runs in a `Spawn` child, whose function runs on the main thread (before the test
+/// harness's `main`): the children it starts from there use `PR_SET_PDEATHSIG`, the one
+/// from a short-lived thread uses the death pipe. Writes their pids to `path`.
+fn start_family_then_wait(path: String) -> u8 {
+    let mut kids = Vec::new();
+    let mut pids = Vec::new();
+    for m in StartMethod::ALL {
+        let p = Process::builder()
+            .start_method(m)
+            .allow_threads(true)
+            .start(sleeps_forever)
+            .unwrap();
+        pids.push(p.pid());
+        kids.push(p);
+    }
+    let from_thread = std::thread::spawn(|| {
+        Process::builder()
+            .start_method(StartMethod::Fork)
+            .allow_threads(true)
+            .start(sleeps_forever)
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    pids.push(from_thread.pid());
+    let text: Vec<String> = pids.iter().map(i32::to_string).collect();
+    std::fs::write(format!("{path}.tmp"), text.join("\n")).unwrap();
+    std::fs::rename(format!("{path}.tmp"), &path).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop((kids, from_thread));
+    0
+}
+
+#[test]
+fn parent_sigkill_takes_children_along_from_main_thread() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let path = std::env::temp_dir()
+        .join(util::unique_name("family"))
+        .to_string_lossy()
+        .into_owned();
+    let parent = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .start_with(start_family_then_wait, path.clone())
+        .unwrap();
+    assert!(util::eventually(Duration::from_secs(30), || {
+        std::path::Path::new(&path).exists()
+    }));
+    let pids: Vec<i32> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(pids.len(), 4);
+    let family: Vec<i32> = util::children_of(parent.pid())
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        pids.iter().all(|p| family.contains(p)),
+        "{pids:?} vs {family:?}"
+    );
+    parent.kill().unwrap();
+    let e = parent.join().unwrap_err();
+    assert_eq!(e.signal(), Some(multiproc::Signal::SIGKILL));
+    let gone = util::eventually(Duration::from_secs(1), || {
+        family.iter().all(|&p| !util::alive(p))
+    });
+    let left: Vec<i32> = family.iter().copied().filter(|&p| util::alive(p)).collect();
+    assert!(
+        gone,
+        "still alive 1 s after the parent was killed: {left:?}"
+    );
+}

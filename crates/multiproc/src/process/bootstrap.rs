@@ -35,6 +35,10 @@ pub(crate) struct Launch {
     pub(crate) name: Option<String>,
     /// The inherited read end of the parent's death pipe, or `-1`.
     pub(crate) death_fd: RawFd,
+    /// If non-zero: the parent's pid, and its thread that started this child (or the
+    /// fork server) is its main thread, so `PR_SET_PDEATHSIG` follows the process and
+    /// replaces the death pipe.
+    pub(crate) pdeathsig_ppid: i32,
     pub(crate) stdout: bool,
     pub(crate) stderr: bool,
     /// Become the fork server instead of running `entry`.
@@ -90,7 +94,7 @@ fn child_entry(sock: OwnedFd) -> ! {
 
 /// Common child setup: die with the parent, name, stdio; then run the entry and exit.
 pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> ! {
-    if launch.death_fd >= 0 && !arm_death(launch.death_fd) {
+    if !watch_parent(launch.pdeathsig_ppid, launch.death_fd) {
         sys::fork::exit_now(104);
     }
     if let Some(name) = &launch.name {
@@ -115,6 +119,19 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
         ),
     };
     finish(sock, reply)
+}
+
+/// Arms parent-death detection: `PR_SET_PDEATHSIG` when `pdeathsig_ppid` is set, else
+/// the death pipe `death_fd` (if `>= 0`); closes the inherited pipe descriptor either
+/// way. Returns `false` if the parent is already gone.
+pub(crate) fn watch_parent(pdeathsig_ppid: i32, death_fd: RawFd) -> bool {
+    if pdeathsig_ppid != 0 {
+        if death_fd >= 0 {
+            sys::deathsig::close_inherited(death_fd);
+        }
+        return sys::deathsig::arm_pdeathsig(pdeathsig_ppid);
+    }
+    death_fd < 0 || arm_death(death_fd)
 }
 
 /// Arms parent-death detection on `fd` and closes the inherited descriptor.

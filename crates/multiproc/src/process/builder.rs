@@ -175,17 +175,14 @@ impl Builder {
         bootstrap::check_not_orphaned_bootstrap()?;
         let arg = codec::encode(&arg)?;
         let (out, err, child_ends) = self.capture_pipes()?;
-        let death_fd = if self.die_with_parent {
-            sys::deathsig::read_end().map_err(start_error)?
-        } else {
-            -1
-        };
+        let (death_fd, pdeathsig_ppid) = self.death_watch(method)?;
         let launch = Launch {
             token: BinaryToken::current(),
             entry,
             arg: arg.bytes,
             name: self.name.clone(),
             death_fd,
+            pdeathsig_ppid,
             stdout: out.is_some(),
             stderr: err.is_some(),
             server: false,
@@ -254,11 +251,7 @@ impl Builder {
     {
         fork::check_threads(self.allow_threads)?;
         let (out, err, mut child_ends) = self.capture_pipes()?;
-        let death_fd = if self.die_with_parent {
-            sys::deathsig::read_end().map_err(start_error)?
-        } else {
-            -1
-        };
+        let (death_fd, pdeathsig_ppid) = self.death_watch(StartMethod::Fork)?;
         let child_err = if err.is_some() {
             child_ends.pop()
         } else {
@@ -273,6 +266,7 @@ impl Builder {
             stdout: child_out,
             stderr: child_err,
             death_fd,
+            pdeathsig_ppid,
             name: self.name.clone(),
         };
         let started = fork::start(f, io)?;
@@ -284,6 +278,25 @@ impl Builder {
             out,
             err,
         ))
+    }
+
+    /// How the child will notice this process's death: `(death pipe fd or -1, parent
+    /// pid for PR_SET_PDEATHSIG or 0)`.
+    ///
+    /// `PR_SET_PDEATHSIG` fires when the parent *thread* exits, so it stands in for the
+    /// process only when the main thread starts the child (or, for `ForkServer`, started
+    /// the server, which the server checks). Elsewhere the death pipe does the job.
+    fn death_watch(&self, method: StartMethod) -> Result<(i32, i32)> {
+        if !self.die_with_parent {
+            return Ok((-1, 0));
+        }
+        let pid = i32::try_from(std::process::id()).expect("pid fits in i32");
+        let main = sys::deathsig::on_main_thread();
+        match method {
+            StartMethod::ForkServer => Ok((sys::deathsig::read_end().map_err(start_error)?, pid)),
+            _ if main => Ok((-1, pid)),
+            _ => Ok((sys::deathsig::read_end().map_err(start_error)?, 0)),
+        }
     }
 
     /// Pipes for captured stdio: (parent stdout end, parent stderr end, child ends in order).

@@ -27,6 +27,8 @@ pub(crate) struct ChildIo {
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
     pub(crate) death_fd: i32,
+    /// Non-zero: use `PR_SET_PDEATHSIG` against this parent pid instead of the pipe.
+    pub(crate) pdeathsig_ppid: i32,
     pub(crate) name: Option<String>,
 }
 
@@ -92,7 +94,7 @@ where
 {
     sys::deathsig::forget_parent_pipe_after_fork();
     super::forkserver::forget_after_fork();
-    if io.death_fd >= 0 && !bootstrap::arm_death(io.death_fd) {
+    if !bootstrap::watch_parent(io.pdeathsig_ppid, io.death_fd) {
         sys::fork::exit_now(104);
     }
     if let Some(out) = &io.stdout {

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use super::bootstrap::{self, Launch};
@@ -33,6 +33,10 @@ static CONN: Mutex<Option<Conn>> = Mutex::new(None);
 /// The connection's socket as a raw number, so a forked child can close it without locking.
 static CONN_FD: AtomicI32 = AtomicI32::new(-1);
 static CONN_PIDFD: AtomicI32 = AtomicI32::new(-1);
+/// In the server: whether it was started from the parent's main thread, so that its
+/// children's `CLONE_PARENT` parent thread is the main thread and `PR_SET_PDEATHSIG`
+/// follows the parent process.
+static SERVER_PDEATHSIG: AtomicBool = AtomicBool::new(false);
 
 /// Asks the fork server (starting it if needed) to fork a child for `launch`, with
 /// `fds` as the child's descriptors (its result socket first). Returns the pid.
@@ -115,6 +119,11 @@ fn start_server() -> io::Result<Conn> {
         arg: Vec::new(),
         name: Some("multiproc-fsrv".into()),
         death_fd,
+        pdeathsig_ppid: if sys::deathsig::on_main_thread() {
+            i32::try_from(std::process::id()).expect("pid fits in i32")
+        } else {
+            0
+        },
         stdout: false,
         stderr: false,
         server: true,
@@ -146,7 +155,14 @@ pub(crate) fn forget_after_fork() {
 pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
     // The server's own parent-death watch. The inherited read end stays open: each
     // child re-arms on it.
-    if launch.death_fd >= 0 && !sys::deathsig::arm(launch.death_fd).unwrap_or(true) {
+    // The inherited pipe descriptor stays open either way: children may re-arm on it.
+    let alive = if launch.pdeathsig_ppid != 0 {
+        SERVER_PDEATHSIG.store(true, Ordering::Relaxed);
+        sys::deathsig::arm_pdeathsig(launch.pdeathsig_ppid)
+    } else {
+        launch.death_fd < 0 || sys::deathsig::arm(launch.death_fd).unwrap_or(true)
+    };
+    if !alive {
         sys::fork::exit_now(0);
     }
     sys::fork::set_process_name("multiproc-fsrv");
@@ -168,9 +184,14 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
     }
 }
 
-fn fork_one(server_sock: &OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> Result<i32, i32> {
+fn fork_one(server_sock: &OwnedFd, mut launch: Launch, mut fds: Vec<OwnedFd>) -> Result<i32, i32> {
     if fds.is_empty() {
         return Err(libc::EINVAL);
+    }
+    if !SERVER_PDEATHSIG.load(Ordering::Relaxed) {
+        // This server's parent thread is not the main thread: only the pipe follows
+        // the parent process.
+        launch.pdeathsig_ppid = 0;
     }
     match sys::fork::clone_parent() {
         Ok(Forked::Parent(pid)) => Ok(pid),

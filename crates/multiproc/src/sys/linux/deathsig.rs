@@ -116,6 +116,22 @@ pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
     Ok(!(n > 0 && pfd.revents & libc::POLLHUP != 0))
 }
 
+/// Returns `true` on the process's main thread, whose exit is the process's exit.
+pub(crate) fn on_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
+}
+
+/// In a child whose parent *thread* is the parent's main thread: `PR_SET_PDEATHSIG`
+/// with `SIGKILL`, then a check that the parent (`expected_ppid`) did not die before it
+/// was set. Two syscalls instead of the pipe's seven; used only when the kernel's
+/// per-thread semantics coincide with the process's lifetime.
+///
+/// Returns `false` if the parent is already gone.
+pub(crate) fn arm_pdeathsig(expected_ppid: i32) -> bool {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() == expected_ppid)
+}
+
 /// `/proc/self/fd/<fd>` with a trailing NUL, written into `buf` without allocating: a
 /// forked child calls [`arm`] first thing, and its first heap allocation would cost
 /// page faults on memory it shares copy-on-write with the parent.
