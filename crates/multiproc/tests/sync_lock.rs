@@ -158,3 +158,31 @@ fn repeated_kills_of_holders_never_hang_and_report_each_death_once() {
         assert!(lock.try_lock().is_ok(), "reported once, then a normal lock");
     }
 }
+
+#[test]
+fn a_guard_copied_into_a_forked_child_does_not_unlock_the_parent() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let lock = Lock::new().unwrap();
+    let relocked = multiproc::Event::new().unwrap();
+    let g = lock.lock().unwrap();
+    let (child_lock, child_relocked) = (lock.clone(), relocked.clone());
+    let p = multiproc::process::Builder::new()
+        .allow_threads(true)
+        .fork(move || {
+            child_relocked.wait();
+            drop(g); // the child's copy: not the owner, releases nothing
+            child_lock.is_locked()
+        })
+        .unwrap();
+    // The parent's copy of `g` went with the closure and was released here by its
+    // owner; lock again, then let the child drop its copy.
+    let g2 = lock.lock().unwrap();
+    relocked.set();
+    assert!(
+        p.join().unwrap(),
+        "the child's copy did not unlock the parent's lock"
+    );
+    assert!(lock.is_locked());
+    drop(g2);
+    assert!(!lock.is_locked());
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::owner_died::{LockResult, OwnerDied, TryLockError, TryLockResult};
+use super::primitive::fork_generation;
 use super::robust::{Acquired, RawLock};
 use crate::error::Result;
 use crate::shm::Shared;
@@ -94,7 +95,8 @@ pub struct Lock {
 
 /// Proof that the current thread holds a [`Lock`]; dropping it unlocks.
 ///
-/// Not `Send`: the lock belongs to the thread that took it.
+/// Not `Send`: the lock belongs to the thread that took it. A copy of a guard that
+/// a forked child inherited releases nothing when dropped there.
 ///
 /// ```compile_fail
 /// fn assert_send<T: Send>(_: T) {}
@@ -104,6 +106,9 @@ pub struct Lock {
 #[must_use = "if unused the Lock will immediately unlock"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    /// [`fork_generation`] when locked: a copy of the guard in a forked child sees
+    /// another value and releases nothing.
+    generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -130,6 +135,7 @@ impl Lock {
     fn guard(&self, how: Acquired) -> LockResult<LockGuard<'_>> {
         let guard = LockGuard {
             lock: self,
+            generation: fork_generation(),
             _not_send: PhantomData,
         };
         match how {
@@ -242,7 +248,10 @@ impl<'a> LockGuard<'a> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.raw.unlock(std::thread::panicking());
+        // A copy of the guard in a forked child (not the owner) releases nothing.
+        if self.generation == fork_generation() {
+            self.lock.raw.unlock(std::thread::panicking());
+        }
     }
 }
 

@@ -43,6 +43,14 @@ pub(crate) fn current_thread() -> (u32, u64) {
     crate::sys::thread::current_with_start()
 }
 
+/// Changes in a forked child (and never in the parent): a guard compares it to tell
+/// that it is a copy in a child.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn fork_generation() -> u32 {
+    crate::sys::thread::fork_generation()
+}
+
 /// Whether the thread that published (`tid`, `start`) has certainly ended.
 #[cfg(not(loom))]
 pub(crate) fn owner_is_dead(tid: u32, start: u64) -> bool {
@@ -114,6 +122,10 @@ mod fake {
 
     pub(crate) fn owner_is_dead_throttled(_: u32, _: u64) -> bool {
         false
+    }
+
+    pub(crate) fn fork_generation() -> u32 {
+        0
     }
 
     pub(crate) fn spin_loop() {

@@ -43,6 +43,13 @@ pub(crate) fn forget_after_fork() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
+/// How many forks separate this process from the one that first used thread ids:
+/// a value saved before a fork differs in the child, never in the parent.
+#[inline]
+pub(crate) fn fork_generation() -> u32 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 #[cold]
 fn refresh(generation: u32) -> (u32, u64) {
     static ATFORK: Once = Once::new();
