@@ -18,13 +18,19 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// Queue does not know who is on the other side, so a child that died would otherwise
 /// leave the parent waiting forever (a Pipe reports the peer's death by itself).
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages every bandwidth run sends, whatever its time limit.
+const MIN_MESSAGES: usize = 8;
 /// Round trips per latency sample.
 const TRIPS_PER_SAMPLE: u32 = 50;
 
 /// Measures the section.
 pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
-    let total_mib: usize = plan.pick(512, 64);
+    let limit = Limit {
+        max_messages: plan.pick(512, 64),
+        time: plan.budget(400),
+    };
+    let total_mib = limit.max_messages;
     let mut rtt = Vec::new();
     let mut bw = Vec::new();
 
@@ -40,7 +46,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         "threads_mpsc",
         "threads, std::sync::mpsc",
         Worker::Thread,
-        mpsc_bandwidth(total_mib, plan.pick(3, 1)),
+        mpsc_bandwidth(limit, plan.pick(3, 1)),
     ));
     ctx.step("communicating: Pipe round trip between processes");
     rtt.push(process_metric(
@@ -52,7 +58,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     bw.push(process_metric(
         "processes_pipe",
         "processes, ipc::Pipe",
-        pipe_bandwidth(total_mib, plan.pick(3, 1)),
+        pipe_bandwidth(limit, plan.pick(3, 1)),
     ));
     ctx.step("communicating: Queue round trip between processes");
     rtt.push(process_metric(
@@ -64,7 +70,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     bw.push(process_metric(
         "processes_queue",
         "processes, ipc::Queue",
-        queue_bandwidth(total_mib, plan.pick(3, 1)),
+        queue_bandwidth(limit, plan.pick(3, 1)),
     ));
 
     let mut section = Section {
@@ -75,12 +81,13 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         status: Status::Measured,
         method: format!(
             "Round trip: one side sends a u64, the other sends it back; median of samples of \
-             {TRIPS_PER_SAMPLE} round trips. Bandwidth: {total_mib} MiB sent as 1 MiB \
-             messages, one way; the sender copies its buffer into each message (threads: \
+             {TRIPS_PER_SAMPLE} round trips. Bandwidth: 1 MiB messages, one way, for {} ms \
+             or {total_mib} messages, whichever comes first (at least {MIN_MESSAGES}); the sender copies its buffer into each message (threads: \
              a clone moved through a sync_channel of 4; Pipe: send_bytes; Queue: put of a \
-             serde_bytes::ByteBuf), the receiver takes it and drops it, then acknowledges the last one. \
-             Pipe and Queue use their default settings; the child process is started by \
-             forkserver before timing."
+             serde_bytes::ByteBuf), the receiver takes it and drops it. Pipe and Queue use their default \
+             settings; the child process is started by forkserver. Reported: the byte count the receiver acknowledges, over the time \
+             from the first send to the acknowledgement, in GB/s (10^9 bytes).",
+            limit.time.as_millis()
         ),
         groups: vec![
             Group {
@@ -140,12 +147,14 @@ fn pipe_echo(conn: Connection) {
     }
 }
 
-/// A child that receives `n` byte messages, then acknowledges with the byte count.
-fn pipe_sink((conn, n): (Connection, usize)) {
+/// A child that receives byte messages until an empty one, then acknowledges with the
+/// byte count.
+fn pipe_sink(conn: Connection) {
     let mut buf = Vec::with_capacity(CHUNK);
     let mut bytes = 0u64;
-    for _ in 0..n {
+    loop {
         match conn.recv_bytes_into(&mut buf) {
+            Ok(0) => break,
             Ok(len) => bytes += len as u64,
             Err(_) => return,
         }
@@ -162,16 +171,30 @@ fn queue_echo((to, back): (Queue<u64>, Queue<u64>)) {
     }
 }
 
-/// A child that gets `n` buffers from `data`, then puts the byte count on `ack`.
-fn queue_sink((data, ack, n): (Queue<ByteBuf>, Queue<u64>, usize)) {
+/// A child that gets buffers from `data` until an empty one, then puts the byte count
+/// on `ack`.
+fn queue_sink((data, ack): (Queue<ByteBuf>, Queue<u64>)) {
     let mut bytes = 0u64;
-    for _ in 0..n {
+    loop {
         match data.get() {
+            Ok(v) if v.is_empty() => break,
             Ok(v) => bytes += v.len() as u64,
             Err(_) => return,
         }
     }
     let _ = ack.put(bytes);
+}
+
+/// Whether a bandwidth run that started at `t0` and sent `sent` messages goes on.
+fn more(t0: Instant, sent: usize, limit: Limit) -> bool {
+    sent < MIN_MESSAGES || (sent < limit.max_messages && t0.elapsed() < limit.time)
+}
+
+/// How much a bandwidth run may send: up to `max_messages`, for up to `time`.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    max_messages: usize,
+    time: Duration,
 }
 
 fn pipe_round_trip(budget: Duration) -> anyhow::Result<Summary> {
@@ -190,18 +213,21 @@ fn pipe_round_trip(budget: Duration) -> anyhow::Result<Summary> {
     r
 }
 
-fn pipe_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
+fn pipe_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
     let buf = vec![7u8; CHUNK];
     let mut samples = Vec::new();
     for _ in 0..reps {
         let (ours, theirs) = Pipe::new()?;
-        let child = Process::start_with(pipe_sink, (theirs, total_mib))?;
+        let child = Process::start_with(pipe_sink, theirs)?;
         // The child may still be starting when the clock starts: a fraction of a
         // millisecond against the whole transfer.
         let t0 = Instant::now();
-        for _ in 0..total_mib {
+        let mut sent = 0;
+        while more(t0, sent, limit) {
             ours.send_bytes(&buf)?;
+            sent += 1;
         }
+        ours.send_bytes(&[])?;
         let bytes: u64 = ours.recv()?;
         samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
         child.join()?;
@@ -226,7 +252,7 @@ fn queue_round_trip(budget: Duration) -> anyhow::Result<Summary> {
     r
 }
 
-fn queue_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
+fn queue_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
     let buf = vec![7u8; CHUNK];
     let mut samples = Vec::new();
     for _ in 0..reps {
@@ -234,11 +260,14 @@ fn queue_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
         // serde one byte at a time.
         let data = Queue::<ByteBuf>::new()?;
         let ack = Queue::<u64>::new()?;
-        let child = Process::start_with(queue_sink, (data.clone(), ack.clone(), total_mib))?;
+        let child = Process::start_with(queue_sink, (data.clone(), ack.clone()))?;
         let t0 = Instant::now();
-        for _ in 0..total_mib {
+        let mut sent = 0;
+        while more(t0, sent, limit) {
             data.put_timeout(ByteBuf::from(buf.clone()), PEER_TIMEOUT)?;
+            sent += 1;
         }
+        data.put_timeout(ByteBuf::new(), PEER_TIMEOUT)?;
         let bytes = ack.get_timeout(PEER_TIMEOUT)?;
         samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
         child.join()?;
@@ -269,7 +298,7 @@ fn mpsc_round_trip(budget: Duration) -> anyhow::Result<Summary> {
     r
 }
 
-fn mpsc_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
+fn mpsc_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
     let buf = vec![7u8; CHUNK];
     let mut samples = Vec::new();
     for _ in 0..reps {
@@ -282,8 +311,10 @@ fn mpsc_bandwidth(total_mib: usize, reps: u32) -> anyhow::Result<Summary> {
             }
             bytes
         })?;
-        for _ in 0..total_mib {
+        let mut sent = 0;
+        while more(t0, sent, limit) {
             tx.send(buf.clone())?;
+            sent += 1;
         }
         drop(tx);
         let bytes = consumer.join()?;

@@ -20,7 +20,7 @@ use crate::compare::stats;
 pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
     let n = plan.workers;
-    let m: u64 = plan.pick(2_000_000, 250_000);
+    let m: u64 = plan.pick(1_000_000, 250_000);
     let expected = n as u64 * m;
     let mut finals = Vec::new();
     let mut rates = Vec::new();
