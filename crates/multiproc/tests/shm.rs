@@ -84,6 +84,24 @@ fn bounds_and_bad_names() {
             .kind(),
         ErrorKind::Os
     );
+    // A name whose descriptor number now holds another segment is refused.
+    let a = SharedMemory::create(16).unwrap();
+    let name = a.name();
+    drop(a);
+    let b = SharedMemory::create(16).unwrap(); // likely reuses the number
+    if b.name().split('#').next() == name.split('#').next() {
+        assert_eq!(
+            SharedMemory::attach(&name).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+    assert!(SharedMemory::attach(&b.name()).is_ok());
+    let path = b.name().split('#').next().unwrap().to_owned();
+    assert!(SharedMemory::attach(&format!("{path}#x")).is_err());
+    assert!(
+        SharedMemory::attach(&path).is_ok(),
+        "a bare path still works"
+    );
 }
 
 #[test]

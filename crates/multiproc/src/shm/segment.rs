@@ -128,18 +128,20 @@ impl SharedMemory {
 
     /// Maps the segment another process [named](Self::name).
     ///
-    /// The name is a `/proc/<pid>/fd/<n>` path. The kernel lets a process open it
-    /// only if it may inspect the creator (same user and a ptrace "read" check),
-    /// and the file itself is owner-only, so the name need not be secret. It stays
-    /// valid while the creating process is alive and keeps this object (or a clone)
-    /// open. Attaching never destroys anything: the memory lives while any process
-    /// has it open or mapped.
+    /// The name is a `/proc/<pid>/fd/<n>` path followed by `#<inode>`. The kernel
+    /// lets a process open the path only if it may inspect the creator (same user
+    /// and a ptrace "read" check), and the file itself is owner-only, so the name
+    /// need not be secret or unguessable. The inode guards against the creator having
+    /// closed the segment and reused the descriptor number for another one. The name
+    /// stays valid while the creating process is alive and keeps this object (or a
+    /// clone) open. Attaching never destroys anything: the memory lives while any
+    /// process has it open or mapped.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidInput`] if `name` is not a multiproc segment,
-    /// [`ErrorKind::Os`] if it cannot be opened (the creator exited: `ENOENT`; no
-    /// permission: `EACCES`) or mapped.
+    /// [`ErrorKind::InvalidInput`] if `name` is not (or no longer) a multiproc
+    /// segment, [`ErrorKind::Os`] if it cannot be opened (the creator exited:
+    /// `ENOENT`; no permission: `EACCES`) or mapped.
     ///
     /// # Examples
     ///
@@ -155,13 +157,31 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn attach(name: &str) -> Result<SharedMemory> {
-        let fd = sys::memfd::reopen(name).map_err(|e| {
+        let (path, inode) = match name.rsplit_once('#') {
+            Some((path, ino)) => (
+                path,
+                Some(
+                    ino.parse::<u64>()
+                        .map_err(|_| invalid(format!("bad segment name {name}")))?,
+                ),
+            ),
+            None => (name, None),
+        };
+        let fd = sys::memfd::reopen(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidInput {
                 invalid(format!("{name} is not a multiproc shared-memory segment"))
             } else {
                 Error::os(e)
             }
         })?;
+        if let Some(ino) = inode {
+            let (_, actual) = sys::memfd::identity(fd.as_fd()).map_err(Error::os)?;
+            if actual != ino {
+                return Err(invalid(format!(
+                    "{name}: the segment is gone (its descriptor number was reused)"
+                )));
+            }
+        }
         Self::from_fd(fd, None)
     }
 
@@ -188,7 +208,11 @@ impl SharedMemory {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn name(&self) -> String {
-        sys::memfd::proc_path(&self.map.fd)
+        let path = sys::memfd::proc_path(&self.map.fd);
+        match sys::memfd::identity(self.map.fd.as_fd()) {
+            Ok((_, ino)) => format!("{path}#{ino}"),
+            Err(_) => path,
+        }
     }
 
     /// The size in bytes.
