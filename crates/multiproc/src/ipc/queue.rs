@@ -173,8 +173,10 @@ impl Inner {
         Ok(Inner {
             mem,
             ring,
-            put_lock: Lock::new()?,
-            get_lock: Lock::new()?,
+            // Each on a cache line of its own: producers and consumers take them
+            // at every item, from different CPUs.
+            put_lock: Lock::new_isolated()?,
+            get_lock: Lock::new_isolated()?,
             joinable,
             max_message,
         })

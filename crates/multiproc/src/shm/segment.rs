@@ -578,6 +578,19 @@ impl<T: ShmLayout> Shared<T> {
         Ok(Self::from_memory(mem, offset).expect("the arena returned a fitting slot"))
     }
 
+    /// Like [`new`](Self::new), but the value gets a cache line (64 bytes) of its
+    /// own, shared with no other arena object: for values that different processes
+    /// write at a high rate, such as a queue's producer-side and consumer-side locks
+    /// (adjacent, they made a Queue between two threads run at 2.7 M msgs/s instead
+    /// of 20, every acquire and release bouncing the line between the CPUs).
+    pub(crate) fn new_isolated() -> Result<Shared<T>> {
+        const LINE: usize = 64;
+        const { assert!(std::mem::align_of::<T>() <= 4096) };
+        let size = std::mem::size_of::<T>().next_multiple_of(LINE);
+        let (mem, offset) = arena_alloc(size, std::mem::align_of::<T>().max(LINE))?;
+        Ok(Self::from_memory(mem, offset).expect("the arena returned a fitting slot"))
+    }
+
     fn from_memory(mem: SharedMemory, offset: usize) -> Option<Shared<T>> {
         let end = offset.checked_add(std::mem::size_of::<T>())?;
         if end > mem.len() || offset % std::mem::align_of::<T>() != 0 {
@@ -594,6 +607,10 @@ impl<T: ShmLayout> Shared<T> {
         Ok(Shared {
             arc: loom::sync::Arc::new(T::default()),
         })
+    }
+
+    pub(crate) fn new_isolated() -> Result<Shared<T>> {
+        Self::new()
     }
 }
 
