@@ -298,6 +298,22 @@ impl Connection {
         })
     }
 
+    /// Closes this end (Python's `Connection.close`): the same as dropping it. The
+    /// peer sees end of stream once every copy of this end is closed and it has
+    /// received everything sent before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// a.send(1u8)?;
+    /// a.close();
+    /// assert_eq!(b.recv::<u8>()?, 1);
+    /// assert!(b.recv::<u8>().unwrap_err().is_disconnected());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(self) {}
+
     /// Returns `true` if this end can send.
     pub fn is_writable(&self) -> bool {
         self.tx.is_some()
