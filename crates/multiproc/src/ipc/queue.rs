@@ -653,6 +653,10 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 /// [`join`](Self::join) waits until every item put has been marked done (Python's
 /// `multiprocessing.JoinableQueue`). It derefs to [`Queue`] for `put`/`get`.
 ///
+/// As in Python, an item whose consumer dies before calling `task_done` stays
+/// unfinished, so `join` would wait for ever: use [`join_timeout`](Self::join_timeout)
+/// where consumers may crash.
+///
 /// # Examples
 ///
 /// ```
