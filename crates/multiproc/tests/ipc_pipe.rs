@@ -250,3 +250,22 @@ fn threads_share_one_connection() {
         s.join().unwrap();
     }
 }
+
+/// Regression: `wait` used to return as soon as one object was ready when armed, so a
+/// connection whose peer had closed (ready for good) hid a second one that closed later.
+#[test]
+fn wait_reports_every_ready_connection_not_only_the_first() {
+    let _w = util::watchdog(LIMIT);
+    let (a1, b1) = Pipe::new().unwrap();
+    let (a2, b2) = Pipe::new().unwrap();
+    drop(b2);
+    assert_eq!(
+        wait(&[&a1, &a2], Some(Duration::from_secs(20))).unwrap(),
+        [1]
+    );
+    drop(b1);
+    assert_eq!(
+        wait(&[&a1, &a2], Some(Duration::from_secs(20))).unwrap(),
+        [0, 1]
+    );
+}

@@ -76,29 +76,32 @@ impl<T> Waitable for crate::Process<T> {
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
-        let mut ready: Vec<usize> = Vec::new();
+        let mut armed_ready = vec![false; objects.len()];
         for (i, o) in objects.iter().enumerate() {
-            if o.wait_arm() {
-                ready.push(i);
-            }
+            armed_ready[i] = o.wait_arm();
         }
-        if !ready.is_empty() {
-            for o in objects {
-                o.wait_done(false);
-            }
-            return Ok(ready);
-        }
+        // Even when some object is ready already, look at every descriptor once (zero
+        // timeout): returning only the first ready ones would starve the others, e.g.
+        // a closed connection that stays ready would hide a second one forever.
+        let any_ready = armed_ready.iter().any(|&r| r);
         let mut fds: Vec<PollFd<'_>> = objects
             .iter()
             .map(|o| PollFd::from_borrowed_fd(o.wait_fd(), PollFlags::IN))
             .collect();
-        let ts = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
+        let ts = if any_ready {
+            Some(rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            })
+        } else {
+            deadline.map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                }
+            })
+        };
         match poll(&mut fds, ts.as_ref()) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
@@ -110,8 +113,9 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         }
         let fired: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);
+        let mut ready: Vec<usize> = Vec::new();
         for (i, o) in objects.iter().enumerate() {
-            if o.wait_done(fired[i]) {
+            if o.wait_done(fired[i]) || armed_ready[i] {
                 ready.push(i);
             }
         }
