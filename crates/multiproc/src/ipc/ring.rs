@@ -617,18 +617,19 @@ pub(crate) struct Backoff {
 }
 
 /// The first re-check comes after `2^FIRST_STEP` pauses, the next ones after twice as
-/// many each time (up to 64). A consumer that has caught up with its producer thus
-/// leaves the shared cache lines alone long enough for the producer to write several
-/// records, and then reads them as a batch: re-checking at once made every message
-/// bounce two cache lines between the CPUs (measured on the 2-vCPU machine, small
-/// messages between two processes: 6.5 M/s re-checking at once, 20 M/s with
-/// `FIRST_STEP = 3`, 17 M/s with 5; the round trip grows from 0.61 to 0.71 µs).
+/// many each time (up to `2^STREAM_STEP`, then 64 at a time). A consumer that has
+/// caught up with its producer thus leaves the shared cache lines alone long enough
+/// for the producer to write a few records, instead of bouncing two cache lines
+/// between the CPUs for every message. (Single runs on the 2-vCPU machine, before the
+/// queue's lock false sharing was found and while runs varied a lot: 6.5 M msgs/s
+/// re-checking at once, 20 with `FIRST_STEP = 3`, 17 with 5; round trip 0.61 ->
+/// 0.71 µs. Take these as indications only.)
 const FIRST_STEP: u32 = 3;
 /// The first re-check of a receiver that is streaming comes after `2^STREAM_STEP`
-/// pauses (a few microseconds), so it reads records in batches (measured with both
-/// processes owning a CPU, small messages: Queue 5.3 -> 13.7 M/s, Pipe 5.4 -> 14-16
-/// M/s; the round trip is unchanged, 0.8 µs, since a receiver waiting for a reply is
-/// not streaming).
+/// pauses (a few microseconds), so it reads records in batches. (Measured with both
+/// processes owning a CPU, before the queue's lock false sharing was fixed: Queue
+/// 5.3 -> 13.7 M msgs/s, Pipe 5.4 -> 14-16 M msgs/s; the round trip is unchanged,
+/// 0.8 µs, since a receiver waiting for a reply is not streaming.)
 const STREAM_STEP: u32 = 8;
 /// How many quick waits in a row make a receiver "streaming".
 const STREAK: u32 = 4;
