@@ -9,21 +9,30 @@ use std::time::{Duration, Instant};
 use super::builder::Builder;
 use crate::error::{Error, ErrorKind, RemotePanic, Result};
 
-/// Where the thread leaves its outcome for `join_timeout`.
+/// Where the thread leaves its outcome; `join_timeout` sleeps on `cond`.
 pub(super) struct Packet<T> {
     native_id: AtomicI32,
-    done: Mutex<bool>,
+    state: Mutex<Outcome<T>>,
     cond: Condvar,
-    result: Mutex<Option<std::result::Result<T, RemotePanic>>>,
+}
+
+struct Outcome<T> {
+    result: Option<std::result::Result<T, RemotePanic>>,
+    done: bool,
+    /// Threads inside `join_timeout`: `finish` only pays for a wake-up when one waits.
+    sleepers: usize,
 }
 
 impl<T> Packet<T> {
     pub(super) fn new() -> Self {
         Packet {
             native_id: AtomicI32::new(0),
-            done: Mutex::new(false),
+            state: Mutex::new(Outcome {
+                result: None,
+                done: false,
+                sleepers: 0,
+            }),
             cond: Condvar::new(),
-            result: Mutex::new(None),
         }
     }
 
@@ -32,9 +41,14 @@ impl<T> Packet<T> {
     }
 
     pub(super) fn finish(&self, r: std::result::Result<T, RemotePanic>) {
-        *lock(&self.result) = Some(r);
-        *lock(&self.done) = true;
-        self.cond.notify_all();
+        let mut st = lock(&self.state);
+        st.result = Some(r);
+        st.done = true;
+        let wake = st.sleepers > 0;
+        drop(st);
+        if wake {
+            self.cond.notify_all();
+        }
     }
 }
 
@@ -164,8 +178,8 @@ impl<T> Thread<T> {
     /// As [`join`](Self::join), plus [`ErrorKind::Timeout`].
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut done = lock(&self.packet.done);
-        while !*done {
+        let mut st = lock(&self.packet.state);
+        while !st.done {
             let left = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::MAX,
@@ -173,14 +187,16 @@ impl<T> Thread<T> {
             if left.is_zero() {
                 return Err(Error::new(ErrorKind::Timeout));
             }
-            done = self
+            st.sleepers += 1;
+            st = self
                 .packet
                 .cond
-                .wait_timeout(done, left)
+                .wait_timeout(st, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.sleepers -= 1;
         }
-        drop(done);
+        drop(st);
         self.take_result()
     }
 
@@ -191,7 +207,7 @@ impl<T> Thread<T> {
         // The closure's panics are caught inside the thread, so `join` only fails if
         // the packet's own code panicked, which it does not.
         let _ = handle.join();
-        match lock(&self.packet.result).take() {
+        match lock(&self.packet.state).result.take() {
             Some(Ok(v)) => Ok(v),
             Some(Err(p)) => Err(Error::from_panic(p)),
             None => {
