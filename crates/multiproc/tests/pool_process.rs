@@ -4,10 +4,6 @@
 mod util;
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use multiproc::pool::{self, Backend, Pool, WaitFor};
@@ -341,7 +337,7 @@ fn executor_interface() {
     sorted.sort_unstable();
     assert_eq!(sorted, vec![0, 1, 2], "{order:?}");
     // A handle is a Future.
-    assert_eq!(block_on(pool.submit(square, 7)).unwrap(), 49);
+    assert_eq!(util::block_on(pool.submit(square, 7)).unwrap(), 49);
     pool.join();
 }
 
@@ -421,24 +417,6 @@ fn chaos_body() {
         util::zombie_children()
     );
     assert_eq!(util::open_fds(), fds_before);
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 /// CPython gh-66587: `Pool.map` waits forever when a worker is killed mid-task.

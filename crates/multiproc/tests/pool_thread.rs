@@ -4,10 +4,6 @@
 mod util;
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use multiproc::pool::{self, Backend, Pool, WaitFor};
@@ -205,30 +201,12 @@ fn executor_interface() {
         .collect();
     assert_eq!(order.len(), 3, "{order:?}");
     assert_eq!(order[2], 0, "{order:?}");
-    assert_eq!(block_on(pool.submit(square, 9)).unwrap(), 81);
+    assert_eq!(util::block_on(pool.submit(square, 9)).unwrap(), 81);
     let (tx, rx) = std::sync::mpsc::channel();
     let h = pool.apply_async_with(square, 5, move |r| tx.send(*r.as_ref().unwrap()).unwrap());
     assert_eq!(rx.recv().unwrap(), 25);
     assert_eq!(h.join().unwrap(), 25);
     pool.join();
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
 }
 
 #[cfg(feature = "progress")]
