@@ -404,12 +404,19 @@ impl<M: Mem> Ring<M> {
     ///
     /// [`Corrupt`] if a header is malformed.
     pub(crate) fn peek(&self) -> Result<Option<Record>, Corrupt> {
-        let mut pos = self.w64(HEAD).load(Relaxed);
+        let head = self.w64(HEAD).load(Relaxed);
+        let mut pos = head;
         let mut tail = self.tail_cache.load(Relaxed);
         loop {
             if tail <= pos {
                 tail = self.w64(TAIL).load(Acquire);
                 self.tail_cache.store(tail, Relaxed);
+                if tail < head {
+                    // The producer's tail never falls behind the consumer's head: only
+                    // scribbled control words do that. Saying "empty" here would make
+                    // a receiver that sees `has_data` loop forever.
+                    return Err(Corrupt(format!("ring head {head} is past its tail {tail}")));
+                }
                 if tail <= pos {
                     return Ok(None);
                 }
@@ -426,7 +433,22 @@ impl<M: Mem> Ring<M> {
             let kind = tag & KIND_MASK;
             if kind == WRAP {
                 let idx = pos & (self.cap - 1);
-                pos += self.cap - idx;
+                // Positions near u64::MAX only come from scribbled control words; an
+                // unchecked add would wrap around and loop here forever.
+                pos = pos.checked_add(self.cap - idx).ok_or_else(|| {
+                    Corrupt(format!("ring positions out of range ({pos}, {tail})"))
+                })?;
+                // The producer publishes a WRAP together with the record after it
+                // (`try_write`), so a WRAP with nothing published after it is scribble;
+                // reporting "empty" would make a receiver that sees data spin forever.
+                tail = self.w64(TAIL).load(Acquire);
+                self.tail_cache.store(tail, Relaxed);
+                if tail <= pos {
+                    return Err(Corrupt(format!(
+                        "wrap marker at {} with nothing after it (tail {tail})",
+                        pos - (self.cap - idx)
+                    )));
+                }
                 continue;
             }
             let size = HEADER as u64 + pad8(len as u64);
