@@ -32,9 +32,11 @@
 //!
 //! # Method
 //!
-//! Rounds are interleaved: each round runs one batch of every row (A, B, C, A, B, C, ...),
-//! starting one row further on each round so that no row always follows the same
-//! neighbour. A batch repeats the operation enough times to last about
+//! Rounds are interleaved: each round runs one batch of every row, starting one row
+//! further on each round, and odd rounds go in reverse order (A B C, C B A, B C A, A C B,
+//! ...), so that no row always follows the same neighbour. (Rotation alone keeps
+//! neighbours: on this VM whichever of two thread rows ran second was stuck in a ~35 µs
+//! mode while the first ran in ~12 µs, whichever row that was.) A batch repeats the operation enough times to last about
 //! `BATCH_TARGET` (calibrated after a warm-up); its time divided by its size is one
 //! sample. The table shows the median sample over the rounds. A ratio is given two ways:
 //! the ratio of the medians, and "paired", the median over rounds of the ratio within
@@ -344,7 +346,8 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     let n = cases.len();
     for round in 0..config.rounds {
         for i in 0..n {
-            let case = &mut cases[(round + i) % n];
+            let k = if round % 2 == 0 { i } else { n - 1 - i };
+            let case = &mut cases[(round + k) % n];
             let before = usage(server.as_deref());
             let t = (case.run)(case.batch);
             let after = usage(server.as_deref());
