@@ -25,29 +25,40 @@ fn answer() -> u8 {
 #[test]
 #[ignore = "helper: run in a child by `parent_sigkill_takes_children_along`"]
 fn helper_start_children_and_wait() {
-    let mut kids = Vec::new();
-    for m in StartMethod::ALL {
-        let p = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(sleeps_forever)
-            .unwrap();
+    let kids = start_family(StartMethod::ForkServer);
+    for p in &kids {
         println!("child {}", p.pid());
-        kids.push(p);
     }
-    // Children started from a thread that exits must stay tied to the process, not the thread.
-    let from_thread = std::thread::spawn(|| {
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(60));
+    drop(kids);
+}
+
+/// One sleeping child per start method, started from this thread, and one more started
+/// with `from_thread` by a thread that exits at once: that child must stay tied to the
+/// process, not to the thread.
+fn start_family(from_thread: StartMethod) -> Vec<Process<u8>> {
+    let mut kids: Vec<Process<u8>> = StartMethod::ALL
+        .into_iter()
+        .map(|m| {
+            Process::builder()
+                .start_method(m)
+                .allow_threads(true)
+                .start(sleeps_forever)
+                .unwrap()
+        })
+        .collect();
+    let late = std::thread::spawn(move || {
         Process::builder()
-            .start_method(StartMethod::ForkServer)
+            .start_method(from_thread)
+            .allow_threads(true)
             .start(sleeps_forever)
             .unwrap()
     })
     .join()
     .unwrap();
-    println!("child {}", from_thread.pid());
-    println!("ready");
-    std::thread::sleep(Duration::from_secs(60));
-    drop((kids, from_thread));
+    kids.push(late);
+    kids
 }
 
 #[test]
@@ -168,32 +179,12 @@ fn descriptor_exhaustion_is_a_clear_error() {
 /// harness's `main`): the children it starts from there use `PR_SET_PDEATHSIG`, the one
 /// from a short-lived thread uses the death pipe. Writes their pids to `path`.
 fn start_family_then_wait(path: String) -> u8 {
-    let mut kids = Vec::new();
-    let mut pids = Vec::new();
-    for m in StartMethod::ALL {
-        let p = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(sleeps_forever)
-            .unwrap();
-        pids.push(p.pid());
-        kids.push(p);
-    }
-    let from_thread = std::thread::spawn(|| {
-        Process::builder()
-            .start_method(StartMethod::Fork)
-            .allow_threads(true)
-            .start(sleeps_forever)
-            .unwrap()
-    })
-    .join()
-    .unwrap();
-    pids.push(from_thread.pid());
-    let text: Vec<String> = pids.iter().map(i32::to_string).collect();
+    let kids = start_family(StartMethod::Fork);
+    let text: Vec<String> = kids.iter().map(|p| p.pid().to_string()).collect();
     std::fs::write(format!("{path}.tmp"), text.join("\n")).unwrap();
     std::fs::rename(format!("{path}.tmp"), &path).unwrap();
     std::thread::sleep(Duration::from_secs(60));
-    drop((kids, from_thread));
+    drop(kids);
     0
 }
 
