@@ -1,6 +1,6 @@
 //! Send/Sync table of the public handle types: a regression here is a breaking change.
 
-use multiproc::process::{Builder, ExitStatus, Signal};
+use multiproc::process::{Builder, ExitStatus, Output, Signal};
 use multiproc::{Error, Process, RemotePanic, StartMethod, Thread};
 
 fn send_sync<T: Send + Sync>() {}
@@ -15,6 +15,7 @@ fn handles_are_send_and_sync() {
     send_sync::<Error>();
     send_sync::<RemotePanic>();
     send_sync::<ExitStatus>();
+    send_sync::<Output>();
     send_sync::<Signal>();
     send_sync::<StartMethod>();
     send_sync::<multiproc::Pool>();

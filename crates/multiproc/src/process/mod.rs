@@ -69,5 +69,5 @@ mod tests;
 pub use builder::Builder;
 pub use exit::{ExitStatus, Signal};
 pub use forkserver::preload_forkserver;
-pub use handle::Process;
+pub use handle::{Output, Process};
 pub use start_method::StartMethod;
