@@ -13,6 +13,11 @@ use crate::shm::Shared;
 const SET: u32 = 1;
 /// A waiter may be asleep: `set` must wake everyone.
 const WAITERS: u32 = 2;
+/// The generation: the bits above `SET` and `WAITERS`, `+GEN_ONE` at every `set`
+/// of a clear flag.
+const GEN_MASK: u32 = !(SET | WAITERS);
+/// One step of the generation.
+const GEN_ONE: u32 = 4;
 
 /// The shared-memory layout of an [`Event`].
 #[repr(C)]
@@ -26,19 +31,30 @@ pub(crate) struct RawEvent {
 const _: () = assert!(std::mem::size_of::<RawEvent>() == 8);
 
 impl RawEvent {
+    /// Waits until the flag is set, or was set (and maybe cleared again) after the
+    /// wait began; `false` at the deadline.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        let generation = s & GEN_MASK;
         loop {
-            let s = self.state.load(Ordering::Acquire);
-            if s & SET != 0 {
+            // A `set` since the wait began counts even if a `clear` followed before
+            // this waiter ran (Python's `Event.wait`, bpo-13502).
+            if s & SET != 0 || s & GEN_MASK != generation {
                 return true;
             }
-            if s & WAITERS == 0
-                && self
-                    .state
-                    .compare_exchange(s, s | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
+            if s & WAITERS == 0 {
+                match self.state.compare_exchange(
+                    s,
+                    s | WAITERS,
+                    Ordering::Relaxed,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => s |= WAITERS,
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
             }
             let nap = match deadline {
                 Some(d) => {
@@ -50,12 +66,30 @@ impl RawEvent {
                 }
                 None => None,
             };
-            futex_wait(&self.state, WAITERS, nap);
+            futex_wait(&self.state, s, nap);
+            s = self.state.load(Ordering::Acquire);
         }
     }
 
     pub(crate) fn set(&self) {
-        if self.state.swap(SET, Ordering::Release) & WAITERS != 0 {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            // Setting a set flag changes nothing, but still releases (a `wait` that
+            // sees the flag then sees this caller's writes too).
+            let new = if s & SET != 0 {
+                s
+            } else {
+                (s & GEN_MASK).wrapping_add(GEN_ONE) | SET
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        if s & WAITERS != 0 {
             futex_wake(&self.state, u32::MAX);
         }
     }
@@ -67,6 +101,12 @@ impl RawEvent {
     pub(crate) fn is_set(&self) -> bool {
         self.state.load(Ordering::Acquire) & SET != 0
     }
+
+    /// Whether a waiter has announced that it sleeps (loom models).
+    #[cfg(all(test, loom))]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & WAITERS != 0
+    }
 }
 
 /// A flag that threads and processes can set, clear and wait for: Python's
@@ -76,14 +116,18 @@ impl RawEvent {
 ///
 /// One futex word:
 ///
-/// | `state`   | meaning                                              |
-/// |-----------|------------------------------------------------------|
-/// | `0`       | not set, nobody waits                                |
-/// | `WAITERS` | not set, a waiter may be asleep                      |
-/// | `SET`     | set (waiters return at once)                         |
+/// | `state`             | meaning                                    |
+/// |---------------------|--------------------------------------------|
+/// | `gen`               | not set, nobody waits                      |
+/// | `gen \| WAITERS`    | not set, a waiter may be asleep            |
+/// | `gen \| SET`        | set (waiters return at once)               |
 ///
-/// `set` swaps in `SET` and wakes every sleeper if `WAITERS` was there; `clear`
-/// removes `SET` (keeping `WAITERS`); a waiter adds `WAITERS` before it sleeps.
+/// `gen` (the bits above `SET` and `WAITERS`) counts the times the flag went from
+/// clear to set. `set` of a clear flag stores `(gen + 1) | SET` and wakes every
+/// sleeper if `WAITERS` was there; `clear` removes `SET` (keeping `WAITERS`); a
+/// waiter adds `WAITERS` before it sleeps. A waiter returns `true` when it sees `SET`
+/// *or* a `gen` other than the one it started with, so a `set` immediately followed
+/// by a `clear` still releases everyone who was waiting (as in Python, bpo-13502).
 ///
 /// # Memory ordering
 ///
@@ -140,12 +184,16 @@ impl Event {
     }
 
     /// Blocks until the flag is set.
+    ///
+    /// A `set` while this call waits releases it even if a `clear` follows at once,
+    /// before this thread runs again.
     pub fn wait(&self) {
         self.raw.wait(None);
     }
 
-    /// Blocks until the flag is set or `timeout` passes; returns whether it is set
-    /// (Python's return value).
+    /// Blocks until the flag is set or `timeout` passes; returns `true` if it was
+    /// set (Python's return value): at the call, or at any moment during the wait even
+    /// if it was cleared again since; `false` on timeout.
     ///
     /// # Examples
     ///

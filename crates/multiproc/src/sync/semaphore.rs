@@ -20,7 +20,7 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
 /// |-----------|-------------------------------------------------------------------|
 /// | `value`   | the count; the futex word acquirers sleep on while it is `0`      |
 /// | `waiters` | how many acquirers are (about to be) asleep; `0`: release need not wake |
-/// | `max`     | the bound of a [`BoundedSemaphore`]; `0` for an unbounded one      |
+/// | `max`     | the bound of a [`BoundedSemaphore`] plus one; `0` for an unbounded one |
 ///
 /// # Memory ordering
 ///
@@ -47,8 +47,11 @@ pub(crate) struct RawSemaphore {
 const _: () = assert!(std::mem::size_of::<RawSemaphore>() == 16);
 
 impl RawSemaphore {
-    pub(crate) fn init(&self, value: u32, max: u32) {
+    /// Sets the count and the bound (`None`: unbounded).
+    pub(crate) fn init(&self, value: u32, bound: Option<u32>) {
         self.value.store(value, Ordering::Relaxed);
+        // A bound of `u32::MAX` is no bound at all: the count is a `u32`.
+        let max = bound.and_then(|b| b.checked_add(1)).unwrap_or(0);
         self.max.store(max, Ordering::Relaxed);
     }
 
@@ -102,7 +105,7 @@ impl RawSemaphore {
     pub(crate) fn release(&self, n: u32) -> Result<()> {
         let max = match self.max.load(Ordering::Relaxed) {
             0 => u32::MAX,
-            m => m,
+            m => m - 1,
         };
         let mut v = self.value.load(Ordering::Relaxed);
         loop {
@@ -234,7 +237,7 @@ impl Semaphore {
     /// [`ErrorKind::Os`] if the segment cannot be created.
     pub fn new(value: u32) -> Result<Semaphore> {
         let raw: Shared<RawSemaphore> = Shared::new()?;
-        raw.init(value, 0);
+        raw.init(value, None);
         Ok(Semaphore { raw })
     }
 }
@@ -270,15 +273,13 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidInput`] if `value` is 0 (it could never be acquired),
     /// [`ErrorKind::Os`] if the segment cannot be created.
+    ///
+    /// As in Python, a value of 0 is allowed: that semaphore can be neither
+    /// acquired nor released.
     pub fn new(value: u32) -> Result<BoundedSemaphore> {
-        if value == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput)
-                .with_message("a bounded semaphore needs a positive value"));
-        }
         let raw: Shared<RawSemaphore> = Shared::new()?;
-        raw.init(value, value);
+        raw.init(value, Some(value));
         Ok(BoundedSemaphore { raw })
     }
 }

@@ -69,6 +69,25 @@ fn loom_event_set_happens_before_wait_returns() {
 }
 
 #[test]
+fn loom_event_set_then_clear_releases_a_sleeping_waiter() {
+    // bpo-13502: a set immediately undone by a clear still releases a waiter that
+    // was waiting (here: had announced that it sleeps) when the set came.
+    loom::model(|| {
+        let e = Arc::new(RawEvent::default());
+        let t = thread::spawn({
+            let e = Arc::clone(&e);
+            move || assert!(e.wait(None))
+        });
+        while !e.has_waiters() {
+            thread::yield_now();
+        }
+        e.set();
+        e.clear();
+        t.join().unwrap();
+    });
+}
+
+#[test]
 fn loom_condition_no_lost_wakeup() {
     loom::model(|| {
         let lock = Arc::new(RawLock::default());

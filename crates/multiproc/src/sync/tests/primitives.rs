@@ -97,10 +97,14 @@ fn bounded_semaphore_refuses_over_release() {
     );
     s.release().unwrap();
     assert_eq!(s.value(), 1);
-    assert_eq!(
-        BoundedSemaphore::new(0).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
+    // Python allows a bound of 0: nothing to acquire, nothing to release.
+    let z = BoundedSemaphore::new(0).unwrap();
+    assert!(!z.try_acquire());
+    assert_eq!(z.release().unwrap_err().kind(), ErrorKind::TooManyReleases);
+    let m = BoundedSemaphore::new(u32::MAX).unwrap();
+    assert!(m.try_acquire());
+    m.release().unwrap();
+    assert_eq!(m.release().unwrap_err().kind(), ErrorKind::TooManyReleases);
     let u = Semaphore::new(u32::MAX).unwrap();
     assert_eq!(u.release().unwrap_err().kind(), ErrorKind::TooManyReleases);
 }
