@@ -261,6 +261,7 @@ impl Builder {
                 max_tasks: self.max_tasks,
                 timeout: self.timeout,
                 spin: self.spin,
+                recheck: Some(thread::RECHECK),
             })?),
             Backend::Processes => {
                 let init = self.init_process.transpose()?;

@@ -1,8 +1,23 @@
 //! The thread backend: a fixed set of OS threads sharing one job queue.
 //!
-//! Submitters push onto a `Mutex<VecDeque>` and notify the condition variable only
-//! when a worker sleeps on it; an idle worker polls the queue for a short spin before
-//! it sleeps, so a steady stream of jobs costs no wake-ups.
+//! Submitters push onto a `Mutex<VecDeque>`; an idle worker polls the queue for a
+//! short spin before it sleeps on a condition variable, so a steady stream of jobs
+//! costs no wake-ups.
+//!
+//! # Wake-ups
+//!
+//! Every idle worker is either *spinning* or *sleeping*, and both are counted under the
+//! queue's lock. A submitter that pushes `n` jobs first hands them to spinning workers
+//! that nobody has counted on yet (`State::spinners`, decremented once per job it
+//! covers: a spinner always looks at the queue under the lock before it leaves its
+//! spin), then notifies one sleeper for each job left over. A spinner that leaves its
+//! spin takes one off `spinners` if any is left; that count may then fall below the
+//! number of spinners, which only costs a spare wake-up, never a missed one. (The
+//! first version used one shared counter of spinners that several submitters could
+//! count on for different jobs, so a second job could wait for the first to finish
+//! while a worker slept; a bounded sleep hid it.) Sleepers still look at the queue
+//! every [`Config::recheck`] by themselves, as a second line of defence;
+//! `no_job_waits_for_a_sleeping_worker` checks the protocol with that turned off.
 //!
 //! A thread cannot be killed. When a job overruns the pool's task timeout, the timer
 //! thread fails the job's handle with `Timeout`, retires the worker (it exits when
@@ -33,6 +48,9 @@ pub(crate) struct Config {
     pub(crate) max_tasks: Option<u64>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) spin: Duration,
+    /// How long a sleeping worker waits before it looks at the queue by itself;
+    /// `None` waits for a notification only (tests of the wake-up protocol).
+    pub(crate) recheck: Option<Duration>,
 }
 
 struct State {
@@ -40,7 +58,10 @@ struct State {
     closed: bool,
     /// Worker threads that have not exited or been retired.
     live: usize,
+    /// Workers waiting on `work` (including notified ones that have not woken yet).
     sleepers: usize,
+    /// Spinning workers that no submitter has counted on yet (see the module docs).
+    spinners: usize,
     broken: Option<String>,
     /// Jobs running under a timeout.
     running: Vec<Running>,
@@ -59,9 +80,8 @@ struct Shared {
     work: Condvar,
     /// Signalled when `live` drops or a timed job is registered.
     change: Condvar,
+    /// The queue's length, for spinners to poll without the lock.
     queued: AtomicUsize,
-    /// Idle workers polling the queue before they sleep; they need no notification.
-    spinning: AtomicUsize,
     cfg: Config,
     timer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -91,6 +111,7 @@ impl ThreadPool {
                 closed: false,
                 live: 0,
                 sleepers: 0,
+                spinners: 0,
                 broken: None,
                 running: Vec::new(),
                 next_key: 0,
@@ -98,7 +119,6 @@ impl ThreadPool {
             work: Condvar::new(),
             change: Condvar::new(),
             queued: AtomicUsize::new(0),
-            spinning: AtomicUsize::new(0),
             cfg,
             timer: Mutex::new(None),
         });
@@ -147,15 +167,13 @@ impl ThreadPool {
             return;
         }
         st.jobs.extend(jobs);
-        let sleepers = st.sleepers;
+        let covered = n.min(st.spinners);
+        st.spinners -= covered;
+        let wake = (n - covered).min(st.sleepers);
         drop(st);
         self.shared.queued.fetch_add(n, Ordering::SeqCst);
-        if sleepers > 0 && n > self.shared.spinning.load(Ordering::SeqCst) {
-            if n == 1 {
-                self.shared.work.notify_one();
-            } else {
-                self.shared.work.notify_all();
-            }
+        for _ in 0..wake {
+            self.shared.work.notify_one();
         }
     }
 
@@ -239,6 +257,8 @@ fn worker(shared: &Arc<Shared>, ready: Option<mpsc::Sender<std::result::Result<(
                         .with_message(format!("the pool's initializer failed: {p}")),
                 );
             }
+            // Sleeping workers must see `broken` and exit.
+            shared.work.notify_all();
             shared.change.notify_all();
             if let Some(tx) = ready {
                 let _ = tx.send(r);
@@ -294,49 +314,54 @@ fn worker(shared: &Arc<Shared>, ready: Option<mpsc::Sender<std::result::Result<(
     shared.change.notify_all();
 }
 
-/// How long an idle worker sleeps before it looks at the queue again by itself.
-const WORKER_RECHECK: Duration = Duration::from_millis(50);
+/// How long a sleeping worker waits before it looks at the queue by itself, in pools
+/// built by [`Builder`](super::Builder): a second line of defence only.
+pub(crate) const RECHECK: Duration = Duration::from_millis(100);
 
 /// The next job; `None` once the pool is closed and the queue is empty.
 fn next_job(shared: &Shared) -> Option<Job> {
     let spin_until = Instant::now() + shared.cfg.spin;
+    let mut st = lock(&shared.state);
     loop {
-        {
-            let mut st = lock(&shared.state);
-            if let Some(j) = st.jobs.pop_front() {
-                shared.queued.fetch_sub(1, Ordering::Relaxed);
-                if j.sink.is_claimed() {
-                    // Cancelled while queued: never run it.
-                    continue;
-                }
-                return Some(j);
-            }
-            if st.closed || st.broken.is_some() {
-                return None;
-            }
-            if Instant::now() >= spin_until {
-                st.sleepers += 1;
-                // Bounded sleep: submitters skip the notification while a worker
-                // spins, and a wake-up lost in that hand-off must cost at most a
-                // moment, never a hang (seen once in ~20 loaded runs of
-                // `executor_interface`).
-                st = shared
-                    .work
-                    .wait_timeout(st, WORKER_RECHECK)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-                st.sleepers -= 1;
+        if let Some(j) = st.jobs.pop_front() {
+            shared.queued.fetch_sub(1, Ordering::SeqCst);
+            if j.sink.is_claimed() {
+                // Cancelled while queued: never run it.
                 continue;
             }
+            return Some(j);
         }
-        shared.spinning.fetch_add(1, Ordering::SeqCst);
-        while Instant::now() < spin_until && shared.queued.load(Ordering::SeqCst) == 0 {
-            for _ in 0..32 {
-                std::hint::spin_loop();
+        if st.closed || st.broken.is_some() {
+            return None;
+        }
+        if Instant::now() < spin_until {
+            st.spinners += 1;
+            drop(st);
+            while Instant::now() < spin_until && shared.queued.load(Ordering::SeqCst) == 0 {
+                for _ in 0..32 {
+                    std::hint::spin_loop();
+                }
+                std::thread::yield_now();
             }
-            std::thread::yield_now();
+            st = lock(&shared.state);
+            // Ours, or another spinner's that a submitter counted on and that has
+            // not taken it off yet: either way the count stays at most the number of
+            // spinners, and this worker looks at the queue next.
+            st.spinners = st.spinners.saturating_sub(1);
+            continue;
         }
-        shared.spinning.fetch_sub(1, Ordering::SeqCst);
+        st.sleepers += 1;
+        st = match shared.cfg.recheck {
+            Some(d) => {
+                shared
+                    .work
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => shared.work.wait(st).unwrap_or_else(|e| e.into_inner()),
+        };
+        st.sleepers -= 1;
     }
 }
 
@@ -388,5 +413,85 @@ fn timer(shared: &Arc<Shared>) {
             }
             None => shared.change.wait(st).unwrap_or_else(|e| e.into_inner()),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    use super::{Config, Job, ThreadPool};
+    use crate::error::Error;
+    use crate::pool::task::Completion;
+
+    /// A sink for jobs that complete themselves.
+    struct Nothing;
+
+    impl Completion for Nothing {
+        fn fail(&self, e: Error) {
+            panic!("unexpected failure: {e}");
+        }
+        fn deliver_raw(&self, _: Vec<u8>, _: Vec<OwnedFd>) {}
+        fn is_claimed(&self) -> bool {
+            false
+        }
+    }
+
+    fn job(f: impl FnOnce() + Send + 'static) -> Job {
+        Job {
+            run: Box::new(f),
+            sink: Arc::new(Nothing),
+        }
+    }
+
+    /// Two jobs submitted one after the other, where the first cannot finish until
+    /// the second runs: with two idle workers the second must never wait for the
+    /// first. Sleepers never look at the queue by themselves here, so a missed
+    /// wake-up is a hang, which the watchdog turns into a failure. Spins of every
+    /// length put the submitter's count of spinners under strain.
+    #[test]
+    fn no_job_waits_for_a_sleeping_worker() {
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for spin_us in [0u64, 1, 5, 20, 50] {
+                let pool = ThreadPool::start(Config {
+                    workers: 2,
+                    init: None,
+                    max_tasks: None,
+                    timeout: None,
+                    spin: Duration::from_micros(spin_us),
+                    recheck: None,
+                })
+                .unwrap();
+                for round in 0..2_000u32 {
+                    let both = Arc::new(Barrier::new(2));
+                    let (tx, rx) = mpsc::channel();
+                    for _ in 0..2 {
+                        let both = Arc::clone(&both);
+                        let tx = tx.clone();
+                        pool.submit(job(move || {
+                            both.wait();
+                            tx.send(()).unwrap();
+                        }));
+                        // Vary the gap so the second submit lands in every phase
+                        // of the first job's worker: waking, spinning, sleeping.
+                        for _ in 0..(round % 64) * 16 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    rx.recv().unwrap();
+                    rx.recv().unwrap();
+                }
+                pool.join();
+            }
+            done_tx.send(()).unwrap();
+        });
+        // The watchdog: a lost wake-up would leave both jobs blocked forever.
+        done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a job waited for a sleeping worker: a wake-up was lost");
     }
 }
