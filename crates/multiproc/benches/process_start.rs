@@ -34,11 +34,15 @@
 //!
 //! Rounds are interleaved: each round runs one batch of every row, starting one row
 //! further on each round, and odd rounds go in reverse order (A B C, C B A, B C A, A C B,
-//! ...), so that no row always follows the same neighbour. (Rotation alone keeps
-//! neighbours: on this VM whichever of two thread rows ran second was stuck in a ~35 µs
-//! mode while the first ran in ~12 µs, whichever row that was.) A batch repeats the operation enough times to last about
-//! `BATCH_TARGET` (calibrated after a warm-up); its time divided by its size is one
-//! sample. The table shows the median sample over the rounds. A ratio is given two ways:
+//! ...), so that no row always follows the same neighbour. A batch repeats the
+//! operation enough times to last about `BATCH_TARGET` (calibrated after a warm-up);
+//! its time divided by its size is one sample. The two thread rows share one place in
+//! the round and alternate operation by operation (`std mp`, `mp std`, ...), each
+//! operation timed on its own: a thread start+join here runs in either ~12 µs or
+//! ~35 µs depending on whether the other vCPU is still awake from what ran just
+//! before, and in whole batches the row that ran second after a process row was the
+//! slow one, whichever row that was (see `PAIRS`). The table shows the median sample
+//! over the rounds. A ratio is given two ways:
 //! the ratio of the medians, and "paired", the median over rounds of the ratio within
 //! the round, which cancels load that changes from one round to the next. The bench
 //! records `/proc/loadavg` before, during (highest 1-minute figure) and after the run,
@@ -343,20 +347,26 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
     }
     let server = fork_server_pid();
     let start = Instant::now();
-    let n = cases.len();
+    let slots = slots(cases);
+    let n = slots.len();
     for round in 0..config.rounds {
         for i in 0..n {
             let k = if round % 2 == 0 { i } else { n - 1 - i };
-            let case = &mut cases[(round + k) % n];
-            let before = usage(server.as_deref());
-            let t = (case.run)(case.batch);
-            let after = usage(server.as_deref());
-            let ops = f64::from(case.batch);
-            case.samples.push(t.as_nanos() as f64 / ops);
-            if !case.name.starts_with("py_") {
-                case.cpu.push((after.cpu_ns - before.cpu_ns) as f64 / ops);
-                case.faults
-                    .push((after.minor_faults - before.minor_faults) as f64 / ops);
+            match slots[(round + k) % n] {
+                Slot::One(c) => {
+                    let case = &mut cases[c];
+                    let before = usage(server.as_deref());
+                    let t = (case.run)(case.batch);
+                    let after = usage(server.as_deref());
+                    let ops = f64::from(case.batch);
+                    case.samples.push(t.as_nanos() as f64 / ops);
+                    if !case.name.starts_with("py_") {
+                        case.cpu.push((after.cpu_ns - before.cpu_ns) as f64 / ops);
+                        case.faults
+                            .push((after.minor_faults - before.minor_faults) as f64 / ops);
+                    }
+                }
+                Slot::Pair(a, b) => run_pair(cases, a, b),
             }
         }
         load.sample();
@@ -367,6 +377,75 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
         n,
         start.elapsed().as_secs_f64()
     );
+}
+
+/// One place in a round: a row on its own, or two rows whose operations alternate.
+#[derive(Clone, Copy)]
+enum Slot {
+    One(usize),
+    Pair(usize, usize),
+}
+
+/// Rows that are timed in alternation, one operation each in turn, within one slot.
+///
+/// A thread start+join on this VM takes either ~12 µs or ~35 µs, depending on whether
+/// the other vCPU is still awake from what ran just before (a halted vCPU is woken
+/// through the hypervisor, ANCHORS.md): in whole batches, which of the two thread rows
+/// ran second after a process row decided which looked slow. Alternating single
+/// operations gives both rows the same history, so their ratio measures the code.
+const PAIRS: &[(&str, &str)] = &[("std_thread", "mp_thread")];
+
+fn slots(cases: &[Case]) -> Vec<Slot> {
+    let index = |name: &str| cases.iter().position(|c| c.name == name);
+    let mut paired = vec![false; cases.len()];
+    let mut slots = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        if paired[i] {
+            continue;
+        }
+        let partner = PAIRS
+            .iter()
+            .find_map(|&(a, b)| match (c.name == a, c.name == b) {
+                (true, _) => index(b),
+                (_, true) => index(a),
+                _ => None,
+            });
+        match partner {
+            Some(j) => {
+                paired[j] = true;
+                slots.push(Slot::Pair(i, j));
+            }
+            None => slots.push(Slot::One(i)),
+        }
+    }
+    slots
+}
+
+/// Runs the smaller of the two batches of each row, one operation at a time, the two
+/// rows in turn (`a b`, then `b a`, ...), timing each operation on its own and this
+/// process's CPU time and faults around it (RUSAGE_SELF: the rows start threads only).
+fn run_pair(cases: &mut [Case], a: usize, b: usize) {
+    let batch = cases[a].batch.min(cases[b].batch);
+    let mut sums = [[0f64; 3]; 2];
+    for op in 0..batch {
+        let order = if op % 2 == 0 { [a, b] } else { [b, a] };
+        for c in order {
+            let before = self_usage();
+            let t = (cases[c].run)(1);
+            let after = self_usage();
+            let s = &mut sums[usize::from(c == b)];
+            s[0] += t.as_nanos() as f64;
+            s[1] += (after.cpu_ns - before.cpu_ns) as f64;
+            s[2] += (after.minor_faults - before.minor_faults) as f64;
+        }
+    }
+    let ops = f64::from(batch);
+    for (c, s) in [a, b].into_iter().zip(sums) {
+        let case = &mut cases[c];
+        case.samples.push(s[0] / ops);
+        case.cpu.push(s[1] / ops);
+        case.faults.push(s[2] / ops);
+    }
 }
 
 /// Resources used so far by this process, its reaped children and the fork server.
@@ -382,16 +461,9 @@ fn usage(server: Option<&str>) -> Usage {
         minor_faults: 0,
     };
     for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
-        let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: `ru` is a valid, writable `rusage`; `who` is a valid selector.
-        let rc = unsafe { libc::getrusage(who, ru.as_mut_ptr()) };
-        assert_eq!(rc, 0, "getrusage");
-        // SAFETY: zero-initialized above and filled in by a successful `getrusage`.
-        let ru = unsafe { ru.assume_init() };
-        for tv in [ru.ru_utime, ru.ru_stime] {
-            u.cpu_ns += tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
-        }
-        u.minor_faults += ru.ru_minflt as u64;
+        let r = rusage(who);
+        u.cpu_ns += r.cpu_ns;
+        u.minor_faults += r.minor_faults;
     }
     // The fork server forks the children but is not reaped until the end: read its
     // run time (first field of schedstat, nanoseconds) and faults (stat field 10).
@@ -407,6 +479,28 @@ fn usage(server: Option<&str>) -> Usage {
                 rest.split_whitespace().nth(7)?.parse().ok()
             })
             .unwrap_or(0);
+    }
+    u
+}
+
+/// CPU time and minor faults of this process so far, its threads included.
+fn self_usage() -> Usage {
+    rusage(libc::RUSAGE_SELF)
+}
+
+fn rusage(who: libc::c_int) -> Usage {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a valid, writable `rusage`; `who` is a valid selector.
+    let rc = unsafe { libc::getrusage(who, ru.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage");
+    // SAFETY: zero-initialized above and filled in by a successful `getrusage`.
+    let ru = unsafe { ru.assume_init() };
+    let mut u = Usage {
+        cpu_ns: 0,
+        minor_faults: ru.ru_minflt as u64,
+    };
+    for tv in [ru.ru_utime, ru.ru_stime] {
+        u.cpu_ns += tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
     }
     u
 }
