@@ -492,11 +492,16 @@ impl Connection {
 
     // ---- receiving ----
 
-    fn recv_into_with(&self, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
+    fn recv_into_with(
+        &self,
+        out: &mut Vec<u8>,
+        patience: Patience,
+        max_len: usize,
+    ) -> Result<(), Fail> {
         let Some(mut rx) = self.rx() else {
             return Err(Fail::Invalid(write_only()));
         };
-        self.recv_locked(&mut rx, out, patience)
+        self.recv_locked(&mut rx, out, patience, max_len)
     }
 
     fn recv_locked(
@@ -504,19 +509,15 @@ impl Connection {
         rx: &mut RxState,
         out: &mut Vec<u8>,
         patience: Patience,
+        max_len: usize,
     ) -> Result<(), Fail> {
         if let Some(m) = &rx.broken {
             return Err(Fail::Invalid(corrupted(m)));
         }
         loop {
-            let r = frame::recv(
-                &rx.ring,
-                out,
-                self.max_message,
-                patience,
-                false,
-                &mut |_| !self.peer_is_gone(),
-            );
+            let r = frame::recv(&rx.ring, out, max_len, patience, false, &mut |_| {
+                !self.peer_is_gone()
+            });
             return match r {
                 Ok(()) => Ok(()),
                 Err(RecvFail::Empty) => {
@@ -534,7 +535,7 @@ impl Connection {
                     }
                     Err(Fail::Disconnected)
                 }
-                Err(RecvFail::TooLarge(n)) => Err(Fail::Invalid(too_large_in(n, self.max_message))),
+                Err(RecvFail::TooLarge(n)) => Err(Fail::Invalid(too_large_in(n, max_len))),
                 Err(RecvFail::Corrupt(c)) => {
                     let e = corrupted(&c.0);
                     rx.broken = Some(c.0);
@@ -550,7 +551,7 @@ impl Connection {
         };
         let rx = &mut *rx;
         let mut buf = std::mem::take(&mut rx.scratch);
-        let r = self.recv_locked(rx, &mut buf, patience);
+        let r = self.recv_locked(rx, &mut buf, patience, self.max_message);
         let r = r.and_then(|()| codec::decode(&buf, Vec::new()).map_err(Fail::Invalid));
         if buf.capacity() <= 1 << 20 {
             rx.scratch = buf;
@@ -613,6 +614,37 @@ impl Connection {
         self.recv_bytes_into(&mut v).map(|_| v)
     }
 
+    /// Receives one message as raw bytes if it is at most `maxlength` bytes long
+    /// (Python's `recv_bytes(maxlength)`).
+    ///
+    /// A longer message is dropped whole and reported as [`RecvError::Invalid`]
+    /// ([`ErrorKind::Decode`]); unlike Python's, which raises `OSError` and leaves
+    /// the connection unusable, this connection goes on with the next message. The
+    /// pipe's own [maximum message size](PipeBuilder::max_message_size) still
+    /// applies when it is smaller.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), and [`RecvError::Invalid`] for a message over
+    /// `maxlength`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::new()?;
+    /// a.send_bytes(b"too long")?;
+    /// a.send_bytes(b"ok")?;
+    /// assert!(b.recv_bytes_max(4).is_err());
+    /// assert_eq!(b.recv_bytes_max(4)?, b"ok");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into_with(&mut v, Patience::Forever, maxlength.min(self.max_message))
+            .map_err(Fail::into_recv)?;
+        Ok(v)
+    }
+
     /// Receives one message into `buf`, replacing its contents; returns its length.
     /// Reusing one buffer avoids an allocation per message.
     ///
@@ -620,7 +652,7 @@ impl Connection {
     ///
     /// As [`recv`](Self::recv).
     pub fn recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
-        self.recv_into_with(buf, Patience::Forever)
+        self.recv_into_with(buf, Patience::Forever, self.max_message)
             .map(|()| buf.len())
             .map_err(Fail::into_recv)
     }
@@ -631,7 +663,7 @@ impl Connection {
     ///
     /// As [`try_recv`](Self::try_recv).
     pub fn try_recv_bytes_into(&self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
-        self.recv_into_with(buf, Patience::Try)
+        self.recv_into_with(buf, Patience::Try, self.max_message)
             .map(|()| buf.len())
             .map_err(Fail::into_try_recv)
     }
@@ -646,7 +678,7 @@ impl Connection {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_into_with(buf, until(timeout))
+        self.recv_into_with(buf, until(timeout), self.max_message)
             .map(|()| buf.len())
             .map_err(Fail::into_recv_timeout)
     }

@@ -1,0 +1,445 @@
+//! What CPython's `_test_multiprocessing.py` checks of `Pipe`/`Connection`, `Queue`
+//! and `JoinableQueue`, asked of multiproc's types, between threads and processes.
+//!
+//! Python's `queue.Empty`/`queue.Full` are `TryRecvError::Empty`/`TrySendError::Full`
+//! (and the `Timeout` variants of the timed calls), `EOFError` is `Disconnected`.
+
+mod util;
+
+use std::time::Duration;
+
+use multiproc::ipc::{
+    Connection, Pipe, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use multiproc::{ErrorKind, Event, JoinableQueue, Process, Queue, StartMethod};
+use serde::{Deserialize, Serialize};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_secs(20);
+const SHORT: Duration = Duration::from_millis(20);
+
+/// Tests in this file run one at a time: a `Fork` child inherits every descriptor
+/// of this process, including pipe ends another test waits to see closed.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---- Pipe / Connection ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Msg {
+    Unit,
+    Num(i64),
+    Text(String),
+    List(Vec<Option<u8>>),
+    Pair(Box<Msg>, Box<Msg>),
+}
+
+fn echo_until_none(conn: Connection) -> usize {
+    let mut n = 0;
+    while let Some(m) = conn.recv::<Option<Msg>>().unwrap() {
+        conn.send(Some(m)).unwrap();
+        n += 1;
+    }
+    // Then raw bytes, until an empty message.
+    let mut buf = Vec::new();
+    loop {
+        conn.recv_bytes_into(&mut buf).unwrap();
+        conn.send_bytes(&buf).unwrap();
+        if buf.is_empty() {
+            return n;
+        }
+    }
+}
+
+#[test]
+fn duplex_pipe_echoes_objects_and_bytes_through_a_child() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let (conn, child_conn) = Pipe::new().unwrap();
+    assert!(conn.is_readable() && conn.is_writable());
+    let p = Process::start_with(echo_until_none, child_conn).unwrap();
+    let msgs = [
+        Msg::Unit,
+        Msg::Num(-7),
+        Msg::Text("hello".into()),
+        Msg::List(vec![None, Some(3)]),
+        Msg::Pair(Box::new(Msg::Num(1)), Box::new(Msg::Text(String::new()))),
+    ];
+    for m in &msgs {
+        conn.send(Some(m.clone())).unwrap();
+        assert_eq!(conn.recv::<Option<Msg>>().unwrap(), Some(m.clone()));
+    }
+    conn.send(None::<Msg>).unwrap();
+    // Bytes, including a 16 MiB message (much larger than the 1 MiB ring) and an
+    // empty one, which ends the child's loop.
+    let big: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
+    for m in [&b"abc"[..], &big[..], &b"x"[..], &[][..]] {
+        conn.send_bytes(m).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), m);
+    }
+    assert_eq!(p.join().unwrap(), msgs.len());
+    // The child exited: end of stream, and poll says a receive would not block.
+    assert!(conn.poll(Duration::ZERO));
+    assert!(matches!(conn.recv::<u8>(), Err(RecvError::Disconnected)));
+    assert!(matches!(conn.recv_bytes(), Err(RecvError::Disconnected)));
+    assert!(matches!(
+        conn.try_recv::<u8>(),
+        Err(TryRecvError::Disconnected)
+    ));
+    assert!(matches!(
+        conn.recv_timeout::<u8>(SHORT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
+}
+
+#[test]
+fn one_way_pipe_has_a_receiving_and_a_sending_end() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // Python: `reader, writer = Pipe(duplex=False)`.
+    let (reader, writer) = Pipe::one_way().unwrap();
+    assert!(reader.is_readable() && !reader.is_writable());
+    assert!(writer.is_writable() && !writer.is_readable());
+    writer.send(1u32).unwrap();
+    writer.send_bytes(b"two").unwrap();
+    assert_eq!(reader.recv::<u32>().unwrap(), 1);
+    assert_eq!(reader.recv_bytes().unwrap(), b"two");
+    // Wrong direction: errors, not hangs.
+    let e = reader.send(3u32).unwrap_err();
+    assert!(e.is_rejected());
+    assert_eq!(e.into_inner(), 3);
+    assert_eq!(
+        reader.send_bytes(b"x").unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert!(matches!(writer.recv::<u32>(), Err(RecvError::Invalid(_))));
+    assert!(matches!(writer.recv_bytes(), Err(RecvError::Invalid(_))));
+    assert!(!writer.poll(Duration::ZERO));
+    let (reader2, writer2) = Pipe::builder().duplex(false).build().unwrap();
+    assert!(reader2.is_readable() && writer2.is_writable());
+    writer.close();
+    assert!(matches!(reader.recv::<u32>(), Err(RecvError::Disconnected)));
+}
+
+#[test]
+fn poll_waits_for_a_message_without_taking_it() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let (a, b) = Pipe::new().unwrap();
+    assert!(!b.poll(Duration::ZERO));
+    assert!(!b.poll(SHORT));
+    a.send_bytes(b"m").unwrap();
+    assert!(b.poll(Duration::ZERO));
+    assert!(b.poll(LONG));
+    assert_eq!(b.recv_bytes().unwrap(), b"m");
+    assert!(!b.poll(Duration::ZERO));
+    // A message sent while polling ends the poll.
+    std::thread::scope(|s| {
+        s.spawn(|| a.send(9u8).unwrap());
+        assert!(b.poll(LONG));
+    });
+    assert_eq!(b.recv::<u8>().unwrap(), 9);
+    // Messages sent before the peer closed are still delivered, then end of stream.
+    a.send(1u8).unwrap();
+    a.send(2u8).unwrap();
+    drop(a);
+    assert!(b.poll(Duration::ZERO));
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
+    assert_eq!(b.recv::<u8>().unwrap(), 2);
+    assert!(b.poll(Duration::ZERO));
+    assert!(matches!(b.recv::<u8>(), Err(RecvError::Disconnected)));
+}
+
+#[test]
+fn recv_bytes_with_a_maximum_length_refuses_longer_messages() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // Python: `recv_bytes(maxlength)` raises OSError for a longer message.
+    let (a, b) = Pipe::new().unwrap();
+    a.send_bytes(b"0123456789").unwrap();
+    a.send_bytes(b"short").unwrap();
+    let e = b.recv_bytes_max(4).unwrap_err();
+    assert!(matches!(e, RecvError::Invalid(ref err) if err.kind() == ErrorKind::Decode));
+    // The long message was dropped whole; the connection goes on.
+    assert_eq!(b.recv_bytes_max(5).unwrap(), b"short");
+    let big = vec![7u8; 3 << 20];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            a.send_bytes(&big).unwrap();
+            a.send_bytes(b"after").unwrap();
+        });
+        // Larger than the ring: it is refused at its first fragment, the rest is
+        // skipped as it arrives.
+        assert!(b.recv_bytes_max(1 << 20).is_err());
+        assert_eq!(b.recv_bytes_max(usize::MAX).unwrap(), b"after");
+    });
+}
+
+fn send_then_exit(conn: Connection) {
+    for i in 0..100u32 {
+        conn.send(i).unwrap();
+    }
+}
+
+#[test]
+fn everything_a_child_sent_arrives_before_end_of_stream() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    for method in [
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+    ] {
+        let (reader, writer) = Pipe::one_way().unwrap();
+        let p = Process::builder()
+            .start_method(method)
+            .allow_threads(true)
+            .start_with(send_then_exit, writer)
+            .unwrap();
+        p.join().unwrap();
+        // The child is gone and our copy of the writer went to it: all 100
+        // messages, then end of stream.
+        for i in 0..100u32 {
+            assert_eq!(reader.recv::<u32>().unwrap(), i, "{method:?}");
+        }
+        assert!(matches!(reader.recv::<u32>(), Err(RecvError::Disconnected)));
+    }
+}
+
+// ---- Queue ----
+
+fn drain_six(args: (Queue<u32>, Event, Event)) {
+    let (q, can_start, done) = args;
+    can_start.wait();
+    for _ in 0..6 {
+        q.get().unwrap();
+    }
+    done.set();
+}
+
+#[test]
+fn bounded_queue_full_and_empty_like_python_test_put() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let q: Queue<u32> = Queue::bounded(6).unwrap();
+    assert_eq!(q.maxsize(), Some(6));
+    let can_start = Event::new().unwrap();
+    let done = Event::new().unwrap();
+    let p = Process::start_with(drain_six, (q.clone(), can_start.clone(), done.clone())).unwrap();
+    assert!(q.is_empty());
+    assert!(!q.is_full());
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    q.put_timeout(3, LONG).unwrap();
+    q.try_put(4).unwrap();
+    q.try_put(5).unwrap();
+    q.put(6).unwrap();
+    assert!(!q.is_empty());
+    assert!(q.is_full());
+    assert_eq!(q.qsize(), 6);
+    let e = q.try_put(7).unwrap_err();
+    assert!(matches!(e, TrySendError::Full(7)));
+    let e = q.put_timeout(7, SHORT).unwrap_err();
+    assert!(matches!(e, SendTimeoutError::Timeout(7)));
+    assert!(e.is_timeout());
+    can_start.set();
+    done.wait();
+    assert!(q.is_empty());
+    assert!(!q.is_full());
+    assert_eq!(q.qsize(), 0);
+    p.join().unwrap();
+}
+
+fn put_four(args: (Queue<u32>, Event, Event)) {
+    let (q, can_start, done) = args;
+    can_start.wait();
+    for i in 2..6 {
+        q.put(i).unwrap();
+    }
+    done.set();
+}
+
+#[test]
+fn get_variants_like_python_test_get() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let q: Queue<u32> = Queue::new().unwrap();
+    assert_eq!(q.maxsize(), None);
+    let can_start = Event::new().unwrap();
+    let done = Event::new().unwrap();
+    let p = Process::start_with(put_four, (q.clone(), can_start.clone(), done.clone())).unwrap();
+    assert!(q.is_empty());
+    can_start.set();
+    done.wait();
+    // A put is complete when it returns: no feeder thread, no delay.
+    assert!(!q.is_empty());
+    assert_eq!(q.qsize(), 4);
+    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.get_timeout(LONG).unwrap(), 3);
+    assert_eq!(q.get_timeout(Duration::ZERO).unwrap(), 4);
+    assert_eq!(q.try_get().unwrap(), 5);
+    assert!(q.is_empty());
+    assert!(matches!(q.try_get(), Err(TryRecvError::Empty)));
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert!(matches!(
+        q.get_timeout(SHORT),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(matches!(
+        q.get_timeout(Duration::ZERO),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    p.join().unwrap();
+}
+
+fn put_ten_more(q: Queue<u32>) {
+    for i in 10..20 {
+        q.put(i).unwrap();
+    }
+}
+
+#[test]
+fn items_from_parent_then_child_come_out_in_order() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    for method in [StartMethod::Fork, StartMethod::ForkServer] {
+        let q: Queue<u32> = Queue::new().unwrap();
+        for i in 0..10 {
+            q.put(i).unwrap();
+        }
+        let p = Process::builder()
+            .start_method(method)
+            .allow_threads(true)
+            .start_with(put_ten_more, q.clone())
+            .unwrap();
+        for i in 0..20 {
+            assert_eq!(q.get_timeout(LONG).unwrap(), i, "{method:?}");
+        }
+        assert!(matches!(q.try_get(), Err(TryRecvError::Empty)));
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn qsize_counts_items() {
+    let q: Queue<u8> = Queue::new().unwrap();
+    assert_eq!(q.qsize(), 0);
+    q.put(1).unwrap();
+    assert_eq!(q.qsize(), 1);
+    q.put(5).unwrap();
+    assert_eq!(q.qsize(), 2);
+    q.get().unwrap();
+    assert_eq!(q.qsize(), 1);
+    q.get().unwrap();
+    assert_eq!(q.qsize(), 0);
+    assert!(!q.is_full(), "an unbounded queue is never full");
+}
+
+/// Serializes as its number, except `Bad`, which fails to serialize.
+#[derive(Debug, PartialEq, Deserialize)]
+enum Maybe {
+    Good(u32),
+    Bad,
+}
+
+impl Serialize for Maybe {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Maybe::Good(n) => s.serialize_newtype_variant("Maybe", 0, "Good", n),
+            Maybe::Bad => Err(serde::ser::Error::custom("refuses to serialize")),
+        }
+    }
+}
+
+#[test]
+fn a_failed_put_takes_no_room_bpo_33078() {
+    let _w = util::watchdog(LIMIT);
+    let q: Queue<Maybe> = Queue::bounded(1).unwrap();
+    let e = q.put(Maybe::Bad).unwrap_err();
+    assert!(e.is_rejected());
+    assert_eq!(e.into_inner(), Maybe::Bad);
+    assert_eq!(q.qsize(), 0);
+    q.put(Maybe::Good(1)).unwrap();
+    assert_eq!(q.qsize(), 1);
+    assert!(matches!(
+        q.try_put(Maybe::Bad),
+        Err(TrySendError::Rejected(..) | TrySendError::Full(_))
+    ));
+    assert_eq!(q.get_timeout(LONG).unwrap(), Maybe::Good(1));
+    assert!(q.is_empty());
+    assert_eq!(q.qsize(), 0);
+    let jq: JoinableQueue<Maybe> = JoinableQueue::new().unwrap();
+    assert!(jq.put(Maybe::Bad).unwrap_err().is_rejected());
+    assert_eq!(jq.unfinished(), 0);
+    assert!(jq.join_timeout(Duration::ZERO));
+}
+
+#[test]
+fn get_after_close_drains_then_reports_end() {
+    let _w = util::watchdog(LIMIT);
+    let q: Queue<u8> = Queue::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    q.close();
+    assert!(q.is_closed());
+    let e = q.put(3).unwrap_err();
+    assert!(e.is_disconnected());
+    assert_eq!(e.into_inner(), 3);
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.try_get().unwrap(), 2);
+    assert!(matches!(q.get(), Err(RecvError::Disconnected)));
+    assert!(matches!(q.try_get(), Err(TryRecvError::Disconnected)));
+    assert!(matches!(
+        q.get_timeout(SHORT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
+}
+
+fn task_worker(q: JoinableQueue<Option<u32>>) -> u32 {
+    let mut n = 0;
+    while let Some(_item) = q.get().unwrap() {
+        n += 1;
+        q.task_done().unwrap();
+    }
+    q.task_done().unwrap();
+    n
+}
+
+#[test]
+fn joinable_queue_join_waits_for_every_task_done() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let q: JoinableQueue<Option<u32>> = JoinableQueue::new().unwrap();
+    // Nothing put: join returns at once.
+    q.join();
+    q.put(Some(0)).unwrap();
+    assert_eq!(q.unfinished(), 1);
+    assert!(!q.join_timeout(SHORT));
+    assert_eq!(q.get().unwrap(), Some(0));
+    // Taken but not done: still unfinished.
+    assert!(!q.join_timeout(Duration::ZERO));
+    q.task_done().unwrap();
+    assert!(q.join_timeout(Duration::ZERO));
+    // Python: task_done() more times than items raises ValueError.
+    assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(q.unfinished(), 0);
+
+    let workers: Vec<_> = (0..4)
+        .map(|_| Process::start_with(task_worker, q.clone()).unwrap())
+        .collect();
+    for i in 0..10 {
+        q.put(Some(i)).unwrap();
+    }
+    q.join();
+    assert_eq!(q.unfinished(), 0);
+    for _ in &workers {
+        q.put(None).unwrap();
+    }
+    let total: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(total, 10);
+    q.join();
+    assert!(q.is_empty());
+}
