@@ -452,7 +452,8 @@ fn cancel_skips_a_queued_task() {
     let busy = pool.submit(sleep_ms, 300);
     let queued = pool.submit(pid, 0);
     assert!(queued.cancel());
-    assert!(!queued.cancel());
+    // Python's `Future.cancel()`: true again once cancelled.
+    assert!(queued.cancel());
     assert_eq!(queued.join().unwrap_err().kind(), ErrorKind::Cancelled);
     assert_eq!(busy.join().unwrap(), 300);
     let done = pool.submit(square, 3);

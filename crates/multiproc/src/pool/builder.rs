@@ -127,9 +127,10 @@ impl Builder {
         self
     }
 
-    /// The number of workers (default: [`cpu_count`]). Zero is rounded up to one.
+    /// The number of workers (default: [`cpu_count`]). Zero makes
+    /// [`build`](Self::build) fail, as Python's `Pool(0)` does.
     pub fn workers(mut self, n: usize) -> Builder {
-        self.workers = Some(n.max(1));
+        self.workers = Some(n);
         self
     }
 
@@ -173,9 +174,9 @@ impl Builder {
     }
 
     /// Replaces a worker after it has run `n` tasks (Python's `maxtasksperchild`);
-    /// a chunk of a `map` counts as one task.
+    /// a chunk of a `map` counts as one task. Zero makes [`build`](Self::build) fail.
     pub fn max_tasks_per_child(mut self, n: u64) -> Builder {
-        self.max_tasks = Some(n.max(1));
+        self.max_tasks = Some(n);
         self
     }
 
@@ -215,9 +216,9 @@ impl Builder {
     }
 
     /// The default number of items per task for `map`, `imap` and friends (default:
-    /// automatic, see [`Pool::map`]).
+    /// automatic, see [`Pool::map`]). Zero makes [`build`](Self::build) fail.
     pub fn chunksize(mut self, n: usize) -> Builder {
-        self.chunksize = Some(n.max(1));
+        self.chunksize = Some(n);
         self
     }
 
@@ -251,8 +252,20 @@ impl Builder {
     ///
     /// [`ErrorKind::Start`] if a worker cannot be started or its initializer
     /// panics (with the panic message), [`ErrorKind::Encode`] if the initializer's
-    /// argument does not serialize.
+    /// argument does not serialize, [`ErrorKind::InvalidInput`] for zero workers,
+    /// a zero [`max_tasks_per_child`](Self::max_tasks_per_child) or a zero
+    /// [`chunksize`](Self::chunksize).
     pub fn build(self) -> Result<Pool> {
+        for (what, zero) in [
+            ("number of workers", self.workers == Some(0)),
+            ("max_tasks_per_child", self.max_tasks == Some(0)),
+            ("chunksize", self.chunksize == Some(0)),
+        ] {
+            if zero {
+                return Err(Error::new(ErrorKind::InvalidInput)
+                    .with_message(format!("the {what} must be at least 1")));
+            }
+        }
         let workers = self.workers.unwrap_or_else(cpu_count);
         let inner = match self.backend {
             Backend::Threads => Inner::Threads(thread::ThreadPool::start(thread::Config {

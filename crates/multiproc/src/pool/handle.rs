@@ -12,7 +12,7 @@ use super::process::{ProcessPool, RemoteTask};
 use super::progress::Progress;
 use super::task::{self, Callback, Completion, Slot, TaskHandle};
 use super::thread::{Job, ThreadPool};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
 use crate::process::function::{self, ChunkOut};
 
@@ -120,7 +120,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Start`](crate::ErrorKind::Start) if a thread cannot be started.
+    /// [`ErrorKind::Start`](crate::ErrorKind::Start) if a thread cannot be started,
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if `n` is zero.
     pub fn threads(n: usize) -> Result<Pool> {
         Builder::new().backend(Backend::Threads).workers(n).build()
     }
@@ -129,7 +130,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Start`](crate::ErrorKind::Start) if a worker cannot be started.
+    /// [`ErrorKind::Start`](crate::ErrorKind::Start) if a worker cannot be started,
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if `n` is zero.
     pub fn processes(n: usize) -> Result<Pool> {
         Builder::new()
             .backend(Backend::Processes)
@@ -418,7 +420,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map`](Self::map).
+    /// As [`map`](Self::map); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// if `chunksize` is zero (Python raises `ValueError`).
     pub fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
@@ -426,7 +429,11 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let chunks = self.chunk_input(items, Some(chunksize.max(1)));
+        if chunksize == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput)
+                .with_message("the chunksize must be at least 1"));
+        }
+        let chunks = self.chunk_input(items, Some(chunksize));
         self.collect(f, chunks)
     }
 

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::iter::Fuse;
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use super::handle::Pool;
 use super::progress::Progress;
 use super::task::{expand, Slot};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::process::function::ChunkOut;
 
 /// A submitted chunk: its slot and its number of items.
@@ -117,7 +118,7 @@ impl<'p, F, I: Iterator, R> Imap<'p, F, I, R> {
         }
     }
 
-    /// Sets the number of items per task for this call.
+    /// Sets the number of items per task for this call (zero counts as one).
     pub fn chunksize(mut self, n: usize) -> Self {
         self.feed.chunksize = Some(n.max(1));
         self
@@ -140,21 +141,81 @@ where
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None).unwrap_or(None)
+    }
+}
+
+impl<F, I, A, R> Imap<'_, F, I, R>
+where
+    I: Iterator<Item = A>,
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Like `next`, but waits at most `timeout` for the next result (Python's
+    /// `IMapIterator.next(timeout)`): `Ok(None)` at the end, `Ok(Some(result))` for
+    /// the next item.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if the next result is not ready in time; the iterator
+    /// stays usable and a later call returns it. (A task that itself timed out is
+    /// `Ok(Some(Err(_)))`.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use std::time::Duration;
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let mut it = pool.imap(nap, vec![200]);
+    /// assert!(it.next_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// assert_eq!(it.next_timeout(Duration::from_secs(60))?.unwrap()?, 200);
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+        self.next_until(Instant::now().checked_add(timeout))
+            .map_err(|TimedOut| wait_timeout(timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
         loop {
             if let Some(r) = self.ready.next() {
                 self.feed.bar().inc(1);
-                return Some(r);
+                return Ok(Some(r));
             }
             let room = self.feed.prefetch.saturating_sub(self.inflight.len());
             let more = self.feed.pull(room);
             self.inflight.extend(more);
-            let Some((slot, n)) = self.inflight.pop_front() else {
+            let Some((slot, _)) = self.inflight.front() else {
                 self.feed.bar().finish();
-                return None;
+                return Ok(None);
             };
+            if !slot.wait_until(deadline) {
+                return Err(TimedOut);
+            }
+            let (slot, n) = self.inflight.pop_front().expect("front exists");
             self.ready = expand(slot.join(), n).into_iter();
         }
     }
+}
+
+/// The next item, or the deadline passed first.
+type Waited<R> = std::result::Result<Option<Result<R>>, TimedOut>;
+
+/// No result arrived before the deadline.
+struct TimedOut;
+
+/// The error `next_timeout` returns when no result is ready in time.
+fn wait_timeout(timeout: Duration) -> Error {
+    Error::new(ErrorKind::Timeout).with_message(format!("no result within {timeout:?}"))
 }
 
 /// The lazy iterator [`Pool::imap_unordered`] returns: results in completion order.
@@ -193,7 +254,7 @@ impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
         }
     }
 
-    /// Sets the number of items per task for this call.
+    /// Sets the number of items per task for this call (zero counts as one).
     pub fn chunksize(mut self, n: usize) -> Self {
         self.feed.chunksize = Some(n.max(1));
         self
@@ -216,10 +277,34 @@ where
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None).unwrap_or(None)
+    }
+}
+
+impl<F, I, A, R> ImapUnordered<'_, F, I, R>
+where
+    I: Iterator<Item = A>,
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Like `next`, but waits at most `timeout` for a result (Python's
+    /// `IMapUnorderedIterator.next(timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if no result is ready in time; the iterator stays
+    /// usable.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+        self.next_until(Instant::now().checked_add(timeout))
+            .map_err(|TimedOut| wait_timeout(timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
         loop {
             if let Some(r) = self.ready.next() {
                 self.feed.bar().inc(1);
-                return Some(r);
+                return Ok(Some(r));
             }
             let room = self.feed.prefetch.saturating_sub(self.inflight.len());
             for (slot, n) in self.feed.pull(room) {
@@ -230,10 +315,22 @@ where
             }
             if self.inflight.is_empty() {
                 self.feed.bar().finish();
-                return None;
+                return Ok(None);
             }
-            let i = self.rx.recv().ok()?;
-            let (slot, n) = self.inflight.remove(&i)?;
+            let got = match deadline {
+                None => self.rx.recv().ok(),
+                Some(d) => match self
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                {
+                    Ok(i) => Some(i),
+                    Err(mpsc::RecvTimeoutError::Timeout) => return Err(TimedOut),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some((slot, n)) = got.and_then(|i| self.inflight.remove(&i)) else {
+                return Ok(None);
+            };
             self.ready = expand(slot.join(), n).into_iter();
         }
     }

@@ -34,10 +34,19 @@
 //! | `pool.starmap(f, [(a, b)])` | [`pool.starmap(f, [(a, b)])`](Pool::starmap) |
 //! | `pool.apply(f, (x,))` / `apply_async(f, (x,), callback=cb)` | [`apply(f, x)`](Pool::apply) / [`apply_async_with(f, x, cb)`](Pool::apply_async_with) |
 //! | `executor.submit(f, x)` → `Future` | [`submit(f, x)`](Pool::submit) → [`TaskHandle`] (also a Rust `Future`) |
-//! | `concurrent.futures.wait` / `as_completed` | [`wait`] / [`as_completed`] |
+//! | `concurrent.futures.wait(fs, timeout, return_when)` | [`wait(&hs, WaitFor::First / All / FirstError, timeout)`](wait) |
+//! | `as_completed(fs, timeout)` | [`as_completed(hs)`](as_completed), [`next_timeout`](AsCompleted::next_timeout) |
+//! | `imap(...).next(timeout)` | [`Imap::next_timeout`], [`ImapUnordered::next_timeout`] |
 //! | `future.result(timeout)`, `done()`, `cancel()` | [`TaskHandle::join_timeout`], [`is_finished`](TaskHandle::is_finished), [`cancel`](TaskHandle::cancel) |
+//! | `future.running()`, `cancelled()`, `exception() is not None` | [`is_running`](TaskHandle::is_running), [`is_cancelled`](TaskHandle::is_cancelled), [`is_failed`](TaskHandle::is_failed) |
+//! | `future.add_done_callback(fn)` | [`add_done_callback`](TaskHandle::add_done_callback) |
 //! | `close()`, `join()`, `terminate()` | the same |
 //! | `os.cpu_count()` | [`cpu_count`] (respects affinity and cgroup quota) |
+//!
+//! Sizes of zero (`Pool(0)`, `maxtasksperchild=0`, `chunksize=0`) are refused with
+//! [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), as Python raises
+//! `ValueError`. Errors are values, not exceptions: a task submitted to a closed pool
+//! gets [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed) through its handle.
 //!
 //! Differences that matter: a killed worker never hangs the pool (Python's `Pool`
 //! waits forever, CPython gh-66587) and never breaks it (`ProcessPoolExecutor` raises

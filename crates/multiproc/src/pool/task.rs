@@ -54,6 +54,10 @@ struct Inner<T> {
     value: Option<Stored<T>>,
     /// A completion has begun (its callback may still run); later ones are ignored.
     claimed: bool,
+    /// A worker has been handed the task: it can no longer be cancelled.
+    started: bool,
+    /// The completion was a successful [`TaskHandle::cancel`].
+    cancelled: bool,
     taken: bool,
     waiters: Vec<Waiter>,
     callback: Option<Callback<T>>,
@@ -69,6 +73,8 @@ enum Waiter {
     Thread(std::thread::Thread),
     Waker(Waker),
     Chan(mpsc::Sender<usize>, usize),
+    /// A user's done-callback; a panic in it is caught and ignored.
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 impl Waiter {
@@ -78,6 +84,9 @@ impl Waiter {
             Waiter::Waker(w) => w.wake(),
             Waiter::Chan(tx, i) => {
                 let _ = tx.send(i);
+            }
+            Waiter::Call(f) => {
+                let _ = crate::panic::catch(f);
             }
         }
     }
@@ -89,8 +98,11 @@ pub(crate) trait Completion: Send + Sync {
     fn fail(&self, e: Error);
     /// Completes with the encoded value a worker process sent.
     fn deliver_raw(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>);
-    /// Returns `true` once a completion has begun (the task was cancelled, say):
-    /// a backend skips such a task instead of starting it.
+    /// Called by a backend just before it hands the task to a worker. Returns `true`
+    /// once a completion has begun (the task was cancelled, say): the backend skips
+    /// such a task instead of starting it. Otherwise marks the task as started, so
+    /// that from now on [`TaskHandle::cancel`] fails (Python's
+    /// `Future.set_running_or_notify_cancel`).
     fn is_claimed(&self) -> bool;
 }
 
@@ -112,6 +124,8 @@ impl<T: Send + 'static> Slot<T> {
             inner: Mutex::new(Inner {
                 value: None,
                 claimed: false,
+                started: false,
+                cancelled: false,
                 taken: false,
                 waiters: Vec::new(),
                 callback,
@@ -160,6 +174,56 @@ impl<T: Send + 'static> Slot<T> {
 
     pub(crate) fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
+    }
+
+    /// Completes with `Cancelled` unless the task has started or finished; `true` if
+    /// it is cancelled (now or by an earlier call).
+    fn cancel(&self) -> bool {
+        let callback = {
+            let mut g = lock(&self.inner);
+            if g.cancelled {
+                return true;
+            }
+            if g.claimed || g.started {
+                return false;
+            }
+            g.claimed = true;
+            g.cancelled = true;
+            g.callback.take()
+        };
+        let r = Err(Error::new(ErrorKind::Cancelled).with_message("cancelled through its handle"));
+        let r = match callback {
+            Some(cb) => cb(r),
+            None => r,
+        };
+        self.store(Stored::Value(r));
+        true
+    }
+
+    /// `(started, cancelled)`, and whether a completion has begun.
+    fn flags(&self) -> (bool, bool, bool) {
+        let g = lock(&self.inner);
+        (g.started, g.cancelled, g.claimed)
+    }
+
+    /// Returns `true` if the slot is done with a failure that `failed` recognizes
+    /// (a value that arrived as bytes is decoded in place to look). A cancellation
+    /// and a taken value do not count.
+    fn has_failed(&self, failed: fn(&Result<T>) -> bool) -> bool {
+        let mut g = lock(&self.inner);
+        if !self.done.load(Ordering::Acquire) || g.cancelled {
+            return false;
+        }
+        if matches!(g.value, Some(Stored::Raw(..))) {
+            if let Some(Stored::Raw(bytes, fds)) = g.value.take() {
+                let v = (g.decode)(&bytes, fds);
+                g.value = Some(Stored::Value(v));
+            }
+        }
+        match &g.value {
+            Some(Stored::Value(r)) => failed(r),
+            _ => false,
+        }
     }
 
     /// Takes the value once done; `AlreadyJoined` the second time.
@@ -248,6 +312,17 @@ impl<T: Send + 'static> Slot<T> {
         }
     }
 
+    /// Runs `f` once done: at once on this thread if it already is.
+    fn on_done(&self, f: Box<dyn FnOnce() + Send>) {
+        let mut g = lock(&self.inner);
+        if self.done.load(Ordering::Acquire) {
+            drop(g);
+            Waiter::Call(f).wake();
+        } else {
+            g.waiters.push(Waiter::Call(f));
+        }
+    }
+
     fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
         {
             let mut g = lock(&self.inner);
@@ -272,7 +347,15 @@ impl<T: Send + 'static> Completion for Slot<T> {
     }
 
     fn is_claimed(&self) -> bool {
-        self.is_done() || lock(&self.inner).claimed
+        if self.is_done() {
+            return true;
+        }
+        let mut g = lock(&self.inner);
+        if g.claimed {
+            return true;
+        }
+        g.started = true;
+        false
     }
 
     fn deliver_raw(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>) {
@@ -368,6 +451,14 @@ impl<R> fmt::Debug for TaskHandle<R> {
     }
 }
 
+/// Whether a one-item chunk's outcome is a failure other than a cancellation.
+fn chunk_failed<R>(r: &Result<ChunkOut<R>>) -> bool {
+    match r {
+        Err(e) => e.kind() != ErrorKind::Cancelled,
+        Ok(c) => !c.panics.is_empty() || c.values.is_empty(),
+    }
+}
+
 pub(crate) fn single<R>(out: Result<ChunkOut<R>>) -> Result<R> {
     expand(out, 1)
         .pop()
@@ -430,10 +521,13 @@ impl<R: Send + 'static> TaskHandle<R> {
         self.slot.is_done()
     }
 
-    /// Cancels the task unless it has finished (Python's `Future.cancel()`): its
-    /// result becomes [`ErrorKind::Cancelled`]. A task that has not started will not
-    /// run; one that is running runs to the end, and its value is dropped. Returns
-    /// `false` if the task had already finished.
+    /// Cancels the task if no worker has started it (Python's `Future.cancel()`):
+    /// it will not run, and its result is [`ErrorKind::Cancelled`] (a callback given
+    /// to [`Pool::apply_async_with`](super::Pool::apply_async_with) sees that).
+    ///
+    /// Returns `true` if the task is cancelled, also when an earlier call cancelled
+    /// it; `false` if it is running or has finished. A process worker may have been
+    /// handed a few short tasks ahead of time: those count as started.
     ///
     /// # Examples
     ///
@@ -455,9 +549,57 @@ impl<R: Send + 'static> TaskHandle<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn cancel(&self) -> bool {
-        self.slot.try_deliver(Err(
-            Error::new(ErrorKind::Cancelled).with_message("cancelled through its handle")
-        ))
+        self.slot.cancel()
+    }
+
+    /// Returns `true` if [`cancel`](Self::cancel) cancelled the task (Python's
+    /// `Future.cancelled()`).
+    pub fn is_cancelled(&self) -> bool {
+        self.slot.flags().1
+    }
+
+    /// Returns `true` while a worker has the task and it has not finished (Python's
+    /// `Future.running()`); see [`cancel`](Self::cancel) for what counts as started.
+    pub fn is_running(&self) -> bool {
+        let (started, _, claimed) = self.slot.flags();
+        started && !claimed
+    }
+
+    /// Returns `true` if the task has finished with an error other than
+    /// [`ErrorKind::Cancelled`] (Python's `Future.exception() is not None`), without
+    /// taking the result: [`join`](Self::join) still returns it.
+    pub fn is_failed(&self) -> bool {
+        self.slot.has_failed(chunk_failed::<R>)
+    }
+
+    /// Calls `f` once the task has finished, however it finished (Python's
+    /// `Future.add_done_callback`): at once, on this thread, if it already has;
+    /// otherwise on the pool's thread that completes it, so keep `f` short and do not
+    /// wait on the pool inside it. A panic in `f` is caught and ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use std::sync::mpsc;
+    ///
+    /// fn inc(x: u8) -> u8 {
+    ///     x + 1
+    /// }
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let h = pool.submit(inc, 1);
+    /// let (tx, rx) = mpsc::channel();
+    /// h.add_done_callback(move || tx.send("done").unwrap());
+    /// assert_eq!(rx.recv().unwrap(), "done");
+    /// assert_eq!(h.join()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn add_done_callback<C>(&self, f: C)
+    where
+        C: FnOnce() + Send + 'static,
+    {
+        self.slot.on_done(Box::new(f));
     }
 }
 
@@ -469,13 +611,17 @@ impl<R: Send + 'static> Future for TaskHandle<R> {
     }
 }
 
-/// Which handles [`wait`] waits for (Python's `FIRST_COMPLETED` / `ALL_COMPLETED`).
+/// Which handles [`wait`] waits for (Python's `FIRST_COMPLETED`, `ALL_COMPLETED`
+/// and `FIRST_EXCEPTION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitFor {
     /// Return as soon as one handle has finished.
     First,
     /// Return when every handle has finished.
     All,
+    /// Return as soon as one handle has failed (see [`TaskHandle::is_failed`]), or
+    /// when every handle has finished.
+    FirstError,
 }
 
 /// Waits until the first or all of `handles` have finished, or `timeout` passes;
@@ -511,20 +657,21 @@ pub fn wait<R: Send + 'static>(
     drop(tx);
     let want = match mode {
         WaitFor::First => 1.min(handles.len()),
-        WaitFor::All => handles.len(),
+        WaitFor::All | WaitFor::FirstError => handles.len(),
     };
     let mut got = 0;
     while got < want {
-        let r = match deadline {
+        let r: std::result::Result<usize, ()> = match deadline {
             None => rx.recv().map_err(|_| ()),
             Some(d) => rx
                 .recv_timeout(d.saturating_duration_since(Instant::now()))
                 .map_err(|_| ()),
         };
-        if r.is_err() {
+        let Ok(i) = r else { break };
+        got += 1;
+        if mode == WaitFor::FirstError && handles[i].is_failed() {
             break;
         }
-        got += 1;
     }
     (0..handles.len())
         .filter(|&i| handles[i].slot.is_done())
@@ -595,6 +742,52 @@ impl<R: Send + 'static> Iterator for AsCompleted<R> {
             return None;
         }
         let i = self.rx.recv().ok()?;
+        self.take(i)
+    }
+}
+
+impl<R: Send + 'static> AsCompleted<R> {
+    /// Like `next`, but waits at most `timeout` for a handle to finish (Python's
+    /// `as_completed(fs, timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] if none finished in time; the iterator stays usable.
+    /// `Ok(None)` once every handle has been yielded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::{self, Pool};
+    /// use std::time::Duration;
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = Pool::threads(1)?;
+    /// let mut it = pool::as_completed(vec![pool.submit(nap, 200)]);
+    /// assert!(it.next_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// let (i, r) = it.next_timeout(Duration::from_secs(60))?.unwrap();
+    /// assert_eq!((i, r?), (0, 200));
+    /// assert!(it.next_timeout(Duration::ZERO)?.is_none());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(usize, Result<R>)>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(i) => Ok(self.take(i)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::new(ErrorKind::Timeout)
+                .with_message(format!("no task finished within {timeout:?}"))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+
+    fn take(&mut self, i: usize) -> Option<(usize, Result<R>)> {
         let slot = self.slots.get_mut(i)?.take()?;
         self.left -= 1;
         Some((i, single(slot.join())))
