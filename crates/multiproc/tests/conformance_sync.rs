@@ -434,38 +434,158 @@ fn condition_wait_timeout_without_notify_reports_a_timeout() {
     assert!(!c.as_lock().is_locked());
 }
 
-#[test]
-fn condition_notify_n_then_notify_all_release_waiters() {
-    let _w = util::watchdog(LIMIT);
-    let c = Condition::new().unwrap();
-    // Both counters are only touched under the condition's lock.
-    let waiting = AtomicUsize::new(0);
-    let woken = AtomicUsize::new(0);
+/// lock_tests.ConditionTests._check_notify: each of 5 threads waits twice and
+/// records, under the lock, the phase in which it woke. The main thread sets the
+/// phase under the lock right after each notify, so a waiter woken by a notify
+/// records that notify's phase: exact counts show in the records.
+fn check_notify(c: &Condition) {
+    // Touched only under the condition's lock.
+    let phase = AtomicUsize::new(0);
+    let ready = AtomicUsize::new(0);
+    let first = Mutex::new(Vec::new());
+    let second = Mutex::new(Vec::new());
+    let settled = |n: usize| {
+        until(|| {
+            let _g = c.lock().unwrap();
+            ready.load(Ordering::SeqCst) >= n
+        });
+    };
+    let notify = |n: u32, p: usize| {
+        let _g = c.lock().unwrap();
+        if n == u32::MAX {
+            c.notify_all();
+        } else {
+            c.notify(n);
+        }
+        phase.store(p, Ordering::SeqCst);
+    };
     thread::scope(|s| {
         for _ in 0..5 {
             s.spawn(|| {
-                let g = c.lock().unwrap();
-                waiting.fetch_add(1, Ordering::SeqCst);
-                let g = c.wait(g).unwrap();
-                woken.fetch_add(1, Ordering::SeqCst);
-                drop(g);
+                for results in [&first, &second] {
+                    let g = c.lock().unwrap();
+                    ready.fetch_add(1, Ordering::SeqCst);
+                    let g = c.wait(g).unwrap();
+                    results.lock().unwrap().push(phase.load(Ordering::SeqCst));
+                    drop(g);
+                }
             });
         }
-        // A waiter that counted itself (under the lock) is registered with the
-        // condition before the lock is released, so no notification below is lost.
+        // A waiter that counted itself under the lock is registered with the
+        // condition before that lock is released: no notify below can miss it.
+        settled(5);
+        notify(3, 1);
+        until(|| first.lock().unwrap().len() >= 3);
+        settled(8);
+        assert_eq!(*first.lock().unwrap(), [1; 3]);
+        assert!(second.lock().unwrap().is_empty());
+        // Two still in their first wait, three in their second: all five wake.
+        notify(5, 2);
+        until(|| first.lock().unwrap().len() + second.lock().unwrap().len() >= 8);
+        assert_eq!(*first.lock().unwrap(), [1, 1, 1, 2, 2]);
+        assert_eq!(*second.lock().unwrap(), [2; 3]);
+        settled(10);
+        notify(u32::MAX, 3);
+    });
+    assert_eq!(*second.lock().unwrap(), [2, 2, 2, 3, 3]);
+}
+
+#[test]
+fn condition_notify_n_wakes_exactly_n_waiters() {
+    let _w = util::watchdog(LIMIT);
+    let c = Condition::new().unwrap();
+    check_notify(&c);
+    // Again, to check the internal state is still right.
+    check_notify(&c);
+    // Nobody waits: notifies are no-ops, and a later waiter is not woken by them.
+    c.notify(3);
+    c.notify_all();
+    let g = c.lock().unwrap();
+    let (_g, notified) = c.wait_timeout(g, Duration::from_millis(10)).unwrap();
+    assert!(!notified);
+}
+
+#[test]
+fn condition_timed_out_waiters_do_not_absorb_notifications() {
+    let _w = util::watchdog(LIMIT);
+    let c = Condition::new().unwrap();
+    let woke = AtomicUsize::new(0);
+    let ready = AtomicUsize::new(0);
+    thread::scope(|s| {
+        // One waiter times out; one waits for good.
+        s.spawn(|| {
+            let g = c.lock().unwrap();
+            let (_g, notified) = c.wait_timeout(g, Duration::from_millis(1)).unwrap();
+            assert!(!notified);
+        })
+        .join()
+        .unwrap();
+        s.spawn(|| {
+            let g = c.lock().unwrap();
+            ready.fetch_add(1, Ordering::SeqCst);
+            let _g = c.wait(g).unwrap();
+            woke.fetch_add(1, Ordering::SeqCst);
+        });
         until(|| {
             let _g = c.lock().unwrap();
-            waiting.load(Ordering::SeqCst) == 5
+            ready.load(Ordering::SeqCst) == 1
         });
-        {
-            let _g = c.lock().unwrap();
-            c.notify(2);
-        }
-        until(|| woken.load(Ordering::SeqCst) >= 2);
+        // The timed-out waiter is gone: this one notification reaches the other.
         let _g = c.lock().unwrap();
-        c.notify_all();
+        c.notify_one();
     });
-    assert_eq!(woken.load(Ordering::SeqCst), 5);
+    assert_eq!(woke.load(Ordering::SeqCst), 1);
+}
+
+fn wait_once(args: (Condition, Semaphore, Semaphore)) {
+    let (c, sleeping, woken) = args;
+    let g = c.lock().unwrap();
+    sleeping.release().unwrap();
+    let g = c.wait(g).unwrap();
+    woken.release().unwrap();
+    drop(g);
+}
+
+#[test]
+fn condition_notify_one_at_a_time_reaches_a_process_and_a_thread() {
+    let _w = util::watchdog(LIMIT);
+    // _test_multiprocessing._TestCondition.test_notify / test_notify_n.
+    let c = Condition::new().unwrap();
+    let sleeping = Semaphore::new(0).unwrap();
+    let woken = Semaphore::new(0).unwrap();
+    let args = (c.clone(), sleeping.clone(), woken.clone());
+    let kids: Vec<_> = (0..2)
+        .map(|_| Process::start_with(wait_once, args.clone()).unwrap())
+        .collect();
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| wait_once(args.clone()));
+        }
+        for _ in 0..4 {
+            sleeping.acquire();
+        }
+        // Each waiter released `sleeping` holding the lock, so taking the lock
+        // here means it is registered.
+        drop(c.lock().unwrap());
+        assert_eq!(woken.value(), 0);
+        let mut total = 0;
+        for n in [1, 2, 1] {
+            {
+                let _g = c.lock().unwrap();
+                c.notify(n);
+            }
+            total += n;
+            until(|| woken.value() >= total);
+            // Exactly as many as notified have woken: once the count is reached,
+            // taking the lock (which every woken waiter holds while it releases
+            // `woken`) shows no further one.
+            drop(c.lock().unwrap());
+            assert_eq!(woken.value(), total);
+        }
+    });
+    for k in kids {
+        k.join().unwrap();
+    }
 }
 
 #[test]

@@ -7,47 +7,129 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::{Lock, LockGuard};
 use super::owner_died::{LockResult, OwnerDied};
-use super::primitive::{futex_wait, futex_wake, AtomicU32, Ordering, Wake};
+use super::primitive::{futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering};
 use crate::error::Result;
 use crate::shm::Shared;
 
-/// The shared-memory layout of a [`Condition`].
+/// One registered waiter, in the high half of `RawCondition::count`.
+const WAITER: u64 = 1 << 32;
+/// The low half of `RawCondition::count`: pending wake-ups.
+const SIGNALS: u64 = WAITER - 1;
+
+/// The shared-memory layout of a [`Condition`]. See the type's "State" table.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RawCondition {
     seq: AtomicU32,
-    waiters: AtomicU32,
+    _pad: AtomicU32,
+    count: AtomicU64,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<RawCondition>() == 8);
+const _: () = assert!(std::mem::size_of::<RawCondition>() == 16);
 
 impl RawCondition {
-    /// Registers a waiter; returns the sequence number to sleep on. Call while
-    /// holding the lock, before releasing it.
+    /// Registers a waiter; returns the notification number it must see change
+    /// before it may take a wake-up. Call while holding the lock, before releasing it.
     pub(crate) fn prepare(&self) -> u32 {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        self.seq.load(Ordering::SeqCst)
+        // Read first, then register: a notify in between did not count this waiter,
+        // and this waiter only ever takes a wake-up of a later notify.
+        let seq = self.seq.load(Ordering::SeqCst);
+        self.count.fetch_add(WAITER, Ordering::SeqCst);
+        seq
     }
 
-    /// Sleeps until notified after `seq` was read (or `deadline`); `false` on timeout.
-    pub(crate) fn sleep(&self, seq: u32, deadline: Option<Instant>) -> bool {
-        let nap = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let woke = if nap.is_some_and(|n| n.is_zero()) {
-            self.seq.load(Ordering::SeqCst) != seq
-        } else {
-            futex_wait(&self.seq, seq, nap) == Wake::Woken
-        };
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        woke
-    }
-
-    pub(crate) fn notify(&self, n: u32) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        // An RMW, not a load: see the semaphore's "Memory ordering".
-        if self.waiters.fetch_add(0, Ordering::SeqCst) != 0 {
-            futex_wake(&self.seq, n);
+    /// Takes a pending wake-up, leaving; `false` if there is none.
+    fn take_signal(&self) -> bool {
+        let mut c = self.count.load(Ordering::SeqCst);
+        while c & SIGNALS != 0 {
+            match self.count.compare_exchange_weak(
+                c,
+                c - WAITER - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
         }
+        false
+    }
+
+    /// Leaves at the deadline: takes a pending wake-up if there is one (a notify
+    /// that came at the last moment), else unregisters. Returns which.
+    fn leave(&self, eligible: bool) -> bool {
+        let mut c = self.count.load(Ordering::SeqCst);
+        loop {
+            let took = eligible && c & SIGNALS != 0;
+            let waiters = (c >> 32).saturating_sub(1);
+            // Never more wake-ups pending than waiters left to take them.
+            let signals = if took { (c & SIGNALS) - 1 } else { c & SIGNALS }.min(waiters);
+            match self.count.compare_exchange_weak(
+                c,
+                waiters << 32 | signals,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return took,
+                Err(now) => c = now,
+            }
+        }
+    }
+
+    /// Sleeps until this waiter takes a wake-up of a notify that came after
+    /// [`prepare`](Self::prepare) returned `seq`, or until `deadline`; `false` on
+    /// timeout. Never returns spuriously.
+    pub(crate) fn sleep(&self, seq: u32, deadline: Option<Instant>) -> bool {
+        loop {
+            let now = self.seq.load(Ordering::SeqCst);
+            // Only a notify after registration makes this waiter eligible, so one
+            // that came to wait later cannot steal an earlier waiter's wake-up.
+            if now != seq && self.take_signal() {
+                return true;
+            }
+            let nap = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return self.leave(self.seq.load(Ordering::SeqCst) != seq);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            futex_wait(&self.seq, now, nap);
+        }
+    }
+
+    /// How many waiters are registered (loom models).
+    #[cfg(all(test, loom))]
+    pub(crate) fn waiters(&self) -> u64 {
+        self.count.load(Ordering::SeqCst) >> 32
+    }
+
+    /// Grants up to `n` wake-ups to the registered waiters and wakes that many.
+    pub(crate) fn notify(&self, n: u32) {
+        let mut c = self.count.load(Ordering::SeqCst);
+        let granted = loop {
+            let waiters = c >> 32;
+            let signals = c & SIGNALS;
+            let granted = (waiters - signals).min(u64::from(n));
+            if granted == 0 {
+                return;
+            }
+            match self.count.compare_exchange_weak(
+                c,
+                c + granted,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break granted,
+                Err(now) => c = now,
+            }
+        };
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        futex_wake(&self.seq, u32::try_from(granted).unwrap_or(u32::MAX));
     }
 }
 
@@ -64,31 +146,44 @@ impl RawCondition {
 ///
 /// * The lock is a [`Lock`], not an `RLock`: a condition wait must release the lock
 ///   completely, and `Lock` makes that explicit (as std's `Condvar` does with `Mutex`).
-/// * As with std's `Condvar`, a `wait` may return without a notification
-///   (spuriously), and `notify(n)` may wake more than `n` waiters when several are
-///   just going to sleep. Check the condition in a loop, or use
-///   [`wait_for`](Self::wait_for), which does.
+/// * As in Python (and unlike std's `Condvar`), a `wait` returns only when
+///   notified or timed out, never spuriously, and `notify(n)` wakes exactly
+///   `min(n, waiters)` of the threads and processes waiting when it is called, never
+///   one that started waiting after it. Still check the condition in a loop, or use
+///   [`wait_for`](Self::wait_for): another thread may change it before the woken
+///   one holds the lock again.
 /// * `notify` does not require holding the lock (Python raises `RuntimeError`), but
 ///   changing the state without the lock can lose a wake-up, exactly as in Python.
+/// * A process that dies while waiting stays counted as a waiter: a later
+///   `notify` may grant it a wake-up nobody takes (`notify_all` then wakes a later
+///   waiter once without cause).
 /// * Relocking after a wait reports a dead lock holder as [`OwnerDied`].
 ///
 /// # State
 ///
-/// | word      | meaning                                                        |
-/// |-----------|----------------------------------------------------------------|
-/// | `seq`     | notification counter, the futex word; every notify adds one    |
-/// | `waiters` | registered waiters; `0`: notify need not call `FUTEX_WAKE`     |
+/// | word              | meaning                                                    |
+/// |-------------------|------------------------------------------------------------|
+/// | `seq`             | notification counter, the futex word; every notify that grants wake-ups adds one |
+/// | `count` high half | registered waiters                                         |
+/// | `count` low half  | wake-ups granted and not yet taken (never above the waiters) |
 ///
-/// A waiter, holding the lock, increments `waiters` and reads `seq`, unlocks, and
-/// sleeps while `seq` is unchanged. A notifier increments `seq` and wakes if
-/// `waiters` is non-zero.
+/// A waiter, holding the lock, reads `seq` and then registers (`count += 1 << 32`),
+/// unlocks, and sleeps on `seq`. `notify(n)` grants `min(n, waiters - pending)`
+/// wake-ups in one compare-and-swap of `count`, then increments `seq` and wakes that
+/// many sleepers. A waiter may take a wake-up (`count -= (1 << 32) + 1`) only once
+/// `seq` differs from the value it read before registering, that is, from a notify
+/// that came after it started waiting; every woken sleeper that finds none left
+/// sleeps again. At its deadline a waiter takes a pending wake-up if it may (it was
+/// notified at the last moment), else unregisters, so a timed-out waiter never
+/// absorbs a wake-up meant for the others.
 ///
 /// # Memory ordering
 ///
-/// `waiters`/`seq` form a Dekker pair, and the notifier reads `waiters` with a
-/// read-modify-write: either it sees the waiter registered (and wakes it), or the
-/// waiter's registration reads from that RMW and then sees the new `seq` (the
-/// notification came before the wait, and is not delivered to it, as in Python). Data protected by the lock is ordered by the lock itself.
+/// Every access is `SeqCst` and every decision is a read-modify-write of `count`,
+/// so counts are exact. A notify updates `count` before `seq`: a waiter that sees the
+/// new `seq` sees the granted wake-ups. A waiter reads `seq` before it sleeps and
+/// `FUTEX_WAIT` compares it again atomically, so a notify between the two makes the
+/// sleep return at once. Data protected by the lock is ordered by the lock itself.
 ///
 /// # Examples
 ///
@@ -178,7 +273,8 @@ impl Condition {
 
     /// Releases the lock, sleeps until notified, and takes the lock again.
     ///
-    /// May return spuriously; see the type docs.
+    /// Returns only when a [`notify`](Self::notify) that came after this call
+    /// began chose this waiter (never spuriously).
     ///
     /// # Errors
     ///
@@ -293,7 +389,8 @@ impl Condition {
         }
     }
 
-    /// Wakes up to `n` waiters (possibly more; see the type docs).
+    /// Wakes `n` of the waiters waiting now (all of them if fewer): Python's
+    /// `notify(n)`. A waiter that starts waiting after this call is not woken by it.
     pub fn notify(&self, n: u32) {
         self.raw.notify(n);
     }

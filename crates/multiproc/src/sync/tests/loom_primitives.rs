@@ -115,6 +115,44 @@ fn loom_condition_no_lost_wakeup() {
 }
 
 #[test]
+fn loom_condition_notify_one_wakes_exactly_one_of_two() {
+    loom::model(|| {
+        let lock = Arc::new(RawLock::default());
+        let cond = Arc::new(RawCondition::default());
+        let woken = Arc::new(AtomicU32::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, cond, woken) =
+                    (Arc::clone(&lock), Arc::clone(&cond), Arc::clone(&woken));
+                thread::spawn(move || {
+                    lock.lock(None);
+                    let seq = cond.prepare();
+                    lock.unlock(false);
+                    assert!(cond.sleep(seq, None));
+                    woken.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        while cond.waiters() < 2 {
+            thread::yield_now();
+        }
+        // Both registered, asleep or about to be: one notify wakes one of them.
+        lock.lock(None);
+        cond.notify(1);
+        lock.unlock(false);
+        while woken.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        cond.notify(1);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
 fn loom_barrier_two_parties_one_round() {
     loom::model(|| {
         let b = crate::sync::Barrier::new(2).unwrap();
