@@ -630,3 +630,80 @@ fn unserializable_values_fail_their_task() {
     assert_eq!(p.apply(sqr, 4).unwrap(), 16);
     p.join();
 }
+
+fn parse(s: String) -> i64 {
+    s.parse().expect("not a number")
+}
+
+/// `map_async`/`starmap_async`: `get()` and `get(timeout)`, an empty input,
+/// `test_map_async_callbacks` (one call with the list, or with the error), and a
+/// closed pool.
+#[test]
+fn map_async_and_its_callbacks() {
+    let _w = util::watchdog(LIMIT);
+    for b in BACKENDS {
+        let p = pool(b, 2);
+        let want: Vec<i64> = (0..10).map(sqr).collect();
+        assert_eq!(p.map_async(sqr, 0..10).join().unwrap(), want, "{b:?}");
+        let empty = p.map_async(sqr, Vec::new());
+        assert!(empty.is_finished());
+        assert_eq!(empty.join().unwrap(), Vec::<i64>::new());
+        let tuples: Vec<(i64, i64)> = (0..100).zip((0..100).rev()).collect();
+        assert_eq!(
+            p.starmap_async(mul, tuples.clone()).join().unwrap(),
+            tuples.iter().map(|&(a, b)| a * b).collect::<Vec<_>>()
+        );
+        assert_eq!(util::block_on(p.map_async(sqr, 0..10)).unwrap(), want);
+
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = Arc::clone(&calls);
+        let h = p.map_async_with(parse, vec!["1".to_string()], move |r| {
+            c.lock()
+                .unwrap()
+                .push(r.as_ref().map_err(|e| e.kind()).cloned());
+        });
+        assert!(h.wait_timeout(LONG));
+        assert_eq!(*calls.lock().unwrap(), vec![Ok(vec![1])], "{b:?}");
+        assert_eq!(h.join().unwrap(), vec![1]);
+        let c = Arc::clone(&calls);
+        let h = p.map_async_with(parse, vec!["a".to_string(), "2".into()], move |r| {
+            c.lock()
+                .unwrap()
+                .push(r.as_ref().map_err(|e| e.kind()).cloned());
+        });
+        assert!(h.join().unwrap_err().is_panic());
+        assert_eq!(calls.lock().unwrap().len(), 2);
+        assert_eq!(calls.lock().unwrap()[1], Err(ErrorKind::Panicked), "{b:?}");
+
+        let gate = Gate::new();
+        let mut h = p.map_async(gated, vec![gate.arg(), gate.arg()]);
+        let e = h.join_timeout(Duration::from_millis(20)).unwrap_err();
+        assert!(e.is_timeout(), "{b:?}: {e}");
+        assert!(!h.is_finished() && !h.wait_timeout(Duration::ZERO));
+        gate.open();
+        assert_eq!(h.join_timeout(LONG).unwrap(), vec![7, 7]);
+
+        p.close();
+        let e = p.map_async(sqr, 0..3).join().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolClosed, "{b:?}");
+        p.join();
+    }
+}
+
+/// CPython's `test_terminate`: `terminate()` right after a long `map_async` returns
+/// without running the queue, and the map's handle gets an error.
+#[test]
+fn terminate_after_a_long_map_async() {
+    let _w = util::watchdog(LIMIT);
+    for b in BACKENDS {
+        let p = pool(b, 2);
+        let gate = Gate::new();
+        let h = p.map_async(gated, vec![gate.arg(); 1000]);
+        gate.wait_started();
+        p.terminate();
+        gate.open();
+        p.join();
+        let e = h.join().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolClosed, "{b:?}: {e}");
+    }
+}

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::builder::{Backend, Builder};
 use super::imap::{Imap, ImapUnordered};
+use super::map_handle::{self, MapHandle};
 use super::process::{ProcessPool, RemoteTask};
 use super::progress::Progress;
 use super::task::{self, Callback, Completion, Slot, TaskHandle};
@@ -166,6 +167,14 @@ impl Pool {
         }
     }
 
+    /// What a waiter on one of this pool's slots can step to make progress itself.
+    fn driver(&self) -> Option<Arc<dyn super::task::Drive>> {
+        match &self.inner {
+            Inner::Threads(_) => None,
+            Inner::Processes(p) => Some(p.driver()),
+        }
+    }
+
     /// Makes the unit of work for `items` and its slot.
     fn unit<F, A, R>(
         &self,
@@ -178,11 +187,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let driver = match &self.inner {
-            Inner::Threads(_) => None,
-            Inner::Processes(p) => Some(p.driver()),
-        };
-        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback, driver);
+        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback, self.driver());
         let sink: Arc<dyn Completion> = slot.clone();
         let unit = match &self.inner {
             Inner::Threads(_) => {
@@ -474,6 +479,107 @@ impl Pool {
         }
         bar.finish();
         out
+    }
+
+    /// Submits a [`map`](Self::map) and returns at once with a handle to the list of
+    /// results (Python's `map_async`).
+    ///
+    /// The handle completes when every item has finished, also when one failed early
+    /// (Python's `map_async` reports the first failure at once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    ///
+    /// fn sqr(x: i64) -> i64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::threads(2)?;
+    /// let h = pool.map_async(sqr, 0..10);
+    /// assert_eq!(h.join()?, (0..10).map(sqr).collect::<Vec<_>>());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map_async<F, A, R, I>(&self, f: F, items: I) -> MapHandle<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_inner(f, items, None)
+    }
+
+    /// [`map_async`](Self::map_async), and calls `callback` once with the list of
+    /// values or the first error when every item has finished, before the handle
+    /// sees it (Python's `map_async(callback=…, error_callback=…)`).
+    ///
+    /// The callback runs on a pool thread, as for
+    /// [`apply_async_with`](Self::apply_async_with); a panic in it is caught and
+    /// ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use std::sync::mpsc;
+    ///
+    /// fn parse(s: String) -> i64 {
+    ///     s.parse().expect("not a number")
+    /// }
+    ///
+    /// let pool = Pool::processes(1)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let h = pool.map_async_with(parse, vec!["1".to_string()], move |r| {
+    ///     tx.send(r.as_ref().ok().cloned()).unwrap();
+    /// });
+    /// assert_eq!(h.join()?, vec![1]);
+    /// assert_eq!(rx.recv().unwrap(), Some(vec![1]));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn map_async_with<F, A, R, I, C>(&self, f: F, items: I, callback: C) -> MapHandle<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        C: FnOnce(&Result<Vec<R>>) + Send + 'static,
+    {
+        let cb: Callback<Vec<R>> = Box::new(move |r| {
+            let _ = crate::panic::catch(|| callback(&r));
+            r
+        });
+        self.map_async_inner(f, items, Some(cb))
+    }
+
+    /// [`starmap`](Self::starmap) without waiting: see [`map_async`](Self::map_async)
+    /// (Python's `starmap_async`).
+    pub fn starmap_async<F, Args, I>(&self, f: F, items: I) -> MapHandle<F::Output>
+    where
+        F: StarFn<Args> + Copy + Send + Sync + 'static,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.map_async(move |args: Args| f.call(args), items)
+    }
+
+    fn map_async_inner<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        callback: Option<Callback<Vec<R>>>,
+    ) -> MapHandle<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let list = map_handle::list_slot(callback, self.driver());
+        let chunks = self.chunk_input(items, None);
+        MapHandle::new(list, self.submit_chunks(f, chunks))
     }
 
     /// Calls `f` with each tuple of arguments spread out (Python's `starmap`).

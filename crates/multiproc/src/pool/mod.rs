@@ -30,6 +30,7 @@
 //! | `Pool(4)` / `ThreadPool(4)` | [`Pool::processes(4)`](Pool::processes) / [`Pool::threads(4)`](Pool::threads) |
 //! | `Pool(initializer=f, initargs=(a,), maxtasksperchild=n)` | [`Pool::builder()`](Pool::builder)`.initializer(f, a).max_tasks_per_child(n)` |
 //! | `pool.map(f, xs, chunksize)` | [`pool.map(f, xs)`](Pool::map), [`map_chunked`](Pool::map_chunked) |
+//! | `pool.map_async(f, xs, callback=cb)` / `starmap_async` | [`map_async`](Pool::map_async) / [`map_async_with(f, xs, cb)`](Pool::map_async_with) / [`starmap_async`](Pool::starmap_async) → [`MapHandle`] |
 //! | `pool.imap(f, xs)` / `imap_unordered` | [`pool.imap(f, xs)`](Pool::imap) / [`imap_unordered`](Pool::imap_unordered) |
 //! | `pool.starmap(f, [(a, b)])` | [`pool.starmap(f, [(a, b)])`](Pool::starmap) |
 //! | `pool.apply(f, (x,))` / `apply_async(f, (x,), callback=cb)` | [`apply(f, x)`](Pool::apply) / [`apply_async_with(f, x, cb)`](Pool::apply_async_with) |
@@ -37,6 +38,7 @@
 //! | `concurrent.futures.wait(fs, timeout, return_when)` | [`wait(&hs, WaitFor::First / All / FirstError, timeout)`](wait) |
 //! | `as_completed(fs, timeout)` | [`as_completed(hs)`](as_completed), [`next_timeout`](AsCompleted::next_timeout) |
 //! | `imap(...).next(timeout)` | [`Imap::next_timeout`], [`ImapUnordered::next_timeout`] |
+//! | `async_result.wait(timeout)`, `ready()` | [`TaskHandle::wait_timeout`], [`is_finished`](TaskHandle::is_finished) |
 //! | `future.result(timeout)`, `done()`, `cancel()` | [`TaskHandle::join_timeout`], [`is_finished`](TaskHandle::is_finished), [`cancel`](TaskHandle::cancel) |
 //! | `future.running()`, `cancelled()`, `exception() is not None` | [`is_running`](TaskHandle::is_running), [`is_cancelled`](TaskHandle::is_cancelled), [`is_failed`](TaskHandle::is_failed) |
 //! | `future.add_done_callback(fn)` | [`add_done_callback`](TaskHandle::add_done_callback) |
@@ -66,6 +68,7 @@ mod builder;
 mod cpu;
 mod handle;
 mod imap;
+mod map_handle;
 mod process;
 mod progress;
 mod task;
@@ -79,4 +82,5 @@ pub use builder::{Backend, Builder};
 pub use cpu::cpu_count;
 pub use handle::{Pool, StarFn};
 pub use imap::{Imap, ImapUnordered};
+pub use map_handle::MapHandle;
 pub use task::{as_completed, wait, AsCompleted, TaskHandle, WaitFor};

@@ -227,7 +227,7 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     /// Takes the value once done; `AlreadyJoined` the second time.
-    fn take(&self) -> Result<T> {
+    pub(super) fn take(&self) -> Result<T> {
         let mut g = lock(&self.inner);
         if g.taken {
             return Err(Error::new(ErrorKind::AlreadyJoined));
@@ -313,7 +313,7 @@ impl<T: Send + 'static> Slot<T> {
     }
 
     /// Runs `f` once done: at once on this thread if it already is.
-    fn on_done(&self, f: Box<dyn FnOnce() + Send>) {
+    pub(super) fn on_done(&self, f: Box<dyn FnOnce() + Send>) {
         let mut g = lock(&self.inner);
         if self.done.load(Ordering::Acquire) {
             drop(g);
@@ -323,7 +323,7 @@ impl<T: Send + 'static> Slot<T> {
         }
     }
 
-    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+    pub(super) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
         {
             let mut g = lock(&self.inner);
             if !self.done.load(Ordering::Acquire) {
@@ -519,6 +519,12 @@ impl<R: Send + 'static> TaskHandle<R> {
     /// Returns `true` once the task has finished (Python's `ready()`/`done()`).
     pub fn is_finished(&self) -> bool {
         self.slot.is_done()
+    }
+
+    /// Waits at most `timeout` for the task to finish, without taking its result;
+    /// returns whether it has (Python's `AsyncResult.wait(timeout)` then `ready()`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.slot.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// Cancels the task if no worker has started it (Python's `Future.cancel()`):
