@@ -21,6 +21,8 @@ use multiproc::{
 const LIMIT: Duration = Duration::from_secs(60);
 /// Long enough never to expire in a passing run; bounds a failing one.
 const LONG: Duration = Duration::from_secs(20);
+/// A timeout that is meant to expire.
+const SHORT: Duration = Duration::from_millis(50);
 
 fn until(mut cond: impl FnMut() -> bool) {
     assert!(util::eventually(LIMIT, &mut cond), "condition never held");
@@ -817,34 +819,57 @@ fn barrier_abort_then_reset_makes_it_usable() {
     assert_eq!(again.load(Ordering::SeqCst), N);
 }
 
-#[test]
-fn barrier_timeout_breaks_it() {
-    let _w = util::watchdog(LIMIT);
-    let b = Barrier::new(N as u32).unwrap();
-    let timeouts = AtomicUsize::new(0);
+/// lock_tests' `_test_timeout_f`: one party arrives late, after the barrier broke.
+fn late_party(b: &Barrier, wait: impl Fn() -> multiproc::Result<usize> + Sync) -> usize {
     let broken = AtomicUsize::new(0);
     run_parties(|| {
-        let i = b.wait().unwrap();
+        let i = b.wait_timeout(LONG).unwrap();
         if i == N / 2 {
-            // One party is late: it arrives only after the barrier broke.
             until(|| b.is_broken());
         }
-        match b.wait_timeout(Duration::from_millis(50)) {
+        match wait() {
             Ok(_) => panic!("passed a barrier with a late party"),
-            Err(e) if e.kind() == ErrorKind::Timeout => timeouts.fetch_add(1, Ordering::SeqCst),
             Err(e) => {
+                // Python raises BrokenBarrierError in every party, the one whose
+                // timeout broke the barrier included.
                 assert_eq!(e.kind(), ErrorKind::BrokenBarrier);
-                broken.fetch_add(1, Ordering::SeqCst)
+                broken.fetch_add(1, Ordering::SeqCst);
             }
-        };
+        }
     });
-    // Python raises BrokenBarrierError in every party; here the party whose own
-    // timeout broke the barrier is told `Timeout`, the others `BrokenBarrier`.
-    assert!(timeouts.load(Ordering::SeqCst) >= 1);
-    assert_eq!(
-        timeouts.load(Ordering::SeqCst) + broken.load(Ordering::SeqCst),
-        N
-    );
+    broken.into_inner()
+}
+
+#[test]
+fn barrier_timeout_breaks_it_for_every_party() {
+    let _w = util::watchdog(LIMIT);
+    let b = Barrier::new(N as u32).unwrap();
+    assert_eq!(late_party(&b, || b.wait_timeout(SHORT)), N);
+    assert!(b.is_broken());
+}
+
+#[test]
+fn barrier_default_timeout_applies_to_wait() {
+    let _w = util::watchdog(LIMIT);
+    let b = Barrier::new(N as u32).unwrap().with_default_timeout(SHORT);
+    assert_eq!(b.default_timeout(), Some(SHORT));
+    assert_eq!(b.clone().default_timeout(), Some(SHORT));
+    assert_eq!(late_party(&b, || b.wait()), N);
+    assert!(b.is_broken());
+    assert_eq!(Barrier::new(2).unwrap().default_timeout(), None);
+}
+
+fn wait_with_default(b: Barrier) -> (Option<Duration>, bool) {
+    let broken = b.wait().unwrap_err().kind() == ErrorKind::BrokenBarrier;
+    (b.default_timeout(), broken)
+}
+
+#[test]
+fn barrier_default_timeout_travels_to_a_child() {
+    let _w = util::watchdog(LIMIT);
+    let b = Barrier::new(2).unwrap().with_default_timeout(SHORT);
+    let p = Process::start_with(wait_with_default, b.clone()).unwrap();
+    assert_eq!(p.join().unwrap(), (Some(SHORT), true));
     assert!(b.is_broken());
 }
 
@@ -898,4 +923,37 @@ fn barrier_reset_and_abort_reach_waiting_processes() {
     b.abort();
     assert_eq!(kid.join().unwrap(), None);
     assert!(b.is_broken());
+}
+
+fn pass_many(args: (Barrier, multiproc::Queue<u32>, u32)) {
+    let (b, q, passes) = args;
+    for i in 0..passes {
+        b.wait().unwrap();
+        q.put(i).unwrap();
+    }
+}
+
+#[test]
+fn barrier_many_passes_between_processes_stay_in_lockstep() {
+    let _w = util::watchdog(LIMIT);
+    // _TestBarrier.test_thousand, with fewer passes: no party reports pass `i + 1`
+    // before every party reported pass `i`.
+    const PARTIES: u32 = 3;
+    const PASSES: u32 = 200;
+    let b = Barrier::new(PARTIES).unwrap();
+    let q = multiproc::Queue::new().unwrap();
+    let args = (b.clone(), q.clone(), PASSES);
+    let kids: Vec<_> = (0..PARTIES - 1)
+        .map(|_| Process::start_with(pass_many, args.clone()).unwrap())
+        .collect();
+    pass_many(args);
+    for i in 0..PASSES {
+        for _ in 0..PARTIES {
+            assert_eq!(q.get_timeout(LONG).unwrap(), i);
+        }
+    }
+    for k in kids {
+        k.join().unwrap();
+    }
+    assert!(!b.is_broken());
 }

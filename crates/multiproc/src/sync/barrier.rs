@@ -81,10 +81,12 @@ impl RawBarrier {
 /// `parties - 1`), different for each party, so exactly one can be picked for extra
 /// work.
 ///
-/// The barrier *breaks* when a waiting party times out, when the action panics, on
+/// The barrier *breaks* when a waiting party times out (see also
+/// [`with_default_timeout`](Self::with_default_timeout)), when the action panics, on
 /// [`abort`](Self::abort), or on [`reset`](Self::reset) while parties wait: every
-/// waiter then fails with [`ErrorKind::BrokenBarrier`] (the party whose timeout
-/// expired gets [`ErrorKind::Timeout`]), and later waits fail until `reset`.
+/// waiter then fails with [`ErrorKind::BrokenBarrier`], the party whose timeout
+/// expired too (as Python's `BrokenBarrierError`; its message says it timed out),
+/// and later waits fail until `reset`.
 /// A party that dies while waiting is still counted: use timeouts if that can happen.
 ///
 /// The action is a plain `fn()`; it travels to children started by any start method
@@ -113,6 +115,8 @@ impl RawBarrier {
 pub struct Barrier {
     raw: Shared<RawBarrier>,
     action: Option<fn()>,
+    /// Used by [`wait`](Self::wait); travels with the handle to children.
+    timeout: Option<Duration>,
 }
 
 impl Barrier {
@@ -155,21 +159,60 @@ impl Barrier {
         }
         let raw: Shared<RawBarrier> = Shared::new()?;
         raw.parties.store(parties, Ordering::Relaxed);
-        Ok(Barrier { raw, action })
+        Ok(Barrier {
+            raw,
+            action,
+            timeout: None,
+        })
+    }
+
+    /// Makes [`wait`](Self::wait) on this handle (and on its clones and the copies
+    /// passed to children, made after this call) time out after `timeout`, Python's
+    /// `Barrier(parties, timeout=...)`. [`wait_timeout`](Self::wait_timeout) still
+    /// uses its own timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Barrier, ErrorKind};
+    ///
+    /// let b = Barrier::new(2)?.with_default_timeout(Duration::from_millis(5));
+    /// assert_eq!(b.default_timeout(), Some(Duration::from_millis(5)));
+    /// assert_eq!(b.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+    /// assert!(b.is_broken());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_default_timeout(mut self, timeout: Duration) -> Barrier {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The timeout [`wait`](Self::wait) uses, if one was set.
+    pub fn default_timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// Waits until all parties have called `wait`; returns this party's arrival index.
     ///
+    /// With a [default timeout](Self::with_default_timeout), this is
+    /// [`wait_timeout`](Self::wait_timeout) with it.
+    ///
     /// # Errors
     ///
-    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken.
+    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken (by this
+    /// party's default timeout too).
     ///
     /// # Panics
     ///
     /// Resumes the action's panic in the party that ran it (the barrier is broken
     /// first, so the other parties fail instead of hanging).
     pub fn wait(&self) -> Result<usize> {
-        self.wait_until(None)
+        match self.timeout {
+            Some(t) => self.wait_timeout(t),
+            None => self.wait_until(None),
+        }
     }
 
     /// As [`wait`](Self::wait), breaking the barrier if not everyone arrives within
@@ -177,8 +220,8 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Timeout`] for the party whose timeout expired (the barrier is now
-    /// broken), [`ErrorKind::BrokenBarrier`] if it is or becomes broken otherwise.
+    /// [`ErrorKind::BrokenBarrier`] if the barrier is or becomes broken, including
+    /// by this party's timeout (then the error's message says so).
     ///
     /// # Panics
     ///
@@ -191,7 +234,8 @@ impl Barrier {
     /// use multiproc::{Barrier, ErrorKind};
     ///
     /// let b = Barrier::new(2)?;
-    /// assert_eq!(b.wait_timeout(Duration::from_millis(5)).unwrap_err().kind(), ErrorKind::Timeout);
+    /// let e = b.wait_timeout(Duration::from_millis(5)).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::BrokenBarrier);
     /// assert!(b.is_broken());
     /// b.reset();
     /// assert!(!b.is_broken());
@@ -240,7 +284,8 @@ impl Barrier {
                         }
                         raw.unlock();
                         if timed_out {
-                            return Err(Error::new(ErrorKind::Timeout));
+                            return Err(Error::new(ErrorKind::BrokenBarrier)
+                                .with_message("timed out; the barrier is now broken"));
                         }
                         break;
                     }
@@ -307,6 +352,7 @@ impl fmt::Debug for Barrier {
 struct Wire<S> {
     raw: S,
     action: Option<FnRef>,
+    timeout: Option<Duration>,
 }
 
 impl Serialize for Barrier {
@@ -314,6 +360,7 @@ impl Serialize for Barrier {
         Wire {
             raw: &self.raw,
             action: self.action.map(FnRef::new),
+            timeout: self.timeout,
         }
         .serialize(s)
     }
@@ -328,6 +375,10 @@ impl<'de> Deserialize<'de> for Barrier {
             })?),
             None => None,
         };
-        Ok(Barrier { raw: w.raw, action })
+        Ok(Barrier {
+            raw: w.raw,
+            action,
+            timeout: w.timeout,
+        })
     }
 }

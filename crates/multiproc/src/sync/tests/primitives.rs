@@ -202,7 +202,7 @@ fn barrier_timeout_breaks_and_reset_repairs() {
         std::thread::yield_now();
     }
     let e = b.wait_timeout(Duration::from_millis(10)).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(e.kind(), ErrorKind::BrokenBarrier);
     assert_eq!(
         t.join().unwrap().unwrap_err().kind(),
         ErrorKind::BrokenBarrier
