@@ -28,6 +28,19 @@ thread_local! {
     static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     /// Descriptors available while decoding (`Some` only inside [`decode`]).
     static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// Set when a decoded value asked for a descriptor that was not there.
+    static WANTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Decodes a value received without its descriptors: `Ok(None)` if it turns out to
+/// own some, so the caller fetches them and decodes again with [`decode`].
+pub(crate) fn decode_unless_fds<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>> {
+    WANTED.with(|w| w.set(false));
+    match bincode::deserialize(bytes) {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if WANTED.with(|w| w.replace(false)) => Ok(None),
+        Err(e) => Err(decode_error(e)),
+    }
 }
 
 /// A value encoded for another process: its bytes and the descriptors it owns.
@@ -161,6 +174,7 @@ pub mod fd {
                     .and_then(|v| v.get_mut(i).and_then(Option::take))
             })
             .ok_or_else(|| {
+                WANTED.with(|w| w.set(true));
                 de::Error::custom(format!(
                     "file descriptor #{i} did not arrive with the message"
                 ))

@@ -15,6 +15,7 @@ use super::error::{
 };
 use super::frame::{self, Patience, RecvFail, SendFail};
 use super::ring::{footprint, Ring};
+use super::side::{self, Inbox};
 use super::wait::{self, Waitable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
@@ -214,8 +215,13 @@ impl PipeBuilder {
 /// same holds in Python), so end a conversation with a message of its own when the
 /// child was forked.
 ///
-/// Values that own file descriptors (a `Connection`, [`SharedMemory`]) cannot be sent
-/// through a `Connection`; pass them to the child at start instead.
+/// Values that own file descriptors (a `Connection`, [`SharedMemory`], a [`Lock`](crate::sync::Lock),
+/// or your own type with a field under
+/// [`#[serde(with = "multiproc::ipc::codec::fd")]`](crate::ipc::codec::fd)) can be
+/// sent too, to a process that is already running: the receiver gets its own copies
+/// of the descriptors (`SCM_RIGHTS`). At most 253 descriptors go in one message. (A
+/// [`Queue`](crate::Queue) refuses them: its many senders and receivers share no
+/// socket.)
 pub struct Connection {
     mem: SharedMemory,
     sock: OwnedFd,
@@ -238,6 +244,10 @@ struct RxState {
     scratch: Vec<u8>,
     /// Set when the stream was found corrupted; every later receive fails with it.
     broken: Option<String>,
+    /// Descriptors that came with messages, by message (see `ipc::side`).
+    inbox: Inbox,
+    /// The sequence number of the last message received.
+    last_seq: Option<u32>,
 }
 
 /// What travels when a `Connection` is handed to another process.
@@ -292,6 +302,8 @@ impl Connection {
                     ring,
                     scratch: Vec::new(),
                     broken: None,
+                    inbox: Inbox::default(),
+                    last_seq: None,
                 })
             }),
             peer_gone: AtomicBool::new(false),
@@ -372,6 +384,75 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends a message that owns descriptors: its mark on the socket, then the
+    /// message (see `ipc::side`).
+    fn send_with_fds(
+        &self,
+        tx: &TxState,
+        bytes: &[u8],
+        fds: &[OwnedFd],
+        patience: Patience,
+    ) -> Result<(), Fail> {
+        if bytes.len() > self.max_message {
+            return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
+        }
+        if fds.len() > sys::socket::MAX_FDS {
+            return Err(Fail::Rejected(Error::new(ErrorKind::Encode).with_message(
+                format!(
+                    "a message can carry at most {} file descriptors, this one owns {}",
+                    sys::socket::MAX_FDS,
+                    fds.len()
+                ),
+            )));
+        }
+        // Room for the message's first record before the mark goes out, so that the
+        // message is certain to follow its mark (this is the ring's only producer).
+        let first = bytes.len().min(tx.ring.max_record());
+        frame::wait_fit(&tx.ring, first, patience, &mut || !self.peer_is_gone()).map_err(|e| {
+            match e {
+                SendFail::Full => Fail::Full,
+                SendFail::TimedOut => Fail::TimedOut,
+                SendFail::Stopped => Fail::Disconnected,
+            }
+        })?;
+        let mark = side::mark(tx.ring.put_count(), fds.len());
+        let borrowed = sys::socket::borrow_all(fds);
+        let mut sent = 0;
+        while sent < mark.len() {
+            let attach: &[BorrowedFd<'_>] = if sent == 0 { &borrowed } else { &[] };
+            match sys::socket::try_send_with_fds(self.sock.as_fd(), &mark[sent..], attach) {
+                Ok(n) => sent += n,
+                Err(rustix::io::Errno::AGAIN) => {
+                    // The socket buffer is full of marks the receiver has not read.
+                    if sent == 0 {
+                        match patience {
+                            Patience::Try => return Err(Fail::Full),
+                            Patience::Until(d) if Instant::now() >= d => {
+                                return Err(Fail::TimedOut)
+                            }
+                            _ => {}
+                        }
+                    }
+                    if self.peer_is_gone() {
+                        return Err(Fail::Disconnected);
+                    }
+                    sys::socket::wait_writable(self.sock.as_fd(), Duration::from_millis(50));
+                }
+                Err(rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET) => {
+                    return Err(Fail::Disconnected)
+                }
+                Err(e) => {
+                    return Err(Fail::Rejected(
+                        Error::new(ErrorKind::Os)
+                            .with_message("cannot send file descriptors")
+                            .with_source(std::io::Error::from(e)),
+                    ))
+                }
+            }
+        }
+        self.send_raw(tx, bytes, Patience::Forever)
+    }
+
     fn send_value<T: Serialize>(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
         let Some(mut tx) = self.tx() else {
             return Err((value, Fail::Rejected(read_only())));
@@ -381,7 +462,7 @@ impl Connection {
         buf.clear();
         let r = match codec::encode_into(&value, &mut buf) {
             Ok(fds) if fds.is_empty() => self.send_raw(tx, &buf, patience),
-            Ok(_) => Err(Fail::Rejected(fd_refused())),
+            Ok(fds) => self.send_with_fds(tx, &buf, &fds, patience),
             Err(e) => Err(Fail::Rejected(e)),
         };
         tx.scratch = buf;
@@ -501,7 +582,7 @@ impl Connection {
         let Some(mut rx) = self.rx() else {
             return Err(Fail::Invalid(write_only()));
         };
-        self.recv_locked(&mut rx, out, patience, max_len)
+        self.recv_locked(&mut rx, out, patience, max_len).map(drop)
     }
 
     fn recv_locked(
@@ -510,7 +591,7 @@ impl Connection {
         out: &mut Vec<u8>,
         patience: Patience,
         max_len: usize,
-    ) -> Result<(), Fail> {
+    ) -> Result<u32, Fail> {
         if let Some(m) = &rx.broken {
             return Err(Fail::Invalid(corrupted(m)));
         }
@@ -519,7 +600,10 @@ impl Connection {
                 !self.peer_is_gone()
             });
             return match r {
-                Ok(()) => Ok(()),
+                Ok(seq) => {
+                    rx.last_seq = Some(seq);
+                    Ok(seq)
+                }
                 Err(RecvFail::Empty) => {
                     // Data sent before the peer went away is still delivered.
                     if self.peer_is_gone() && !rx.ring.has_data() {
@@ -552,7 +636,17 @@ impl Connection {
         let rx = &mut *rx;
         let mut buf = std::mem::take(&mut rx.scratch);
         let r = self.recv_locked(rx, &mut buf, patience, self.max_message);
-        let r = r.and_then(|()| codec::decode(&buf, Vec::new()).map_err(Fail::Invalid));
+        let r = r.and_then(|seq| match codec::decode_unless_fds(&buf) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => {
+                let fds = rx
+                    .inbox
+                    .take(self.sock.as_fd(), seq)
+                    .map_err(|m| Fail::Invalid(Error::new(ErrorKind::Decode).with_message(m)))?;
+                codec::decode(&buf, fds).map_err(Fail::Invalid)
+            }
+            Err(e) => Err(Fail::Invalid(e)),
+        });
         if buf.capacity() <= 1 << 20 {
             rx.scratch = buf;
         }
@@ -803,8 +897,8 @@ pub(crate) fn corrupted(detail: &str) -> Error {
 
 pub(crate) fn fd_refused() -> Error {
     Error::new(ErrorKind::Encode).with_message(
-        "values that own file descriptors cannot be sent through a pipe or queue; \
-         pass them to the child at start",
+        "values that own file descriptors cannot be sent through a queue; \
+         send them through a pipe, or pass them to the child at start",
     )
 }
 
@@ -868,10 +962,17 @@ impl Waitable for Connection {
     }
 
     fn wait_done(&self, fired: bool) -> bool {
-        let Some(rx) = self.rx() else { return false };
+        let Some(mut rx) = self.rx() else {
+            return false;
+        };
         rx.ring.disarm_notify();
         if fired {
-            sys::socket::drain(self.sock.as_fd());
+            // Wake-ups, and marks that must not be lost with them.
+            let rx = &mut *rx;
+            rx.inbox.pump(self.sock.as_fd());
+            if let Some(seq) = rx.last_seq {
+                rx.inbox.forget_through(seq);
+            }
         }
         rx.ring.has_data() || rx.broken.is_some() || (fired && self.peer_is_gone())
     }

@@ -117,7 +117,8 @@ pub(crate) fn send<M: Mem>(
 /// How many checks of a waiting sender ask for slack (about the first 20 µs).
 const SLACK_POLLS: u32 = 16;
 
-fn wait_fit<M: Mem>(
+/// Waits until a record of `len` bytes fits in `ring`, as `patience` allows.
+pub(crate) fn wait_fit<M: Mem>(
     ring: &Ring<M>,
     len: usize,
     patience: Patience,
@@ -152,6 +153,8 @@ struct Partial {
     total: usize,
     filled: usize,
     pid: u32,
+    /// The low [`SEQ_BITS`](super::ring::SEQ_BITS) of the message's sequence number.
+    seq: u32,
 }
 
 /// Makes `out` exactly `len` bytes long, zero-filling only what it never held, so a
@@ -164,8 +167,9 @@ fn set_len(out: &mut Vec<u8>, len: usize) {
     }
 }
 
-/// Receives one message into `out` (replacing its contents); returns its full
-/// sequence number when `track_got` (and records it as taken).
+/// Receives one message into `out` (replacing its contents); returns the low
+/// [`SEQ_BITS`](super::ring::SEQ_BITS) of its sequence number, and records it as
+/// taken when `track_got`.
 ///
 /// `tick(Some(pid))` is called after each sleep in the middle of a fragmented
 /// message from producer `pid`: `false` drops the partial message. `tick(None)` is
@@ -177,7 +181,7 @@ pub(crate) fn recv<M: Mem>(
     patience: Patience,
     track_got: bool,
     tick: &mut dyn FnMut(Option<u32>) -> bool,
-) -> Result<(), RecvFail> {
+) -> Result<u32, RecvFail> {
     let mut partial: Option<Partial> = None;
     loop {
         let rec = match ring.peek().map_err(RecvFail::Corrupt)? {
@@ -197,7 +201,7 @@ pub(crate) fn recv<M: Mem>(
                 set_len(out, rec.len);
                 ring.copy_out(&rec, 0, out);
                 ring.consume(&rec, got(&rec));
-                return Ok(());
+                return Ok(rec.seq);
             }
             FIRST => {
                 let mut prefix = [0u8; FIRST_PREFIX];
@@ -222,6 +226,7 @@ pub(crate) fn recv<M: Mem>(
                     total,
                     filled: here,
                     pid,
+                    seq: rec.seq,
                 });
             }
             _ => {
@@ -243,7 +248,7 @@ pub(crate) fn recv<M: Mem>(
                 p.filled += rec.len;
                 ring.consume(&rec, None);
                 if rec.kind == LAST {
-                    return Ok(());
+                    return Ok(p.seq);
                 }
                 debug_assert_eq!(rec.kind, MORE);
             }

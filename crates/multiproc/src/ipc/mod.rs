@@ -19,6 +19,8 @@ pub(crate) mod ring;
 #[cfg(not(loom))]
 mod shm_mem;
 #[cfg(not(loom))]
+mod side;
+#[cfg(not(loom))]
 mod wait;
 
 #[cfg(not(loom))]

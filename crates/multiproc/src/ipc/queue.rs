@@ -64,7 +64,8 @@ const RING: usize = 128;
 /// `Disconnected` (handing the item back) and gets fail with `Disconnected` once the
 /// queue is drained. Python's `close` only stops the calling process's feeder
 /// thread, which this queue does not have. Values that own file descriptors cannot
-/// be put (pass them to the child at start instead).
+/// be put (send them through a [`Pipe`](crate::Pipe), or pass them to the child at
+/// start).
 ///
 /// # Examples
 ///
@@ -295,7 +296,7 @@ impl Inner {
             },
         );
         match r {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(RecvFail::Empty | RecvFail::TimedOut) => {
                 if self.closed() && !self.ring.has_data() {
                     Err(Fail::Disconnected)

@@ -165,6 +165,8 @@ proptest! {
         let r = ring(cap);
         let mut out = Vec::new();
         let mut next_out = 0;
+        // Messages through `r` (some go through a second ring, below).
+        let mut through_r = 0;
         let mut i = 0;
         while next_out < lens.len() {
             // Send up to `burst` messages that fit, then receive what is there.
@@ -175,7 +177,10 @@ proptest! {
             }
             loop {
                 match recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never) {
-                    Ok(()) => {
+                    Ok(seq) => {
+                        // Each message takes the ring's next number.
+                        prop_assert_eq!(seq as usize, through_r);
+                        through_r += 1;
                         prop_assert_eq!(&out, &msg(next_out, lens[next_out]));
                         next_out += 1;
                     }
@@ -225,7 +230,7 @@ proptest! {
         let mut producer_gone = |_: Option<u32>| false;
         for _ in 0..20 {
             match recv(&r, &mut out, 700, Patience::Try, true, &mut producer_gone) {
-                Ok(()) => prop_assert!(out.len() <= 700),
+                Ok(_) => prop_assert!(out.len() <= 700),
                 Err(RecvFail::Empty | RecvFail::Corrupt(_)) => break,
                 Err(_) => {}
             }

@@ -281,17 +281,86 @@ pub(crate) fn nudge(sock: BorrowedFd<'_>) {
     let _ = rustix::net::send(sock, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
 }
 
-/// Reads and discards every byte available right now (wake-ups sent by [`nudge`]).
+/// Sends `bytes` with `fds` attached, in one `sendmsg` that does not block; returns
+/// how many bytes went (the descriptors go with the first byte).
+///
+/// # Errors
+///
+/// `AGAIN` if the socket buffer is full, `PIPE` if the peer is gone, or `INVAL` if
+/// there are more than [`MAX_FDS`] descriptors.
 #[cfg_attr(loom, allow(dead_code))]
-pub(crate) fn drain(sock: BorrowedFd<'_>) {
-    let mut buf = [0u8; 64];
+pub(crate) fn try_send_with_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> rustix::io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(rustix::io::Errno::INVAL);
+    }
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(rustix::io::Errno::NOBUFS);
+    }
     loop {
-        match rustix::net::recv(sock, &mut buf, RecvFlags::DONTWAIT) {
-            Ok((n, _)) if n == buf.len() => continue,
+        match sendmsg(
+            sock,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
             Err(rustix::io::Errno::INTR) => continue,
-            _ => return,
+            r => return r,
         }
     }
+}
+
+/// Reads the bytes available now into `buf`, without blocking, and appends the
+/// descriptors attached to them to `fds` (close-on-exec). Returns the byte count
+/// (0: the peer closed) and whether the kernel dropped descriptors that did not fit
+/// (`MSG_CTRUNC`, for example at the `RLIMIT_NOFILE` limit).
+///
+/// # Errors
+///
+/// `AGAIN` if nothing is there, or the socket's error.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn try_recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> rustix::io::Result<(usize, bool)> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let r = loop {
+        match recvmsg(
+            sock,
+            &mut iov,
+            &mut control,
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => break r?,
+        }
+    };
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(got) = msg {
+            fds.extend(got);
+        }
+    }
+    Ok((r.bytes, r.flags.contains(rustix::net::ReturnFlags::CTRUNC)))
+}
+
+/// Waits up to `timeout` for room in the socket's send buffer (or an error on it).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn wait_writable(sock: BorrowedFd<'_>, timeout: std::time::Duration) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(&sock, PollFlags::OUT)];
+    let ts = rustix::time::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let _ = poll(&mut fds, Some(&ts));
 }
 
 /// Borrows every descriptor of a slice (helper for `send_frame`).

@@ -1,0 +1,141 @@
+//! Descriptors sent through a [`Connection`](super::Connection).
+//!
+//! A message travels through the ring in shared memory, which cannot carry
+//! descriptors. When a value owns some (a pipe end, a [`SharedMemory`](crate::shm::SharedMemory),
+//! a file), the sender first puts a *mark* on the connection's Unix socket, the one
+//! that otherwise carries only one-byte wake-ups: the byte [`MARK`], the message's
+//! sequence number in the ring and the descriptor count, with the descriptors
+//! attached (`SCM_RIGHTS`). Then it writes the message into the ring, where it
+//! already made sure the first record fits, so a mark is never left without its
+//! message by a full ring. A sender in the middle of a message only dies with its
+//! process, and then the connection is over anyway.
+//!
+//! The receiver reads the socket only when a decoded message asks for a descriptor,
+//! or when [`wait`](super::wait) drains wake-ups: marks read on the way are kept in an
+//! [`Inbox`] by sequence number. Since the mark was queued on the socket before the
+//! message was published, it is always there to read once the message is. A mark
+//! whose message was received as raw bytes is dropped (its descriptors closed) when
+//! a later message is received.
+
+use std::collections::VecDeque;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use super::ring::SEQ_BITS;
+use crate::sys::linux::socket;
+
+/// The byte of a wake-up (what [`socket::nudge`] sends).
+const NUDGE: u8 = 1;
+/// The first byte of a mark.
+pub(crate) const MARK: u8 = 2;
+/// A mark: [`MARK`], sequence number (`u64`, little-endian), descriptor count (`u32`).
+pub(crate) const MARK_LEN: usize = 13;
+
+const SEQ_MASK: u32 = (1 << SEQ_BITS) - 1;
+
+/// Builds the mark for message `seq` carrying `n` descriptors.
+pub(crate) fn mark(seq: u64, n: usize) -> [u8; MARK_LEN] {
+    let mut m = [0u8; MARK_LEN];
+    m[0] = MARK;
+    m[1..9].copy_from_slice(&seq.to_le_bytes());
+    m[9..].copy_from_slice(&(n as u32).to_le_bytes());
+    m
+}
+
+/// `true` if sequence number `a` (low [`SEQ_BITS`]) comes before `b`.
+fn before(a: u32, b: u32) -> bool {
+    let d = b.wrapping_sub(a) & SEQ_MASK;
+    d != 0 && d < 1 << (SEQ_BITS - 1)
+}
+
+/// Marks read from the socket and not yet claimed by their message.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    /// The bytes of a mark read so far.
+    partial: Vec<u8>,
+    /// Descriptors that arrived ahead of the end of their mark.
+    loose: VecDeque<OwnedFd>,
+    /// (sequence number, its descriptors or why they are missing), in order.
+    marks: VecDeque<(u32, Result<Vec<OwnedFd>, String>)>,
+    /// The kernel dropped descriptors that could not be installed here
+    /// (`MSG_CTRUNC`): the next mark to complete is short.
+    truncated: bool,
+}
+
+impl Inbox {
+    /// Reads everything the socket holds now: wake-ups are dropped, marks kept.
+    pub(crate) fn pump(&mut self, sock: BorrowedFd<'_>) {
+        let mut buf = [0u8; 256];
+        let mut fds = Vec::new();
+        loop {
+            match socket::try_recv_with_fds(sock, &mut buf, &mut fds) {
+                Ok((0, _)) | Err(_) => return,
+                Ok((n, dropped)) => {
+                    self.loose.extend(fds.drain(..));
+                    self.truncated |= dropped;
+                    self.feed(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.partial.is_empty() {
+                if b == MARK {
+                    self.partial.push(b);
+                }
+                debug_assert!(b == MARK || b == NUDGE, "unknown byte {b} on the socket");
+                continue;
+            }
+            self.partial.push(b);
+            if self.partial.len() < MARK_LEN {
+                continue;
+            }
+            let seq = u64::from_le_bytes(self.partial[1..9].try_into().expect("8 bytes"));
+            let n = u32::from_le_bytes(self.partial[9..].try_into().expect("4 bytes")) as usize;
+            self.partial.clear();
+            let have = self.loose.len().min(n);
+            let fds: Vec<OwnedFd> = self.loose.drain(..have).collect();
+            let got = if have == n && !std::mem::take(&mut self.truncated) {
+                Ok(fds)
+            } else {
+                Err(format!(
+                    "{n} file descriptors were sent with this message but the kernel \
+                     could not hand them all over (is this process at its open-file limit?)"
+                ))
+            };
+            self.marks.push_back((seq as u32 & SEQ_MASK, got));
+        }
+    }
+
+    /// Takes the descriptors of message `seq`, reading the socket if its mark has not
+    /// been read yet; drops the marks of earlier messages.
+    pub(crate) fn take(&mut self, sock: BorrowedFd<'_>, seq: u32) -> Result<Vec<OwnedFd>, String> {
+        for pumped in [false, true] {
+            while self.marks.front().is_some_and(|(s, _)| before(*s, seq)) {
+                self.marks.pop_front();
+            }
+            match self.marks.front() {
+                Some((s, _)) if *s == seq => {
+                    return self.marks.pop_front().expect("just seen").1;
+                }
+                Some(_) => break,
+                None if !pumped => self.pump(sock),
+                None => {}
+            }
+        }
+        Err("the file descriptors sent with this message did not arrive".into())
+    }
+
+    /// Drops the marks of messages up to and including `seq`, which were received
+    /// already (as raw bytes: a decoded message takes its mark itself).
+    pub(crate) fn forget_through(&mut self, seq: u32) {
+        while self
+            .marks
+            .front()
+            .is_some_and(|(s, _)| *s == seq || before(*s, seq))
+        {
+            self.marks.pop_front();
+        }
+    }
+}
