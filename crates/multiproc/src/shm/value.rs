@@ -178,7 +178,30 @@ impl<T: Pod> Value<T> {
         self.mem.write_pod(0, value);
     }
 
-    /// The value's lock, if it was created [`with_lock`](Self::with_lock).
+    /// This value paired with `lock` instead of its own (Python's
+    /// `Value(t, v, lock=lock)`): [`get_lock`](Self::get_lock) returns it, and
+    /// clones (and copies passed to children) made from the result carry it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Lock, Value};
+    ///
+    /// let lock = Lock::new()?;
+    /// let a = Value::new(1u32)?.locked_by(lock.clone());
+    /// let b = Value::new(2u32)?.locked_by(lock.clone());
+    /// let _g = a.get_lock().unwrap().lock().unwrap();
+    /// assert!(b.get_lock().unwrap().is_locked());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn locked_by(mut self, lock: Lock) -> Value<T> {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// The value's lock, if it was created [`with_lock`](Self::with_lock) or given
+    /// one with [`locked_by`](Self::locked_by).
     pub fn get_lock(&self) -> Option<&Lock> {
         self.lock.as_ref()
     }
@@ -402,6 +425,89 @@ impl<T: Pod> Array<T> {
             .collect()
     }
 
+    /// A copy of the elements in `range` (Python's `arr[a:b]`), or `None` if the
+    /// range is out of bounds (like [`slice::get`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::from_slice(&[10, 11, 12, 13])?;
+    /// assert_eq!(a.get_range(1..3), Some(vec![11, 12]));
+    /// assert_eq!(a.get_range(2..), Some(vec![12, 13]));
+    /// assert_eq!(a.get_range(3..5), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_range(&self, range: impl std::ops::RangeBounds<usize>) -> Option<Vec<T>> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(&a) => a,
+            Bound::Excluded(&a) => a.checked_add(1)?,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&b) => b.checked_add(1)?,
+            Bound::Excluded(&b) => b,
+            Bound::Unbounded => self.len,
+        };
+        if start > end || end > self.len {
+            return None;
+        }
+        Some(
+            (start..end)
+                .map(|i| self.mem.read_pod(i * std::mem::size_of::<T>()))
+                .collect(),
+        )
+    }
+
+    /// Copies `items` into the array starting at element `start` (Python's
+    /// `arr[start:start + len(items)] = items`).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `start + items.len() > len()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::<i32>::new(5)?;
+    /// a.set_range(1, &[7, 8]);
+    /// assert_eq!(a.to_vec(), [0, 7, 8, 0, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set_range(&self, start: usize, items: &[T]) {
+        assert!(
+            start
+                .checked_add(items.len())
+                .is_some_and(|end| end <= self.len),
+            "range {start}..{start}+{} out of range for an array of length {}",
+            items.len(),
+            self.len
+        );
+        for (i, &x) in items.iter().enumerate() {
+            self.mem
+                .write_pod((start + i) * std::mem::size_of::<T>(), x);
+        }
+    }
+
+    /// This array paired with `lock` instead of its own (Python's
+    /// `Array(t, n, lock=lock)`; `Array::from_slice(&xs)?.locked_by(Lock::new()?)` is
+    /// Python's default `Array(t, xs)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Array, Lock};
+    ///
+    /// let a = Array::from_slice(&[1u8, 2])?.locked_by(Lock::new()?);
+    /// assert!(a.get_lock().is_some());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn locked_by(mut self, lock: Lock) -> Array<T> {
+        self.lock = Some(lock);
+        self
+    }
+
     /// Copies `items` into the array.
     ///
     /// # Panics
@@ -418,7 +524,8 @@ impl<T: Pod> Array<T> {
         }
     }
 
-    /// The array's lock, if it was created [`with_lock`](Self::with_lock).
+    /// The array's lock, if it was created [`with_lock`](Self::with_lock) or given
+    /// one with [`locked_by`](Self::locked_by).
     pub fn get_lock(&self) -> Option<&Lock> {
         self.lock.as_ref()
     }
