@@ -707,3 +707,44 @@ fn terminate_after_a_long_map_async() {
         assert_eq!(e.kind(), ErrorKind::PoolClosed, "{b:?}: {e}");
     }
 }
+
+/// Serializes as a number but deserializes as a string: it never survives the trip.
+#[derive(Debug)]
+struct BadRoundtrip;
+
+impl serde::Serialize for BadRoundtrip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(42)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BadRoundtrip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?;
+        Ok(BadRoundtrip)
+    }
+}
+
+fn make_bad(_: u8) -> BadRoundtrip {
+    BadRoundtrip
+}
+
+fn take_bad(_: BadRoundtrip) -> u8 {
+    1
+}
+
+/// procspawn's pool `test_bad_roundtrip_does_not_hang`: a result (or an argument)
+/// that does not decode on the other side fails its task, and the pool still works.
+#[test]
+fn a_value_that_does_not_decode_fails_its_task() {
+    let _w = util::watchdog(LIMIT);
+    let p = pool(Backend::Processes, 1);
+    let mut h = p.submit(make_bad, 0);
+    let e = h.join_timeout(LONG).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    let mut h = p.submit(take_bad, BadRoundtrip);
+    let e = h.join_timeout(LONG).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert_eq!(p.apply(sqr, 6).unwrap(), 36);
+    p.join();
+}

@@ -152,3 +152,82 @@ fn thread_lifecycle() {
     assert_eq!(e.kind(), ErrorKind::Panicked);
     assert_eq!(e.panic().unwrap().message(), "thread failed");
 }
+
+fn env_of(names: Vec<String>) -> Vec<Option<String>> {
+    names.into_iter().map(|n| std::env::var(n).ok()).collect()
+}
+
+/// procspawn's `test_envvar`, `test_env_remove` and `test_env_clear`, with every
+/// start method.
+#[test]
+fn environment_of_the_child() {
+    let _w = util::watchdog(LIMIT);
+    let names = || vec!["MP_TEST_FOO".to_string(), "PATH".to_string()];
+    for m in StartMethod::ALL {
+        let got = builder(m)
+            .env("MP_TEST_FOO", "42")
+            .start_with(env_of, names())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got[0].as_deref(), Some("42"), "{m}");
+        assert!(got[1].is_some(), "{m}: PATH is inherited");
+        let got = builder(m)
+            .env_remove("PATH")
+            .start_with(env_of, names())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, vec![None, None], "{m}");
+        let got = builder(m)
+            .env("MP_TEST_DROPPED", "x")
+            .env_clear()
+            .env("MP_TEST_FOO", "present")
+            .start_with(
+                env_of,
+                vec![
+                    "MP_TEST_FOO".into(),
+                    "PATH".into(),
+                    "MP_TEST_DROPPED".into(),
+                ],
+            )
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, vec![Some("present".into()), None, None], "{m}");
+    }
+}
+
+/// Serializes as a number but deserializes as a string: it never survives the trip.
+#[derive(Debug)]
+struct BadRoundtrip;
+
+impl serde::Serialize for BadRoundtrip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(42)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BadRoundtrip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?;
+        Ok(BadRoundtrip)
+    }
+}
+
+fn bad_roundtrip() -> BadRoundtrip {
+    BadRoundtrip
+}
+
+/// procspawn's `test_bad_roundtrip_does_not_hang`: a result that does not decode is
+/// an error, not a hang or a timeout.
+#[test]
+fn a_result_that_does_not_decode_is_an_error() {
+    let _w = util::watchdog(LIMIT);
+    for m in StartMethod::ALL {
+        let mut p = builder(m).start(bad_roundtrip).unwrap();
+        let e = p.join_timeout(LONG).unwrap_err();
+        assert!(!e.is_timeout(), "{m}: {e}");
+        assert_eq!(e.kind(), ErrorKind::Decode, "{m}: {e}");
+    }
+}

@@ -43,6 +43,8 @@ pub(crate) struct Launch {
     pub(crate) stderr: bool,
     /// Become the fork server instead of running `entry`.
     pub(crate) server: bool,
+    /// Environment changes to apply before running `entry`.
+    pub(crate) env: super::env::Env,
 }
 
 /// Runs before `main` in every program that links multiproc.
@@ -100,6 +102,7 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
     if let Some(name) = &launch.name {
         sys::fork::set_process_name(name);
     }
+    launch.env.apply();
     let mut rest = fds.drain(..).collect::<std::collections::VecDeque<_>>();
     if launch.stdout {
         if let Some(fd) = rest.pop_front() {

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::bootstrap::{self, Launch};
+use super::env::Env;
 use super::fork::{self, ChildIo};
 use super::forkserver;
 use super::function::{self, BinaryToken};
@@ -45,6 +46,7 @@ pub struct Builder {
     capture_output: bool,
     allow_threads: bool,
     executable: Option<OsString>,
+    env: Env,
 }
 
 impl Default for Builder {
@@ -65,6 +67,7 @@ impl Builder {
             capture_output: false,
             allow_threads: false,
             executable: None,
+            env: Env::default(),
         }
     }
 
@@ -116,6 +119,49 @@ impl Builder {
     /// refused with [`ErrorKind::BinaryMismatch`] or fails to start.
     pub fn executable(mut self, path: impl Into<OsString>) -> Builder {
         self.executable = Some(path.into());
+        self
+    }
+
+    /// Sets the environment variable `key` to `value` in the child (procspawn's and
+    /// `std::process::Command`'s `env`). The child otherwise inherits this process's
+    /// environment (with [`StartMethod::ForkServer`], the fork server's, taken when it
+    /// started).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn read(name: String) -> Option<String> {
+    ///     std::env::var(&name).ok()
+    /// }
+    ///
+    /// let p = Process::builder()
+    ///     .env("GREETING", "hello")
+    ///     .env_remove("HOME")
+    ///     .start_with(read, "GREETING".to_string())?;
+    /// assert_eq!(p.join()?.as_deref(), Some("hello"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Builder {
+        self.env.vars.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes the environment variable `key` in the child.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Builder {
+        self.env.vars.push((key.into(), None));
+        self
+    }
+
+    /// Starts the child with an empty environment, apart from variables set with
+    /// [`env`](Self::env) after this call (earlier ones are dropped, as with
+    /// `std::process::Command::env_clear`).
+    pub fn env_clear(mut self) -> Builder {
+        self.env = Env {
+            clear: true,
+            vars: Vec::new(),
+        };
         self
     }
 
@@ -186,6 +232,7 @@ impl Builder {
             stdout: out.is_some(),
             stderr: err.is_some(),
             server: false,
+            env: self.env.clone(),
         };
         let started = if method == StartMethod::Spawn {
             let mut fds: Vec<BorrowedFd<'_>> = child_ends.iter().map(AsFd::as_fd).collect();
@@ -268,6 +315,7 @@ impl Builder {
             death_fd,
             pdeathsig_ppid,
             name: self.name.clone(),
+            env: self.env.clone(),
         };
         let started = fork::start(f, io)?;
         Ok(Process::from_started(

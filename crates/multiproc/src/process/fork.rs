@@ -30,6 +30,7 @@ pub(crate) struct ChildIo {
     /// Non-zero: use `PR_SET_PDEATHSIG` against this parent pid instead of the pipe.
     pub(crate) pdeathsig_ppid: i32,
     pub(crate) name: Option<String>,
+    pub(crate) env: super::env::Env,
 }
 
 /// Refuses to fork while threads other than multiproc's own run, unless `allow`.
@@ -108,6 +109,7 @@ where
     if let Some(name) = &io.name {
         sys::fork::set_process_name(name);
     }
+    io.env.apply();
     let (outcome, code) = match crate::panic::catch(f) {
         Ok(v) => (Outcome::Value(v), 0),
         Err(p) => (Outcome::Panicked(p), 1),

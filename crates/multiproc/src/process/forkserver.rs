@@ -127,6 +127,7 @@ fn start_server() -> io::Result<Conn> {
         stdout: false,
         stderr: false,
         server: true,
+        env: super::env::Env::default(),
     };
     let child = spawn::spawn_child(&launch, &[], None)?;
     CONN_FD.store(child.sock.as_raw_fd(), Ordering::Relaxed);

@@ -55,6 +55,7 @@
 
 mod bootstrap;
 mod builder;
+mod env;
 mod exit;
 mod fork;
 mod forkserver;
