@@ -209,3 +209,24 @@ fn no_descriptor_leaks() {
     drop(a);
     assert!(util::open_fds() < before);
 }
+
+#[test]
+fn a_receiver_of_raw_bytes_never_blocks_a_sender_of_descriptors() {
+    let _w = util::watchdog(LIMIT);
+    let (a, b) = Pipe::new().unwrap();
+    let f = temp_file();
+    // More marks than the socket buffer holds, none of them claimed by a typed
+    // receive: the sleeping receiver must clear them for the sender to go on.
+    let sender = std::thread::spawn(move || {
+        for i in 0..1000u32 {
+            a.send((i, Fd(f.try_clone().unwrap().into()))).unwrap();
+        }
+        a.send_bytes(b"").unwrap();
+    });
+    let mut n = 0;
+    while !b.recv_bytes().unwrap().is_empty() {
+        n += 1;
+    }
+    sender.join().unwrap();
+    assert_eq!(n, 1000);
+}

@@ -596,7 +596,20 @@ impl Connection {
             return Err(Fail::Invalid(corrupted(m)));
         }
         loop {
-            let r = frame::recv(&rx.ring, out, max_len, patience, false, &mut |_| {
+            let RxState {
+                ring,
+                inbox,
+                last_seq,
+                ..
+            } = &mut *rx;
+            let r = frame::recv(ring, out, max_len, patience, false, &mut |_| {
+                // Asleep with nothing to read (every 50 ms): read marks off the socket,
+                // dropping those of messages received as raw bytes, so a sender of
+                // descriptors is never stuck on a socket full of them.
+                inbox.pump(self.sock.as_fd());
+                if let Some(seq) = *last_seq {
+                    inbox.forget_through(seq);
+                }
                 !self.peer_is_gone()
             });
             return match r {
