@@ -11,8 +11,10 @@
 //! process, and then the connection is over anyway.
 //!
 //! The receiver reads the socket only when a decoded message asks for a descriptor,
-//! or when [`wait`](super::wait) drains wake-ups: marks read on the way are kept in an
-//! [`Inbox`] by sequence number. Since the mark was queued on the socket before the
+//! when [`wait`](super::wait) drains wake-ups, and every 50 ms while it sleeps in a
+//! receive with nothing to read (so marks of messages taken as raw bytes never fill
+//! the socket and stall the sender): marks read on the way are kept in an [`Inbox`]
+//! by sequence number. Since the mark was queued on the socket before the
 //! message was published, it is always there to read once the message is. A mark
 //! whose message was received as raw bytes is dropped (its descriptors closed) when
 //! a later message is received.
