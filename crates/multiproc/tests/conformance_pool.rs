@@ -748,3 +748,47 @@ fn a_value_that_does_not_decode_fails_its_task() {
     assert_eq!(p.apply(sqr, 6).unwrap(), 36);
     p.join();
 }
+
+/// procspawn's pool `test_overload`: with more tasks than workers, exactly one task
+/// per worker is running; the rest wait. `terminate` (procspawn's `kill`) ends it.
+#[test]
+fn more_tasks_than_workers() {
+    let _w = util::watchdog(LIMIT);
+    for b in BACKENDS {
+        let p = pool(b, 2);
+        let gate = Gate::new();
+        let hs: Vec<_> = (0..10).map(|_| p.submit(gated, gate.arg())).collect();
+        let running = || hs.iter().filter(|h| h.is_running()).count();
+        assert!(
+            util::eventually(LONG, || running() == 2),
+            "{b:?}: {}",
+            running()
+        );
+        p.terminate();
+        gate.open();
+        p.join();
+        assert!(
+            hs.iter().all(|h| h.is_finished() && !h.is_running()),
+            "{b:?}"
+        );
+    }
+}
+
+/// A sequence number per worker: the order in which one worker ran its tasks.
+fn seq(_: u8) -> usize {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// rayon's `spawn_fifo_order`: one worker runs submitted tasks in submission order.
+#[test]
+fn one_worker_runs_tasks_in_order() {
+    let _w = util::watchdog(LIMIT);
+    for b in BACKENDS {
+        let p = pool(b, 1);
+        let hs: Vec<_> = (0..50).map(|_| p.submit(seq, 0)).collect();
+        let got: Vec<usize> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{b:?}: {got:?}");
+        p.join();
+    }
+}

@@ -620,6 +620,10 @@ impl Pool {
     /// automatic when the input's length is known, else one; adjust it per call
     /// with [`Imap::chunksize`].
     ///
+    /// Unlike Python's `imap` and `Executor.map`, which submit every item at once,
+    /// nothing runs until the first `next()`: an `Imap` dropped unused runs nothing.
+    /// Use [`map_async`](Self::map_async) to submit everything now and collect later.
+    ///
     /// # Examples
     ///
     /// ```
