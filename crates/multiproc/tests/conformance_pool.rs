@@ -792,3 +792,130 @@ fn one_worker_runs_tasks_in_order() {
         p.join();
     }
 }
+
+/// `test_concurrent_futures.test_shutdown`: `test_hang_gh94440` (a task cancelled
+/// right before `join` does not hang it), `test_del_shutdown` (an async map
+/// submitted before the pool is dropped still completes), `test_hang_issue12364`
+/// (every result after `join`), and gh-132969 (`max_tasks_per_child=1`, a failing
+/// task, then `close`: no hang).
+#[test]
+fn shutdown_corner_cases() {
+    let _w = util::watchdog(LIMIT);
+    for b in BACKENDS {
+        let p = pool(b, 1);
+        assert_eq!(p.apply(sqr, 1).unwrap(), 1);
+        let h = p.submit(sqr, 2);
+        h.cancel();
+        p.join();
+        assert!(h.is_finished(), "{b:?}");
+
+        let p = pool(b, 5);
+        let m = p.map_async(sqr, -5..5);
+        drop(p);
+        assert_eq!(
+            m.join().unwrap(),
+            (-5..5).map(sqr).collect::<Vec<_>>(),
+            "{b:?}"
+        );
+
+        let p = pool(b, 5);
+        let hs: Vec<_> = (0..50).map(|x| p.submit(sqr, x)).collect();
+        p.join();
+        for (x, h) in (0..50).zip(hs) {
+            assert!(h.is_finished());
+            assert_eq!(h.join().unwrap(), x * x);
+        }
+
+        for workers in [2, 4] {
+            let p = Pool::builder()
+                .backend(b)
+                .workers(workers)
+                .max_tasks_per_child(1)
+                .build()
+                .unwrap();
+            let hs = [
+                p.submit(fail_on_5, 1),
+                p.submit(fail_on_5, 5),
+                p.submit(fail_on_5, 3),
+            ];
+            let mut sum = 0;
+            for h in hs {
+                match h.join() {
+                    Ok(v) => sum += v,
+                    Err(_) => break,
+                }
+            }
+            assert_eq!(sum, 1, "{b:?}");
+            p.close();
+            drop(p);
+        }
+    }
+}
+
+/// Exits the process when deserialized (in the worker).
+#[derive(Debug)]
+struct ExitOnDecode;
+
+impl serde::Serialize for ExitOnDecode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ExitOnDecode {
+    #[allow(clippy::disallowed_methods, clippy::exit)]
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        std::process::exit(3)
+    }
+}
+
+/// Aborts the process when serialized (in the worker, as a result).
+#[derive(Debug)]
+struct AbortOnEncode;
+
+impl serde::Serialize for AbortOnEncode {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        // No core file for this deliberate crash.
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Core,
+            rustix::process::Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        );
+        std::process::abort()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AbortOnEncode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| AbortOnEncode)
+    }
+}
+
+fn take_exit_on_decode(_: ExitOnDecode) -> u8 {
+    1
+}
+
+fn make_abort_on_encode(_: u8) -> AbortOnEncode {
+    AbortOnEncode
+}
+
+/// `test_concurrent_futures.test_deadlock`: a worker that dies while decoding its
+/// argument or encoding its result fails only that task, with how it died; the pool
+/// replaces the worker and `join` does not hang.
+#[test]
+fn a_worker_dying_in_serde_fails_only_its_task() {
+    let _w = util::watchdog(LIMIT);
+    let p = pool(Backend::Processes, 2);
+    let e = p.apply(take_exit_on_decode, ExitOnDecode).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert_eq!(e.exit_status().and_then(|s| s.code()), Some(3), "{e}");
+    let e = p.apply(make_abort_on_encode, 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert_eq!(e.signal(), Some(multiproc::Signal::SIGABRT), "{e}");
+    assert_eq!(p.map(sqr, 0..10).unwrap()[9], 81);
+    let late = p.submit(make_abort_on_encode, 0);
+    p.join();
+    assert_eq!(late.join().unwrap_err().kind(), ErrorKind::WorkerDied);
+}
