@@ -209,6 +209,88 @@ fn everything_a_child_sent_arrives_before_end_of_stream() {
     }
 }
 
+#[test]
+fn send_after_the_receiving_end_is_dropped_fails_at_once() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // crossbeam's and ipc-channel's "send after the receiver is dropped", and a
+    // write to a closed socket in Python: an error, not a buffered message.
+    let (a, b) = Pipe::new().unwrap();
+    a.send(1u8).unwrap();
+    drop(b);
+    let e = a.send(2u8).unwrap_err();
+    assert!(e.is_disconnected());
+    assert_eq!(e.into_inner(), 2);
+    assert!(a.try_send(3u8).unwrap_err().is_disconnected());
+    assert!(a.send_timeout(4u8, SHORT).unwrap_err().is_disconnected());
+    assert_eq!(
+        a.send_bytes(b"x").unwrap_err().kind(),
+        ErrorKind::Disconnected
+    );
+    // And the other way round: a dropped sender is end of stream for the receiver.
+    assert!(matches!(a.recv::<u8>(), Err(RecvError::Disconnected)));
+
+    let (reader, writer) = Pipe::one_way().unwrap();
+    reader.close();
+    assert!(writer.send(1u8).unwrap_err().is_disconnected());
+}
+
+#[test]
+fn a_sender_blocked_on_a_full_pipe_fails_when_the_receiver_goes() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let (reader, writer) = Pipe::builder()
+        .duplex(false)
+        .capacity(4096)
+        .build()
+        .unwrap();
+    while writer.try_send_bytes(&[0; 512]).is_ok() {}
+    std::thread::scope(|s| {
+        let t = s.spawn(|| writer.send_bytes(&[1; 512]));
+        // Drop the receiver whether or not the sender is asleep yet: either way its
+        // send fails instead of waiting for room forever.
+        drop(reader);
+        assert_eq!(
+            t.join().unwrap().unwrap_err().kind(),
+            ErrorKind::Disconnected
+        );
+    });
+}
+
+fn read_one_when_told(args: (Connection, Event)) -> u32 {
+    let (reader, go) = args;
+    go.wait();
+    reader.recv::<u32>().unwrap()
+}
+
+#[test]
+fn sends_go_on_while_a_copy_of_the_receiver_lives_in_a_child() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    for method in [
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+    ] {
+        let (reader, writer) = Pipe::one_way().unwrap();
+        let go = Event::new().unwrap();
+        // The parent's copy of `reader` is dropped here; the child's lives on.
+        let p = Process::builder()
+            .start_method(method)
+            .allow_threads(true)
+            .start_with(read_one_when_told, (reader, go.clone()))
+            .unwrap();
+        writer.send(7u32).unwrap();
+        go.set();
+        assert_eq!(p.join().unwrap(), 7, "{method:?}");
+        // The child dropped the last copy when its function returned.
+        assert!(
+            writer.send(8u32).unwrap_err().is_disconnected(),
+            "{method:?}"
+        );
+    }
+}
+
 // ---- Queue ----
 
 fn drain_six(args: (Queue<u32>, Event, Event)) {

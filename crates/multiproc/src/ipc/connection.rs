@@ -207,9 +207,11 @@ impl PipeBuilder {
 ///
 /// End of stream: once every copy of the peer end is gone (dropped, or its process
 /// exited or was killed) and everything it sent has been received, receives return
-/// [`RecvError::Disconnected`]. A sleeping receiver notices within about 50 ms. Sends
-/// to a dead peer succeed while the buffer has room (as a socket buffers), then fail
-/// with [`SendError::Disconnected`]. With [`StartMethod::Fork`](crate::StartMethod::Fork)
+/// [`RecvError::Disconnected`]. Sends fail with [`SendError::Disconnected`] once every
+/// copy of the peer end was dropped or closed (a sleeping sender or receiver is woken
+/// at once); if the peer's process was killed instead, sleepers notice within about
+/// 50 ms, and sends succeed while the buffer has room (as a socket buffers), then
+/// fail. With [`StartMethod::Fork`](crate::StartMethod::Fork)
 /// a child inherits a copy of every descriptor of its parent, including the parent's
 /// own end of the pipe: that end is then gone only when both have dropped it (the
 /// same holds in Python), so end a conversation with a message of its own when the
@@ -224,7 +226,8 @@ impl PipeBuilder {
 /// socket.)
 pub struct Connection {
     mem: SharedMemory,
-    sock: OwnedFd,
+    /// `None` only while dropping (see `Drop`).
+    sock: Option<OwnedFd>,
     side: u8,
     duplex: bool,
     max_message: usize,
@@ -287,7 +290,7 @@ impl Connection {
         };
         Ok(Connection {
             mem: w.mem,
-            sock: w.sock,
+            sock: Some(w.sock),
             side: w.side,
             duplex: w.duplex,
             max_message: usize::try_from(w.max_message).unwrap_or(usize::MAX),
@@ -341,11 +344,16 @@ impl Connection {
         self.max_message
     }
 
+    /// This end's socket (see `ipc::side`).
+    fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_ref().expect("open until dropped").as_fd()
+    }
+
     fn peer_is_gone(&self) -> bool {
         if self.peer_gone.load(Ordering::Relaxed) {
             return true;
         }
-        let gone = sys::socket::peer_gone(self.sock.as_fd());
+        let gone = sys::socket::peer_gone(self.sock());
         if gone {
             self.peer_gone.store(true, Ordering::Relaxed);
         }
@@ -370,6 +378,13 @@ impl Connection {
         if bytes.len() > self.max_message {
             return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
         }
+        // A receiving end was dropped: if it was the last copy of the peer, fail now
+        // (as a socket or a crossbeam channel does) rather than fill the buffer.
+        if self.peer_gone.load(Ordering::Relaxed)
+            || (tx.ring.take_receiver_left() && self.peer_is_gone())
+        {
+            return Err(Fail::Disconnected);
+        }
         let notify =
             frame::send(&tx.ring, bytes, patience, &mut || !self.peer_is_gone()).map_err(|e| {
                 match e {
@@ -379,7 +394,7 @@ impl Connection {
                 }
             })?;
         if notify {
-            sys::socket::nudge(self.sock.as_fd());
+            sys::socket::nudge(self.sock());
         }
         Ok(())
     }
@@ -420,7 +435,7 @@ impl Connection {
         let mut sent = 0;
         while sent < mark.len() {
             let attach: &[BorrowedFd<'_>] = if sent == 0 { &borrowed } else { &[] };
-            match sys::socket::try_send_with_fds(self.sock.as_fd(), &mark[sent..], attach) {
+            match sys::socket::try_send_with_fds(self.sock(), &mark[sent..], attach) {
                 Ok(n) => sent += n,
                 Err(rustix::io::Errno::AGAIN) => {
                     // The socket buffer is full of marks the receiver has not read.
@@ -436,7 +451,7 @@ impl Connection {
                     if self.peer_is_gone() {
                         return Err(Fail::Disconnected);
                     }
-                    sys::socket::wait_writable(self.sock.as_fd(), Duration::from_millis(50));
+                    sys::socket::wait_writable(self.sock(), Duration::from_millis(50));
                 }
                 Err(rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET) => {
                     return Err(Fail::Disconnected)
@@ -654,7 +669,7 @@ impl Connection {
             Ok(None) => {
                 let fds = rx
                     .inbox
-                    .take(self.sock.as_fd(), seq)
+                    .take(self.sock(), seq)
                     .map_err(|m| Fail::Invalid(Error::new(ErrorKind::Decode).with_message(m)))?;
                 codec::decode(&buf, fds).map_err(Fail::Invalid)
             }
@@ -923,6 +938,28 @@ fn read_only() -> Error {
     Error::new(ErrorKind::InvalidInput).with_message("this end of a one-way pipe cannot send")
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Close the socket first: if this was the last copy of this end, the peer
+        // sees it gone from now on. Then tell the peer's sender to look (its next
+        // send fails instead of filling the buffer) and wake the peer's sleepers, so
+        // that they look now instead of at their next 50 ms tick. (In that order: a
+        // peer that looked before the close would go on as if nothing happened.)
+        drop(self.sock.take());
+        for rx in self.rx.iter_mut() {
+            let rx = rx.get_mut().unwrap_or_else(|e| e.into_inner());
+            rx.ring.mark_receiver_left();
+            rx.ring.wake_everyone();
+        }
+        for tx in self.tx.iter_mut() {
+            tx.get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .ring
+                .wake_everyone();
+        }
+    }
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -949,7 +986,7 @@ impl Serialize for Connection {
         }
         WireRef {
             mem: &self.mem,
-            sock: self.sock.as_fd(),
+            sock: self.sock(),
             side: self.side,
             duplex: self.duplex,
             max_message: self.max_message as u64,
@@ -971,7 +1008,7 @@ impl Waitable for Connection {
     }
 
     fn wait_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+        self.sock()
     }
 
     fn wait_done(&self, fired: bool) -> bool {
@@ -982,7 +1019,7 @@ impl Waitable for Connection {
         if fired {
             // Wake-ups, and marks that must not be lost with them.
             let rx = &mut *rx;
-            rx.inbox.pump(self.sock.as_fd());
+            rx.inbox.pump(self.sock());
             if let Some(seq) = rx.last_seq {
                 rx.inbox.forget_through(seq);
             }

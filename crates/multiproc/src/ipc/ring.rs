@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | 0 | `tail: u64`, bytes ever published | producer |
 //! | 8 | `put: u64`, messages ever started | producer |
+//! | 16 | `receiver_left: u32`, `1`: a receiving end closed, the producer should check that its peer is still there | a dropped receiving [`Connection`](crate::ipc::Connection) sets it, the producer clears it |
 //! | 128 | `head: u64`, bytes ever consumed | consumer |
 //! | 136 | `got: u64`, sequence number after the last message taken | consumer |
 //! | 256 | `data_seq: u32` futex word consumers sleep on | producer |
@@ -71,6 +72,10 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64};
 const TAIL: usize = 0;
 /// Offset of `put`.
 const PUT: usize = 8;
+/// Offset of `receiver_left` (on the producer's line: the producer reads it at
+/// every send of a [`Connection`](crate::ipc::Connection), the receiver writes it
+/// once, when it is dropped).
+const RECEIVER_LEFT: usize = 16;
 /// Offset of `head`.
 const HEAD: usize = 128;
 /// Offset of `got`.
@@ -620,6 +625,18 @@ impl<M: Mem> Ring<M> {
     }
 
     /// Wakes every sleeper on both words (used by `close`).
+    /// Tells the producer that a receiving end was closed (call after closing it).
+    pub(crate) fn mark_receiver_left(&self) {
+        self.w32(RECEIVER_LEFT).store(1, Release);
+    }
+
+    /// Whether a receiving end was closed since the last call (clears the mark).
+    #[inline]
+    pub(crate) fn take_receiver_left(&self) -> bool {
+        let w = self.w32(RECEIVER_LEFT);
+        w.load(Relaxed) != 0 && w.swap(0, Acquire) != 0
+    }
+
     pub(crate) fn wake_everyone(&self) {
         for (seq, _) in [(DATA_SEQ, DATA_WAITERS), (SPACE_SEQ, SPACE_WAITERS)] {
             self.w32(seq).fetch_add(1, Release);
