@@ -173,9 +173,24 @@ fn zero_sizes_are_refused() {
             .build()
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{b:?}");
+        for e in [
+            Pool::builder().backend(b).chunksize(0).build().unwrap_err(),
+            Pool::builder().backend(b).prefetch(0).build().unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{b:?}");
+        }
         let p = pool(b, 1);
         let e = p.map_chunked(sqr, 0..3, 0).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{b:?}");
+        // `Executor.map(buffersize=0)`: one error, and nothing runs.
+        let mut input = vec![0, 1, 2].into_iter();
+        let got: Vec<_> = p.imap(sqr, input.by_ref()).prefetch(0).collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(input.len(), 3);
+        let got: Vec<_> = p.imap_unordered(sqr, 0..3).chunksize(0).collect();
+        assert_eq!(got.len(), 1, "{b:?}");
+        assert!(got[0].is_err());
         p.join();
     }
 }

@@ -223,9 +223,10 @@ impl Builder {
     }
 
     /// How many chunks `imap`/`imap_unordered` may have submitted ahead of the
-    /// consumer (default: 64 per worker). Bounds memory for endless inputs.
+    /// consumer (default: 64 per worker). Bounds memory for endless inputs. Zero
+    /// makes [`build`](Self::build) fail.
     pub fn prefetch(mut self, chunks: usize) -> Builder {
-        self.prefetch = Some(chunks.max(1));
+        self.prefetch = Some(chunks);
         self
     }
 
@@ -253,13 +254,14 @@ impl Builder {
     /// [`ErrorKind::Start`] if a worker cannot be started or its initializer
     /// panics (with the panic message), [`ErrorKind::Encode`] if the initializer's
     /// argument does not serialize, [`ErrorKind::InvalidInput`] for zero workers,
-    /// a zero [`max_tasks_per_child`](Self::max_tasks_per_child) or a zero
-    /// [`chunksize`](Self::chunksize).
+    /// or a zero [`max_tasks_per_child`](Self::max_tasks_per_child),
+    /// [`chunksize`](Self::chunksize) or [`prefetch`](Self::prefetch).
     pub fn build(self) -> Result<Pool> {
         for (what, zero) in [
             ("number of workers", self.workers == Some(0)),
             ("max_tasks_per_child", self.max_tasks == Some(0)),
             ("chunksize", self.chunksize == Some(0)),
+            ("prefetch", self.prefetch == Some(0)),
         ] {
             if zero {
                 return Err(Error::new(ErrorKind::InvalidInput)

@@ -26,6 +26,9 @@ struct Feed<'p, F, I: Iterator> {
     chunksize: Option<usize>,
     prefetch: usize,
     progress: Option<Progress>,
+    /// A setting given as zero: the first item is an error saying so, then the end.
+    refused: Option<&'static str>,
+    ended: bool,
 }
 
 impl<'p, F, I: Iterator> Feed<'p, F, I> {
@@ -37,7 +40,19 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
             chunksize: pool.default_chunksize(),
             prefetch: pool.prefetch_chunks(),
             progress: None,
+            refused: None,
+            ended: false,
         }
+    }
+
+    /// The error for a setting given as zero, once; the iterator ends after it.
+    fn refusal(&mut self) -> Option<Error> {
+        let what = self.refused.take()?;
+        self.ended = true;
+        Some(
+            Error::new(ErrorKind::InvalidInput)
+                .with_message(format!("the {what} must be at least 1")),
+        )
     }
 
     fn chunksize(&mut self) -> usize {
@@ -71,6 +86,9 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        if self.ended {
+            return Vec::new();
+        }
         let cs = self.chunksize();
         self.bar();
         let mut chunks = Vec::new();
@@ -118,14 +136,23 @@ impl<'p, F, I: Iterator, R> Imap<'p, F, I, R> {
         }
     }
 
-    /// Sets the number of items per task for this call (zero counts as one).
+    /// Sets the number of items per task for this call. Zero is refused: the first
+    /// item is then an [`ErrorKind::InvalidInput`] error, and nothing runs.
     pub fn chunksize(mut self, n: usize) -> Self {
+        if n == 0 {
+            self.feed.refused = Some("chunksize");
+        }
         self.feed.chunksize = Some(n.max(1));
         self
     }
 
-    /// Sets how many chunks may be in flight ahead of the consumer for this call.
+    /// Sets how many chunks may be in flight ahead of the consumer for this call
+    /// (Python's `Executor.map(buffersize=…)`). Zero is refused as for
+    /// [`chunksize`](Self::chunksize).
     pub fn prefetch(mut self, chunks: usize) -> Self {
+        if chunks == 0 {
+            self.feed.refused = Some("prefetch");
+        }
         self.feed.prefetch = chunks.max(1);
         self
     }
@@ -186,6 +213,9 @@ where
     }
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
+        if let Some(e) = self.feed.refusal() {
+            return Ok(Some(Err(e)));
+        }
         loop {
             if let Some(r) = self.ready.next() {
                 self.feed.bar().inc(1);
@@ -254,14 +284,23 @@ impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
         }
     }
 
-    /// Sets the number of items per task for this call (zero counts as one).
+    /// Sets the number of items per task for this call. Zero is refused: the first
+    /// item is then an [`ErrorKind::InvalidInput`] error, and nothing runs.
     pub fn chunksize(mut self, n: usize) -> Self {
+        if n == 0 {
+            self.feed.refused = Some("chunksize");
+        }
         self.feed.chunksize = Some(n.max(1));
         self
     }
 
-    /// Sets how many chunks may be in flight ahead of the consumer for this call.
+    /// Sets how many chunks may be in flight ahead of the consumer for this call
+    /// (Python's `Executor.map(buffersize=…)`). Zero is refused as for
+    /// [`chunksize`](Self::chunksize).
     pub fn prefetch(mut self, chunks: usize) -> Self {
+        if chunks == 0 {
+            self.feed.refused = Some("prefetch");
+        }
         self.feed.prefetch = chunks.max(1);
         self
     }
@@ -301,6 +340,9 @@ where
     }
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
+        if let Some(e) = self.feed.refusal() {
+            return Ok(Some(Err(e)));
+        }
         loop {
             if let Some(r) = self.ready.next() {
                 self.feed.bar().inc(1);
