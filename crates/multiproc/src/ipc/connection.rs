@@ -621,7 +621,7 @@ impl Connection {
                 // Asleep with nothing to read (every 50 ms): read marks off the socket,
                 // dropping those of messages received as raw bytes, so a sender of
                 // descriptors is never stuck on a socket full of them.
-                inbox.pump(self.sock.as_fd());
+                inbox.pump(self.sock());
                 if let Some(seq) = *last_seq {
                     inbox.forget_through(seq);
                 }
