@@ -231,3 +231,23 @@ fn a_result_that_does_not_decode_is_an_error() {
         assert_eq!(e.kind(), ErrorKind::Decode, "{m}: {e}");
     }
 }
+
+/// `test_threading`'s `test_joining_current_thread`: a thread joining itself gets an
+/// error instead of waiting forever.
+#[test]
+fn a_thread_cannot_join_itself() {
+    let _w = util::watchdog(LIMIT);
+    let (tx, rx) = std::sync::mpsc::channel::<Thread<()>>();
+    let (kinds_tx, kinds_rx) = std::sync::mpsc::channel();
+    let t = Thread::start(move || {
+        let mut me = rx.recv().unwrap();
+        let a = me.join_timeout(Duration::ZERO).map_err(|e| e.kind());
+        let b = me.join().map_err(|e| e.kind());
+        kinds_tx.send((a, b)).unwrap();
+    })
+    .unwrap();
+    tx.send(t).unwrap();
+    let (a, b) = kinds_rx.recv().unwrap();
+    assert_eq!(a, Err(ErrorKind::InvalidInput));
+    assert_eq!(b, Err(ErrorKind::InvalidInput));
+}

@@ -163,8 +163,11 @@ impl<T> Thread<T> {
     /// # Errors
     ///
     /// [`ErrorKind::Panicked`] with the panic's message and location if the closure
-    /// panicked; [`ErrorKind::AlreadyJoined`] if an earlier `join_timeout` took the result.
+    /// panicked; [`ErrorKind::AlreadyJoined`] if an earlier `join_timeout` took the result;
+    /// [`ErrorKind::InvalidInput`] if called on the thread itself (which would wait
+    /// forever; Python raises `RuntimeError`), and then the thread is detached.
     pub fn join(mut self) -> Result<T> {
+        self.refuse_self_join()?;
         self.take_result()
     }
 
@@ -177,6 +180,7 @@ impl<T> Thread<T> {
     ///
     /// As [`join`](Self::join), plus [`ErrorKind::Timeout`].
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.refuse_self_join()?;
         let deadline = Instant::now().checked_add(timeout);
         let mut st = lock(&self.packet.state);
         while !st.done {
@@ -198,6 +202,15 @@ impl<T> Thread<T> {
         }
         drop(st);
         self.take_result()
+    }
+
+    fn refuse_self_join(&self) -> Result<()> {
+        match &self.handle {
+            Some(h) if h.thread().id() == std::thread::current().id() => {
+                Err(Error::new(ErrorKind::InvalidInput).with_message("a thread cannot join itself"))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn take_result(&mut self) -> Result<T> {
