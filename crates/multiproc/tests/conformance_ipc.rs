@@ -525,3 +525,29 @@ fn joinable_queue_join_waits_for_every_task_done() {
     q.join();
     assert!(q.is_empty());
 }
+
+#[test]
+fn try_get_after_put_on_the_same_thread_finds_the_item_under_contention() {
+    let _w = util::watchdog(LIMIT);
+    // crossbeam-channel's `linearizable`: every thread puts one item and at once
+    // takes one without blocking; with items in the queue, a non-blocking get must
+    // not report Empty just because another consumer holds the queue for a moment.
+    const THREADS: usize = 4;
+    const COUNT: usize = 5_000;
+    for q in [
+        Queue::<u32>::new().unwrap(),
+        Queue::bounded(THREADS).unwrap(),
+    ] {
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..COUNT {
+                        q.try_put(0).unwrap();
+                        q.try_get().unwrap();
+                    }
+                });
+            }
+        });
+        assert!(q.is_empty());
+    }
+}

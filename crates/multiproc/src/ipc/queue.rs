@@ -21,6 +21,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
 use crate::sync::{Lock, LockGuard, TryLockError};
 
+/// How long a non-blocking `try_put`/`try_get` waits at most for another thread's
+/// or process's `put`/`get` in progress on the same side, while the queue has room
+/// (or an item) for it too: long enough for a holder that was preempted, short
+/// enough for a holder that waits for a stalled peer.
+const TRY_PATIENCE: Duration = Duration::from_millis(100);
+/// How often that wait checks that there is still room (or an item).
+const TRY_STEP: Duration = Duration::from_millis(1);
+
 /// Default size of a queue's ring buffer (1 MiB).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1 << 20;
 
@@ -221,10 +229,34 @@ impl Inner {
     /// Takes a side lock within `patience`. A holder that died is simply replaced:
     /// the ring's state is consistent at every instant (positions move by whole
     /// records), and the reassembly rules drop half-sent or half-taken items.
-    fn lock<'a>(&self, lock: &'a Lock, patience: Patience) -> Option<LockGuard<'a>> {
+    /// Takes a side's lock as `patience` allows. A non-blocking attempt that finds
+    /// it held waits for it (at most [`TRY_PATIENCE`]) if `ready()` says the
+    /// operation could complete now: the holder is then about to finish, and giving
+    /// up would report the queue empty (or full) when it is not.
+    fn lock<'a>(
+        &self,
+        lock: &'a Lock,
+        patience: Patience,
+        ready: impl Fn() -> bool,
+    ) -> Option<LockGuard<'a>> {
         let r = match patience {
             Patience::Forever => return Some(lock.lock().unwrap_or_else(|died| died.into_inner())),
-            Patience::Try => lock.try_lock(),
+            Patience::Try => {
+                let start = Instant::now();
+                loop {
+                    match lock.try_lock() {
+                        Err(TryLockError::WouldBlock)
+                            if ready() && start.elapsed() < TRY_PATIENCE =>
+                        {
+                            match lock.lock_timeout(TRY_STEP) {
+                                Err(TryLockError::WouldBlock) => continue,
+                                r => break r,
+                            }
+                        }
+                        r => break r,
+                    }
+                }
+            }
             Patience::Until(d) => lock.lock_timeout(d.saturating_duration_since(Instant::now())),
         };
         match r {
@@ -241,10 +273,14 @@ impl Inner {
         if bytes.len() > self.max_message {
             return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
         }
-        let Some(_guard) = self.lock(&self.put_lock, patience) else {
+        let maxsize = self.maxsize();
+        let ready = || {
+            (maxsize == 0 || self.ring.put_count().saturating_sub(self.ring.got_count()) < maxsize)
+                && self.ring.has_room(64)
+        };
+        let Some(_guard) = self.lock(&self.put_lock, patience, ready) else {
             return Err(Fail::Busy);
         };
-        let maxsize = self.maxsize();
         if maxsize > 0 {
             let room = || self.ring.put_count().saturating_sub(self.ring.got_count()) < maxsize;
             if !room() {
@@ -281,7 +317,7 @@ impl Inner {
     }
 
     fn get_bytes(&self, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
-        let Some(_guard) = self.lock(&self.get_lock, patience) else {
+        let Some(_guard) = self.lock(&self.get_lock, patience, || self.ring.has_data()) else {
             return Err(Fail::Busy);
         };
         let r = frame::recv(
@@ -457,9 +493,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`TrySendError::Full`] if there is not (or another producer holds the
-    /// producer side right now), otherwise as [`put`](Self::put). An item larger
-    /// than the whole ring is always `Full` here; use [`put`](Self::put).
+    /// [`TrySendError::Full`] if there is not, otherwise as [`put`](Self::put). An
+    /// item larger than the whole ring is always `Full` here; use
+    /// [`put`](Self::put). When another producer is in the middle of a `put` and
+    /// there is room, this waits for it (at most 100 ms) instead of reporting `Full`.
     pub fn try_put(&self, value: T) -> Result<(), TrySendError<T>> {
         self.put_with(value, Patience::Try)
             .map_err(|(v, f)| match f {
@@ -502,8 +539,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`] if there is none (or another consumer is taking one
-    /// right now), otherwise as [`get`](Self::get).
+    /// [`TryRecvError::Empty`] if there is none, otherwise as [`get`](Self::get).
+    /// When another consumer is in the middle of a `get` and there are items, this
+    /// waits for it (at most 100 ms) instead of reporting `Empty` (Python's
+    /// `get_nowait` raises `Empty` then).
     pub fn try_get(&self) -> Result<T, TryRecvError> {
         self.get_with(Patience::Try).map_err(|f| match f {
             Fail::Busy => TryRecvError::Empty,
