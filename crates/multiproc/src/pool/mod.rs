@@ -55,6 +55,11 @@
 //! `BrokenProcessPool` for every pending task); only the task that was running fails,
 //! with the signal or exit code. `map` defaults to more, smaller chunks than Python
 //! for short inputs so that heavy tasks balance. `imap` pulls its input lazily.
+//! [`Pool::join`] closes the pool itself (Python raises unless `close()` came first).
+//! Dropping a pool closes it and lets submitted tasks finish in the background
+//! (Python's `with Pool()` terminates; an executor's `with` waits). A result is taken
+//! once: a second `join_timeout` after success is
+//! [`ErrorKind::AlreadyJoined`](crate::ErrorKind::AlreadyJoined).
 //!
 //! # Tasks, chunks and results
 //!
