@@ -291,6 +291,103 @@ fn sends_go_on_while_a_copy_of_the_receiver_lives_in_a_child() {
     }
 }
 
+fn send_big_then_exit(conn: Connection) {
+    conn.send_bytes(&vec![5u8; 4 << 20]).unwrap();
+    conn.send(1u8).unwrap();
+}
+
+#[test]
+fn a_big_message_sent_just_before_the_sender_exits_arrives_whole() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // ipc-channel's so_linger: the last message is not lost when its sender
+    // closes right after sending (here a child that exits).
+    let (reader, writer) = Pipe::one_way().unwrap();
+    let p = Process::start_with(send_big_then_exit, writer).unwrap();
+    assert_eq!(reader.recv_bytes().unwrap(), vec![5u8; 4 << 20]);
+    assert_eq!(reader.recv::<u8>().unwrap(), 1);
+    assert!(matches!(reader.recv::<u8>(), Err(RecvError::Disconnected)));
+    p.join().unwrap();
+}
+
+fn send_ten(args: (Connection, bool)) {
+    let (w, slow) = args;
+    for i in 0..10u32 {
+        if slow {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.send((i, std::process::id())).unwrap();
+    }
+}
+
+#[test]
+fn wait_over_readers_until_every_writer_is_done() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // _TestWait.test_wait / test_wait_slow: wait() over four readers, receive
+    // from the ready ones, drop a reader at end of stream.
+    for slow in [false, true] {
+        let mut readers = Vec::new();
+        let mut kids = Vec::new();
+        for _ in 0..4 {
+            let (r, w) = Pipe::one_way().unwrap();
+            kids.push(Process::start_with(send_ten, (w, slow)).unwrap());
+            readers.push(r);
+        }
+        let pids: Vec<u32> = kids.iter().map(|k| k.pid() as u32).collect();
+        let mut messages = Vec::new();
+        while !readers.is_empty() {
+            let objs: Vec<&dyn multiproc::ipc::Waitable> = readers
+                .iter()
+                .map(|r| r as &dyn multiproc::ipc::Waitable)
+                .collect();
+            let mut ready = multiproc::ipc::wait(&objs, None).unwrap();
+            assert!(!ready.is_empty());
+            ready.sort_unstable();
+            for i in ready.into_iter().rev() {
+                match readers[i].recv::<(u32, u32)>() {
+                    Ok(m) => messages.push(m),
+                    Err(RecvError::Disconnected) => drop(readers.remove(i)),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        messages.sort_unstable();
+        let mut expected: Vec<(u32, u32)> = (0..10)
+            .flat_map(|i| pids.iter().map(move |&p| (i, p)))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(messages, expected, "slow: {slow}");
+        for k in kids {
+            k.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn wait_times_out_empty_then_reports_the_ready_connection() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // _TestWait.test_wait_timeout.
+    let (a, b) = Pipe::new().unwrap();
+    assert_eq!(
+        multiproc::ipc::wait(&[&a], Some(SHORT)).unwrap(),
+        Vec::<usize>::new()
+    );
+    assert_eq!(
+        multiproc::ipc::wait(&[&a, &b], Some(Duration::ZERO)).unwrap(),
+        Vec::<usize>::new()
+    );
+    b.send(10u8).unwrap();
+    assert_eq!(multiproc::ipc::wait(&[&a, &b], Some(LONG)).unwrap(), [0]);
+    assert_eq!(multiproc::ipc::wait(&[&a], None).unwrap(), [0]);
+    assert_eq!(a.recv::<u8>().unwrap(), 10);
+    // A closed peer makes the other end ready (a receive reports end of stream).
+    drop(a);
+    assert_eq!(multiproc::ipc::wait(&[&b], Some(LONG)).unwrap(), [0]);
+    assert!(matches!(b.recv::<u8>(), Err(RecvError::Disconnected)));
+}
+
 // ---- Queue ----
 
 fn drain_six(args: (Queue<u32>, Event, Event)) {

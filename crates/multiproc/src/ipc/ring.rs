@@ -624,7 +624,6 @@ impl<M: Mem> Ring<M> {
         }
     }
 
-    /// Wakes every sleeper on both words (used by `close`).
     /// Tells the producer that a receiving end was closed (call after closing it).
     pub(crate) fn mark_receiver_left(&self) {
         self.w32(RECEIVER_LEFT).store(1, Release);
@@ -637,6 +636,8 @@ impl<M: Mem> Ring<M> {
         w.load(Relaxed) != 0 && w.swap(0, Acquire) != 0
     }
 
+    /// Wakes every sleeper on both words (used by `close` and by a dropped
+    /// [`Connection`](crate::ipc::Connection)).
     pub(crate) fn wake_everyone(&self) {
         for (seq, _) in [(DATA_SEQ, DATA_WAITERS), (SPACE_SEQ, SPACE_WAITERS)] {
             self.w32(seq).fetch_add(1, Release);
