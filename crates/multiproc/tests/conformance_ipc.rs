@@ -386,6 +386,14 @@ fn wait_times_out_empty_then_reports_the_ready_connection() {
     drop(a);
     assert_eq!(multiproc::ipc::wait(&[&b], Some(LONG)).unwrap(), [0]);
     assert!(matches!(b.recv::<u8>(), Err(RecvError::Disconnected)));
+
+    // A send-only end is ready once its receiver is gone, and not before.
+    let (reader, writer) = Pipe::one_way().unwrap();
+    assert!(multiproc::ipc::wait(&[&writer], Some(SHORT))
+        .unwrap()
+        .is_empty());
+    drop(reader);
+    assert_eq!(multiproc::ipc::wait(&[&writer], Some(LONG)).unwrap(), [0]);
 }
 
 // ---- Queue ----

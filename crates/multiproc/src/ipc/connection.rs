@@ -1013,7 +1013,11 @@ impl Waitable for Connection {
 
     fn wait_done(&self, fired: bool) -> bool {
         let Some(mut rx) = self.rx() else {
-            return false;
+            // A send-only end is ready once its peer is gone (as the write end of a
+            // pipe polls readable with an error then), not ready before: its socket
+            // fires for nothing else, and once the peer is gone it stays fired, so
+            // reporting it keeps `wait` from spinning until its deadline.
+            return fired && self.peer_is_gone();
         };
         rx.ring.disarm_notify();
         if fired {
