@@ -396,6 +396,62 @@ fn wait_times_out_empty_then_reports_the_ready_connection() {
     assert_eq!(multiproc::ipc::wait(&[&writer], Some(LONG)).unwrap(), [0]);
 }
 
+fn echo_bytes_until_empty(conn: Connection) {
+    loop {
+        let m = conn.recv_bytes().unwrap();
+        if m.is_empty() {
+            return;
+        }
+        conn.send_bytes(&m).unwrap();
+    }
+}
+
+#[test]
+fn the_parent_closes_the_child_s_end_right_after_start() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // _TestConnection.test_spawn_close: the child's copy keeps the pipe open.
+    for method in [
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+    ] {
+        let (conn, child_conn) = Pipe::new().unwrap();
+        let p = Process::builder()
+            .start_method(method)
+            .allow_threads(true)
+            .start_with(echo_bytes_until_empty, child_conn)
+            .unwrap();
+        // (`child_conn` was moved into the start call and dropped here.)
+        conn.send_bytes(b"hello").unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), b"hello", "{method:?}");
+        conn.send_bytes(b"").unwrap();
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn empty_messages_are_messages() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // _TestPoll.test_empty_string / test_strings / test_dont_merge.
+    let (a, b) = Pipe::new().unwrap();
+    assert!(!a.poll(Duration::ZERO));
+    b.send_bytes(b"").unwrap();
+    assert!(a.poll(Duration::ZERO));
+    assert!(a.poll(Duration::ZERO));
+    assert_eq!(a.recv_bytes().unwrap(), b"");
+    let strings: [&[u8]; 8] = [b"hello", b"", b"a", b"b", b"", b"bye", b"", b"lop"];
+    for s in strings {
+        b.send_bytes(s).unwrap();
+    }
+    for s in strings {
+        assert!(a.poll(LONG));
+        assert_eq!(a.recv_bytes().unwrap(), s);
+    }
+    assert!(!a.poll(Duration::ZERO));
+}
+
 // ---- Queue ----
 
 fn drain_six(args: (Queue<u32>, Event, Event)) {
