@@ -5,6 +5,8 @@ use multiproc::{Error, Process, RemotePanic, StartMethod, Thread};
 
 fn send_sync<T: Send + Sync>() {}
 
+fn send<T: Send>() {}
+
 #[test]
 fn handles_are_send_and_sync() {
     send_sync::<Process<u32>>();
@@ -23,6 +25,11 @@ fn handles_are_send_and_sync() {
     send_sync::<multiproc::pool::Backend>();
     send_sync::<multiproc::pool::TaskHandle<u32>>();
     send_sync::<multiproc::pool::TaskHandle<String>>();
+    send_sync::<multiproc::pool::MapHandle<u32>>();
+    send_sync::<multiproc::pool::WaitFor>();
+    // An iterator, moved to the thread that consumes it: Send only, as
+    // `std::sync::mpsc::IntoIter`.
+    send::<multiproc::pool::AsCompleted<u32>>();
     // IPC handles are shared between threads; the item type does not matter (only
     // its bytes are stored), so a queue of non-`Send` items is still `Send + Sync`.
     send_sync::<multiproc::ipc::Connection>();
