@@ -539,6 +539,54 @@ fn condition_timed_out_waiters_do_not_absorb_notifications() {
     assert_eq!(woke.load(Ordering::SeqCst), 1);
 }
 
+#[test]
+fn condition_timeouts_racing_notifications_lose_and_leave_nothing() {
+    let _w = util::watchdog(LIMIT);
+    // A waiter whose timeout races a notify either takes it (returns notified) or
+    // leaves it to the other waiter; no wake-up is lost and none is left over.
+    let c = Condition::new().unwrap();
+    let waiting = AtomicUsize::new(0);
+    for round in 0..200u64 {
+        thread::scope(|s| {
+            let short = s.spawn(|| {
+                let g = c.lock().unwrap();
+                waiting.fetch_add(1, Ordering::SeqCst);
+                let (_g, notified) = c
+                    .wait_timeout(g, Duration::from_micros(round % 50))
+                    .unwrap();
+                notified
+            });
+            let long = s.spawn(|| {
+                let g = c.lock().unwrap();
+                waiting.fetch_add(1, Ordering::SeqCst);
+                let (_g, notified) = c.wait_timeout(g, LONG).unwrap();
+                notified
+            });
+            // Spin (the watchdog bounds it): a sleep per round would dominate.
+            loop {
+                let g = c.lock().unwrap();
+                if waiting.load(Ordering::SeqCst) == 2 {
+                    c.notify_one();
+                    break;
+                }
+                drop(g);
+                thread::yield_now();
+            }
+            if short.join().unwrap() {
+                // The short one took this notification: the long one needs another.
+                let _g = c.lock().unwrap();
+                c.notify_one();
+            }
+            assert!(long.join().unwrap(), "round {round}");
+        });
+        waiting.store(0, Ordering::SeqCst);
+    }
+    // Nothing is left over for a newcomer.
+    let g = c.lock().unwrap();
+    let (_g, notified) = c.wait_timeout(g, Duration::from_millis(5)).unwrap();
+    assert!(!notified);
+}
+
 fn wait_once(args: (Condition, Semaphore, Semaphore)) {
     let (c, sleeping, woken) = args;
     let g = c.lock().unwrap();
