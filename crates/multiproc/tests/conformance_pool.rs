@@ -445,8 +445,6 @@ fn close_then_join_runs_queued_work_with_max_tasks_processes() {
 }
 
 #[test]
-#[ignore = "pool/thread.rs: a worker that reaches max_tasks_per_child after close() \
-            retires without a replacement while jobs are still queued"]
 fn close_then_join_runs_queued_work_with_max_tasks_threads() {
     close_then_join_runs_queued_work_with_max_tasks(Backend::Threads);
 }

@@ -300,8 +300,11 @@ fn worker(shared: &Arc<Shared>, ready: Option<mpsc::Sender<std::result::Result<(
         }
         done += 1;
         if shared.cfg.max_tasks.is_some_and(|m| done >= m) {
-            let closed = lock(&shared.state).closed;
-            if closed || spawn_worker(shared, None).is_err() {
+            let drained = {
+                let st = lock(&shared.state);
+                st.closed && st.jobs.is_empty()
+            };
+            if drained || spawn_worker(shared, None).is_err() {
                 break;
             }
             // The replacement counts for this worker.
