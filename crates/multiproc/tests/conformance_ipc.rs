@@ -712,3 +712,23 @@ fn try_get_after_put_on_the_same_thread_finds_the_item_under_contention() {
         assert!(q.is_empty());
     }
 }
+
+#[test]
+fn the_largest_timeouts_are_accepted() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    let (a, b) = Pipe::new().unwrap();
+    a.send_timeout(1u8, Duration::MAX).unwrap();
+    assert!(b.poll(Duration::MAX));
+    assert_eq!(b.recv_timeout::<u8>(Duration::MAX).unwrap(), 1);
+    let q: JoinableQueue<u8> = JoinableQueue::bounded(1).unwrap();
+    q.put_timeout(2, Duration::MAX).unwrap();
+    assert_eq!(q.get_timeout(Duration::MAX).unwrap(), 2);
+    q.task_done().unwrap();
+    assert!(q.join_timeout(Duration::MAX));
+    drop(a);
+    assert_eq!(
+        multiproc::ipc::wait(&[&b], Some(Duration::MAX)).unwrap(),
+        [0]
+    );
+}

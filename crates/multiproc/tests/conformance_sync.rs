@@ -1005,3 +1005,29 @@ fn barrier_many_passes_between_processes_stay_in_lockstep() {
     }
     assert!(!b.is_broken());
 }
+
+#[test]
+fn the_largest_timeouts_are_accepted() {
+    let _w = util::watchdog(LIMIT);
+    // lock_tests' test_timeout: `acquire(timeout=TIMEOUT_MAX)` works. A timeout
+    // too large for the clock means no timeout at all.
+    let lock = Lock::new().unwrap();
+    drop(lock.lock_timeout(Duration::MAX).unwrap());
+    let r = RLock::new().unwrap();
+    let g = r.lock_timeout(Duration::MAX).unwrap();
+    drop(r.lock_timeout(Duration::MAX).unwrap());
+    drop(g);
+    let s = Semaphore::new(1).unwrap();
+    assert!(s.acquire_timeout(Duration::MAX));
+    let e = Event::new().unwrap();
+    e.set();
+    assert!(e.wait_timeout(Duration::MAX));
+    let c = Condition::new().unwrap();
+    let g = c.lock().unwrap();
+    let (_g, ok) = c.wait_for_timeout(g, Duration::MAX, || true).unwrap();
+    assert!(ok);
+    let b = Barrier::new(1).unwrap();
+    assert_eq!(b.wait_timeout(Duration::MAX).unwrap(), 0);
+    let b = Barrier::new(1).unwrap().with_default_timeout(Duration::MAX);
+    assert_eq!(b.wait().unwrap(), 0);
+}
