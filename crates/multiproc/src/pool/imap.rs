@@ -117,16 +117,6 @@ pub struct Imap<'p, F, I: Iterator, R> {
     ready: std::vec::IntoIter<Result<R>>,
 }
 
-impl<F, I: Iterator, R> fmt::Debug for Imap<'_, F, I, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Imap")
-            .field("chunksize", &self.feed.chunksize)
-            .field("prefetch", &self.feed.prefetch)
-            .field("inflight", &self.inflight.len())
-            .finish()
-    }
-}
-
 impl<'p, F, I: Iterator, R> Imap<'p, F, I, R> {
     pub(crate) fn new(pool: &'p Pool, f: F, input: I) -> Self {
         Imap {
@@ -134,41 +124,6 @@ impl<'p, F, I: Iterator, R> Imap<'p, F, I, R> {
             inflight: VecDeque::new(),
             ready: Vec::new().into_iter(),
         }
-    }
-
-    /// Sets the number of items per task for this call. Zero is refused: the first
-    /// item is then an [`ErrorKind::InvalidInput`] error, and nothing runs.
-    pub fn chunksize(mut self, n: usize) -> Self {
-        if n == 0 {
-            self.feed.refused = Some("chunksize");
-        }
-        self.feed.chunksize = Some(n.max(1));
-        self
-    }
-
-    /// Sets how many chunks may be in flight ahead of the consumer for this call
-    /// (Python's `Executor.map(buffersize=…)`). Zero is refused as for
-    /// [`chunksize`](Self::chunksize).
-    pub fn prefetch(mut self, chunks: usize) -> Self {
-        if chunks == 0 {
-            self.feed.refused = Some("prefetch");
-        }
-        self.feed.prefetch = chunks.max(1);
-        self
-    }
-}
-
-impl<F, I, A, R> Iterator for Imap<'_, F, I, R>
-where
-    I: Iterator<Item = A>,
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        self.next_until(None).unwrap_or(None)
     }
 }
 
@@ -179,39 +134,6 @@ where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// Like `next`, but waits at most `timeout` for the next result (Python's
-    /// `IMapIterator.next(timeout)`): `Ok(None)` at the end, `Ok(Some(result))` for
-    /// the next item.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Timeout`] if the next result is not ready in time; the iterator
-    /// stays usable and a later call returns it. (A task that itself timed out is
-    /// `Ok(Some(Err(_)))`.)
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use multiproc::pool::Pool;
-    /// use std::time::Duration;
-    ///
-    /// fn nap(ms: u64) -> u64 {
-    ///     std::thread::sleep(Duration::from_millis(ms));
-    ///     ms
-    /// }
-    ///
-    /// let pool = Pool::threads(1)?;
-    /// let mut it = pool.imap(nap, vec![200]);
-    /// assert!(it.next_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
-    /// assert_eq!(it.next_timeout(Duration::from_secs(60))?.unwrap()?, 200);
-    /// assert!(it.next().is_none());
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
-        self.next_until(Instant::now().checked_add(timeout))
-            .map_err(|TimedOut| wait_timeout(timeout))
-    }
-
     fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
         if let Some(e) = self.feed.refusal() {
             return Ok(Some(Err(e)));
@@ -237,6 +159,109 @@ where
     }
 }
 
+/// What `Imap` and `ImapUnordered` share beyond their [`Feed`]: `Debug`, the
+/// builder-style settings, `Iterator` and `next_timeout`, all over the type's own
+/// `next_until`. (`$order` words the docs: "the next result" / "a result".)
+macro_rules! feed_iterator {
+    ($name:ident, $python:literal, $order:literal, $method:literal) => {
+        impl<F, I: Iterator, R> fmt::Debug for $name<'_, F, I, R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("chunksize", &self.feed.chunksize)
+                    .field("prefetch", &self.feed.prefetch)
+                    .field("inflight", &self.inflight.len())
+                    .finish()
+            }
+        }
+
+        impl<F, I: Iterator, R> $name<'_, F, I, R> {
+            /// Sets the number of items per task for this call. Zero is refused: the
+            /// first item is then an [`ErrorKind::InvalidInput`] error, and nothing runs.
+            pub fn chunksize(mut self, n: usize) -> Self {
+                if n == 0 {
+                    self.feed.refused = Some("chunksize");
+                }
+                self.feed.chunksize = Some(n.max(1));
+                self
+            }
+
+            /// Sets how many chunks may be in flight ahead of the consumer for this
+            /// call (Python's `Executor.map(buffersize=…)`). Zero is refused as for
+            /// [`chunksize`](Self::chunksize).
+            pub fn prefetch(mut self, chunks: usize) -> Self {
+                if chunks == 0 {
+                    self.feed.refused = Some("prefetch");
+                }
+                self.feed.prefetch = chunks.max(1);
+                self
+            }
+        }
+
+        impl<F, I, A, R> Iterator for $name<'_, F, I, R>
+        where
+            I: Iterator<Item = A>,
+            F: Fn(A) -> R + Copy + Send + Sync + 'static,
+            A: Serialize + DeserializeOwned + Send + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
+        {
+            type Item = Result<R>;
+
+            fn next(&mut self) -> Option<Result<R>> {
+                self.next_until(None).unwrap_or(None)
+            }
+        }
+
+        impl<F, I, A, R> $name<'_, F, I, R>
+        where
+            I: Iterator<Item = A>,
+            F: Fn(A) -> R + Copy + Send + Sync + 'static,
+            A: Serialize + DeserializeOwned + Send + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
+        {
+            #[doc = concat!("Like `next`, but waits at most `timeout` for ", $order, " (Python's")]
+            #[doc = concat!("`", $python, ".next(timeout)`): `Ok(None)` at the end, `Ok(Some(result))`")]
+            /// for the next item.
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorKind::Timeout`] if no result is ready in time; the iterator stays
+            /// usable and a later call returns it. (A task that itself timed out is
+            /// `Ok(Some(Err(_)))`.)
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use multiproc::pool::Pool;
+            /// use std::time::Duration;
+            ///
+            /// fn nap(ms: u64) -> u64 {
+            ///     std::thread::sleep(Duration::from_millis(ms));
+            ///     ms
+            /// }
+            ///
+            /// let pool = Pool::threads(1)?;
+            #[doc = concat!("let mut it = pool.", $method, "(nap, vec![200]);")]
+            /// assert!(it.next_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+            /// assert_eq!(it.next_timeout(Duration::from_secs(60))?.unwrap()?, 200);
+            /// assert!(it.next().is_none());
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
+                self.next_until(Instant::now().checked_add(timeout))
+                    .map_err(|TimedOut| wait_timeout(timeout))
+            }
+        }
+    };
+}
+
+feed_iterator!(Imap, "IMapIterator", "the next result", "imap");
+feed_iterator!(
+    ImapUnordered,
+    "IMapUnorderedIterator",
+    "a result",
+    "imap_unordered"
+);
+
 /// The next item, or the deadline passed first.
 type Waited<R> = std::result::Result<Option<Result<R>>, TimedOut>;
 
@@ -261,16 +286,6 @@ pub struct ImapUnordered<'p, F, I: Iterator, R> {
     ready: std::vec::IntoIter<Result<R>>,
 }
 
-impl<F, I: Iterator, R> fmt::Debug for ImapUnordered<'_, F, I, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImapUnordered")
-            .field("chunksize", &self.feed.chunksize)
-            .field("prefetch", &self.feed.prefetch)
-            .field("inflight", &self.inflight.len())
-            .finish()
-    }
-}
-
 impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
     pub(crate) fn new(pool: &'p Pool, f: F, input: I) -> Self {
         let (tx, rx) = mpsc::channel();
@@ -283,41 +298,6 @@ impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
             ready: Vec::new().into_iter(),
         }
     }
-
-    /// Sets the number of items per task for this call. Zero is refused: the first
-    /// item is then an [`ErrorKind::InvalidInput`] error, and nothing runs.
-    pub fn chunksize(mut self, n: usize) -> Self {
-        if n == 0 {
-            self.feed.refused = Some("chunksize");
-        }
-        self.feed.chunksize = Some(n.max(1));
-        self
-    }
-
-    /// Sets how many chunks may be in flight ahead of the consumer for this call
-    /// (Python's `Executor.map(buffersize=…)`). Zero is refused as for
-    /// [`chunksize`](Self::chunksize).
-    pub fn prefetch(mut self, chunks: usize) -> Self {
-        if chunks == 0 {
-            self.feed.refused = Some("prefetch");
-        }
-        self.feed.prefetch = chunks.max(1);
-        self
-    }
-}
-
-impl<F, I, A, R> Iterator for ImapUnordered<'_, F, I, R>
-where
-    I: Iterator<Item = A>,
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
-        self.next_until(None).unwrap_or(None)
-    }
 }
 
 impl<F, I, A, R> ImapUnordered<'_, F, I, R>
@@ -327,18 +307,6 @@ where
     A: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    /// Like `next`, but waits at most `timeout` for a result (Python's
-    /// `IMapUnorderedIterator.next(timeout)`).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Timeout`] if no result is ready in time; the iterator stays
-    /// usable.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<R>>> {
-        self.next_until(Instant::now().checked_add(timeout))
-            .map_err(|TimedOut| wait_timeout(timeout))
-    }
-
     fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
         if let Some(e) = self.feed.refusal() {
             return Ok(Some(Err(e)));
