@@ -732,3 +732,38 @@ fn the_largest_timeouts_are_accepted() {
         [0]
     );
 }
+
+/// Sends `Nested(None)` on the connection in `REENTRANT` while being serialized
+/// (ipc-channel's `HasWeirdSerializer`).
+#[derive(Debug, PartialEq, Deserialize)]
+struct Nested(Option<String>);
+
+thread_local! {
+    static REENTRANT: std::cell::RefCell<Option<std::sync::Arc<Connection>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Serialize for Nested {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_some() {
+            REENTRANT.with(|c| c.borrow().as_ref().unwrap().send(Nested(None)).unwrap());
+        }
+        self.0.serialize(s)
+    }
+}
+
+#[test]
+fn a_value_that_sends_while_being_serialized_does_not_deadlock() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // ipc-channel's test_reentrant: the nested message goes first.
+    let (a, b) = Pipe::new().unwrap();
+    let a = std::sync::Arc::new(a);
+    REENTRANT.with(|c| *c.borrow_mut() = Some(a.clone()));
+    a.send(Nested(Some("hello".into()))).unwrap();
+    assert_eq!(b.recv::<Nested>().unwrap(), Nested(None));
+    assert_eq!(b.recv::<Nested>().unwrap(), Nested(Some("hello".into())));
+    a.send(Nested(None)).unwrap();
+    assert_eq!(b.recv::<Nested>().unwrap(), Nested(None));
+    REENTRANT.with(|c| *c.borrow_mut() = None);
+}

@@ -469,18 +469,24 @@ impl Connection {
     }
 
     fn send_value<T: Serialize>(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
-        let Some(mut tx) = self.tx() else {
+        let Some(mut buf) = self.tx().map(|mut tx| std::mem::take(&mut tx.scratch)) else {
             return Err((value, Fail::Rejected(read_only())));
         };
-        let tx = &mut *tx;
-        let mut buf = std::mem::take(&mut tx.scratch);
+        // Encode without holding the sending side: a value whose `Serialize` sends
+        // on this same connection (ipc-channel's `test_reentrant`) must not deadlock;
+        // its message goes first.
         buf.clear();
-        let r = match codec::encode_into(&value, &mut buf) {
+        let encoded = codec::encode_into(&value, &mut buf);
+        let mut tx = self.tx().expect("this end sends");
+        let tx = &mut *tx;
+        let r = match encoded {
             Ok(fds) if fds.is_empty() => self.send_raw(tx, &buf, patience),
             Ok(fds) => self.send_with_fds(tx, &buf, &fds, patience),
             Err(e) => Err(Fail::Rejected(e)),
         };
-        tx.scratch = buf;
+        if buf.capacity() > tx.scratch.capacity() {
+            tx.scratch = buf;
+        }
         r.map_err(|f| (value, f))
     }
 
@@ -495,8 +501,9 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`SendError::Disconnected`] if the peer is gone (noticed when the buffer is
-    /// full); [`SendError::Rejected`] if the value fails to serialize, is over the
+    /// [`SendError::Disconnected`] if the peer is gone (every copy of it dropped:
+    /// at once; its process killed: once the buffer is full);
+    /// [`SendError::Rejected`] if the value fails to serialize, is over the
     /// maximum message size, owns a file descriptor, or this end is receive-only.
     /// The value comes back either way.
     ///
