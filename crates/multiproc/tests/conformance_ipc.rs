@@ -767,3 +767,20 @@ fn a_value_that_sends_while_being_serialized_does_not_deadlock() {
     assert_eq!(b.recv::<Nested>().unwrap(), Nested(None));
     REENTRANT.with(|c| *c.borrow_mut() = None);
 }
+
+#[test]
+fn dropping_the_sender_wakes_a_blocked_receiver() {
+    let _s = serial();
+    let _w = util::watchdog(LIMIT);
+    // crossbeam's disconnect_wakes_receiver, on a one-way and a duplex pipe.
+    let (reader, writer) = Pipe::one_way().unwrap();
+    let (a, b) = Pipe::new().unwrap();
+    std::thread::scope(|s| {
+        let t1 = s.spawn(|| reader.recv::<u8>());
+        let t2 = s.spawn(|| b.recv_bytes());
+        drop(writer);
+        drop(a);
+        assert!(matches!(t1.join().unwrap(), Err(RecvError::Disconnected)));
+        assert!(matches!(t2.join().unwrap(), Err(RecvError::Disconnected)));
+    });
+}
