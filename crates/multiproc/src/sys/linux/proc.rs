@@ -49,8 +49,16 @@ fn parse_num_threads(stat: &[u8]) -> Option<usize> {
 ///
 /// A child that re-executes `/proc/self/exe` runs the very same file, so this matches;
 /// a different build at another path does not.
+///
+/// The file is opened and then `fstat`ed, not `stat`ed by path: under valgrind an `open`
+/// of `/proc/self/exe` yields the client program, but a `stat` sees valgrind's own
+/// binary, so a child run under memcheck (`ci/valgrind.sh`) would be refused as a
+/// different build. An executable that may not be read is still `stat`ed.
 pub(crate) fn exe_identity() -> io::Result<(u64, u64, u64)> {
-    let m = std::fs::metadata("/proc/self/exe")?;
+    let m = match std::fs::File::open("/proc/self/exe") {
+        Ok(exe) => exe.metadata()?,
+        Err(_) => std::fs::metadata("/proc/self/exe")?,
+    };
     Ok((m.dev(), m.ino(), m.size()))
 }
 
