@@ -239,7 +239,11 @@ pub struct Connection {
 
 struct TxState {
     ring: Ring<SharedMemory>,
-    scratch: Vec<u8>,
+}
+
+thread_local! {
+    /// The buffer a typed send encodes into, reused by the thread's next send.
+    static SEND_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 struct RxState {
@@ -294,12 +298,7 @@ impl Connection {
             side: w.side,
             duplex: w.duplex,
             max_message: usize::try_from(w.max_message).unwrap_or(usize::MAX),
-            tx: send_ring.map(|ring| {
-                Mutex::new(TxState {
-                    ring,
-                    scratch: Vec::new(),
-                })
-            }),
+            tx: send_ring.map(|ring| Mutex::new(TxState { ring })),
             rx: recv_ring.map(|ring| {
                 Mutex::new(RxState {
                     ring,
@@ -469,23 +468,24 @@ impl Connection {
     }
 
     fn send_value<T: Serialize>(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
-        let Some(mut buf) = self.tx().map(|mut tx| std::mem::take(&mut tx.scratch)) else {
+        if self.tx.is_none() {
             return Err((value, Fail::Rejected(read_only())));
-        };
-        // Encode without holding the sending side: a value whose `Serialize` sends
-        // on this same connection (ipc-channel's `test_reentrant`) must not deadlock;
-        // its message goes first.
+        }
+        // Encode before taking the sending side, into this thread's buffer: a value
+        // whose `Serialize` sends on this same connection (ipc-channel's
+        // `test_reentrant`) must not deadlock; its message goes first (and finds
+        // the buffer taken, so it uses a new one).
+        let mut buf = SEND_SCRATCH.take();
         buf.clear();
         let encoded = codec::encode_into(&value, &mut buf);
-        let mut tx = self.tx().expect("this end sends");
-        let tx = &mut *tx;
-        let r = match encoded {
-            Ok(fds) if fds.is_empty() => self.send_raw(tx, &buf, patience),
-            Ok(fds) => self.send_with_fds(tx, &buf, &fds, patience),
-            Err(e) => Err(Fail::Rejected(e)),
+        let r = match (encoded, self.tx()) {
+            (Ok(fds), Some(tx)) if fds.is_empty() => self.send_raw(&tx, &buf, patience),
+            (Ok(fds), Some(tx)) => self.send_with_fds(&tx, &buf, &fds, patience),
+            (Err(e), _) => Err(Fail::Rejected(e)),
+            (Ok(_), None) => Err(Fail::Rejected(read_only())),
         };
-        if buf.capacity() > tx.scratch.capacity() {
-            tx.scratch = buf;
+        if buf.capacity() <= 1 << 20 {
+            SEND_SCRATCH.set(buf);
         }
         r.map_err(|f| (value, f))
     }
