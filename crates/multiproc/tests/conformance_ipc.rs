@@ -784,3 +784,41 @@ fn dropping_the_sender_wakes_a_blocked_receiver() {
         assert!(matches!(t2.join().unwrap(), Err(RecvError::Disconnected)));
     });
 }
+
+#[test]
+fn shutdown_immediate_discards_the_items_and_counts_them_done() {
+    let _w = util::watchdog(LIMIT);
+    // _TestQueue.test_shutdown_empty / test_shutdown_immediate /
+    // test_shutdown_immediate_with_unfinished.
+    let q: Queue<String> = Queue::new().unwrap();
+    assert_eq!(q.shutdown(false), 0);
+    assert!(q.put("data".into()).unwrap_err().is_disconnected());
+    assert!(matches!(q.try_get(), Err(TryRecvError::Disconnected)));
+    assert!(matches!(q.get(), Err(RecvError::Disconnected)));
+
+    let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
+    q.put("data".into()).unwrap();
+    std::thread::scope(|s| {
+        let joiner = s.spawn(|| q.join());
+        assert_eq!(q.shutdown(true), 1);
+        assert_eq!(q.qsize(), 0);
+        joiner.join().unwrap();
+    });
+    assert!(q.put("data".into()).unwrap_err().is_disconnected());
+    assert!(matches!(q.get(), Err(RecvError::Disconnected)));
+    // Python: "Didn't appear to mark all tasks done".
+    assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
+    q.put("data".into()).unwrap();
+    q.put("data".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "data");
+    assert_eq!(q.shutdown(true), 1);
+    assert_eq!(q.qsize(), 0);
+    // The item taken is not done yet.
+    assert!(!q.join_timeout(SHORT));
+    assert!(matches!(q.try_get(), Err(TryRecvError::Disconnected)));
+    q.task_done().unwrap();
+    assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::InvalidInput);
+    q.join();
+}

@@ -346,6 +346,34 @@ impl Inner {
         }
     }
 
+    /// Takes and drops every item (after `close`); each counts as done. A message
+    /// whose producer stopped half-way (the queue closed under it) is dropped too.
+    fn discard_all(&self) -> usize {
+        let Some(_guard) = self.lock(&self.get_lock, Patience::Forever, || true) else {
+            return 0;
+        };
+        let mut buf = Vec::new();
+        let mut n = 0;
+        loop {
+            match frame::recv(
+                &self.ring,
+                &mut buf,
+                self.max_message,
+                Patience::Try,
+                true,
+                &mut |_| false,
+            ) {
+                Ok(_) | Err(RecvFail::TooLarge(_)) => {
+                    n += 1;
+                    if self.joinable {
+                        self.task_done_inner().ok();
+                    }
+                }
+                Err(_) => return n,
+            }
+        }
+    }
+
     fn task_done_inner(&self) -> Result<()> {
         let u = self.unfinished();
         let mut cur = u.load(Acquire);
@@ -610,6 +638,33 @@ impl<T> Queue<T> {
     pub fn close(&self) {
         self.inner.mem.u32_at(CLOSED).store(1, Release);
         self.inner.ring.wake_everyone();
+    }
+
+    /// Python's `Queue.shutdown(immediate)`: [`close`](Self::close), and with
+    /// `immediate` also discard the items still in the queue, so gets fail with
+    /// `Disconnected` at once; for a [`JoinableQueue`] each discarded item counts as
+    /// done (a `join` returns once the items already taken are done). Returns how
+    /// many items were discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1u8)?;
+    /// q.put(2u8)?;
+    /// assert_eq!(q.shutdown(true), 2);
+    /// assert_eq!(q.qsize(), 0);
+    /// assert!(q.get().unwrap_err().is_disconnected());
+    /// q.join();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) -> usize {
+        self.close();
+        if immediate {
+            self.inner.discard_all()
+        } else {
+            0
+        }
     }
 
     /// Returns `true` once [`close`](Self::close) was called (by any process).
