@@ -504,7 +504,8 @@ impl Connection {
     /// [`SendError::Disconnected`] if the peer is gone (every copy of it dropped:
     /// at once; its process killed: once the buffer is full);
     /// [`SendError::Rejected`] if the value fails to serialize, is over the
-    /// maximum message size, owns a file descriptor, or this end is receive-only.
+    /// maximum message size, owns more than 253 file descriptors, or this end is
+    /// receive-only.
     /// The value comes back either way.
     ///
     /// # Examples
