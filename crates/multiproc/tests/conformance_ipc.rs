@@ -822,3 +822,28 @@ fn shutdown_immediate_discards_the_items_and_counts_them_done() {
     assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::InvalidInput);
     q.join();
 }
+
+#[test]
+fn close_during_a_large_put_does_not_strand_a_consumer() {
+    let _w = util::watchdog(LIMIT);
+    // The producer stops half-way when the queue is closed under it; a consumer
+    // that then takes the half-written item must not wait for the rest forever.
+    let q: Queue<Vec<u8>> = Queue::builder().capacity(64 << 10).build().unwrap();
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || q.put(vec![3u8; 4 << 20]))
+    };
+    // Close once the item is started (whenever the close lands, the item is cut
+    // short: the ring holds a sixteenth of it and nobody takes from it meanwhile).
+    while q.qsize() == 0 {
+        std::thread::yield_now();
+    }
+    q.close();
+    assert!(producer.join().unwrap().unwrap_err().is_disconnected());
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let q = q.clone();
+        std::thread::spawn(move || tx.send(q.get().is_err()).unwrap());
+    }
+    assert_eq!(rx.recv_timeout(LONG), Ok(true), "get after close hung");
+}

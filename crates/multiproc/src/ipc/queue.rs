@@ -326,8 +326,10 @@ impl Inner {
             self.max_message,
             patience,
             true,
+            // In the middle of an item: its producer stops half-way when the queue
+            // is closed (or it died), and the rest will never come.
             &mut |pid| match pid {
-                Some(pid) => !crate::sync::primitive::owner_is_dead(pid, 0),
+                Some(pid) => !self.closed() && !crate::sync::primitive::owner_is_dead(pid, 0),
                 None => !self.closed(),
             },
         );
