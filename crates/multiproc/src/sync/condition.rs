@@ -114,7 +114,7 @@ impl RawCondition {
         let granted = loop {
             let waiters = c >> 32;
             let signals = c & SIGNALS;
-            let granted = (waiters - signals).min(u64::from(n));
+            let granted = waiters.saturating_sub(signals).min(u64::from(n));
             if granted == 0 {
                 return;
             }

@@ -132,7 +132,10 @@ impl RawEvent {
 /// # Memory ordering
 ///
 /// `set` *releases* and a `wait`/`is_set` that sees the flag *acquires*: what was
-/// written before `set` is visible after `wait` returns `true`.
+/// written before `set` is visible after `wait` returns `true`. A `wait` that returns
+/// because `gen` moved read the word as that `set` or a later `clear` left it; a
+/// `clear` is a read-modify-write, so it continues the `set`'s release sequence and
+/// the `wait` acquires the `set` all the same.
 ///
 /// # Examples
 ///
