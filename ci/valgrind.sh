@@ -5,17 +5,18 @@
 # lacks pidfd_open, so a process under memcheck cannot start children).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A debug build: ci/test.sh has built the dev-dependencies in this profile already.
-exe=$(cargo test -p multiproc --test valgrind --no-run --message-format=json |
+# The debug build ci/test.sh made (same flags, so nothing is rebuilt after it).
+exe=$(cargo test --workspace --all-features --test valgrind --no-run --message-format=json |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$exe" ] || { echo "valgrind target not built" >&2; exit 1; }
 # Errors (invalid reads/writes, uninitialised values, bad frees, overlapping copies) and
 # definite leaks fail. Memory still referenced at exit (statics, the background reaper
-# thread's state) is not a leak; "possibly lost" blocks are thread stacks still running.
+# thread's state) is not a leak, nor are the "possibly lost" blocks of the watchdog
+# thread, still asleep when the program exits.
 export VALGRIND_FLAGS="--error-exitcode=1 --leak-check=full --show-leak-kinds=definite
   --errors-for-leak-kinds=definite --track-fds=no --num-callers=40"
 
-echo "--- memcheck: shm, locks, pipe, queue, thread"
+echo "--- memcheck: shm, locks, pipe, queue, threads, thread pool"
 timeout 600 valgrind $VALGRIND_FLAGS "$exe" in-process
 
 echo "--- memcheck: Spawn children"

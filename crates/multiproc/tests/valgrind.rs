@@ -2,7 +2,8 @@
 //!
 //! Without arguments (`cargo test --test valgrind`, nextest) it runs everything natively:
 //! it creates, uses and drops `SharedMemory` (also attached by name), `Value`, `Array`,
-//! a `Lock`, an `Event`, a `Pipe` and a `Queue`, starts and joins a `Thread`, and starts
+//! a `Lock`, an `Event`, a `Pipe` and a `Queue`; starts and joins threads (one exits
+//! holding a `Lock`, which then reports `OwnerDied`) and a thread `Pool`; and starts
 //! children by `Fork`, `ForkServer` and `Spawn` that talk through a pipe, a queue and a
 //! shared value; one child panics, one is killed, one is dropped unjoined (reaped in the
 //! background).
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use multiproc::ipc::Connection;
 use multiproc::{
-    process, Array, ErrorKind, Event, Lock, Pipe, Process, Queue, SharedMemory, Signal,
-    StartMethod, Thread, Value,
+    process, Array, Barrier, ErrorKind, Event, Lock, Pipe, Pool, Process, Queue, Semaphore,
+    SharedMemory, Signal, StartMethod, Thread, Value,
 };
 
 #[path = "util/mod.rs"]
@@ -76,7 +77,7 @@ fn in_process() {
     shared_memory();
     locks();
     pipe_and_queue();
-    thread();
+    threads();
 }
 
 fn shared_memory() {
@@ -134,9 +135,39 @@ fn pipe_and_queue() {
     assert!(q.get().unwrap_err().is_disconnected());
 }
 
-fn thread() {
+fn threads() {
     let t = Thread::start_with(|n: u64| n * 2, 21).expect("thread");
     assert_eq!(t.join().expect("join thread"), 42);
+
+    // A thread takes the lock and exits holding it, after a barrier and a semaphore.
+    let lock = Lock::new().expect("lock");
+    let barrier = Barrier::new(2).expect("barrier");
+    let sem = Semaphore::new(0).expect("semaphore");
+    let t = Thread::start_with(
+        |(lock, barrier, sem): (Lock, Barrier, Semaphore)| {
+            std::mem::forget(lock.lock().expect("free"));
+            barrier.wait().expect("barrier");
+            sem.release().expect("release");
+        },
+        (lock.clone(), barrier.clone(), sem.clone()),
+    )
+    .expect("thread");
+    barrier.wait().expect("barrier");
+    sem.acquire();
+    t.join().expect("join thread");
+    match lock.lock() {
+        Ok(_) => panic!("the lock's owner exited holding it: OwnerDied expected"),
+        Err(died) => drop(died.into_inner()),
+    }
+
+    let pool = Pool::threads(2).expect("thread pool");
+    let squares = pool.map(square, 1..=20).expect("map");
+    assert_eq!(squares.iter().sum::<u64>(), 2870);
+    pool.join();
+}
+
+fn square(x: u64) -> u64 {
+    x * x
 }
 
 /// Runs in a child: takes numbers from the pipe up to a `None`, puts their sum on the
