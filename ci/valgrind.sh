@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # memcheck on crates/multiproc/tests/valgrind.rs (its docs say what it does): first the
-# program itself with shared memory, locks, pipes, queues and a thread; then, with the
+# program itself with shared memory, locks, pipes, queues and threads; then, with the
 # program running natively, each of its `Spawn` children under memcheck (valgrind 3.19
 # lacks pidfd_open, so a process under memcheck cannot start children).
 set -euo pipefail
