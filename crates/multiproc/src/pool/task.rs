@@ -41,6 +41,28 @@ pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) -> Result<T> + Send>;
 pub(crate) trait Drive: Send + Sync {
     /// Does whatever non-blocking work is available, unless another thread is at it.
     fn try_progress(&self);
+    /// A waiter starts (`true`) or stops (`false`) spinning on `try_progress`.
+    fn spinning(&self, yes: bool);
+}
+
+/// Counts a waiter as spinning on a driver for as long as it lives.
+struct Spinning<'a>(Option<&'a dyn Drive>);
+
+impl<'a> Spinning<'a> {
+    fn new(d: Option<&'a dyn Drive>) -> Self {
+        if let Some(d) = d {
+            d.spinning(true);
+        }
+        Spinning(d)
+    }
+}
+
+impl Drop for Spinning<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0 {
+            d.spinning(false);
+        }
+    }
 }
 
 /// Where a backend leaves the outcome of one unit of work.
@@ -248,6 +270,7 @@ impl<T: Send + 'static> Slot<T> {
             return true;
         }
         let spin_until = Instant::now() + SPIN;
+        let spinning = Spinning::new(self.driver.as_deref());
         while Instant::now() < spin_until {
             match &self.driver {
                 Some(d) => d.try_progress(),
@@ -264,6 +287,7 @@ impl<T: Send + 'static> Slot<T> {
                 return true;
             }
         }
+        drop(spinning);
         loop {
             {
                 let mut g = lock(&self.inner);

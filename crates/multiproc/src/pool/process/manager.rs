@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handle::{
-    lock, Config, Done, Shared, Task, HEAVY, IDLE_POLL, MAX_INIT_FAILURES, OUT_MAX, QUEUED_WORK,
-    SHARE_PAYLOAD, WINDOW_MAX, WINDOW_MIN,
+    lock, Config, Done, Shared, Task, BLIND_TASK, HEAVY, IDLE_POLL, MAX_INIT_FAILURES, OUT_MAX,
+    QUEUED_WORK, SHARE_PAYLOAD, WINDOW_MAX, WINDOW_MIN,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
@@ -71,6 +71,16 @@ impl Manager {
             .filter(|w| w.ready && !w.eof && w.inflight.is_empty())
             .count();
         sh.idle.store(idle, Ordering::SeqCst);
+        let inflight = self.workers.iter().map(|w| w.inflight.len()).sum();
+        sh.inflight.store(inflight, Ordering::SeqCst);
+        // Workers that have not answered a task yet (avg 0) have no say.
+        let mut measured = self
+            .workers
+            .iter()
+            .filter(|w| w.ready && !w.eof && w.avg > 0.0);
+        let short =
+            measured.clone().next().is_some() && measured.all(|w| w.avg < BLIND_TASK.as_secs_f64());
+        sh.short_tasks.store(short, Ordering::SeqCst);
         if manager {
             if self.closed
                 && self.pending.is_empty()
