@@ -304,8 +304,14 @@ fn worker(shared: &Arc<Shared>, ready: Option<mpsc::Sender<std::result::Result<(
                 let st = lock(&shared.state);
                 st.closed && st.jobs.is_empty()
             };
-            if drained || spawn_worker(shared, None).is_err() {
+            if drained {
                 break;
+            }
+            if spawn_worker(shared, None).is_err() {
+                // No replacement (the system is out of threads): a worker past its
+                // limit serves on rather than leave queued jobs with nobody to run
+                // them; it tries again after its next job.
+                continue;
             }
             // The replacement counts for this worker.
             lock(&shared.state).live -= 1;
