@@ -141,3 +141,100 @@ impl Inbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsFd, OwnedFd};
+
+    use super::*;
+
+    fn fds(n: usize) -> Vec<OwnedFd> {
+        (0..n)
+            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+            .collect()
+    }
+
+    /// Marks split anywhere between reads, wake-up bytes between them, descriptors
+    /// arriving with a mark's first byte: every mark is rebuilt whole, in order.
+    #[test]
+    fn marks_survive_any_split() {
+        let (sock, _peer) = socket::pair().unwrap();
+        for split in 1..=MARK_LEN + 2 {
+            let mut inbox = Inbox::default();
+            let mut stream = vec![NUDGE];
+            let first = stream.len();
+            stream.extend_from_slice(&mark(5, 1));
+            stream.push(NUDGE);
+            let second = stream.len();
+            stream.extend_from_slice(&mark(7, 2));
+            for (i, chunk) in stream.chunks(split).enumerate() {
+                let start = i * split;
+                // The kernel hands a mark's descriptors over with its first byte.
+                if (start..start + chunk.len()).contains(&first) {
+                    inbox.loose.extend(fds(1));
+                }
+                if (start..start + chunk.len()).contains(&second) {
+                    inbox.loose.extend(fds(2));
+                }
+                inbox.feed(chunk);
+            }
+            assert_eq!(
+                inbox.take(sock.as_fd(), 5).unwrap().len(),
+                1,
+                "split {split}"
+            );
+            assert_eq!(
+                inbox.take(sock.as_fd(), 7).unwrap().len(),
+                2,
+                "split {split}"
+            );
+            assert!(inbox.loose.is_empty() && inbox.partial.is_empty());
+        }
+    }
+
+    #[test]
+    fn earlier_marks_are_dropped_and_missing_ones_reported() {
+        let (sock, _peer) = socket::pair().unwrap();
+        let mut inbox = Inbox::default();
+        inbox.loose.extend(fds(1));
+        inbox.feed(&mark(3, 1));
+        inbox.loose.extend(fds(1));
+        inbox.feed(&mark(4, 1));
+        // Message 3 was received as raw bytes: taking 4 drops 3's mark on the way.
+        assert_eq!(inbox.take(sock.as_fd(), 4).unwrap().len(), 1);
+        assert!(inbox.marks.is_empty());
+        // Nothing on the socket for 9: an error, not a wait.
+        assert!(inbox.take(sock.as_fd(), 9).is_err());
+        // A mark whose descriptors the kernel dropped says so.
+        inbox.truncated = true;
+        inbox.feed(&mark(10, 2));
+        assert!(inbox
+            .take(sock.as_fd(), 10)
+            .unwrap_err()
+            .contains("open-file limit"));
+    }
+
+    #[test]
+    fn sequence_order_wraps() {
+        assert!(before(1, 2));
+        assert!(!before(2, 1));
+        assert!(!before(2, 2));
+        assert!(before(SEQ_MASK, 0));
+        assert!(!before(0, SEQ_MASK));
+    }
+
+    #[test]
+    fn marks_travel_through_a_real_socket() {
+        let (a, b) = socket::pair().unwrap();
+        let sent = fds(3);
+        let borrowed = socket::borrow_all(&sent);
+        socket::nudge(a.as_fd());
+        assert_eq!(
+            socket::try_send_with_fds(a.as_fd(), &mark(42, 3), &borrowed).unwrap(),
+            MARK_LEN
+        );
+        socket::nudge(a.as_fd());
+        let mut inbox = Inbox::default();
+        assert_eq!(inbox.take(b.as_fd(), 42).unwrap().len(), 3);
+    }
+}
