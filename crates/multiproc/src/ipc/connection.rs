@@ -384,14 +384,7 @@ impl Connection {
         {
             return Err(Fail::Disconnected);
         }
-        let notify =
-            frame::send(&tx.ring, bytes, patience, &mut || !self.peer_is_gone()).map_err(|e| {
-                match e {
-                    SendFail::Full => Fail::Full,
-                    SendFail::TimedOut => Fail::TimedOut,
-                    SendFail::Stopped => Fail::Disconnected,
-                }
-            })?;
+        let notify = frame::send(&tx.ring, bytes, patience, &mut || !self.peer_is_gone())?;
         if notify {
             sys::socket::nudge(self.sock());
         }
@@ -422,13 +415,7 @@ impl Connection {
         // Room for the message's first record before the mark goes out, so that the
         // message is certain to follow its mark (this is the ring's only producer).
         let first = bytes.len().min(tx.ring.max_record());
-        frame::wait_fit(&tx.ring, first, patience, &mut || !self.peer_is_gone()).map_err(|e| {
-            match e {
-                SendFail::Full => Fail::Full,
-                SendFail::TimedOut => Fail::TimedOut,
-                SendFail::Stopped => Fail::Disconnected,
-            }
-        })?;
+        frame::wait_fit(&tx.ring, first, patience, &mut || !self.peer_is_gone())?;
         let mark = side::mark(tx.ring.put_count(), fds.len());
         let borrowed = sys::socket::borrow_all(fds);
         let mut sent = 0;
@@ -851,6 +838,16 @@ enum Fail {
     Disconnected,
     Rejected(Error),
     Invalid(Error),
+}
+
+impl From<SendFail> for Fail {
+    fn from(e: SendFail) -> Fail {
+        match e {
+            SendFail::Full => Fail::Full,
+            SendFail::TimedOut => Fail::TimedOut,
+            SendFail::Stopped => Fail::Disconnected,
+        }
+    }
 }
 
 impl Fail {

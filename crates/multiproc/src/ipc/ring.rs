@@ -566,18 +566,7 @@ impl<M: Mem> Ring<M> {
         tick: &mut dyn FnMut() -> bool,
         ready: &mut dyn FnMut() -> bool,
     ) -> Waited {
-        self.wait_until(SPACE_SEQ, SPACE_WAITERS, deadline, tick, ready)
-    }
-
-    fn wait_until(
-        &self,
-        seq: usize,
-        waiters: usize,
-        deadline: Option<Instant>,
-        tick: &mut dyn FnMut() -> bool,
-        ready: &mut dyn FnMut() -> bool,
-    ) -> Waited {
-        self.wait_until_from(FIRST_STEP, seq, waiters, deadline, tick, ready)
+        self.wait_until_from(FIRST_STEP, SPACE_SEQ, SPACE_WAITERS, deadline, tick, ready)
     }
 
     fn wait_until_from(

@@ -120,12 +120,12 @@ pub(crate) trait Completion: Send + Sync {
     fn fail(&self, e: Error);
     /// Completes with the encoded value a worker process sent.
     fn deliver_raw(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>);
-    /// Called by a backend just before it hands the task to a worker. Returns `true`
-    /// once a completion has begun (the task was cancelled, say): the backend skips
-    /// such a task instead of starting it. Otherwise marks the task as started, so
-    /// that from now on [`TaskHandle::cancel`] fails (Python's
-    /// `Future.set_running_or_notify_cancel`).
-    fn is_claimed(&self) -> bool;
+    /// Called by a backend just before it hands the task to a worker: marks the task
+    /// as started, so that from now on [`TaskHandle::cancel`] fails, and returns
+    /// `true` (Python's `Future.set_running_or_notify_cancel`). Returns `false` if a
+    /// completion has begun already (the task was cancelled, say): the backend skips
+    /// the task.
+    fn try_start(&self) -> bool;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -370,16 +370,16 @@ impl<T: Send + 'static> Completion for Slot<T> {
         self.deliver(Err(e));
     }
 
-    fn is_claimed(&self) -> bool {
+    fn try_start(&self) -> bool {
         if self.is_done() {
-            return true;
+            return false;
         }
         let mut g = lock(&self.inner);
         if g.claimed {
-            return true;
+            return false;
         }
         g.started = true;
-        false
+        true
     }
 
     fn deliver_raw(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>) {

@@ -334,7 +334,7 @@ fn next_job(shared: &Shared) -> Option<Job> {
     loop {
         if let Some(j) = st.jobs.pop_front() {
             shared.queued.fetch_sub(1, Ordering::SeqCst);
-            if j.sink.is_claimed() {
+            if !j.sink.try_start() {
                 // Cancelled while queued: never run it.
                 continue;
             }
@@ -444,8 +444,8 @@ mod tests {
             panic!("unexpected failure: {e}");
         }
         fn deliver_raw(&self, _: Vec<u8>, _: Vec<OwnedFd>) {}
-        fn is_claimed(&self) -> bool {
-            false
+        fn try_start(&self) -> bool {
+            true
         }
     }
 

@@ -273,7 +273,7 @@ impl Manager {
             }
             let Some(i) = best else { break };
             let task = self.pending.pop_front().expect("not empty");
-            if task.t.sink.is_claimed() {
+            if !task.t.sink.try_start() {
                 // Cancelled while queued: never send it.
                 continue;
             }
