@@ -721,28 +721,11 @@ fn terminate_after_a_long_map_async() {
     }
 }
 
-/// Serializes as a number but deserializes as a string: it never survives the trip.
-#[derive(Debug)]
-struct BadRoundtrip;
-
-impl serde::Serialize for BadRoundtrip {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(42)
-    }
+fn make_bad(_: u8) -> util::BadRoundtrip {
+    util::BadRoundtrip
 }
 
-impl<'de> serde::Deserialize<'de> for BadRoundtrip {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <String as serde::Deserialize>::deserialize(d)?;
-        Ok(BadRoundtrip)
-    }
-}
-
-fn make_bad(_: u8) -> BadRoundtrip {
-    BadRoundtrip
-}
-
-fn take_bad(_: BadRoundtrip) -> u8 {
+fn take_bad(_: util::BadRoundtrip) -> u8 {
     1
 }
 
@@ -755,7 +738,7 @@ fn a_value_that_does_not_decode_fails_its_task() {
     let mut h = p.submit(make_bad, 0);
     let e = h.join_timeout(LONG).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
-    let mut h = p.submit(take_bad, BadRoundtrip);
+    let mut h = p.submit(take_bad, util::BadRoundtrip);
     let e = h.join_timeout(LONG).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
     assert_eq!(p.apply(sqr, 6).unwrap(), 36);

@@ -198,25 +198,8 @@ fn environment_of_the_child() {
     }
 }
 
-/// Serializes as a number but deserializes as a string: it never survives the trip.
-#[derive(Debug)]
-struct BadRoundtrip;
-
-impl serde::Serialize for BadRoundtrip {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(42)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for BadRoundtrip {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <String as serde::Deserialize>::deserialize(d)?;
-        Ok(BadRoundtrip)
-    }
-}
-
-fn bad_roundtrip() -> BadRoundtrip {
-    BadRoundtrip
+fn bad_roundtrip() -> util::BadRoundtrip {
+    util::BadRoundtrip
 }
 
 /// procspawn's `test_bad_roundtrip_does_not_hang`: a result that does not decode is

@@ -1,5 +1,5 @@
 //! Shared helpers for integration tests: a watchdog, re-exec of `#[ignore]`d helpers,
-//! descriptor and zombie counting, unique names.
+//! descriptor and zombie counting, unique names, a value that cannot make the round trip.
 #![allow(dead_code, unreachable_pub)]
 
 use std::process::{Command, Output, Stdio};
@@ -169,5 +169,22 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
             return v;
         }
         std::thread::park();
+    }
+}
+
+/// Serializes as a number but deserializes as a string: it never survives the trip.
+#[derive(Debug)]
+pub struct BadRoundtrip;
+
+impl serde::Serialize for BadRoundtrip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(42)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BadRoundtrip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?;
+        Ok(BadRoundtrip)
     }
 }
