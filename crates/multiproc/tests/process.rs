@@ -360,3 +360,83 @@ fn start_join_cycles_leak_no_descriptors() {
         );
     }
 }
+
+/// What a child sees in its descriptor table: the target of every `/proc/self/fd` link.
+fn open_descriptors() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// Issue 9: a descriptor the program opened without close-on-exec leaked into `Spawn`
+/// children and into the fork server, hence into every `ForkServer` child, and a
+/// pipe's reader saw no EOF after the parent closed its write end. Run in a process of
+/// its own, so that the fork server starts after the pipe exists.
+#[test]
+fn unrelated_descriptors_do_not_leak_into_children() {
+    let out = util::run_ignored("unrelated_descriptors_helper", Duration::from_secs(90), &[]);
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by unrelated_descriptors_do_not_leak_into_children"]
+fn unrelated_descriptors_helper() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    // No flags: inherited across exec, as a careless program's pipe would be.
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    let link = |fd: &std::os::fd::OwnedFd| {
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        std::fs::read_link(path).unwrap().display().to_string()
+    };
+    let write_end = link(&writer);
+    for m in StartMethod::ALL {
+        let seen = builder(m).start(open_descriptors).unwrap().join().unwrap();
+        // `Fork` keeps Python's semantics: the child is a copy, descriptors included.
+        let expected = m == StartMethod::Fork;
+        assert_eq!(
+            seen.contains(&write_end),
+            expected,
+            "{m}: the child's descriptors are {seen:?}; the pipe is {write_end}"
+        );
+        // Stdio, the result socket, the death watch: nothing else multiproc hands a
+        // child that is given nothing.
+        if !expected {
+            assert!(seen.len() <= 6, "{m}: {seen:?}");
+        }
+    }
+    // Children that run on while the parent closes its write end: the reader sees EOF.
+    let children: Vec<_> = [StartMethod::Spawn, StartMethod::ForkServer]
+        .into_iter()
+        .map(|m| builder(m).kill_on_drop(true).start(sleeps_forever).unwrap())
+        .collect();
+    drop(writer);
+    let mut fds = [rustix::event::PollFd::new(
+        &reader,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::time::Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap();
+    assert_eq!(
+        ready, 1,
+        "no EOF on the pipe within 10 s: a child holds its write end"
+    );
+    let mut buf = [0u8; 1];
+    assert_eq!(rustix::io::read(&reader, &mut buf).unwrap(), 0, "EOF");
+    for p in &children {
+        assert!(p.is_alive(), "the children still run");
+    }
+    for p in children {
+        p.kill().unwrap();
+        assert!(p.join().is_err());
+    }
+}

@@ -9,9 +9,55 @@
 //! This is why users write no `init()` line: there is nothing to forget.
 //!
 //! Programs that do not set the variable pay one `getenv` at startup.
+//!
+//! # Who may launch a child
+//!
+//! The hook runs in every program that links multiproc, whoever starts it, so the
+//! variable and the socket are input from outside; and a launch names the function to
+//! run, so whoever sends one chooses code this process runs. The hook acts on a launch
+//! only when all of these hold:
+//!
+//! - the variable names an open, connected Unix stream socket (3 and above);
+//! - the socket's other end was made by this process's parent (`SO_PEERCRED`'s pid is
+//!   `getppid()`), running as this process's effective user. multiproc's parent makes
+//!   the socket pair itself just before it spawns the child; the fork server is such a
+//!   child. The children the fork server forks (with `CLONE_PARENT`, so their parent is
+//!   the requesting process, not the server) never come through here: they get their
+//!   launch in memory from the server, which got it over the socket of its own,
+//!   authenticated launch;
+//! - the process is not in secure-execution mode (`AT_SECURE`: executed set-user-ID,
+//!   set-group-ID or with file capabilities).
+//!
+//! The threat model: then the only process that can make this program run a function
+//! of its choice is its parent, as the same user, without a change of privilege at
+//! `exec` — a process that can run any code in it already (it chooses the child's
+//! environment, and the dynamic loader honours `LD_PRELOAD` exactly when `AT_SECURE` is
+//! 0). What the checks stop: a user who executes a set-user-ID copy of a program with a
+//! forged launch (this wrote a root-owned file before the check); any process other
+//! than the parent — a sibling, the holder of a passed-on descriptor, a stale variable
+//! naming an unrelated socket — feeding a launch to a process someone else started.
+//! The launch itself is decoded as untrusted bytes ([`decode_launch`]), and its
+//! function is resolved only in the executable it was made for
+//! ([`BinaryToken`]).
+//!
+//! | [`ENV`] | the hook |
+//! |---|---|
+//! | absent | nothing |
+//! | not a number from 3 up, or not an open, connected Unix stream socket | one warning line on stderr; `main` runs |
+//! | a socket from the parent, same user, not secure | reads the launch and runs it; `main` never runs |
+//! | a socket from the parent, in secure mode or from another user | one error line; exits with [`EXIT_REFUSED`] |
+//! | a socket from a live process that is not the parent | one error line; exits with [`EXIT_REFUSED`] |
+//! | a socket whose maker has exited (the parent died before the child started) | exits with [`EXIT_PARENT_GONE`] |
+//!
+//! A socket from someone else ends the process rather than running `main`: a real
+//! child whose launcher is not its parent (a wrapper given to
+//! [`Builder::executable`](super::Builder::executable) that forks instead of `exec`ing)
+//! would otherwise run the parent's `main`, which may start children in turn without
+//! end.
 #![allow(unsafe_code)]
 
-use std::io::Write;
+use std::ffi::OsStr;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +65,19 @@ use serde::{Deserialize, Serialize};
 use super::function::{self, BinaryToken, EntryRef, FailKind, Reply};
 use crate::ipc::codec;
 use crate::sys;
+use crate::sys::socket::Peer;
 
 /// The environment variable that makes a re-executed program a multiproc child.
 pub(crate) const ENV: &str = "MULTIPROC_BOOTSTRAP_FD";
+
+/// Exit code of a child whose parent went away before it could tell it what to run.
+pub(crate) const EXIT_PARENT_GONE: i32 = 102;
+/// Exit code of a child whose launch message did not decode.
+pub(crate) const EXIT_BAD_LAUNCH: i32 = 103;
+/// Exit code of a child whose parent is already gone when it arms its death watch.
+pub(crate) const EXIT_ORPHANED: i32 = 104;
+/// Exit code of a process that refused a launch (see the module docs).
+pub(crate) const EXIT_REFUSED: i32 = 105;
 
 /// Everything a non-fork child needs to know, sent as the first frame on its socket.
 ///
@@ -47,6 +103,29 @@ pub(crate) struct Launch {
     pub(crate) env: super::env::Env,
 }
 
+/// Decodes a launch message: the payload of the first frame on a child's socket, or
+/// of a request to the fork server.
+///
+/// A pure function of the bytes, which come from another process: it never panics,
+/// allocates in proportion to `bytes` (bincode caps what a length prefix preallocates)
+/// and rejects impossible field values. Fuzz targets call it by this name.
+///
+/// # Errors
+///
+/// [`ErrorKind::Decode`](crate::ErrorKind::Decode) if the bytes are not a launch.
+pub(crate) fn decode_launch(bytes: &[u8]) -> crate::Result<Launch> {
+    let launch: Launch = codec::decode(bytes, Vec::new())?;
+    if launch.death_fd < -1 || launch.pdeathsig_ppid < 0 {
+        return Err(
+            crate::Error::new(crate::ErrorKind::Decode).with_message(format!(
+                "launch message with impossible values (death_fd {}, pdeathsig_ppid {})",
+                launch.death_fd, launch.pdeathsig_ppid
+            )),
+        );
+    }
+    Ok(launch)
+}
+
 /// Runs before `main` in every program that links multiproc.
 #[used]
 #[link_section = ".init_array"]
@@ -56,20 +135,123 @@ extern "C" fn bootstrap_hook() {
     let Some(value) = std::env::var_os(ENV) else {
         return;
     };
-    // Not inherited by anything this child starts itself.
+    // Not inherited by anything this process starts itself, nor seen by its `main`.
     std::env::remove_var(ENV);
-    let fd: RawFd = match value.to_str().and_then(|s| s.parse().ok()) {
-        Some(fd) if fd >= 0 => fd,
-        _ => {
-            let _ = writeln!(std::io::stderr(), "multiproc: malformed {ENV}={value:?}");
-            sys::fork::exit_now(101);
-        }
+    let here = Here {
+        ppid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
+        euid: rustix::process::geteuid().as_raw(),
+        secure: sys::proc::secure_execution(),
     };
-    // SAFETY: the parent passed this descriptor to us for exactly this purpose
-    // (`spawn::spawn_child` dups it to the same number and names it in `ENV`), and
-    // nothing else in this fresh process has claimed it yet: we run before `main`.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    child_entry(sock)
+    let verdict = judge(&value, &here, |fd| {
+        let peer = sys::socket::inherited_peer(fd)?;
+        let alive = u32::try_from(peer.pid).is_ok_and(|p| !sys::thread::is_dead(p, 0));
+        Ok((peer, alive))
+    });
+    let mut err = std::io::stderr();
+    match verdict {
+        Verdict::Launch(fd) => {
+            // SAFETY: `judge` found `fd` open, a socket whose other end our parent made:
+            // `spawn::spawn_child` put it at this number and named it in `ENV` for this
+            // process to own. Nothing here owns it yet: we run before `main`, and the
+            // variable is removed, so no one else takes it from there.
+            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+            child_entry(sock)
+        }
+        Verdict::Ignore(why) => {
+            let _ = writeln!(err, "multiproc: ignoring {ENV}={}: {why}", shown(&value));
+        }
+        Verdict::Refuse(why) => {
+            let _ = writeln!(
+                err,
+                "multiproc: refusing the launch on {ENV}={}: {why}",
+                shown(&value)
+            );
+            sys::fork::exit_now(EXIT_REFUSED);
+        }
+        Verdict::ParentGone => sys::fork::exit_now(EXIT_PARENT_GONE),
+    }
+}
+
+/// At most 40 characters of the variable, for a one-line message.
+fn shown(value: &OsStr) -> String {
+    let s = format!("{value:?}");
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s,
+    }
+}
+
+/// What the hook does with the value of [`ENV`] (see the module docs).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Read the launch from this socket and run it.
+    Launch(RawFd),
+    /// Not ours: warn with the reason, and let `main` run.
+    Ignore(String),
+    /// A launch this process must not run: print the reason and exit.
+    Refuse(String),
+    /// The parent that made the socket has exited: exit quietly.
+    ParentGone,
+}
+
+/// The facts about this process a [`Verdict`] depends on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Here {
+    /// `getppid()`.
+    pub(crate) ppid: i32,
+    /// `geteuid()`.
+    pub(crate) euid: u32,
+    /// Secure-execution mode (`AT_SECURE`).
+    pub(crate) secure: bool,
+}
+
+/// Decides what to do with the value of [`ENV`]. `inspect` tells, for a descriptor
+/// number, who made the other end of the socket and whether that process is alive (or
+/// why it cannot: not open, not a Unix stream socket).
+pub(crate) fn judge(
+    value: &OsStr,
+    here: &Here,
+    inspect: impl FnOnce(RawFd) -> io::Result<(Peer, bool)>,
+) -> Verdict {
+    let fd = match value.to_str() {
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<RawFd>().ok()
+        }
+        _ => None,
+    };
+    let Some(fd) = fd.filter(|&fd| fd >= 3) else {
+        return Verdict::Ignore("not a descriptor number (3 or more)".into());
+    };
+    let (peer, alive) = match inspect(fd) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Ignore(format!("descriptor {fd}: {e}")),
+    };
+    if peer.pid <= 0 {
+        return Verdict::Ignore(format!("descriptor {fd} is not a connected socket"));
+    }
+    if peer.pid != here.ppid {
+        if !alive {
+            return Verdict::ParentGone;
+        }
+        return Verdict::Refuse(format!(
+            "its socket was made by process {}, not by this process's parent {}",
+            peer.pid, here.ppid
+        ));
+    }
+    if peer.uid != here.euid {
+        return Verdict::Refuse(format!(
+            "its socket was made by user {}, this process runs as user {}",
+            peer.uid, here.euid
+        ));
+    }
+    if here.secure {
+        return Verdict::Refuse(
+            "this process runs in secure-execution mode (set-user-ID, set-group-ID or file \
+             capabilities)"
+                .into(),
+        );
+    }
+    Verdict::Launch(fd)
 }
 
 /// The body of a re-executed child: read the launch, then serve or run.
@@ -78,13 +260,13 @@ fn child_entry(sock: OwnedFd) -> ! {
     let frame = match sys::socket::recv_frame(sock.as_fd()) {
         Ok(Some(f)) => f,
         // The parent went away before telling us what to do.
-        Ok(None) | Err(_) => sys::fork::exit_now(102),
+        Ok(None) | Err(_) => sys::fork::exit_now(EXIT_PARENT_GONE),
     };
-    let launch: Launch = match codec::decode(&frame.payload, Vec::new()) {
+    let launch = match decode_launch(&frame.payload) {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "multiproc: bad launch message: {e}");
-            sys::fork::exit_now(103);
+            sys::fork::exit_now(EXIT_BAD_LAUNCH);
         }
     };
     if launch.server {
@@ -97,7 +279,7 @@ fn child_entry(sock: OwnedFd) -> ! {
 /// Common child setup: die with the parent, name, stdio; then run the entry and exit.
 pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> ! {
     if !watch_parent(launch.pdeathsig_ppid, launch.death_fd) {
-        sys::fork::exit_now(104);
+        sys::fork::exit_now(EXIT_ORPHANED);
     }
     if let Some(name) = &launch.name {
         sys::fork::set_process_name(name);

@@ -116,7 +116,9 @@ impl Builder {
 
     /// With [`StartMethod::Spawn`]: the program to execute instead of this one (Python's
     /// `set_executable`). It must be a build of the same program; a different one is
-    /// refused with [`ErrorKind::BinaryMismatch`] or fails to start.
+    /// refused with [`ErrorKind::BinaryMismatch`] or fails to start. A wrapper script
+    /// (to run the child under a tool) must `exec` it: the child accepts its launch
+    /// only from its parent.
     pub fn executable(mut self, path: impl Into<OsString>) -> Builder {
         self.executable = Some(path.into());
         self
@@ -237,7 +239,7 @@ impl Builder {
         let started = if method == StartMethod::Spawn {
             let mut fds: Vec<BorrowedFd<'_>> = child_ends.iter().map(AsFd::as_fd).collect();
             fds.extend(arg.fds.iter().map(AsFd::as_fd));
-            spawn::spawn_child(&launch, &fds, self.executable.as_deref()).map_err(start_error)?
+            spawn::spawn_child(launch, &fds, self.executable.as_deref()).map_err(start_error)?
         } else {
             let (ours, theirs) = sys::socket::pair().map_err(start_error)?;
             let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];

@@ -96,7 +96,7 @@ where
     sys::deathsig::forget_parent_pipe_after_fork();
     super::forkserver::forget_after_fork();
     if !bootstrap::watch_parent(io.pdeathsig_ppid, io.death_fd) {
-        sys::fork::exit_now(104);
+        sys::fork::exit_now(bootstrap::EXIT_ORPHANED);
     }
     if let Some(out) = &io.stdout {
         let _ = rustix::stdio::dup2_stdout(out);

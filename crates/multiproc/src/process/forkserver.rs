@@ -7,6 +7,11 @@
 //! direct child of the requesting process, which can reap it, see its exit status and
 //! signal it like any child. The server answers with the pid (or an errno).
 //!
+//! The server holds stdio, its request socket and the parent's death pipe, nothing
+//! else: it is started like a `Spawn` child, which closes the rest. A child it forks
+//! drops the request socket and the server's death watch, so it holds stdio and the
+//! descriptors its request carried, as a `Spawn` child does.
+//!
 //! The server dies with its parent (death pipe), ignores `SIGINT` (a Ctrl-C meant for
 //! the parent must not kill it first), and exits when its request socket closes. If it
 //! dies anyway, the next request starts a new one.
@@ -37,6 +42,9 @@ static CONN_PIDFD: AtomicI32 = AtomicI32::new(-1);
 /// children's `CLONE_PARENT` parent thread is the main thread and `PR_SET_PDEATHSIG`
 /// follows the parent process.
 static SERVER_PDEATHSIG: AtomicBool = AtomicBool::new(false);
+/// In the server: its inherited read end of the parent's death pipe, or `-1`. Each
+/// child re-arms on it; a request only says whether to.
+static SERVER_DEATH_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Asks the fork server (starting it if needed) to fork a child for `launch`, with
 /// `fds` as the child's descriptors (its result socket first). Returns the pid.
@@ -129,7 +137,7 @@ fn start_server() -> io::Result<Conn> {
         server: true,
         env: super::env::Env::default(),
     };
-    let child = spawn::spawn_child(&launch, &[], None)?;
+    let child = spawn::spawn_child(launch, &[], None)?;
     CONN_FD.store(child.sock.as_raw_fd(), Ordering::Relaxed);
     CONN_PIDFD.store(child.pidfd.as_raw_fd(), Ordering::Relaxed);
     Ok(Conn {
@@ -154,9 +162,9 @@ pub(crate) fn forget_after_fork() {
 
 /// The server's main loop (runs in the re-executed server process; never returns).
 pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
-    // The server's own parent-death watch. The inherited read end stays open: each
-    // child re-arms on it.
-    // The inherited pipe descriptor stays open either way: children may re-arm on it.
+    // The server's own parent-death watch. The inherited read end stays open either
+    // way: each child re-arms on it.
+    SERVER_DEATH_FD.store(launch.death_fd, Ordering::Relaxed);
     let alive = if launch.pdeathsig_ppid != 0 {
         SERVER_PDEATHSIG.store(true, Ordering::Relaxed);
         sys::deathsig::arm_pdeathsig(launch.pdeathsig_ppid)
@@ -174,9 +182,19 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
             Ok(Some(f)) => f,
             Ok(None) | Err(_) => sys::fork::exit_now(0),
         };
-        let answer: Result<i32, i32> = match codec::decode::<Launch>(&frame.payload, Vec::new()) {
+        let answer: Result<i32, i32> = match bootstrap::decode_launch(&frame.payload) {
             Err(_) => Err(libc::EINVAL),
-            Ok(child_launch) => fork_one(&sock, child_launch, frame.fds),
+            Ok(child_launch) => match fork_one(child_launch, frame.fds) {
+                Ok(Side::Server(pid)) => Ok(pid),
+                Err(e) => Err(e),
+                Ok(Side::Child(launch, mut fds)) => {
+                    // The child's descriptors are the server's: stdio, the death pipe
+                    // (which `run_launch` closes once armed), and those of this request.
+                    drop(sock);
+                    let result_sock = fds.remove(0);
+                    bootstrap::run_launch(result_sock, launch, fds)
+                }
+            },
         };
         let bytes = codec::encode(&answer).map(|e| e.bytes).unwrap_or_default();
         if sys::socket::send_frame(sock.as_fd(), &bytes, &[]).is_err() {
@@ -185,7 +203,16 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
     }
 }
 
-fn fork_one(server_sock: &OwnedFd, mut launch: Launch, mut fds: Vec<OwnedFd>) -> Result<i32, i32> {
+/// Which side of [`fork_one`] the caller is on.
+enum Side {
+    /// In the server; the new child's pid.
+    Server(i32),
+    /// In the new child: what it runs, with its descriptors (result socket first).
+    Child(Launch, Vec<OwnedFd>),
+}
+
+/// Forks the child for one request (an errno on failure).
+fn fork_one(mut launch: Launch, fds: Vec<OwnedFd>) -> Result<Side, i32> {
     if fds.is_empty() {
         return Err(libc::EINVAL);
     }
@@ -194,14 +221,17 @@ fn fork_one(server_sock: &OwnedFd, mut launch: Launch, mut fds: Vec<OwnedFd>) ->
         // the parent process.
         launch.pdeathsig_ppid = 0;
     }
+    // The requester's number means nothing here: the server's own copy of the pipe.
+    if launch.death_fd >= 0 {
+        launch.death_fd = SERVER_DEATH_FD.load(Ordering::Relaxed);
+    }
     match sys::fork::clone_parent() {
-        Ok(Forked::Parent(pid)) => Ok(pid),
+        Ok(Forked::Parent(pid)) => Ok(Side::Server(pid)),
         Err(e) => Err(e.raw_os_error().unwrap_or(libc::EAGAIN)),
         Ok(Forked::Child) => {
-            sys::deathsig::close_inherited(server_sock.as_raw_fd());
+            sys::deathsig::forget_parent_pipe_after_fork();
             sys::signal::default_sigint();
-            let result_sock = fds.remove(0);
-            bootstrap::run_launch(result_sock, launch, fds)
+            Ok(Side::Child(launch, fds))
         }
     }
 }

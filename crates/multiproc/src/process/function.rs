@@ -105,6 +105,20 @@ impl BinaryToken {
     }
 }
 
+#[cfg(test)]
+impl BinaryToken {
+    /// The token a launch for the executable at `path` carries (a copy of this one:
+    /// same code, another file).
+    pub(crate) fn of_copy(path: &std::path::Path) -> std::io::Result<BinaryToken> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(BinaryToken {
+            exe: (m.dev(), m.ino(), m.size()),
+            ..BinaryToken::current()
+        })
+    }
+}
+
 /// Returns the entry reference for function type `F`.
 pub(crate) fn entry_ref<F, A, R>() -> EntryRef
 where

@@ -3,10 +3,11 @@
 //! `posix_spawn` (glibc uses `clone(CLONE_VM | CLONE_VFORK)`, so the cost does not grow
 //! with the parent's memory) starts `/proc/self/exe` — the very file this process runs,
 //! even if it was replaced on disk since — with two inherited descriptors: one end of a
-//! socket pair, named in [`ENV`](super::bootstrap::ENV), and the parent's death pipe.
-//! Nothing else leaks into the child: every other descriptor multiproc makes is
-//! close-on-exec. The launch frame follows on the socket; the child's startup hook
-//! reads it before `main`.
+//! socket pair (descriptor 3, named in [`ENV`]), and the
+//! parent's death pipe (4). Nothing else leaks into the child: every other descriptor
+//! above stderr is closed before `exec`, including those the program opened without
+//! close-on-exec, as Python's `spawn` does. The launch frame follows on the socket, with
+//! the descriptors the child is handed; the child's startup hook reads it before `main`.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -28,16 +29,23 @@ pub(crate) struct Started {
 
 /// Starts `exe` (default: this program) as a multiproc child running `launch`.
 ///
-/// `launch.death_fd` must be `-1` or a descriptor of this process; it is passed
-/// through at the same number. `fds` go with the launch frame.
+/// `launch.death_fd` must be `-1` or a descriptor of this process; the child gets it
+/// at another number, which the launch it receives names. `fds` go with the launch
+/// frame.
 pub(crate) fn spawn_child(
-    launch: &Launch,
+    mut launch: Launch,
     fds: &[BorrowedFd<'_>],
     exe: Option<&OsStr>,
 ) -> io::Result<Started> {
     bootstrap::keep_hook_linked();
-    let payload = codec::encode(launch).map_err(io::Error::from)?.bytes;
     let (ours, theirs) = sys::socket::pair()?;
+    // The child's descriptors, in the order `sys::fork::spawn` numbers them.
+    let mut keep = vec![theirs.as_raw_fd()];
+    if launch.death_fd >= 0 {
+        keep.push(launch.death_fd);
+        launch.death_fd = sys::fork::FIRST_KEPT_FD + 1;
+    }
+    let payload = codec::encode(&launch).map_err(io::Error::from)?.bytes;
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| k != ENV)
         .filter_map(|(k, v)| {
@@ -47,11 +55,7 @@ pub(crate) fn spawn_child(
             CString::new(kv).ok()
         })
         .collect();
-    env.push(CString::new(format!("{ENV}={}", theirs.as_raw_fd())).expect("no NUL"));
-    let mut keep = vec![(theirs.as_raw_fd(), theirs.as_raw_fd())];
-    if launch.death_fd >= 0 {
-        keep.push((launch.death_fd, launch.death_fd));
-    }
+    env.push(CString::new(format!("{ENV}={}", sys::fork::FIRST_KEPT_FD)).expect("no NUL"));
     let exe_c = match exe {
         Some(p) => {
             CString::new(p.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?

@@ -10,14 +10,24 @@ pub enum StartMethod {
     /// closure may capture anything; but the child is a copy of a process that may hold
     /// locks in other threads, so multiproc refuses it while other threads run unless
     /// [`Builder::allow_threads`](crate::process::Builder::allow_threads) says otherwise.
+    ///
+    /// As in Python, the child inherits every descriptor of the parent (it is a copy),
+    /// except multiproc's own connection to its fork server and death pipe.
     Fork,
     /// Re-execute the current program and run the function in the fresh process. The
     /// slowest and the most isolated; the function is a `fn` item or a non-capturing
     /// closure, and its argument is serialized.
+    ///
+    /// As in Python, the child gets only stdin, stdout, stderr and the descriptors
+    /// multiproc hands it (those its argument owns): the rest are closed, even those
+    /// opened without close-on-exec.
     Spawn,
     /// Ask a small single-threaded server process (started once, by re-executing this
     /// program) to fork the child. As fast as a fork, safe in a multi-threaded parent;
     /// same function rules as `Spawn`. The child is still a direct child of this process.
+    ///
+    /// Descriptors as with `Spawn`: the server is started like a `Spawn` child, and
+    /// its children get only its stdio and what multiproc hands them.
     ForkServer,
 }
 

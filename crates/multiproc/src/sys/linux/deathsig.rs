@@ -16,7 +16,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -24,6 +24,9 @@ use std::sync::Mutex;
 static READ_FD: AtomicI32 = AtomicI32::new(-1);
 /// Write end of this process's death pipe, or `-1`.
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The description [`arm`] opened and keeps open for the rest of the process's life,
+/// or `-1`: a forked child closes its copy ([`forget_parent_pipe_after_fork`]).
+static ARMED_FD: AtomicI32 = AtomicI32::new(-1);
 /// The pid that created the pipe: a forked child sees another pid and must not use it.
 static OWNER: AtomicU32 = AtomicU32::new(0);
 static CREATE: Mutex<()> = Mutex::new(());
@@ -55,7 +58,8 @@ pub(crate) fn read_end() -> io::Result<RawFd> {
 }
 
 /// In a freshly forked child: closes the inherited write end of the parent's death pipe
-/// and forgets the parent's pipe, so that this child's own children get a new one.
+/// and the parent's armed description, and forgets the parent's pipe, so that this
+/// child's own children get a new one.
 ///
 /// Async-signal-safe: atomics and `close` only.
 pub(crate) fn forget_parent_pipe_after_fork() {
@@ -65,6 +69,14 @@ pub(crate) fn forget_parent_pipe_after_fork() {
         // handed out; the child owns its inherited copy and nobody else closes it.
         unsafe {
             libc::close(w);
+        }
+    }
+    let armed = ARMED_FD.swap(-1, Ordering::Relaxed);
+    if armed >= 0 {
+        // SAFETY: `armed` is the description `arm` opened in the parent and handed to
+        // no one (its `OwnedFd` was forgotten); this child's copy is closed only here.
+        unsafe {
+            libc::close(armed);
         }
     }
     // The read end stays open: the caller is about to arm it. It is forgotten here
@@ -112,7 +124,7 @@ pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
     // SAFETY: one valid pollfd, zero timeout.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     // Keep the armed description open for the rest of this process's life.
-    std::mem::forget(own);
+    ARMED_FD.store(own.into_raw_fd(), Ordering::Relaxed);
     Ok(!(n > 0 && pfd.revents & libc::POLLHUP != 0))
 }
 

@@ -8,7 +8,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Which side of a fork the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,17 +62,28 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Where [`spawn`] places the first descriptor it keeps in the child.
+pub(crate) const FIRST_KEPT_FD: RawFd = 3;
+
 /// Starts `exe` with `argv = [argv0]`, the environment `env` and, besides stdin/out/err,
-/// exactly the descriptors `keep` (their close-on-exec flag is cleared in the child only).
+/// exactly the descriptors `keep`: `keep[i]` becomes descriptor `FIRST_KEPT_FD + i` in
+/// the child, and every descriptor above them is closed before `exec`, whether or not
+/// it was close-on-exec (as Python's `spawn` does with `close_fds`). The parent's
+/// descriptors are untouched.
 ///
 /// Errors from `exec` in the child are reported here (glibc's `posix_spawn` waits for
 /// the `exec` with `CLONE_VFORK`).
-pub(crate) fn spawn(
-    exe: &CStr,
-    argv0: &CStr,
-    env: &[CString],
-    keep: &[(RawFd, RawFd)],
-) -> io::Result<i32> {
+pub(crate) fn spawn(exe: &CStr, argv0: &CStr, env: &[CString], keep: &[RawFd]) -> io::Result<i32> {
+    let above = RawFd::try_from(keep.len())
+        .ok()
+        .and_then(|n| FIRST_KEPT_FD.checked_add(n))
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // Copies above the target range: the child places them with `dup2` one after the
+    // other, and a source that sat at an earlier target would be overwritten first.
+    let staged = keep
+        .iter()
+        .map(|&fd| dup_at_least(fd, above))
+        .collect::<io::Result<Vec<OwnedFd>>>()?;
     let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
     // SAFETY: initializes the actions object in place.
     check(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;
@@ -84,12 +95,17 @@ pub(crate) fn spawn(
         return Err(e);
     }
     let result = (|| {
-        for &(src, dst) in keep {
+        for (dst, src) in (FIRST_KEPT_FD..).zip(&staged) {
             // SAFETY: `actions` is initialized; descriptors are plain integers here.
             check(unsafe {
-                libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), src, dst)
+                libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), src.as_raw_fd(), dst)
             })?;
         }
+        // Everything else, the staged copies included (glibc 2.34+: `close_range`).
+        // SAFETY: `actions` is initialized; `above` is a plain integer.
+        check(unsafe {
+            libc::posix_spawn_file_actions_addclosefrom_np(actions.as_mut_ptr(), above)
+        })?;
         let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: initializes the set.
         unsafe { libc::sigemptyset(empty.as_mut_ptr()) };
@@ -128,6 +144,17 @@ pub(crate) fn spawn(
     // SAFETY: as above.
     unsafe { libc::posix_spawnattr_destroy(attr.as_mut_ptr()) };
     result
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)`: a close-on-exec copy of `fd` numbered `min` or above.
+fn dup_at_least(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only; a descriptor that is not open fails with `EBADF`.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` was just created by `fcntl` and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {

@@ -1,7 +1,15 @@
-//! Facts about this process from `/proc`: thread count, executable identity.
+//! Facts about this process: thread count and executable identity (from `/proc`),
+//! secure-execution mode (from the auxiliary vector).
+//!
+//! # Safety
+//!
+//! The one `unsafe` call, `getauxval`, reads the auxiliary vector the kernel gave
+//! this process; it takes and returns integers.
 //!
 //! # References
 //! - <https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html>
+//! - <https://man7.org/linux/man-pages/man3/getauxval.3.html> (`AT_SECURE`)
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
@@ -62,12 +70,26 @@ pub(crate) fn exe_identity() -> io::Result<(u64, u64, u64)> {
     Ok((m.dev(), m.ino(), m.size()))
 }
 
+/// Whether this process runs in secure-execution mode (`AT_SECURE`): it was executed
+/// set-user-ID or set-group-ID, with file capabilities, or under a security module that
+/// asked for it. Its environment then comes from a less privileged process, and the
+/// dynamic loader ignores `LD_PRELOAD` and the like.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: `getauxval` has no preconditions; an absent entry reads as 0.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn parses_stat_with_odd_comm() {
         let line = b"123 (a b) c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 7 0 0";
         assert_eq!(super::parse_num_threads(line), Some(7));
+    }
+
+    #[test]
+    fn a_test_binary_is_not_secure() {
+        assert!(!super::secure_execution());
     }
 
     #[test]

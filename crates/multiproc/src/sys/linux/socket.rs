@@ -4,13 +4,20 @@
 //! descriptors (`u32`) — followed by the payload. The descriptors ride as
 //! `SCM_RIGHTS` ancillary data on the header's bytes.
 //!
+//! # Safety
+//!
+//! [`inherited_peer`] looks at a descriptor known only by its number: it checks that
+//! the number is open before borrowing it, and only reads socket options through the
+//! borrow, which ends before it returns.
+//!
 //! # References
-//! - <https://man7.org/linux/man-pages/man7/unix.7.html>
+//! - <https://man7.org/linux/man-pages/man7/unix.7.html> (`SO_PEERCRED`)
 //! - <https://man7.org/linux/man-pages/man2/recvmsg.2.html>
+#![allow(unsafe_code)]
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::net::{
     recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
@@ -31,6 +38,68 @@ pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
         SocketFlags::CLOEXEC,
         None,
     )?)
+}
+
+/// Who made the other end of a Unix stream socket (`SO_PEERCRED`): for a socket pair,
+/// the process that called `socketpair`, as it was at that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// Process id (of the whole process, not the thread).
+    pub(crate) pid: i32,
+    /// Effective user id.
+    pub(crate) uid: u32,
+}
+
+/// The peer of descriptor `fd`, which this process received by number (an inherited
+/// descriptor named in an environment variable) and does not own.
+///
+/// # Errors
+///
+/// `EBADF` if `fd` is not open, `ENOTSOCK` if it is not a socket, `InvalidInput` if
+/// it is not a Unix stream socket.
+pub(crate) fn inherited_peer(fd: RawFd) -> io::Result<Peer> {
+    // SAFETY: integer arguments only; a number that is not open fails with `EBADF`.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked just above). The caller runs before `main`, in a
+    // single thread, so nothing closes it while this function reads its options; the
+    // borrow does not outlive the call.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    let domain = rustix::net::sockopt::socket_domain(sock)?;
+    let kind = rustix::net::sockopt::socket_type(sock)?;
+    if domain != AddressFamily::UNIX || kind != SocketType::STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a Unix stream socket",
+        ));
+    }
+    // Not rustix's `socket_peercred`: its `UCred` holds a non-zero `Pid`, and the kernel
+    // answers pid 0 for a socket that was never connected.
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes and `len` is `cred`'s size, so the
+    // kernel writes at most that many bytes; `fd` is open (checked above).
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::from_mut(&mut cred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Peer {
+        pid: cred.pid,
+        uid: cred.uid,
+    })
 }
 
 /// Sends one frame: header, `payload`, and `fds` attached to the header.
