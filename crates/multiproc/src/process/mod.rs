@@ -53,7 +53,7 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 
-mod bootstrap;
+pub(crate) mod bootstrap;
 mod builder;
 mod env;
 mod exit;
