@@ -47,7 +47,10 @@ pub enum ErrorKind {
     /// The function panicked; [`Error::panic`] has the message and location.
     Panicked,
     /// The child process exited with a code before it sent its result
-    /// ([`Error::exit_status`] has the code).
+    /// ([`Error::exit_status`] has the code). Code 0 too: a program that is not a
+    /// multiproc child (run with [`Builder::executable`](crate::process::Builder::executable))
+    /// exits without ever reading its launch, and the error says "exited without
+    /// sending a result".
     Exited,
     /// The child process was killed by a signal ([`Error::exit_status`] has which,
     /// and whether it dumped core).

@@ -256,6 +256,61 @@ fn exec_failure_reports_errno() {
     assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
 }
 
+/// Issue 9 item 11: a child signalled right after its start (before it has read its
+/// launch, for Spawn) used to be reported as `Decode` ("connection reset by peer"): the
+/// read error on the result socket outranked the exit status.
+#[test]
+fn signal_right_after_start_is_reported_as_the_signal() {
+    let _w = util::watchdog(Duration::from_secs(300));
+    for m in StartMethod::ALL {
+        for (signo, signal) in [
+            (libc::SIGTERM, Signal::SIGTERM),
+            (libc::SIGKILL, Signal::SIGKILL),
+        ] {
+            for i in 0..50 {
+                let p = builder(m).start(sleeps_forever).unwrap();
+                if signo == libc::SIGTERM {
+                    p.terminate().unwrap();
+                } else {
+                    p.kill().unwrap();
+                }
+                let e = p.join().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Signaled, "{m} {signal} run {i}: {e}");
+                assert_eq!(e.signal(), Some(signal), "{m} run {i}: {e}");
+            }
+        }
+    }
+}
+
+/// Issue 9 item 11: another program run through `Builder::executable` never reads its
+/// launch; its exit status is what `join` reports, not a `Decode` of a reset socket.
+#[test]
+fn foreign_executable_reports_its_exit() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    for _ in 0..5 {
+        let e = Process::builder()
+            .start_method(StartMethod::Spawn)
+            .executable("/bin/false")
+            .start(answer)
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Exited, "{e}");
+        assert_eq!(e.exit_status().unwrap().code(), Some(1), "{e}");
+        let e = Process::builder()
+            .start_method(StartMethod::Spawn)
+            .executable("/bin/true")
+            .start(answer)
+            .unwrap()
+            .join()
+            .unwrap_err();
+        // Exit code 0 without a result is still `Exited`: the child sent nothing.
+        assert_eq!(e.kind(), ErrorKind::Exited, "{e}");
+        assert_eq!(e.exit_status().unwrap().code(), Some(0), "{e}");
+        assert!(e.to_string().contains("without sending a result"), "{e}");
+    }
+}
+
 #[test]
 fn fork_with_threads_is_refused_unless_allowed() {
     let _w = util::watchdog(Duration::from_secs(30));

@@ -330,8 +330,9 @@ impl<T> Process<T> {
     ///
     /// One per way a child can end badly: [`ErrorKind::Panicked`] (message and
     /// location), [`ErrorKind::Exited`] (exited with a code before sending a result),
-    /// [`ErrorKind::Signaled`] (signal name, core dump), [`ErrorKind::Decode`] (the
-    /// result's bytes did not decode), [`ErrorKind::BinaryMismatch`],
+    /// [`ErrorKind::Signaled`] (signal name, core dump), [`ErrorKind::Decode`] (a
+    /// child that exited 0 sent bytes that do not decode as its result; how a child
+    /// ended outranks a failed read of its result), [`ErrorKind::BinaryMismatch`],
     /// [`ErrorKind::AlreadyJoined`] if `join_timeout` already took the result.
     pub fn join(mut self) -> Result<T>
     where
@@ -412,8 +413,16 @@ impl<T> Process<T> {
                 Err(e) => Err(e.with_status(status)),
             },
             None => {
+                // How the child ended outranks what reading its socket ran into: a child
+                // killed or exiting before it read its launch leaves unread bytes in its
+                // socket, which the kernel reports to us as a reset connection. Only a
+                // child that exited 0 and sent bytes that are not a frame is `Decode`.
                 let mut e = Error::from_status(status);
-                if let Some(re) = st.read_error.take() {
+                let garbage = st
+                    .read_error
+                    .take()
+                    .filter(|re| re.kind() != std::io::ErrorKind::ConnectionReset);
+                if let Some(re) = garbage.filter(|_| status.success()) {
                     e = Error::new(ErrorKind::Decode)
                         .with_status(status)
                         .with_source(re);
