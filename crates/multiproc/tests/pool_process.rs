@@ -96,6 +96,62 @@ fn panic_is_that_tasks_error() {
     pool.join();
 }
 
+fn wrap(x: u32) -> util::PanicsOnSerialize {
+    util::PanicsOnSerialize(x)
+}
+
+/// Issue 9 item 7: a result whose `Serialize` panics in a worker killed the worker
+/// (every task of its chunk became `WorkerDied`). It is that item's panic, the other
+/// items of the chunk keep their values, and the worker serves on.
+#[test]
+fn result_whose_serialize_panics_is_that_items_panic() {
+    let _w = util::watchdog(LIMIT);
+    for m in StartMethod::ALL {
+        let pool = Pool::builder()
+            .backend(Backend::Processes)
+            .start_method(m)
+            .workers(1)
+            .chunksize(4)
+            .build()
+            .unwrap();
+        let worker = pool.apply(pid, 0).unwrap();
+        let e = pool.apply(wrap, 3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked, "{m}: {e}");
+        let panic = e.panic().unwrap();
+        assert_eq!(panic.message(), "cannot serialize 3", "{m}");
+        assert!(panic.location().expect("location").file.ends_with("mod.rs"));
+        assert_eq!(
+            pool.apply(wrap, 4).unwrap(),
+            util::PanicsOnSerialize(4),
+            "{m}"
+        );
+        let rs = pool.map_results(wrap, 0..8);
+        assert_eq!(rs.len(), 8);
+        for (i, r) in rs.into_iter().enumerate() {
+            if i % 2 == 1 {
+                let e = r.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Panicked, "{m} item {i}: {e}");
+                assert_eq!(
+                    e.panic().unwrap().message(),
+                    format!("cannot serialize {i}")
+                );
+            } else {
+                assert_eq!(
+                    r.unwrap(),
+                    util::PanicsOnSerialize(i as u32),
+                    "{m} item {i}"
+                );
+            }
+        }
+        assert_eq!(
+            pool.apply(pid, 0).unwrap(),
+            worker,
+            "{m}: the worker serves on"
+        );
+        pool.join();
+    }
+}
+
 #[test]
 fn each_way_to_die_is_named() {
     let _w = util::watchdog(LIMIT);

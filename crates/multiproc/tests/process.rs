@@ -311,6 +311,50 @@ fn foreign_executable_reports_its_exit() {
     }
 }
 
+fn unserializable() -> util::PanicsOnSerialize {
+    util::PanicsOnSerialize(7)
+}
+
+fn takes_undeserializable(_: util::PanicsOnDeserialize) -> u8 {
+    0
+}
+
+/// Issue 9 item 7: a result whose `Serialize` panics in the child was reported as
+/// SIGABRT (Spawn, ForkServer) or exit code 101 (Fork), without the panic message.
+#[test]
+fn result_whose_serialize_panics_is_a_panic() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    for m in StartMethod::ALL {
+        let e = builder(m)
+            .start(unserializable)
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked, "{m}: {e}");
+        let panic = e.panic().unwrap();
+        assert_eq!(panic.message(), "cannot serialize 7", "{m}");
+        let loc = panic.location().expect("location");
+        assert!(loc.file.ends_with("mod.rs"), "{m}: {loc}");
+        assert_eq!(e.exit_status().unwrap().exitcode(), 1, "{m}");
+    }
+}
+
+/// An argument whose `Deserialize` panics in the child is that panic too.
+#[test]
+fn argument_whose_deserialize_panics_is_a_panic() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let e = builder(m)
+            .start_with(takes_undeserializable, util::PanicsOnDeserialize)
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked, "{m}: {e}");
+        assert_eq!(e.panic().unwrap().message(), "cannot deserialize", "{m}");
+        assert_eq!(e.exit_status().unwrap().exitcode(), 1, "{m}");
+    }
+}
+
 #[test]
 fn fork_with_threads_is_refused_unless_allowed() {
     let _w = util::watchdog(Duration::from_secs(30));

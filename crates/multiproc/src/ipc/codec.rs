@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
+use std::thread::LocalKey;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -80,11 +81,9 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 ///
 /// As [`encode`].
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
-    let outer = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
+    let scope = Scope::enter(&SINK, Vec::new());
     let r = bincode::serialize_into(&mut *out, value);
-    let fds = SINK
-        .with(|s| std::mem::replace(&mut *s.borrow_mut(), outer))
-        .unwrap_or_default();
+    let fds = scope.exit().unwrap_or_default();
     r.map_err(|e| Error::new(ErrorKind::Encode).with_message(e.to_string()))?;
     Ok(fds)
 }
@@ -99,10 +98,49 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T>
     if fds.is_empty() {
         return bincode::deserialize(bytes).map_err(decode_error);
     }
-    let outer = SOURCE.with(|s| s.borrow_mut().replace(fds.into_iter().map(Some).collect()));
+    let scope = Scope::enter(&SOURCE, fds.into_iter().map(Some).collect());
     let r = bincode::deserialize(bytes);
-    SOURCE.with(|s| *s.borrow_mut() = outer);
+    drop(scope.exit());
     r.map_err(decode_error)
+}
+
+/// One encoding's (or decoding's) descriptor list in a thread-local, with the outer
+/// one put back when it ends: by [`exit`](Scope::exit), or on drop when a `Serialize`
+/// or `Deserialize` impl panics (a pool worker catches that panic and serves on, so
+/// the thread-local must not keep a finished encoding's list).
+struct Scope<T: 'static> {
+    key: &'static LocalKey<RefCell<Option<T>>>,
+    outer: Option<Option<T>>,
+}
+
+impl<T> Scope<T> {
+    fn enter(key: &'static LocalKey<RefCell<Option<T>>>, inner: T) -> Scope<T> {
+        let outer = key.with(|s| s.borrow_mut().replace(inner));
+        Scope {
+            key,
+            outer: Some(outer),
+        }
+    }
+
+    /// Ends the scope and returns its list.
+    fn exit(mut self) -> Option<T> {
+        let outer = self.outer.take().expect("taken only here and in drop");
+        self.key
+            .with(|s| std::mem::replace(&mut *s.borrow_mut(), outer))
+    }
+}
+
+impl<T> Drop for Scope<T> {
+    fn drop(&mut self) {
+        if let Some(outer) = self.outer.take() {
+            // `try_`: this runs during unwinding, which must not panic again.
+            let _ = self.key.try_with(|s| {
+                if let Ok(mut slot) = s.try_borrow_mut() {
+                    *slot = outer;
+                }
+            });
+        }
+    }
 }
 
 fn decode_error(e: bincode::Error) -> Error {
@@ -210,6 +248,28 @@ mod tests {
         let (a, _b) = rustix::pipe::pipe().unwrap();
         let v = WithFd { tag: 1, fd: a };
         assert!(bincode::serialize(&v).is_err());
+    }
+
+    /// A `Serialize` that panics mid-encoding must not leave that encoding's
+    /// descriptor list in place (a pool worker catches the panic and serves on).
+    #[test]
+    fn panic_in_serialize_restores_the_outer_list() {
+        struct Boom;
+        impl Serialize for Boom {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("boom")
+            }
+        }
+        let (a, _b) = rustix::pipe::pipe().unwrap();
+        let v = WithFd { tag: 1, fd: a };
+        let r = std::panic::catch_unwind(|| encode(&(&v, Boom)));
+        assert!(r.is_err());
+        assert!(
+            bincode::serialize(&v).is_err(),
+            "still refused outside encode"
+        );
+        let e = encode(&v).unwrap();
+        assert_eq!(e.fds.len(), 1, "a fresh list, not the abandoned one");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) enum Inner {
 ///
 /// | the task… | its result | the pool |
 /// |---|---|---|
-/// | panics | [`ErrorKind::Panicked`](crate::ErrorKind::Panicked) with the message | unaffected |
+/// | panics, or returns a value whose `Serialize` panics | [`ErrorKind::Panicked`](crate::ErrorKind::Panicked) with the message (only that item of a chunk) | unaffected |
 /// | kills its worker process (segfault, abort, `exit`, `SIGKILL`, out of memory) | [`ErrorKind::WorkerDied`](crate::ErrorKind::WorkerDied), naming the signal or exit code | the worker is replaced; tasks queued behind it run elsewhere |
 /// | runs past [`task_timeout`](Builder::task_timeout) | [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) | the worker is killed and replaced (a thread is abandoned) |
 ///

@@ -98,7 +98,12 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         wire::put_header(&mut out, wire::DONE, rec.id, 0, 0, 0);
         let entry = EntryRef::Offset(rec.aux as isize);
         let result = match function::resolve_chunk(entry, &args.token) {
-            Some(run) => run(&rec.payload, rec.fds, &mut out),
+            // The entry reports a panicking `Serialize` as the item's panic; a panic
+            // that still escapes it fails the task, and the worker serves on.
+            Some(run) => match crate::panic::catch(|| run(&rec.payload, rec.fds, &mut out)) {
+                Ok(r) => r,
+                Err(p) => Err((FailKind::Result, format!("panicked at {p}"))),
+            },
             None => Err((
                 FailKind::Binary,
                 "the worker runs a different build of the program than its parent".into(),

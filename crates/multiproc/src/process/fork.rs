@@ -116,10 +116,13 @@ where
     };
     debug_assert!(sock.as_fd().as_raw_fd() >= 0);
     let mut small = [0u8; SMALL_REPLY];
-    if let Some(bytes) = encode_small(&outcome, &mut small) {
-        bootstrap::finish_with(sock.as_fd(), bytes, &[], code)
+    // A result whose `Serialize` panics is reported as that panic (`function::finish`
+    // does the same on the general path).
+    match crate::panic::catch(|| encode_small(&outcome, &mut small)) {
+        Ok(Some(bytes)) => bootstrap::finish_with(sock.as_fd(), bytes, &[], code),
+        Ok(None) => bootstrap::finish(sock, function::finish(&outcome, code)),
+        Err(p) => bootstrap::finish(sock, function::finish::<R>(&Outcome::Panicked(p), 1)),
     }
-    bootstrap::finish(sock, function::finish(&outcome, code))
 }
 
 /// Largest encoded outcome that [`encode_small`] handles.

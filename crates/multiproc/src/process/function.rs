@@ -246,9 +246,84 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let items: Vec<A> = codec::decode(arg, fds).map_err(|e| (FailKind::Argument, e.to_string()))?;
+    let items: Vec<A> = match crate::panic::catch(|| codec::decode(arg, fds)) {
+        Ok(r) => r.map_err(|e| (FailKind::Argument, e.to_string()))?,
+        Err(p) => {
+            let message = format!("the argument's Deserialize panicked at {p}");
+            return Err((FailKind::Argument, message));
+        }
+    };
     let result = apply_chunk::<F, A, R>(items);
-    codec::encode_into(&result, out).map_err(|e| (FailKind::Result, e.to_string()))
+    encode_chunk(result, out)
+}
+
+/// Appends the encoded `result` to `out`. A result whose `Serialize` panics is that
+/// item's panic, as if the function had panicked (the chunk's other items keep their
+/// values), rather than an unwinding that would end the worker. Returns the
+/// descriptors the results own.
+fn encode_chunk<R: Serialize>(
+    result: ChunkOut<R>,
+    out: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, (FailKind, String)> {
+    let at = out.len();
+    let first = crate::panic::catch(|| codec::encode_into(&result, out));
+    let (result, encoded) = match first {
+        Ok(r) => (result, r),
+        Err(_) => {
+            out.truncate(at);
+            let result = isolate_panics(result);
+            match crate::panic::catch(|| codec::encode_into(&result, out)) {
+                Ok(r) => (result, r),
+                Err(p) => {
+                    // A `Serialize` that panics only some of the time: every item of
+                    // the chunk gets the panic.
+                    out.truncate(at);
+                    let n = result.values.len() + result.panics.len();
+                    discard(result);
+                    let all = ChunkOut::<R> {
+                        values: Vec::new(),
+                        panics: (0..n as u32).map(|i| (i, p.clone())).collect(),
+                    };
+                    let r = codec::encode_into(&all, out);
+                    (all, r)
+                }
+            }
+        }
+    };
+    discard(result);
+    encoded.map_err(|e| (FailKind::Result, e.to_string()))
+}
+
+/// Moves every value whose `Serialize` panics to the chunk's panics, at its index.
+fn isolate_panics<R: Serialize>(result: ChunkOut<R>) -> ChunkOut<R> {
+    let ChunkOut { values, panics } = result;
+    let n = values.len() + panics.len();
+    let mut old = panics.into_iter().peekable();
+    let mut rest = values.into_iter();
+    let mut out = ChunkOut {
+        values: Vec::with_capacity(n),
+        panics: Vec::new(),
+    };
+    for i in 0..n as u32 {
+        if old.peek().is_some_and(|(at, _)| *at == i) {
+            out.panics.extend(old.next());
+            continue;
+        }
+        let Some(v) = rest.next() else { break };
+        match crate::panic::catch(|| codec::encode(&v)) {
+            Ok(_) => out.values.push(v),
+            Err(p) => {
+                discard(v);
+                out.panics.push((i, p));
+            }
+        }
+    }
+    out
+}
+
+/// Drops `v`, containing a panic in its `Drop` (a worker serves on after it).
+fn discard<T>(v: T) {
+    let _ = crate::panic::catch(move || drop(v));
 }
 
 /// The monomorphized entry for `F(A) -> R`.
@@ -259,9 +334,10 @@ where
     R: Serialize,
 {
     const { assert_zero_sized::<F>() };
-    let arg: A = match codec::decode(arg, fds) {
-        Ok(a) => a,
-        Err(e) => return failure(FailKind::Argument, e.to_string()),
+    let arg: A = match crate::panic::catch(|| codec::decode(arg, fds)) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return failure(FailKind::Argument, e.to_string()),
+        Err(p) => return finish::<R>(&Outcome::Panicked(p), 1),
     };
     // SAFETY: `F` is zero-sized (asserted at compile time above). The only zero-sized
     // types that implement `FnOnce` on stable Rust are `fn` items and closures whose
@@ -275,15 +351,19 @@ where
     }
 }
 
-/// Encodes an outcome; a result that fails to encode becomes a `Failed` outcome.
+/// Encodes an outcome; a result that fails to encode becomes a `Failed` outcome, and
+/// one whose `Serialize` panics becomes that panic (exit code 1), as a panic in the
+/// function itself does.
 pub(crate) fn finish<R: Serialize>(outcome: &Outcome<R>, code: i32) -> Reply {
-    match codec::encode(outcome) {
-        Ok(e) => Reply {
+    match crate::panic::catch(|| codec::encode(outcome)) {
+        Ok(Ok(e)) => Reply {
             bytes: e.bytes,
             fds: e.fds,
             code,
         },
-        Err(e) => failure(FailKind::Result, e.to_string()),
+        Ok(Err(e)) => failure(FailKind::Result, e.to_string()),
+        // A `RemotePanic` serializes without user code, so this cannot recurse again.
+        Err(p) => finish::<()>(&Outcome::Panicked(p), 1),
     }
 }
 

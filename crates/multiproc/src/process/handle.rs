@@ -328,8 +328,8 @@ impl<T> Process<T> {
     ///
     /// # Errors
     ///
-    /// One per way a child can end badly: [`ErrorKind::Panicked`] (message and
-    /// location), [`ErrorKind::Exited`] (exited with a code before sending a result),
+    /// One per way a child can end badly: [`ErrorKind::Panicked`] (the function, or
+    /// its result's `Serialize`, panicked: message and location), [`ErrorKind::Exited`] (exited with a code before sending a result),
     /// [`ErrorKind::Signaled`] (signal name, core dump), [`ErrorKind::Decode`] (a
     /// child that exited 0 sent bytes that do not decode as its result; how a child
     /// ended outranks a failed read of its result), [`ErrorKind::BinaryMismatch`],

@@ -188,3 +188,40 @@ impl<'de> serde::Deserialize<'de> for BadRoundtrip {
         Ok(BadRoundtrip)
     }
 }
+
+/// A value whose `Serialize` panics when its number is odd (an even one makes the trip):
+/// a result that cannot be sent back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PanicsOnSerialize(pub u32);
+
+impl serde::Serialize for PanicsOnSerialize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 2 == 1 {
+            panic!("cannot serialize {}", self.0);
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PanicsOnSerialize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <u32 as serde::Deserialize>::deserialize(d).map(PanicsOnSerialize)
+    }
+}
+
+/// A value that serializes, and whose `Deserialize` panics: an argument the child
+/// cannot take.
+#[derive(Debug)]
+pub struct PanicsOnDeserialize;
+
+impl serde::Serialize for PanicsOnDeserialize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PanicsOnDeserialize {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("cannot deserialize")
+    }
+}
