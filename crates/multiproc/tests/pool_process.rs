@@ -335,6 +335,96 @@ fn initializer_runs_in_every_worker_and_its_panic_fails_build() {
     assert!(e.to_string().contains("bad initializer argument"), "{e}");
 }
 
+/// What a worker's initializer shares with the parent: all three hold descriptors.
+type Shared = (
+    multiproc::Value<u64>,
+    multiproc::Lock,
+    multiproc::Queue<u32>,
+);
+
+fn count_worker(shared: Shared) {
+    let (count, lock, pids) = shared;
+    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    count.set(count.get() + 1);
+    drop(guard);
+    pids.put(std::process::id()).unwrap();
+}
+
+/// Issue 9 item 12: an initializer argument holding a descriptor failed to build the
+/// pool ("file descriptor #0 did not arrive"), with every start method. Replacement
+/// workers (after a crash, or max_tasks_per_child) run the initializer again with the
+/// same objects.
+#[test]
+fn initializer_argument_may_hold_descriptors() {
+    let _w = util::watchdog(LIMIT);
+    for m in StartMethod::ALL {
+        for max_tasks in [None, Some(1)] {
+            let count = multiproc::Value::<u64>::new(0).unwrap();
+            let lock = multiproc::Lock::new().unwrap();
+            let pids = multiproc::Queue::<u32>::new().unwrap();
+            let shared = (count.clone(), lock.clone(), pids.clone());
+            let mut b = Pool::builder()
+                .backend(Backend::Processes)
+                .start_method(m)
+                .workers(2)
+                .initializer(count_worker, shared);
+            if let Some(n) = max_tasks {
+                b = b.max_tasks_per_child(n);
+            }
+            let pool = b
+                .build()
+                .unwrap_or_else(|e| panic!("{m} {max_tasks:?}: {e}"));
+            let mut ran: HashSet<u32> = pool
+                .map_chunked(pid, 0..6, 1)
+                .unwrap()
+                .into_iter()
+                .collect();
+            if max_tasks.is_none() {
+                // A worker that dies is replaced by one that runs the initializer too.
+                let e = pool.apply(behave, 3).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::WorkerDied, "{m}: {e}");
+                ran.extend(pool.map_chunked(pid, 0..6, 1).unwrap());
+            }
+            pool.join();
+            let mut inited = HashSet::new();
+            while let Ok(p) = pids.try_get() {
+                assert!(inited.insert(p), "{m}: pid {p} ran the initializer twice");
+            }
+            assert!(ran.is_subset(&inited), "{m}: {ran:?} not all in {inited:?}");
+            assert_eq!(count.get(), inited.len() as u64, "{m} {max_tasks:?}");
+            match max_tasks {
+                None => assert_eq!(inited.len(), 3, "{m}: two workers and a replacement"),
+                Some(_) => assert!(ran.len() == 6 && inited.len() >= 6, "{m}: {inited:?}"),
+            }
+        }
+    }
+}
+
+fn bump(count: multiproc::Value<u64>) -> u64 {
+    count.fetch_add(1) + 1
+}
+
+/// A task's argument may hold descriptors too: they travel with the task.
+#[test]
+fn task_argument_may_hold_descriptors() {
+    let _w = util::watchdog(LIMIT);
+    for m in StartMethod::ALL {
+        let pool = Pool::builder()
+            .backend(Backend::Processes)
+            .start_method(m)
+            .workers(2)
+            .build()
+            .unwrap();
+        let count = multiproc::Value::<u64>::new(0).unwrap();
+        let mut seen: Vec<u64> = pool.map_chunked(bump, vec![count.clone(); 10], 3).unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>(), "{m}");
+        assert_eq!(pool.apply(bump, count.clone()).unwrap(), 11, "{m}");
+        assert_eq!(count.get(), 11, "{m}");
+        pool.join();
+    }
+}
+
 #[test]
 fn terminate_fails_what_has_not_finished() {
     let _w = util::watchdog(LIMIT);

@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use super::cpu::cpu_count;
 use super::handle::{Inner, Pool};
+use super::worker::Init;
 use super::{process, thread};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
-use crate::process::function::{self, EntryRef};
+use crate::process::function;
 use crate::process::StartMethod;
 
 /// Where a pool's workers run.
@@ -54,7 +55,7 @@ pub struct Builder {
     method: Option<StartMethod>,
     workers: Option<usize>,
     init_thread: Option<thread::Init>,
-    init_process: Option<Result<(EntryRef, Vec<u8>)>>,
+    init_process: Option<Result<Init>>,
     max_tasks: Option<u64>,
     timeout: Option<Duration>,
     retries: u32,
@@ -137,6 +138,11 @@ impl Builder {
     /// Runs `f(arg)` once in every worker before its first task (Python's
     /// `initializer`/`initargs`), in replacement workers too.
     ///
+    /// `arg` may hold shared objects ([`Value`](crate::Value), [`Lock`](crate::Lock),
+    /// [`Queue`](crate::Queue), a pipe end…): the pool keeps their descriptors and
+    /// hands every worker process its own copies, with every start method. A task's
+    /// argument may hold them too; they travel with the task.
+    ///
     /// If it panics while the pool is built, [`build`](Self::build) fails with the
     /// panic message; if it keeps panicking in replacement workers, the pool gives up
     /// and fails the queued tasks with [`ErrorKind::PoolClosed`].
@@ -167,7 +173,7 @@ impl Builder {
     {
         self.init_process = Some(
             codec::encode(std::slice::from_ref(&arg))
-                .map(|e| (function::chunk_entry_ref::<F, A, ()>(), e.bytes)),
+                .map(|e| Init::new(function::chunk_entry_ref::<F, A, ()>(), e)),
         );
         self.init_thread = Some(Arc::new(move || crate::panic::catch(|| f(arg.clone()))));
         self

@@ -10,6 +10,7 @@
 //! that follows within that window costs no wake-up.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,8 @@ pub(crate) struct WorkerArgs {
     #[serde(with = "codec::fd")]
     pub(crate) sock: OwnedFd,
     pub(crate) token: BinaryToken,
-    /// The initializer: a chunk entry and its one-item argument chunk.
-    pub(crate) init: Option<(EntryRef, Vec<u8>)>,
+    /// The initializer, if the pool has one.
+    pub(crate) init: Option<Init>,
     /// Exit after this many tasks (Python's `maxtasksperchild`).
     pub(crate) max_tasks: Option<u64>,
     /// `RLIMIT_AS` for the worker, in bytes.
@@ -36,28 +37,76 @@ pub(crate) struct WorkerArgs {
     pub(crate) spin: Duration,
 }
 
+/// A pool's initializer as each worker gets it: a chunk entry, its one-item argument
+/// chunk, and the descriptors that argument owns (a `Value`, a `Lock`, a `Queue`), in
+/// the order its encoding numbered them. They travel with the worker's start, as a
+/// [`Builder::start_with`](crate::process::Builder::start_with) argument's do, so
+/// replacement workers get them too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Init {
+    pub(crate) entry: EntryRef,
+    pub(crate) arg: Vec<u8>,
+    pub(crate) fds: Vec<SharedFd>,
+}
+
+/// A descriptor that the pool's configuration and its workers' start share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SharedFd(
+    #[serde(
+        serialize_with = "codec::fd::serialize",
+        deserialize_with = "shared_fd"
+    )]
+    pub(crate) Arc<OwnedFd>,
+);
+
+fn shared_fd<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<OwnedFd>, D::Error> {
+    codec::fd::deserialize(d).map(Arc::new)
+}
+
+impl Init {
+    /// The initializer `entry` with its encoded argument.
+    pub(crate) fn new(entry: EntryRef, arg: codec::Encoded) -> Init {
+        Init {
+            entry,
+            arg: arg.bytes,
+            fds: arg
+                .fds
+                .into_iter()
+                .map(|fd| SharedFd(Arc::new(fd)))
+                .collect(),
+        }
+    }
+
+    /// Runs the initializer; the panic or error message if it failed.
+    fn run(&self, token: &BinaryToken) -> Option<String> {
+        let Some(run) = function::resolve_chunk(self.entry, token) else {
+            return Some(crate::Error::new(crate::ErrorKind::BinaryMismatch).to_string());
+        };
+        // Its own copies: decoding takes ownership, and `self` may be a pool's
+        // configuration (a forked worker shares nothing with it, but a thread would).
+        let fds = match self.fds.iter().map(|f| f.0.try_clone()).collect() {
+            Ok(fds) => fds,
+            Err(e) => return Some(format!("cannot duplicate its argument's descriptors: {e}")),
+        };
+        let mut res = Vec::new();
+        match crate::panic::catch(|| run(&self.arg, fds, &mut res)) {
+            Err(p) => Some(format!("panicked at {p}")),
+            Ok(Err((_, m))) => Some(m),
+            Ok(Ok(_)) => match codec::decode::<function::ChunkOut<()>>(&res, Vec::new()) {
+                Ok(o) => o.panics.into_iter().next().map(|(_, p)| p.to_string()),
+                Err(e) => Some(e.to_string()),
+            },
+        }
+    }
+}
+
 /// The worker process's function. Returns when the parent sends `EXIT` or closes.
 pub(crate) fn worker_main(args: WorkerArgs) {
     let sock = args.sock;
     let fd = sock.as_fd();
     let mut out = Vec::with_capacity(64 * 1024);
-    if let Some((entry, arg)) = &args.init {
-        let failed = match function::resolve_chunk(*entry, &args.token) {
-            None => Some(format!(
-                "{}",
-                crate::Error::new(crate::ErrorKind::BinaryMismatch)
-            )),
-            Some(run) => {
-                let mut res = Vec::new();
-                match run(arg, Vec::new(), &mut res) {
-                    Err((_, m)) => Some(m),
-                    Ok(_) => match codec::decode::<function::ChunkOut<()>>(&res, Vec::new()) {
-                        Ok(o) => o.panics.into_iter().next().map(|(_, p)| p.to_string()),
-                        Err(e) => Some(e.to_string()),
-                    },
-                }
-            }
-        };
+    if let Some(init) = &args.init {
+        let failed = init.run(&args.token);
         if let Some(msg) = failed {
             let bytes = msg.into_bytes();
             wire::put_header(&mut out, wire::INIT_FAILED, 0, 0, 0, bytes.len());

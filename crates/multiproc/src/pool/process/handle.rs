@@ -12,6 +12,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use super::manager::{wait_ready, Manager, Worker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::task::{Completion, Drive};
+use crate::pool::worker::Init;
 use crate::process::function::EntryRef;
 use crate::process::{Process, StartMethod};
 
@@ -75,7 +76,7 @@ fn run_all(done: Vec<Done>) {
 pub(crate) struct Config {
     pub(crate) workers: usize,
     pub(crate) method: StartMethod,
-    pub(crate) init: Option<(EntryRef, Vec<u8>)>,
+    pub(crate) init: Option<Init>,
     pub(crate) max_tasks: Option<u64>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) memory_limit: Option<u64>,
