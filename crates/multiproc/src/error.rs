@@ -99,6 +99,12 @@ pub enum ErrorKind {
     /// A barrier was broken: aborted, reset while others waited, or a party timed
     /// out or panicked in the action.
     BrokenBarrier,
+    /// Another process wrote something no correct peer writes: scribbled control
+    /// words in a [`Pipe`](crate::Pipe)'s or [`Queue`](crate::Queue)'s shared memory,
+    /// a length or offset that cannot be, a pool worker's malformed record. The
+    /// channel (or the worker) cannot be trusted any more; the memory this process
+    /// spent on it stays bounded.
+    Corrupt,
 }
 
 impl ErrorKind {
@@ -123,6 +129,7 @@ impl ErrorKind {
             ErrorKind::NotOwner => "the lock is not held by this thread",
             ErrorKind::TooManyReleases => "semaphore released too many times",
             ErrorKind::BrokenBarrier => "the barrier is broken",
+            ErrorKind::Corrupt => "another process corrupted the shared data",
         }
     }
 }

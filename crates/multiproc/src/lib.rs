@@ -10,6 +10,9 @@ pub mod process;
 pub mod shm;
 pub mod sync;
 mod sys;
+// Reaches internals for the hostile-peer tests; not an API (see the module docs).
+#[doc(hidden)]
+pub mod test_support;
 pub mod thread;
 
 pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};

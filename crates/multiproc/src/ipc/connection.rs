@@ -343,6 +343,30 @@ impl Connection {
         self.max_message
     }
 
+    /// The ring this end receives from: its memory and base offset (test support).
+    pub(crate) fn recv_ring_base(&self) -> Option<(SharedMemory, usize)> {
+        self.rx.as_ref()?;
+        let rings = if self.duplex { 2 } else { 1 };
+        let k = if self.duplex {
+            1 - usize::from(self.side)
+        } else {
+            0
+        };
+        Some((self.mem.clone(), k * (self.mem.len() / rings)))
+    }
+
+    /// The ring this end sends on: its memory and base offset (test support).
+    pub(crate) fn send_ring_base(&self) -> Option<(SharedMemory, usize)> {
+        self.tx.as_ref()?;
+        let rings = if self.duplex { 2 } else { 1 };
+        let k = if self.duplex {
+            usize::from(self.side)
+        } else {
+            0
+        };
+        Some((self.mem.clone(), k * (self.mem.len() / rings)))
+    }
+
     /// This end's socket (see `ipc::side`).
     fn sock(&self) -> BorrowedFd<'_> {
         self.sock.as_ref().expect("open until dropped").as_fd()

@@ -669,6 +669,11 @@ impl<T> Queue<T> {
         }
     }
 
+    /// The queue's memory and its ring's base offset (test support).
+    pub(crate) fn ring_base(&self) -> (SharedMemory, usize) {
+        (self.inner.mem.clone(), RING)
+    }
+
     /// Returns `true` once [`close`](Self::close) was called (by any process).
     pub fn is_closed(&self) -> bool {
         self.inner.closed()

@@ -65,6 +65,7 @@ pub struct Builder {
     prefetch: Option<usize>,
     progress: bool,
     spin: Duration,
+    max_result: u64,
 }
 
 impl fmt::Debug for Builder {
@@ -108,6 +109,7 @@ impl Builder {
             prefetch: None,
             progress: false,
             spin: Duration::from_micros(50),
+            max_result: crate::ipc::DEFAULT_MAX_MESSAGE as u64,
         }
     }
 
@@ -253,6 +255,18 @@ impl Builder {
         self
     }
 
+    /// The largest answer the parent accepts from a worker process for one task
+    /// (bytes of its encoding; default
+    /// [`DEFAULT_MAX_MESSAGE`](crate::ipc::DEFAULT_MAX_MESSAGE), 1 GiB). A worker that
+    /// announces a larger one is killed and replaced, and the task fails with
+    /// [`ErrorKind::Corrupt`], before the parent allocates it; the parent's memory
+    /// otherwise grows only with the bytes that actually arrive. Ignored by the
+    /// thread backend.
+    pub fn max_result_size(mut self, bytes: usize) -> Builder {
+        self.max_result = bytes as u64;
+        self
+    }
+
     /// Starts the workers and returns the pool once every worker is ready.
     ///
     /// # Errors
@@ -302,6 +316,7 @@ impl Builder {
                     memory_limit: self.memory_limit,
                     cpu_limit,
                     spin: self.spin,
+                    max_result: self.max_result,
                 })?)
             }
         };

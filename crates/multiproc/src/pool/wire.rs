@@ -243,7 +243,64 @@ pub(crate) enum Fill {
     Eof,
 }
 
+/// A record header as [`decode_header`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) tag: u8,
+    pub(crate) id: u64,
+    pub(crate) aux: i64,
+    pub(crate) nfds: usize,
+    pub(crate) len: usize,
+}
+
+/// Decodes the record header at the start of `bytes`, written by another process:
+/// `Ok(None)` if fewer than [`HEADER`] bytes are there. Never panics, whatever the
+/// bytes.
+///
+/// # Errors
+///
+/// `InvalidData` if the payload length is over `max_len` (or over what this process
+/// can address), or the descriptor count over [`MAX_FDS`].
+pub(crate) fn decode_header(bytes: &[u8], max_len: u64) -> io::Result<Option<Header>> {
+    let Some(h) = bytes.get(..HEADER) else {
+        return Ok(None);
+    };
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&h[at..at + 8]);
+        w
+    };
+    let mut n = [0u8; 4];
+    n.copy_from_slice(&h[17..21]);
+    let nfds = u32::from_le_bytes(n) as usize;
+    let len = u64::from_le_bytes(word(21));
+    let limit = max_len.min(isize::MAX as u64);
+    let (Ok(len), true) = (usize::try_from(len), len <= limit) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("record of {len} bytes exceeds the maximum of {limit} bytes"),
+        ));
+    };
+    if nfds > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("record announces {nfds} descriptors, more than {MAX_FDS}"),
+        ));
+    }
+    Ok(Some(Header {
+        tag: h[0],
+        id: u64::from_le_bytes(word(1)),
+        aux: i64::from_le_bytes(word(9)),
+        nfds,
+        len,
+    }))
+}
+
 /// Reads records in bulk from a socket.
+///
+/// Memory grows with the bytes that actually arrive: a large record's buffer
+/// doubles as its payload comes in, never straight to the length its header
+/// announces, and a header over [`max_len`](Self::max_len) is an error.
 #[derive(Debug)]
 pub(crate) struct RecordReader {
     buf: Vec<u8>,
@@ -252,17 +309,37 @@ pub(crate) struct RecordReader {
     fds: VecDeque<OwnedFd>,
     /// A large record being read straight into its own buffer.
     big: Option<Big>,
+    /// The largest payload accepted (a longer one is an `InvalidData` error).
+    pub(crate) max_len: u64,
 }
 
 /// A record of at least [`BIG`] bytes, read without a copy through the ring.
 #[derive(Debug)]
 struct Big {
-    tag: u8,
-    id: u64,
-    aux: i64,
-    nfds: usize,
+    header: Header,
+    /// The payload so far; `data.len()` is the room allocated, at most `header.len`.
     data: Vec<u8>,
     filled: usize,
+}
+
+impl Big {
+    /// The buffer for the next bytes: grows (doubling, at most to the announced
+    /// length) when full.
+    fn room(&mut self) -> io::Result<&mut [u8]> {
+        if self.filled == self.data.len() {
+            let len = self
+                .header
+                .len
+                .min(self.filled.saturating_add(self.filled.max(READ_CHUNK)));
+            self.data
+                .try_reserve_exact(len - self.data.len())
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a record")
+                })?;
+            self.data.resize(len, 0);
+        }
+        Ok(&mut self.data[self.filled..])
+    }
 }
 
 /// Payloads this large are read directly into their own buffer.
@@ -278,11 +355,20 @@ impl Default for RecordReader {
             end: 0,
             fds: VecDeque::new(),
             big: None,
+            max_len: u64::MAX,
         }
     }
 }
 
 impl RecordReader {
+    /// A reader that refuses payloads over `max_len` bytes.
+    pub(crate) fn with_max_len(max_len: u64) -> Self {
+        RecordReader {
+            max_len,
+            ..RecordReader::default()
+        }
+    }
+
     /// Reads what is available (at most one `recvmsg`).
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Fill> {
         if self.big.is_none() {
@@ -296,7 +382,7 @@ impl RecordReader {
         loop {
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let target = match &mut self.big {
-                Some(b) => &mut b.data[b.filled..],
+                Some(b) => b.room()?,
                 None => &mut self.buf[self.end..],
             };
             let mut iov = [IoSliceMut::new(target)];
@@ -322,11 +408,12 @@ impl RecordReader {
         }
     }
 
-    /// Makes sure there is room to read into: compacts, and grows for a large record.
+    /// Makes sure there is room to read into: compacts, and grows for a record that
+    /// is not [`BIG`] (a big one is read into its own buffer).
     fn make_room(&mut self) {
-        let want = match self.header_len() {
-            Some(len) => (HEADER + len).max(READ_CHUNK),
-            None => READ_CHUNK,
+        let want = match decode_header(&self.buf[self.start..self.end], self.max_len) {
+            Ok(Some(h)) if h.len < BIG => (HEADER + h.len).max(READ_CHUNK),
+            _ => READ_CHUNK,
         };
         if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < want / 2) {
             self.buf.copy_within(self.start..self.end, 0);
@@ -339,87 +426,70 @@ impl RecordReader {
         }
     }
 
-    fn header_len(&self) -> Option<usize> {
-        let have = &self.buf[self.start..self.end];
-        if have.len() < HEADER {
-            return None;
-        }
-        let len = u64::from_le_bytes(have[21..29].try_into().expect("8 bytes"));
-        usize::try_from(len).ok()
-    }
-
     /// Parses the next whole record, if one is buffered.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` for a malformed record (the stream is unusable after it),
+    /// `OutOfMemory` if its buffer cannot be allocated.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Record>> {
         if let Some(b) = &self.big {
-            if b.filled < b.data.len() {
+            if b.filled < b.header.len {
                 return Ok(None);
             }
             let b = self.big.take().expect("checked above");
-            return self.finish(b.tag, b.id, b.aux, b.nfds, b.data).map(Some);
+            return self.finish(b.header, b.data).map(Some);
         }
-        let Some(len) = self.header_len() else {
+        let Some(h) = decode_header(&self.buf[self.start..self.end], self.max_len)? else {
             return Ok(None);
         };
-        let h = &self.buf[self.start..self.start + HEADER];
-        let tag = h[0];
-        let id = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
-        let aux = i64::from_le_bytes(h[9..17].try_into().expect("8 bytes"));
-        let nfds = u32::from_le_bytes(h[17..21].try_into().expect("4 bytes")) as usize;
         let body = self.start + HEADER;
         let have = self.end - body;
-        if have < len {
-            if len >= BIG {
-                // Read the rest straight into the payload's own buffer.
+        if have < h.len {
+            if h.len >= BIG {
+                // Read the rest straight into the payload's own buffer, which grows
+                // as the bytes arrive.
                 let mut data = Vec::new();
-                data.try_reserve_exact(len).map_err(|_| {
-                    io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a record")
-                })?;
-                data.resize(len, 0);
-                data[..have].copy_from_slice(&self.buf[body..self.end]);
+                data.try_reserve_exact(have.max(READ_CHUNK).min(h.len))
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a record")
+                    })?;
+                data.extend_from_slice(&self.buf[body..self.end]);
                 self.start = 0;
                 self.end = 0;
                 self.big = Some(Big {
-                    tag,
-                    id,
-                    aux,
-                    nfds,
+                    header: h,
                     data,
                     filled: have,
                 });
             }
             return Ok(None);
         }
-        let payload = self.buf[body..body + len].to_vec();
-        self.start = body + len;
+        let payload = self.buf[body..body + h.len].to_vec();
+        self.start = body + h.len;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        self.finish(tag, id, aux, nfds, payload).map(Some)
+        self.finish(h, payload).map(Some)
     }
 
-    fn finish(
-        &mut self,
-        tag: u8,
-        id: u64,
-        aux: i64,
-        nfds: usize,
-        payload: Vec<u8>,
-    ) -> io::Result<Record> {
-        if nfds > self.fds.len() {
+    fn finish(&mut self, h: Header, payload: Vec<u8>) -> io::Result<Record> {
+        if h.nfds > self.fds.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "record announced {nfds} descriptors but {} arrived",
+                    "record announced {} descriptors but {} arrived",
+                    h.nfds,
                     self.fds.len()
                 ),
             ));
         }
-        let fds = self.fds.drain(..nfds).collect();
+        let fds = self.fds.drain(..h.nfds).collect();
         Ok(Record {
-            tag,
-            id,
-            aux,
+            tag: h.tag,
+            id: h.id,
+            aux: h.aux,
             payload,
             fds,
         })

@@ -104,6 +104,7 @@ impl Init {
 pub(crate) fn worker_main(args: WorkerArgs) {
     let sock = args.sock;
     let fd = sock.as_fd();
+    crate::test_support::set_worker_socket(std::os::fd::AsRawFd::as_raw_fd(&fd));
     let mut out = Vec::with_capacity(64 * 1024);
     if let Some(init) = &args.init {
         let failed = init.run(&args.token);

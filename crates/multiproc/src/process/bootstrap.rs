@@ -278,6 +278,7 @@ fn child_entry(sock: OwnedFd) -> ! {
 
 /// Common child setup: die with the parent, name, stdio; then run the entry and exit.
 pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> ! {
+    crate::test_support::set_result_socket(std::os::fd::AsRawFd::as_raw_fd(&sock));
     if !watch_parent(launch.pdeathsig_ppid, launch.death_fd) {
         sys::fork::exit_now(EXIT_ORPHANED);
     }

@@ -45,6 +45,7 @@ pub struct Builder {
     kill_on_drop: bool,
     capture_output: bool,
     allow_threads: bool,
+    max_result: u64,
     executable: Option<OsString>,
     env: Env,
 }
@@ -66,6 +67,7 @@ impl Builder {
             kill_on_drop: false,
             capture_output: false,
             allow_threads: false,
+            max_result: crate::ipc::DEFAULT_MAX_MESSAGE as u64,
             executable: None,
             env: Env::default(),
         }
@@ -103,6 +105,16 @@ impl Builder {
     /// [`Process::join_with_output`]. Default `false`.
     pub fn capture_output(mut self, yes: bool) -> Builder {
         self.capture_output = yes;
+        self
+    }
+
+    /// The largest result the parent accepts from the child, in bytes of its encoding
+    /// (default [`DEFAULT_MAX_MESSAGE`](crate::ipc::DEFAULT_MAX_MESSAGE), 1 GiB). A
+    /// child that announces a larger one makes [`join`](Process::join) fail with
+    /// [`ErrorKind::Decode`] without the parent allocating it; the parent's memory
+    /// otherwise grows only with the bytes that actually arrive.
+    pub fn max_result_size(mut self, bytes: usize) -> Builder {
+        self.max_result = bytes as u64;
         self
     }
 
@@ -260,6 +272,7 @@ impl Builder {
             self.name,
             method,
             self.kill_on_drop,
+            self.max_result,
             out,
             err,
         ))
@@ -325,6 +338,7 @@ impl Builder {
             self.name,
             StartMethod::Fork,
             self.kill_on_drop,
+            self.max_result,
             out,
             err,
         ))

@@ -95,6 +95,7 @@ where
 {
     sys::deathsig::forget_parent_pipe_after_fork();
     super::forkserver::forget_after_fork();
+    crate::test_support::set_result_socket(sock.as_raw_fd());
     if !bootstrap::watch_parent(io.pdeathsig_ppid, io.death_fd) {
         sys::fork::exit_now(bootstrap::EXIT_ORPHANED);
     }

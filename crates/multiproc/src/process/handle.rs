@@ -20,6 +20,11 @@ use crate::ipc::codec;
 use crate::sys;
 use crate::sys::socket::{Frame, FrameReader, ReadOutcome};
 
+/// How many bytes of the result one look at its socket reads before the clock is
+/// checked again (a child streaming a large result must not hold `join_timeout`
+/// past its deadline).
+const READ_BUDGET: usize = 1 << 20;
+
 /// A child process running a function, with the same shape as [`Thread`](crate::Thread).
 ///
 /// `T` is the function's return type; it comes back through [`join`](Self::join).
@@ -122,6 +127,7 @@ impl<T> Process<T> {
         name: Option<String>,
         method: StartMethod,
         kill_on_drop: bool,
+        max_result: u64,
         out: Option<OwnedFd>,
         err: Option<OwnedFd>,
     ) -> Self {
@@ -134,7 +140,7 @@ impl<T> Process<T> {
             state: Mutex::new(State {
                 status: None,
                 sock: Some(started.sock),
-                reader: FrameReader::new(),
+                reader: FrameReader::with_max_len(max_result),
                 frame: None,
                 truncated: false,
                 read_error: None,
@@ -264,7 +270,9 @@ impl<T> Process<T> {
             if st.status.is_some() {
                 // Everything the child sent is in the buffers now (unless a grandchild
                 // holds the descriptors open; then it is not waited for).
-                st.read_sock();
+                if !st.read_sock(deadline) {
+                    return Ok(false);
+                }
                 st.read_pipes();
                 st.sock = None;
                 st.out = None;
@@ -316,7 +324,8 @@ impl<T> Process<T> {
             let ready = sys::pidfd::poll_readable(&fds, timeout).map_err(Error::os)?;
             drop(fds);
             if sock_at.is_some_and(|i| ready[i]) {
-                st.read_sock();
+                // A deadline that passes here is seen at the top of the loop.
+                st.read_sock(deadline);
             }
             if out_at.is_some_and(|i| ready[i]) || err_at.is_some_and(|i| ready[i]) {
                 st.read_pipes();
@@ -393,8 +402,10 @@ impl<T> Process<T> {
             return Err(Error::new(ErrorKind::AlreadyJoined));
         }
         if !self.drive(st, deadline)? {
-            return Err(Error::new(ErrorKind::Timeout)
-                .with_message(format!("process {} is still running", self.pid)));
+            return Err(Error::new(ErrorKind::Timeout).with_message(format!(
+                "process {} is still running or sending its result",
+                self.pid
+            )));
         }
         st.taken = true;
         let status = st.status.expect("drive returned after reaping");
@@ -438,27 +449,33 @@ impl<T> Process<T> {
 }
 
 impl State {
-    /// Reads whatever the result socket has, without blocking.
-    fn read_sock(&mut self) {
-        let Some(sock) = &self.sock else { return };
+    /// Reads whatever the result socket has, without blocking; returns `false` if
+    /// the deadline passed while more was still arriving (call again).
+    fn read_sock(&mut self, deadline: Option<Instant>) -> bool {
+        let Some(sock) = &self.sock else { return true };
         loop {
-            match self.reader.poll_read(sock.as_fd(), true) {
+            match self.reader.poll_read_budget(sock.as_fd(), READ_BUDGET) {
                 Ok(ReadOutcome::Frame(f)) => {
                     self.frame = Some(f);
                     self.sock = None;
-                    return;
+                    return true;
                 }
-                Ok(ReadOutcome::Pending) => return,
+                Ok(ReadOutcome::Pending) => return true,
+                Ok(ReadOutcome::Paused) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return false;
+                    }
+                }
                 Ok(ReadOutcome::Eof { truncated }) => {
                     self.truncated = truncated;
                     self.sock = None;
-                    return;
+                    return true;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.read_error = Some(e);
                     self.sock = None;
-                    return;
+                    return true;
                 }
             }
         }

@@ -82,6 +82,8 @@ pub(crate) struct Config {
     pub(crate) memory_limit: Option<u64>,
     pub(crate) cpu_limit: Option<u64>,
     pub(crate) spin: Duration,
+    /// The largest record payload accepted from a worker.
+    pub(crate) max_result: u64,
 }
 
 pub(super) struct Queue {

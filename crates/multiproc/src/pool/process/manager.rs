@@ -116,19 +116,24 @@ impl Manager {
                 continue;
             }
             loop {
-                match w.reader.fill(w.sock.as_fd(), true) {
-                    Ok(Fill::Data) => {
-                        if !handle_records(w, done) {
-                            let _ = w.proc.kill();
-                            w.eof = true;
-                            break;
-                        }
-                    }
+                let bad = match w.reader.fill(w.sock.as_fd(), true) {
+                    Ok(Fill::Data) => handle_records(w, done).err(),
                     Ok(Fill::Empty) => break,
+                    // A socket error (reset by a dying worker) is its end; only
+                    // what it sent can break the protocol.
+                    Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => Some(e.to_string()),
                     Ok(Fill::Eof) | Err(_) => {
                         w.eof = true;
                         break;
                     }
+                };
+                if let Some(why) = bad {
+                    // A worker that breaks the protocol cannot be trusted with more
+                    // tasks: it is killed, and replaced when reaped.
+                    let _ = w.proc.kill();
+                    w.protocol_error = Some(why);
+                    w.eof = true;
+                    break;
                 }
             }
         }
@@ -154,7 +159,8 @@ impl Manager {
             // Whatever it sent before dying counts.
             if !w.eof {
                 while let Ok(Fill::Data) = w.reader.fill(w.sock.as_fd(), true) {
-                    if !handle_records(w, done) {
+                    if let Err(why) = handle_records(w, done) {
+                        w.protocol_error = Some(why);
                         break;
                     }
                 }
@@ -216,7 +222,12 @@ impl Manager {
             }
             requeue.extend(w.inflight.drain(..));
         } else if let Some(mut head) = w.inflight.pop_front() {
-            let err = if w.timed_out == Some(head.id) {
+            let err = if let Some(why) = w.protocol_error.take() {
+                Error::new(ErrorKind::Corrupt).with_message(format!(
+                    "worker pid {} sent a malformed answer ({why}); it was replaced",
+                    w.proc.pid()
+                ))
+            } else if w.timed_out == Some(head.id) {
                 Error::new(ErrorKind::Timeout).with_message(format!(
                     "the task ran longer than {:?}; its worker (pid {}) was killed",
                     cfg.timeout.unwrap_or_default(),
@@ -459,6 +470,8 @@ pub(super) struct Worker {
     pub(super) timed_out: Option<u64>,
     /// The initializer's panic, if it failed.
     pub(super) init_failed: Option<String>,
+    /// Why the worker was killed for breaking the wire protocol, if it was.
+    pub(super) protocol_error: Option<String>,
 }
 
 impl Worker {
@@ -490,7 +503,7 @@ impl Worker {
             sock: Arc::new(ours),
             serial,
             pid_ready: false,
-            reader: RecordReader::default(),
+            reader: RecordReader::with_max_len(cfg.max_result),
             out: OutQueue::default(),
             inflight: VecDeque::new(),
             head_since: Instant::now(),
@@ -501,6 +514,7 @@ impl Worker {
             exit_sent: false,
             timed_out: None,
             init_failed: None,
+            protocol_error: None,
         })
     }
 
@@ -517,13 +531,13 @@ impl Worker {
 }
 
 /// Handles every whole record a worker's reader holds, queueing the completions in
-/// `done`. `false` on a protocol error.
-fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> bool {
+/// `done`. `Err` (what is wrong) on a protocol error.
+fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> std::result::Result<(), String> {
     loop {
         let rec = match w.reader.next_record() {
             Ok(Some(r)) => r,
-            Ok(None) => return true,
-            Err(_) => return false,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
         };
         match rec.tag {
             wire::READY => w.ready = true,
@@ -532,11 +546,12 @@ fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> bool {
             }
             wire::DONE | wire::FAILED => {
                 let Some(task) = w.inflight.pop_front() else {
-                    return false;
+                    return Err(format!("an answer to task {} it was not given", rec.id));
                 };
                 if task.id != rec.id {
+                    let e = format!("an answer to task {} instead of {}", rec.id, task.id);
                     w.inflight.push_front(task);
-                    return false;
+                    return Err(e);
                 }
                 let now = Instant::now();
                 let took = now.duration_since(w.head_since).as_secs_f64();
@@ -563,7 +578,7 @@ fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> bool {
                     ));
                 }
             }
-            _ => return false,
+            tag => return Err(format!("a record with the unknown tag {tag}")),
         }
     }
 }

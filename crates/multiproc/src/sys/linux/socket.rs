@@ -171,18 +171,67 @@ pub(crate) struct Frame {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// Decodes a frame header written by another process: the payload length and the
+/// number of descriptors it announces. Never panics, whatever the bytes.
+///
+/// # Errors
+///
+/// `InvalidData` if `header` is not [`HEADER`] bytes long, or the length is over
+/// `max_len` (or over what this process can address).
+pub(crate) fn decode_header(header: &[u8], max_len: Option<u64>) -> io::Result<(usize, usize)> {
+    let (Some(len), Some(nfds)) = (header.get(..8), header.get(8..HEADER)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short frame header",
+        ));
+    };
+    if header.len() != HEADER {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "long frame header",
+        ));
+    }
+    let mut l = [0u8; 8];
+    l.copy_from_slice(len);
+    let mut n = [0u8; 4];
+    n.copy_from_slice(nfds);
+    let len = u64::from_le_bytes(l);
+    let limit = max_len.unwrap_or(u64::MAX).min(isize::MAX as u64);
+    let (Ok(len), true) = (usize::try_from(len), len <= limit) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            match max_len {
+                Some(m) => {
+                    format!("frame of {len} bytes exceeds the maximum message size of {m} bytes")
+                }
+                None => format!("frame of {len} bytes exceeds the addressable size"),
+            },
+        ));
+    };
+    Ok((len, u32::from_le_bytes(n) as usize))
+}
+
 /// Incremental frame decoder over a socket: feed it with [`poll_read`](Self::poll_read)
 /// whenever the socket is readable.
+///
+/// The payload buffer grows with the bytes that actually arrive (doubling, from
+/// [`GROW_MIN`]), never to the length the header announces: a peer that announces a
+/// huge frame and sends little costs little memory.
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
     header: [u8; HEADER],
     have_header: usize,
+    /// The announced payload length (valid once the header is in).
+    want: usize,
     payload: Vec<u8>,
     have_payload: usize,
     fds: Vec<OwnedFd>,
     /// The largest payload accepted, to turn a corrupt length into an error.
     pub(crate) max_len: Option<u64>,
 }
+
+/// The first payload buffer of a frame, grown by doubling as bytes arrive.
+pub(crate) const GROW_MIN: usize = 64 * 1024;
 
 /// What one [`FrameReader::poll_read`] call saw.
 #[derive(Debug)]
@@ -191,6 +240,9 @@ pub(crate) enum ReadOutcome {
     Frame(Frame),
     /// No more bytes right now (non-blocking mode) or a partial frame.
     Pending,
+    /// The byte budget of a [`poll_read_budget`](FrameReader::poll_read_budget) call
+    /// ran out: more may be waiting (call again).
+    Paused,
     /// The peer closed; `true` if it closed in the middle of a frame.
     Eof { truncated: bool },
 }
@@ -199,6 +251,14 @@ impl FrameReader {
     /// A reader with no size limit.
     pub(crate) fn new() -> Self {
         FrameReader::default()
+    }
+
+    /// A reader that refuses payloads over `max_len` bytes.
+    pub(crate) fn with_max_len(max_len: u64) -> Self {
+        FrameReader {
+            max_len: Some(max_len),
+            ..FrameReader::default()
+        }
     }
 
     /// Returns `true` if some bytes of a frame have arrived but not all of it.
@@ -212,14 +272,38 @@ impl FrameReader {
         sock: BorrowedFd<'_>,
         nonblocking: bool,
     ) -> io::Result<ReadOutcome> {
+        self.read(sock, nonblocking, usize::MAX)
+    }
+
+    /// Reads what is available without blocking, at most about `budget` bytes
+    /// ([`ReadOutcome::Paused`] when that ran out), so a caller with a deadline can
+    /// look at the clock between calls while a peer streams a large frame.
+    pub(crate) fn poll_read_budget(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        budget: usize,
+    ) -> io::Result<ReadOutcome> {
+        self.read(sock, true, budget)
+    }
+
+    fn read(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        nonblocking: bool,
+        budget: usize,
+    ) -> io::Result<ReadOutcome> {
         let flags = if nonblocking {
             RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC
         } else {
             RecvFlags::CMSG_CLOEXEC
         };
+        let mut read = 0usize;
         loop {
-            if self.have_header == HEADER && self.have_payload == self.payload.len() {
+            if self.have_header == HEADER && self.have_payload == self.want {
                 return self.complete();
+            }
+            if read >= budget {
+                return Ok(ReadOutcome::Paused);
             }
             let r = if self.have_header < HEADER {
                 let mut space =
@@ -234,7 +318,7 @@ impl FrameReader {
                 }
                 r
             } else {
-                let buf = &mut self.payload[self.have_payload..];
+                let buf = self.payload_room()?;
                 rustix::net::recv(sock, buf, flags & RecvFlags::DONTWAIT).map(|(n, _)| n)
             };
             let n = match r {
@@ -248,6 +332,7 @@ impl FrameReader {
                 Err(rustix::io::Errno::AGAIN) => return Ok(ReadOutcome::Pending),
                 Err(e) => return Err(e.into()),
             };
+            read = read.saturating_add(n);
             if self.have_header < HEADER {
                 self.have_header += n;
                 if self.have_header == HEADER {
@@ -260,27 +345,38 @@ impl FrameReader {
     }
 
     fn start_payload(&mut self) -> io::Result<()> {
-        let len = u64::from_le_bytes(self.header[..8].try_into().expect("8 bytes"));
-        if self.max_len.is_some_and(|m| len > m) || len > isize::MAX as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes exceeds the maximum message size"),
-            ));
-        }
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        self.payload = Vec::new();
-        self.payload.try_reserve_exact(len).map_err(|_| {
-            io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a frame buffer")
+        let (len, _) = decode_header(&self.header, self.max_len).inspect_err(|_| {
+            // A refused frame leaves the reader at a frame boundary it cannot know:
+            // the stream is unusable, but the reader stays consistent.
+            self.have_header = 0;
         })?;
-        self.payload.resize(len, 0);
+        self.want = len;
+        self.payload = Vec::new();
         self.have_payload = 0;
         Ok(())
+    }
+
+    /// The buffer to receive the next payload bytes into: grows the payload (doubling,
+    /// never past the announced length) when it is full.
+    fn payload_room(&mut self) -> io::Result<&mut [u8]> {
+        if self.have_payload == self.payload.len() {
+            let grow = self.have_payload.max(GROW_MIN);
+            let len = self.want.min(self.have_payload.saturating_add(grow));
+            self.payload
+                .try_reserve_exact(len - self.payload.len())
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate a frame buffer")
+                })?;
+            self.payload.resize(len, 0);
+        }
+        Ok(&mut self.payload[self.have_payload..])
     }
 
     fn complete(&mut self) -> io::Result<ReadOutcome> {
         let nfds = u32::from_le_bytes(self.header[8..].try_into().expect("4 bytes")) as usize;
         self.have_header = 0;
         self.have_payload = 0;
+        self.want = 0;
         let fds = std::mem::take(&mut self.fds);
         if nfds != fds.len() {
             return Err(io::Error::new(
@@ -316,7 +412,7 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
                     "peer closed in the middle of a message",
                 ))
             }
-            Ok(ReadOutcome::Pending) => continue,
+            Ok(ReadOutcome::Pending | ReadOutcome::Paused) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }

@@ -1,0 +1,83 @@
+//! Test support for the hostile-peer suite (`tests/hostile_peer.rs`), which plays a
+//! misbehaving peer from a child process: where a child's result socket and a pool
+//! worker's socket are, and where a pipe's or queue's ring lies in its shared memory
+//! (the layout is in `ipc/ring.rs`).
+//!
+//! Not an API: hidden from the docs, not covered by semver, and it may change with
+//! the internals it exposes. Nothing in it is needed to use the crate.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+#[cfg(not(loom))]
+use crate::ipc::{Connection, Queue};
+#[cfg(not(loom))]
+use crate::shm::SharedMemory;
+
+static RESULT_SOCKET: AtomicI32 = AtomicI32::new(-1);
+static WORKER_SOCKET: AtomicI32 = AtomicI32::new(-1);
+
+/// Records the socket this child sends its result on (async-signal-safe: one store).
+pub(crate) fn set_result_socket(fd: RawFd) {
+    RESULT_SOCKET.store(fd, Ordering::Relaxed);
+}
+
+/// Records the socket a pool worker talks to its parent on.
+pub(crate) fn set_worker_socket(fd: RawFd) {
+    WORKER_SOCKET.store(fd, Ordering::Relaxed);
+}
+
+/// In a child process started by multiproc: the socket its result goes back on.
+pub fn result_socket() -> Option<RawFd> {
+    Some(RESULT_SOCKET.load(Ordering::Relaxed)).filter(|&fd| fd >= 0)
+}
+
+/// In a process pool's worker: the socket its records go back on.
+pub fn worker_socket() -> Option<RawFd> {
+    Some(WORKER_SOCKET.load(Ordering::Relaxed)).filter(|&fd| fd >= 0)
+}
+
+/// Offsets in a ring, from its base (see the layout table in `ipc/ring.rs`).
+pub mod ring {
+    /// `tail: u64`, bytes ever published (producer).
+    pub const TAIL: usize = 0;
+    /// `put: u64`, messages ever started (producer).
+    pub const PUT: usize = 8;
+    /// `head: u64`, bytes ever consumed (consumer).
+    pub const HEAD: usize = 128;
+    /// `got: u64`, sequence number after the last message taken (consumer).
+    pub const GOT: usize = 136;
+    /// `cap: u64`, the data area's size.
+    pub const CAP: usize = 272;
+    /// The data area.
+    pub const DATA: usize = 384;
+    /// Record kinds (low 4 bits of a record's tag).
+    pub const SINGLE: u32 = 2;
+    /// The first fragment: payload starts with the total length (`u64`) and the
+    /// producer's pid (`u32`), 16 bytes.
+    pub const FIRST: u32 = 3;
+    /// A middle fragment.
+    pub const MORE: u32 = 4;
+    /// The last fragment.
+    pub const LAST: u32 = 5;
+}
+
+/// The shared memory of a pipe end and the base offset of the ring it receives
+/// from (`None` for a send-only end).
+#[cfg(not(loom))]
+pub fn pipe_recv_ring(c: &Connection) -> Option<(SharedMemory, usize)> {
+    c.recv_ring_base()
+}
+
+/// The shared memory of a pipe end and the base offset of the ring it sends on
+/// (`None` for a receive-only end).
+#[cfg(not(loom))]
+pub fn pipe_send_ring(c: &Connection) -> Option<(SharedMemory, usize)> {
+    c.send_ring_base()
+}
+
+/// The shared memory of a queue and the base offset of its ring.
+#[cfg(not(loom))]
+pub fn queue_ring<T>(q: &Queue<T>) -> (SharedMemory, usize) {
+    q.ring_base()
+}
