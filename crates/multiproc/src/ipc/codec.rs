@@ -19,7 +19,9 @@ use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::thread::LocalKey;
 
-use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -35,13 +37,29 @@ thread_local! {
 
 /// Decodes a value received without its descriptors: `Ok(None)` if it turns out to
 /// own some, so the caller fetches them and decodes again with [`decode`].
-pub(crate) fn decode_unless_fds<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>> {
+pub(crate) fn decode_seed_unless_fds<'a, S: DeserializeSeed<'a>>(
+    bytes: &'a [u8],
+    seed: S,
+) -> Result<Option<S::Value>> {
     WANTED.with(|w| w.set(false));
-    match bincode::deserialize(bytes) {
+    match deserialize_seed(bytes, seed) {
         Ok(v) => Ok(Some(v)),
         Err(_) if WANTED.with(|w| w.replace(false)) => Ok(None),
         Err(e) => Err(decode_error(e)),
     }
+}
+
+/// The format's `deserialize`, through a seed.
+fn deserialize_seed<'a, S: DeserializeSeed<'a>>(
+    bytes: &'a [u8],
+    seed: S,
+) -> bincode::Result<S::Value> {
+    use bincode::Options;
+    // What `bincode::deserialize` uses.
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .deserialize_seed(seed, bytes)
 }
 
 /// A value encoded for another process: its bytes and the descriptors it owns.
@@ -95,11 +113,20 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 /// [`ErrorKind::Decode`] if the bytes are not a valid encoding of `T`, or refer to a
 /// descriptor that did not arrive.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    decode_seed(bytes, fds, PhantomData::<T>)
+}
+
+/// [`decode`] through a [`DeserializeSeed`].
+pub(crate) fn decode_seed<'a, S: DeserializeSeed<'a>>(
+    bytes: &'a [u8],
+    fds: Vec<OwnedFd>,
+    seed: S,
+) -> Result<S::Value> {
     if fds.is_empty() {
-        return bincode::deserialize(bytes).map_err(decode_error);
+        return deserialize_seed(bytes, seed).map_err(decode_error);
     }
     let scope = Scope::enter(&SOURCE, fds.into_iter().map(Some).collect());
-    let r = bincode::deserialize(bytes);
+    let r = deserialize_seed(bytes, seed);
     drop(scope.exit());
     r.map_err(decode_error)
 }

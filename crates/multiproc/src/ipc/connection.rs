@@ -16,6 +16,7 @@ use super::error::{
 use super::frame::{self, Patience, RecvFail, SendFail};
 use super::ring::{footprint, Ring};
 use super::side::{self, Inbox};
+use super::typecheck;
 use super::wait::{self, Waitable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
@@ -195,9 +196,21 @@ impl PipeBuilder {
 /// One end of a [`Pipe`]: sends and receives messages (typed, or raw bytes).
 ///
 /// Typed messages are encoded with the crate's [codec](crate::ipc::codec) (bincode),
-/// and `recv::<T>` must name the type that was sent, as with Python's pickle the
-/// stream itself is untyped: [`send_bytes`](Self::send_bytes) and
-/// [`recv_bytes`](Self::recv_bytes) see the encoded bytes of a typed message.
+/// and `recv::<T>` must name the type that was sent: the stream itself is untyped
+/// ([`channel`](crate::ipc::channel) gives ends that carry one type only).
+/// [`send_bytes`](Self::send_bytes) and [`recv_bytes`](Self::recv_bytes) see the
+/// encoded bytes of a typed message.
+///
+/// In debug builds, receiving a value as another type than it was sent is an error
+/// ([`RecvError::Invalid`], [`ErrorKind::Decode`], "type mismatch"): sending `-1i64`
+/// and receiving `u64`, or a `String` as `Vec<u8>`. Types that serde encodes alike
+/// still pass (`&str` and `String`, `&T`, `Box<T>` and `T`, a newtype and its field,
+/// `HashMap` and `BTreeMap`). For this, a debug build appends 16 bytes to each typed
+/// message (a hash of the value's serde shape and a marker), which
+/// [`recv_bytes`](Self::recv_bytes) sees too (the codec ignores them when decoding);
+/// both ends run the same executable, hence the same profile. Release builds neither
+/// add nor check anything. Not checked: the element type of an empty collection,
+/// and messages sent with `send_bytes`.
 ///
 /// A `Connection` can be shared by threads (`&self` methods; sends are serialized
 /// with each other, and receives with each other) and handed to a child process at
@@ -488,7 +501,16 @@ impl Connection {
         // the buffer taken, so it uses a new one).
         let mut buf = SEND_SCRATCH.take();
         buf.clear();
-        let encoded = codec::encode_into(&value, &mut buf);
+        let encoded = if cfg!(debug_assertions) {
+            // Debug builds: the value's shape, computed in the same pass, goes in a
+            // trailer for the receiver's type check (see `typecheck`).
+            let shape = std::cell::Cell::new(0);
+            let r = codec::encode_into(&typecheck::Tee::new(&value, &shape), &mut buf);
+            typecheck::append(shape.get(), &mut buf);
+            r
+        } else {
+            codec::encode_into(&value, &mut buf)
+        };
         let r = match (encoded, self.tx()) {
             (Ok(fds), Some(tx)) if fds.is_empty() => self.send_raw(&tx, &buf, patience),
             (Ok(fds), Some(tx)) => self.send_with_fds(&tx, &buf, &fds, patience),
@@ -683,16 +705,25 @@ impl Connection {
         let rx = &mut *rx;
         let mut buf = std::mem::take(&mut rx.scratch);
         let r = self.recv_locked(rx, &mut buf, patience, self.max_message);
-        let r = r.and_then(|seq| match codec::decode_unless_fds(&buf) {
-            Ok(Some(v)) => Ok(v),
-            Ok(None) => {
-                let fds = rx
-                    .inbox
-                    .take(self.sock(), seq)
-                    .map_err(|m| Fail::Invalid(Error::new(ErrorKind::Decode).with_message(m)))?;
-                codec::decode(&buf, fds).map_err(Fail::Invalid)
-            }
-            Err(e) => Err(Fail::Invalid(e)),
+        // Debug builds: the sender's type trailer, checked against what `T` asks for.
+        let (len, sent_shape) = typecheck::split(&buf);
+        let shape = std::cell::Cell::new(0);
+        let seed = typecheck::Traced::<T>::new(&shape);
+        let r = r.and_then(
+            |seq| match codec::decode_seed_unless_fds(&buf[..len], seed) {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => {
+                    let fds = rx.inbox.take(self.sock(), seq).map_err(|m| {
+                        Fail::Invalid(Error::new(ErrorKind::Decode).with_message(m))
+                    })?;
+                    codec::decode_seed(&buf[..len], fds, seed).map_err(Fail::Invalid)
+                }
+                Err(e) => Err(Fail::Invalid(e)),
+            },
+        );
+        let r = r.and_then(|v| match typecheck::verify::<T>(shape.get(), sent_shape) {
+            Ok(()) => Ok(v),
+            Err(m) => Err(Fail::Invalid(Error::new(ErrorKind::Decode).with_message(m))),
         });
         if buf.capacity() <= 1 << 20 {
             rx.scratch = buf;

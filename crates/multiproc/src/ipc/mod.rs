@@ -1,5 +1,6 @@
 //! Communication between processes (and threads): [`Pipe`]/[`Connection`] for
-//! two-party messages, [`Queue`]/[`JoinableQueue`] for many producers and
+//! two-party messages, typed [`channel`]s ([`Sender`]/[`Receiver`], with
+//! [`Select`]), [`Queue`]/[`JoinableQueue`] for many producers and
 //! consumers, [`wait`] over many connections and processes, and the serialization
 //! seam ([`codec`]).
 //!
@@ -8,6 +9,8 @@
 //! waiting receiver spins briefly, then sleeps on a futex. See [`Pipe`] and
 //! [`Queue`] for the guarantees when a peer dies.
 
+#[cfg(not(loom))]
+mod channel;
 pub mod codec;
 #[cfg(not(loom))]
 mod connection;
@@ -21,8 +24,12 @@ mod shm_mem;
 #[cfg(not(loom))]
 mod side;
 #[cfg(not(loom))]
+mod typecheck;
+#[cfg(not(loom))]
 mod wait;
 
+#[cfg(not(loom))]
+pub use channel::{channel, channel_with, IntoIter, Iter, Receiver, Select, Sender, TryIter};
 #[cfg(not(loom))]
 pub use connection::{Connection, Pipe, PipeBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
 pub use error::{
