@@ -80,7 +80,7 @@ wait_ping "$tmp/plain.pid" -h 127.0.0.1 -p "$port"
 REDISCLI_AUTH=$password redis-cli -h 127.0.0.1 -p "$port" ACL SETUSER mptest on ">$acl_password" \
   resetkeys '~{mpt*}:*' resetchannels -@all +@stream +xgroup +set +get +getdel +del +exists \
   +expire +pexpire +pexpireat +eval +evalsha +multi +exec +discard +ping +info +hello \
-  +client\|setname +client\|id +sadd +srem +smembers +scan >/dev/null
+  +client\|setname +client\|id +sadd +srem +smembers +mget +scan >/dev/null
 
 # A test CA and a server certificate for 127.0.0.1.
 (

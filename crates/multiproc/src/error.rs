@@ -105,6 +105,13 @@ pub enum ErrorKind {
     /// channel (or the worker) cannot be trusted any more; the memory this process
     /// spent on it stays bounded.
     Corrupt,
+    /// The message broker of a cluster pool (Redis) could not be reached, refused the
+    /// pool's commands, or stayed away longer than the pool's `broker_timeout`;
+    /// [`source`](std::error::Error::source) has the client's error.
+    BrokerUnavailable,
+    /// The function is not registered for a cluster pool (`multiproc::task!`), or no
+    /// live worker host has it.
+    NotRegistered,
 }
 
 impl ErrorKind {
@@ -130,6 +137,8 @@ impl ErrorKind {
             ErrorKind::TooManyReleases => "semaphore released too many times",
             ErrorKind::BrokenBarrier => "the barrier is broken",
             ErrorKind::Corrupt => "another process corrupted the shared data",
+            ErrorKind::BrokerUnavailable => "the message broker is unavailable",
+            ErrorKind::NotRegistered => "the function is not registered for the cluster",
         }
     }
 }
@@ -234,6 +243,12 @@ impl Error {
                 status: i.status,
             }),
         }
+    }
+
+    /// The message this error carries, if any (without the kind's text).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn message(&self) -> Option<&str> {
+        self.inner.message.as_deref()
     }
 
     /// The OS error code behind this error, if there is one.

@@ -464,6 +464,7 @@ fn max_tasks_per_child_switches_worker() {
         let who = |p: &Pool| match b {
             Backend::Threads => p.apply(thread_name, 0).unwrap(),
             Backend::Processes => p.apply(pid, 0).unwrap().to_string(),
+            other => unreachable!("{other:?} is not in BACKENDS"),
         };
         let first = who(&p);
         assert_eq!(who(&p), first, "{b:?}");

@@ -18,12 +18,17 @@ use crate::process::StartMethod;
 
 /// Where a pool's workers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// OS threads of this process: cheap, shared memory, but a crash (a segfault, an
     /// abort) takes the whole process down, and a timed-out task cannot be stopped.
     Threads,
     /// Worker processes: isolated, so a crash costs only the task that caused it.
     Processes,
+    /// Worker hosts on other machines, through Redis Streams (feature `cluster`; set
+    /// with [`Builder::redis`] or [`Builder::cluster`]).
+    #[cfg(feature = "cluster")]
+    Cluster,
 }
 
 /// Configures a [`Pool`] before it starts.
@@ -66,6 +71,8 @@ pub struct Builder {
     progress: bool,
     spin: Duration,
     max_result: u64,
+    #[cfg(feature = "cluster")]
+    cluster: Option<super::cluster::Options>,
 }
 
 impl fmt::Debug for Builder {
@@ -110,7 +117,28 @@ impl Builder {
             progress: false,
             spin: Duration::from_micros(50),
             max_result: crate::ipc::DEFAULT_MAX_MESSAGE as u64,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
+    }
+
+    /// Runs the tasks on worker hosts through the Redis at `url`, with the default
+    /// [cluster options](super::cluster::Options) (feature `cluster`): the same calls,
+    /// handles and errors as the local backends. Only functions registered with
+    /// [`task!`](crate::task) can run. The settings of the local backends (workers,
+    /// start method, limits) are the hosts' own and are ignored here; `retries`,
+    /// `chunksize`, `prefetch` and `progress` apply.
+    #[cfg(feature = "cluster")]
+    pub fn redis(self, url: impl Into<String>) -> Builder {
+        self.cluster(super::cluster::Options::new(url))
+    }
+
+    /// [`redis`](Self::redis) with every cluster setting (feature `cluster`).
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, opts: super::cluster::Options) -> Builder {
+        self.backend = Backend::Cluster;
+        self.cluster = Some(opts);
+        self
     }
 
     /// Chooses threads or processes (default: [`Backend::Processes`]).
@@ -290,6 +318,15 @@ impl Builder {
         }
         let workers = self.workers.unwrap_or_else(cpu_count);
         let inner = match self.backend {
+            #[cfg(feature = "cluster")]
+            Backend::Cluster => {
+                let opts = self.cluster.ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidInput).with_message(
+                        "Backend::Cluster needs Builder::redis(url) or Builder::cluster(options)",
+                    )
+                })?;
+                Inner::Cluster(super::cluster::client::ClusterPool::start(opts.resolve()?)?)
+            }
             Backend::Threads => Inner::Threads(thread::ThreadPool::start(thread::Config {
                 workers,
                 init: self.init_thread,

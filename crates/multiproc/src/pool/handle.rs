@@ -20,6 +20,8 @@ use crate::process::function::{self, ChunkOut};
 pub(crate) enum Inner {
     Threads(ThreadPool),
     Processes(ProcessPool),
+    #[cfg(feature = "cluster")]
+    Cluster(super::cluster::client::ClusterPool),
 }
 
 /// A pool of worker threads or processes that runs functions over many inputs
@@ -150,28 +152,43 @@ impl Pool {
         match self.inner {
             Inner::Threads(_) => Backend::Threads,
             Inner::Processes(_) => Backend::Processes,
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(_) => Backend::Cluster,
         }
     }
 
-    /// The number of workers.
+    /// The number of workers (for a cluster: the slots of the live hosts, at least 1).
     pub fn workers(&self) -> usize {
-        self.workers
+        match &self.inner {
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(c) => c.slots(),
+            _ => self.workers,
+        }
+    }
+
+    /// A cluster pool's counters and live hosts; `None` for the local backends.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_stats(&self) -> Option<super::cluster::ClusterStats> {
+        match &self.inner {
+            Inner::Cluster(c) => Some(c.stats()),
+            _ => None,
+        }
     }
 
     /// The process ids of the current worker processes (empty for threads). A worker
     /// that dies is replaced, so the list changes.
     pub fn worker_pids(&self) -> Vec<i32> {
         match &self.inner {
-            Inner::Threads(_) => Vec::new(),
             Inner::Processes(p) => p.pids(),
+            _ => Vec::new(),
         }
     }
 
     /// What a waiter on one of this pool's slots can step to make progress itself.
     fn driver(&self) -> Option<Arc<dyn super::task::Drive>> {
         match &self.inner {
-            Inner::Threads(_) => None,
             Inner::Processes(p) => Some(p.driver()),
+            _ => None,
         }
     }
 
@@ -210,6 +227,32 @@ impl Pool {
                     None
                 }
             },
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(_) => {
+                let task = super::cluster::lookup::<F, A, R>().and_then(|(key, name)| {
+                    let e = codec::encode(&items)?;
+                    if !e.fds.is_empty() {
+                        return Err(Error::new(ErrorKind::Encode).with_message(
+                            "values that own file descriptors cannot cross machines",
+                        ));
+                    }
+                    Ok(super::cluster::client::ClusterTask {
+                        key,
+                        name,
+                        items: items.len() as u32,
+                        payload: Arc::new(e.bytes),
+                        sink: Arc::clone(&sink),
+                        retries: self.retries,
+                    })
+                });
+                match task {
+                    Ok(t) => Some(Unit::Cluster(t)),
+                    Err(e) => {
+                        slot.fail(e);
+                        None
+                    }
+                }
+            }
         };
         (slot, unit)
     }
@@ -221,7 +264,7 @@ impl Pool {
                     .into_iter()
                     .filter_map(|u| match u {
                         Unit::Job(j) => Some(j),
-                        Unit::Task(_) => None,
+                        _ => None,
                     })
                     .collect(),
             ),
@@ -230,7 +273,17 @@ impl Pool {
                     .into_iter()
                     .filter_map(|u| match u {
                         Unit::Task(t) => Some(t),
-                        Unit::Job(_) => None,
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(c) => c.submit_all(
+                units
+                    .into_iter()
+                    .filter_map(|u| match u {
+                        Unit::Cluster(t) => Some(t),
+                        _ => None,
                     })
                     .collect(),
             ),
@@ -255,8 +308,11 @@ impl Pool {
             let n = c.len();
             let (slot, unit) = self.unit(f, c, None);
             slots.push((slot, n));
-            if let Some(Unit::Task(t)) = &unit {
-                bytes += t.payload.len();
+            match &unit {
+                Some(Unit::Task(t)) => bytes += t.payload.len(),
+                #[cfg(feature = "cluster")]
+                Some(Unit::Cluster(t)) => bytes += t.payload.len(),
+                _ => {}
             }
             units.extend(unit);
             // Encoding takes time: let the workers start on what is ready (the first
@@ -282,7 +338,7 @@ impl Pool {
 
     pub(crate) fn auto_chunksize(&self, len: usize) -> usize {
         self.chunksize
-            .unwrap_or_else(|| auto_chunksize(len, self.workers))
+            .unwrap_or_else(|| auto_chunksize(len, self.workers()))
     }
 
     pub(crate) fn progress_bar(&self, len: Option<usize>) -> Progress {
@@ -321,6 +377,8 @@ impl Pool {
             match (&self.inner, u) {
                 (Inner::Threads(p), Unit::Job(j)) => p.submit(j),
                 (Inner::Processes(p), Unit::Task(t)) => p.submit(t),
+                #[cfg(feature = "cluster")]
+                (Inner::Cluster(c), Unit::Cluster(t)) => c.submit_all(vec![t]),
                 _ => unreachable!("units match their backend"),
             }
         }
@@ -683,6 +741,8 @@ impl Pool {
         match &self.inner {
             Inner::Threads(p) => p.close(),
             Inner::Processes(p) => p.close(),
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(c) => c.close(),
         }
     }
 
@@ -696,6 +756,8 @@ impl Pool {
         match &self.inner {
             Inner::Threads(p) => p.join(),
             Inner::Processes(p) => p.join(),
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(c) => c.join(),
         }
     }
 
@@ -707,6 +769,8 @@ impl Pool {
         match &self.inner {
             Inner::Threads(p) => p.terminate(),
             Inner::Processes(p) => p.terminate(),
+            #[cfg(feature = "cluster")]
+            Inner::Cluster(c) => c.terminate(),
         }
     }
 
@@ -775,6 +839,8 @@ fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
 pub(crate) enum Unit {
     Job(Job),
     Task(RemoteTask),
+    #[cfg(feature = "cluster")]
+    Cluster(super::cluster::client::ClusterTask),
 }
 
 /// A function that takes its arguments as a tuple's fields, for

@@ -70,6 +70,8 @@
 //! waiting for the next one. See the `process` backend's source for the protocol.
 
 mod builder;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod cpu;
 mod handle;
 mod imap;

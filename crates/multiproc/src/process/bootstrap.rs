@@ -133,6 +133,10 @@ pub(crate) static BOOTSTRAP: extern "C" fn() = bootstrap_hook;
 
 extern "C" fn bootstrap_hook() {
     let Some(value) = std::env::var_os(ENV) else {
+        // A cluster worker host started by `MULTIPROC_WORKER` serves here and exits;
+        // its own local workers are started with `ENV` and take the path below.
+        #[cfg(feature = "cluster")]
+        crate::pool::cluster::premain();
         return;
     };
     // Not inherited by anything this process starts itself, nor seen by its `main`.

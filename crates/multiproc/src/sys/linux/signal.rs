@@ -97,3 +97,27 @@ pub(crate) fn die_of(signo: i32) -> ! {
     // elsewhere is impossible here, but be total).
     std::process::abort()
 }
+
+/// Set by the SIGTERM handler that [`catch_sigterm`] installs.
+#[cfg(feature = "cluster")]
+static SIGTERM_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(feature = "cluster")]
+extern "C" fn on_sigterm(_: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    SIGTERM_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGTERM (a cluster worker host drains on it instead of dying) and returns
+/// the flag its handler sets.
+#[cfg(feature = "cluster")]
+pub(crate) fn catch_sigterm() -> &'static std::sync::atomic::AtomicBool {
+    let handler: extern "C" fn(libc::c_int) = on_sigterm;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; it
+    // stays valid for the life of the process (a `static` function). Handlers are
+    // reset to the default by `exec`, so the host's local workers are unaffected.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    &SIGTERM_SEEN
+}

@@ -1,0 +1,462 @@
+//! The cluster backend against a real Redis (SCALEOUT §5): parity with the process
+//! pool, refusals, a host killed mid-task, poison tasks, segfaults, forged entries,
+//! SIGTERM drain. Worker hosts are this test binary re-executed with
+//! `MULTIPROC_WORKER` (served from the pre-`main` hook).
+//!
+//! Needs `MULTIPROC_TEST_REDIS_URL` (`ci/with-redis.sh` sets it); without it the
+//! tests skip with a message, or fail under `CI=true`.
+#![cfg(feature = "cluster")]
+
+#[path = "util/cluster.rs"]
+mod cluster_util;
+mod util;
+
+use std::time::{Duration, Instant};
+
+use cluster_util::{cleanup, keys, opts, raw, redis_url, unique_name, wait_hosts, Host, KEY};
+use multiproc::pool::{as_completed, cluster, Pool};
+use multiproc::{ErrorKind, Signal};
+
+/// A stream entry's field pairs.
+type Fields = Vec<(String, Vec<u8>)>;
+
+const LIMIT: Duration = Duration::from_secs(90);
+const HOSTS_UP: Duration = Duration::from_secs(30);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+fn check(x: u32) -> u32 {
+    assert!(x != 13, "thirteen is unlucky");
+    x
+}
+fn slow(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+/// Appends a line to `path`, then segfaults.
+fn segv(path: String) -> u32 {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "ran").unwrap();
+    multiproc::fault::segfault()
+}
+/// Item 0 kills the host (its parent: the local pool's worker is the host's child).
+fn kill_host(x: u32) -> u32 {
+    if x == 0 {
+        let _ = rustix::process::kill_process(
+            rustix::process::getppid().unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    x
+}
+fn touch(path: String) -> u32 {
+    std::fs::write(path, "ran").unwrap();
+    1
+}
+fn takes_pipe(_c: multiproc::ipc::Connection) -> u32 {
+    0
+}
+fn unregistered(x: u32) -> u32 {
+    x
+}
+multiproc::task!(square, check, slow, segv, kill_host, touch, takes_pipe);
+
+/// A pool with `hosts` hosts of `slots` slots, ready.
+fn setup(hosts: usize, slots: usize) -> Option<(String, String, Vec<Host>, Pool)> {
+    let url = redis_url()?;
+    let name = unique_name();
+    let hs: Vec<Host> = (0..hosts)
+        .map(|_| Host::start(&url, &name, slots))
+        .collect();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, hosts, HOSTS_UP);
+    Some((url, name, hs, pool))
+}
+
+#[test]
+fn t2_parity_with_the_process_pool() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(2, 2) else {
+        return;
+    };
+    let local = Pool::processes(2).unwrap();
+    // map, with a per-item panic through map_results.
+    assert_eq!(
+        pool.map(square, 0..100u64).unwrap(),
+        local.map(square, 0..100u64).unwrap()
+    );
+    let a = pool.map_results(check, 0..20u32);
+    let b = local.map_results(check, 0..20u32);
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        match (x, y) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y),
+            (Err(x), Err(y)) => {
+                assert_eq!((i, x.kind()), (13, y.kind()));
+                assert_eq!(x.panic().unwrap().message(), y.panic().unwrap().message());
+            }
+            _ => panic!("item {i}: {x:?} vs {y:?}"),
+        }
+    }
+    let e = pool.map(check, 10..16u32).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    // imap_unordered.
+    let mut got: Vec<u64> = pool
+        .imap_unordered(square, 0..50u64)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..50u64).map(square).collect::<Vec<_>>());
+    // imap, ordered, over an endless input.
+    let first: Vec<u64> = pool
+        .imap(square, 0u64..)
+        .take(30)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(first, (0..30u64).map(square).collect::<Vec<_>>());
+    // submit, apply, as_completed.
+    let hs: Vec<_> = (0..10u64).map(|i| pool.submit(square, i)).collect();
+    let mut done: Vec<u64> = as_completed(hs).map(|(_, r)| r.unwrap()).collect();
+    done.sort_unstable();
+    assert_eq!(done, (0..10u64).map(square).collect::<Vec<_>>());
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    assert_eq!(
+        pool.submit(check, 13).join().unwrap_err().kind(),
+        ErrorKind::Panicked
+    );
+    // starmap-free map_async.
+    assert_eq!(
+        pool.map_async(square, vec![3, 4]).join().unwrap(),
+        vec![9, 16]
+    );
+    let stats = pool.cluster_stats().unwrap();
+    assert_eq!(stats.duplicates_dropped, 0);
+    // Every registered task is advertised by hosts that started before main.
+    for h in &stats.hosts {
+        assert_eq!(h.tasks, cluster::registered().len(), "{h:?}");
+        assert_eq!(h.slots, 2);
+    }
+    pool.join();
+    local.join();
+    // The client's own keys are gone after join.
+    let left: Vec<String> = keys(&url, &name)
+        .into_iter()
+        .filter(|k| k.contains(":res:") || k.contains(":client:") || k.contains(":blob:"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t3_refusals_before_anything_is_sent() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    let e = pool.submit(unregistered, 1).join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotRegistered);
+    assert!(e.to_string().contains("task!(unregistered)"), "{e}");
+    let e = pool.submit(|x: u32| x + 1, 1).join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let (a, _b) = multiproc::Pipe::new().unwrap();
+    let e = pool.submit(takes_pipe, a).join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encode);
+    assert!(e.to_string().contains("cannot cross machines"), "{e}");
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{{{name}}}:tasks"))
+        .query(&mut raw(&url))
+        .unwrap();
+    assert_eq!(len, 0, "nothing was written");
+    // A payload above max_payload fails before any write.
+    let small = Pool::builder()
+        .cluster(opts(&url, &name).max_payload(1000))
+        .build()
+        .unwrap();
+    let e = small.submit(touch, "x".repeat(5000)).join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encode);
+    small.join();
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t3_keys_are_mandatory() {
+    let _w = util::watchdog(LIMIT);
+    // No Redis needed: the key is checked first.
+    let o = cluster::Options::new("redis://127.0.0.1:1/").auth_key(b"short".to_vec());
+    let e = Pool::builder().cluster(o.clone()).build().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("at least 16"), "{e}");
+    let e = cluster::Worker::new(o).slots(1).serve().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn t10_no_listener_is_broker_unavailable_within_the_timeout() {
+    let _w = util::watchdog(LIMIT);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start = Instant::now();
+    let e = Pool::builder()
+        .cluster(
+            cluster::Options::new(format!("redis://127.0.0.1:{port}/"))
+                .auth_key(KEY.as_bytes().to_vec())
+                .connect_timeout(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
+    assert!(start.elapsed() < Duration::from_secs(1) + Duration::from_secs(2));
+    // An address that does not answer at all (TEST-NET-1): the connect timeout.
+    let start = Instant::now();
+    let e = Pool::builder()
+        .cluster(
+            cluster::Options::new("redis://192.0.2.1:6379/")
+                .auth_key(KEY.as_bytes().to_vec())
+                .connect_timeout(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1) + Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn t4_host_killed_mid_task_loses_nothing() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, mut hosts, pool)) = setup(2, 1) else {
+        return;
+    };
+    // 6 tasks of 600 ms on 2 single-slot hosts; kill one host while it runs one.
+    let h = pool.map_async(slow, vec![600u64; 6]);
+    std::thread::sleep(Duration::from_millis(300));
+    hosts[0].kill9();
+    let killed = Instant::now();
+    let out = h.join().unwrap();
+    assert_eq!(out, vec![600u64; 6]);
+    // Reclaimed after min_idle (1 s) plus a reaper period, then run (0.6 s each,
+    // serially on the surviving host): well within min_idle + 2 s + the work.
+    assert!(
+        killed.elapsed() < Duration::from_millis(1000 + 2000 + 6 * 600),
+        "{:?}",
+        killed.elapsed()
+    );
+    let s = pool.cluster_stats().unwrap();
+    assert!(s.redelivered >= 1, "{s:?}");
+    assert_eq!(s.duplicates_dropped, 0, "{s:?}");
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t6_poison_task_fails_after_max_deliveries() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    let mut hosts: Vec<Host> = (0..2).map(|_| Host::start(&url, &name, 1)).collect();
+    wait_hosts(&pool, 2, HOSTS_UP);
+    let poison = pool.submit(kill_host, 0);
+    let fine: Vec<_> = (1..5u32).map(|i| pool.submit(kill_host, i)).collect();
+    // Keep two hosts alive: every delivery of the poison task kills one.
+    let mut deaths = 0;
+    while !poison.is_finished() {
+        for h in &mut hosts {
+            if !h.alive() {
+                deaths += 1;
+                *h = Host::start(&url, &name, 1);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = poison.join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert!(e.to_string().contains("delivered 3 times"), "{e}");
+    assert_eq!(deaths, 3, "one host per delivery");
+    for (i, h) in fine.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), i as u32 + 1);
+    }
+    let dead: u64 = redis::cmd("XLEN")
+        .arg(format!("{{{name}}}:dead"))
+        .query(&mut raw(&url))
+        .unwrap();
+    assert_eq!(dead, 1);
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t7_segfault_is_worker_died_not_redelivered() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, hosts, pool)) = setup(1, 1) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("mp-t7-{}", std::process::id()));
+    let once = dir.with_extension("once");
+    let e = pool
+        .submit(segv, once.display().to_string())
+        .join()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert_eq!(e.signal(), Some(Signal::SIGSEGV), "{e}");
+    assert!(e.to_string().contains("on host"), "{e}");
+    // The host still serves, and ran the task once.
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    assert_eq!(std::fs::read_to_string(&once).unwrap().lines().count(), 1);
+    assert_eq!(pool.cluster_stats().unwrap().redelivered, 0);
+    // With retries(1), a second attempt happens.
+    let retrying = Pool::builder()
+        .cluster(opts(&url, &name))
+        .retries(1)
+        .build()
+        .unwrap();
+    let twice = dir.with_extension("twice");
+    let e = retrying
+        .submit(segv, twice.display().to_string())
+        .join()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied);
+    assert_eq!(std::fs::read_to_string(&twice).unwrap().lines().count(), 2);
+    let _ = std::fs::remove_file(once);
+    let _ = std::fs::remove_file(twice);
+    drop(hosts);
+    retrying.join();
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t12_forged_entries_never_run() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(1, 1) else {
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("mp-t12-{}", std::process::id()));
+    let tasks = format!("{{{name}}}:tasks");
+    // A client with another key: its entry is signed, but not with the hosts' key.
+    let other = Pool::builder()
+        .cluster(opts(&url, &name).auth_key(b"another key, also long enough".to_vec()))
+        .build()
+        .unwrap();
+    let wrong_key = base.with_extension("wrongkey");
+    let _h = other.submit(touch, wrong_key.display().to_string());
+    // Copy what it wrote: unsigned, with a flipped MAC, and into another stream.
+    let mut con = raw(&url);
+    let start = Instant::now();
+    let entry: Fields = loop {
+        let v: Vec<(String, Fields)> = redis::cmd("XRANGE")
+            .arg(&tasks)
+            .arg("-")
+            .arg("+")
+            .query(&mut con)
+            .unwrap();
+        if let Some((_, f)) = v.into_iter().next() {
+            break f;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let unsigned: Vec<_> = entry.iter().filter(|(k, _)| k != "s").cloned().collect();
+    let mut flipped = entry.clone();
+    for (k, v) in &mut flipped {
+        if k == "s" {
+            v[0] ^= 1;
+        }
+    }
+    for fields in [unsigned, flipped] {
+        let mut c = redis::cmd("XADD");
+        c.arg(&tasks).arg("*");
+        for (k, v) in &fields {
+            c.arg(k).arg(v.as_slice());
+        }
+        let _: String = c.query(&mut con).unwrap();
+    }
+    // A forged result in a real client's stream is ignored.
+    let res = keys(&url, &name)
+        .into_iter()
+        .find(|k| k.contains(":res:"))
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&res)
+        .arg("*")
+        .arg("h")
+        .arg(vec![1u8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        .arg("p")
+        .arg("x")
+        .arg("s")
+        .arg(vec![0u8; 32])
+        .query(&mut con)
+        .unwrap();
+    // All three task entries reach the host and are dropped uncounted as work.
+    let start = Instant::now();
+    loop {
+        let s = pool.cluster_stats().unwrap();
+        let dropped: u64 = s.hosts.iter().map(|h| h.unauthenticated).sum();
+        let forged_results = s.unauthenticated_dropped;
+        if dropped >= 3 && forged_results >= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The host still works; nothing forged ran.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    assert!(!wrong_key.exists(), "an entry signed with another key ran");
+    other.terminate();
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t15_large_payloads_go_through_blob_keys() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(1, 1) else {
+        return;
+    };
+    fn echo(v: Vec<u8>) -> Vec<u8> {
+        v.into_iter().rev().collect()
+    }
+    multiproc::task!(echo);
+    let big: Vec<u8> = (0..(2 << 20)).map(|i| (i % 251) as u8).collect();
+    let want: Vec<u8> = big.iter().rev().copied().collect();
+    assert_eq!(pool.apply(echo, big).unwrap(), want);
+    let blobs: Vec<String> = keys(&url, &name)
+        .into_iter()
+        .filter(|k| k.contains(":blob:"))
+        .collect();
+    assert!(blobs.is_empty(), "{blobs:?}");
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t18_sigterm_drains_a_host() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, mut hosts, pool)) = setup(2, 1) else {
+        return;
+    };
+    let h = pool.map_async(slow, vec![500u64; 6]);
+    std::thread::sleep(Duration::from_millis(250));
+    let pid = rustix::process::Pid::from_raw(hosts[0].pid()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = hosts[0].child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(h.join().unwrap(), vec![500u64; 6]);
+    // It finished what it ran: nothing was reclaimed.
+    assert_eq!(pool.cluster_stats().unwrap().redelivered, 0);
+    pool.join();
+    cleanup(&url, &name);
+}
