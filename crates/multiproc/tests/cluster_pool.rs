@@ -248,9 +248,10 @@ fn t4_host_killed_mid_task_loses_nothing() {
     let out = h.join().unwrap();
     assert_eq!(out, vec![600u64; 6]);
     // Reclaimed after min_idle (1 s) plus a reaper period, then run (0.6 s each,
-    // serially on the surviving host): well within min_idle + 2 s + the work.
+    // serially on the surviving host): within min_idle + 2 s + the work, plus a
+    // margin for a loaded machine.
     assert!(
-        killed.elapsed() < Duration::from_millis(1000 + 2000 + 6 * 600),
+        killed.elapsed() < Duration::from_millis(1000 + 2000 + 6 * 600 + 5000),
         "{:?}",
         killed.elapsed()
     );
