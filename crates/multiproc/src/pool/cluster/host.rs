@@ -284,6 +284,8 @@ impl Worker {
             memory_limit: self.memory_limit,
             cpu_limit: None,
             spin: Duration::from_micros(50),
+            // A larger result could not go through the broker anyway.
+            max_result: self.opts.max_payload as u64,
         })?;
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_owned())

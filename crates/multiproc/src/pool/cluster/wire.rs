@@ -303,7 +303,7 @@ impl BlobRef {
 }
 
 /// The kinds of error a host can report, by wire code (index).
-const KINDS: [ErrorKind; 12] = [
+const KINDS: [ErrorKind; 13] = [
     ErrorKind::WorkerDied,
     ErrorKind::Timeout,
     ErrorKind::Decode,
@@ -316,6 +316,7 @@ const KINDS: [ErrorKind; 12] = [
     ErrorKind::Start,
     ErrorKind::Os,
     ErrorKind::InvalidInput,
+    ErrorKind::Corrupt,
 ];
 
 /// An error as a host sends it: kind, message, exit status and the host's id.
