@@ -1209,3 +1209,116 @@ mod tests {
         assert!(HostInfo::verified(b"0123456789abcdef", "{p}:host:h-1", &bad).is_none());
     }
 }
+
+/// The guarded heartbeat against a real Redis (SCALEOUT §2.8): it must not take back
+/// an entry another host has reclaimed, where a plain `XCLAIM … JUSTID` does.
+#[cfg(test)]
+mod redis_tests {
+    use super::HEARTBEAT_LUA;
+
+    fn url() -> Option<String> {
+        match std::env::var("MULTIPROC_TEST_REDIS_URL") {
+            Ok(u) if !u.is_empty() => Some(u),
+            _ => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "MULTIPROC_TEST_REDIS_URL is not set under CI=true"
+                );
+                eprintln!("skipped: MULTIPROC_TEST_REDIS_URL is not set");
+                None
+            }
+        }
+    }
+
+    fn owner(con: &mut redis::Connection, s: &str, id: &str) -> String {
+        let v: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(s)
+            .arg("g")
+            .arg(id)
+            .arg(id)
+            .arg(1)
+            .query(con)
+            .unwrap();
+        v[0].1.clone()
+    }
+
+    #[test]
+    fn guarded_heartbeat_does_not_steal_a_reclaimed_entry() {
+        let Some(url) = url() else { return };
+        let mut con = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let s = format!("{{mpt-hb-{}}}:tasks", std::process::id());
+        let _: () = redis::cmd("DEL").arg(&s).query(&mut con).unwrap();
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&s)
+            .arg("g")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(&mut con)
+            .unwrap();
+        let id: String = redis::cmd("XADD")
+            .arg(&s)
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .query(&mut con)
+            .unwrap();
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("A")
+            .arg("STREAMS")
+            .arg(&s)
+            .arg(">")
+            .query(&mut con)
+            .unwrap();
+        // B reclaims it (A looked dead).
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&s)
+            .arg("g")
+            .arg("B")
+            .arg(0)
+            .arg(&id)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(owner(&mut con, &s, &id), "B");
+        // A's guarded heartbeat refreshes nothing and leaves B the owner...
+        let n: i64 = redis::cmd("EVAL")
+            .arg(HEARTBEAT_LUA)
+            .arg(1)
+            .arg(&s)
+            .arg("g")
+            .arg("A")
+            .arg(&id)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(owner(&mut con, &s, &id), "B");
+        // ...B's refreshes its entry...
+        let n: i64 = redis::cmd("EVAL")
+            .arg(HEARTBEAT_LUA)
+            .arg(1)
+            .arg(&s)
+            .arg("g")
+            .arg("B")
+            .arg(&id)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(n, 1);
+        // ...where the naive heartbeat steals it back.
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&s)
+            .arg("g")
+            .arg("A")
+            .arg(0)
+            .arg(&id)
+            .arg("JUSTID")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(owner(&mut con, &s, &id), "A");
+        let _: () = redis::cmd("DEL").arg(&s).query(&mut con).unwrap();
+    }
+}

@@ -1,0 +1,203 @@
+//! The cluster backend when Redis or a client goes away (SCALEOUT §5 T8, T9, T11,
+//! T13): tests that kill Redis start their own `redis-server` on a free port.
+//! Worker hosts are this test binary re-executed with `MULTIPROC_WORKER`.
+#![cfg(feature = "cluster")]
+
+#[path = "util/cluster.rs"]
+mod cluster_util;
+mod util;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_util::{cleanup, keys, opts, redis_url, unique_name, wait_hosts, Host, PrivateRedis};
+use multiproc::pool::Pool;
+use multiproc::ErrorKind;
+
+const LIMIT: Duration = Duration::from_secs(90);
+const HOSTS_UP: Duration = Duration::from_secs(30);
+const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn slow(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+/// Sleeps, then appends a line to `path`.
+fn count(path: String) -> u32 {
+    use std::io::Write;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "ran").unwrap();
+    1
+}
+multiproc::task!(slow, count);
+
+#[test]
+fn t8_a_long_task_on_a_live_host_is_not_reclaimed() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _hosts: Vec<Host> = (0..2).map(|_| Host::start(&url, &name, 1)).collect();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 2, HOSTS_UP);
+    // 3.5 × min_idle.
+    assert_eq!(pool.apply(slow, 3500).unwrap(), 3500);
+    let s = pool.cluster_stats().unwrap();
+    assert_eq!((s.redelivered, s.duplicates_dropped), (0, 0), "{s:?}");
+    pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t9_redis_killed_and_kept_down_is_broker_unavailable() {
+    let _w = util::watchdog(LIMIT);
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let h = pool.map_async(slow, vec![400u64; 8]);
+    std::thread::sleep(Duration::from_millis(300));
+    redis.kill();
+    let killed = Instant::now();
+    let e = h.join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
+    assert!(
+        killed.elapsed() < BROKER_TIMEOUT + Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    // While it stays away, a new task fails at once.
+    let start = Instant::now();
+    let e = pool.submit(slow, 1).join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    pool.join();
+}
+
+#[test]
+fn t9_redis_restarted_empty_the_map_completes() {
+    let _w = util::watchdog(LIMIT);
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let name = unique_name();
+    let _hosts: Vec<Host> = (0..2).map(|_| Host::start(&url, &name, 1)).collect();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 2, HOSTS_UP);
+    let h = pool.map_async(slow, (0..10u64).map(|i| 200 + i).collect::<Vec<_>>());
+    std::thread::sleep(Duration::from_millis(300));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    redis.restart(); // empty: no persistence
+    let out = h.join().unwrap();
+    assert_eq!(out, (0..10u64).map(|i| 200 + i).collect::<Vec<_>>());
+    let s = pool.cluster_stats().unwrap();
+    assert!(s.resubmitted >= 1, "{s:?}");
+    pool.join();
+}
+
+#[test]
+fn t13_the_documented_acl_user_is_enough() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let Ok(acl) = std::env::var("MULTIPROC_TEST_REDIS_ACL_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no ACL URL under CI=true"
+        );
+        eprintln!("skipped: MULTIPROC_TEST_REDIS_ACL_URL is not set");
+        return;
+    };
+    let name = unique_name(); // `{mpt…}`: inside the user's key pattern
+    let _host = Host::start(&acl, &name, 1);
+    let pool = Pool::builder().cluster(opts(&acl, &name)).build().unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    assert_eq!(pool.map(slow, vec![1u64, 2, 3]).unwrap(), vec![1, 2, 3]);
+    pool.join();
+    // Outside its keys: refused at build.
+    let e = Pool::builder()
+        .cluster(opts(&acl, "forbidden"))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
+    assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+    cleanup(&url, &name);
+}
+
+/// T11's client, run in a child process: submits `count` tasks, says so, waits to be
+/// killed.
+#[test]
+#[ignore = "run by t11_a_killed_clients_tasks_are_dropped_and_its_keys_expire"]
+fn t11_client_helper() {
+    let url = std::env::var("T11_URL").unwrap();
+    let name = std::env::var("T11_NAME").unwrap();
+    let path = std::env::var("T11_PATH").unwrap();
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name).lease(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let _hs: Vec<_> = (0..20).map(|_| pool.submit(count, path.clone())).collect();
+    println!("submitted");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn t11_a_killed_clients_tasks_are_dropped_and_its_keys_expire() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let probe = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&probe, 1, HOSTS_UP);
+    probe.join();
+    let stable = |ks: Vec<String>| -> Vec<String> {
+        ks.into_iter().filter(|k| !k.contains(":lock:")).collect()
+    };
+    let before = stable(keys(&url, &name));
+    let path = std::env::temp_dir().join(format!("mp-t11-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut client = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "t11_client_helper", "--nocapture"])
+        .env("T11_URL", &url)
+        .env("T11_NAME", &name)
+        .env("T11_PATH", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Wait until some tasks ran, then SIGKILL the client.
+    let start = Instant::now();
+    let lines = || {
+        std::fs::read_to_string(&path)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    while lines() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the client's tasks did not run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    // After the lease (2 s) and the hosts' 1 s liveness cache, nothing more runs.
+    std::thread::sleep(Duration::from_secs(4));
+    let ran = lines();
+    assert!(ran < 20, "every task ran: the lease did not stop them");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(), ran, "tasks of a dead client kept running");
+    // Its keys are gone: the lease and the result stream expired.
+    assert_eq!(stable(keys(&url, &name)), before);
+    let _ = std::fs::remove_file(&path);
+    cleanup(&url, &name);
+}
