@@ -3,6 +3,11 @@
 
 mod error;
 pub mod fault;
+// The fuzz targets' way in (`fuzz/`): not an API, not documented.
+#[cfg(all(feature = "fuzzing", not(loom)))]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 pub mod ipc;
 mod panic;
 pub mod pool;

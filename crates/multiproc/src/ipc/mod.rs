@@ -22,7 +22,7 @@ pub(crate) mod ring;
 #[cfg(not(loom))]
 mod shm_mem;
 #[cfg(not(loom))]
-mod side;
+pub(crate) mod side;
 #[cfg(not(loom))]
 mod typecheck;
 #[cfg(not(loom))]

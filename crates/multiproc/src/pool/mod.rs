@@ -82,7 +82,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 mod thread;
-mod wire;
+pub(crate) mod wire;
 mod worker;
 
 pub use builder::{Backend, Builder};
