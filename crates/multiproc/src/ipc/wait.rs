@@ -4,9 +4,10 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags};
 
 use crate::error::{Error, Result};
+use crate::sys;
 
 pub(crate) mod sealed {
     /// Only multiproc's own types can be waited on.
@@ -88,28 +89,17 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
             .iter()
             .map(|o| PollFd::from_borrowed_fd(o.wait_fd(), PollFlags::IN))
             .collect();
-        let ts = if any_ready {
-            Some(rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            })
+        // Nothing ready yet: sleep until the deadline (signals do not stretch it).
+        let until = if any_ready {
+            Some(Instant::now())
         } else {
-            deadline.map(|d| {
-                let left = d.saturating_duration_since(Instant::now());
-                rustix::time::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                }
-            })
+            deadline
         };
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                for o in objects {
-                    o.wait_done(false);
-                }
-                return Err(Error::os(e.into()));
+        if let Err(e) = sys::poll::until(&mut fds, until) {
+            for o in objects {
+                o.wait_done(false);
             }
+            return Err(Error::os(e));
         }
         let fired: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);

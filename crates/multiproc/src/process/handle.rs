@@ -298,16 +298,9 @@ impl<T> Process<T> {
                     continue;
                 }
             }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(false);
-                    }
-                    Some(left)
-                }
-            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
             let mut fds: Vec<BorrowedFd<'_>> = vec![self.pidfd()];
             let sock_at = st.sock.as_ref().map(|s| {
                 fds.push(s.as_fd());
@@ -321,7 +314,7 @@ impl<T> Process<T> {
                 fds.push(s.as_fd());
                 fds.len() - 1
             });
-            let ready = sys::pidfd::poll_readable(&fds, timeout).map_err(Error::os)?;
+            let ready = sys::pidfd::poll_readable(&fds, deadline).map_err(Error::os)?;
             drop(fds);
             if sock_at.is_some_and(|i| ready[i]) {
                 // A deadline that passes here is seen at the top of the loop.

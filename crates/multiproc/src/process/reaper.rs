@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
@@ -54,7 +54,8 @@ fn run() {
         };
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
         // Wake when any exits; the timeout picks up children adopted meanwhile.
-        let _ = sys::pidfd::poll_readable(&borrowed, Some(Duration::from_millis(100)));
+        let _ =
+            sys::pidfd::poll_readable(&borrowed, Some(Instant::now() + Duration::from_millis(100)));
     }
 }
 

@@ -3,6 +3,8 @@
 //! Each platform provides, one file per kernel facility:
 //! - `fork`: `fork`, `clone(CLONE_PARENT)`, `posix_spawn` of this program, `_exit`;
 //! - `pidfd`: process handles that can be polled, signalled and reaped;
+//! - `poll`: waits on descriptors, and retries of timed calls, that keep their
+//!   deadline when a signal interrupts them;
 //! - `socket`: socket pairs that carry framed bytes plus file descriptors;
 //! - `proc`: the number of threads in this process, the executable's identity;
 //! - `deathsig`: "die when the parent process dies" that does not depend on the

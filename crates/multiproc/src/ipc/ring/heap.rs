@@ -73,10 +73,7 @@ impl Mem for HeapMem {
 
     #[cfg(not(loom))]
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        let ts = timeout.map(|t| rustix::thread::futex::Timespec {
-            tv_sec: t.as_secs() as i64,
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
+        let ts = timeout.map(crate::sys::poll::timespec);
         let _ = rustix::thread::futex::wait(
             word,
             rustix::thread::futex::Flags::PRIVATE,

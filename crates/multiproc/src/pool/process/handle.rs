@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags};
 
 use super::manager::{wait_ready, Manager, Worker};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,6 +15,7 @@ use crate::pool::task::{Completion, Drive};
 use crate::pool::worker::Init;
 use crate::process::function::EntryRef;
 use crate::process::{Process, StartMethod};
+use crate::sys;
 
 /// About this much work (in time) is kept queued at each worker.
 pub(super) const QUEUED_WORK: Duration = Duration::from_micros(300);
@@ -378,10 +379,7 @@ fn manager_thread(sh: &Shared) {
             // A millisecond late rather than early: poll rounds down.
             (d.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).min(idle_poll)
         });
-        let ts = rustix::time::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
+        let wake_at = Instant::now() + left;
         let mut pfds = Vec::with_capacity(1 + 2 * fds.len());
         pfds.push(PollFd::new(&sh.wake, PollFlags::IN));
         for (_, sock, read, write, proc) in &fds {
@@ -395,7 +393,7 @@ fn manager_thread(sh: &Shared) {
             pfds.push(PollFd::new(&**sock, flags));
             pfds.push(PollFd::new(&**proc, PollFlags::IN));
         }
-        let _ = poll(&mut pfds, Some(&ts));
+        let _ = sys::poll::until(&mut pfds, Some(wake_at));
         let exited: Vec<u64> = fds
             .iter()
             .enumerate()

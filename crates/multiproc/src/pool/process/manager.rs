@@ -356,7 +356,8 @@ impl Manager {
                 break;
             }
             let fds: Vec<_> = self.workers.iter().map(|w| w.proc.as_fd()).collect();
-            let _ = sys::pidfd::poll_readable(&fds, Some(Duration::from_millis(10)));
+            let _ =
+                sys::pidfd::poll_readable(&fds, Some(Instant::now() + Duration::from_millis(10)));
         }
         // Dropping the last handle of a `Process` with `kill_on_drop` kills and reaps
         // a straggler.
@@ -440,8 +441,11 @@ pub(super) fn wait_ready(workers: &mut [Worker]) -> Result<()> {
             .filter(|w| !w.ready)
             .map(|w| w.sock.as_fd())
             .collect();
-        sys::pidfd::poll_readable(&fds, Some(left.min(Duration::from_millis(100))))
-            .map_err(Error::os)?;
+        sys::pidfd::poll_readable(
+            &fds,
+            Some(Instant::now() + left.min(Duration::from_millis(100))),
+        )
+        .map_err(Error::os)?;
     }
 }
 

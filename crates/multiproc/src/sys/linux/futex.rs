@@ -28,14 +28,14 @@ pub(crate) enum Wake {
 
 /// Sleeps while `*word == expected`, for at most `timeout` (`None`: no limit).
 ///
+/// A signal ends the sleep early ([`Wake::Woken`]): callers re-read the word and
+/// sleep again for what is left of their deadline, never the whole timeout again.
+///
 /// The comparison and the sleep are atomic with respect to [`wake`] on the same word
 /// in any process: a wake that follows a store changing the word cannot be missed.
 #[inline]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
-    let ts = timeout.map(|t| futex::Timespec {
-        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
+    let ts = timeout.map(super::poll::timespec);
     match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
         Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Wake::Woken,
         Err(Errno::TIMEDOUT) => Wake::TimedOut,

@@ -6,6 +6,7 @@ pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod mm;
 pub(crate) mod pidfd;
+pub(crate) mod poll;
 pub(crate) mod proc;
 pub(crate) mod signal;
 pub(crate) mod socket;

@@ -6,9 +6,9 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::Instant;
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 
 /// How a reaped child ended: `Ok(code)` for an exit, `Err((signal, core_dumped))` for a signal.
@@ -63,25 +63,16 @@ pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> 
     Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 
-/// Waits until any of `fds` is readable or `timeout` passes; returns which are ready.
+/// Waits until any of `fds` is readable or `deadline` passes (`None`: no limit);
+/// returns which are ready. Signals do not stretch the wait (see `sys::poll`).
 pub(crate) fn poll_readable(
     fds: &[BorrowedFd<'_>],
-    timeout: Option<Duration>,
+    deadline: Option<Instant>,
 ) -> io::Result<Vec<bool>> {
     let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
-    loop {
-        match poll(&mut pfds, ts.as_ref()) {
-            Ok(_) => break,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    super::poll::until(&mut pfds, deadline)?;
     Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
 }

@@ -423,15 +423,9 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> io::Result<Option<Frame>> {
 /// is closed (`POLLHUP`/`POLLRDHUP`), or the socket is in error.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn peer_gone(sock: BorrowedFd<'_>) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags};
+    use rustix::event::{PollFd, PollFlags};
     let mut fds = [PollFd::new(&sock, PollFlags::RDHUP)];
-    match poll(
-        &mut fds,
-        Some(&rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        }),
-    ) {
+    match super::poll::until(&mut fds, Some(std::time::Instant::now())) {
         Ok(0) | Err(_) => false,
         Ok(_) => fds[0]
             .revents()
@@ -519,13 +513,9 @@ pub(crate) fn try_recv_with_fds(
 /// Waits up to `timeout` for room in the socket's send buffer (or an error on it).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn wait_writable(sock: BorrowedFd<'_>, timeout: std::time::Duration) {
-    use rustix::event::{poll, PollFd, PollFlags};
+    use rustix::event::{PollFd, PollFlags};
     let mut fds = [PollFd::new(&sock, PollFlags::OUT)];
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs() as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    let _ = poll(&mut fds, Some(&ts));
+    let _ = super::poll::until(&mut fds, std::time::Instant::now().checked_add(timeout));
 }
 
 /// Borrows every descriptor of a slice (helper for `send_frame`).
