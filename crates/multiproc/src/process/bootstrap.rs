@@ -59,6 +59,7 @@
 use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -308,7 +309,7 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
             "the child runs a different build of the program than its parent".into(),
         ),
     };
-    finish(sock, reply)
+    finish(sock, reply, false)
 }
 
 /// Arms parent-death detection: `PR_SET_PDEATHSIG` when `pdeathsig_ppid` is set, else
@@ -332,24 +333,76 @@ pub(crate) fn arm_death(fd: RawFd) -> bool {
     alive
 }
 
-/// Sends the reply, flushes stdio and exits with the reply's code.
-pub(crate) fn finish(sock: OwnedFd, reply: Reply) -> ! {
+/// Sends the reply, flushes stdout and exits with the reply's code (see
+/// [`finish_with`] for `inherited_threads`).
+pub(crate) fn finish(sock: OwnedFd, reply: Reply, inherited_threads: bool) -> ! {
     let fds = sys::socket::borrow_all(&reply.fds);
-    finish_with(sock.as_fd(), &reply.bytes, &fds, reply.code)
+    finish_with(
+        sock.as_fd(),
+        &reply.bytes,
+        &fds,
+        reply.code,
+        inherited_threads,
+    )
 }
 
-/// Sends an encoded reply with its descriptors, flushes stdio and exits with `code`.
+/// Sends an encoded reply with its descriptors, flushes stdout and exits with
+/// `code`. `inherited_threads`: this process was forked from one whose other threads
+/// may have held std's stdout lock at the fork (see [`flush_stdout`]).
 pub(crate) fn finish_with(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
     code: i32,
+    inherited_threads: bool,
 ) -> ! {
     // If the parent is gone the reply has nowhere to go; exiting is all that is left.
     let _ = sys::socket::send_frame(sock, bytes, fds);
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    flush_stdout(inherited_threads);
     sys::fork::exit_now(code)
+}
+
+/// How long a child at exit waits for std's stdout lock before it gives up on the
+/// buffer (see [`flush_stdout`]).
+const STDOUT_LOCK_WAIT: Duration = Duration::from_millis(100);
+
+/// Writes out what std's stdout buffer holds (the end of a line printed without a
+/// newline: `println!` writes complete lines at once), as a process's exit does,
+/// without waiting forever for a lock that no thread will release.
+///
+/// A child exits with `_exit` (no `atexit` handlers or destructors of the parent's
+/// state run twice), so this is its only flush. std's stdout is behind a lock; in a
+/// child forked from a process with other threads, one of them may have held it at
+/// the fork, and it stays locked forever in the child (issue 9, item 9: 12 of 200
+/// such children hung here). std's own exit path only *tries* that lock; std offers
+/// no `try_lock`, so:
+/// - in a process that inherited no other threads (a `Spawn` or `ForkServer` child,
+///   or a `Fork` child of a process with no other threads), a holder of the lock is
+///   a live thread of this process, which releases it: flush, as a print would;
+/// - otherwise a helper thread takes the lock and flushes, and this thread waits
+///   [`STDOUT_LOCK_WAIT`] for it to get the lock (then for the write to finish). If
+///   it does not get the lock, the buffer is left unwritten: its contents belong to
+///   the thread that held the lock, a copy of the parent's.
+///
+/// stderr is unbuffered in std: nothing to flush, and its lock is not taken.
+fn flush_stdout(inherited_threads: bool) {
+    if !inherited_threads {
+        let _ = std::io::stdout().flush();
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let helper = std::thread::Builder::new()
+        .name("multiproc-flush".into())
+        .spawn(move || {
+            let mut out = std::io::stdout().lock();
+            let _ = tx.send(());
+            let _ = out.flush();
+            drop(out);
+            let _ = tx.send(());
+        });
+    if helper.is_ok() && rx.recv_timeout(STDOUT_LOCK_WAIT).is_ok() {
+        let _ = rx.recv();
+    }
 }
 
 /// Makes sure the linker keeps [`BOOTSTRAP`]: called on every path that re-executes.

@@ -121,6 +121,15 @@ impl Builder {
     /// Allows [`StartMethod::Fork`] while other threads run in this process. Default
     /// `false`: forking then fails with [`ErrorKind::ForkWithThreads`], because a lock held
     /// by another thread at the moment of the fork stays locked forever in the child.
+    ///
+    /// multiproc itself never waits in the child for such a lock: its own globals are
+    /// per process, and std's stdout is flushed at the child's exit only if its lock
+    /// can be had within 100 ms. `println!` output is line-buffered, so complete lines
+    /// are out before that; what can be lost is the end of a line printed without a
+    /// newline, and only in a child whose stdout lock another thread of the parent
+    /// held at the fork. Your own code in the child has no such protection: a
+    /// `println!` there blocks forever on that lock (use `writeln!` on a descriptor
+    /// you own, or a `Spawn`/`ForkServer` child).
     pub fn allow_threads(mut self, yes: bool) -> Builder {
         self.allow_threads = yes;
         self

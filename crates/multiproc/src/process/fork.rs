@@ -8,6 +8,12 @@
 //! closure runs, the usual rule of forked children applies: if the parent had other
 //! threads, any lock they held stays locked forever in the child. That is why
 //! [`start`] refuses to fork while other threads run, unless the caller opted in.
+//!
+//! The library itself never waits in the child for a lock the fork may have left
+//! held: its globals are per process (`sys::fork::PerProcess`: the fork-server
+//! connection, the `/proc` handle, the death pipe), so a child that starts children
+//! of its own gets fresh ones; and at exit, std's stdout is flushed only if its lock
+//! can be had (`bootstrap::flush_stdout`).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -57,18 +63,23 @@ where
     F: FnOnce() -> R,
     R: Serialize,
 {
-    let (ours, theirs) = sys::socket::pair().map_err(start_error)?;
+    let (ours_sock, theirs) = sys::socket::pair().map_err(start_error)?;
     // Installing the panic hook takes std's hook lock for writing; do it here, so the
     // child never has to (another thread may hold that lock at the moment of the fork).
     crate::panic::install_hook();
     // Whatever sits in this process's stdout buffer would otherwise be printed twice.
     let _ = std::io::stdout().flush();
+    // Whether another thread could hold a lock at the fork (std's stdout lock, for
+    // the child's exit: `bootstrap::flush_stdout`). multiproc's own threads never
+    // print; an unknown count counts as crowded.
+    let ours = reaper::INTERNAL_THREADS.load(std::sync::atomic::Ordering::Acquire);
+    let crowded = sys::proc::thread_count().map_or(true, |n| n.saturating_sub(ours) > 1);
     let orphans = reaper::lock_for_fork();
     match sys::fork::fork().map_err(start_error)? {
         Forked::Child => {
             reaper::forget_after_fork(orphans);
-            drop(ours);
-            child(f, theirs, io)
+            drop(ours_sock);
+            child(f, theirs, io, crowded)
         }
         Forked::Parent(pid) => {
             drop(orphans);
@@ -77,7 +88,7 @@ where
             Ok(Started {
                 pid,
                 pidfd,
-                sock: ours,
+                sock: ours_sock,
             })
         }
     }
@@ -87,8 +98,8 @@ fn start_error(e: std::io::Error) -> Error {
     Error::new(ErrorKind::Start).with_source(e)
 }
 
-/// The child's side; never returns.
-fn child<F, R>(f: F, sock: OwnedFd, io: ChildIo) -> !
+/// The child's side; never returns. `crowded`: the parent had other threads.
+fn child<F, R>(f: F, sock: OwnedFd, io: ChildIo, crowded: bool) -> !
 where
     F: FnOnce() -> R,
     R: Serialize,
@@ -120,9 +131,13 @@ where
     // A result whose `Serialize` panics is reported as that panic (`function::finish`
     // does the same on the general path).
     match crate::panic::catch(|| encode_small(&outcome, &mut small)) {
-        Ok(Some(bytes)) => bootstrap::finish_with(sock.as_fd(), bytes, &[], code),
-        Ok(None) => bootstrap::finish(sock, function::finish(&outcome, code)),
-        Err(p) => bootstrap::finish(sock, function::finish::<R>(&Outcome::Panicked(p), 1)),
+        Ok(Some(bytes)) => bootstrap::finish_with(sock.as_fd(), bytes, &[], code, crowded),
+        Ok(None) => bootstrap::finish(sock, function::finish(&outcome, code), crowded),
+        Err(p) => bootstrap::finish(
+            sock,
+            function::finish::<R>(&Outcome::Panicked(p), 1),
+            crowded,
+        ),
     }
 }
 

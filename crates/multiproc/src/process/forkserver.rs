@@ -19,22 +19,24 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Mutex;
 
 use super::bootstrap::{self, Launch};
 use super::spawn;
 use crate::ipc::codec;
 use crate::sys;
-use crate::sys::fork::Forked;
+use crate::sys::fork::{Forked, PerProcess};
 
 /// The parent's connection to its fork server.
 struct Conn {
-    owner: u32,
     pidfd: OwnedFd,
     sock: OwnedFd,
 }
 
-static CONN: Mutex<Option<Conn>> = Mutex::new(None);
+/// This process's connection. Per process: a forked child that starts a `ForkServer`
+/// child must neither use its parent's server (requests and answers would
+/// interleave) nor wait for the parent's lock, which another thread of the parent
+/// may have held at the fork (issue 9, item 9). The child starts its own server.
+static CONN: PerProcess<Option<Conn>> = PerProcess::new(|| None);
 /// The connection's socket as a raw number, so a forked child can close it without locking.
 static CONN_FD: AtomicI32 = AtomicI32::new(-1);
 static CONN_PIDFD: AtomicI32 = AtomicI32::new(-1);
@@ -50,12 +52,7 @@ static SERVER_DEATH_FD: AtomicI32 = AtomicI32::new(-1);
 /// `fds` as the child's descriptors (its result socket first). Returns the pid.
 pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32> {
     let payload = codec::encode(launch).map_err(io::Error::from)?.bytes;
-    let mut guard = CONN.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if guard.as_ref().is_some_and(|c| c.owner != pid) {
-        // Inherited through a fork: not ours to use (forget_after_fork closed the fds).
-        std::mem::forget(guard.take());
-    }
+    let mut guard = CONN.lock();
     for attempt in 0..2 {
         if guard.is_none() {
             *guard = Some(start_server()?);
@@ -105,14 +102,10 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn preload_forkserver() -> crate::Result<()> {
-    let mut guard = CONN.lock().unwrap_or_else(|e| e.into_inner());
-    if guard
-        .as_ref()
-        .is_some_and(|c| c.owner == std::process::id())
-    {
+    let mut guard = CONN.lock();
+    if guard.is_some() {
         return Ok(());
     }
-    std::mem::forget(guard.take());
     *guard = Some(
         start_server().map_err(|e| crate::Error::new(crate::ErrorKind::Start).with_source(e))?,
     );
@@ -141,7 +134,6 @@ fn start_server() -> io::Result<Conn> {
     CONN_FD.store(child.sock.as_raw_fd(), Ordering::Relaxed);
     CONN_PIDFD.store(child.pidfd.as_raw_fd(), Ordering::Relaxed);
     Ok(Conn {
-        owner: std::process::id(),
         pidfd: child.pidfd,
         sock: child.sock,
     })

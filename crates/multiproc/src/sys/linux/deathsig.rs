@@ -18,7 +18,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::sync::Mutex;
+
+use super::fork::PerProcess;
 
 /// Read end of this process's death pipe, or `-1` if none was made yet.
 static READ_FD: AtomicI32 = AtomicI32::new(-1);
@@ -29,7 +30,8 @@ static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 static ARMED_FD: AtomicI32 = AtomicI32::new(-1);
 /// The pid that created the pipe: a forked child sees another pid and must not use it.
 static OWNER: AtomicU32 = AtomicU32::new(0);
-static CREATE: Mutex<()> = Mutex::new(());
+/// Serializes creation; per process, so a fork cannot leave it held.
+static CREATE: PerProcess<()> = PerProcess::new(|| ());
 
 /// `F_SETSIG` from `<fcntl.h>` (Linux-specific; the libc crate does not export it).
 const F_SETSIG: libc::c_int = 10;
@@ -40,7 +42,7 @@ pub(crate) fn read_end() -> io::Result<RawFd> {
     if OWNER.load(Ordering::Acquire) == pid {
         return Ok(READ_FD.load(Ordering::Relaxed));
     }
-    let _g = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = CREATE.lock();
     if OWNER.load(Ordering::Acquire) == pid {
         return Ok(READ_FD.load(Ordering::Relaxed));
     }

@@ -4,11 +4,22 @@
 //! - <https://man7.org/linux/man-pages/man2/fork.2.html>
 //! - <https://man7.org/linux/man-pages/man2/clone.2.html> (`CLONE_PARENT`)
 //! - <https://man7.org/linux/man-pages/man3/posix_spawn.3.html>
+//! - <https://man7.org/linux/man-pages/man3/pthread_atfork.3.html>
+//!
+//! Also [`PerProcess`]: library state behind a lock that a fork cannot leave held.
+//!
+//! # Safety
+//!
+//! The syscall wrappers pass valid pointers that outlive each call. [`PerProcess`]
+//! hands out references to heap slots that are never freed (a slot replaced after a
+//! fork is leaked, not dropped), so a `&'static` to one stays valid.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Which side of a fork the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,5 +183,121 @@ pub(crate) fn set_process_name(name: &str) {
     bytes.push(0);
     if let Ok(c) = CStr::from_bytes_with_nul(&bytes) {
         let _ = rustix::thread::set_name(c);
+    }
+}
+
+/// A library global behind a mutex that belongs to one process: a forked child
+/// never uses its parent's copy, which another thread of the parent may have held
+/// locked at the moment of the fork (it would stay locked forever in the child).
+/// The child's first [`lock`](Self::lock) makes a fresh value with `init` instead,
+/// and the parent's copy is leaked in the child, never dropped there (its
+/// descriptors, if any, are the parent's business; see the callers' `forget` paths).
+///
+/// "This process" is the pid and the fork generation (bumped by the `atfork` child
+/// handler, and by [`clone_parent`]): the pid catches a fork that ran no handler (a
+/// raw `clone`), the generation a child whose pid is that of a dead ancestor.
+#[derive(Debug)]
+pub(crate) struct PerProcess<T: 'static> {
+    current: AtomicPtr<Slot<T>>,
+    init: fn() -> T,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    pid: u32,
+    generation: u32,
+    value: Mutex<T>,
+}
+
+impl<T: 'static> PerProcess<T> {
+    /// A global whose value, in each process, starts as `init()`.
+    pub(crate) const fn new(init: fn() -> T) -> PerProcess<T> {
+        PerProcess {
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            init,
+        }
+    }
+
+    /// Locks this process's value (a poisoned lock is recovered: the values kept
+    /// here stay consistent at every step).
+    pub(crate) fn lock(&'static self) -> MutexGuard<'static, T> {
+        self.slot().lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&'static self) -> &'static Mutex<T> {
+        super::thread::watch_forks();
+        let pid = std::process::id();
+        let generation = super::thread::fork_generation();
+        loop {
+            let p = self.current.load(Ordering::Acquire);
+            // SAFETY: a non-null pointer here came from `Box::into_raw` below and is
+            // never freed (module docs), so it points to a live `Slot` for 'static.
+            if let Some(slot) = unsafe { p.as_ref() } {
+                if slot.pid == pid && slot.generation == generation {
+                    return &slot.value;
+                }
+            }
+            let fresh = Box::into_raw(Box::new(Slot {
+                pid,
+                generation,
+                value: Mutex::new((self.init)()),
+            }));
+            match self
+                .current
+                .compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // SAFETY: `fresh` is now published and, like every slot, never freed.
+                // The old slot (the parent's copy) is leaked on purpose.
+                Ok(_) => return unsafe { &(*fresh).value },
+                Err(_) => {
+                    // Another thread of this process installed its slot first.
+                    // SAFETY: `fresh` was never published; this is its only owner.
+                    drop(unsafe { Box::from_raw(fresh) });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+
+    static VALUE: PerProcess<u32> = PerProcess::new(|| 7);
+
+    #[test]
+    fn a_child_gets_a_fresh_value_though_the_lock_was_held_at_the_fork() {
+        *VALUE.lock() = 8;
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _g = VALUE.lock();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        match fork().unwrap() {
+            Forked::Child => {
+                // The parent's copy is locked forever here; a fresh one is not.
+                let v = *VALUE.lock();
+                exit_now(i32::try_from(v).unwrap_or(99))
+            }
+            Forked::Parent(pid) => {
+                let pidfd = super::super::pidfd::open(pid).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let ready =
+                    super::super::pidfd::poll_readable(&[pidfd.as_fd()], Some(deadline)).unwrap();
+                if !ready[0] {
+                    let _ = super::super::pidfd::send_signal(pidfd.as_fd(), libc::SIGKILL);
+                }
+                let exit = super::super::pidfd::reap_blocking(pidfd.as_fd()).unwrap();
+                drop(release_tx);
+                holder.join().unwrap();
+                assert_eq!(exit, Ok(7), "the child hung or saw the parent's value");
+                assert_eq!(*VALUE.lock(), 8, "the parent keeps its own");
+            }
+        }
     }
 }

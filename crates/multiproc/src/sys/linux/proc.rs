@@ -14,10 +14,11 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::sync::Mutex;
 
-/// `/proc/self/task`, kept open per process (keyed by pid, so a forked child reopens it).
-static TASK_DIR: Mutex<Option<(u32, File)>> = Mutex::new(None);
+use super::fork::PerProcess;
+
+/// `/proc/self/task`, kept open per process (a forked child opens its own).
+static TASK_DIR: PerProcess<Option<File>> = PerProcess::new(|| None);
 
 /// The number of threads in this process right now.
 ///
@@ -25,12 +26,11 @@ static TASK_DIR: Mutex<Option<(u32, File)>> = Mutex::new(None);
 /// number of threads, so one `fstat` of a directory kept open answers it; reading
 /// `/proc/self/stat` costs several times more (the kernel formats 52 fields).
 pub(crate) fn thread_count() -> io::Result<usize> {
-    let pid = std::process::id();
-    let mut guard = TASK_DIR.lock().unwrap_or_else(|e| e.into_inner());
-    if guard.as_ref().is_none_or(|(p, _)| *p != pid) {
-        *guard = Some((pid, File::open("/proc/self/task")?));
+    let mut guard = TASK_DIR.lock();
+    if guard.is_none() {
+        *guard = Some(File::open("/proc/self/task")?);
     }
-    let (_, dir) = guard.as_ref().expect("set above");
+    let dir = guard.as_ref().expect("set above");
     let links = dir.metadata()?.nlink();
     match usize::try_from(links.saturating_sub(2)) {
         Ok(n) if n >= 1 => Ok(n),

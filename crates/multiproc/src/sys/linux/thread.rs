@@ -22,8 +22,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Bumped in every forked child; a cached id from an older generation is stale.
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
@@ -50,16 +49,28 @@ pub(crate) fn fork_generation() -> u32 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
 
+/// Registers the `atfork` child handler that bumps the fork generation, once per
+/// process image (a forked child inherits the registration).
+///
+/// A flag rather than a `Once`: a `Once` caught running by a fork would block the
+/// child forever. A thread that finds the flag set while another is still
+/// registering may miss a fork in that instant; callers that must not also compare
+/// pids.
+pub(crate) fn watch_forks() {
+    static ATFORK: AtomicBool = AtomicBool::new(false);
+    if ATFORK.load(Ordering::Relaxed) || ATFORK.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: `child_after_fork` is a valid `extern "C" fn()` that lives for the
+    // whole program and is async-signal-safe; null prepare/parent handlers are
+    // allowed.
+    let rc = unsafe { libc::pthread_atfork(None, None, Some(child_after_fork)) };
+    debug_assert_eq!(rc, 0, "pthread_atfork failed");
+}
+
 #[cold]
 fn refresh(generation: u32) -> (u32, u64) {
-    static ATFORK: Once = Once::new();
-    ATFORK.call_once(|| {
-        // SAFETY: `child_after_fork` is a valid `extern "C" fn()` that lives for the
-        // whole program and is async-signal-safe; null prepare/parent handlers are
-        // allowed.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(child_after_fork)) };
-        debug_assert_eq!(rc, 0, "pthread_atfork failed");
-    });
+    watch_forks();
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     let tid = u32::try_from(tid).expect("thread ids are positive");
     let start = stat(tid).map_or(0, |s| s.start_time);
