@@ -112,6 +112,11 @@ pub enum ErrorKind {
     /// The function is not registered for a cluster pool (`multiproc::task!`), or no
     /// live worker host has it.
     NotRegistered,
+    /// The peer of a [`Listener`](crate::ipc::Listener) or
+    /// [`Client`](crate::ipc::Client) failed the authentication challenge (a
+    /// different key, no key, or not a multiproc or Python peer); nothing it sent
+    /// was delivered.
+    AuthenticationFailed,
 }
 
 impl ErrorKind {
@@ -139,6 +144,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "another process corrupted the shared data",
             ErrorKind::BrokerUnavailable => "the message broker is unavailable",
             ErrorKind::NotRegistered => "the function is not registered for the cluster",
+            ErrorKind::AuthenticationFailed => "authentication failed",
         }
     }
 }

@@ -501,16 +501,9 @@ impl Connection {
         // the buffer taken, so it uses a new one).
         let mut buf = SEND_SCRATCH.take();
         buf.clear();
-        let encoded = if cfg!(debug_assertions) {
-            // Debug builds: the value's shape, computed in the same pass, goes in a
-            // trailer for the receiver's type check (see `typecheck`).
-            let shape = std::cell::Cell::new(0);
-            let r = codec::encode_into(&typecheck::Tee::new(&value, &shape), &mut buf);
-            typecheck::append(shape.get(), &mut buf);
-            r
-        } else {
-            codec::encode_into(&value, &mut buf)
-        };
+        // Debug builds: the value's shape goes in a trailer for the receiver's type
+        // check (see `typecheck`).
+        let encoded = typecheck::encode_into(&value, &mut buf);
         let r = match (encoded, self.tx()) {
             (Ok(fds), Some(tx)) if fds.is_empty() => self.send_raw(&tx, &buf, patience),
             (Ok(fds), Some(tx)) => self.send_with_fds(&tx, &buf, &fds, patience),

@@ -1,6 +1,7 @@
 //! Communication between processes (and threads): [`Pipe`]/[`Connection`] for
 //! two-party messages, typed [`channel`]s ([`Sender`]/[`Receiver`], with
-//! [`Select`]), [`Queue`]/[`JoinableQueue`] for many producers and
+//! [`Select`]), [`Listener`]/[`Client`] for [`SocketConnection`]s between unrelated
+//! processes (Unix sockets or TCP, with an authentication key), [`Queue`]/[`JoinableQueue`] for many producers and
 //! consumers, [`wait`] over many connections and processes, and the serialization
 //! seam ([`codec`]).
 //!
@@ -17,12 +18,16 @@ mod connection;
 mod error;
 pub(crate) mod frame;
 #[cfg(not(loom))]
+mod listener;
+#[cfg(not(loom))]
 mod queue;
 pub(crate) mod ring;
 #[cfg(not(loom))]
 mod shm_mem;
 #[cfg(not(loom))]
 pub(crate) mod side;
+#[cfg(not(loom))]
+mod socket_connection;
 #[cfg(not(loom))]
 mod typecheck;
 #[cfg(not(loom))]
@@ -36,6 +41,10 @@ pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(not(loom))]
+pub use listener::{Address, Client, Listener, HANDSHAKE_TIMEOUT};
+#[cfg(not(loom))]
 pub use queue::{JoinableQueue, Queue, QueueBuilder, DEFAULT_QUEUE_CAPACITY};
+#[cfg(not(loom))]
+pub use socket_connection::SocketConnection;
 #[cfg(not(loom))]
 pub use wait::{wait, Waitable};

@@ -34,6 +34,8 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeSeed, Visitor};
 use serde::ser::{self, Serialize};
 
+use super::codec;
+
 /// Marks the end of a typed message in debug builds.
 pub(crate) const MARKER: [u8; 8] = *b"\xa7mpTYPE\x5c";
 /// Bytes a debug build appends to a typed message.
@@ -46,6 +48,41 @@ pub(crate) fn append(shape: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(&shape.to_le_bytes());
         out.extend_from_slice(&MARKER);
     }
+}
+
+/// Encodes `value` appending to `out`, with the type trailer in debug builds.
+///
+/// # Errors
+///
+/// As [`codec::encode_into`].
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> crate::Result<Vec<std::os::fd::OwnedFd>> {
+    if cfg!(debug_assertions) {
+        let shape = Cell::new(0);
+        let r = codec::encode_into(&Tee::new(value, &shape), out);
+        append(shape.get(), out);
+        r
+    } else {
+        codec::encode_into(value, out)
+    }
+}
+
+/// Decodes a message that carries no descriptors, checking its type trailer if it
+/// has one.
+///
+/// # Errors
+///
+/// [`ErrorKind::Decode`](crate::ErrorKind::Decode) if it does not decode as `T`, or
+/// was sent as another type.
+pub(crate) fn decode<T: de::DeserializeOwned>(msg: &[u8]) -> crate::Result<T> {
+    let (len, sent) = split(msg);
+    let shape = Cell::new(0);
+    let v = codec::decode_seed(&msg[..len], Vec::new(), Traced::<T>::new(&shape))?;
+    verify::<T>(shape.get(), sent)
+        .map_err(|m| crate::Error::new(crate::ErrorKind::Decode).with_message(m))?;
+    Ok(v)
 }
 
 /// Splits a received message into the length of its encoded value and the shape
@@ -988,7 +1025,6 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::ipc::codec;
 
     /// Sends `a`, receives a `B`: `Ok` if the check passes (decode errors panic).
     fn shape<A: Serialize>(a: &A) -> u64 {
