@@ -307,6 +307,62 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Decode);
     }
 
+    /// Found by the `codec` fuzz target: a pipe end or a queue received from another
+    /// process with a segment too small for its rings, or one whose second ring is
+    /// misaligned, panicked the receiver while decoding (`Ring::open` read a control
+    /// word before checking it lies in the segment).
+    #[cfg(not(loom))]
+    #[test]
+    fn forged_pipe_and_queue_segments_are_decode_errors() {
+        use crate::shm::SharedMemory;
+        #[derive(Serialize)]
+        struct ForgedPipe<'a> {
+            mem: &'a SharedMemory,
+            #[serde(with = "fd")]
+            sock: OwnedFd,
+            side: u8,
+            duplex: bool,
+            max_message: u64,
+        }
+        #[derive(Serialize)]
+        struct ForgedQueue<'a> {
+            mem: &'a SharedMemory,
+            put_lock: &'a crate::Lock,
+            get_lock: &'a crate::Lock,
+            joinable: bool,
+        }
+        let lock = crate::Lock::new().unwrap();
+        for len in [8, 16, 200, 1032, 2000] {
+            let mem = SharedMemory::create(len).unwrap();
+            for duplex in [false, true] {
+                let (sock, _peer) = rustix::pipe::pipe().unwrap();
+                let e = encode(&ForgedPipe {
+                    mem: &mem,
+                    sock,
+                    side: 0,
+                    duplex,
+                    max_message: 1 << 20,
+                })
+                .unwrap();
+                let err = decode::<crate::ipc::Connection>(&e.bytes, e.fds).unwrap_err();
+                assert_eq!(
+                    err.kind(),
+                    ErrorKind::Decode,
+                    "{len} bytes, duplex {duplex}"
+                );
+            }
+            let e = encode(&ForgedQueue {
+                mem: &mem,
+                put_lock: &lock,
+                get_lock: &lock,
+                joinable: false,
+            })
+            .unwrap();
+            let err = decode::<crate::Queue<u8>>(&e.bytes, e.fds).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode, "{len} bytes");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn round_trips(v: Vec<(u64, String, Option<i32>)>) {

@@ -220,6 +220,14 @@ impl<M: Mem> Ring<M> {
 
     /// Opens a ring that [`init`](Self::init) prepared; `len` is the memory's size.
     pub(crate) fn open(mem: M, base: usize, len: usize) -> Result<Ring<M>, Corrupt> {
+        // `base` and `len` follow from a segment another process described (a pipe
+        // end or a queue it sent): the control words must lie inside it, aligned,
+        // before any is read (the word accessors panic otherwise).
+        if base % 128 != 0 || base.checked_add(DATA).is_none_or(|end| end > len) {
+            return Err(Corrupt(format!(
+                "no room for a ring at offset {base} of a {len}-byte segment"
+            )));
+        }
         let cap = mem.u64_at(base + CAP).load(Acquire);
         let fits = base
             .checked_add(DATA)

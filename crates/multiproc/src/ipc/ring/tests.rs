@@ -36,6 +36,21 @@ mod std_tests {
         assert!(Ring::open(Arc::clone(&mem), 0, footprint(128)).is_err());
     }
 
+    /// Found by the `codec` fuzz target: a pipe end or queue decoded from another
+    /// process with a segment too small for its ring (or a misaligned ring) panicked
+    /// in the word accessors, before the capacity check.
+    #[test]
+    fn open_checks_bounds_before_reading() {
+        let small = Arc::new(HeapMem::new(64));
+        assert!(Ring::open(Arc::clone(&small), 0, 64).is_err());
+        let mem = Arc::new(HeapMem::new(2 * footprint(128)));
+        let _ = Ring::init(Arc::clone(&mem), footprint(128), 128);
+        assert!(Ring::open(Arc::clone(&mem), footprint(128) + 4, 2 * footprint(128)).is_err());
+        assert!(Ring::open(Arc::clone(&mem), footprint(128), footprint(128) + 8).is_err());
+        assert!(Ring::open(Arc::clone(&mem), usize::MAX - 127, 2 * footprint(128)).is_err());
+        assert!(Ring::open(mem, footprint(128), 2 * footprint(128)).is_ok());
+    }
+
     #[test]
     fn full_seq_extends_across_wraparound() {
         let r = Ring::init(Arc::new(HeapMem::new(footprint(128))), 0, 128);
