@@ -78,7 +78,7 @@ pub struct Frames {
 /// between chunks so that headers and payloads arrive split at the chunks' bounds;
 /// then closes the writer and reads to the end. With `blocking`, reads with
 /// [`socket::recv_frame`] after all chunks are written instead (as a launched child
-/// and the fork server do).
+/// and the fork server do; `max_len` and `budget` do not apply).
 pub fn socket_frames(
     chunks: &[Chunk<'_>],
     max_len: Option<u64>,
