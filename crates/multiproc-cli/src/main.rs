@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod compare;
 mod demo;
+mod worker;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -13,7 +14,9 @@ Examples:
   multiproc compare                     measure threads against processes here (under a minute)
   multiproc compare --quick             the same with fewer samples, a few seconds
   multiproc compare --json > out.json   for programs (schema: multiproc compare --print-schema)
-  multiproc compare --html report.html  also write one page with charts";
+  multiproc compare --html report.html  also write one page with charts
+  multiproc worker --redis redis://:PW@10.0.0.5:6379/ -- ./myapp   serve a cluster with ./myapp's tasks
+  multiproc worker --list -- ./myapp    print the tasks ./myapp registers";
 
 /// Threads vs processes, the multiproc way.
 #[derive(Debug, Parser)]
@@ -37,6 +40,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure threads against processes on this machine and advise which to use.
     Compare(compare::CompareArgs),
+    /// Run a program built with multiproc's `cluster` feature as a worker host of a cluster pool.
+    Worker(worker::WorkerArgs),
     /// Internal: a throwaway child for `compare`'s fault-isolation section.
     #[command(name = "__fault-child", hide = true)]
     FaultChild(compare::FaultChildArgs),
@@ -47,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Worker(args) => worker::run(&args),
         Command::FaultChild(args) => compare::fault_child(&args),
     }
 }

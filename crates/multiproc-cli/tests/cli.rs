@@ -624,3 +624,41 @@ fn html_page_renders_charts_in_chromium() {
     );
     let _ = std::fs::remove_file(&page);
 }
+
+#[test]
+fn worker_runs_the_program_in_worker_mode() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let out = run(
+        &[
+            "worker",
+            "--redis",
+            "redis://h:1/",
+            "--name",
+            "n",
+            "--slots",
+            "3",
+            "--",
+            "env",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let env = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "MULTIPROC_WORKER=redis://h:1/",
+        "MULTIPROC_WORKER_NAME=n",
+        "MULTIPROC_WORKER_SLOTS=3",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing from\n{env}");
+    }
+    let out = run(&["worker", "--list", "--", "env"], Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l == "MULTIPROC_LIST_TASKS=1"));
+    // No program: a usage error.
+    let out = run(
+        &["worker", "--redis", "redis://h:1/"],
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+}

@@ -463,3 +463,32 @@ fn t18_sigterm_drains_a_host() {
     pool.join();
     cleanup(&url, &name);
 }
+
+#[test]
+fn t17_list_prints_the_task_table() {
+    let _w = util::watchdog(LIMIT);
+    // What `multiproc worker --list -- <this binary>` runs.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(cluster::LIST_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), cluster::registered().len(), "{text}");
+    let sq = lines
+        .iter()
+        .find(|l| l.starts_with("cluster_pool::square\t"))
+        .expect(&text);
+    let cols: Vec<&str> = sq.split('\t').collect();
+    assert_eq!(cols[1], "(u64) -> u64");
+    let def = cluster::registered()
+        .into_iter()
+        .find(|t| t.name() == "cluster_pool::square")
+        .unwrap();
+    assert_eq!(cols[2], format!("{:016x}", def.key()));
+    assert!(
+        cols[3].len() >= 16 && cols[3].chars().all(|c| c.is_ascii_hexdigit()),
+        "{sq}"
+    );
+}

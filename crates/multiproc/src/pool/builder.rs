@@ -126,7 +126,8 @@ impl Builder {
     /// [cluster options](super::cluster::Options) (feature `cluster`): the same calls,
     /// handles and errors as the local backends. Only functions registered with
     /// [`task!`](crate::task) can run. The settings of the local backends (workers,
-    /// start method, limits) are the hosts' own and are ignored here; `retries`,
+    /// start method, `task_timeout`, limits) are the hosts' own
+    /// ([`Worker`](super::cluster::Worker)) and are ignored here; `retries`,
     /// `chunksize`, `prefetch` and `progress` apply.
     #[cfg(feature = "cluster")]
     pub fn redis(self, url: impl Into<String>) -> Builder {

@@ -53,6 +53,9 @@ pub const WORKER_SLOTS_ENV: &str = "MULTIPROC_WORKER_SLOTS";
 /// Environment: `heartbeat,min_idle` in milliseconds for a host started by
 /// [`WORKER_ENV`] (for tests and tuning; default 5000,30000).
 pub const WORKER_TIMING_ENV: &str = "MULTIPROC_WORKER_TIMING";
+/// Environment: print the program's registered tasks (name, signature, key, build
+/// id; tab-separated) from the pre-`main` hook and exit (`multiproc worker --list`).
+pub const LIST_ENV: &str = "MULTIPROC_LIST_TASKS";
 /// Environment: the start method of the host's local workers (`spawn`, `forkserver`).
 pub const WORKER_METHOD_ENV: &str = "MULTIPROC_WORKER_START_METHOD";
 
@@ -443,6 +446,23 @@ pub fn serve_from_env() -> Result<bool> {
 
 /// The pre-`main` hook's part: serve and exit if [`WORKER_ENV`] is set.
 pub(crate) fn premain() {
+    if std::env::var_os(LIST_ENV).is_some() {
+        // `multiproc worker --list -- ./app`: the task table, then exit.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for t in super::registered() {
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{:016x}\t{}",
+                t.name(),
+                t.signature(),
+                t.key(),
+                build_id()
+            );
+        }
+        let _ = out.flush();
+        crate::sys::fork::exit_now(0);
+    }
     if std::env::var_os(WORKER_ENV).is_none() {
         return;
     }

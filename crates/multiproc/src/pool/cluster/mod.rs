@@ -29,7 +29,7 @@
 //! `cpu_count`); SIGTERM drains it and it exits 0. From code: [`serve`]`(url)`, or
 //! [`Worker`] for every setting, or [`serve_from_env`] at the top of `main`.
 //! `multiproc worker --redis URL -- ./myapp ARGS…` sets the variables and runs the
-//! program. Each host runs tasks in its own local process pool, so a task that
+//! program (`multiproc worker --list -- ./myapp` prints its task table). Each host runs tasks in its own local process pool, so a task that
 //! crashes costs one local worker, as locally.
 //!
 //! # Functions
@@ -57,6 +57,7 @@
 //! | Redis unreachable longer than `broker_timeout` | every queued and outstanding task fails; new ones fail at once until it is back | `BrokerUnavailable` |
 //! | Redis restarted empty within `broker_timeout` | the client writes its outstanding tasks again | correct values |
 //! | the client dies | hosts drop its queued tasks once its lease expires; its keys expire | — |
+//! | [`terminate`](crate::pool::Pool::terminate) | unfinished tasks fail at once; the client's lease key is deleted, so hosts drop its queued tasks (tasks already running on a host run to the end, their results go nowhere) | `PoolClosed` |
 //!
 //! Side effects must therefore be idempotent, as with Dask or Celery's `acks_late`.
 //!
@@ -98,7 +99,7 @@ mod wire;
 pub use client::{ClusterStats, HostStatus};
 pub use config::{Options, KEY_ENV, MIN_KEY_LEN};
 pub use host::{
-    serve, serve_from_env, Worker, WORKER_ENV, WORKER_METHOD_ENV, WORKER_NAME_ENV,
+    serve, serve_from_env, Worker, LIST_ENV, WORKER_ENV, WORKER_METHOD_ENV, WORKER_NAME_ENV,
     WORKER_SLOTS_ENV, WORKER_TIMING_ENV,
 };
 pub use registry::{registered, TaskDef};
