@@ -174,6 +174,9 @@ pub fn side_marks(chunks: &[Chunk<'_>], takes: &[(u32, bool)]) -> Vec<Result<usi
 pub struct FuzzRing {
     mem: SharedMemory,
     ring: Ring<SharedMemory>,
+    /// The receiver's half-received message, kept between receives as a pipe end
+    /// or a queue keeps it.
+    state: std::cell::RefCell<frame::Reassembly>,
 }
 
 /// How long a ring operation may overrun its deadline before the wrapper calls it a
@@ -229,7 +232,11 @@ impl FuzzRing {
         } else {
             Ring::open(mem.clone(), 0, len).map_err(|c| c.0)?
         };
-        Ok(FuzzRing { mem, ring })
+        Ok(FuzzRing {
+            mem,
+            ring,
+            state: Default::default(),
+        })
     }
 
     /// The segment, for the fuzzer to scribble on between operations.
@@ -261,6 +268,7 @@ impl FuzzRing {
             Ok(_) => RingOutcome::Done(msg.len()),
             Err(frame::SendFail::Full | frame::SendFail::TimedOut) => RingOutcome::NotNow,
             Err(frame::SendFail::Stopped) => RingOutcome::Stopped,
+            Err(frame::SendFail::Corrupt(c)) => RingOutcome::Corrupt(c.0),
         }
     }
 
@@ -288,7 +296,10 @@ impl FuzzRing {
             );
             producer.is_none() || producer_alive
         };
-        match frame::recv(&self.ring, out, max_len, patience, track_got, &mut tick) {
+        let mut state = self.state.borrow_mut();
+        match frame::recv(
+            &self.ring, out, max_len, patience, track_got, &mut state, &mut tick,
+        ) {
             Ok(_) => RingOutcome::Done(out.len()),
             Err(RecvFail::Empty | RecvFail::TimedOut) => RingOutcome::NotNow,
             Err(RecvFail::Stopped) => RingOutcome::Stopped,

@@ -299,3 +299,379 @@ fn forged_pool_records_fail_the_task_and_the_pool_goes_on() {
         }
     }
 }
+
+// ---- pipes and queues (issue 9, items 4, 5 and 6) ----
+
+use multiproc::ipc::{Connection, RecvTimeoutError, SendTimeoutError};
+use multiproc::{Event, Pipe, Queue, SharedMemory};
+use test_support::ring;
+
+/// Runs `f` on a thread and waits at most `limit` for it: a call that does not come
+/// back in time fails the test (instead of waiting for the watchdog).
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no answer within {limit:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// Writes one forged `FIRST` record at the ring's tail: it claims `claim` bytes
+/// from this (live) process, carries 100 of them, and is published.
+fn forge_first(mem: &SharedMemory, base: usize, claim: u64) {
+    use std::sync::atomic::Ordering::{Acquire, Release};
+    let cap = mem.atomic_u64(base + ring::CAP).load(Acquire);
+    let tail = mem.atomic_u64(base + ring::TAIL).load(Acquire);
+    let seq = mem.atomic_u64(base + ring::PUT).load(Acquire);
+    let at = base + ring::DATA + (tail & (cap - 1)) as usize;
+    let payload = 16 + 100;
+    let mut rec = Vec::new();
+    rec.extend_from_slice(&(payload as u32).to_le_bytes());
+    rec.extend_from_slice(&(ring::FIRST | ((seq as u32) << 4)).to_le_bytes());
+    rec.extend_from_slice(&claim.to_le_bytes());
+    rec.extend_from_slice(&std::process::id().to_le_bytes());
+    rec.extend_from_slice(&[0u8; 4]);
+    rec.extend_from_slice(&[7u8; 100]);
+    mem.write(at, &rec).unwrap();
+    mem.atomic_u64(base + ring::PUT).store(seq + 1, Release);
+    mem.atomic_u64(base + ring::TAIL)
+        .store(tail + (8 + payload as u64).next_multiple_of(8), Release);
+}
+
+/// A tiny deterministic generator for scribbles.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// What a hostile child does to a ring (`mem`, `base`) before it signals `ready`.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+enum Attack {
+    /// Publish one `FIRST` record claiming 1 GiB.
+    ForgeFirst,
+    /// Random bytes over the whole ring, control words and data (seeded).
+    Scribble(u64),
+    /// Set the 64-bit word at this offset to `u64::MAX`.
+    Max(usize),
+}
+
+fn attack(mem: &SharedMemory, base: usize, a: Attack) {
+    match a {
+        Attack::ForgeFirst => forge_first(mem, base, 1 << 30),
+        Attack::Scribble(seed) => {
+            let cap = mem
+                .atomic_u64(base + ring::CAP)
+                .load(std::sync::atomic::Ordering::Acquire);
+            let mut st = seed | 1;
+            let bytes: Vec<u8> = (0..ring::DATA + cap as usize)
+                .map(|_| xorshift(&mut st) as u8)
+                .collect();
+            mem.write(base, &bytes).unwrap();
+        }
+        Attack::Max(off) => mem
+            .atomic_u64(base + off)
+            .store(u64::MAX, std::sync::atomic::Ordering::Release),
+    }
+}
+
+/// The child side for a pipe: attacks the ring its peer receives from (`toward`
+/// true) or sends on, signals, and stays alive (a live peer is the hard case).
+fn hostile_pipe_end((end, a, toward, ready): (Connection, Attack, bool, Event)) {
+    let (mem, base) = if toward {
+        test_support::pipe_send_ring(&end)
+    } else {
+        test_support::pipe_recv_ring(&end)
+    }
+    .expect("a duplex end");
+    attack(&mem, base, a);
+    ready.set();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(end);
+}
+
+fn hostile_queue((q, a, ready): (Queue<Vec<u8>>, Attack, Event)) {
+    let (mem, base) = test_support::queue_ring(&q);
+    attack(&mem, base, a);
+    ready.set();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn start_hostile_pipe(a: Attack, toward: bool) -> (Connection, Process<()>) {
+    let (ours, theirs) = Pipe::new().unwrap();
+    let ready = Event::new().unwrap();
+    let p = builder(StartMethod::ForkServer)
+        .start_with(hostile_pipe_end, (theirs, a, toward, ready.clone()))
+        .unwrap();
+    assert!(
+        ready.wait_timeout(Duration::from_secs(30)),
+        "the child did not attack"
+    );
+    (ours, p)
+}
+
+fn start_hostile_queue(a: Attack) -> (Queue<Vec<u8>>, Process<()>) {
+    let q = Queue::new().unwrap();
+    let ready = Event::new().unwrap();
+    let p = builder(StartMethod::ForkServer)
+        .start_with(hostile_queue, (q.clone(), a, ready.clone()))
+        .unwrap();
+    assert!(
+        ready.wait_timeout(Duration::from_secs(30)),
+        "the child did not attack"
+    );
+    (q, p)
+}
+
+/// Item 4: one forged `FIRST` record claiming 1 GiB.
+#[test]
+fn forged_first_record_costs_no_memory_and_keeps_the_deadline() {
+    let _s = serial();
+    let _w = util::watchdog(Duration::from_secs(120));
+    let timeout = Duration::from_millis(100);
+    let probe = MemProbe::start();
+    let (conn, p) = start_hostile_pipe(Attack::ForgeFirst, true);
+    let t = Instant::now();
+    let r = within(timeout + MARGIN, "pipe recv_timeout", move || {
+        let r = conn.recv_timeout::<Vec<u8>>(timeout);
+        (r, conn)
+    });
+    assert!(matches!(r.0, Err(RecvTimeoutError::Timeout)), "{:?}", r.0);
+    assert!(t.elapsed() < timeout + MARGIN, "took {:?}", t.elapsed());
+    probe.check("pipe: forged 1 GiB FIRST");
+    p.kill().unwrap();
+
+    let probe = MemProbe::start();
+    let (q, p) = start_hostile_queue(Attack::ForgeFirst);
+    let t = Instant::now();
+    let q2 = q.clone();
+    let r = within(timeout + MARGIN, "queue get_timeout", move || {
+        q2.get_timeout(timeout)
+    });
+    assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
+    assert!(t.elapsed() < timeout + MARGIN, "took {:?}", t.elapsed());
+    probe.check("queue: forged 1 GiB FIRST");
+    // The queue goes on: a real item after the forged one's missing rest.
+    q.put(vec![1, 2, 3]).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), [1, 2, 3]);
+    p.kill().unwrap();
+}
+
+/// Item 5: control words at `u64::MAX` (tail, put, head, got) on both rings of a
+/// pipe and on a queue's ring: typed errors or normal answers, never a panic, and
+/// every call back within its deadline.
+#[test]
+fn control_words_at_max_give_typed_errors() {
+    let _s = serial();
+    let _w = util::watchdog(Duration::from_secs(180));
+    let timeout = Duration::from_millis(100);
+    let limit = timeout + MARGIN;
+    let words = [ring::TAIL, ring::PUT, ring::HEAD, ring::GOT];
+    for &word in &words {
+        for toward in [true, false] {
+            let (conn, p) = start_hostile_pipe(Attack::Max(word), toward);
+            let what = format!("pipe word {word} toward parent {toward}");
+            let corrupt = within(limit * 4, &what, move || {
+                let mut corrupt = 0;
+                // The third send needs the room the first two took: it reads `head`.
+                for len in [10usize, 600_000, 600_000] {
+                    match conn.send_timeout(vec![3u8; len], timeout) {
+                        Err(SendTimeoutError::Rejected(_, e)) => {
+                            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+                            corrupt += 1;
+                        }
+                        Ok(()) | Err(SendTimeoutError::Timeout(_)) => {}
+                        Err(e) => panic!("send: {e}"),
+                    }
+                }
+                match conn.recv_timeout::<Vec<u8>>(timeout) {
+                    Err(RecvTimeoutError::Invalid(e)) => {
+                        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+                        corrupt += 1;
+                    }
+                    Err(RecvTimeoutError::Timeout) | Ok(_) => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+                corrupt
+            });
+            // A tail or head at u64::MAX cannot be; put and got are mere counters.
+            if word == ring::TAIL || word == ring::HEAD {
+                assert!(corrupt > 0, "{what}: not reported");
+            }
+            p.kill().unwrap();
+        }
+        let (q, p) = start_hostile_queue(Attack::Max(word));
+        let what = format!("queue word {word}");
+        let corrupt = within(limit * 4, &what, move || {
+            let mut corrupt = 0;
+            for len in [10usize, 600_000] {
+                match q.put_timeout(vec![3u8; len], timeout) {
+                    Err(SendTimeoutError::Rejected(_, e)) => {
+                        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+                        corrupt += 1;
+                    }
+                    Ok(()) | Err(SendTimeoutError::Timeout(_)) => {}
+                    Err(e) => panic!("put: {e}"),
+                }
+                match q.get_timeout(timeout) {
+                    Err(RecvTimeoutError::Invalid(e)) => {
+                        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+                        corrupt += 1;
+                    }
+                    Err(RecvTimeoutError::Timeout) | Ok(_) => {}
+                    Err(e) => panic!("get: {e}"),
+                }
+            }
+            let _ = q.qsize();
+            corrupt
+        });
+        if word == ring::TAIL || word == ring::HEAD {
+            assert!(corrupt > 0, "{what}: not reported");
+        }
+        p.kill().unwrap();
+    }
+}
+
+/// Item 5: random bytes over a whole ring (control words and data), 8 seeds per
+/// direction: every call back within its deadline, no panic.
+#[test]
+fn scribbled_rings_never_hang_or_panic() {
+    let _s = serial();
+    let _w = util::watchdog(Duration::from_secs(300));
+    let timeout = Duration::from_millis(100);
+    // Each call also encodes or decodes up to 1.5 MB in a debug build, on a machine
+    // that may be loaded: more slack than for a bare wait.
+    const SLACK: Duration = Duration::from_secs(6);
+    let probe = MemProbe::start();
+    for seed in 1..=8u64 {
+        for toward in [true, false] {
+            let (conn, p) = start_hostile_pipe(Attack::Scribble(seed * 7919), toward);
+            let what = format!("pipe seed {seed} toward parent {toward}");
+            within(timeout * 8 + SLACK * 8, &what, move || {
+                for len in [10usize, 300_000, 10, 1_500_000] {
+                    let t = Instant::now();
+                    let _ = conn.send_timeout(vec![3u8; len], timeout);
+                    assert!(t.elapsed() < timeout + SLACK, "send took {:?}", t.elapsed());
+                    let t = Instant::now();
+                    let _ = conn.recv_timeout::<Vec<u8>>(timeout);
+                    assert!(t.elapsed() < timeout + SLACK, "recv took {:?}", t.elapsed());
+                }
+            });
+            p.kill().unwrap();
+        }
+        let (q, p) = start_hostile_queue(Attack::Scribble(seed * 104_729));
+        within(
+            timeout * 8 + SLACK * 8,
+            &format!("queue seed {seed}"),
+            move || {
+                for len in [10usize, 300_000, 10, 1_500_000] {
+                    let t = Instant::now();
+                    let _ = q.put_timeout(vec![3u8; len], timeout);
+                    assert!(t.elapsed() < timeout + SLACK, "put took {:?}", t.elapsed());
+                    let t = Instant::now();
+                    let _ = q.get_timeout(timeout);
+                    assert!(t.elapsed() < timeout + SLACK, "get took {:?}", t.elapsed());
+                }
+            },
+        );
+        p.kill().unwrap();
+    }
+    probe.check("scribbled rings");
+}
+
+/// A 32 MiB item whose bytes say where they are (built by whole blocks: this is a
+/// debug build on a loaded machine).
+fn big_item() -> Vec<u8> {
+    let mut v = Vec::with_capacity(32 << 20);
+    let mut block = 0u8;
+    while v.len() < 32 << 20 {
+        v.extend_from_slice(&[block; 4099]);
+        block = block.wrapping_add(1);
+    }
+    v.truncate(32 << 20);
+    v
+}
+
+fn put_big(q: Queue<Vec<u8>>) {
+    q.put(big_item()).unwrap();
+}
+
+fn send_big(c: Connection) {
+    c.send_bytes(&big_item()).unwrap();
+}
+
+fn stop(p: &Process<()>) {
+    p.send_signal(libc::SIGSTOP).unwrap();
+}
+
+/// Item 6: the producer is stopped in the middle of a 32 MiB item: the timed
+/// receive keeps its deadline, and once the producer goes on, the next receive
+/// continues the item and gets it whole.
+#[test]
+fn producer_stopped_mid_item_keeps_the_deadline_and_the_item() {
+    let _s = serial();
+    let _w = util::watchdog(Duration::from_secs(400));
+    let timeout = Duration::from_secs(2);
+
+    // Queue.
+    let q: Queue<Vec<u8>> = Queue::new().unwrap();
+    let p = builder(StartMethod::ForkServer)
+        .start_with(put_big, q.clone())
+        .unwrap();
+    // The item has started (and filled the ring): stop its producer there.
+    assert!(util::eventually(Duration::from_secs(120), || q.qsize() >= 1));
+    std::thread::sleep(Duration::from_millis(200));
+    stop(&p);
+    let probe = MemProbe::start();
+    let t = Instant::now();
+    let q2 = q.clone();
+    let (r, q2) = within(timeout + MARGIN, "queue get_timeout", move || {
+        (q2.get_timeout(timeout), q2)
+    });
+    assert!(
+        matches!(r, Err(RecvTimeoutError::Timeout)),
+        "{:?}",
+        r.map(|v| v.len())
+    );
+    assert!(t.elapsed() < timeout + MARGIN, "took {:?}", t.elapsed());
+    probe.check("queue: producer stopped mid-item");
+    p.send_signal(libc::SIGCONT).unwrap();
+    let item = q2.get_timeout(Duration::from_secs(120)).unwrap();
+    assert!(item == big_item(), "the resumed item is not intact");
+    p.join().unwrap();
+
+    // Pipe.
+    let (ours, theirs) = Pipe::new().unwrap();
+    let p = builder(StartMethod::ForkServer)
+        .start_with(send_big, theirs)
+        .unwrap();
+    assert!(util::eventually(Duration::from_secs(120), || ours.poll(Duration::ZERO)));
+    std::thread::sleep(Duration::from_millis(200));
+    stop(&p);
+    let probe = MemProbe::start();
+    let t = Instant::now();
+    let (r, ours) = within(timeout + MARGIN, "pipe recv_timeout", move || {
+        let mut buf = Vec::new();
+        (ours.recv_bytes_into_timeout(&mut buf, timeout), ours)
+    });
+    assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{:?}", r);
+    assert!(t.elapsed() < timeout + MARGIN, "took {:?}", t.elapsed());
+    probe.check("pipe: producer stopped mid-item");
+    p.send_signal(libc::SIGCONT).unwrap();
+    let mut item = Vec::new();
+    ours.recv_bytes_into_timeout(&mut item, Duration::from_secs(120))
+        .unwrap();
+    assert!(item == big_item(), "the resumed item is not intact");
+    p.join().unwrap();
+}

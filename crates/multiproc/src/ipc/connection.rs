@@ -13,7 +13,7 @@ use super::codec;
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::frame::{self, Patience, RecvFail, SendFail};
+use super::frame::{self, Patience, Reassembly, RecvFail, SendFail};
 use super::ring::{footprint, Ring};
 use super::side::{self, Inbox};
 use super::typecheck;
@@ -218,6 +218,13 @@ impl PipeBuilder {
 /// end at the same time: their messages would interleave (the receiver reports a
 /// corrupted stream, it does not crash).
 ///
+/// Another process is untrusted input: every word and byte of the rings it can
+/// write is checked before use. A length over the maximum message size is refused
+/// before anything is allocated (the receiver's buffer grows only with the bytes
+/// that actually arrive), and control words that cannot be make every later
+/// operation fail with [`ErrorKind::Corrupt`] (inside [`RecvError::Invalid`] or
+/// [`SendError::Rejected`]), never a panic or a wait past a deadline.
+///
 /// End of stream: once every copy of the peer end is gone (dropped, or its process
 /// exited or was killed) and everything it sent has been received, receives return
 /// [`RecvError::Disconnected`]. Sends fail with [`SendError::Disconnected`] once every
@@ -268,6 +275,8 @@ struct RxState {
     inbox: Inbox,
     /// The sequence number of the last message received.
     last_seq: Option<u32>,
+    /// The message a receive was in the middle of when its deadline passed.
+    partial: Reassembly,
 }
 
 /// What travels when a `Connection` is handed to another process.
@@ -319,6 +328,7 @@ impl Connection {
                     broken: None,
                     inbox: Inbox::default(),
                     last_seq: None,
+                    partial: Reassembly::default(),
                 })
             }),
             peer_gone: AtomicBool::new(false),
@@ -561,8 +571,11 @@ impl Connection {
 
     /// Sends `value`, waiting at most `timeout` for room in the buffer.
     ///
-    /// The timeout bounds the wait for the *start* of the message: once part of a
-    /// large message is in the buffer, the rest follows as the receiver makes room.
+    /// The timeout bounds the whole send. A message larger than a quarter of the
+    /// buffer goes in pieces as the receiver makes room; if the deadline passes
+    /// after some went in, the message is abandoned (the receiver drops the part it
+    /// got when the next message starts, it never delivers a partial message) and
+    /// the value comes back with [`SendTimeoutError::Timeout`].
     ///
     /// # Errors
     ///
@@ -649,9 +662,10 @@ impl Connection {
                 ring,
                 inbox,
                 last_seq,
+                partial,
                 ..
             } = &mut *rx;
-            let r = frame::recv(ring, out, max_len, patience, false, &mut |_| {
+            let r = frame::recv(ring, out, max_len, patience, false, partial, &mut |_| {
                 // Asleep with nothing to read (every 50 ms): read marks off the socket,
                 // dropping those of messages received as raw bytes, so a sender of
                 // descriptors is never stuck on a socket full of them.
@@ -756,6 +770,12 @@ impl Connection {
     }
 
     /// Receives a message, waiting at most `timeout`.
+    ///
+    /// The timeout bounds the whole call, including the middle of a large message
+    /// whose sender stalled (stopped, or slower than the deadline): the call then
+    /// returns [`RecvTimeoutError::Timeout`] and this end keeps the part received,
+    /// and the next receive on it (any of them) continues that message. A
+    /// non-blocking receive does the same when a message is only partly there.
     ///
     /// # Errors
     ///
@@ -894,6 +914,7 @@ impl From<SendFail> for Fail {
             SendFail::Full => Fail::Full,
             SendFail::TimedOut => Fail::TimedOut,
             SendFail::Stopped => Fail::Disconnected,
+            SendFail::Corrupt(c) => Fail::Rejected(corrupted(&c.0)),
         }
     }
 }
@@ -973,7 +994,7 @@ pub(crate) fn too_large_in(len: u64, max: usize) -> Error {
 }
 
 pub(crate) fn corrupted(detail: &str) -> Error {
-    Error::new(ErrorKind::Decode).with_message(format!("corrupted message stream: {detail}"))
+    Error::new(ErrorKind::Corrupt).with_message(format!("corrupted message stream: {detail}"))
 }
 
 pub(crate) fn fd_refused() -> Error {

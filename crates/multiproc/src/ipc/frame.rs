@@ -1,7 +1,10 @@
 //! Messages over a [`Ring`]: one `SINGLE` record, or `FIRST`/`MORE`…/`LAST`
 //! fragments for a message larger than a record, and their reassembly.
 //!
-//! A receiver rebuilds a fragmented message in the caller's buffer. It drops a
+//! A receiver rebuilds a fragmented message in the caller's buffer, which grows
+//! with the fragments that actually arrive (a forged length costs nothing until it
+//! is sent). A deadline bounds a whole call, the middle of a message included; the
+//! part received then waits in a [`Reassembly`] for the next call. It drops a
 //! partial message when a new message starts (its producer died half-way and the
 //! next producer took over) and skips continuation fragments it has no start for
 //! (their start was consumed by a receiver that died, or was refused as too large).
@@ -33,7 +36,7 @@ impl Patience {
 }
 
 /// Why a send did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SendFail {
     /// No room (with [`Patience::Try`]).
     Full,
@@ -41,6 +44,8 @@ pub(crate) enum SendFail {
     TimedOut,
     /// The peer check asked to stop (the receiver is gone).
     Stopped,
+    /// The ring's positions in shared memory cannot be.
+    Corrupt(Corrupt),
 }
 
 /// Why a receive did not produce a message.
@@ -62,9 +67,10 @@ pub(crate) enum RecvFail {
 /// `false` to give up (the receiver is gone). Returns whether a receiver asked for a
 /// byte on the notification descriptor.
 ///
-/// With a deadline, only the wait for the *first* record is bounded: once part of a
-/// message is in the ring, the rest follows (bounded by the receiver's progress and
-/// `tick`), so a message is never left half-sent by a timeout.
+/// The deadline bounds the whole send. A message larger than a record whose deadline
+/// passes after part of it went into the ring is abandoned there: its receiver drops
+/// the part it got when the next message starts (see [`recv`]), so nothing half-sent
+/// is ever delivered.
 pub(crate) fn send<M: Mem>(
     ring: &Ring<M>,
     msg: &[u8],
@@ -74,7 +80,10 @@ pub(crate) fn send<M: Mem>(
     let max = ring.max_record();
     if msg.len() <= max {
         loop {
-            if let Some((notify, _)) = ring.try_write(SINGLE, None, &[msg]) {
+            if let Some((notify, _)) = ring
+                .try_write(SINGLE, None, &[msg])
+                .map_err(SendFail::Corrupt)?
+            {
                 return Ok(notify);
             }
             wait_fit(ring, msg.len(), patience, tick)?;
@@ -84,7 +93,7 @@ pub(crate) fn send<M: Mem>(
         // Every fragment must fit now (a bound that counts one wrap per record).
         let records = (msg.len() + FIRST_PREFIX).div_ceil(max) as u64;
         let need = msg.len() as u64 + FIRST_PREFIX as u64 + records * 8 + ring.capacity() / 4;
-        if !ring.has_room(need) {
+        if !ring.has_room(need).map_err(SendFail::Corrupt)? {
             return Err(SendFail::Full);
         }
     }
@@ -93,7 +102,10 @@ pub(crate) fn send<M: Mem>(
     prefix[..8].copy_from_slice(&(msg.len() as u64).to_le_bytes());
     prefix[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     let (mut notify, seq) = loop {
-        if let Some(r) = ring.try_write(FIRST, None, &[&prefix, &msg[..first]]) {
+        if let Some(r) = ring
+            .try_write(FIRST, None, &[&prefix, &msg[..first]])
+            .map_err(SendFail::Corrupt)?
+        {
             break r;
         }
         wait_fit(ring, max, patience, tick)?;
@@ -103,11 +115,14 @@ pub(crate) fn send<M: Mem>(
         let n = rest.len().min(max);
         let kind = if n == rest.len() { LAST } else { MORE };
         loop {
-            if let Some((nt, _)) = ring.try_write(kind, Some(seq), &[&rest[..n]]) {
+            if let Some((nt, _)) = ring
+                .try_write(kind, Some(seq), &[&rest[..n]])
+                .map_err(SendFail::Corrupt)?
+            {
                 notify |= nt;
                 break;
             }
-            wait_fit(ring, n, Patience::Forever, tick)?;
+            wait_fit(ring, n, patience, tick)?;
         }
         rest = &rest[n..];
     }
@@ -117,14 +132,15 @@ pub(crate) fn send<M: Mem>(
 /// How many checks of a waiting sender ask for slack (about the first 20 µs).
 const SLACK_POLLS: u32 = 16;
 
-/// Waits until a record of `len` bytes fits in `ring`, as `patience` allows.
+/// Waits until a record of `len` bytes fits in `ring`, as `patience` allows. (A
+/// ring whose positions cannot be ends the wait: the write that follows reports it.)
 pub(crate) fn wait_fit<M: Mem>(
     ring: &Ring<M>,
     len: usize,
     patience: Patience,
     tick: &mut dyn FnMut() -> bool,
 ) -> Result<(), SendFail> {
-    if ring.fits(len) {
+    if ring.fits(len).unwrap_or(true) {
         return Ok(());
     }
     if patience == Patience::Try {
@@ -139,6 +155,7 @@ pub(crate) fn wait_fit<M: Mem>(
     let mut ready = || {
         polls += 1;
         ring.fits_with_slack(len, if polls <= SLACK_POLLS { slack } else { 0 })
+            .unwrap_or(true)
     };
     match ring.wait_space(patience.deadline(), tick, &mut ready) {
         Waited::Ready => Ok(()),
@@ -148,13 +165,36 @@ pub(crate) fn wait_fit<M: Mem>(
 }
 
 /// A message being reassembled.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Partial {
     total: usize,
     filled: usize,
     pid: u32,
     /// The low [`SEQ_BITS`](super::ring::SEQ_BITS) of the message's sequence number.
     seq: u32,
+    /// The ring's `head` after the last fragment taken: if it moved by the time the
+    /// receive resumes, another consumer took records in between.
+    head: u64,
+}
+
+/// A receiver's state between calls: the message it was reassembling when a
+/// deadline passed in its middle, and the bytes of it received so far.
+///
+/// The next [`recv`] with the same state continues that message if nobody else took
+/// records from the ring meanwhile; otherwise the part is dropped (and the rest of
+/// the message, a continuation without its start, is skipped by whoever reads it).
+#[derive(Debug, Default)]
+pub(crate) struct Reassembly {
+    partial: Option<Partial>,
+    buf: Vec<u8>,
+}
+
+impl Reassembly {
+    /// Whether a message is half-received.
+    #[cfg(test)]
+    pub(crate) fn in_message(&self) -> bool {
+        self.partial.is_some()
+    }
 }
 
 /// Makes `out` exactly `len` bytes long, zero-filling only what it never held, so a
@@ -167,9 +207,28 @@ fn set_len(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// Makes `out` at least `len` bytes long for a message of `total` bytes: the
+/// allocation doubles as fragments arrive (never past `total`), so what a sender
+/// announces costs nothing until it sends it.
+fn grow(out: &mut Vec<u8>, len: usize, total: usize) {
+    if out.len() >= len {
+        return;
+    }
+    if out.capacity() < len {
+        let want = len.max(out.capacity().saturating_mul(2)).min(total);
+        out.reserve_exact(want - out.len());
+    }
+    out.resize(len, 0);
+}
+
 /// Receives one message into `out` (replacing its contents); returns the low
 /// [`SEQ_BITS`](super::ring::SEQ_BITS) of its sequence number, and records it as
 /// taken when `track_got`.
+///
+/// `patience` bounds the whole call, the middle of a fragmented message included:
+/// when it runs out there ([`RecvFail::TimedOut`], or [`RecvFail::Empty`] with
+/// [`Patience::Try`]), `state` keeps the part received (and `out` is left empty),
+/// and the next call with the same `state` continues the message.
 ///
 /// `tick(Some(pid))` is called after each sleep in the middle of a fragmented
 /// message from producer `pid`: `false` drops the partial message. `tick(None)` is
@@ -180,20 +239,68 @@ pub(crate) fn recv<M: Mem>(
     max_len: usize,
     patience: Patience,
     track_got: bool,
+    state: &mut Reassembly,
     tick: &mut dyn FnMut(Option<u32>) -> bool,
 ) -> Result<u32, RecvFail> {
-    let mut partial: Option<Partial> = None;
+    let mut partial = state.partial.take();
+    if let Some(p) = partial {
+        if ring.head() != p.head {
+            // Another consumer took records since: the rest is no longer ours.
+            partial = None;
+            state.buf = Vec::new();
+        } else if p.total > max_len {
+            // This call accepts less than the message: drop it (its rest is skipped
+            // as a continuation without its start).
+            state.buf = Vec::new();
+            return Err(RecvFail::TooLarge(p.total as u64));
+        } else {
+            std::mem::swap(out, &mut state.buf);
+        }
+    }
+    let r = recv_inner(ring, out, max_len, patience, track_got, &mut partial, tick);
+    match (&r, partial) {
+        (Err(RecvFail::TimedOut | RecvFail::Empty), Some(p)) => {
+            state.partial = Some(p);
+            std::mem::swap(out, &mut state.buf);
+            out.clear();
+        }
+        _ => state.buf = Vec::new(),
+    }
+    r
+}
+
+fn recv_inner<M: Mem>(
+    ring: &Ring<M>,
+    out: &mut Vec<u8>,
+    max_len: usize,
+    patience: Patience,
+    track_got: bool,
+    partial: &mut Option<Partial>,
+    tick: &mut dyn FnMut(Option<u32>) -> bool,
+) -> Result<u32, RecvFail> {
+    // A hostile producer can keep a receiver busy with records that are no message
+    // (continuations without a start, starts that are dropped): past the deadline,
+    // give up between records too. (Checked off the one-record fast path only.)
+    let over = || match patience {
+        Patience::Until(d) => Instant::now() >= d,
+        _ => false,
+    };
+    let timed_out = || match patience {
+        Patience::Try => RecvFail::Empty,
+        _ => RecvFail::TimedOut,
+    };
     loop {
         let rec = match ring.peek().map_err(RecvFail::Corrupt)? {
             Some(rec) => rec,
             None => {
-                wait_record(ring, &mut partial, patience, tick)?;
+                wait_record(ring, partial, patience, tick)?;
                 continue;
             }
         };
-        let got = |rec: &Record| track_got.then(|| ring.full_seq(rec.seq) + 1);
+        let got = |rec: &Record| track_got.then(|| ring.full_seq(rec.seq).saturating_add(1));
         match rec.kind {
             SINGLE => {
+                *partial = None;
                 if rec.len > max_len {
                     ring.consume(&rec, got(&rec));
                     return Err(RecvFail::TooLarge(rec.len as u64));
@@ -204,10 +311,10 @@ pub(crate) fn recv<M: Mem>(
                 return Ok(rec.seq);
             }
             FIRST => {
+                *partial = None;
                 let mut prefix = [0u8; FIRST_PREFIX];
                 ring.copy_out(&rec, 0, &mut prefix);
-                let total = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes"));
-                let pid = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
+                let (total, pid) = decode_first_prefix(prefix);
                 let here = rec.len - FIRST_PREFIX;
                 if total > max_len as u64 {
                     ring.consume(&rec, got(&rec));
@@ -219,14 +326,15 @@ pub(crate) fn recv<M: Mem>(
                     ))));
                 }
                 let total = total as usize;
-                set_len(out, total);
+                grow(out, here, total);
                 ring.copy_out(&rec, FIRST_PREFIX, &mut out[..here]);
                 ring.consume(&rec, got(&rec));
-                partial = Some(Partial {
+                *partial = Some(Partial {
                     total,
                     filled: here,
                     pid,
                     seq: rec.seq,
+                    head: rec.next_head,
                 });
             }
             _ => {
@@ -234,31 +342,58 @@ pub(crate) fn recv<M: Mem>(
                 let Some(p) = partial.as_mut() else {
                     // A continuation without its start: skip it.
                     ring.consume(&rec, None);
+                    if over() {
+                        return Err(timed_out());
+                    }
                     continue;
                 };
-                if p.filled + rec.len > p.total
-                    || (rec.kind == LAST) != (p.filled + rec.len == p.total)
-                {
+                let end = p.filled.checked_add(rec.len).filter(|&e| e <= p.total);
+                let Some(end) = end.filter(|&e| (rec.kind == LAST) == (e == p.total)) else {
                     return Err(RecvFail::Corrupt(Corrupt(format!(
                         "fragment of {} bytes does not fit a {}-byte message at {}",
                         rec.len, p.total, p.filled
                     ))));
+                };
+                if rec.seq != p.seq {
+                    return Err(RecvFail::Corrupt(Corrupt(format!(
+                        "fragment of message {} in the middle of message {}",
+                        rec.seq, p.seq
+                    ))));
                 }
-                ring.copy_out(&rec, 0, &mut out[p.filled..p.filled + rec.len]);
-                p.filled += rec.len;
+                grow(out, end, p.total);
+                ring.copy_out(&rec, 0, &mut out[p.filled..end]);
+                p.filled = end;
+                p.head = rec.next_head;
                 ring.consume(&rec, None);
                 if rec.kind == LAST {
-                    return Ok(p.seq);
+                    let seq = p.seq;
+                    *partial = None;
+                    set_len(out, end);
+                    return Ok(seq);
                 }
                 debug_assert_eq!(rec.kind, MORE);
             }
         }
+        // In the middle of a message (or past a dropped one).
+        if over() {
+            return Err(timed_out());
+        }
     }
 }
 
-/// Waits for the next record. In the middle of a message it waits regardless of
-/// `patience` (the rest is coming) but drops the partial message if `tick` says its
-/// producer is gone.
+/// Decodes the prefix of a `FIRST` record's payload: the message's total length
+/// and its producer's pid. Pure and total (never panics).
+pub(crate) fn decode_first_prefix(prefix: [u8; FIRST_PREFIX]) -> (u64, u32) {
+    let mut total = [0u8; 8];
+    total.copy_from_slice(&prefix[..8]);
+    let mut pid = [0u8; 4];
+    pid.copy_from_slice(&prefix[8..12]);
+    (u64::from_le_bytes(total), u32::from_le_bytes(pid))
+}
+
+/// Waits for the next record, as `patience` allows, in the middle of a message too
+/// (the caller keeps the part received). In the middle of a message it drops the
+/// partial message if `tick` says its producer is gone.
 fn wait_record<M: Mem>(
     ring: &Ring<M>,
     partial: &mut Option<Partial>,
@@ -267,9 +402,16 @@ fn wait_record<M: Mem>(
 ) -> Result<(), RecvFail> {
     if let Some(p) = partial {
         let pid = p.pid;
-        match ring.wait_data(None, &mut || tick(Some(pid))) {
+        // `Try` in the middle of a message: only the brief spin before a sleep.
+        let deadline = match patience {
+            Patience::Try => Some(Instant::now()),
+            other => other.deadline(),
+        };
+        match ring.wait_data(deadline, &mut || tick(Some(pid))) {
             Waited::Ready => return Ok(()),
-            _ => {
+            Waited::TimedOut if patience == Patience::Try => return Err(RecvFail::Empty),
+            Waited::TimedOut => return Err(RecvFail::TimedOut),
+            Waited::Stopped => {
                 *partial = None;
                 // Fall through: wait as for a fresh message.
             }

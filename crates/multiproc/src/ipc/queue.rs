@@ -15,7 +15,7 @@ use super::connection::{corrupted, fd_refused, too_large, too_large_in};
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::frame::{self, Patience, RecvFail, SendFail};
+use super::frame::{self, Patience, Reassembly, RecvFail, SendFail};
 use super::ring::{footprint, Mem, Ring, Waited, TICK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
@@ -60,7 +60,11 @@ const RING: usize = 128;
 /// * items of any size up to the maximum message size (default 1 GiB) pass, in
 ///   fragments when they are larger than a quarter of the ring;
 /// * a waiting `get` spins briefly and then sleeps in the kernel; a `put` wakes it
-///   only when it sleeps.
+///   only when it sleeps;
+/// * the other processes are untrusted: a forged length costs no more memory than
+///   the bytes that arrive (and over the maximum message size, none), and
+///   scribbled control words give [`ErrorKind::Corrupt`] errors, never a panic or
+///   a wait past a deadline (see [`get_timeout`](Self::get_timeout)).
 ///
 /// Capacity: [`Queue::bounded`] limits the number of items, like Python's
 /// `maxsize`; every queue is also limited by its ring's bytes (default 1 MiB), and a
@@ -105,6 +109,8 @@ struct Inner {
     get_lock: Lock,
     joinable: bool,
     max_message: usize,
+    /// The item this process was taking when a deadline passed in its middle.
+    partial: std::sync::Mutex<Reassembly>,
 }
 
 /// Configures a [`Queue`] before it is created.
@@ -188,6 +194,7 @@ impl Inner {
             get_lock: Lock::new_isolated()?,
             joinable,
             max_message,
+            partial: std::sync::Mutex::default(),
         })
     }
 
@@ -207,6 +214,7 @@ impl Inner {
             get_lock: w.get_lock,
             joinable: w.joinable,
             max_message,
+            partial: std::sync::Mutex::default(),
         })
     }
 
@@ -276,7 +284,7 @@ impl Inner {
         let maxsize = self.maxsize();
         let ready = || {
             (maxsize == 0 || self.ring.put_count().saturating_sub(self.ring.got_count()) < maxsize)
-                && self.ring.has_room(64)
+                && self.ring.has_room(64).unwrap_or(true)
         };
         let Some(_guard) = self.lock(&self.put_lock, patience, ready) else {
             return Err(Fail::Busy);
@@ -313,6 +321,7 @@ impl Inner {
             Ok(_) => Ok(()),
             Err(SendFail::Full | SendFail::TimedOut) => Err(Fail::Busy),
             Err(SendFail::Stopped) => Err(Fail::Disconnected),
+            Err(SendFail::Corrupt(c)) => Err(Fail::Rejected(corrupted(&c.0))),
         }
     }
 
@@ -320,12 +329,14 @@ impl Inner {
         let Some(_guard) = self.lock(&self.get_lock, patience, || self.ring.has_data()) else {
             return Err(Fail::Busy);
         };
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
         let r = frame::recv(
             &self.ring,
             out,
             self.max_message,
             patience,
             true,
+            &mut partial,
             // In the middle of an item: its producer stops half-way when the queue
             // is closed (or it died), and the rest will never come.
             &mut |pid| match pid {
@@ -356,6 +367,7 @@ impl Inner {
         };
         let mut buf = Vec::new();
         let mut n = 0;
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             match frame::recv(
                 &self.ring,
@@ -363,6 +375,7 @@ impl Inner {
                 self.max_message,
                 Patience::Try,
                 true,
+                &mut partial,
                 &mut |_| false,
             ) {
                 Ok(_) | Err(RecvFail::TooLarge(_)) => {
@@ -536,8 +549,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             })
     }
 
-    /// Puts `value`, waiting at most `timeout` for room (the wait for the start of
-    /// the item; a large item that has started goes through whole).
+    /// Puts `value`, waiting at most `timeout` for room. The timeout bounds the whole
+    /// call: a large item (more than a quarter of the ring) whose deadline passes
+    /// after part of it went in is abandoned (consumers drop that part when the next
+    /// item starts) and the value comes back with [`SendTimeoutError::Timeout`].
     ///
     /// # Errors
     ///
@@ -582,6 +597,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the item at the front, waiting at most `timeout`.
+    ///
+    /// The timeout bounds the whole call, including the middle of a large item whose
+    /// producer stalled (stopped, or slower than the deadline). The call then
+    /// returns [`RecvTimeoutError::Timeout`] and releases the consumers' side, and
+    /// this `Queue` value (and its clones in this process) keeps the part received:
+    /// the next `get` through it continues the item. If another consumer takes
+    /// from the queue first, it skips the rest of that item, which is then lost, as
+    /// when a consumer dies in the middle of a `get`; a part is never spliced with
+    /// other bytes. [`try_get`](Self::try_get) does the same when an item is only
+    /// partly there.
     ///
     /// # Errors
     ///

@@ -169,7 +169,7 @@ pub(crate) struct Record {
     /// Memory offset of the payload.
     data_off: usize,
     /// `head` after this record.
-    next_head: u64,
+    pub(crate) next_head: u64,
 }
 
 /// The ring is corrupted: a header makes no sense.
@@ -295,10 +295,22 @@ impl<M: Mem> Ring<M> {
     }
 
     /// Takes the next message sequence number (`put += 1`), returning the old value.
+    /// (A counter: a scribbled value wraps, it cannot overflow.)
     fn next_seq(&self) -> u64 {
         let put = self.w64(PUT).load(Relaxed);
-        self.w64(PUT).store(put + 1, Relaxed);
+        self.w64(PUT).store(put.wrapping_add(1), Relaxed);
         put
+    }
+
+    /// The producer's `tail`, checked: a position is a multiple of 8.
+    fn tail(&self) -> Result<u64, Corrupt> {
+        let tail = self.w64(TAIL).load(Relaxed);
+        if tail % 8 != 0 {
+            return Err(Corrupt(format!(
+                "ring tail {tail} is not a record boundary"
+            )));
+        }
+        Ok(tail)
     }
 
     /// Bytes of ring a record with `len` payload bytes needs at the current tail,
@@ -314,30 +326,53 @@ impl<M: Mem> Ring<M> {
     }
 
     /// Returns `true` if `bytes` more bytes fit now.
-    pub(crate) fn has_room(&self, bytes: u64) -> bool {
-        let tail = self.w64(TAIL).load(Relaxed);
-        if tail + bytes - self.head_cache.load(Relaxed) <= self.cap {
-            return true;
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if `head` and `tail` cannot be (checked with the fresh `head`, so
+    /// only a producer that holds the producers' side sees a verdict it can trust; a
+    /// readiness check outside it treats an error as "go and look").
+    pub(crate) fn has_room(&self, bytes: u64) -> Result<bool, Corrupt> {
+        let tail = self.tail()?;
+        let cached = self.head_cache.load(Relaxed);
+        if tail
+            .checked_sub(cached)
+            .is_some_and(|used| used <= self.cap && bytes <= self.cap - used)
+        {
+            return Ok(true);
         }
         let head = self.w64(HEAD).load(Acquire);
         self.head_cache.store(head, Relaxed);
-        tail + bytes - head <= self.cap
+        let used = check_positions(head, tail, self.cap)?;
+        Ok(bytes <= self.cap - used)
     }
 
     /// Returns `true` if a record of `len` payload bytes fits now.
-    pub(crate) fn fits(&self, len: usize) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// As [`has_room`](Self::has_room).
+    pub(crate) fn fits(&self, len: usize) -> Result<bool, Corrupt> {
         self.fits_with_slack(len, 0)
     }
 
     /// Returns `true` if a record of `len` payload bytes and `slack` more bytes fit now.
-    pub(crate) fn fits_with_slack(&self, len: usize, slack: u64) -> bool {
-        let tail = self.w64(TAIL).load(Relaxed);
-        self.has_room(self.need(tail, len).1 + slack)
+    ///
+    /// # Errors
+    ///
+    /// As [`has_room`](Self::has_room).
+    pub(crate) fn fits_with_slack(&self, len: usize, slack: u64) -> Result<bool, Corrupt> {
+        let tail = self.tail()?;
+        self.has_room(self.need(tail, len).1.saturating_add(slack))
     }
 
     /// Writes one record made of `parts` if it fits; returns `None` if it does not,
     /// else whether a receiver asked for a byte on the notification descriptor, and
     /// the message's sequence number (`seq`, or a new one for a message's first record).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the positions in shared memory cannot be (nothing is written).
     ///
     /// # Panics
     ///
@@ -347,18 +382,23 @@ impl<M: Mem> Ring<M> {
         kind: u32,
         seq: Option<u64>,
         parts: &[&[u8]],
-    ) -> Option<(bool, u64)> {
+    ) -> Result<Option<(bool, u64)>, Corrupt> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(len <= self.max_record(), "record too large for the ring");
-        let tail = self.w64(TAIL).load(Relaxed);
+        let tail = self.tail()?;
         let (skip, need) = self.need(tail, len);
-        if !self.has_room(need) {
-            return None;
+        if !self.has_room(need)? {
+            return Ok(None);
         }
+        // Positions near u64::MAX only come from scribbled words (a real ring takes
+        // years at 100 GB/s to get there).
+        let start = tail
+            .checked_add(need)
+            .map(|_| tail + skip)
+            .ok_or_else(|| Corrupt(format!("ring tail {tail} is out of range")))?;
         if skip > 0 {
             self.write_header(tail, 0, WRAP);
         }
-        let start = tail + skip;
         // A message's number is taken only once its first record is certain to go in,
         // so `put` never counts a message that does not exist.
         let seq = seq.unwrap_or_else(|| self.next_seq());
@@ -371,7 +411,7 @@ impl<M: Mem> Ring<M> {
         }
         self.w64(TAIL)
             .store(start + HEADER as u64 + pad8(len as u64), Release);
-        Some((self.notify(DATA_SEQ, DATA_WAITERS), seq))
+        Ok(Some((self.notify(DATA_SEQ, DATA_WAITERS), seq)))
     }
 
     fn write_header(&self, pos: u64, len: u32, tag: u32) {
@@ -434,55 +474,38 @@ impl<M: Mem> Ring<M> {
                     return Ok(None);
                 }
             }
-            if tail - pos > self.cap || pos % 8 != 0 {
-                return Err(Corrupt(format!(
-                    "ring positions out of order ({pos}, {tail})"
-                )));
-            }
             let mut h = [0u8; HEADER];
             self.mem.read(self.data_off(pos), &mut h);
-            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let kind = tag & KIND_MASK;
-            if kind == WRAP {
-                let idx = pos & (self.cap - 1);
-                // Positions near u64::MAX only come from scribbled control words; an
-                // unchecked add would wrap around and loop here forever.
-                pos = pos.checked_add(self.cap - idx).ok_or_else(|| {
-                    Corrupt(format!("ring positions out of range ({pos}, {tail})"))
-                })?;
-                // The producer publishes a WRAP together with the record after it
-                // (`try_write`), so a WRAP with nothing published after it is scribble;
-                // reporting "empty" would make a receiver that sees data spin forever.
-                tail = self.w64(TAIL).load(Acquire);
-                self.tail_cache.store(tail, Relaxed);
-                if tail <= pos {
-                    return Err(Corrupt(format!(
-                        "wrap marker at {} with nothing after it (tail {tail})",
-                        pos - (self.cap - idx)
-                    )));
+            match decode_record(h, pos, tail, self.cap, self.max_record())? {
+                Decoded::Wrap { next } => {
+                    pos = next;
+                    // The producer publishes a WRAP together with the record after
+                    // it (`try_write`), so a WRAP with nothing published after it is
+                    // scribble; reporting "empty" would make a receiver that sees
+                    // data spin forever.
+                    tail = self.w64(TAIL).load(Acquire);
+                    self.tail_cache.store(tail, Relaxed);
+                    if tail <= pos {
+                        return Err(Corrupt(format!(
+                            "wrap marker before {pos} with nothing after it (tail {tail})"
+                        )));
+                    }
                 }
-                continue;
+                Decoded::Record {
+                    kind,
+                    seq,
+                    len,
+                    next,
+                } => {
+                    return Ok(Some(Record {
+                        kind,
+                        seq,
+                        len,
+                        data_off: self.data_off(pos) + HEADER,
+                        next_head: next,
+                    }))
+                }
             }
-            let size = HEADER as u64 + pad8(len as u64);
-            let idx = pos & (self.cap - 1);
-            if !(SINGLE..=LAST).contains(&kind)
-                || len > self.max_record()
-                || idx + size > self.cap
-                || pos + size > tail
-                || (kind == FIRST && len < FIRST_PREFIX)
-            {
-                return Err(Corrupt(format!(
-                    "corrupted frame header (length {len}, tag {tag:#x})"
-                )));
-            }
-            return Ok(Some(Record {
-                kind,
-                seq: tag >> 4,
-                len,
-                data_off: self.data_off(pos) + HEADER,
-                next_head: pos + size,
-            }));
         }
     }
 
@@ -509,17 +532,24 @@ impl<M: Mem> Ring<M> {
 
     /// Extends the 28 low bits `seq` of a sequence number to the full number nearest
     /// to `got` (the consumer's count).
+    /// (`got` is in shared memory: saturating arithmetic, a scribbled value gives a
+    /// wrong count, never an overflow.)
     pub(crate) fn full_seq(&self, seq: u32) -> u64 {
         let got = self.w64(GOT).load(Relaxed);
         let m = 1u64 << SEQ_BITS;
-        let cand = (got & !(m - 1)) | u64::from(seq);
-        if cand + m / 2 < got {
-            cand + m
-        } else if cand > got + m / 2 && cand >= m {
+        let cand = (got & !(m - 1)) | u64::from(seq & (m as u32 - 1));
+        if cand.saturating_add(m / 2) < got {
+            cand.saturating_add(m)
+        } else if cand > got.saturating_add(m / 2) && cand >= m {
             cand - m
         } else {
             cand
         }
+    }
+
+    /// The consumer's `head` (where the next record starts).
+    pub(crate) fn head(&self) -> u64 {
+        self.w64(HEAD).load(Relaxed)
     }
 
     // ---- sleeping ----
@@ -641,6 +671,95 @@ impl<M: Mem> Ring<M> {
             self.mem.wake_all(self.w32(seq));
         }
     }
+}
+
+/// Checks a pair of positions read from shared memory: `head <= tail`, at most
+/// `cap` apart, both on record boundaries. Returns the bytes in use. Never panics.
+///
+/// # Errors
+///
+/// [`Corrupt`] when they cannot be.
+pub(crate) fn check_positions(head: u64, tail: u64, cap: u64) -> Result<u64, Corrupt> {
+    match tail.checked_sub(head) {
+        Some(used) if used <= cap && head % 8 == 0 && tail % 8 == 0 => Ok(used),
+        _ => Err(Corrupt(format!(
+            "ring positions cannot be (head {head}, tail {tail}, capacity {cap})"
+        ))),
+    }
+}
+
+/// What [`decode_record`] found at a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Wrap padding; the next record starts at `next`.
+    Wrap {
+        /// The position of the next record.
+        next: u64,
+    },
+    /// A record whose payload follows its header; `next` is the position after it.
+    Record {
+        /// The kind (`SINGLE`, `FIRST`, `MORE`, `LAST`).
+        kind: u32,
+        /// The low [`SEQ_BITS`] of its message's sequence number.
+        seq: u32,
+        /// Payload length.
+        len: usize,
+        /// The position after the record.
+        next: u64,
+    },
+}
+
+/// Decodes the record header `h` found at position `pos` of a ring of `cap` bytes
+/// (a power of two) whose producer published up to `tail` (`pos < tail`), with
+/// records of at most `max_record` payload bytes. Pure and total: never panics,
+/// whatever the bytes and words.
+///
+/// # Errors
+///
+/// [`Corrupt`] for a header or positions no producer writes.
+pub(crate) fn decode_record(
+    h: [u8; HEADER],
+    pos: u64,
+    tail: u64,
+    cap: u64,
+    max_record: usize,
+) -> Result<Decoded, Corrupt> {
+    if !cap.is_power_of_two() || pos % 8 != 0 || tail <= pos || tail - pos > cap {
+        return Err(Corrupt(format!(
+            "ring positions out of order ({pos}, {tail})"
+        )));
+    }
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let kind = tag & KIND_MASK;
+    let idx = pos & (cap - 1);
+    if kind == WRAP {
+        // Positions near u64::MAX only come from scribbled control words; an
+        // unchecked add would wrap around and loop for ever.
+        return pos
+            .checked_add(cap - idx)
+            .map(|next| Decoded::Wrap { next })
+            .ok_or_else(|| Corrupt(format!("ring positions out of range ({pos}, {tail})")));
+    }
+    let size = HEADER as u64 + pad8(u64::from(len));
+    let len = len as usize;
+    let next = pos.checked_add(size);
+    if !(SINGLE..=LAST).contains(&kind)
+        || len > max_record
+        || idx + size > cap
+        || next.is_none_or(|n| n > tail)
+        || (kind == FIRST && len < FIRST_PREFIX)
+    {
+        return Err(Corrupt(format!(
+            "corrupted frame header (length {len}, tag {tag:#x})"
+        )));
+    }
+    Ok(Decoded::Record {
+        kind,
+        seq: tag >> 4,
+        len,
+        next: next.unwrap_or(tail),
+    })
 }
 
 /// Spin-then-sleep policy: spin with `pause` for up to 50 µs — long enough to catch

@@ -29,11 +29,28 @@ fn single_and_fragmented_round_trip() {
     for len in [0, 1, 7, 8, 9, 100, 247, 248, 249, 400, 600] {
         let m = msg(len, len);
         send(&r, &m, Patience::Try, &mut || true).unwrap();
-        recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never).unwrap();
+        recv(
+            &r,
+            &mut out,
+            usize::MAX,
+            Patience::Try,
+            true,
+            &mut Reassembly::default(),
+            &mut never,
+        )
+        .unwrap();
         assert_eq!(out, m, "len {len}");
     }
     assert_eq!(
-        recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never),
+        recv(
+            &r,
+            &mut out,
+            usize::MAX,
+            Patience::Try,
+            true,
+            &mut Reassembly::default(),
+            &mut never
+        ),
         Err(RecvFail::Empty)
     );
     assert_eq!(r.put_count(), r.got_count());
@@ -49,7 +66,16 @@ fn full_then_room_again() {
     }
     assert!(sent >= 4);
     let mut out = Vec::new();
-    recv(&r, &mut out, usize::MAX, Patience::Try, false, &mut never).unwrap();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        false,
+        &mut Reassembly::default(),
+        &mut never,
+    )
+    .unwrap();
     send(&r, &m, Patience::Try, &mut || true).unwrap();
     let t = Instant::now() + Duration::from_millis(20);
     assert_eq!(
@@ -66,14 +92,39 @@ fn over_max_len_is_dropped_and_the_next_one_arrives() {
     send(&r, &msg(2, 500), Patience::Try, &mut || true).unwrap();
     send(&r, &msg(3, 10), Patience::Try, &mut || true).unwrap();
     assert_eq!(
-        recv(&r, &mut out, 50, Patience::Try, false, &mut never),
+        recv(
+            &r,
+            &mut out,
+            50,
+            Patience::Try,
+            false,
+            &mut Reassembly::default(),
+            &mut never
+        ),
         Err(RecvFail::TooLarge(100))
     );
     assert_eq!(
-        recv(&r, &mut out, 50, Patience::Try, false, &mut never),
+        recv(
+            &r,
+            &mut out,
+            50,
+            Patience::Try,
+            false,
+            &mut Reassembly::default(),
+            &mut never
+        ),
         Err(RecvFail::TooLarge(500))
     );
-    recv(&r, &mut out, 50, Patience::Try, false, &mut never).unwrap();
+    recv(
+        &r,
+        &mut out,
+        50,
+        Patience::Try,
+        false,
+        &mut Reassembly::default(),
+        &mut never,
+    )
+    .unwrap();
     assert_eq!(out, msg(3, 10));
 }
 
@@ -83,17 +134,38 @@ fn partial_message_is_dropped_when_a_new_one_starts() {
     let r = ring(1024);
     let mut prefix = [0u8; 16];
     prefix[..8].copy_from_slice(&1000u64.to_le_bytes());
-    let _ = r.try_write(FIRST, None, &[&prefix, &[1u8; 100]]).unwrap();
+    let _ = r
+        .try_write(FIRST, None, &[&prefix, &[1u8; 100]])
+        .unwrap()
+        .unwrap();
     send(&r, b"next", Patience::Try, &mut || true).unwrap();
     let mut out = Vec::new();
-    recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never).unwrap();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut Reassembly::default(),
+        &mut never,
+    )
+    .unwrap();
     assert_eq!(out, b"next");
     // Orphan continuations (their start was taken by a consumer that died) are skipped.
     let seq = 99;
-    r.try_write(MORE, Some(seq), &[&[1u8; 8]]).unwrap();
-    r.try_write(LAST, Some(seq), &[&[1u8; 8]]).unwrap();
+    r.try_write(MORE, Some(seq), &[&[1u8; 8]]).unwrap().unwrap();
+    r.try_write(LAST, Some(seq), &[&[1u8; 8]]).unwrap().unwrap();
     send(&r, b"after", Patience::Try, &mut || true).unwrap();
-    recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never).unwrap();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut Reassembly::default(),
+        &mut never,
+    )
+    .unwrap();
     assert_eq!(out, b"after");
 }
 
@@ -103,16 +175,22 @@ fn dead_producer_mid_message_unblocks_the_receiver() {
     let mut prefix = [0u8; 16];
     prefix[..8].copy_from_slice(&1000u64.to_le_bytes());
     prefix[8..12].copy_from_slice(&77u32.to_le_bytes());
-    let _ = r.try_write(FIRST, None, &[&prefix, &[1u8; 100]]).unwrap();
+    let _ = r
+        .try_write(FIRST, None, &[&prefix, &[1u8; 100]])
+        .unwrap()
+        .unwrap();
     let mut out = Vec::new();
     let mut asked = None;
-    let deadline = Instant::now() + Duration::from_millis(10);
+    let mut state = Reassembly::default();
+    // Longer than a tick: the producer is asked about, said gone, and the part dropped.
+    let deadline = Instant::now() + Duration::from_millis(300);
     let res = recv(
         &r,
         &mut out,
         usize::MAX,
         Patience::Until(deadline),
         true,
+        &mut state,
         &mut |pid| {
             if pid.is_some() {
                 asked = pid;
@@ -122,6 +200,280 @@ fn dead_producer_mid_message_unblocks_the_receiver() {
     );
     assert_eq!(res, Err(RecvFail::TimedOut));
     assert_eq!(asked, Some(77));
+    assert!(!state.in_message());
+}
+
+/// A first fragment that announces `total` bytes from producer `pid`, with `data`.
+fn first(r: &Ring<Arc<HeapMem>>, total: u64, data: &[u8]) -> u64 {
+    let mut prefix = [0u8; 16];
+    prefix[..8].copy_from_slice(&total.to_le_bytes());
+    prefix[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    r.try_write(FIRST, None, &[&prefix, data])
+        .unwrap()
+        .unwrap()
+        .1
+}
+
+#[test]
+fn deadline_in_the_middle_of_a_message_keeps_the_part_and_resumes() {
+    let r = ring(1024);
+    let mut state = Reassembly::default();
+    let mut out = vec![9u8; 5];
+    let seq = first(&r, 300, &[1u8; 100]);
+    for patience in [
+        Patience::Until(Instant::now() + Duration::from_millis(30)),
+        Patience::Try,
+    ] {
+        let t = Instant::now();
+        let res = recv(
+            &r,
+            &mut out,
+            usize::MAX,
+            patience,
+            true,
+            &mut state,
+            &mut never,
+        );
+        assert!(
+            matches!(res, Err(RecvFail::TimedOut | RecvFail::Empty)),
+            "{res:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(state.in_message());
+        assert!(out.is_empty());
+    }
+    r.try_write(MORE, Some(seq), &[&[2u8; 100]])
+        .unwrap()
+        .unwrap();
+    let res = recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    );
+    assert_eq!(res, Err(RecvFail::Empty));
+    r.try_write(LAST, Some(seq), &[&[3u8; 100]])
+        .unwrap()
+        .unwrap();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    )
+    .unwrap();
+    let want: Vec<u8> = [[1u8; 100], [2; 100], [3; 100]].concat();
+    assert_eq!(out, want);
+    assert!(!state.in_message());
+}
+
+#[test]
+fn another_consumer_in_between_drops_the_part() {
+    let r = ring(1024);
+    let mut mine = Reassembly::default();
+    let mut out = Vec::new();
+    let seq = first(&r, 300, &[1u8; 100]);
+    let res = recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut mine,
+        &mut never,
+    );
+    assert_eq!(res, Err(RecvFail::Empty));
+    r.try_write(MORE, Some(seq), &[&[2u8; 100]])
+        .unwrap()
+        .unwrap();
+    r.try_write(LAST, Some(seq), &[&[3u8; 100]])
+        .unwrap()
+        .unwrap();
+    send(&r, b"next", Patience::Try, &mut || true).unwrap();
+    // Another consumer (its own state) skips the continuation and takes the next.
+    let mut theirs = Reassembly::default();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut theirs,
+        &mut never,
+    )
+    .unwrap();
+    assert_eq!(out, b"next");
+    // This one's part is stale: dropped, never spliced with other bytes.
+    send(&r, b"after", Patience::Try, &mut || true).unwrap();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut mine,
+        &mut never,
+    )
+    .unwrap();
+    assert_eq!(out, b"after");
+    assert!(!mine.in_message());
+}
+
+#[test]
+fn a_forged_length_costs_only_what_arrives() {
+    let r = ring(1024);
+    let mut state = Reassembly::default();
+    let mut out = Vec::new();
+    first(&r, 1 << 30, &[1u8; 100]);
+    let res = recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    );
+    assert_eq!(res, Err(RecvFail::Empty));
+    assert!(state.buf.capacity() < 1 << 20, "{}", state.buf.capacity());
+    // A resumed message over this call's limit is dropped, not grown into.
+    let res = recv(
+        &r,
+        &mut out,
+        1000,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    );
+    assert_eq!(res, Err(RecvFail::TooLarge(1 << 30)));
+    assert!(!state.in_message());
+}
+
+#[test]
+fn a_fragment_of_another_message_mid_message_is_corrupt() {
+    let r = ring(1024);
+    let mut state = Reassembly::default();
+    let mut out = Vec::new();
+    let seq = first(&r, 300, &[1u8; 100]);
+    r.try_write(MORE, Some(seq + 1), &[&[2u8; 100]])
+        .unwrap()
+        .unwrap();
+    let res = recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    );
+    assert!(matches!(res, Err(RecvFail::Corrupt(_))), "{res:?}");
+}
+
+#[test]
+fn send_deadline_covers_the_whole_message() {
+    // 1024-byte ring, 248-byte records: a 2000-byte message needs the receiver.
+    let r = ring(1024);
+    let t = Instant::now();
+    let res = send(
+        &r,
+        &[5u8; 2000],
+        Patience::Until(t + Duration::from_millis(50)),
+        &mut || true,
+    );
+    assert_eq!(res, Err(SendFail::TimedOut));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // The receiver drops the abandoned part when the next message starts.
+    let mut state = Reassembly::default();
+    let mut out = Vec::new();
+    let res = recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    );
+    assert_eq!(res, Err(RecvFail::Empty));
+    send(&r, b"whole", Patience::Try, &mut || true).unwrap();
+    recv(
+        &r,
+        &mut out,
+        usize::MAX,
+        Patience::Try,
+        true,
+        &mut state,
+        &mut never,
+    )
+    .unwrap();
+    assert_eq!(out, b"whole");
+}
+
+/// Every control word a peer can scribble, at values around the edges: never a
+/// panic, never a wait past the deadline; a `Corrupt` where the positions cannot be.
+#[test]
+fn scribbled_control_words_never_panic_or_hang() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let values = [
+        0,
+        1,
+        7,
+        8,
+        1023,
+        1024,
+        4096,
+        u64::MAX,
+        u64::MAX - 7,
+        u64::MAX - 1024,
+        1 << 63,
+        (1 << 32) + 8,
+    ];
+    for word in [0usize, 8, 128, 136] {
+        for &v in &values {
+            for preload in [0usize, 40, 600] {
+                let mem = Arc::new(HeapMem::new(footprint(1024)));
+                let r = Ring::init(Arc::clone(&mem), 0, 1024);
+                let _ = send(&r, &msg(1, preload), Patience::Try, &mut || true);
+                crate::ipc::ring::Mem::u64_at(&mem, word).store(v, Relaxed);
+                let r = Ring::open(Arc::clone(&mem), 0, footprint(1024)).unwrap();
+                let t = Instant::now();
+                let d = Patience::Until(t + Duration::from_millis(20));
+                let mut out = Vec::new();
+                let mut state = Reassembly::default();
+                for _ in 0..3 {
+                    let _ = recv(&r, &mut out, 4096, d, true, &mut state, &mut never);
+                    let _ = send(&r, &msg(2, 100), d, &mut || true);
+                    let _ = send(&r, &msg(3, 900), d, &mut || true);
+                    let _ = send(&r, &msg(4, 10), Patience::Try, &mut || true);
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(3),
+                    "word {word} = {v}: took {:?}",
+                    t.elapsed()
+                );
+            }
+        }
+    }
+    // A tail no producer writes (not a record boundary, or past the head by more
+    // than the ring) is reported, not written past.
+    let mem = Arc::new(HeapMem::new(footprint(1024)));
+    let r = Ring::init(Arc::clone(&mem), 0, 1024);
+    for tail in [u64::MAX, 5, 4096] {
+        crate::ipc::ring::Mem::u64_at(&mem, 0).store(tail, Relaxed);
+        let res = send(&r, b"x", Patience::Try, &mut || true);
+        assert!(
+            matches!(res, Err(SendFail::Corrupt(_))),
+            "tail {tail}: {res:?}"
+        );
+    }
 }
 
 #[test]
@@ -145,6 +497,7 @@ fn threads_blocking_large_messages() {
             usize::MAX,
             Patience::Forever,
             true,
+            &mut Reassembly::default(),
             &mut never,
         )
         .unwrap();
@@ -176,7 +529,7 @@ proptest! {
                 }
             }
             loop {
-                match recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never) {
+                match recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut Reassembly::default(), &mut never) {
                     Ok(seq) => {
                         // Each message takes the ring's next number.
                         prop_assert_eq!(seq as usize, through_r);
@@ -198,7 +551,7 @@ proptest! {
                 let m = msg(i, lens[i]);
                 let t = { let r2 = Arc::clone(&r2); let m = m.clone();
                     std::thread::spawn(move || send(&r2, &m, Patience::Forever, &mut || true).unwrap()) };
-                recv(&r2, &mut out, usize::MAX, Patience::Forever, true, &mut never).unwrap();
+                recv(&r2, &mut out, usize::MAX, Patience::Forever, true, &mut Reassembly::default(), &mut never).unwrap();
                 t.join().unwrap();
                 prop_assert_eq!(&out, &m);
                 i += 1;
@@ -229,7 +582,7 @@ proptest! {
         // a live producer forever (it did, in 1 of ~20,000 cases).
         let mut producer_gone = |_: Option<u32>| false;
         for _ in 0..20 {
-            match recv(&r, &mut out, 700, Patience::Try, true, &mut producer_gone) {
+            match recv(&r, &mut out, 700, Patience::Try, true, &mut Reassembly::default(), &mut producer_gone) {
                 Ok(_) => prop_assert!(out.len() <= 700),
                 Err(RecvFail::Empty | RecvFail::Corrupt(_)) => break,
                 Err(_) => {}
@@ -249,10 +602,10 @@ proptest! {
         tail.store(t + extra * 8, std::sync::atomic::Ordering::Relaxed);
         let r = Ring::open(Arc::clone(&mem), 0, footprint(cap)).unwrap();
         let mut out = Vec::new();
-        let first = recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never);
+        let first = recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut Reassembly::default(), &mut never);
         prop_assert!(first.is_ok());
         prop_assert_eq!(&out, &msg(0, len));
-        let second = recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut never);
+        let second = recv(&r, &mut out, usize::MAX, Patience::Try, true, &mut Reassembly::default(), &mut never);
         prop_assert!(matches!(second, Err(RecvFail::Corrupt(_))), "{:?}", second);
     }
 }

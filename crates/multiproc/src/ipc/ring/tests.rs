@@ -14,7 +14,9 @@ mod std_tests {
         // 3 records of 8+48 bytes: the 4th does not fit before the end and wraps.
         for round in 0..10u8 {
             for i in 0..3u8 {
-                r.try_write(SINGLE, None, &[&[round ^ i; 48]]).unwrap();
+                r.try_write(SINGLE, None, &[&[round ^ i; 48]])
+                    .unwrap()
+                    .unwrap();
             }
             for i in 0..3u8 {
                 let rec = r.peek().unwrap().unwrap();
@@ -77,7 +79,7 @@ mod std_tests {
             })
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
-        r.try_write(SINGLE, None, &[b"x"]).unwrap();
+        r.try_write(SINGLE, None, &[b"x"]).unwrap().unwrap();
         t.join().unwrap();
     }
 }
@@ -110,7 +112,16 @@ mod loom_tests {
             };
             let mut out = Vec::new();
             for i in 0..3u8 {
-                recv(&r, &mut out, 64, Patience::Forever, true, &mut |_| true).unwrap();
+                recv(
+                    &r,
+                    &mut out,
+                    64,
+                    Patience::Forever,
+                    true,
+                    &mut Default::default(),
+                    &mut |_| true,
+                )
+                .unwrap();
                 assert_eq!(out, [i; 5]);
             }
             p.join().unwrap();
@@ -135,7 +146,16 @@ mod loom_tests {
             };
             let mut out = Vec::new();
             for i in 0..7u8 {
-                recv(&r, &mut out, 64, Patience::Forever, true, &mut |_| true).unwrap();
+                recv(
+                    &r,
+                    &mut out,
+                    64,
+                    Patience::Forever,
+                    true,
+                    &mut Default::default(),
+                    &mut |_| true,
+                )
+                .unwrap();
                 assert_eq!(out, [i; 16]);
             }
             p.join().unwrap();
@@ -158,7 +178,16 @@ mod loom_tests {
                 })
             };
             let mut out = Vec::new();
-            recv(&r, &mut out, 64, Patience::Forever, true, &mut |_| true).unwrap();
+            recv(
+                &r,
+                &mut out,
+                64,
+                Patience::Forever,
+                true,
+                &mut Default::default(),
+                &mut |_| true,
+            )
+            .unwrap();
             assert_eq!(out, (0..40).collect::<Vec<u8>>());
             p.join().unwrap();
         });
