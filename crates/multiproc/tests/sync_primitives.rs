@@ -265,3 +265,28 @@ fn many_small_objects_share_a_few_segments() {
     drop(locks);
     assert_eq!(util::open_fds(), fds);
 }
+
+#[test]
+fn semaphore_guard_gives_the_unit_back_even_on_a_panic() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let s = BoundedSemaphore::new(2).unwrap();
+    let g = s.guard();
+    assert_eq!(s.value(), 1);
+    let s2 = s.clone();
+    let r = std::thread::spawn(move || {
+        let _g = s2.try_guard().expect("a unit is free");
+        assert!(s2.try_guard().is_none());
+        panic!("with the unit held");
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!(s.value(), 1, "the panicking thread's unit came back");
+    assert!(s.guard_timeout(Duration::from_millis(10)).is_some());
+    drop(g);
+    assert_eq!(s.value(), 2);
+    s.guard().forget();
+    assert_eq!(s.value(), 1);
+    s.release().unwrap();
+    // A guard's release never trips the bound.
+    assert!(s.release().is_err());
+}

@@ -1,9 +1,10 @@
 //! Communication between processes (and threads): [`Pipe`]/[`Connection`] for
 //! two-party messages, typed [`channel`]s ([`Sender`]/[`Receiver`], with
 //! [`Select`]), [`Listener`]/[`Client`] for [`SocketConnection`]s between unrelated
-//! processes (Unix sockets or TCP, with an authentication key), [`Queue`]/[`JoinableQueue`] for many producers and
-//! consumers, [`wait`] over many connections and processes, and the serialization
-//! seam ([`codec`]).
+//! processes (Unix sockets or TCP, with an authentication key),
+//! [`Queue`]/[`JoinableQueue`]/[`SimpleQueue`] for many producers and consumers,
+//! [`wait`] over many connections and processes, and the serialization seam
+//! ([`codec`]).
 //!
 //! Pipes and queues carry their messages through ring buffers in shared memory, so
 //! a message costs two copies and no system call while the receiver is awake; a
@@ -27,6 +28,8 @@ mod shm_mem;
 #[cfg(not(loom))]
 pub(crate) mod side;
 #[cfg(not(loom))]
+mod simple_queue;
+#[cfg(not(loom))]
 mod socket_connection;
 #[cfg(not(loom))]
 mod typecheck;
@@ -44,6 +47,8 @@ pub use error::{
 pub use listener::{Address, Client, Listener, HANDSHAKE_TIMEOUT};
 #[cfg(not(loom))]
 pub use queue::{JoinableQueue, Queue, QueueBuilder, DEFAULT_QUEUE_CAPACITY};
+#[cfg(not(loom))]
+pub use simple_queue::SimpleQueue;
 #[cfg(not(loom))]
 pub use socket_connection::SocketConnection;
 #[cfg(not(loom))]

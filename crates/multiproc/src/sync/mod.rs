@@ -53,7 +53,7 @@ pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use owner_died::{LockResult, OwnerDied, TryLockError, TryLockResult};
 pub use rlock::{RLock, RLockGuard};
-pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 #[cfg(test)]
 mod tests;

@@ -138,6 +138,37 @@ fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+/// One unit of a [`Semaphore`] or [`BoundedSemaphore`], given back when dropped
+/// (see [`Semaphore::guard`]).
+///
+/// A process that dies holding a guard does not give its unit back (a semaphore's
+/// units have no owner to check on).
+#[must_use = "dropping the guard gives the unit back at once"]
+pub struct SemaphoreGuard<'a> {
+    raw: &'a RawSemaphore,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the unit: it is not given back (Python's `acquire()` without `with`).
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        // Cannot exceed the bound: this unit was taken. (If another party released
+        // more than it took meanwhile, that party got the error.)
+        let _ = self.raw.release(1);
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreGuard").finish_non_exhaustive()
+    }
+}
+
 macro_rules! semaphore_api {
     ($name:ident) => {
         impl $name {
@@ -180,6 +211,39 @@ macro_rules! semaphore_api {
             /// The current count (a snapshot). Python's `get_value()`.
             pub fn value(&self) -> u32 {
                 self.raw.value()
+            }
+
+            /// Takes one unit, blocking while the count is zero, and returns a guard
+            /// that gives it back when dropped (Python's `with sem:`).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let s = multiproc::", stringify!($name), "::new(1)?;")]
+            /// {
+            ///     let _unit = s.guard();
+            ///     assert_eq!(s.value(), 0);
+            /// } // given back here, even on a panic
+            /// assert_eq!(s.value(), 1);
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn guard(&self) -> SemaphoreGuard<'_> {
+                self.raw.acquire(None);
+                SemaphoreGuard { raw: &self.raw }
+            }
+
+            /// Takes one unit if the count is positive, as a guard.
+            pub fn try_guard(&self) -> Option<SemaphoreGuard<'_>> {
+                self.raw
+                    .try_acquire()
+                    .then(|| SemaphoreGuard { raw: &self.raw })
+            }
+
+            /// Takes one unit, blocking for at most `timeout`, as a guard.
+            pub fn guard_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
+                self.raw
+                    .acquire(deadline(timeout))
+                    .then(|| SemaphoreGuard { raw: &self.raw })
             }
         }
 

@@ -1,4 +1,4 @@
-//! Threads with the same shape as [`Process`](crate::Process).
+//! Threads with the same shape as [`Process`](crate::Process), and [`Timer`].
 //!
 //! A [`Thread`] runs a closure on a new OS thread of this process. It shares the
 //! process's memory, so it is cheap to start and can capture anything `Send`; but a
@@ -22,6 +22,8 @@ mod builder;
 mod handle;
 #[cfg(test)]
 mod tests;
+mod timer;
 
 pub use builder::Builder;
 pub use handle::Thread;
+pub use timer::Timer;
