@@ -2,9 +2,9 @@
 //!
 //! Every value that crosses a process boundary in multiproc — a function's argument
 //! and result, a queue item, a pipe message — goes through [`encode`] and
-//! [`decode`]. The format is [bincode] 1.x (fixed-width little-endian integers, no
-//! field names), chosen for speed: it is the fastest well-kept serde format for the
-//! small structs and numbers typical of work items.
+//! [`decode`]. The format is [postcard] 1.x (varint integers, no field names, no
+//! padding), chosen by measurement over the other maintained compact serde formats (see
+//! the commit that replaced bincode 1.x, which is unmaintained: RUSTSEC-2025-0141).
 //!
 //! Objects that own a descriptor (a pipe end, a shared-memory
 //! segment, a lock) cannot be represented by bytes alone. Their `Serialize` impls go
@@ -13,7 +13,7 @@
 //! Outside multiproc's own transports such a value refuses to serialize, rather than
 //! producing an index that means nothing.
 //!
-//! [bincode]: https://docs.rs/bincode/1
+//! [postcard]: https://docs.rs/postcard/1
 
 use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
@@ -33,6 +33,41 @@ thread_local! {
     static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
     /// Set when a decoded value asked for a descriptor that was not there.
     static WANTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The message of the [`fd`] adapter's last refusal: postcard reports a custom
+    /// error without its text, so the codec's error takes it from here.
+    static REFUSAL: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// Appends postcard's encoding of a value to a `Vec` (postcard's own `to_extend` goes
+/// byte by byte).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes `value` into `buf` without allocating: the encoded length, or `None` if it
+/// does not fit or cannot be encoded here (a descriptor outside [`encode`]).
+pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) -> Option<usize> {
+    let r = postcard::to_slice(value, buf).ok().map(|s| s.len());
+    REFUSAL.with(|m| m.set(None));
+    r
 }
 
 /// Decodes a value received without its descriptors: `Ok(None)` if it turns out to
@@ -44,7 +79,10 @@ pub(crate) fn decode_seed_unless_fds<'a, S: DeserializeSeed<'a>>(
     WANTED.with(|w| w.set(false));
     match deserialize_seed(bytes, seed) {
         Ok(v) => Ok(Some(v)),
-        Err(_) if WANTED.with(|w| w.replace(false)) => Ok(None),
+        Err(_) if WANTED.with(|w| w.replace(false)) => {
+            REFUSAL.with(|m| m.set(None));
+            Ok(None)
+        }
         Err(e) => Err(decode_error(e)),
     }
 }
@@ -53,13 +91,10 @@ pub(crate) fn decode_seed_unless_fds<'a, S: DeserializeSeed<'a>>(
 fn deserialize_seed<'a, S: DeserializeSeed<'a>>(
     bytes: &'a [u8],
     seed: S,
-) -> bincode::Result<S::Value> {
-    use bincode::Options;
-    // What `bincode::deserialize` uses.
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .allow_trailing_bytes()
-        .deserialize_seed(seed, bytes)
+) -> postcard::Result<S::Value> {
+    // As `postcard::from_bytes`: bytes after the value are ignored (the debug type
+    // check appends its own, see `ipc::connection`).
+    seed.deserialize(&mut postcard::Deserializer::from_bytes(bytes))
 }
 
 /// A value encoded for another process: its bytes and the descriptors it owns.
@@ -100,9 +135,25 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 /// As [`encode`].
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
     let scope = Scope::enter(&SINK, Vec::new());
-    let r = bincode::serialize_into(&mut *out, value);
+    let start = out.len();
+    let r = postcard::serialize_with_flavor(value, Append(&mut *out));
     let fds = scope.exit().unwrap_or_default();
-    r.map_err(|e| Error::new(ErrorKind::Encode).with_message(e.to_string()))?;
+    if let Err(e) = r {
+        out.truncate(start);
+        let why = match e {
+            // postcard drops the text of a `Serialize` impl's own error: serialize again
+            // (only on this failure path) into a probe that keeps it.
+            postcard::Error::SerdeSerCustom => {
+                let scope = Scope::enter(&SINK, Vec::new());
+                let why = probe::custom_message(value);
+                drop(scope.exit());
+                REFUSAL.with(|m| m.take());
+                why.unwrap_or_else(|| message(e))
+            }
+            e => message(e),
+        };
+        return Err(Error::new(ErrorKind::Encode).with_message(why));
+    }
     Ok(fds)
 }
 
@@ -170,9 +221,19 @@ impl<T> Drop for Scope<T> {
     }
 }
 
-fn decode_error(e: bincode::Error) -> Error {
-    Error::new(ErrorKind::Decode).with_message(e.to_string())
+fn decode_error(e: postcard::Error) -> Error {
+    Error::new(ErrorKind::Decode).with_message(message(e))
 }
+
+/// postcard's error text, or the [`fd`] adapter's reason when it refused.
+fn message(e: postcard::Error) -> String {
+    match REFUSAL.with(|m| m.take()) {
+        Some(why) => why,
+        None => e.to_string(),
+    }
+}
+
+mod probe;
 
 /// `#[serde(with = "multiproc::ipc::codec::fd")]` for a field holding an [`OwnedFd`]:
 /// it travels as a real descriptor through multiproc's transports.
@@ -210,17 +271,19 @@ pub mod fd {
         let dup = fd
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| ser::Error::custom(format!("cannot duplicate descriptor: {e}")))?;
+            .map_err(|e| refused(format!("cannot duplicate a descriptor to send: {e}")))?;
         let index = SINK.with(|sink| {
             sink.borrow_mut().as_mut().map(|v| {
                 v.push(dup);
                 v.len() - 1
             })
         });
-        match index {
-            Some(i) => s.serialize_u32(u32::try_from(i).map_err(ser::Error::custom)?),
-            None => Err(ser::Error::custom(
-                "a value that owns a file descriptor can only be sent through multiproc's own channels",
+        match index.map(u32::try_from) {
+            Some(Ok(i)) => s.serialize_u32(i),
+            Some(Err(_)) => Err(refused("more than 2^32 descriptors in one value".into())),
+            None => Err(refused(
+                "a value that owns a file descriptor can only be sent through multiproc's own channels"
+                    .into(),
             )),
         }
     }
@@ -240,10 +303,16 @@ pub mod fd {
             })
             .ok_or_else(|| {
                 WANTED.with(|w| w.set(true));
-                de::Error::custom(format!(
-                    "file descriptor #{i} did not arrive with the message"
-                ))
+                let why = format!("file descriptor #{i} did not arrive with the message");
+                REFUSAL.with(|m| m.set(Some(why.clone())));
+                de::Error::custom(why)
             })
+    }
+
+    /// A serialization error saying `why`, kept for the codec's error message.
+    fn refused<E: ser::Error>(why: String) -> E {
+        REFUSAL.with(|m| m.set(Some(why.clone())));
+        E::custom(why)
     }
 }
 
@@ -274,7 +343,7 @@ mod tests {
     fn fd_outside_transport_is_refused() {
         let (a, _b) = rustix::pipe::pipe().unwrap();
         let v = WithFd { tag: 1, fd: a };
-        assert!(bincode::serialize(&v).is_err());
+        assert!(postcard::to_allocvec(&v).is_err());
     }
 
     /// A `Serialize` that panics mid-encoding must not leave that encoding's
@@ -292,7 +361,7 @@ mod tests {
         let r = std::panic::catch_unwind(|| encode(&(&v, Boom)));
         assert!(r.is_err());
         assert!(
-            bincode::serialize(&v).is_err(),
+            postcard::to_allocvec(&v).is_err(),
             "still refused outside encode"
         );
         let e = encode(&v).unwrap();
@@ -305,6 +374,30 @@ mod tests {
         let e = encode(&WithFd { tag: 1, fd: a }).unwrap();
         let err = decode::<WithFd>(&e.bytes, Vec::new()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
+        // The adapter's reason, which postcard's own error does not carry.
+        assert!(err.to_string().contains("#0 did not arrive"), "{err}");
+        // Not left behind for the next, unrelated error.
+        let other = decode::<String>(&[5, 0xff], Vec::new()).unwrap_err();
+        assert!(!other.to_string().contains("did not arrive"), "{other}");
+    }
+
+    /// Refuses to serialize, with its own reason, below a few layers of structure.
+    struct Refuses;
+
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("cannot be pickled"))
+        }
+    }
+
+    #[test]
+    fn a_serialize_impls_own_error_keeps_its_text() {
+        let mut out = vec![7];
+        let nested = (1u8, vec![Some(("x", Refuses))]);
+        let err = encode_into(&nested, &mut out).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode);
+        assert!(err.to_string().contains("cannot be pickled"), "{err}");
+        assert_eq!(out, [7], "a failed encoding leaves the buffer as it was");
     }
 
     /// Found by the `codec` fuzz target: a pipe end or a queue received from another

@@ -195,7 +195,7 @@ impl PipeBuilder {
 
 /// One end of a [`Pipe`]: sends and receives messages (typed, or raw bytes).
 ///
-/// Typed messages are encoded with the crate's [codec](crate::ipc::codec) (bincode),
+/// Typed messages are encoded with the crate's [codec](crate::ipc::codec) (postcard),
 /// and `recv::<T>` must name the type that was sent: the stream itself is untyped
 /// ([`channel`](crate::ipc::channel) gives ends that carry one type only).
 /// [`send_bytes`](Self::send_bytes) and [`recv_bytes`](Self::recv_bytes) see the

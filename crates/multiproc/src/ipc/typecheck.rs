@@ -1,8 +1,8 @@
 //! The debug-build type check of [`Connection`](crate::ipc::Connection)'s typed
-//! messages: sending `-1i64` and receiving it as `u64` is an error, not
-//! `18446744073709551615`.
+//! messages: sending `-1i64` and receiving it as `u64` is an error, not a number
+//! (`1`: postcard zigzag-encodes `i64`; bincode gave `18446744073709551615`).
 //!
-//! The codec (bincode) carries no types, so the receiver cannot tell what was sent.
+//! The codec (postcard) carries no types, so the receiver cannot tell what was sent.
 //! In debug builds (`cfg(debug_assertions)`), a typed send computes a 64-bit *shape
 //! hash* of the value while encoding it (a [`Tee`] around the serializer, so the
 //! value's `Serialize` runs once) and appends it to the message with an 8-byte
@@ -238,7 +238,7 @@ impl<'s, S: ser::Serializer> ser::Serializer for Ser<'s, S> {
     );
 
     fn serialize_bytes(self, v: &[u8]) -> Result<S::Ok, S::Error> {
-        // The same as a sequence of `u8` (bincode encodes both alike).
+        // The same as a sequence of `u8` (postcard encodes both alike).
         let h = bytes_hash(v.len());
         let slot = self.slot;
         let r = self.inner.serialize_bytes(v);
@@ -1108,7 +1108,7 @@ mod tests {
 
     #[test]
     fn different_types_fail() {
-        // The examples: bincode alone gives Ok(u64::MAX) and Ok(bytes).
+        // The examples: the codec alone gives Ok(1) (zigzag -1) and Ok(bytes).
         let e = check::<_, u64>(-1i64).unwrap_err();
         assert!(e.contains("type mismatch") && e.contains("`u64`"), "{e}");
         assert!(check::<_, Vec<u8>>("ab").is_err());

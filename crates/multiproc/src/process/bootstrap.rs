@@ -108,8 +108,9 @@ pub(crate) struct Launch {
 /// of a request to the fork server.
 ///
 /// A pure function of the bytes, which come from another process: it never panics,
-/// allocates in proportion to `bytes` (bincode caps what a length prefix preallocates)
-/// and rejects impossible field values. Fuzz targets call it by this name.
+/// allocates in proportion to `bytes` (postcard checks a string's length against the
+/// bytes left; serde caps what a sequence's length prefix preallocates) and rejects
+/// impossible field values. Fuzz targets call it by this name.
 ///
 /// # Errors
 ///

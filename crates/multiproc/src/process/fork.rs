@@ -25,6 +25,7 @@ use super::function::{self, Outcome};
 use super::reaper;
 use super::spawn::Started;
 use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::codec;
 use crate::sys;
 use crate::sys::fork::Forked;
 
@@ -153,9 +154,6 @@ const SMALL_REPLY: usize = 1024;
 /// copy. For the usual small result this path saves about 20 µs of a ~120 µs Fork
 /// start+join (measured on the 2-core VM; see BENCHMARKS.md).
 fn encode_small<'b, R: Serialize>(outcome: &Outcome<R>, buf: &'b mut [u8]) -> Option<&'b [u8]> {
-    let capacity = buf.len();
-    let mut rest: &mut [u8] = buf;
-    bincode::serialize_into(&mut rest, outcome).ok()?;
-    let len = capacity - rest.len();
+    let len = codec::encode_to_slice(outcome, buf)?;
     Some(&buf[..len])
 }

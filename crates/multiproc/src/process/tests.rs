@@ -367,10 +367,17 @@ mod bootstrap_guard {
             }
             let _ = bootstrap::decode_launch(&bytes);
         }
-        // A length prefix claiming far more than the input does not allocate it.
-        let mut huge = good.clone();
-        huge[44..52].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(bootstrap::decode_launch(&huge).is_err());
+        // A length prefix claiming far more than the input does not allocate it: the
+        // one of `arg` (which follows `token` and `entry`), and one at every offset.
+        let l = bootstrap::decode_launch(&good).unwrap();
+        let at = codec::encode(&(&l.token, &l.entry)).unwrap().bytes.len();
+        let was = codec::encode(&(l.arg.len() as u64)).unwrap().bytes.len();
+        let max = codec::encode(&u64::MAX).unwrap().bytes;
+        let claim = |at: usize, was: usize| [&good[..at], &max[..], &good[at + was..]].concat();
+        assert!(bootstrap::decode_launch(&claim(at, was)).is_err());
+        for at in 0..good.len() {
+            let _ = bootstrap::decode_launch(&claim(at, 1));
+        }
         let mut bad = crate::process::bootstrap::decode_launch(&good).unwrap();
         bad.death_fd = -7;
         let bytes = codec::encode(&bad).unwrap().bytes;

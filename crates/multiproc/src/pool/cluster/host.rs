@@ -88,7 +88,9 @@ pub(crate) struct HostInfo {
 
 impl HostInfo {
     fn signed(&self, key: &[u8], record: &str) -> Vec<u8> {
-        let body = bincode::serialize(self).unwrap_or_default();
+        let body = crate::ipc::codec::encode(self)
+            .map(|e| e.bytes)
+            .unwrap_or_default();
         let mut v = wire::sign(key, record, &[("i", body.clone())]);
         v.extend_from_slice(&body);
         v
@@ -103,12 +105,8 @@ impl HostInfo {
         if !wire::verify(key, record, &[("i", body.to_vec())], mac) {
             return None;
         }
-        use bincode::Options as _;
-        let mut h: HostInfo = bincode::DefaultOptions::new()
-            .with_fixint_encoding()
-            .with_limit(16 << 20)
-            .deserialize(body)
-            .ok()?;
+        // Bounded: the codec refuses lengths beyond the input.
+        let mut h: HostInfo = crate::ipc::codec::decode(body, Vec::new()).ok()?;
         h.keys.sort_unstable();
         Some(h)
     }

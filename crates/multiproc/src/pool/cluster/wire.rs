@@ -2,7 +2,7 @@
 //! blob reference, and the HMAC-SHA256 that signs them.
 //!
 //! A task entry has the fields `h` (a [`TaskHeader`]), `n` (the task's name, for
-//! messages), either `p` (the payload: the bincode of the chunk's `Vec<A>`, exactly
+//! messages), either `p` (the payload: the codec's encoding of the chunk's `Vec<A>`, exactly
 //! what the local process pool sends its workers) or `b` (a [`BlobRef`]), and `s`.
 //! A result entry has `h` (a [`ResultHeader`]), `p` or `b`, and `s`.
 //!
@@ -351,18 +351,15 @@ impl WireError {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).unwrap_or_default()
+        crate::ipc::codec::encode(self)
+            .map(|e| e.bytes)
+            .unwrap_or_default()
     }
 
     /// Decodes a host's error into the [`Error`] the caller sees, naming the host.
     pub(crate) fn decode(b: &[u8]) -> Error {
-        // Bounded: bincode refuses lengths beyond the input.
-        let w: WireError = match bincode::DefaultOptions::new()
-            .with_limit(1 << 20)
-            .with_fixint_encoding()
-            .allow_trailing_bytes()
-            .deserialize(b)
-        {
+        // Bounded: the codec refuses lengths beyond the input.
+        let w: WireError = match crate::ipc::codec::decode(b, Vec::new()) {
             Ok(w) => w,
             Err(_) => return malformed("error result"),
         };
@@ -381,8 +378,6 @@ impl WireError {
         e
     }
 }
-
-use bincode::Options as _;
 
 #[cfg(test)]
 mod tests {
