@@ -16,6 +16,10 @@ use crate::ipc::codec;
 use crate::process::function;
 use crate::process::StartMethod;
 
+/// How long a process pool with no worker left keeps trying to start one before the
+/// waiting tasks fail with the start's error (see [`Builder::restart_timeout`]).
+pub const DEFAULT_RESTART_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where a pool's workers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -71,6 +75,7 @@ pub struct Builder {
     progress: bool,
     spin: Duration,
     max_result: u64,
+    restart_timeout: Duration,
     #[cfg(feature = "cluster")]
     cluster: Option<super::cluster::Options>,
 }
@@ -85,6 +90,7 @@ impl fmt::Debug for Builder {
             .field("max_tasks_per_child", &self.max_tasks)
             .field("task_timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("restart_timeout", &self.restart_timeout)
             .field("chunksize", &self.chunksize)
             .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
@@ -117,6 +123,7 @@ impl Builder {
             progress: false,
             spin: Duration::from_micros(50),
             max_result: crate::ipc::DEFAULT_MAX_MESSAGE as u64,
+            restart_timeout: DEFAULT_RESTART_TIMEOUT,
             #[cfg(feature = "cluster")]
             cluster: None,
         }
@@ -296,6 +303,41 @@ impl Builder {
         self
     }
 
+    /// How long a process pool keeps trying to replace its workers while none is
+    /// left (default [`DEFAULT_RESTART_TIMEOUT`], 10 s).
+    ///
+    /// A worker that dies is replaced at once; if the replacement cannot be started
+    /// (out of descriptors, processes or memory, say), the pool tries again after
+    /// 10 ms, then 20, 40… up to every 500 ms, and tasks wait meanwhile. If it has
+    /// no worker left and the starts have failed for `timeout`, the tasks waiting
+    /// fail with the start's error ([`ErrorKind::Start`], with the OS error as its
+    /// source: [`Error::raw_os_error`](crate::Error::raw_os_error)), and so does each
+    /// task submitted while the next start attempt fails. The pool keeps trying: once
+    /// resources return, it has workers again and later tasks run. Ignored by the
+    /// thread backend.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Pool;
+    /// use std::time::Duration;
+    ///
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .workers(1)
+    ///     .restart_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(pool.apply(double, 21)?, 42);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn restart_timeout(mut self, timeout: Duration) -> Builder {
+        self.restart_timeout = timeout;
+        self
+    }
+
     /// Starts the workers and returns the pool once every worker is ready.
     ///
     /// # Errors
@@ -355,6 +397,7 @@ impl Builder {
                     cpu_limit,
                     spin: self.spin,
                     max_result: self.max_result,
+                    restart_timeout: self.restart_timeout,
                 })?)
             }
         };

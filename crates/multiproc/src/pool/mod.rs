@@ -85,7 +85,7 @@ mod thread;
 pub(crate) mod wire;
 mod worker;
 
-pub use builder::{Backend, Builder};
+pub use builder::{Backend, Builder, DEFAULT_RESTART_TIMEOUT};
 pub use cpu::cpu_count;
 pub use handle::{Pool, StarFn};
 pub use imap::{Imap, ImapUnordered};

@@ -287,6 +287,7 @@ impl Worker {
             spin: Duration::from_micros(50),
             // A larger result could not go through the broker anyway.
             max_result: self.opts.max_payload as u64,
+            restart_timeout: crate::pool::DEFAULT_RESTART_TIMEOUT,
         })?;
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_owned())

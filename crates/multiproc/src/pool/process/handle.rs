@@ -28,6 +28,10 @@ pub(super) const WINDOW_MAX: usize = 256;
 pub(super) const OUT_MAX: usize = 8 << 20;
 /// Payloads at least this large are sent from the task's own buffer, not copied.
 pub(super) const SHARE_PAYLOAD: usize = 16 * 1024;
+/// The first pause before another attempt to start a worker after one failed; it
+/// doubles with each failure, up to [`RESTART_BACKOFF_MAX`].
+pub(super) const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(10);
+pub(super) const RESTART_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Consecutive worker starts whose initializer fails before the pool gives up.
 pub(super) const MAX_INIT_FAILURES: u32 = 3;
 /// The manager thread looks around at least this often, whatever happens.
@@ -85,6 +89,8 @@ pub(crate) struct Config {
     pub(crate) spin: Duration,
     /// The largest record payload accepted from a worker.
     pub(crate) max_result: u64,
+    /// How long starts may fail, with no worker left, before waiting tasks fail.
+    pub(crate) restart_timeout: Duration,
 }
 
 pub(super) struct Queue {
@@ -223,7 +229,7 @@ impl ProcessPool {
                 workers,
                 pending: VecDeque::new(),
                 init_failures: 0,
-                last_start_failure: None,
+                start_trouble: None,
                 broken: None,
                 closed: false,
                 sleep_deadline: None,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handle::{
-    lock, Config, Done, Shared, Task, BLIND_TASK, HEAVY, IDLE_POLL, MAX_INIT_FAILURES, OUT_MAX,
-    QUEUED_WORK, SHARE_PAYLOAD, WINDOW_MAX, WINDOW_MIN,
+    lock, Config, Done, Shared, Task, BLIND_TASK, HEAVY, MAX_INIT_FAILURES, OUT_MAX, QUEUED_WORK,
+    RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN, SHARE_PAYLOAD, WINDOW_MAX, WINDOW_MIN,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
@@ -26,12 +26,27 @@ pub(super) struct Manager {
     /// Tasks taken from the shared queue (or put back after a crash), not yet sent.
     pub(super) pending: VecDeque<Task>,
     pub(super) init_failures: u32,
-    /// When a worker last failed to start, to pace the next attempt.
-    pub(super) last_start_failure: Option<Instant>,
+    /// The current run of failed worker starts, if the last start failed.
+    pub(super) start_trouble: Option<StartTrouble>,
     pub(super) broken: Option<String>,
     pub(super) closed: bool,
     /// The timeout deadline the manager thread sleeps until, if any.
     pub(super) sleep_deadline: Option<Instant>,
+}
+
+/// A run of failed worker starts (issue 9, item 10): a transient shortage (of
+/// descriptors, processes, memory) must not break the pool for good.
+pub(super) struct StartTrouble {
+    /// When the first start of the run failed.
+    since: Instant,
+    /// The last start's error, for the tasks that fail because of it.
+    error: Error,
+    /// The pause before the next attempt (doubling, up to [`RESTART_BACKOFF_MAX`]).
+    backoff: Duration,
+    /// When the next attempt may be made.
+    next_try: Instant,
+    /// The last attempt was made during the current `step`.
+    tried_this_step: bool,
 }
 
 impl Manager {
@@ -57,11 +72,16 @@ impl Manager {
             return true;
         }
         let now = Instant::now();
+        if let Some(t) = &mut self.start_trouble {
+            t.tried_this_step = false;
+        }
         self.read_all(done);
         let replaced = self.reap(sh, done);
         self.check_timeouts(sh, now);
         if self.broken.is_some() {
             self.fail_pending(sh, done);
+        } else {
+            self.give_up_on_starts(sh, done);
         }
         self.dispatch(&sh.cfg);
         self.flush_all();
@@ -100,13 +120,59 @@ impl Manager {
         replaced || unsent || earlier
     }
 
+    /// The next moment the manager must act on its own: a task's time limit, the
+    /// next attempt to start a worker, or giving up on starts.
     pub(super) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
-        let t = cfg.timeout?;
-        self.workers
-            .iter()
-            .filter(|w| !w.inflight.is_empty() && w.timed_out.is_none())
-            .map(|w| w.head_since + t)
-            .min()
+        let task = cfg.timeout.and_then(|t| {
+            self.workers
+                .iter()
+                .filter(|w| !w.inflight.is_empty() && w.timed_out.is_none())
+                .map(|w| w.head_since + t)
+                .min()
+        });
+        let start = self.start_trouble.as_ref().and_then(|t| {
+            if self.workers.len() >= cfg.workers {
+                return None;
+            }
+            let give_up = t
+                .since
+                .checked_add(cfg.restart_timeout)
+                .filter(|g| *g > Instant::now());
+            Some(give_up.map_or(t.next_try, |g| g.min(t.next_try)))
+        });
+        match (task, start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// With no worker left and starts failing for longer than the restart timeout,
+    /// fails the waiting tasks with the start's error. A task submitted after that
+    /// first gets a start attempt of its own.
+    fn give_up_on_starts(&mut self, sh: &Shared, done: &mut Vec<Done>) {
+        let Some(t) = &self.start_trouble else { return };
+        if !self.workers.is_empty() || t.since.elapsed() < sh.cfg.restart_timeout {
+            return;
+        }
+        if self.pending.is_empty() && lock(&sh.queue).tasks.is_empty() {
+            return;
+        }
+        // Unless `reap` just tried (this step), these tasks get an attempt of their own.
+        if !t.tried_this_step && self.start_worker(sh) {
+            return;
+        }
+        let Some(t) = &self.start_trouble else { return };
+        let msg = format!(
+            "no pool worker could be started for {:?}: {}",
+            sh.cfg.restart_timeout, t.error
+        );
+        let err = || t.error.duplicate().with_message(msg.clone());
+        for task in self.pending.drain(..) {
+            done.push(Done::Fail(task.t.sink, err()));
+        }
+        for task in lock(&sh.queue).tasks.drain(..) {
+            done.push(Done::Fail(task.t.sink, err()));
+        }
     }
 
     /// Reads every worker's socket until it would block; completes answered tasks.
@@ -170,7 +236,7 @@ impl Manager {
             let needed = !(self.closed
                 && self.pending.is_empty()
                 && self.workers.iter().all(|w| w.inflight.is_empty()));
-            if needed && self.broken.is_none() {
+            if needed && self.broken.is_none() && self.start_due() {
                 self.start_worker(sh);
             }
         }
@@ -180,12 +246,10 @@ impl Manager {
         if self.workers.len() < sh.cfg.workers
             && self.broken.is_none()
             && !drained
-            && self
-                .last_start_failure
-                .is_none_or(|t| t.elapsed() >= IDLE_POLL)
+            && self.start_due()
         {
-            // A start failed earlier (out of processes, say): try again, at most every
-            // IDLE_POLL (the manager thread looks at least that often).
+            // A start failed earlier (out of descriptors, say): try again once its
+            // backoff has passed (the manager thread wakes for it: `next_deadline`).
             changed |= self.start_worker(sh);
         }
         if changed {
@@ -194,20 +258,34 @@ impl Manager {
         changed
     }
 
+    /// Whether a worker start may be attempted now (no failed start is backing off).
+    fn start_due(&self) -> bool {
+        self.start_trouble
+            .as_ref()
+            .is_none_or(|t| Instant::now() >= t.next_try)
+    }
+
     fn start_worker(&mut self, sh: &Shared) -> bool {
         self.next_serial += 1;
         match Worker::start(&sh.cfg, self.next_serial) {
             Ok(nw) => {
                 self.workers.push(nw);
-                self.last_start_failure = None;
+                self.start_trouble = None;
                 true
             }
-            Err(e) => {
-                self.last_start_failure = Some(Instant::now());
-                self.init_failures += 1;
-                if self.workers.is_empty() && self.init_failures >= MAX_INIT_FAILURES {
-                    self.broken = Some(format!("could not start a pool worker: {e}"));
-                }
+            Err(error) => {
+                let now = Instant::now();
+                let (since, backoff) = match &self.start_trouble {
+                    Some(t) => (t.since, (t.backoff * 2).min(RESTART_BACKOFF_MAX)),
+                    None => (now, RESTART_BACKOFF_MIN),
+                };
+                self.start_trouble = Some(StartTrouble {
+                    since,
+                    error,
+                    backoff,
+                    next_try: now + backoff,
+                    tried_this_step: true,
+                });
                 false
             }
         }
