@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame side_marks ring launch pool_wire codec)
+[ ${#targets[@]} -gt 0 ] || targets=(frame side_marks ring launch pool_wire codec socket_conn)
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 cargo fuzz build -s none
 mkdir -p logs

@@ -105,7 +105,7 @@ fuzz_target!(|input: Input| {
                     }
                 }
             }
-            let mut b = bincode::serialize(&launch).unwrap();
+            let mut b = multiproc::ipc::codec::encode(&launch).unwrap().bytes;
             if let Some(c) = cut {
                 b.truncate(usize::from(c) % (b.len() + 1));
             }

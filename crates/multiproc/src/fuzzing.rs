@@ -447,3 +447,56 @@ pub fn pool_records(
     read_all(&mut reader, &mut error);
     (records, error)
 }
+
+/// Feeds `chunks` to a [`SocketConnection`](crate::ipc::SocketConnection) (Python's
+/// framing, as a [`Client`](crate::ipc::Client) or an accepted connection reads it)
+/// accepting messages of at most `max_message` bytes, then shuts the writer's
+/// sending side. With `auth = Some((key, deliver))` the connection first runs the
+/// authentication handshake (`deliver`: as the listener, else as the client) under
+/// `key`, as `Listener::accept` and `Client::connect` do; then (or if there is no
+/// `auth`) it receives messages until the stream ends or breaks, alternately as
+/// bytes and as a `(u32, String)`. Returns the handshake's error kind, if any, and
+/// each receive's length or error kind.
+pub fn socket_connection(
+    chunks: &[Chunk<'_>],
+    max_message: usize,
+    auth: Option<(&[u8], bool)>,
+) -> (Option<crate::ErrorKind>, Vec<Result<usize, String>>) {
+    use crate::ipc::{listener, socket_connection::SocketConnection};
+    let (w, r) = pair();
+    for c in chunks {
+        push(w.as_fd(), r.as_fd(), c.bytes, &[], &mut || {});
+    }
+    // The reader sees the end of the stream; what it sends still arrives here.
+    let _ = rustix::net::shutdown(&w, rustix::net::Shutdown::Write);
+    let conn = SocketConnection::new(r).with_max_message_size(max_message);
+    let mut handshake = None;
+    if let Some((key, deliver)) = auth {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let r = if deliver {
+            listener::deliver_challenge(&conn, key, deadline)
+        } else {
+            listener::answer_challenge(&conn, key, deadline)
+        };
+        handshake = r.err().map(|e| e.kind());
+    }
+    let mut got = Vec::new();
+    if handshake.is_none() {
+        for i in 0..64 {
+            let r = if i % 2 == 0 {
+                conn.recv_bytes().map(|b| b.len()).map_err(|e| format!("{e:?}"))
+            } else {
+                conn.try_recv::<(u32, String)>()
+                    .map(|v| v.1.len())
+                    .map_err(|e| format!("{e:?}"))
+            };
+            // Two failures in a row: the stream has ended or broken.
+            let stop = r.is_err() && got.last().is_some_and(Result::is_err);
+            got.push(r);
+            if stop {
+                break;
+            }
+        }
+    }
+    (handshake, got)
+}

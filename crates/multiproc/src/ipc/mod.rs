@@ -19,7 +19,7 @@ mod connection;
 mod error;
 pub(crate) mod frame;
 #[cfg(not(loom))]
-mod listener;
+pub(crate) mod listener;
 #[cfg(not(loom))]
 mod queue;
 pub(crate) mod ring;
@@ -30,7 +30,7 @@ pub(crate) mod side;
 #[cfg(not(loom))]
 mod simple_queue;
 #[cfg(not(loom))]
-mod socket_connection;
+pub(crate) mod socket_connection;
 #[cfg(not(loom))]
 mod typecheck;
 #[cfg(not(loom))]
