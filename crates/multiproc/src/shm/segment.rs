@@ -67,6 +67,9 @@ use crate::sys;
 #[derive(Clone)]
 pub struct SharedMemory {
     map: Arc<Mapping>,
+    /// The `/dev/shm` name of a segment made by [`create_named`](Self::create_named)
+    /// or [`open`](Self::open) (not carried to other processes).
+    shm_name: Option<Arc<str>>,
 }
 
 struct Mapping {
@@ -97,6 +100,20 @@ impl Drop for Mapping {
     }
 }
 
+fn named_path(name: &str) -> Result<String> {
+    sys::shm_named::path(name).ok_or_else(|| {
+        invalid(format!(
+            "shared memory name {name:?} must be one path component (with or without a leading /)"
+        ))
+    })
+}
+
+fn is_io(e: &Error, kind: std::io::ErrorKind) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == kind)
+}
+
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidInput).with_message(message)
 }
@@ -123,6 +140,7 @@ impl SharedMemory {
         let fd = sys::memfd::create(size as u64).map_err(Error::os)?;
         Ok(SharedMemory {
             map: Arc::new(Mapping::new(fd, size)?),
+            shm_name: None,
         })
     }
 
@@ -195,6 +213,165 @@ impl SharedMemory {
         }
         Ok(SharedMemory {
             map: Arc::new(Mapping::new(fd, size)?),
+            shm_name: None,
+        })
+    }
+
+    /// Creates a zeroed segment of `size` bytes under `name` in `/dev/shm`, for
+    /// processes that share nothing but the name (Python's
+    /// `SharedMemory(name, create=True, size=n)`, POSIX `shm_open`).
+    ///
+    /// `name` is one path component, with or without a leading `/`. The segment is
+    /// owner-only (mode `0600`) and appears under its name only once sized, so an
+    /// [`open`](Self::open)er never sees it half-made.
+    ///
+    /// # The leak trade-off
+    ///
+    /// Unlike [`create`](Self::create)'s anonymous memfd, a named segment outlives
+    /// every process that used it: the memory (it counts against `/dev/shm`, a RAM
+    /// file system) is freed only once the name is removed with
+    /// [`unlink`](Self::unlink) (or [`unlink_named`](Self::unlink_named), or `rm`)
+    /// *and* the last mapping is gone. A process that crashes before unlinking leaks
+    /// it until reboot. Python has the same trade-off (and a resource tracker process
+    /// to clean up after crashes); use a named segment only where the processes
+    /// cannot be handed a [`SharedMemory`] (started by something else), and unlink it
+    /// as soon as everyone has opened it. Also unlike a memfd, its size is not
+    /// sealed: a process of the same user that truncates the file makes the others'
+    /// accesses past the new end fault (`SIGBUS`), so share it only with processes
+    /// you trust.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `size` is 0 or `name` is not a single path
+    /// component; [`ErrorKind::Os`] if a segment of that name exists
+    /// (`AlreadyExists`) or the kernel refuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// # let name = format!("multiproc-doc-{}", std::process::id());
+    /// let shm = SharedMemory::create_named(&name, 4096)?;
+    /// let other = SharedMemory::open(&name)?; // in any process of this user
+    /// other.write(0, b"hi")?;
+    /// let mut b = [0; 2];
+    /// shm.read(0, &mut b)?;
+    /// assert_eq!(&b, b"hi");
+    /// shm.unlink()?; // the name is gone; both mappings stay valid
+    /// assert!(SharedMemory::open(&name).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn create_named(name: &str, size: usize) -> Result<SharedMemory> {
+        if size == 0 {
+            return Err(invalid("shared memory size must be positive"));
+        }
+        let path = named_path(name)?;
+        let fd = sys::shm_named::create(&path, size as u64)
+            .map_err(|e| Error::os(e).with_message(format!("cannot create {path}")))?;
+        Self::named(fd, name)
+    }
+
+    /// Opens the segment named `name` in `/dev/shm` (Python's
+    /// `SharedMemory(name)`), made by [`create_named`](Self::create_named) in any
+    /// process, or by Python or any POSIX `shm_open` user.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if `name` is not a single path component or the
+    /// segment is empty; [`ErrorKind::Os`] if there is none of that name
+    /// (`NotFound`) or it cannot be opened or mapped.
+    pub fn open(name: &str) -> Result<SharedMemory> {
+        let path = named_path(name)?;
+        let fd = sys::shm_named::open(&path)
+            .map_err(|e| Error::os(e).with_message(format!("cannot open {path}")))?;
+        Self::named(fd, name)
+    }
+
+    /// Opens the segment named `name`, or creates it with `size` zero bytes if there
+    /// is none; returns it and whether this call created it (so that exactly one of
+    /// many racing processes initializes it). An existing segment keeps its own
+    /// size. See [`create_named`](Self::create_named) for the leak trade-off.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_named`](Self::create_named) and [`open`](Self::open).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    ///
+    /// # let name = format!("multiproc-doc-ooc-{}", std::process::id());
+    /// let (a, created) = SharedMemory::open_or_create(&name, 64)?;
+    /// assert!(created);
+    /// let (b, created) = SharedMemory::open_or_create(&name, 64)?;
+    /// assert!(!created);
+    /// # drop(b);
+    /// a.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, size: usize) -> Result<(SharedMemory, bool)> {
+        loop {
+            match Self::open(name) {
+                Ok(s) => return Ok((s, false)),
+                Err(e) if !is_io(&e, std::io::ErrorKind::NotFound) => return Err(e),
+                Err(_) => {}
+            }
+            match Self::create_named(name, size) {
+                Ok(s) => return Ok((s, true)),
+                // Another process created it in between: open that one.
+                Err(e) if is_io(&e, std::io::ErrorKind::AlreadyExists) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Removes this segment's name from `/dev/shm` (Python's `unlink()`): nobody can
+    /// [`open`](Self::open) it any more, and its memory is freed once every mapping
+    /// is gone. Mappings, this one included, stay valid.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if the segment has no name here (it was made by
+    /// [`create`](Self::create), or received from another process);
+    /// [`ErrorKind::Os`] if the name is already gone.
+    pub fn unlink(&self) -> Result<()> {
+        let Some(name) = &self.shm_name else {
+            return Err(invalid(
+                "this segment has no /dev/shm name here (create_named or open gives one)",
+            ));
+        };
+        Self::unlink_named(name)
+    }
+
+    /// Removes the segment named `name` from `/dev/shm`.
+    ///
+    /// # Errors
+    ///
+    /// As [`unlink`](Self::unlink).
+    pub fn unlink_named(name: &str) -> Result<()> {
+        let path = named_path(name)?;
+        sys::shm_named::unlink(&path)
+            .map_err(|e| Error::os(e).with_message(format!("cannot unlink {path}")))
+    }
+
+    /// The `/dev/shm` name given to [`create_named`](Self::create_named) or
+    /// [`open`](Self::open); `None` for an anonymous segment (or one received from
+    /// another process).
+    pub fn shm_name(&self) -> Option<&str> {
+        self.shm_name.as_deref()
+    }
+
+    fn named(fd: OwnedFd, name: &str) -> Result<SharedMemory> {
+        let size = sys::memfd::size(fd.as_fd()).map_err(Error::os)?;
+        if size == 0 {
+            return Err(invalid(format!("shared memory {name} is empty")));
+        }
+        let size = usize::try_from(size).map_err(|_| invalid("segment too large"))?;
+        Ok(SharedMemory {
+            map: Arc::new(Mapping::new(fd, size)?),
+            shm_name: Some(Arc::from(name)),
         })
     }
 
@@ -523,7 +700,13 @@ fn arena_alloc(size: usize, align: usize) -> Result<(SharedMemory, usize)> {
                 let offset = next.next_multiple_of(align);
                 if offset + size <= map.len {
                     *next = offset + size;
-                    return Ok((SharedMemory { map }, offset));
+                    return Ok((
+                        SharedMemory {
+                            map,
+                            shm_name: None,
+                        },
+                        offset,
+                    ));
                 }
             }
         }
@@ -562,7 +745,10 @@ fn dedupe_received(mem: SharedMemory) -> SharedMemory {
                 .find(|(k, _)| *k == key)
                 .and_then(|(_, w)| w.upgrade())
         {
-            return SharedMemory { map };
+            return SharedMemory {
+                map,
+                shm_name: None,
+            };
         }
         r.1.push((key, Arc::downgrade(&mem.map)));
         mem

@@ -8,6 +8,7 @@ pub(crate) mod mm;
 pub(crate) mod pidfd;
 pub(crate) mod poll;
 pub(crate) mod proc;
+pub(crate) mod shm_named;
 pub(crate) mod signal;
 pub(crate) mod socket;
 pub(crate) mod thread;
