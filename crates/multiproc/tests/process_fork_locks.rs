@@ -159,3 +159,44 @@ fn a_half_line_printed_by_a_child_is_flushed() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "no newline", "{m}");
     }
 }
+
+fn read_var() -> Option<String> {
+    std::env::var("MULTIPROC_FORK_LOCKS").ok()
+}
+
+/// 200 `Fork` children with an environment change while another thread reads the
+/// environment in a loop (std's environment lock held for reading much of the time):
+/// the change must not wait for that lock in the child.
+#[test]
+fn fork_children_set_env_while_another_thread_reads_it() {
+    const CHILDREN: usize = 200;
+    let _w = util::watchdog(LIMIT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += u64::from(std::env::var_os("PATH").is_some());
+            }
+            n
+        }
+    });
+    for i in 0..CHILDREN {
+        let p = Process::builder()
+            .start_method(StartMethod::Fork)
+            .allow_threads(true)
+            .env("MULTIPROC_FORK_LOCKS", i.to_string())
+            .env_remove("MULTIPROC_NOT_THERE")
+            .fork(read_var)
+            .unwrap();
+        let v = hung(p, Duration::from_secs(10));
+        assert_eq!(
+            v,
+            Some(Some(i.to_string())),
+            "Fork child {i} of {CHILDREN} hung setting its environment"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+}

@@ -186,6 +186,49 @@ pub(crate) fn set_process_name(name: &str) {
     }
 }
 
+/// This process's environment as `NAME=value` entries, read straight from
+/// `environ`, without std's environment lock (which another thread of the parent may
+/// have held at the fork).
+///
+/// Only for a child that is still single-threaded (nothing changes `environ` meanwhile).
+pub(crate) fn environ_in_child() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    // SAFETY: reading the `environ` pointer itself; single-threaded caller (above).
+    let mut p = unsafe { libc::environ };
+    if p.is_null() {
+        return out;
+    }
+    loop {
+        // SAFETY: `environ` is a null-terminated array of pointers (POSIX); `p` walks
+        // it up to that null and no further.
+        let entry = unsafe { *p };
+        if entry.is_null() {
+            return out;
+        }
+        // SAFETY: each non-null entry is a NUL-terminated string that lives as long
+        // as the environment is not changed (it is not, by the caller's contract).
+        out.push(unsafe { CStr::from_ptr(entry) }.to_bytes().to_vec());
+        // SAFETY: `entry` was not the terminating null, so the next element exists.
+        p = unsafe { p.add(1) };
+    }
+}
+
+/// Replaces this process's environment with `entries` (`NAME=value`), by pointing
+/// `environ` at a new array, without std's environment lock (see
+/// [`environ_in_child`]). The strings and the array are leaked: the environment
+/// lives as long as the process.
+///
+/// Only for a child that is still single-threaded.
+pub(crate) fn replace_environ_in_child(entries: Vec<CString>) {
+    let mut ptrs: Vec<*mut libc::c_char> = entries.into_iter().map(CString::into_raw).collect();
+    ptrs.push(std::ptr::null_mut());
+    let array = Box::leak(ptrs.into_boxed_slice());
+    // SAFETY: a null-terminated array of NUL-terminated strings, all leaked (valid for
+    // the rest of the process); single-threaded caller, so no `getenv` races the store.
+    // glibc's `setenv` later copies an array it did not allocate rather than free it.
+    unsafe { libc::environ = array.as_mut_ptr() };
+}
+
 /// A library global behind a mutex that belongs to one process: a forked child
 /// never uses its parent's copy, which another thread of the parent may have held
 /// locked at the moment of the fork (it would stay locked forever in the child).
