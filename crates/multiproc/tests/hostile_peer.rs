@@ -675,3 +675,53 @@ fn producer_stopped_mid_item_keeps_the_deadline_and_the_item() {
     assert!(item == big_item(), "the resumed item is not intact");
     p.join().unwrap();
 }
+
+/// A producer killed in the middle of a 32 MiB item: the receiver gets end of
+/// stream (pipe) or nothing (queue) within its deadline, no partial item, bounded
+/// memory, and the queue goes on.
+#[test]
+fn producer_killed_mid_item_leaves_no_partial_item() {
+    let _s = serial();
+    let _w = util::watchdog(Duration::from_secs(400));
+    let timeout = Duration::from_secs(2);
+
+    let (ours, theirs) = Pipe::new().unwrap();
+    let p = builder(StartMethod::ForkServer)
+        .start_with(send_big, theirs)
+        .unwrap();
+    assert!(util::eventually(Duration::from_secs(120), || ours.poll(Duration::ZERO)));
+    let probe = MemProbe::start();
+    p.kill().unwrap();
+    let t = Instant::now();
+    let r = within(timeout + MARGIN, "pipe recv_timeout", move || {
+        let mut buf = Vec::new();
+        ours.recv_bytes_into_timeout(&mut buf, timeout)
+    });
+    assert!(matches!(r, Err(RecvTimeoutError::Disconnected)), "{r:?}");
+    assert!(t.elapsed() < timeout + MARGIN, "took {:?}", t.elapsed());
+    probe.check("pipe: producer killed mid-item");
+    assert_eq!(p.join().unwrap_err().kind(), ErrorKind::Signaled);
+
+    let q: Queue<Vec<u8>> = Queue::new().unwrap();
+    let p = builder(StartMethod::ForkServer)
+        .start_with(put_big, q.clone())
+        .unwrap();
+    assert!(util::eventually(Duration::from_secs(120), || q.qsize() >= 1));
+    let probe = MemProbe::start();
+    p.kill().unwrap();
+    let t = Instant::now();
+    let q2 = q.clone();
+    let r = within(timeout + MARGIN, "queue get_timeout", move || {
+        q2.get_timeout(timeout)
+    });
+    assert!(
+        matches!(r, Err(RecvTimeoutError::Timeout)),
+        "{:?}",
+        r.map(|v| v.len())
+    );
+    assert!(t.elapsed() < timeout + MARGIN, "took {:?}", t.elapsed());
+    probe.check("queue: producer killed mid-item");
+    assert_eq!(p.join().unwrap_err().kind(), ErrorKind::Signaled);
+    q.put(vec![4, 5]).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), [4, 5]);
+}
