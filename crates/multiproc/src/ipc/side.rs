@@ -35,6 +35,12 @@ pub(crate) const MARK_LEN: usize = 13;
 
 const SEQ_MASK: u32 = (1 << SEQ_BITS) - 1;
 
+/// The most marks an [`Inbox`] keeps ahead of their messages. A correct sender has
+/// at most one per message in the ring, each with at least one descriptor (so the
+/// open-file limit bounds them first); a peer flooding the socket with marks loses
+/// its oldest ones instead of growing this process's memory without bound.
+pub(crate) const MAX_MARKS: usize = 1 << 16;
+
 /// Builds the mark for message `seq` carrying `n` descriptors.
 pub(crate) fn mark(seq: u64, n: usize) -> [u8; MARK_LEN] {
     let mut m = [0u8; MARK_LEN];
@@ -99,6 +105,10 @@ impl Inbox {
             let seq = u64::from_le_bytes(self.partial[1..9].try_into().expect("8 bytes"));
             let n = u32::from_le_bytes(self.partial[9..].try_into().expect("4 bytes")) as usize;
             self.partial.clear();
+            if n == 0 {
+                // A correct sender marks only messages that carry descriptors.
+                continue;
+            }
             let have = self.loose.len().min(n);
             let fds: Vec<OwnedFd> = self.loose.drain(..have).collect();
             let got = if have == n && !std::mem::take(&mut self.truncated) {
@@ -110,6 +120,9 @@ impl Inbox {
                 ))
             };
             self.marks.push_back((seq as u32 & SEQ_MASK, got));
+            if self.marks.len() > MAX_MARKS {
+                self.marks.pop_front();
+            }
         }
     }
 
@@ -229,6 +242,21 @@ mod tests {
         inbox.feed(&[3]);
         assert_eq!(inbox.take(sock.as_fd(), 6).unwrap().len(), 1);
         assert!(inbox.partial.is_empty());
+    }
+
+    /// A peer flooding the socket with marks: empty ones are ignored, and at most
+    /// `MAX_MARKS` are kept.
+    #[test]
+    fn a_flood_of_marks_stays_bounded() {
+        let mut inbox = Inbox::default();
+        for seq in 0..(MAX_MARKS as u64 + 100) {
+            inbox.feed(&mark(seq, 0));
+        }
+        assert!(inbox.marks.is_empty());
+        for seq in 0..(MAX_MARKS as u64 + 100) {
+            inbox.feed(&mark(seq, 1));
+        }
+        assert_eq!(inbox.marks.len(), MAX_MARKS);
     }
 
     #[test]
