@@ -484,7 +484,9 @@ pub fn socket_connection(
     if handshake.is_none() {
         for i in 0..64 {
             let r = if i % 2 == 0 {
-                conn.recv_bytes().map(|b| b.len()).map_err(|e| format!("{e:?}"))
+                conn.recv_bytes()
+                    .map(|b| b.len())
+                    .map_err(|e| format!("{e:?}"))
             } else {
                 conn.try_recv::<(u32, String)>()
                     .map(|v| v.1.len())

@@ -95,6 +95,8 @@ fn start_storm(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
 struct Judge {
     failures: Vec<String>,
     calls: usize,
+    /// Signals handled during the calls, in all.
+    handled: u64,
     started: Arc<AtomicU64>,
     epoch: Instant,
 }
@@ -127,10 +129,13 @@ impl Judge {
         } else if elapsed < DEADLINE {
             self.failures
                 .push(format!("{name}: timed out early, after {elapsed:?}"));
-        } else if handled < 10 {
+        } else if handled == 0 {
+            // Each call must have been interrupted; how often depends on the load
+            // (the storm thread also waits for a CPU): see the total in the test.
             self.failures
-                .push(format!("{name}: only {handled} signals during the call"));
+                .push(format!("{name}: no signal during the call"));
         }
+        self.handled += handled;
     }
 }
 
@@ -412,6 +417,7 @@ fn every_timed_wait_keeps_its_deadline_in_a_signal_storm() {
     let epoch = Instant::now();
     let mut failures = Vec::new();
     let mut calls = 0;
+    let mut handled = 0;
     for restart in [false, true] {
         install_handler(restart);
         let storm = start_storm(Arc::clone(&stop));
@@ -419,6 +425,7 @@ fn every_timed_wait_keeps_its_deadline_in_a_signal_storm() {
         let mut j = Judge {
             failures: Vec::new(),
             calls: 0,
+            handled: 0,
             started: Arc::clone(&started),
             epoch,
         };
@@ -433,6 +440,7 @@ fn every_timed_wait_keeps_its_deadline_in_a_signal_storm() {
         std::thread::sleep(Duration::from_millis(50));
         stop.store(false, Ordering::SeqCst);
         calls += j.calls;
+        handled += j.handled;
         failures.extend(
             j.failures
                 .into_iter()
@@ -440,6 +448,11 @@ fn every_timed_wait_keeps_its_deadline_in_a_signal_storm() {
         );
     }
     assert!(calls >= 60, "only {calls} calls ran");
+    // About 200 per call on an idle machine (one a millisecond).
+    assert!(
+        handled >= 10 * calls as u64,
+        "only {handled} signals in {calls} calls: the storm did not blow"
+    );
     assert!(
         failures.is_empty(),
         "{} of {calls} timed calls failed in the storm:\n{}",

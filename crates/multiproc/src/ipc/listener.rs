@@ -247,7 +247,11 @@ fn hmac(key: &[u8], message: &[u8]) -> Hmac<Sha256> {
 
 /// Python's `deliver_challenge`: the peer must answer with the HMAC of a random
 /// message under `key`.
-pub(crate) fn deliver_challenge(conn: &SocketConnection, key: &[u8], deadline: Instant) -> Result<()> {
+pub(crate) fn deliver_challenge(
+    conn: &SocketConnection,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<()> {
     let mut message = DIGEST.to_vec();
     let mut random = [0u8; MESSAGE_LENGTH];
     std::fs::File::open("/dev/urandom")
@@ -269,7 +273,11 @@ pub(crate) fn deliver_challenge(conn: &SocketConnection, key: &[u8], deadline: I
 }
 
 /// Python's `answer_challenge`: prove we hold `key`.
-pub(crate) fn answer_challenge(conn: &SocketConnection, key: &[u8], deadline: Instant) -> Result<()> {
+pub(crate) fn answer_challenge(
+    conn: &SocketConnection,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<()> {
     let m = conn.recv_handshake(HANDSHAKE_MAX, deadline)?;
     let Some(message) = m.strip_prefix(CHALLENGE) else {
         return Err(auth_failed(
