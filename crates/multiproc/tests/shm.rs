@@ -174,3 +174,57 @@ fn value_and_array_across_processes() {
     assert_eq!(v.compare_exchange(30_000, -1), Ok(30_000));
     assert_eq!(v.load(), -1);
 }
+
+/// Found by the `codec` fuzz target: a `Value` or an `Array` received from another
+/// process whose segment is too small for what it claims (a one-byte segment, a
+/// length past the end) decoded, and its first `get` panicked.
+#[test]
+fn forged_value_and_array_segments_are_decode_errors() {
+    use multiproc::ipc::codec;
+    use multiproc::{Array, Lock, Value};
+    #[derive(serde::Serialize)]
+    struct ForgedValue<'a> {
+        mem: &'a SharedMemory,
+        lock: Option<Lock>,
+    }
+    #[derive(serde::Serialize)]
+    struct ForgedArray<'a> {
+        mem: &'a SharedMemory,
+        len: usize,
+        lock: Option<Lock>,
+    }
+    let one = SharedMemory::create(1).unwrap();
+    let e = codec::encode(&ForgedValue {
+        mem: &one,
+        lock: None,
+    })
+    .unwrap();
+    let err = codec::decode::<Value<u64>>(&e.bytes, e.fds).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    let page = SharedMemory::create(4096).unwrap();
+    for len in [1025, usize::MAX / 2] {
+        let e = codec::encode(&ForgedArray {
+            mem: &page,
+            len,
+            lock: None,
+        })
+        .unwrap();
+        let err = codec::decode::<Array<u32>>(&e.bytes, e.fds).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode, "length {len}");
+    }
+    // What fits still decodes, and reads the same memory.
+    let e = codec::encode(&ForgedArray {
+        mem: &page,
+        len: 1024,
+        lock: None,
+    })
+    .unwrap();
+    let a = codec::decode::<Array<u32>>(&e.bytes, e.fds).unwrap();
+    page.write(4092, &7u32.to_ne_bytes()).unwrap();
+    assert_eq!(a.get(1023), Some(7));
+    let v = Value::with_lock(5u64).unwrap();
+    let e = codec::encode(&v).unwrap();
+    let back = codec::decode::<Value<u64>>(&e.bytes, e.fds).unwrap();
+    assert_eq!(back.get(), 5);
+    assert!(back.get_lock().is_some());
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::segment::{Pod, SharedMemory};
 use crate::error::{Error, ErrorKind, Result};
@@ -113,7 +113,7 @@ fn ok<T>(r: Result<T, T>) -> T {
 /// assert_eq!(v.get(), 2005);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(bound = "")]
 pub struct Value<T: Pod> {
     mem: SharedMemory,
@@ -323,7 +323,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
 /// assert_eq!(a.to_vec(), [1, 4, 9]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(bound = "")]
 pub struct Array<T: Pod> {
     mem: SharedMemory,
@@ -599,5 +599,62 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Array<T> {
             .field("items", &self.to_vec())
             .field("lock", &self.lock.is_some())
             .finish()
+    }
+}
+
+/// A [`Value`] as it arrives from another process (the fields it serializes).
+#[derive(Deserialize)]
+struct ValueWire {
+    mem: SharedMemory,
+    lock: Option<Lock>,
+}
+
+/// An [`Array`] as it arrives from another process (the fields it serializes).
+#[derive(Deserialize)]
+struct ArrayWire {
+    mem: SharedMemory,
+    len: usize,
+    lock: Option<Lock>,
+}
+
+fn too_small<E: serde::de::Error>(what: &str, need: Option<usize>, have: usize) -> E {
+    E::custom(format!(
+        "{what} needs {} bytes of shared memory, its segment has {have}",
+        need.map_or_else(|| "more".to_string(), |n| n.to_string())
+    ))
+}
+
+/// Maps the received segment, refusing one too small for a `T` (found by the
+/// `codec` fuzz target: a forged one-byte segment panicked the first `get`).
+impl<'de, T: Pod> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = ValueWire::deserialize(d)?;
+        let need = std::mem::size_of::<T>();
+        if w.mem.len() < need {
+            return Err(too_small("a Value", Some(need), w.mem.len()));
+        }
+        Ok(Value {
+            mem: w.mem,
+            lock: w.lock,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// Maps the received segment, refusing one too small for `len` elements (found by
+/// the `codec` fuzz target: a forged length panicked the first `get`).
+impl<'de, T: Pod> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = ArrayWire::deserialize(d)?;
+        let need = w.len.checked_mul(std::mem::size_of::<T>());
+        if need.is_none_or(|n| n > w.mem.len()) {
+            return Err(too_small("an Array", need, w.mem.len()));
+        }
+        Ok(Array {
+            mem: w.mem,
+            len: w.len,
+            lock: w.lock,
+            _t: PhantomData,
+        })
     }
 }
