@@ -20,7 +20,7 @@ const WORDS: [usize; 8] = [0, 8, 16, 128, 136, 256, 264, 272];
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    /// Send `len` bytes of `byte` (over one record: a fragmented message, tried once).
+    /// Send `len` bytes of `byte` (over one record: a fragmented message).
     Send { len: u16, byte: u8, wait: bool },
     /// Receive one message of at most `max_len` bytes.
     Recv {
@@ -77,13 +77,8 @@ fuzz_target!(|input: Input| {
         match op {
             Op::Send { len, byte, wait } => {
                 let len = usize::from(len);
-                // A fragmented message is sent whole once started (by design): only
-                // a message of one record may wait for room.
-                let timeout = if wait && len <= ring.max_record() {
-                    tiny
-                } else {
-                    None
-                };
+                // A deadline bounds the whole send, every fragment included.
+                let timeout = if wait { tiny } else { None };
                 let msg = vec![byte; len];
                 let _ = ring.send(&msg, timeout);
             }
