@@ -72,12 +72,12 @@ pub struct Frames {
     pub error: Option<io::ErrorKind>,
 }
 
-/// Feeds `chunks` to the socket frame reader ([`FrameReader`], as a
+/// Feeds `chunks` to the socket frame reader (`FrameReader`, as a
 /// [`Process`](crate::Process) reads its result; `max_len` as configured, at most
 /// `budget` bytes between looks at the clock, as `join_timeout` does), reading
 /// between chunks so that headers and payloads arrive split at the chunks' bounds;
 /// then closes the writer and reads to the end. With `blocking`, reads with
-/// [`socket::recv_frame`] after all chunks are written instead (as a launched child
+/// `socket::recv_frame` after all chunks are written instead (as a launched child
 /// and the fork server do; `max_len` and `budget` do not apply).
 pub fn socket_frames(
     chunks: &[Chunk<'_>],
@@ -143,7 +143,7 @@ pub fn socket_frames(
 }
 
 /// Feeds `chunks` to a connection's socket as its peer would (wake-up bytes and
-/// descriptor marks), then asks the connection's [`Inbox`] for the descriptors of
+/// descriptor marks), then asks the connection's `Inbox` for the descriptors of
 /// each sequence number in `takes` (`true`: forget the marks through it first, as
 /// a receive of raw bytes does). Returns the descriptor count or error per take.
 pub fn side_marks(chunks: &[Chunk<'_>], takes: &[(u32, bool)]) -> Vec<Result<usize, String>> {
@@ -318,7 +318,7 @@ fn patience(timeout: Option<Duration>) -> (Patience, Instant) {
     }
 }
 
-/// Decodes `bytes` as the [`Launch`](crate::process::bootstrap::Launch) a child or
+/// Decodes `bytes` as the `Launch` a child or
 /// the fork server reads (`decode_launch`), and does what the child does with it
 /// short of acting on it: resolves its entry against this executable (without
 /// calling it). Returns whether it decoded and whether the entry resolved.
@@ -374,7 +374,7 @@ pub fn forkserver_answer(bytes: &[u8]) -> bool {
     crate::ipc::codec::decode::<Result<i32, i32>>(bytes, Vec::new()).is_ok()
 }
 
-/// Decodes `bytes` as a child's result frame ([`Outcome`](crate::process::function::Outcome))
+/// Decodes `bytes` as a child's result frame (`Outcome`)
 /// of a function returning `T`, with `fds` beside it, as [`Process::join`](crate::Process::join) does.
 pub fn outcome<T: serde::de::DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> bool {
     crate::ipc::codec::decode::<crate::process::function::Outcome<T>>(bytes, fds).is_ok()
@@ -383,7 +383,7 @@ pub fn outcome<T: serde::de::DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) 
 /// One record a pool reader parsed: tag, id, aux, payload length, descriptors.
 pub type PoolRecord = (u8, u64, i64, usize, usize);
 
-/// Feeds `chunks` to a process pool's [`RecordReader`](crate::pool::wire::RecordReader)
+/// Feeds `chunks` to a process pool's `RecordReader`
 /// as a worker (or the parent) would write them, parsing records between chunks as
 /// the reader's owner does (refusing payloads over `max_len`, the pool's
 /// `max_result_size`); then closes the writer and reads to the end. Each
