@@ -254,6 +254,57 @@ fn pipes(j: &mut Judge) {
     });
 }
 
+fn sockets_and_channels(j: &mut Judge) {
+    use multiproc::ipc::{Address, Client, Listener, Select};
+    let l = Listener::bind(
+        &Address::Abstract(util::unique_name("mp-storm").into_bytes()),
+        None,
+    )
+    .expect("bind");
+    let a = l.address().clone();
+    let server = std::thread::spawn(move || l.accept().expect("accept"));
+    let c = Client::connect(&a, None).expect("connect");
+    let s = server.join().unwrap();
+    j.timed("SocketConnection::recv_timeout", || {
+        match c.recv_timeout::<u32>(DEADLINE) {
+            Err(e) if e.is_timeout() => Ok(()),
+            other => Err(format!("expected a timeout, got {other:?}")),
+        }
+    });
+    j.timed("SocketConnection::poll", || is_false(c.poll(DEADLINE)));
+    drop(s);
+
+    let (tx, rx) = multiproc::ipc::channel::<u32>().expect("channel");
+    j.timed("ipc::Receiver::recv_timeout", || {
+        match rx.recv_timeout(DEADLINE) {
+            Err(e) if e.is_timeout() => Ok(()),
+            other => Err(format!("expected a timeout, got {other:?}")),
+        }
+    });
+    j.timed("ipc::Select::ready_timeout", || {
+        let mut sel = Select::new();
+        sel.recv(&rx);
+        match sel.ready_timeout(DEADLINE) {
+            Ok(None) => Ok(()),
+            other => Err(format!("expected nothing ready, got {other:?}")),
+        }
+    });
+    drop(tx);
+
+    let mut t = multiproc::thread::Timer::start(Duration::from_secs(60), || 1u8).expect("timer");
+    j.timed("Timer::join_timeout", || {
+        timeout_kind(t.join_timeout(DEADLINE))
+    });
+    t.cancel();
+    assert_eq!(t.join().expect("join"), None);
+    // A timer's own wait keeps its deadline too: it fires on time, not late.
+    let t = multiproc::thread::Timer::start(DEADLINE, || 2u8).expect("timer");
+    j.timed("Timer fires after its interval", || match t.join() {
+        Ok(Some(2)) => Ok(()),
+        other => Err(format!("expected Some(2), got {other:?}")),
+    });
+}
+
 fn queues(j: &mut Judge) {
     let q: Queue<u32> = Queue::bounded(1).expect("queue");
     j.timed("Queue::get_timeout", || match q.get_timeout(DEADLINE) {
@@ -431,6 +482,7 @@ fn every_timed_wait_keeps_its_deadline_in_a_signal_storm() {
         };
         processes(&mut j);
         pipes(&mut j);
+        sockets_and_channels(&mut j);
         queues(&mut j);
         locks(&mut j);
         pools(&mut j);

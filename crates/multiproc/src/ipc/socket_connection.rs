@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 use serde::de::DeserializeOwned;
@@ -25,6 +25,7 @@ use super::error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use super::typecheck;
 use super::wait::{self, Waitable};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
 
 /// Bytes read per system call while a message body arrives (the buffer grows with
 /// the bytes that came, never by the length a peer claims).
@@ -214,12 +215,12 @@ impl SocketConnection {
 
     /// Waits for the start of a message (or end of stream); `false` if none came.
     fn wait_readable(&self, patience: Patience) -> std::result::Result<bool, Fail> {
-        let timeout = match patience {
+        let deadline = match patience {
             Patience::Forever => return Ok(true),
-            Patience::Try => Duration::ZERO,
-            Patience::Until(d) => d.saturating_duration_since(Instant::now()),
+            Patience::Try => Instant::now(),
+            Patience::Until(d) => d,
         };
-        Ok(readable(self.fd.as_fd(), Some(timeout)))
+        Ok(readable(self.fd.as_fd(), Some(deadline)))
     }
 
     /// Reads exactly `buf.len()` bytes; `Ok(false)` on end of stream before the first.
@@ -397,7 +398,7 @@ impl SocketConnection {
     /// Returns `true` if a message (or end of stream) is waiting, within `timeout`
     /// (Python's `poll`).
     pub fn poll(&self, timeout: Duration) -> bool {
-        readable(self.fd.as_fd(), Some(timeout))
+        readable(self.fd.as_fd(), Instant::now().checked_add(timeout))
     }
 
     /// The raw exchange of the authentication handshake: one message of at most
@@ -436,42 +437,44 @@ impl SocketConnection {
         }
         out.resize(len as usize, 0);
         // A peer that stalls mid-handshake is bounded by the deadline too.
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !left.is_zero() {
-            let _ = rustix::net::sockopt::set_socket_timeout(
-                &self.fd,
-                rustix::net::sockopt::Timeout::Recv,
-                Some(left),
-            );
-        }
-        let r = self.read_exact(out);
-        let _ = rustix::net::sockopt::set_socket_timeout(
-            &self.fd,
-            rustix::net::sockopt::Timeout::Recv,
-            None,
-        );
-        match r {
+        match self.read_exact_until(out, deadline) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Fail::Disconnected),
-            Err(Fail::Invalid(_)) => Err(Fail::TimedOut),
             Err(f) => Err(f),
         }
     }
+
+    /// Reads exactly `buf.len()` bytes before `deadline`, which signals do not
+    /// stretch (a receive timeout on the socket would start over after each `EINTR`);
+    /// `Ok(false)` on end of stream before the first byte.
+    fn read_exact_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> std::result::Result<bool, Fail> {
+        let mut got = 0;
+        while got < buf.len() {
+            if !readable(self.fd.as_fd(), Some(deadline)) {
+                return Err(Fail::TimedOut);
+            }
+            match rustix::net::recv(&self.fd, &mut buf[got..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) if got == 0 => return Ok(false),
+                Ok((0, _)) => return Err(Fail::Invalid(closed_mid_message())),
+                Ok((n, _)) => got += n,
+                Err(Errno::INTR | Errno::AGAIN) => {}
+                Err(Errno::CONNRESET) if got == 0 => return Ok(false),
+                Err(e) => return Err(Fail::Invalid(Error::os(e.into()))),
+            }
+        }
+        Ok(true)
+    }
 }
 
-fn readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
-    let ts = timeout.map(|t| rustix::time::Timespec {
-        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(t.subsec_nanos()),
-    });
+/// Whether `fd` is readable (or in error: the read reports it) before `deadline`
+/// (`None`: no limit), which signals do not stretch (`sys::poll`).
+fn readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> bool {
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    loop {
-        match poll(&mut fds, ts.as_ref()) {
-            Ok(n) => return n > 0,
-            Err(Errno::INTR) => {}
-            Err(_) => return true, // the read reports the error
-        }
-    }
+    sys::poll::until(&mut fds, deadline).map_or(true, |n| n > 0)
 }
 
 fn until(timeout: Duration) -> Patience {
