@@ -319,8 +319,9 @@ impl State {
 
     fn window(&self, cfg: &Resolved) -> usize {
         cfg.opts.window.unwrap_or_else(|| {
+            // Enough for every host to read ahead while tasks are short.
             let slots: usize = self.hosts.iter().map(|h| h.slots as usize).sum();
-            (2 * slots).max(16)
+            (2 * slots * (1 + super::host::PREFETCH)).max(64)
         })
     }
 }

@@ -154,9 +154,9 @@ impl Options {
         self
     }
 
-    /// The most tasks one client has in Redis at once (default: 16, or twice the
-    /// hosts' slots if more). Further tasks wait in the client, where they can still
-    /// be cancelled.
+    /// The most tasks one client has in Redis at once (default: 64, or twice what
+    /// the live hosts take at once, 33 per slot, if more). Further tasks wait in the
+    /// client, where they can still be cancelled.
     pub fn window(mut self, tasks: usize) -> Options {
         self.window = Some(tasks);
         self

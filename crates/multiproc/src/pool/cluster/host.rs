@@ -60,6 +60,12 @@ pub const LIST_ENV: &str = "MULTIPROC_LIST_TASKS";
 pub const WORKER_METHOD_ENV: &str = "MULTIPROC_WORKER_START_METHOD";
 
 const BLOCK: Duration = Duration::from_millis(500);
+/// Tasks shorter than this on average are read ahead of free slots ([`PREFETCH`] per
+/// slot), so a stream of tiny tasks costs a fraction of a round trip each; longer
+/// ones are read only for free slots, so a host that dies loses (and redelivers)
+/// only what it was running.
+const SHORT_TASK_US: u64 = 1000;
+pub(crate) const PREFETCH: usize = 32;
 const HEARTBEAT_LUA: &str = r"
 local n = 0
 for i = 3, #ARGV do
@@ -308,6 +314,7 @@ impl Worker {
             tx: Mutex::new(Some(tx)),
             exit: AtomicBool::new(false),
             unauthenticated: AtomicU64::new(0),
+            avg_us: AtomicU64::new(0),
             clients: Mutex::new(HashMap::new()),
         });
         let term = crate::sys::signal::catch_sigterm();
@@ -511,6 +518,8 @@ struct Host {
     tx: Mutex<Option<mpsc::Sender<Out>>>,
     exit: AtomicBool,
     unauthenticated: AtomicU64,
+    /// Moving average of the tasks' run time in µs (0: none measured yet).
+    avg_us: AtomicU64,
     /// Client id → (checked at, alive).
     clients: Mutex<HashMap<String, (Instant, bool)>>,
 }
@@ -533,6 +542,14 @@ struct HostSink {
 
 impl HostSink {
     fn send(&self, outcome: Result<Vec<u8>>) {
+        let us = self.start.elapsed().as_micros() as u64;
+        let avg = self.host.avg_us.load(Ordering::Relaxed);
+        let next = if avg == 0 {
+            us.max(1)
+        } else {
+            (avg * 7 + us) / 8
+        };
+        self.host.avg_us.store(next.max(1), Ordering::Relaxed);
         self.host.send(Out::Result {
             id: self.id.clone(),
             client: self.client.clone(),
@@ -570,8 +587,19 @@ impl Host {
         eprintln!("multiproc worker {}: {msg}", self.id);
     }
 
+    /// Entries this host takes at once: its slots, plus a prefetch while tasks are
+    /// known to be short.
+    fn capacity(&self) -> usize {
+        let avg = self.avg_us.load(Ordering::Relaxed);
+        if avg > 0 && avg < SHORT_TASK_US {
+            self.slots * (1 + PREFETCH)
+        } else {
+            self.slots
+        }
+    }
+
     fn free(&self) -> usize {
-        self.slots.saturating_sub(lock(&self.running).len())
+        self.capacity().saturating_sub(lock(&self.running).len())
     }
 
     /// One read: waits for a free slot, reads up to that many entries, dispatches them.
@@ -590,7 +618,7 @@ impl Host {
         }
         {
             let r = lock(&self.running);
-            if r.len() >= self.slots {
+            if r.len() >= self.capacity() {
                 let _ = self.cv.wait_timeout(r, Duration::from_millis(100));
                 return;
             }
