@@ -184,8 +184,7 @@ fn main() {
                 let text = String::from_utf8_lossy(&o.stdout);
                 let last = text
                     .split('\r')
-                    .filter(|l| l.contains("requests per second"))
-                    .last()
+                    .rfind(|l| l.contains("requests per second"))
                     .unwrap_or("")
                     .trim()
                     .to_owned();
