@@ -175,6 +175,78 @@ fn barrier_abort_reaches_a_waiting_process() {
     assert!(p.join().unwrap());
 }
 
+fn wait_to_be_killed(b: Barrier) -> u8 {
+    let _ = b.wait();
+    0
+}
+
+/// A party's outcome, as `Ok(index)` or `Err((kind, message))`.
+fn wait_outcome(b: Barrier) -> Result<usize, (String, String)> {
+    b.wait()
+        .map_err(|e| (format!("{:?}", e.kind()), e.to_string()))
+}
+
+/// Issue 9 item 13: `Barrier(3)` released two live parties as if three had arrived
+/// when the third died (SIGKILL) while it waited. The dead party breaks the barrier:
+/// the other two get `BrokenBarrier` naming it, whether the death is seen by a
+/// waiter's liveness tick (the second party waits alone for a while first) or by the
+/// last arrival (both arrive at once).
+#[test]
+fn barrier_party_killed_while_waiting_breaks_it() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    for m in StartMethod::ALL {
+        for linger in [Duration::ZERO, Duration::from_millis(100)] {
+            let b = Barrier::new(3).unwrap();
+            let victim = Builder::new()
+                .start_method(m)
+                .allow_threads(true)
+                .start_with(wait_to_be_killed, b.clone())
+                .unwrap();
+            let pid = victim.pid();
+            assert!(util::eventually(Duration::from_secs(20), || b.n_waiting() == 1));
+            victim.kill().unwrap();
+            assert!(victim.join().is_err());
+            let started = std::time::Instant::now();
+            let other = Builder::new()
+                .start_method(m)
+                .allow_threads(true)
+                .start_with(wait_outcome, b.clone())
+                .unwrap();
+            assert!(util::eventually(Duration::from_secs(20), || {
+                b.n_waiting() >= 2 || b.is_broken()
+            }));
+            if !linger.is_zero() {
+                // The second party's liveness tick finds the death on its own.
+                assert!(
+                    util::eventually(linger + Duration::from_secs(10), || b.is_broken()),
+                    "{m}: the waiting party did not notice the death"
+                );
+            }
+            let e = b
+                .wait()
+                .expect_err("released as if the dead party had arrived");
+            assert_eq!(e.kind(), ErrorKind::BrokenBarrier, "{m}: {e}");
+            let died = format!("pid {pid}) died");
+            assert!(e.to_string().contains(&died), "{m}: {e}");
+            let (kind, msg) = other
+                .join()
+                .unwrap()
+                .expect_err("the other party is released");
+            assert_eq!(kind, "BrokenBarrier", "{m}: {msg}");
+            assert!(msg.contains(&died), "{m}: {msg}");
+            // Within the liveness period, plus a generous margin for a loaded machine.
+            assert!(
+                started.elapsed() < linger + Duration::from_secs(10),
+                "{m}: {:?}",
+                started.elapsed()
+            );
+            assert!(b.is_broken());
+            b.reset();
+            assert!(!b.is_broken());
+        }
+    }
+}
+
 fn touch_all(args: (RLock, Semaphore, Event, Condition, Barrier)) -> bool {
     let (r, s, e, c, b) = args;
     drop(r.lock().unwrap());

@@ -1,15 +1,21 @@
 //! [`Barrier`]: a meeting point for a fixed number of threads and processes.
 
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::primitive::{futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering};
+use super::primitive::{
+    current_thread, futex_wait, futex_wake, owner_is_dead, AtomicU32, AtomicU64, Ordering, Wake,
+    LIVENESS_PERIOD,
+};
 use super::robust::{Acquired, RawLock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::function::FnRef;
-use crate::shm::Shared;
+use crate::shm::{Shared, SharedMemory};
+use crate::sys;
 
 /// The shared-memory layout of a [`Barrier`].
 ///
@@ -24,9 +30,29 @@ use crate::shm::Shared;
 /// | `count`    | parties arrived in the current generation                            |
 /// | `parties`  | how many parties the barrier waits for (set at creation)             |
 /// | `broken`   | `1` while broken: every `wait` fails at once until `reset`           |
+/// | `dead_party` | pid of the party whose death broke the barrier, `0` if none (cleared by `reset`) |
 ///
 /// A waiter of generation `g` sleeps while `gen == g`, then reads bit `g % 64` of
 /// `outcomes` (valid unless 64 more generations ended meanwhile).
+///
+/// # Dead parties
+///
+/// The waiting parties are recorded in a [`Parties`] table beside this struct: the
+/// party with arrival index `i` writes its thread id, pid and thread start time to
+/// slot `i` under `lock`, before it counts itself. A party in another process can die
+/// while it waits (a `SIGKILL`); it must not count as arrived. So:
+///
+/// * the last party to arrive checks, under `lock`, that every recorded waiter of
+///   another process is alive before it releases them (one `poll` of their
+///   processes' pidfds, see [`Watches`]);
+/// * every waiter wakes each [`LIVENESS_PERIOD`] and checks one other waiter, the
+///   next in arrival order (a ring: while one waiter lives, every death is seen);
+///
+/// and a dead party breaks the barrier (its pid in `dead_party`). A check reads a slot
+/// without the lock, so before breaking the checker takes `lock` and confirms that
+/// the generation, the count and the slot are still what it checked. A waiter of this
+/// process is never checked: the checker runs, so its process lives, and a thread
+/// blocked in `wait` cannot exit.
 ///
 /// # Memory ordering
 ///
@@ -42,10 +68,192 @@ pub(crate) struct RawBarrier {
     count: AtomicU32,
     parties: AtomicU32,
     broken: AtomicU32,
+    dead_party: AtomicU32,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<RawBarrier>() == 40);
+const _: () = assert!(std::mem::size_of::<RawBarrier>() == 48);
+
+/// Most waiters the [`Parties`] table records (1 MiB of table, sparse): a death
+/// among waiters past this many is not detected.
+const MAX_TRACKED: usize = 1 << 16;
+
+/// Bytes per slot of the [`Parties`] table: thread id (`u32`), pid (`u32`), thread
+/// start time (`u64`).
+const SLOT: usize = 16;
+
+/// A waiting party, as recorded in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Party {
+    tid: u32,
+    pid: u32,
+    start: u64,
+}
+
+impl Party {
+    fn current() -> Party {
+        let (tid, start) = current_thread();
+        Party {
+            tid,
+            pid: std::process::id(),
+            start,
+        }
+    }
+
+    /// Whether a liveness check applies: a recorded party of another process than
+    /// `me`. A party of this process is alive: the caller runs, and a thread blocked
+    /// in `wait` cannot exit (only its whole process can end).
+    fn foreign(self, me: u32) -> bool {
+        self.tid != 0 && self.pid != me
+    }
+}
+
+/// Most processes a [`Watches`] cache keeps a pidfd for.
+const MAX_WATCHED: usize = 256;
+
+/// Pidfds of the processes of parties seen waiting, so that checking the waiters
+/// before a release is one `poll` rather than a `/proc` read per party (with a
+/// `/proc` read per round, a round of a barrier between two processes took 4-7 times
+/// as long on the 2-CPU VM).
+///
+/// A pidfd is opened once per party and kept only if the party's thread is alive
+/// with its recorded start time after the pidfd was opened: then the pidfd is that
+/// party's process, not a later one that reused its pid. A waiting party can only end
+/// with its process, so the pidfd turning readable (the process exited) is its death.
+#[derive(Default)]
+struct Watches {
+    known: Vec<(Party, OwnedFd)>,
+}
+
+impl Watches {
+    /// Makes sure `p`'s process is watched; `false` if `p` is dead already.
+    fn watch(&mut self, p: Party) -> bool {
+        if self.known.iter().any(|(k, _)| *k == p) {
+            return true;
+        }
+        let fd = match sys::pidfd::open(p.pid as i32) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return false,
+            // Out of descriptors, say: ask `/proc` this time.
+            Err(_) => return !owner_is_dead(p.tid, p.start),
+        };
+        if owner_is_dead(p.tid, p.start) {
+            return false;
+        }
+        if self.known.len() >= MAX_WATCHED {
+            self.known.clear();
+        }
+        self.known.push((p, fd));
+        true
+    }
+
+    /// The first of `parties` that is dead.
+    fn first_dead(&mut self, parties: &[Party]) -> Option<Party> {
+        if let Some(p) = parties.iter().find(|p| !self.watch(**p)) {
+            return Some(*p);
+        }
+        let fds: Vec<BorrowedFd<'_>> = parties
+            .iter()
+            .filter_map(|p| self.known.iter().find(|(k, _)| k == p))
+            .map(|(_, fd)| fd.as_fd())
+            .collect();
+        if fds.len() != parties.len() {
+            // Evicted meanwhile by a full cache: ask `/proc`.
+            return parties
+                .iter()
+                .copied()
+                .find(|p| owner_is_dead(p.tid, p.start));
+        }
+        match sys::pidfd::poll_readable(&fds, Some(Instant::now())) {
+            Ok(exited) => exited
+                .iter()
+                .position(|&x| x)
+                .and_then(|i| parties.get(i).copied()),
+            Err(_) => parties
+                .iter()
+                .copied()
+                .find(|p| owner_is_dead(p.tid, p.start)),
+        }
+    }
+}
+
+/// The first dead party among `parties` (only those of other processes are checked).
+fn first_dead(watches: &Mutex<Watches>, parties: impl Iterator<Item = Party>) -> Option<Party> {
+    if cfg!(loom) {
+        // Loom models have no dead threads.
+        return None;
+    }
+    let me = std::process::id();
+    let foreign: Vec<Party> = parties.filter(|p| p.foreign(me)).collect();
+    if foreign.is_empty() {
+        return None;
+    }
+    match watches.try_lock() {
+        Ok(mut w) => w.first_dead(&foreign),
+        Err(TryLockError::Poisoned(p)) => p.into_inner().first_dead(&foreign),
+        // Another thread checks through this handle (or held it when this process
+        // was forked): ask `/proc` directly.
+        Err(TryLockError::WouldBlock) => {
+            foreign.into_iter().find(|p| owner_is_dead(p.tid, p.start))
+        }
+    }
+}
+
+/// The table of waiting parties (see [`RawBarrier`]'s "Dead parties"): one slot per
+/// arrival index, in a segment of its own because its size depends on the number of
+/// parties. Every index is checked against the segment's length, whatever the shared
+/// `parties` and `count` words say.
+#[derive(Clone)]
+struct Parties {
+    mem: SharedMemory,
+}
+
+impl Parties {
+    /// A table for a barrier of `parties` (`None` if no party ever waits, and under
+    /// loom, whose models have no dead threads).
+    fn new(parties: u32) -> Result<Option<Parties>> {
+        let waiters = (parties as usize).saturating_sub(1).min(MAX_TRACKED);
+        if waiters == 0 || cfg!(loom) {
+            return Ok(None);
+        }
+        Ok(Some(Parties {
+            mem: SharedMemory::create(waiters * SLOT)?,
+        }))
+    }
+
+    fn slots(&self) -> usize {
+        self.mem.len() / SLOT
+    }
+
+    /// Records the party with arrival index `i` (untracked past the table).
+    fn record(&self, i: usize, p: Party) {
+        if i < self.slots() {
+            self.mem
+                .atomic_u32(i * SLOT)
+                .store(p.tid, Ordering::Relaxed);
+            self.mem
+                .atomic_u32(i * SLOT + 4)
+                .store(p.pid, Ordering::Relaxed);
+            self.mem
+                .atomic_u64(i * SLOT + 8)
+                .store(p.start, Ordering::Relaxed);
+        }
+    }
+
+    /// The party recorded in slot `i`, if there is such a slot.
+    fn get(&self, i: usize) -> Option<Party> {
+        (i < self.slots()).then(|| Party {
+            tid: self.mem.atomic_u32(i * SLOT).load(Ordering::Relaxed),
+            pid: self.mem.atomic_u32(i * SLOT + 4).load(Ordering::Relaxed),
+            start: self.mem.atomic_u64(i * SLOT + 8).load(Ordering::Relaxed),
+        })
+    }
+
+    /// The waiters recorded in slots `0..n`.
+    fn waiters(&self, n: usize) -> impl Iterator<Item = Party> + '_ {
+        (0..n.min(self.slots())).filter_map(|i| self.get(i))
+    }
+}
 
 impl RawBarrier {
     fn lock(&self) {
@@ -70,6 +278,21 @@ impl RawBarrier {
         self.gen.store(g.wrapping_add(1), Ordering::Release);
         futex_wake(&self.gen, u32::MAX);
     }
+
+    /// Breaks the current generation because `dead` died waiting. Call holding `lock`.
+    fn break_dead_locked(&self, dead: Party) {
+        self.dead_party.store(dead.pid.max(1), Ordering::Relaxed);
+        self.break_locked();
+    }
+
+    /// The error of a wait on a broken barrier.
+    fn broken_error(&self) -> Error {
+        let e = Error::new(ErrorKind::BrokenBarrier);
+        match self.dead_party.load(Ordering::Relaxed) {
+            0 => e,
+            pid => e.with_message(format!("a party (pid {pid}) died while it waited")),
+        }
+    }
 }
 
 /// A barrier for a fixed number of parties, threads or processes alike: Python's
@@ -87,7 +310,12 @@ impl RawBarrier {
 /// waiter then fails with [`ErrorKind::BrokenBarrier`], the party whose timeout
 /// expired too (as Python's `BrokenBarrierError`; its message says it timed out),
 /// and later waits fail until `reset`.
-/// A party that dies while waiting is still counted: use timeouts if that can happen.
+///
+/// A party in another process that dies while it waits (killed, say) breaks the
+/// barrier too: the others fail with [`ErrorKind::BrokenBarrier`], whose message names
+/// the dead party's pid, within about 50 ms of the death, and a party arriving later
+/// is never released as if the dead one were there. (A thread cannot end while it
+/// waits; only its whole process can.)
 ///
 /// The action is a plain `fn()`; it travels to children started by any start method
 /// (by its offset in the executable, as process entry points do). It runs with the
@@ -114,6 +342,9 @@ impl RawBarrier {
 #[derive(Clone)]
 pub struct Barrier {
     raw: Shared<RawBarrier>,
+    parties: Option<Parties>,
+    /// This handle's (and its clones') cache of the parties' pidfds.
+    watches: Arc<Mutex<Watches>>,
     action: Option<fn()>,
     /// Used by [`wait`](Self::wait); travels with the handle to children.
     timeout: Option<Duration>,
@@ -161,6 +392,8 @@ impl Barrier {
         raw.parties.store(parties, Ordering::Relaxed);
         Ok(Barrier {
             raw,
+            parties: Parties::new(parties)?,
+            watches: Arc::default(),
             action,
             timeout: None,
         })
@@ -249,13 +482,25 @@ impl Barrier {
         let raw = &*self.raw;
         raw.lock();
         if raw.broken.load(Ordering::Relaxed) != 0 {
+            let e = raw.broken_error();
             raw.unlock();
-            return Err(Error::new(ErrorKind::BrokenBarrier));
+            return Err(e);
         }
         let g = raw.gen.load(Ordering::Relaxed);
         let index = raw.count.load(Ordering::Relaxed);
         let parties = raw.parties.load(Ordering::Relaxed);
-        if index + 1 >= parties {
+        if index.saturating_add(1) >= parties {
+            // Nobody is released as if a dead party had arrived.
+            let dead = self
+                .parties
+                .as_ref()
+                .and_then(|t| first_dead(&self.watches, t.waiters(index as usize)));
+            if let Some(dead) = dead {
+                raw.break_dead_locked(dead);
+                let e = raw.broken_error();
+                raw.unlock();
+                return Err(e);
+            }
             if let Some(action) = self.action {
                 if let Err(panic) = std::panic::catch_unwind(action) {
                     raw.break_locked();
@@ -269,6 +514,9 @@ impl Barrier {
             raw.unlock();
             futex_wake(&raw.gen, u32::MAX);
             return Ok(index as usize);
+        }
+        if let Some(t) = &self.parties {
+            t.record(index as usize, Party::current());
         }
         raw.count.store(index + 1, Ordering::Relaxed);
         raw.unlock();
@@ -289,17 +537,45 @@ impl Barrier {
                         }
                         break;
                     }
-                    Some(left)
+                    Some(left.min(LIVENESS_PERIOD))
                 }
-                None => None,
+                None => Some(LIVENESS_PERIOD),
             };
-            futex_wait(&raw.gen, g, nap);
+            if futex_wait(&raw.gen, g, nap) == Wake::TimedOut {
+                self.check_neighbour(g, index as usize);
+            }
         }
         if raw.outcomes.load(Ordering::Relaxed) & (1u64 << (g % 64)) != 0 {
             Ok(index as usize)
         } else {
-            Err(Error::new(ErrorKind::BrokenBarrier))
+            Err(raw.broken_error())
         }
+    }
+
+    /// The liveness tick of the waiter with arrival index `me` in generation `g`:
+    /// checks the next waiter in arrival order and breaks the barrier if it died.
+    fn check_neighbour(&self, g: u32, me: usize) {
+        let Some(table) = &self.parties else { return };
+        let raw = &*self.raw;
+        let count = raw.count.load(Ordering::Relaxed) as usize;
+        if count < 2 {
+            return;
+        }
+        let next = (me + 1) % count;
+        let Some(p) = table.get(next).filter(|_| next != me) else {
+            return;
+        };
+        if first_dead(&self.watches, std::iter::once(p)).is_none() {
+            return;
+        }
+        raw.lock();
+        let still = raw.gen.load(Ordering::Relaxed) == g
+            && next < raw.count.load(Ordering::Relaxed) as usize
+            && table.get(next) == Some(p);
+        if still {
+            raw.break_dead_locked(p);
+        }
+        raw.unlock();
     }
 
     /// Breaks the barrier: current and future waiters fail until [`reset`](Self::reset).
@@ -319,6 +595,7 @@ impl Barrier {
             self.raw.break_locked();
         }
         self.raw.broken.store(0, Ordering::Relaxed);
+        self.raw.dead_party.store(0, Ordering::Relaxed);
         self.raw.unlock();
     }
 
@@ -349,8 +626,9 @@ impl fmt::Debug for Barrier {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Wire<S> {
+struct Wire<S, P> {
     raw: S,
+    parties: Option<P>,
     action: Option<FnRef>,
     timeout: Option<Duration>,
 }
@@ -359,6 +637,7 @@ impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         Wire {
             raw: &self.raw,
+            parties: self.parties.as_ref().map(|p| &p.mem),
             action: self.action.map(FnRef::new),
             timeout: self.timeout,
         }
@@ -368,7 +647,7 @@ impl Serialize for Barrier {
 
 impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let w = Wire::<Shared<RawBarrier>>::deserialize(d)?;
+        let w = Wire::<Shared<RawBarrier>, SharedMemory>::deserialize(d)?;
         let action = match w.action {
             Some(f) => Some(f.resolve().ok_or_else(|| {
                 serde::de::Error::custom("the barrier's action comes from a different executable")
@@ -377,6 +656,8 @@ impl<'de> Deserialize<'de> for Barrier {
         };
         Ok(Barrier {
             raw: w.raw,
+            parties: w.parties.map(|mem| Parties { mem }),
+            watches: Arc::default(),
             action,
             timeout: w.timeout,
         })

@@ -193,6 +193,33 @@ fn barrier_releases_rounds_and_runs_the_action_once_each() {
     assert_eq!(b.n_waiting(), 0);
 }
 
+/// The table of waiting parties is capped: a barrier for `u32::MAX` parties is a
+/// sparse 1 MiB table, not 64 GiB, and waiting on it works.
+#[test]
+fn barrier_for_huge_party_counts_is_bounded() {
+    let b = Barrier::new(u32::MAX).unwrap();
+    let e = b.wait_timeout(Duration::from_millis(10)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenBarrier);
+    // Threads of one process are never taken for dead parties.
+    let b = Barrier::new(3).unwrap();
+    let ts: Vec<_> = (0..2)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || b.wait().unwrap())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(120));
+    assert!(
+        !b.is_broken(),
+        "a liveness tick broke a barrier of live threads"
+    );
+    let mine = b.wait().unwrap();
+    let mut idx: Vec<usize> = ts.into_iter().map(|t| t.join().unwrap()).collect();
+    idx.push(mine);
+    idx.sort_unstable();
+    assert_eq!(idx, [0, 1, 2]);
+}
+
 #[test]
 fn barrier_timeout_breaks_and_reset_repairs() {
     let b = Barrier::new(3).unwrap();
