@@ -70,6 +70,10 @@ where
     crate::panic::install_hook();
     // Whatever sits in this process's stdout buffer would otherwise be printed twice.
     let _ = std::io::stdout().flush();
+    // The executable's identity is computed once per program, under a `OnceLock`:
+    // have it done before the fork, so that a child that starts children of its own
+    // never waits for an initialization another thread was in the middle of.
+    let _ = function::BinaryToken::current();
     // Whether another thread could hold a lock at the fork (std's stdout lock, for
     // the child's exit: `bootstrap::flush_stdout`). multiproc's own threads never
     // print; an unknown count counts as crowded.
