@@ -492,3 +492,44 @@ fn t17_list_prints_the_task_table() {
         "{sq}"
     );
 }
+
+#[test]
+fn t2_cancel_before_send_and_terminate() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    // A window of one task: the second waits in the client, where it can be cancelled.
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name).window(1))
+        .build()
+        .unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let path = std::env::temp_dir().join(format!("mp-t2c-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let first = pool.submit(slow, 800);
+    let second = pool.submit(touch, path.display().to_string());
+    // Time enough for the client to send it, were the window not full.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        second.cancel(),
+        "a task still in the client can be cancelled"
+    );
+    assert_eq!(second.join().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(first.join().unwrap(), 800);
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    assert!(!path.exists(), "the cancelled task ran");
+    // terminate: unfinished tasks fail with PoolClosed, at once.
+    let hs: Vec<_> = (0..4).map(|_| pool.submit(slow, 2000)).collect();
+    let start = Instant::now();
+    pool.terminate();
+    for h in hs {
+        assert_eq!(h.join().unwrap_err().kind(), ErrorKind::PoolClosed);
+    }
+    assert!(start.elapsed() < Duration::from_secs(2) + Duration::from_secs(3));
+    assert_eq!(
+        pool.submit(square, 1).join().unwrap_err().kind(),
+        ErrorKind::PoolClosed
+    );
+    cleanup(&url, &name);
+}
