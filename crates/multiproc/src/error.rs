@@ -96,8 +96,9 @@ pub enum ErrorKind {
     /// A bounded semaphore was released more times than it was acquired (or a
     /// semaphore's count would overflow).
     TooManyReleases,
-    /// A barrier was broken: aborted, reset while others waited, or a party timed
-    /// out or panicked in the action.
+    /// A barrier was broken: aborted, reset while others waited, a party timed out
+    /// or panicked in the action, or a party's process died while it waited (the
+    /// message names its pid).
     BrokenBarrier,
     /// Another process wrote something no correct peer writes: scribbled control
     /// words in a [`Pipe`](crate::Pipe)'s or [`Queue`](crate::Queue)'s shared memory,
