@@ -111,6 +111,8 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
 /// Nothing is submitted until the first call to `next`; the builder-style methods
 /// adjust the chunk size and the prefetch bound before that. Dropping it leaves the
 /// submitted chunks to finish in the background; their results are discarded.
+#[must_use = "iterators are lazy and do nothing unless consumed: no task is submitted \
+              before the first `next`"]
 pub struct Imap<'p, F, I: Iterator, R> {
     feed: Feed<'p, F, I>,
     inflight: VecDeque<Chunk<R>>,
@@ -277,6 +279,8 @@ fn wait_timeout(timeout: Duration) -> Error {
 ///
 /// Nothing is submitted until the first call to `next`. Dropping it leaves the
 /// submitted chunks to finish in the background; their results are discarded.
+#[must_use = "iterators are lazy and do nothing unless consumed: no task is submitted \
+              before the first `next`"]
 pub struct ImapUnordered<'p, F, I: Iterator, R> {
     feed: Feed<'p, F, I>,
     inflight: HashMap<usize, Chunk<R>>,

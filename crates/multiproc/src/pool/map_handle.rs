@@ -77,6 +77,8 @@ fn gather<R: Send + 'static>(parts: &[Part<R>]) -> Result<Vec<R>> {
 /// assert_eq!(squares.join()?[9], 81);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the map runs on, but its results and errors are discarded unless you `join` \
+              or `.await` the handle"]
 pub struct MapHandle<R> {
     slot: Arc<Slot<Vec<R>>>,
 }

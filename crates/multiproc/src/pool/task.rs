@@ -463,6 +463,8 @@ pub(crate) fn expand<R>(out: Result<ChunkOut<R>>, n: usize) -> Vec<Result<R>> {
 /// assert_eq!(h.join()?, 42);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "the task runs on, but its result (or its error, or its panic) is discarded \
+              unless you `join` or `.await` the handle"]
 pub struct TaskHandle<R> {
     slot: Arc<Slot<ChunkOut<R>>>,
 }

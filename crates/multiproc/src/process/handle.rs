@@ -29,6 +29,12 @@ const READ_BUDGET: usize = 1 << 20;
 ///
 /// `T` is the function's return type; it comes back through [`join`](Self::join).
 ///
+/// Dropping the handle without joining lets the child run on (it is reaped in the
+/// background when it ends), but its result is lost, and with the default
+/// [`die_with_parent`](crate::process::Builder::die_with_parent) the child is killed
+/// when this process exits: when `main` returns, a child whose handle was dropped
+/// dies with it, however far it got. Join it to wait for its work.
+///
 /// # Examples
 ///
 /// ```
@@ -43,6 +49,8 @@ const READ_BUDGET: usize = 1 << 20;
 /// assert_eq!(p.join()?, format!("hello from pid {pid}"));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+#[must_use = "a dropped Process loses its result, and its child is killed when this process \
+              exits (when `main` returns); `join` it to wait for its work"]
 pub struct Process<T> {
     pid: i32,
     pidfd: Option<OwnedFd>,
