@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// The `$id` of the schema this report follows.
-pub(crate) const SCHEMA_ID: &str = "https://multiproc.invalid/schema/compare.v1.json";
+pub(crate) const SCHEMA_ID: &str = "https://raw.githubusercontent.com/multiproc-rs/multiproc/main/crates/multiproc-cli/schema/compare.v1.json";
 /// The report format's version; bumped on any incompatible change.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
