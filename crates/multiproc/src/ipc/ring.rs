@@ -474,6 +474,10 @@ impl<M: Mem> Ring<M> {
                     return Ok(None);
                 }
             }
+            // The header is read only at a position that can hold one: a scribbled
+            // head (or a record length that moved it) off the 8-byte grid would read
+            // past the end of the data area (found by the `ring` fuzz target).
+            check_positions(pos, tail, self.cap)?;
             let mut h = [0u8; HEADER];
             self.mem.read(self.data_off(pos), &mut h);
             match decode_record(h, pos, tail, self.cap, self.max_record())? {

@@ -53,6 +53,23 @@ mod std_tests {
         assert!(Ring::open(mem, footprint(128), 2 * footprint(128)).is_ok());
     }
 
+    /// Found by the `ring` fuzz target (after the checked-positions fix): a head
+    /// scribbled off the 8-byte grid made `peek` read a header across the end of the
+    /// data area before `decode_record` could refuse the position.
+    #[test]
+    fn misaligned_head_is_corrupt_not_a_read_past_the_end() {
+        let r = Ring::init(Arc::new(HeapMem::new(footprint(128))), 0, 128);
+        for (head, tail) in [(127u64, 135u64), (1, 9), (255, 256)] {
+            r.mem()
+                .u64_at(128)
+                .store(head, std::sync::atomic::Ordering::Relaxed);
+            r.mem()
+                .u64_at(0)
+                .store(tail, std::sync::atomic::Ordering::Relaxed);
+            assert!(r.peek().is_err(), "head {head}, tail {tail}");
+        }
+    }
+
     #[test]
     fn full_seq_extends_across_wraparound() {
         let r = Ring::init(Arc::new(HeapMem::new(footprint(128))), 0, 128);
