@@ -24,8 +24,7 @@ use crate::sys;
 
 /// Default size of each direction's ring buffer (1 MiB).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
-/// Default largest message a pipe accepts (1 GiB).
-pub const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
+pub use super::frame::DEFAULT_MAX_MESSAGE;
 
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
 ///

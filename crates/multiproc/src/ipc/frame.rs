@@ -15,6 +15,10 @@ use std::time::Instant;
 
 use super::ring::{Corrupt, Mem, Record, Ring, Waited, FIRST, FIRST_PREFIX, LAST, MORE, SINGLE};
 
+/// Default largest message a pipe or queue accepts, and result a child or a pool
+/// worker may send back (1 GiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
+
 /// How long an operation may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Patience {

@@ -122,7 +122,7 @@ impl Builder {
             prefetch: None,
             progress: false,
             spin: Duration::from_micros(50),
-            max_result: crate::ipc::DEFAULT_MAX_MESSAGE as u64,
+            max_result: crate::ipc::frame::DEFAULT_MAX_MESSAGE as u64,
             restart_timeout: DEFAULT_RESTART_TIMEOUT,
             #[cfg(feature = "cluster")]
             cluster: None,

@@ -67,7 +67,7 @@ impl Builder {
             kill_on_drop: false,
             capture_output: false,
             allow_threads: false,
-            max_result: crate::ipc::DEFAULT_MAX_MESSAGE as u64,
+            max_result: crate::ipc::frame::DEFAULT_MAX_MESSAGE as u64,
             executable: None,
             env: Env::default(),
         }

@@ -590,6 +590,26 @@ proptest! {
         }
     }
 
+    /// The pure decoders of what another process writes are total: any bytes and
+    /// words give an answer, never a panic (the fuzz targets call them too).
+    #[test]
+    fn pure_decoders_are_total(h in any::<[u8; 8]>(), pos in any::<u64>(), tail in any::<u64>(),
+                               cap_log in 0u32..64, odd_cap in any::<u64>(), max_record in any::<usize>(),
+                               head in any::<u64>(), bytes in prop::collection::vec(any::<u8>(), 0..40),
+                               max_len in any::<u64>()) {
+        for cap in [1u64 << cap_log, odd_cap] {
+            let _ = crate::ipc::ring::decode_record(h, pos, tail, cap, max_record);
+            let _ = crate::ipc::ring::check_positions(head, tail, cap);
+        }
+        let mut prefix = [0u8; FIRST_PREFIX];
+        let n = bytes.len().min(FIRST_PREFIX);
+        prefix[..n].copy_from_slice(&bytes[..n]);
+        let _ = decode_first_prefix(prefix);
+        let _ = crate::sys::socket::decode_header(&bytes, Some(max_len));
+        let _ = crate::sys::socket::decode_header(&bytes, None);
+        let _ = crate::pool::wire::decode_header(&bytes, max_len);
+    }
+
     /// Truncation: a tail that claims more than was written is reported as corrupt.
     #[test]
     fn bogus_tail_is_corrupt(len in 0usize..200, extra in 1u64..100) {
