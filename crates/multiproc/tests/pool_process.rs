@@ -152,6 +152,34 @@ fn result_whose_serialize_panics_is_that_items_panic() {
     }
 }
 
+fn undecodable(_: u8) -> util::PanicsOnDeserialize {
+    util::PanicsOnDeserialize
+}
+
+/// A result whose `Deserialize` panics in the parent is that task's panic, also when a
+/// callback makes the pool's own thread decode it (a panic there ended the manager
+/// thread, and with it the pool).
+#[test]
+fn result_whose_deserialize_panics_fails_only_its_task() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = pool.apply_async_with(undecodable, 0, move |r| {
+        let _ = tx.send(r.as_ref().err().map(|e| e.kind()));
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)).unwrap(),
+        Some(ErrorKind::Panicked)
+    );
+    let e = h.join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
+    assert_eq!(e.panic().unwrap().message(), "cannot deserialize");
+    let e = pool.apply(undecodable, 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked, "{e}");
+    assert_eq!(pool.apply(square, 3).unwrap(), 9, "the pool serves on");
+    pool.join();
+}
+
 #[test]
 fn each_way_to_die_is_named() {
     let _w = util::watchdog(LIMIT);

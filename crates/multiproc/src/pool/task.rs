@@ -238,7 +238,7 @@ impl<T: Send + 'static> Slot<T> {
         }
         if matches!(g.value, Some(Stored::Raw(..))) {
             if let Some(Stored::Raw(bytes, fds)) = g.value.take() {
-                let v = (g.decode)(&bytes, fds);
+                let v = decode_caught(g.decode, &bytes, fds);
                 g.value = Some(Stored::Value(v));
             }
         }
@@ -260,7 +260,7 @@ impl<T: Send + 'static> Slot<T> {
         drop(g);
         match v {
             Stored::Value(r) => r,
-            Stored::Raw(bytes, fds) => decode(&bytes, fds),
+            Stored::Raw(bytes, fds) => decode_caught(decode, &bytes, fds),
         }
     }
 
@@ -394,13 +394,20 @@ impl<T: Send + 'static> Completion for Slot<T> {
         match callback {
             // A callback needs the value now, on this (the pool's) thread.
             Some(cb) => {
-                let r = cb(decode(&bytes, fds));
+                let r = cb(decode_caught(decode, &bytes, fds));
                 self.store(Stored::Value(r));
             }
             // Otherwise the waiter decodes it, off the pool's I/O thread.
             None => self.store(Stored::Raw(bytes, fds)),
         }
     }
+}
+
+/// Decodes a worker's answer; a `Deserialize` that panics is the task's panic, so it
+/// neither ends the pool's own thread (which decodes for callbacks) nor escapes a
+/// waiter's `join` as an unwinding.
+fn decode_caught<T>(decode: Decode<T>, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    crate::panic::catch(|| decode(bytes, fds)).unwrap_or_else(|p| Err(Error::from_panic(p)))
 }
 
 /// Turns a chunk's outcome into one result per item (`n` items).
