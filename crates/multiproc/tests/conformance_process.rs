@@ -56,7 +56,7 @@ fn exitcode_through_a_childs_life() {
     let _w = util::watchdog(LIMIT);
     for m in StartMethod::ALL {
         let mut p = builder(m).name("sleeper").start(sleeps_forever).unwrap();
-        assert_eq!(p.name(), Some("sleeper"));
+        assert_eq!(p.name(), "sleeper");
         assert!(p.pid() > 0 && p.pid() as u32 != std::process::id());
         assert_eq!(p.exitcode(), None, "{m}");
         assert!(p.is_alive());

@@ -376,7 +376,7 @@ fn name_is_the_process_comm() {
     let _w = util::watchdog(Duration::from_secs(30));
     for m in StartMethod::ALL {
         let p = builder(m).name("mp-worker").start(comm).unwrap();
-        assert_eq!(p.name(), Some("mp-worker"));
+        assert_eq!(p.name(), "mp-worker");
         assert_eq!(p.join().unwrap(), "mp-worker", "{m}");
     }
 }

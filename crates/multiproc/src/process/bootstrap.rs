@@ -290,6 +290,9 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
     }
     if let Some(name) = &launch.name {
         sys::fork::set_process_name(name);
+        // The process that made our result socket (the pair's creator) started us.
+        let parent = rustix::net::sockopt::socket_peercred(&sock).ok();
+        super::current::enter_child(name, parent.map(|c| c.pid.as_raw_nonzero().get()));
     }
     launch.env.apply();
     let mut rest = fds.drain(..).collect::<std::collections::VecDeque<_>>();

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::bootstrap::{self, Launch};
+use super::current;
 use super::env::Env;
 use super::fork::{self, ChildIo};
 use super::forkserver;
@@ -73,7 +74,10 @@ impl Builder {
         }
     }
 
-    /// Names the process (its `comm` in `ps` and `/proc`, first 15 bytes).
+    /// Names the process: its `comm` in `ps` and `/proc` (first 15 bytes, by every
+    /// start method), [`Process::name`] and, in the child,
+    /// [`current_process().name()`](super::current_process). Default: `Process-N`,
+    /// numbered from 1 in each process, as in Python.
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
         self
@@ -230,7 +234,7 @@ impl Builder {
     /// # Errors
     ///
     /// As [`start`](Self::start), plus [`ErrorKind::Encode`] if `arg` fails to serialize.
-    pub fn start_with<F, A, R>(self, f: F, arg: A) -> Result<Process<R>>
+    pub fn start_with<F, A, R>(mut self, f: F, arg: A) -> Result<Process<R>>
     where
         F: FnOnce(A) -> R + 'static,
         A: Serialize + DeserializeOwned,
@@ -241,6 +245,7 @@ impl Builder {
         if method == StartMethod::Fork {
             return self.start_fork(move || f(arg));
         }
+        let name = self.name.get_or_insert_with(current::default_name).clone();
         bootstrap::check_not_orphaned_bootstrap()?;
         let arg = codec::encode(&arg)?;
         let (out, err, child_ends) = self.capture_pipes()?;
@@ -276,7 +281,7 @@ impl Builder {
             }
         };
         drop(child_ends);
-        Ok(Process::from_started(
+        let p = Process::from_started(
             started,
             self.name,
             method,
@@ -284,7 +289,9 @@ impl Builder {
             self.max_result,
             out,
             err,
-        ))
+        );
+        current::register_child(p.pid(), &name);
+        Ok(p)
     }
 
     /// Forks a child running the closure `f`, which may capture anything: the child
@@ -315,12 +322,13 @@ impl Builder {
         self.start_fork(f)
     }
 
-    fn start_fork<F, R>(self, f: F) -> Result<Process<R>>
+    fn start_fork<F, R>(mut self, f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R,
         R: Serialize + DeserializeOwned,
     {
         fork::check_threads(self.allow_threads)?;
+        let name = self.name.get_or_insert_with(current::default_name).clone();
         let (out, err, mut child_ends) = self.capture_pipes()?;
         let (death_fd, pdeathsig_ppid) = self.death_watch(StartMethod::Fork)?;
         let child_err = if err.is_some() {
@@ -341,8 +349,16 @@ impl Builder {
             name: self.name.clone(),
             env: self.env.clone(),
         };
-        let started = fork::start(f, io)?;
-        Ok(Process::from_started(
+        let child_name = name.clone();
+        let parent = i32::try_from(std::process::id()).ok();
+        let started = fork::start(
+            move || {
+                current::enter_child(&child_name, parent);
+                f()
+            },
+            io,
+        )?;
+        let p = Process::from_started(
             started,
             self.name,
             StartMethod::Fork,
@@ -350,7 +366,9 @@ impl Builder {
             self.max_result,
             out,
             err,
-        ))
+        );
+        current::register_child(p.pid(), &name);
+        Ok(p)
     }
 
     /// How the child will notice this process's death: `(death pipe fd or -1, parent

@@ -166,9 +166,9 @@ impl<T> Process<T> {
         self.pid
     }
 
-    /// The name given with [`Builder::name`].
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    /// The child's name: the one given with [`Builder::name`], or `Process-N`.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
     }
 
     /// The start method that created the child.

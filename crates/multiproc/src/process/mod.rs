@@ -55,6 +55,7 @@
 
 pub(crate) mod bootstrap;
 mod builder;
+mod current;
 mod env;
 mod exit;
 mod fork;
@@ -68,6 +69,10 @@ mod start_method;
 mod tests;
 
 pub use builder::Builder;
+pub use current::{
+    active_children, current_process, parent_process, ChildInfo, CurrentProcess, ParentProcess,
+    MAIN_PROCESS_NAME,
+};
 pub use exit::{ExitStatus, Signal};
 pub use forkserver::preload_forkserver;
 pub use handle::{Output, Process};
