@@ -78,10 +78,11 @@ impl MemProbe {
     }
 }
 
-/// Writes all of `bytes`, or as much as the reader takes before it hangs up.
+/// Writes all of `bytes` on a socket, or as much as the reader takes before it
+/// hangs up (without `SIGPIPE`: the child must end as it chooses).
 fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        match rustix::io::write(fd, bytes) {
+        match rustix::net::send(fd, bytes, rustix::net::SendFlags::NOSIGNAL) {
             Ok(n) => bytes = &bytes[n..],
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => return,
