@@ -44,6 +44,8 @@ pub struct Options {
     pub(crate) blob_threshold: usize,
     pub(crate) max_payload: usize,
     pub(crate) blob_ttl: Duration,
+    #[cfg(feature = "cluster-tls")]
+    pub(crate) tls_root_cert: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Options {
@@ -95,6 +97,8 @@ impl Options {
             blob_threshold: 256 << 10,
             max_payload: 64 << 20,
             blob_ttl: Duration::from_secs(3600),
+            #[cfg(feature = "cluster-tls")]
+            tls_root_cert: None,
         }
     }
 
@@ -179,6 +183,14 @@ impl Options {
     /// How long a side key lives if nobody deletes it (default 1 h).
     pub fn blob_ttl(mut self, ttl: Duration) -> Options {
         self.blob_ttl = ttl;
+        self
+    }
+
+    /// Trusts this CA (PEM) for a `rediss://` URL instead of the system's roots
+    /// (feature `cluster-tls`).
+    #[cfg(feature = "cluster-tls")]
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Options {
+        self.tls_root_cert = Some(pem.into());
         self
     }
 

@@ -28,7 +28,7 @@ pub(crate) fn broker_error(what: &str, e: redis::RedisError) -> Error {
 pub(crate) fn connect(cfg: &Resolved, read_timeout: Duration) -> Result<redis::Connection> {
     let o = &cfg.opts;
     let what = || format!("cannot connect to Redis at {}", redact(&o.url));
-    let client = redis::Client::open(o.url.as_str()).map_err(|e| {
+    let client = client(o).map_err(|e| {
         Error::new(ErrorKind::InvalidInput)
             .with_message(format!("the cluster URL {}", redact(&o.url)))
             .with_source(io::Error::other(e.to_string()))
@@ -40,6 +40,28 @@ pub(crate) fn connect(cfg: &Resolved, read_timeout: Duration) -> Result<redis::C
         .and_then(|()| con.set_write_timeout(Some(o.command_timeout)))
         .map_err(|e| broker_error(&what(), e))?;
     Ok(con)
+}
+
+#[cfg(not(feature = "cluster-tls"))]
+fn client(o: &super::config::Options) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(o.url.as_str())
+}
+
+/// A client for `redis://`, or `rediss://` with the options' CA (else the system's).
+#[cfg(feature = "cluster-tls")]
+fn client(o: &super::config::Options) -> redis::RedisResult<redis::Client> {
+    // rustls needs a process-wide provider; ring is the one this feature builds.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match &o.tls_root_cert {
+        Some(pem) => redis::Client::build_with_tls(
+            o.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        None => redis::Client::open(o.url.as_str()),
+    }
 }
 
 /// Connects, retrying with backoff (50 ms doubling to 2 s) until `deadline`.

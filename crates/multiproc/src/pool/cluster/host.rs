@@ -56,6 +56,9 @@ pub const WORKER_TIMING_ENV: &str = "MULTIPROC_WORKER_TIMING";
 /// Environment: print the program's registered tasks (name, signature, key, build
 /// id; tab-separated) from the pre-`main` hook and exit (`multiproc worker --list`).
 pub const LIST_ENV: &str = "MULTIPROC_LIST_TASKS";
+/// Environment: a CA file (PEM) a host started by [`WORKER_ENV`] trusts for a
+/// `rediss://` URL (feature `cluster-tls`).
+pub const WORKER_TLS_CA_ENV: &str = "MULTIPROC_WORKER_TLS_CA";
 /// Environment: the start method of the host's local workers (`spawn`, `forkserver`).
 pub const WORKER_METHOD_ENV: &str = "MULTIPROC_WORKER_START_METHOD";
 
@@ -418,6 +421,15 @@ pub fn serve_from_env() -> Result<bool> {
             .heartbeat(Duration::from_millis(hb))
             .min_idle(Duration::from_millis(idle));
     }
+    #[cfg(feature = "cluster-tls")]
+    if let Some(ca) = get(WORKER_TLS_CA_ENV) {
+        let pem = std::fs::read(&ca).map_err(|e| {
+            Error::new(ErrorKind::InvalidInput)
+                .with_message(format!("{WORKER_TLS_CA_ENV}={ca:?}"))
+                .with_source(e)
+        })?;
+        opts = opts.tls_root_cert(pem);
+    }
     let mut w = Worker::new(opts);
     if let Some(s) = get(WORKER_SLOTS_ENV) {
         w = w.slots(s.parse().map_err(|_| bad(WORKER_SLOTS_ENV, &s))?);
@@ -441,6 +453,7 @@ pub fn serve_from_env() -> Result<bool> {
         WORKER_ENV,
         WORKER_NAME_ENV,
         WORKER_SLOTS_ENV,
+        WORKER_TLS_CA_ENV,
         WORKER_TIMING_ENV,
         WORKER_METHOD_ENV,
         super::KEY_ENV,

@@ -100,7 +100,7 @@ pub use client::{ClusterStats, HostStatus};
 pub use config::{Options, KEY_ENV, MIN_KEY_LEN};
 pub use host::{
     serve, serve_from_env, Worker, LIST_ENV, WORKER_ENV, WORKER_METHOD_ENV, WORKER_NAME_ENV,
-    WORKER_SLOTS_ENV, WORKER_TIMING_ENV,
+    WORKER_SLOTS_ENV, WORKER_TIMING_ENV, WORKER_TLS_CA_ENV,
 };
 pub use registry::{registered, TaskDef};
 
