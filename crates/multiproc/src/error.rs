@@ -14,6 +14,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ([`panic`](Error::panic), [`exit_status`](Error::exit_status), the
 /// [`source`](std::error::Error::source) `io::Error`) for details.
 ///
+/// Its `Display` is one line that does not repeat its source's text (print the chain,
+/// as `anyhow`'s `{:#}` does, for both), except for a bare OS error
+/// ([`ErrorKind::Os`] with no context), which displays as the OS error itself.
+///
+/// It is `Serialize` and `Deserialize`, so a child process or a pool task can return
+/// one (for example as `Result<T, multiproc::Error>`): kind, message, panic and exit
+/// status cross intact, and the OS error keeps its code (and so its text).
+///
 /// # Examples
 ///
 /// ```
@@ -41,7 +49,7 @@ struct Inner {
 }
 
 /// A list specifying general categories of [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The function panicked; [`Error::panic`] has the message and location.
@@ -294,19 +302,81 @@ impl fmt::Display for Error {
             (None, Some(s)) => write!(f, "child {s}")?,
             (None, None) => f.write_str(self.inner.kind.as_str())?,
         }
+        if let Some(s) = self.transparent() {
+            return fmt::Display::fmt(s, f);
+        }
         if let Some(m) = &self.inner.message {
             write!(f, ": {m}")?;
         }
-        if let Some(s) = &self.inner.source {
-            write!(f, ": {s}")?;
-        }
+        // The source's text is not repeated here: `source()` returns it.
         Ok(())
+    }
+}
+
+impl Error {
+    /// The OS error this error only wraps (kind `Os`, no context): it displays as that
+    /// error, and its source is that error's source.
+    fn transparent(&self) -> Option<&io::Error> {
+        let i = &self.inner;
+        match (&i.source, &i.message, i.kind) {
+            (Some(s), None, ErrorKind::Os) => Some(s),
+            _ => None,
+        }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner.source.as_ref().map(|e| e as _)
+        match self.transparent() {
+            Some(s) => s.source(),
+            None => self.inner.source.as_ref().map(|e| e as _),
+        }
+    }
+}
+
+/// How an [`Error`] crosses to another process.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    kind: ErrorKind,
+    message: Option<String>,
+    /// The OS error: its code, or (an error without one) its text.
+    os: Option<Result<i32, String>>,
+    panic: Option<RemotePanic>,
+    status: Option<ExitStatus>,
+}
+
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let i = &self.inner;
+        Wire {
+            kind: i.kind,
+            message: i.message.clone(),
+            os: i
+                .source
+                .as_ref()
+                .map(|e| e.raw_os_error().ok_or_else(|| e.to_string())),
+            panic: i.panic.clone(),
+            status: i.status,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Error, D::Error> {
+        let w = Wire::deserialize(d)?;
+        Ok(Error {
+            inner: Box::new(Inner {
+                kind: w.kind,
+                message: w.message,
+                source: w.os.map(|os| match os {
+                    Ok(code) => io::Error::from_raw_os_error(code),
+                    Err(text) => io::Error::other(text),
+                }),
+                panic: w.panic,
+                status: w.status,
+            }),
+        })
     }
 }
 

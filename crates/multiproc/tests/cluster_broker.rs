@@ -129,7 +129,12 @@ fn t13_the_documented_acl_user_is_enough() {
         .build()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
-    assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+    // Redis's refusal is the error's source (what anyhow's `{:#}` prints after it).
+    let chain = std::iter::successors(Some(&e as &dyn std::error::Error), |c| c.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(chain.to_lowercase().contains("noperm"), "{chain}");
     cleanup(&url, &name);
 }
 

@@ -265,7 +265,12 @@ impl Builder {
         let started = if method == StartMethod::Spawn {
             let mut fds: Vec<BorrowedFd<'_>> = child_ends.iter().map(AsFd::as_fd).collect();
             fds.extend(arg.fds.iter().map(AsFd::as_fd));
-            spawn::spawn_child(launch, &fds, self.executable.as_deref()).map_err(start_error)?
+            spawn::spawn_child(launch, &fds, self.executable.as_deref()).map_err(|e| {
+                start_error(e).with_message(match &self.executable {
+                    Some(p) => format!("cannot execute {}", p.to_string_lossy()),
+                    None => "cannot re-execute this program (/proc/self/exe)".to_owned(),
+                })
+            })?
         } else {
             let (ours, theirs) = sys::socket::pair().map_err(start_error)?;
             let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];

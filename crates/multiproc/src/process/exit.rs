@@ -12,7 +12,7 @@ use std::fmt;
 /// assert_eq!(Signal::from_raw(11).name(), Some("SIGSEGV"));
 /// assert_eq!(Signal::SIGKILL.to_string(), "SIGKILL");
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Signal(i32);
 
 impl Signal {
@@ -59,7 +59,7 @@ impl fmt::Debug for Signal {
 }
 
 /// How a child process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ExitStatus {
     /// It called `exit` (or returned) with this code.
     Exited(i32),

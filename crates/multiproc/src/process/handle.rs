@@ -435,9 +435,13 @@ impl<T> Process<T> {
                     .take()
                     .filter(|re| re.kind() != std::io::ErrorKind::ConnectionReset);
                 if let Some(re) = garbage.filter(|_| status.success()) {
-                    e = Error::new(ErrorKind::Decode)
-                        .with_status(status)
-                        .with_source(re);
+                    e = Error::new(ErrorKind::Decode).with_status(status);
+                    // The frame reader's own refusals are messages ("exceeds the
+                    // maximum…"); an OS error stays the source.
+                    e = match re.raw_os_error() {
+                        Some(_) => e.with_message("reading its result failed").with_source(re),
+                        None => e.with_message(re.to_string()),
+                    };
                 } else if st.truncated {
                     e = e.with_message("it ended in the middle of sending its result");
                 } else if status.code().is_some() {

@@ -189,7 +189,7 @@ impl SharedMemory {
             if e.kind() == std::io::ErrorKind::InvalidInput {
                 invalid(format!("{name} is not a multiproc shared-memory segment"))
             } else {
-                Error::os(e)
+                Error::os(e).with_message(format!("cannot open shared-memory segment {name}"))
             }
         })?;
         if let Some(ino) = inode {
