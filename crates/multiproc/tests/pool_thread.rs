@@ -242,3 +242,28 @@ fn cancel_skips_a_queued_task() {
     pool.join();
     assert!(!RAN.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+fn thread_name(_: u32) -> String {
+    std::thread::current().name().unwrap_or("").to_string()
+}
+
+#[test]
+fn worker_threads_carry_the_name_prefix_replacements_included() {
+    let _w = util::watchdog(std::time::Duration::from_secs(60));
+    let pool = multiproc::pool::Builder::new()
+        .backend(multiproc::pool::Backend::Threads)
+        .workers(1)
+        .max_tasks_per_child(1)
+        .thread_name_prefix("mp-io")
+        .build()
+        .unwrap();
+    let names: Vec<String> = (0..3)
+        .map(|i| pool.apply(thread_name, i).unwrap())
+        .collect();
+    assert_eq!(names, ["mp-io_0", "mp-io_1", "mp-io_2"]);
+    let default = multiproc::Pool::threads(1).unwrap();
+    assert_eq!(
+        default.apply(thread_name, 0).unwrap(),
+        "multiproc-pool-worker_0"
+    );
+}

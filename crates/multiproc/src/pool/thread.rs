@@ -51,7 +51,12 @@ pub(crate) struct Config {
     /// How long a sleeping worker waits before it looks at the queue by itself;
     /// `None` waits for a notification only (tests of the wake-up protocol).
     pub(crate) recheck: Option<Duration>,
+    /// Worker threads are named `{prefix}_{n}`, `n` counting from 0 in start order.
+    pub(crate) name_prefix: Arc<str>,
 }
+
+/// The default [`Config::name_prefix`].
+pub(crate) const NAME_PREFIX: &str = "multiproc-pool-worker";
 
 struct State {
     jobs: VecDeque<Job>,
@@ -84,6 +89,8 @@ struct Shared {
     queued: AtomicUsize,
     cfg: Config,
     timer: Mutex<Option<JoinHandle<()>>>,
+    /// Numbers this pool's worker threads (replacements included).
+    names: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +128,7 @@ impl ThreadPool {
             queued: AtomicUsize::new(0),
             cfg,
             timer: Mutex::new(None),
+            names: AtomicUsize::new(0),
         });
         crate::panic::install_hook();
         let (tx, rx) = mpsc::channel();
@@ -230,8 +238,9 @@ fn spawn_worker(
 ) -> Result<()> {
     lock(&shared.state).live += 1;
     let s = Arc::clone(shared);
+    let n = s.names.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let r = std::thread::Builder::new()
-        .name("multiproc-pool-worker".into())
+        .name(format!("{}_{n}", s.cfg.name_prefix))
         .spawn(move || worker(&s, ready));
     if let Err(e) = r {
         lock(&shared.state).live -= 1;
@@ -473,6 +482,7 @@ mod tests {
                     timeout: None,
                     spin: Duration::from_micros(spin_us),
                     recheck: None,
+                    name_prefix: super::NAME_PREFIX.into(),
                 })
                 .unwrap();
                 for round in 0..2_000u32 {
