@@ -59,8 +59,23 @@ fn thread_segfaults_in_a_process() -> String {
         .unwrap_or_else(|e| e.to_string())
 }
 
+/// Panics on purpose, unprinted: the demo shows the message that `join` hands back instead.
+///
+/// The quiet scope is entered here, in the thread or child process that panics, so it works for
+/// every start method (a Spawn or ForkServer child does not inherit this process's hook).
 fn thread_panics() -> u32 {
-    panic!("this thread gave up")
+    crate::quiet_panic::silently(|| panic!("this thread gave up"))
+}
+
+/// One line for a `join` that should have handed back a panic: its message, as data.
+fn describe_panic<T: std::fmt::Debug>(outcome: multiproc::Result<T>) -> String {
+    match outcome {
+        Err(e) => match e.panic() {
+            Some(p) => format!("Err(Panicked), message {:?}", p.message()),
+            None => format!("Err({e}), not a panic?!"),
+        },
+        Ok(v) => format!("Ok({v:?})?!"),
+    }
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -156,19 +171,15 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("== 5. Where Rust differs from the article: a panic is not a crash");
     println!("A panic in a Rust thread unwinds that thread only; join() hands it back:");
-    match Thread::start(thread_panics)?.join() {
-        Err(e) => println!("thread: {e}"),
-        Ok(v) => println!("thread returned {v}?!"),
-    }
-    match Process::builder()
+    println!(
+        "thread:  join() = {}",
+        describe_panic(Thread::start(thread_panics)?.join())
+    );
+    let child = Process::builder()
         .start_method(method)
         .allow_threads(true)
-        .start(thread_panics)?
-        .join()
-    {
-        Err(e) => println!("process: {e}"),
-        Ok(v) => println!("process returned {v}?!"),
-    }
+        .start(thread_panics)?;
+    println!("process: join() = {}", describe_panic(child.join()));
     println!("A segfault or abort is not caught by anything: in a thread it ends the process (4),");
     println!("in a child process it ends that child only (3).");
     Ok(())

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod compare;
 mod demo;
+mod quiet_panic;
 mod worker;
 
 const EXAMPLES: &str = "\

@@ -21,8 +21,14 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 /// Runs the binary with `args`, killing it (and failing) after `limit`.
 fn run(args: &[&str], limit: Duration) -> Output {
+    run_env(args, &[], limit)
+}
+
+/// [`run`] with extra environment variables.
+fn run_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -209,6 +215,44 @@ fn demo_runs() {
     let o = run(&["demo"], Duration::from_secs(60));
     assert_ok(&["demo"], &o);
     assert!(!o.stdout.is_empty());
+}
+
+/// The demo's deliberate panics print no "thread panicked at" line and no backtrace, even with
+/// `RUST_BACKTRACE=1`, for every start method (a Spawn or ForkServer child does not inherit the
+/// parent's panic hook); the message `join` hands back is in the output as data.
+#[test]
+fn demo_panics_are_data_not_noise() {
+    for method in ["fork", "forkserver", "spawn"] {
+        let args = ["demo", "--start-method", method];
+        let o = run_env(
+            &args,
+            &[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")],
+            Duration::from_secs(90),
+        );
+        assert_ok(&args, &o);
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        for noise in [
+            "panicked at",
+            "stack backtrace",
+            "RUST_BACKTRACE",
+            "rust_begin_unwind",
+        ] {
+            assert!(
+                !err.contains(noise),
+                "{method}: stderr has {noise:?}:\n{err}"
+            );
+        }
+        for who in ["thread: ", "process: "] {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(who))
+                .unwrap_or_else(|| panic!("{method}: no {who:?} line in:\n{out}"));
+            assert!(
+                line.contains("Err(Panicked), message \"this thread gave up\""),
+                "{method}: {line}"
+            );
+        }
+    }
 }
 
 #[test]
