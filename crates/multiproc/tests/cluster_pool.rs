@@ -533,3 +533,39 @@ fn t2_cancel_before_send_and_terminate() {
     );
     cleanup(&url, &name);
 }
+
+#[test]
+fn t16_imap_over_an_endless_input_stays_bounded_in_redis() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name))
+        .prefetch(8)
+        .build()
+        .unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let mut it = pool.imap(square, 0u64..);
+    for i in 0..300u64 {
+        assert_eq!(it.next().unwrap().unwrap(), i * i);
+    }
+    // One entry per chunk (one item each: the input's length is unknown): at most
+    // the consumed ones plus the prefetch were ever written.
+    let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(format!("{{{name}}}:tasks"))
+        .query(&mut raw(&url))
+        .unwrap();
+    let added = match info.get("entries-added") {
+        Some(redis::Value::Int(n)) => *n,
+        other => panic!("entries-added: {other:?}"),
+    };
+    assert!(
+        (300..=300 + 8 + 1).contains(&added),
+        "{added} entries written for 300 consumed"
+    );
+    drop(it);
+    pool.join();
+    cleanup(&url, &name);
+}
