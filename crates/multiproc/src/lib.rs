@@ -12,6 +12,9 @@ pub mod ipc;
 mod panic;
 pub mod pool;
 pub mod process;
+// The README's "Coming from Python" table, row by row, as a doctest.
+#[cfg(doctest)]
+mod python_table;
 pub mod shm;
 pub mod sync;
 mod sys;
