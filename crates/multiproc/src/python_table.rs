@@ -8,7 +8,7 @@
 //! use std::time::Duration;
 //!
 //! use multiproc::ipc::{self, Address, TryRecvError, TrySendError};
-//! use multiproc::pool::{self, Pool, WaitFor};
+//! use multiproc::pool::{self, Backend, Pool, WaitFor};
 //! use multiproc::process::{self, Builder};
 //! use multiproc::sync::OwnerDied;
 //! use multiproc::thread;
@@ -111,6 +111,17 @@
 //! let mut done: Vec<u64> = pool::as_completed(hs).map(|(_, r)| r.unwrap()).collect();
 //! done.sort();
 //! assert_eq!(done, [4, 9]);
+//!
+//! // row: `ThreadPoolExecutor(thread_name_prefix='io')`
+//! fn my_name(_: ()) -> String {
+//!     std::thread::current().name().unwrap_or_default().to_owned()
+//! }
+//! let io = pool::Builder::new()
+//!     .backend(Backend::Threads)
+//!     .thread_name_prefix("io")
+//!     .workers(1)
+//!     .build()?;
+//! assert_eq!(io.apply(my_name, ())?, "io_0");
 //!
 //! // row: `os.cpu_count()`
 //! assert!(pool::cpu_count() >= 1);
