@@ -1,6 +1,11 @@
 //! IPC benchmarks: multiproc's `Queue` and `Pipe` against a raw pipe, ipc-channel,
 //! crossbeam-channel (threads) and Python's multiprocessing, side by side.
 //!
+//! `pipe_rtt_u64_proc` and `queue_rtt_u64_proc` are the same round trip (typed
+//! `send`/`recv` of a `u64`) through a Pipe and through two Queues, and
+//! `queue_bytes_1MiB_proc` puts 1 MiB `ByteBuf`s beside `pipe_bytes_1MiB_proc`: the
+//! interleaved rounds pair them, and the summary prints their ratios (issue 14).
+//!
 //! Run: `cargo bench -p multiproc --bench ipc` (add `MULTIPROC_BENCH_QUICK=1` for a
 //! run of about a minute without criterion's statistics). Every measure is taken in
 //! `ROUNDS` interleaved rounds; the summary prints medians and ratios. Round trips
@@ -19,6 +24,7 @@ use ipc_channel::ipc::{self, IpcBytesSender, IpcOneShotServer, IpcSender};
 use multiproc::ipc::{Connection, Pipe};
 use multiproc::{Process, Queue};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 fn quick() -> bool {
     std::env::var_os("MULTIPROC_BENCH_QUICK").is_some()
@@ -44,6 +50,33 @@ fn pipe_echo(c: Connection) {
     let mut buf = Vec::new();
     while c.recv_bytes_into(&mut buf).is_ok() && !buf.is_empty() {
         c.send_bytes(&buf).unwrap();
+    }
+}
+
+/// Sends back every `u64` until `u64::MAX` (typed `send`/`recv`, as users write it).
+fn pipe_echo_u64(c: Connection) {
+    while let Ok(v) = c.recv::<u64>() {
+        if v == u64::MAX || c.send(v).is_err() {
+            break;
+        }
+    }
+}
+
+/// Puts back on `back` every `u64` it gets from `to`, until `u64::MAX`.
+fn queue_echo((to, back): (Queue<u64>, Queue<u64>)) {
+    while let Ok(v) = to.get() {
+        if v == u64::MAX || back.put(v).is_err() {
+            break;
+        }
+    }
+}
+
+/// Puts `n` 1 MiB items (a fresh copy of its buffer each, as a producer that keeps
+/// its data must).
+fn queue_bytes_producer((q, n): (Queue<ByteBuf>, u64)) {
+    let data = vec![7u8; MIB];
+    for _ in 0..n {
+        q.put(ByteBuf::from(data.clone())).unwrap();
     }
 }
 
@@ -234,6 +267,41 @@ fn pipe_rtt(n: u64) -> Duration {
     d
 }
 
+/// The round trip of `compare --only communicating`: typed `send`/`recv` of a `u64`.
+fn pipe_rtt_u64(n: u64) -> Duration {
+    let (a, b) = Pipe::new().unwrap();
+    let p = Process::start_with(pipe_echo_u64, b).unwrap();
+    a.send(0u64).unwrap();
+    a.recv::<u64>().unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        a.send(i).unwrap();
+        std::hint::black_box(a.recv::<u64>().unwrap());
+    }
+    let d = t.elapsed();
+    a.send(u64::MAX).unwrap();
+    p.join().unwrap();
+    d
+}
+
+/// The same round trip through two `Queue`s.
+fn queue_rtt_u64(n: u64) -> Duration {
+    let to = Queue::<u64>::new().unwrap();
+    let back = Queue::<u64>::new().unwrap();
+    let p = Process::start_with(queue_echo, (to.clone(), back.clone())).unwrap();
+    to.put(0).unwrap();
+    back.get().unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        to.put(i).unwrap();
+        std::hint::black_box(back.get().unwrap());
+    }
+    let d = t.elapsed();
+    to.put(u64::MAX).unwrap();
+    p.join().unwrap();
+    d
+}
+
 fn raw_pipe_rtt(n: u64) -> Duration {
     let (r1, w1) = rustix::pipe::pipe().unwrap();
     let (r2, w2) = rustix::pipe::pipe().unwrap();
@@ -296,6 +364,19 @@ fn pipe_bytes_1mib(n: u64) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         rx.recv_bytes_into(&mut buf).unwrap();
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+fn queue_bytes_1mib(n: u64) -> Duration {
+    let q = Queue::<ByteBuf>::new().unwrap();
+    let p = Process::start_with(queue_bytes_producer, (q.clone(), n + 1)).unwrap();
+    q.get().unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(q.get().unwrap());
     }
     let d = t.elapsed();
     p.join().unwrap();
@@ -447,6 +528,13 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
             gb_per_s,
         ));
         v.push(m(
+            "queue_bytes_1MiB_proc",
+            "GB/s",
+            300,
+            queue_bytes_1mib,
+            gb_per_s,
+        ));
+        v.push(m(
             "raw_pipe_bytes_1MiB_proc",
             "GB/s",
             100,
@@ -477,6 +565,20 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
     }
     let rtt_ops = if pinned { 5_000 } else { 20_000 };
     v.push(m("pipe_rtt_proc", "us/rtt", rtt_ops, pipe_rtt, us_per_op));
+    v.push(m(
+        "pipe_rtt_u64_proc",
+        "us/rtt",
+        rtt_ops,
+        pipe_rtt_u64,
+        us_per_op,
+    ));
+    v.push(m(
+        "queue_rtt_u64_proc",
+        "us/rtt",
+        rtt_ops,
+        queue_rtt_u64,
+        us_per_op,
+    ));
     v.push(m(
         "raw_pipe_rtt_proc",
         "us/rtt",
@@ -695,6 +797,9 @@ fn main() {
         ("pipe_rtt_proc_cpu0", "raw_pipe_rtt_proc_cpu0", false),
         ("pipe_rtt_proc_cpu0", "ipc_channel_rtt_proc_cpu0", false),
         ("pipe_rtt_proc_cpu0", "python_pipe_rtt_proc_cpu0", false),
+        ("queue_rtt_u64_proc", "pipe_rtt_u64_proc", false),
+        ("pipe_rtt_u64_proc", "pipe_rtt_proc", false),
+        ("queue_bytes_1MiB_proc", "pipe_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "raw_pipe_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "ipc_channel_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "python_pipe_bytes_1MiB_proc", true),

@@ -519,7 +519,7 @@ impl Connection {
             (Err(e), _) => Err(Fail::Rejected(e)),
             (Ok(_), None) => Err(Fail::Rejected(read_only())),
         };
-        if buf.capacity() <= 1 << 20 {
+        if buf.capacity() <= codec::KEEP_SCRATCH {
             SEND_SCRATCH.set(buf);
         }
         r.map_err(|f| (value, f))
@@ -731,7 +731,7 @@ impl Connection {
             Ok(()) => Ok(v),
             Err(m) => Err(Fail::Invalid(Error::new(ErrorKind::Decode).with_message(m))),
         });
-        if buf.capacity() <= 1 << 20 {
+        if buf.capacity() <= codec::KEEP_SCRATCH {
             rx.scratch = buf;
         }
         r

@@ -11,7 +11,7 @@
 //! A message is therefore either received whole or not at all, and losing one never
 //! loses another.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ring::{Corrupt, Mem, Record, Ring, Waited, FIRST, FIRST_PREFIX, LAST, MORE, SINGLE};
 
@@ -133,8 +133,8 @@ pub(crate) fn send<M: Mem>(
     Ok(notify)
 }
 
-/// How many checks of a waiting sender ask for slack (about the first 20 µs).
-const SLACK_POLLS: u32 = 16;
+/// How long a waiting sender asks for slack.
+const SLACK_FOR: Duration = Duration::from_micros(20);
 
 /// Waits until a record of `len` bytes fits in `ring`, as `patience` allows. (A
 /// ring whose positions cannot be ends the wait: the write that follows reports it.)
@@ -155,16 +155,34 @@ pub(crate) fn wait_fit<M: Mem>(
     // its position again, instead of the two trading one cache line per record.
     // Once asleep, any room will do (each wake-up costs a system call).
     let slack = ring.capacity() / 8;
-    let mut polls = 0u32;
+    let slack_until = Instant::now() + SLACK_FOR;
+    let mut early = true;
+    let mut looks = 0u32;
     let mut ready = || {
-        polls += 1;
-        ring.fits_with_slack(len, if polls <= SLACK_POLLS { slack } else { 0 })
+        looks += 1;
+        early = early && still_early(looks, slack_until);
+        ring.fits_with_slack(len, if early { slack } else { 0 })
             .unwrap_or(true)
     };
     match ring.wait_space(patience.deadline(), tick, &mut ready) {
         Waited::Ready => Ok(()),
         Waited::TimedOut => Err(SendFail::TimedOut),
         Waited::Stopped => Err(SendFail::Stopped),
+    }
+}
+
+/// Whether a waiting sender still asks for slack: until `until`; under loom, whose
+/// models must not depend on the clock, for its first 16 looks.
+fn still_early(looks: u32, until: Instant) -> bool {
+    #[cfg(loom)]
+    {
+        let _ = until;
+        looks <= 16
+    }
+    #[cfg(not(loom))]
+    {
+        let _ = looks;
+        Instant::now() < until
     }
 }
 

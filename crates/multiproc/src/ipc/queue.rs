@@ -501,7 +501,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(_) => Err(Fail::Rejected(fd_refused())),
             Err(e) => Err(Fail::Rejected(e)),
         };
-        if buf.capacity() <= 1 << 20 {
+        if buf.capacity() <= codec::KEEP_SCRATCH {
             SCRATCH.with(|s| *s.borrow_mut() = buf);
         }
         r.map_err(|f| (value, f))
@@ -511,7 +511,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let r = self.inner.get_bytes(&mut buf, patience);
         let r = r.and_then(|()| codec::decode(&buf, Vec::new()).map_err(Fail::Invalid));
-        if buf.capacity() <= 1 << 20 {
+        if buf.capacity() <= codec::KEEP_SCRATCH {
             SCRATCH.with(|s| *s.borrow_mut() = buf);
         }
         r
@@ -906,5 +906,50 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
             return Err(serde::de::Error::custom("not a JoinableQueue"));
         }
         Ok(JoinableQueue { queue })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bounds every wait, so a defect fails the test instead of hanging it.
+    const WAIT: Duration = Duration::from_secs(60);
+
+    fn scratch_capacity() -> usize {
+        SCRATCH.with(|s| s.borrow().capacity())
+    }
+
+    /// Issue 14: a 1 MiB item encodes to a little more than 1 MiB, which the old
+    /// 1 MiB limit threw away after every put and get (two fresh, page-faulted
+    /// buffers an item).
+    #[test]
+    fn one_mib_items_reuse_the_scratch_buffer() {
+        // Room for the whole item, so one thread can put it and get it back.
+        let q = Queue::<serde_bytes::ByteBuf>::builder()
+            .capacity(4 << 20)
+            .build()
+            .unwrap();
+        let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+        q.put_timeout(item.clone(), WAIT).unwrap();
+        assert!(scratch_capacity() > 1 << 20, "put dropped its buffer");
+        assert_eq!(q.get_timeout(WAIT).unwrap(), item);
+        assert!(scratch_capacity() > 1 << 20, "get dropped its buffer");
+    }
+
+    #[test]
+    fn a_huge_item_does_not_stay_in_the_scratch_buffer() {
+        let q = Queue::<serde_bytes::ByteBuf>::builder()
+            .capacity(1 << 20)
+            .build()
+            .unwrap();
+        let item = serde_bytes::ByteBuf::from(vec![1u8; codec::KEEP_SCRATCH + 1]);
+        let t = {
+            let q = q.clone();
+            std::thread::spawn(move || q.get_timeout(WAIT).unwrap().len())
+        };
+        q.put_timeout(item, WAIT).unwrap();
+        assert_eq!(scratch_capacity(), 0);
+        assert_eq!(t.join().unwrap(), codec::KEEP_SCRATCH + 1);
     }
 }

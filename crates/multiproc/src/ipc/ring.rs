@@ -62,6 +62,7 @@
 
 use std::time::{Duration, Instant};
 
+use self::spin::{Pace, Spun};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
@@ -199,8 +200,10 @@ pub(crate) struct Ring<M> {
     tail_cache: std::sync::atomic::AtomicU64,
     /// The largest record payload (see [`max_record`](Self::max_record)).
     max_record: usize,
-    /// Consecutive data waits that ended at the first re-check (up to `STREAK`).
-    streak: std::sync::atomic::AtomicU32,
+    /// How a receiver waits for data (learned from its past waits).
+    data_pace: Pace,
+    /// How a sender waits for room.
+    space_pace: Pace,
 }
 
 impl<M: Mem> Ring<M> {
@@ -249,7 +252,8 @@ impl<M: Mem> Ring<M> {
             head_cache: std::sync::atomic::AtomicU64::new(head),
             tail_cache: std::sync::atomic::AtomicU64::new(tail),
             max_record: (cap / 4).min(MAX_FRAGMENT) as usize - HEADER,
-            streak: std::sync::atomic::AtomicU32::new(0),
+            data_pace: Pace::default(),
+            space_pace: Pace::default(),
         }
     }
 
@@ -527,6 +531,7 @@ impl<M: Mem> Ring<M> {
     /// for room; if `got` is given, records it as the sequence number after the last
     /// message taken.
     pub(crate) fn consume(&self, rec: &Record, got: Option<u64>) {
+        self.data_pace.took_one();
         self.w64(HEAD).store(rec.next_head, Release);
         if let Some(g) = got {
             self.w64(GOT).store(g, Release);
@@ -572,32 +577,22 @@ impl<M: Mem> Ring<M> {
     }
 
     /// Waits until there is data, the deadline passes or `tick` (called after each
-    /// sleep) returns `false`.
+    /// sleep) returns `false`. A receiver of a one-way stream looks first after a
+    /// short delay, so it reads records in batches (see [`spin`]).
     pub(crate) fn wait_data(
         &self,
         deadline: Option<Instant>,
         tick: &mut dyn FnMut() -> bool,
     ) -> Waited {
-        // Streaming detection: when the last few waits each ended at the first
-        // re-check, records are arriving back to back and this receiver keeps
-        // catching up with the sender; waiting longer before looking again lets a
-        // batch accumulate (and the cache lines rest). A receiver waiting for
-        // replies (a round trip) is not satisfied that fast and keeps the quick
-        // first re-check.
-        let streaming = self.streak.load(Relaxed) >= STREAK;
-        let first = if streaming { STREAM_STEP } else { FIRST_STEP };
-        let mut checks = 0u32;
-        let r = self.wait_until_from(first, DATA_SEQ, DATA_WAITERS, deadline, tick, &mut || {
-            checks += 1;
-            self.has_data()
-        });
-        let streak = if r == Waited::Ready && checks == 2 {
-            (self.streak.load(Relaxed) + 1).min(STREAK)
-        } else {
-            0
-        };
-        self.streak.store(streak, Relaxed);
-        r
+        let delay = self.data_pace.plan_data();
+        self.wait_until(
+            &self.data_pace,
+            delay,
+            (DATA_SEQ, DATA_WAITERS),
+            deadline,
+            tick,
+            &mut || self.has_data(),
+        )
     }
 
     /// Waits until `ready()` holds (re-checked after every wake of the producers'
@@ -608,27 +603,47 @@ impl<M: Mem> Ring<M> {
         tick: &mut dyn FnMut() -> bool,
         ready: &mut dyn FnMut() -> bool,
     ) -> Waited {
-        self.wait_until_from(FIRST_STEP, SPACE_SEQ, SPACE_WAITERS, deadline, tick, ready)
+        self.wait_until(
+            &self.space_pace,
+            Duration::ZERO,
+            (SPACE_SEQ, SPACE_WAITERS),
+            deadline,
+            tick,
+            ready,
+        )
     }
 
-    fn wait_until_from(
+    /// Spins as `pace` says (first look after `delay`), then sleeps on the futex
+    /// word `seq` with the `waiters` flag set until `ready()`, the deadline or a
+    /// `false` from `tick`.
+    fn wait_until(
         &self,
-        first_step: u32,
+        pace: &Pace,
+        delay: Duration,
+        (seq, waiters): (usize, usize),
+        deadline: Option<Instant>,
+        tick: &mut dyn FnMut() -> bool,
+        ready: &mut dyn FnMut() -> bool,
+    ) -> Waited {
+        let start = Instant::now();
+        let spun = pace.spin(delay, deadline, ready);
+        if let Spun::Ready(took) = spun {
+            pace.learn(spun, took);
+            return Waited::Ready;
+        }
+        let r = self.sleep_until(seq, waiters, deadline, tick, ready);
+        pace.learn(spun, start.elapsed());
+        r
+    }
+
+    fn sleep_until(
+        &self,
         seq: usize,
         waiters: usize,
         deadline: Option<Instant>,
         tick: &mut dyn FnMut() -> bool,
         ready: &mut dyn FnMut() -> bool,
     ) -> Waited {
-        let mut backoff = Backoff::new(first_step);
-        loop {
-            if ready() {
-                return Waited::Ready;
-            }
-            if !backoff.snooze() {
-                break;
-            }
-        }
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Waited::TimedOut;
@@ -766,97 +781,8 @@ pub(crate) fn decode_record(
     })
 }
 
-/// Spin-then-sleep policy: spin with `pause` for up to 50 µs — long enough to catch
-/// an answer from a peer that is running on another CPU — then give up so the
-/// caller sleeps in the kernel. With a single usable CPU, spinning
-/// cannot help (the peer cannot run meanwhile), so it yields a few times instead.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    step: u32,
-    start: Option<Instant>,
-}
-
-/// The first re-check comes after `2^FIRST_STEP` pauses, the next ones after twice as
-/// many each time (up to `2^STREAM_STEP`, then 64 at a time). A consumer that has
-/// caught up with its producer thus leaves the shared cache lines alone long enough
-/// for the producer to write a few records, instead of bouncing two cache lines
-/// between the CPUs for every message. (Single runs on the 2-vCPU machine, before the
-/// queue's lock false sharing was found and while runs varied a lot: 6.5 M msgs/s
-/// re-checking at once, 20 with `FIRST_STEP = 3`, 17 with 5; round trip 0.61 ->
-/// 0.71 µs. Take these as indications only.)
-const FIRST_STEP: u32 = 3;
-/// The first re-check of a receiver that is streaming comes after `2^STREAM_STEP`
-/// pauses (a few microseconds), so it reads records in batches. (Measured with both
-/// processes owning a CPU, before the queue's lock false sharing was fixed: Queue
-/// 5.3 -> 13.7 M msgs/s, Pipe 5.4 -> 14-16 M msgs/s; the round trip is unchanged,
-/// 0.8 µs, since a receiver waiting for a reply is not streaming.)
-const STREAM_STEP: u32 = 8;
-/// How many quick waits in a row make a receiver "streaming".
-const STREAK: u32 = 4;
-/// How long a waiter spins before it sleeps.
-const SPIN_FOR: Duration = Duration::from_micros(50);
-/// How many times a waiter yields before it sleeps when only one CPU is usable.
-const YIELDS: u32 = 8;
-
-impl Backoff {
-    pub(crate) fn new(first_step: u32) -> Backoff {
-        Backoff {
-            step: first_step,
-            start: None,
-        }
-    }
-
-    /// Waits a little; returns `false` when the caller should sleep instead.
-    pub(crate) fn snooze(&mut self) -> bool {
-        // Under loom, no spinning: every wait goes to the futex sleep, the path the
-        // model must explore.
-        #[cfg(loom)]
-        {
-            false
-        }
-        #[cfg(not(loom))]
-        {
-            if single_cpu() {
-                self.step += 1;
-                std::thread::yield_now();
-                return self.step <= FIRST_STEP + YIELDS;
-            }
-            if self.step <= STREAM_STEP {
-                for _ in 0..(1u32 << self.step) {
-                    std::hint::spin_loop();
-                }
-                self.step += 1;
-                return true;
-            }
-            let start = *self.start.get_or_insert_with(Instant::now);
-            // Pausing, not `sched_yield`: on a busy machine a yielding waiter loses its
-            // place to other processes (measured: round trip 15-63 µs yielding after
-            // 10 µs, 2.6-3 µs pausing, under a load average of 7 on 2 CPUs).
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            start.elapsed() < SPIN_FOR
-        }
-    }
-}
-
-/// Returns `true` if this process may run on one CPU only (`taskset -c 0`).
-#[cfg(not(loom))]
-fn single_cpu() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    static CACHE: AtomicU8 = AtomicU8::new(0);
-    match CACHE.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let one = rustix::thread::sched_getaffinity(None).is_ok_and(|set| set.count() == 1);
-            CACHE.store(if one { 2 } else { 1 }, Ordering::Relaxed);
-            one
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod heap;
+mod spin;
 #[cfg(test)]
 mod tests;

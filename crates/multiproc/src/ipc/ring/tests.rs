@@ -85,6 +85,48 @@ mod std_tests {
         assert_eq!(r.full_seq((m - 1) as u32), m - 1);
     }
 
+    /// Issue 14: a ping-pong receiver slipped into "streaming" mode, whose first look
+    /// came 256 pauses (6 µs) late, and stayed there. Every wait of a strict
+    /// ping-pong takes one record, so batching probes must fail and thin out.
+    #[test]
+    fn ping_pong_receiver_does_not_batch() {
+        use crate::ipc::frame::{recv, send, Patience};
+        const N: u32 = 2000;
+        let cap = 4096;
+        let ring = || Arc::new(Ring::init(Arc::new(HeapMem::new(footprint(cap))), 0, cap));
+        let (to, back) = (ring(), ring());
+        let until =
+            || Patience::Until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+        let echo = {
+            let (to, back) = (Arc::clone(&to), Arc::clone(&back));
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for _ in 0..N {
+                    let mut state = Default::default();
+                    recv(&to, &mut buf, 64, until(), false, &mut state, &mut |_| true).unwrap();
+                    send(&back, &buf, until(), &mut || true).unwrap();
+                }
+            })
+        };
+        let mut buf = Vec::new();
+        for i in 0..N {
+            send(&to, &i.to_le_bytes(), until(), &mut || true).unwrap();
+            let mut state = Default::default();
+            recv(&back, &mut buf, 64, until(), false, &mut state, &mut |_| {
+                true
+            })
+            .unwrap();
+            assert_eq!(buf, i.to_le_bytes());
+        }
+        echo.join().unwrap();
+        // A receiver that the other side's scheduling let take two records in a row
+        // may batch a little longer; one that streams batches at nearly every wait.
+        for r in [&to, &back] {
+            let batched = r.data_pace.batched();
+            assert!(batched < N / 10, "{batched} of {N} waits batched");
+        }
+    }
+
     #[test]
     fn sleeping_consumer_is_woken() {
         let cap = 256;
