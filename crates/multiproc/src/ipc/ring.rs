@@ -19,8 +19,10 @@
 //! | 0 | `tail: u64`, bytes ever published | producer |
 //! | 8 | `put: u64`, messages ever started | producer |
 //! | 16 | `receiver_left: u32`, `1`: a receiving end closed, the producer should check that its peer is still there | a dropped receiving [`Connection`](crate::ipc::Connection) sets it, the producer clears it |
+//! | 20 | `producer_cpu: u32`, the CPU a waiting producer last spun on, plus one (a hint, see [`spin`]) | producer |
 //! | 128 | `head: u64`, bytes ever consumed | consumer |
 //! | 136 | `got: u64`, sequence number after the last message taken | consumer |
+//! | 144 | `consumer_cpu: u32`, the same for a waiting consumer | consumer |
 //! | 256 | `data_seq: u32` futex word consumers sleep on | producer |
 //! | 260 | `data_waiters: u32`: bit 0 = a consumer may sleep, bit 31 = "write a byte to the notification descriptor" | consumers set, producer clears |
 //! | 264 | `space_seq: u32` futex word producers sleep on | consumer |
@@ -81,6 +83,10 @@ const RECEIVER_LEFT: usize = 16;
 const HEAD: usize = 128;
 /// Offset of `got`.
 const GOT: usize = 136;
+/// Offset of `producer_cpu` (on the producer's line: only a waiting producer writes it).
+const PRODUCER_CPU: usize = 20;
+/// Offset of `consumer_cpu` (on the consumer's line).
+const CONSUMER_CPU: usize = 144;
 /// Offset of `data_seq`.
 const DATA_SEQ: usize = 256;
 /// Offset of `data_waiters`.
@@ -589,6 +595,7 @@ impl<M: Mem> Ring<M> {
             &self.data_pace,
             delay,
             (DATA_SEQ, DATA_WAITERS),
+            (CONSUMER_CPU, PRODUCER_CPU),
             deadline,
             tick,
             &mut || self.has_data(),
@@ -607,6 +614,7 @@ impl<M: Mem> Ring<M> {
             &self.space_pace,
             Duration::ZERO,
             (SPACE_SEQ, SPACE_WAITERS),
+            (PRODUCER_CPU, CONSUMER_CPU),
             deadline,
             tick,
             ready,
@@ -615,18 +623,28 @@ impl<M: Mem> Ring<M> {
 
     /// Spins as `pace` says (first look after `delay`), then sleeps on the futex
     /// word `seq` with the `waiters` flag set until `ready()`, the deadline or a
-    /// `false` from `tick`.
+    /// `false` from `tick`. A spin that lasts publishes this waiter's CPU in the word
+    /// at `my_cpu` and stops if the peer's last one (at `peer_cpu`) is the same: a
+    /// peer waiting for this CPU cannot answer while we spin on it.
+    #[allow(clippy::too_many_arguments)]
     fn wait_until(
         &self,
         pace: &Pace,
         delay: Duration,
         (seq, waiters): (usize, usize),
+        (my_cpu, peer_cpu): (usize, usize),
         deadline: Option<Instant>,
         tick: &mut dyn FnMut() -> bool,
         ready: &mut dyn FnMut() -> bool,
     ) -> Waited {
         let start = Instant::now();
-        let spun = pace.spin(delay, deadline, ready);
+        let mut peer_here = || {
+            // Plus one, so that 0 (a fresh ring) never matches.
+            let cpu = current_cpu().wrapping_add(1);
+            self.w32(my_cpu).store(cpu, Relaxed);
+            self.w32(peer_cpu).load(Relaxed) == cpu
+        };
+        let spun = pace.spin(delay, deadline, ready, &mut peer_here);
         if let Spun::Ready(took) = spun {
             pace.learn(spun, took);
             return Waited::Ready;
@@ -779,6 +797,17 @@ pub(crate) fn decode_record(
         len,
         next: next.unwrap_or(tail),
     })
+}
+
+/// The CPU this thread runs on (the vDSO's `getcpu`).
+#[cfg(not(loom))]
+fn current_cpu() -> u32 {
+    u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX - 1)
+}
+
+#[cfg(loom)]
+fn current_cpu() -> u32 {
+    0
 }
 
 #[cfg(test)]
