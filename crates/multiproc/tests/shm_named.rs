@@ -84,3 +84,51 @@ fn bad_names_and_anonymous_segments() {
     assert_eq!(anon.shm_name(), None);
     assert_eq!(anon.unlink().unwrap_err().kind(), ErrorKind::InvalidInput);
 }
+
+fn bump_list(name: String) {
+    use multiproc::shm::{Item, ShareableList};
+    let l = ShareableList::open(&name).unwrap();
+    let Item::Int(n) = l.get(0).unwrap() else {
+        panic!("not an int")
+    };
+    l.set(0, Item::Int(n + 1)).unwrap();
+    l.set(1, Item::Str(format!("seen by {}", std::process::id() % 10)))
+        .unwrap();
+}
+
+#[test]
+fn a_named_shareable_list_between_processes() {
+    use multiproc::shm::{Item, ShareableList};
+    let _w = util::watchdog(LIMIT);
+    let name = util::unique_name("mp-list");
+    let l = ShareableList::create_named(
+        &name,
+        vec![
+            Item::Int(0),
+            "a string with room".into(),
+            Item::Bytes(vec![9; 3]),
+        ],
+    )
+    .unwrap();
+    for m in StartMethod::ALL {
+        Process::builder()
+            .start_method(m)
+            .allow_threads(true)
+            .start_with(bump_list, name.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    assert_eq!(l.get(0).unwrap(), Item::Int(3));
+    assert!(matches!(l.get(1).unwrap(), Item::Str(s) if s.starts_with("seen by ")));
+    assert_eq!(l.get(2).unwrap(), Item::Bytes(vec![9; 3]));
+    // Not a list: refused, not misread.
+    let other = util::unique_name("mp-notalist");
+    let shm = SharedMemory::create_named(&other, 64).unwrap();
+    assert_eq!(
+        ShareableList::open(&other).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    shm.unlink().unwrap();
+    l.shm().unlink().unwrap();
+}

@@ -32,8 +32,12 @@
 //! ```
 
 mod segment;
+#[cfg(not(loom))]
+mod shareable_list;
 mod value;
 
 pub(crate) use segment::Shared;
 pub use segment::{Pod, SharedMemory};
+#[cfg(not(loom))]
+pub use shareable_list::{Item, ShareableList};
 pub use value::{Array, Integer, Op, Value};
