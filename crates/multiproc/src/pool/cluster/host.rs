@@ -499,6 +499,27 @@ pub(crate) fn premain() {
     crate::sys::fork::exit_now(code)
 }
 
+/// The local definition of the task `key` (named `name` by the client); a typed
+/// refusal, never another function, when this build does not have it.
+fn resolve(key: u64, name: &str, host: &str) -> Result<&'static super::registry::TaskDef> {
+    if let Some(d) = registry().get(key) {
+        return Ok(d);
+    }
+    let others: Vec<String> = registry().named(name).map(|d| d.signature()).collect();
+    Err(if others.is_empty() {
+        Error::new(ErrorKind::NotRegistered).with_message(format!(
+            "host {host} (build {}) has no task `{name}`",
+            &build_id()[..12.min(build_id().len())]
+        ))
+    } else {
+        Error::new(ErrorKind::BinaryMismatch).with_message(format!(
+            "host {host} has `{name}` as {}, not with the client's signature (key {key:016x}); \
+             the client and the host run different builds",
+            others.join(" / ")
+        ))
+    })
+}
+
 /// Entries claimed by the reaper, for the reader to dispatch: id, fields, deliveries.
 type Reclaimed = Vec<(String, Option<Vec<(Vec<u8>, Vec<u8>)>>, u32)>;
 
@@ -735,25 +756,12 @@ impl Host {
             arg_blob,
             dead: false,
         };
-        let Some(def) = registry().get(h.key) else {
-            let others: Vec<String> = registry().named(&name).map(|d| d.signature()).collect();
-            let err = if others.is_empty() {
-                Error::new(ErrorKind::NotRegistered).with_message(format!(
-                    "host {} (build {}) has no task `{name}`",
-                    self.id,
-                    &build_id()[..12.min(build_id().len())]
-                ))
-            } else {
-                Error::new(ErrorKind::BinaryMismatch).with_message(format!(
-                    "host {} has `{name}` as {}, not with the client's signature (key {:016x}); \
-                     the client and the host run different builds",
-                    self.id,
-                    others.join(" / "),
-                    h.key
-                ))
-            };
-            self.send(answer(Err(err), None));
-            return;
+        let def = match resolve(h.key, &name, &self.id) {
+            Ok(d) => d,
+            Err(err) => {
+                self.send(answer(Err(err), None));
+                return;
+            }
         };
         let (payload, arg_blob) = match (e.p, e.b) {
             (Some(p), _) => (Ok(p), None),
@@ -1245,6 +1253,30 @@ mod tests {
         }
         assert!(gnu_build_id(b"\x7fELF\x02\x01garbage").is_none());
         assert!(gnu_build_id(&exe[..64]).is_none());
+    }
+
+    fn sq(x: u16) -> u16 {
+        x * x
+    }
+    crate::task!(sq);
+
+    #[test]
+    fn another_signature_is_a_binary_mismatch_and_never_runs() {
+        let def = super::super::TaskDef::of(sq);
+        assert_eq!(
+            resolve(def.key(), def.name(), "h").unwrap().key(),
+            def.key()
+        );
+        // The same name with another key: what a client built with `sq(u32) -> u32` sends.
+        let e = resolve(def.key() ^ 1, def.name(), "host-b").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BinaryMismatch);
+        assert!(
+            e.to_string().contains("(u16) -> u16") && e.to_string().contains("host-b"),
+            "{e}"
+        );
+        let e = resolve(def.key() ^ 1, "app::elsewhere", "host-b").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotRegistered);
+        assert!(e.to_string().contains("app::elsewhere"), "{e}");
     }
 
     #[test]
