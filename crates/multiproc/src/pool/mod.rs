@@ -43,7 +43,7 @@
 //! | `future.running()`, `cancelled()`, `exception() is not None` | [`is_running`](TaskHandle::is_running), [`is_cancelled`](TaskHandle::is_cancelled), [`is_failed`](TaskHandle::is_failed) |
 //! | `future.add_done_callback(fn)` | [`add_done_callback`](TaskHandle::add_done_callback) |
 //! | `close()`, `join()`, `terminate()` | the same |
-//! | `os.cpu_count()` | [`cpu_count`] (respects affinity and cgroup quota) |
+//! | `os.cpu_count()` | [`cpu_count`] (respects affinity and cgroup quota, as `std::thread::available_parallelism`) |
 //!
 //! Sizes of zero (`Pool(0)`, `maxtasksperchild=0`, `chunksize=0`) are refused with
 //! [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), as Python raises
