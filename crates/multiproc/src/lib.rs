@@ -18,6 +18,8 @@ mod python_table;
 pub mod shm;
 pub mod sync;
 mod sys;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 // Reaches internals for the hostile-peer tests; not an API (see the module docs).
 #[doc(hidden)]
 pub mod test_support;

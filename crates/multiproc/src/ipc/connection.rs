@@ -1074,6 +1074,31 @@ impl<'de> Deserialize<'de> for Connection {
     }
 }
 
+/// The connection's notification socket, for an event loop (tokio's `AsyncFd`, mio, epoll).
+///
+/// It becomes readable when a message may be available, but only after a waiter asked for a
+/// wake-up: the sender writes a byte to it only while the receiver sleeps in
+/// [`ipc::wait`](crate::ipc::wait), [`recv`](Self::recv) or `recv_async` (feature `tokio`); it is
+/// also readable once the peer is gone. A loop of its own that polls this descriptor and then
+/// calls [`try_recv`](Self::try_recv) can miss a message that came without a wake-up: with the
+/// `tokio` feature use `recv_async`, which arms the wake-up first; otherwise use [`ipc::wait`](crate::ipc::wait)
+/// or [`poll`](Self::poll).
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (tx, rx) = multiproc::Pipe::new()?;
+/// let fd = rx.as_fd();
+/// # drop((fd, tx));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock()
+    }
+}
+
 impl Waitable for Connection {
     fn wait_arm(&self) -> bool {
         let Some(rx) = self.rx() else { return false };

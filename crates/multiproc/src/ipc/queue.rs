@@ -622,6 +622,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 }
 
 impl<T> Queue<T> {
+    /// A function that waits (at most `bound`) until the queue has an item or is closed,
+    /// without taking anything, for a thread other than the caller's (the async `get`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn item_waiter(&self, bound: Duration) -> impl FnOnce() + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        move || {
+            let deadline = Instant::now() + bound;
+            let _ = inner
+                .ring
+                .wait_data(Some(deadline), &mut || !inner.closed());
+        }
+    }
+
     /// The approximate number of items in the queue (exact when nobody is putting or
     /// getting).
     pub fn qsize(&self) -> usize {
