@@ -194,7 +194,7 @@ fn over_long_messages_are_skipped_and_types_checked() {
     if cfg!(debug_assertions) {
         assert!(matches!(r, Err(RecvError::Invalid(_))), "{r:?}");
     } else {
-        assert_eq!(r.unwrap(), u64::MAX);
+        assert_eq!(r.unwrap(), 1); // postcard's zigzag varint of -1
     }
     // Values that own descriptors cannot go through a socket connection.
     let (p, _q) = multiproc::Pipe::new().unwrap();
