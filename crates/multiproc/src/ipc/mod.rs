@@ -10,6 +10,37 @@
 //! a message costs two copies and no system call while the receiver is awake; a
 //! waiting receiver spins briefly, then sleeps on a futex. See [`Pipe`] and
 //! [`Queue`] for the guarantees when a peer dies.
+//!
+//! # Examples
+//!
+//! A typed channel to a worker process, a queue back from it, and [`wait`] for the
+//! worker's exit:
+//!
+//! ```
+//! use std::time::Duration;
+//! use multiproc::ipc::{channel, wait, Queue, Receiver};
+//! use multiproc::Process;
+//!
+//! /// Squares what it receives until the sender is gone, putting the results on `out`.
+//! fn squarer((jobs, out): (Receiver<u64>, Queue<u64>)) {
+//!     for n in &jobs {
+//!         out.put(n * n).unwrap();
+//!     }
+//! }
+//!
+//! let (tx, rx) = channel::<u64>()?;
+//! let results = Queue::new()?;
+//! let worker = Process::start_with(squarer, (rx, results.clone()))?;
+//! for n in 1..=3 {
+//!     tx.send(n)?;
+//! }
+//! drop(tx); // end of stream: the worker's loop ends
+//! let got: Vec<u64> = (0..3).map(|_| results.get_timeout(Duration::from_secs(30)).unwrap()).collect();
+//! assert_eq!(got, [1, 4, 9]);
+//! assert_eq!(wait(&[&worker], Some(Duration::from_secs(30)))?, [0]);
+//! worker.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #[cfg(not(loom))]
 mod channel;
