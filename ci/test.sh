@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo nextest run --workspace --all-features --no-fail-fast
 cargo test --workspace --doc
+# The tokio feature's doctests (the line above builds without features).
+cargo test -p multiproc --doc --features tokio tokio_io
 release=()
 for f in crates/multiproc/tests/{sync,ipc}_*.rs crates/multiproc/tests/conformance_{sync,ipc}.rs; do
   release+=(--test "$(basename "$f" .rs)")
