@@ -218,6 +218,16 @@
 //! assert!(!created);
 //! named.unlink()?;
 //!
+//! // row: `shared_memory.ShareableList([1, 'a', None])`, `ShareableList(name='x')`
+//! use multiproc::shm::{Item, ShareableList};
+//! let list = ShareableList::new(vec![Item::Int(1), "a".into(), Item::None])?;
+//! list.set(0, Item::Int(2))?;
+//! assert_eq!(list.get(0)?, Item::Int(2));
+//! let y = format!("mp-doc-list-{}", std::process::id());
+//! let named = ShareableList::create_named(&y, vec![Item::Int(1)])?;
+//! assert_eq!(ShareableList::open(&y)?.get(0)?, Item::Int(1));
+//! named.shm().unlink()?;
+//!
 //! // row: `Value('i', 0)` / `RawValue('i', 0)` / `Array('d', 10)`
 //! let v = Value::<i32>::with_lock(0)?;
 //! let _raw = Value::<i32>::new(0)?;
