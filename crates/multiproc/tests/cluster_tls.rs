@@ -71,7 +71,14 @@ fn t14_rediss_with_the_test_ca_runs_a_map_and_a_wrong_ca_is_refused() {
         .build()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
-    assert!(e.to_string().contains("certificate"), "{e}");
+    // rustls's error is the source (Display does not repeat it).
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(chain.contains("certificate"), "{chain}");
     let _ = std::fs::remove_dir_all(dir);
     cluster_util::cleanup(&std::env::var("MULTIPROC_TEST_REDIS_URL").unwrap(), &name);
 }

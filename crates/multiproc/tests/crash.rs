@@ -146,7 +146,9 @@ fn helper_exhaust_descriptors() {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Start, "{m}: {e}");
         assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{m}: {e}");
-        println!("{m}: {e}");
+        // The OS error is the source, not part of the message: print the chain.
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        println!("{m}: {e}: {}", cause.unwrap_or_default());
     }
     drop(hog);
     for m in StartMethod::ALL {
