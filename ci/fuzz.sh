@@ -15,10 +15,11 @@ targets=("$@")
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 cargo fuzz build -s none
 mkdir -p logs
-commit=$(git rev-parse --short HEAD)
 status=0
 for t in "${targets[@]}"; do
   mkdir -p corpus/"$t"
+  # cargo fuzz rebuilds from the work tree at each run: name what it builds.
+  commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ../crates ../fuzz || echo "+changes")
   echo "=== fuzz $t for $secs s on $commit"
   if cargo fuzz run -s none "$t" corpus/"$t" -- -max_total_time="$secs" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 >logs/"$t".log 2>&1; then
