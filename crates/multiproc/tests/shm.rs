@@ -228,3 +228,38 @@ fn forged_value_and_array_segments_are_decode_errors() {
     assert_eq!(back.get(), 5);
     assert!(back.get_lock().is_some());
 }
+
+/// A segment received from another process must be sealed against shrinking: the
+/// sender of an unsealed memfd could truncate it while we map it, and our next access
+/// would die of SIGBUS. Our own segments are sealed, so they still pass.
+#[test]
+fn an_unsealed_segment_from_another_process_is_refused() {
+    use multiproc::ipc::codec;
+    use std::os::fd::BorrowedFd;
+    #[derive(serde::Serialize)]
+    struct ForgedShm<'a> {
+        #[serde(with = "multiproc::ipc::codec::fd")]
+        fd: BorrowedFd<'a>,
+        len: u64,
+    }
+    let fd = rustix::fs::memfd_create("multiproc-shm", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    std::fs::File::from(fd.try_clone().unwrap())
+        .set_len(4096)
+        .unwrap();
+    let e = codec::encode(&ForgedShm {
+        fd: std::os::fd::AsFd::as_fd(&fd),
+        len: 4096,
+    })
+    .unwrap();
+    let err = codec::decode::<SharedMemory>(&e.bytes, e.fds).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+    // One of ours (sealed) still decodes.
+    let ours = SharedMemory::create(4096).unwrap();
+    let e = codec::encode(&ours).unwrap();
+    assert_eq!(
+        codec::decode::<SharedMemory>(&e.bytes, e.fds)
+            .unwrap()
+            .len(),
+        4096
+    );
+}

@@ -204,6 +204,13 @@ impl SharedMemory {
     }
 
     fn from_fd(fd: OwnedFd, expected: Option<usize>) -> Result<SharedMemory> {
+        // Another process's descriptor: a file it could still shrink would make our
+        // next access to the mapping die of SIGBUS.
+        if !sys::memfd::cannot_shrink_or_is_named(fd.as_fd()).map_err(Error::os)? {
+            return Err(Error::new(ErrorKind::Decode).with_message(
+                "shared memory from another process is not sealed against shrinking",
+            ));
+        }
         let size = sys::memfd::size(fd.as_fd()).map_err(Error::os)?;
         let size = usize::try_from(size).map_err(|_| invalid("segment too large"))?;
         if size == 0 || expected.is_some_and(|e| e != size) {

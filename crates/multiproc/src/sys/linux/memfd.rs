@@ -37,6 +37,21 @@ pub(crate) fn size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
+/// Whether the file behind `fd` cannot shrink: a memfd sealed with `F_SEAL_SHRINK`
+/// (every one [`create`] makes), or a named segment in `/dev/shm`, whose size
+/// anyone of the same user may change (the trade-off documented on
+/// `SharedMemory::create_named`). A received descriptor that is neither could be
+/// truncated by its sender while we map it, and the next access would die of
+/// `SIGBUS`.
+pub(crate) fn cannot_shrink_or_is_named(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    if rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK)) {
+        return Ok(true);
+    }
+    use std::os::fd::AsRawFd;
+    let link = rustix::fs::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()), Vec::new())?;
+    Ok(link.to_bytes().starts_with(b"/dev/shm/"))
+}
+
 /// The `(device, inode)` identity of the file behind `fd`: equal for every
 /// descriptor of one memfd, in any process.
 pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
@@ -72,6 +87,24 @@ pub(crate) fn proc_path(fd: impl AsFd) -> String {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn only_sealed_memfds_count_as_unshrinkable() {
+        let sealed = create(4096).unwrap();
+        assert!(cannot_shrink_or_is_named(sealed.as_fd()).unwrap());
+        let unsealed =
+            rustix::fs::memfd_create(NAME_PREFIX, rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&unsealed, 4096).unwrap();
+        assert!(!cannot_shrink_or_is_named(unsealed.as_fd()).unwrap());
+        let sealable = rustix::fs::memfd_create(
+            NAME_PREFIX,
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
+        rustix::fs::ftruncate(&sealable, 4096).unwrap();
+        rustix::fs::fcntl_add_seals(&sealable, SealFlags::GROW).unwrap();
+        assert!(!cannot_shrink_or_is_named(sealable.as_fd()).unwrap());
+    }
 
     #[test]
     fn create_size_and_seals() {
