@@ -1001,7 +1001,10 @@ impl Host {
             };
             let r = if now >= next_hb {
                 next_hb = now + o.heartbeat;
-                self.heartbeat(c).and_then(|()| self.publish(c))
+                // The host record is published even when the heartbeat failed: a
+                // record left to expire makes a live host look gone.
+                let hb = self.heartbeat(c);
+                self.publish(c).and(hb)
             } else if now >= next_reap {
                 next_reap = now + reap_every;
                 self.reap(c)
