@@ -386,9 +386,12 @@ impl Shared {
                 .query(con)
                 .map_err(|e| broker_error("MGET failed", e))?;
             for ((id, key), v) in ids.iter().zip(&keys).zip(vals) {
-                match v.and_then(|v| HostInfo::verified(&self.cfg.key, key, &v)) {
-                    Some(h) => hosts.push(h),
+                // Only an expired record is removed from the set: a record this client
+                // cannot verify (another key, a forgery) is skipped, never deleted, or a
+                // client with a wrong key would hide live hosts from everyone else.
+                match v {
                     None => gone.push(id.clone()),
+                    Some(v) => hosts.extend(HostInfo::verified(&self.cfg.key, key, &v)),
                 }
             }
         }
