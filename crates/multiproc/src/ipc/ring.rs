@@ -802,7 +802,7 @@ pub(crate) fn decode_record(
 /// The CPU this thread runs on (the vDSO's `getcpu`).
 #[cfg(not(loom))]
 fn current_cpu() -> u32 {
-    u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX - 1)
+    crate::sys::thread::current_cpu().unwrap_or(u32::MAX - 1)
 }
 
 #[cfg(loom)]

@@ -17,8 +17,9 @@
 //!
 //! # Safety
 //!
-//! The one unsafe call registers an `atfork` handler that only bumps an atomic
-//! counter, which is async-signal-safe.
+//! One unsafe call registers an `atfork` handler that only bumps an atomic
+//! counter, which is async-signal-safe; the other is glibc's `sched_getcpu`, which
+//! takes no arguments.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -140,6 +141,17 @@ pub(crate) fn is_dead(tid: u32, start_time: u64) -> bool {
             rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
         }
     }
+}
+
+/// The CPU this thread runs on, or `None` if the kernel cannot say.
+///
+/// Through glibc's `sched_getcpu` rather than rustix's: rustix reads the vDSO from the
+/// auxiliary vector itself, which crashes under valgrind (its vDSO is not mapped
+/// where the auxiliary vector says); glibc's call works there too.
+pub(crate) fn current_cpu() -> Option<u32> {
+    // SAFETY: `sched_getcpu` takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
 }
 
 #[cfg(test)]
