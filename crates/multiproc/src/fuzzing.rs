@@ -392,8 +392,9 @@ pub fn pool_records(
     chunks: &[Chunk<'_>],
     max_len: u64,
 ) -> (Vec<PoolRecord>, Option<io::ErrorKind>) {
+    use crate::pool::process::chunk::ChunkOut;
     use crate::pool::wire::{self, Fill, RecordReader};
-    use crate::process::function::{ChunkOut, FailKind};
+    use crate::process::function::FailKind;
     let (w, r) = pair();
     let mut reader = RecordReader::with_max_len(max_len);
     let mut records = Vec::new();

@@ -13,7 +13,7 @@ use super::worker::Init;
 use super::{process, thread};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
-use crate::process::function;
+
 use crate::process::StartMethod;
 
 /// How long a process pool with no worker left keeps trying to start one before the
@@ -213,7 +213,7 @@ impl Builder {
     {
         self.init_process = Some(
             codec::encode(std::slice::from_ref(&arg))
-                .map(|e| Init::new(function::chunk_entry_ref::<F, A, ()>(), e)),
+                .map(|e| Init::new(process::chunk::chunk_entry_ref::<F, A, ()>(), e)),
         );
         self.init_thread = Some(Arc::new(move || crate::panic::catch(|| f(arg.clone()))));
         self

@@ -15,7 +15,7 @@ use super::task::{self, Callback, Completion, Slot, TaskHandle};
 use super::thread::{Job, ThreadPool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
-use crate::process::function::{self, ChunkOut};
+use crate::pool::process::chunk::{self, ChunkOut};
 
 pub(crate) enum Inner {
     Threads(ThreadPool),
@@ -84,12 +84,12 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// Applies `f` to each item, catching a panic per item (see [`function::apply_chunk`]).
+/// Applies `f` to each item, catching a panic per item (see [`chunk::apply_chunk`]).
 fn apply_items<F, A, R>(f: F, items: Vec<A>) -> ChunkOut<R>
 where
     F: Fn(A) -> R,
 {
-    function::apply_each(items, f)
+    chunk::apply_each(items, f)
 }
 
 /// The automatic chunk size for `len` items on `workers` workers: about
@@ -216,7 +216,7 @@ impl Pool {
             }
             Inner::Processes(_) => match codec::encode(&items) {
                 Ok(e) => Some(Unit::Task(RemoteTask {
-                    entry: function::chunk_entry_ref::<F, A, R>(),
+                    entry: chunk::chunk_entry_ref::<F, A, R>(),
                     payload: Arc::new(e.bytes),
                     fds: e.fds,
                     sink,

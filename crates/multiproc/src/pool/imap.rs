@@ -13,7 +13,7 @@ use super::handle::Pool;
 use super::progress::Progress;
 use super::task::{expand, Slot};
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::function::ChunkOut;
+use crate::pool::process::chunk::ChunkOut;
 
 /// A submitted chunk: its slot and its number of items.
 type Chunk<R> = (Arc<Slot<ChunkOut<R>>>, usize);

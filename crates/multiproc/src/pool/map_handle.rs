@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::task::{expand, Slot};
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::function::ChunkOut;
+use crate::pool::process::chunk::ChunkOut;
 
 /// A submitted chunk: its slot and its number of items.
 type Part<R> = (Arc<Slot<ChunkOut<R>>>, usize);

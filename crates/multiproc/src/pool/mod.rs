@@ -76,7 +76,7 @@ mod cpu;
 mod handle;
 mod imap;
 mod map_handle;
-mod process;
+pub(crate) mod process;
 mod progress;
 mod task;
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::function::ChunkOut;
+use crate::pool::process::chunk::ChunkOut;
 
 /// How long a waiter spins on `done` before it parks: a result that arrives within
 /// this window costs no cross-CPU wake-up (~20 µs on the machines we measured).

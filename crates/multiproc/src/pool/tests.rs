@@ -6,7 +6,7 @@ use super::handle::auto_chunksize;
 use super::task::{expand, Completion, Slot};
 use crate::error::{Error, ErrorKind, RemotePanic};
 use crate::ipc::codec;
-use crate::process::function::{apply_each, ChunkOut};
+use crate::pool::process::chunk::{apply_each, ChunkOut};
 
 #[test]
 fn chunk_sizes() {

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{self, Fill, RecordReader};
 use crate::ipc::codec;
-use crate::process::function::{self, BinaryToken, EntryRef, FailKind};
+use crate::pool::process::chunk;
+use crate::process::function::{BinaryToken, EntryRef, FailKind};
 
 /// What a worker process is started with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,7 +80,7 @@ impl Init {
 
     /// Runs the initializer; the panic or error message if it failed.
     fn run(&self, token: &BinaryToken) -> Option<String> {
-        let Some(run) = function::resolve_chunk(self.entry, token) else {
+        let Some(run) = chunk::resolve_chunk(self.entry, token) else {
             return Some(crate::Error::new(crate::ErrorKind::BinaryMismatch).to_string());
         };
         // Its own copies: decoding takes ownership, and `self` may be a pool's
@@ -92,7 +93,7 @@ impl Init {
         match crate::panic::catch(|| run(&self.arg, fds, &mut res)) {
             Err(p) => Some(format!("panicked at {p}")),
             Ok(Err((_, m))) => Some(m),
-            Ok(Ok(_)) => match codec::decode::<function::ChunkOut<()>>(&res, Vec::new()) {
+            Ok(Ok(_)) => match codec::decode::<chunk::ChunkOut<()>>(&res, Vec::new()) {
                 Ok(o) => o.panics.into_iter().next().map(|(_, p)| p.to_string()),
                 Err(e) => Some(e.to_string()),
             },
@@ -147,7 +148,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         let at = out.len();
         wire::put_header(&mut out, wire::DONE, rec.id, 0, 0, 0);
         let entry = EntryRef::Offset(rec.aux as isize);
-        let result = match function::resolve_chunk(entry, &args.token) {
+        let result = match chunk::resolve_chunk(entry, &args.token) {
             // The entry reports a panicking `Serialize` as the item's panic; a panic
             // that still escapes it fails the task, and the worker serves on.
             Some(run) => match crate::panic::catch(|| run(&rec.payload, rec.fds, &mut out)) {

@@ -15,7 +15,8 @@
 //!   offset of a second function. A child that runs a different build refuses the
 //!   offset with [`ErrorKind::BinaryMismatch`](crate::ErrorKind::BinaryMismatch).
 //!
-//! The same [`EntryRef`] is what a pool sends to its persistent workers. A backend on
+//! The same [`EntryRef`] is what a pool sends to its persistent workers (made by
+//! `pool::process::chunk::chunk_entry_ref`, which resolves to a chunk entry). A backend on
 //! other machines cannot rely on addresses; it would resolve entries by name, and the
 //! enum leaves room for that variant.
 #![allow(unsafe_code)]
@@ -89,7 +90,8 @@ fn probe() -> u64 {
     std::hint::black_box(0x6d75_6c74_6970_726f)
 }
 
-fn offset_of(addr: usize) -> isize {
+/// The offset of the code at `addr` from [`anchor`].
+pub(crate) fn offset_of(addr: usize) -> isize {
     addr.wrapping_sub(anchor as fn() as usize) as isize
 }
 
@@ -131,7 +133,8 @@ where
     EntryRef::Offset(offset_of(entry as usize))
 }
 
-const fn assert_zero_sized<F>() {
+/// Fails the build (after monomorphization) unless `F` is zero-sized.
+pub(crate) const fn assert_zero_sized<F>() {
     assert!(
         std::mem::size_of::<F>() == 0,
         "multiproc: a function started with Spawn or ForkServer must be a `fn` item or a closure \
@@ -144,11 +147,7 @@ const fn assert_zero_sized<F>() {
 ///
 /// Returns `None` if this process runs a different executable.
 pub(crate) fn resolve(entry: EntryRef, token: &BinaryToken) -> Option<Entry> {
-    if *token != BinaryToken::current() {
-        return None;
-    }
-    let EntryRef::Offset(off) = entry;
-    let addr = (anchor as fn() as usize).wrapping_add(off as usize);
+    let addr = address(entry, token)?;
     // SAFETY: the token matched, so this process runs the same executable image as the
     // parent, and `off` was computed there (in `entry_ref`) from the address of a
     // function of type `Entry` relative to `anchor`. Adding it to this image's `anchor`
@@ -157,173 +156,31 @@ pub(crate) fn resolve(entry: EntryRef, token: &BinaryToken) -> Option<Entry> {
     Some(unsafe { std::mem::transmute::<usize, Entry>(addr) })
 }
 
-/// A type-erased pool entry: decodes a chunk of arguments (`Vec<A>`) from `arg`,
-/// applies the function to each item, catching a panic per item, and appends the
-/// encoded [`ChunkOut<R>`] to `out`, returning the descriptors the results own.
+/// The address in this process of the code `entry` names, if this process runs the
+/// executable `token` names (`None` otherwise).
 ///
-/// A pool's persistent workers run many chunks of many functions; this is what a
-/// [`EntryRef`] made by [`chunk_entry_ref`] resolves to.
-pub(crate) type ChunkEntry =
-    fn(&[u8], Vec<OwnedFd>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, (FailKind, String)>;
-
-/// The results of one chunk: the values of the items that returned, in order, and the
-/// panics of the others with their index in the chunk.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ChunkOut<R> {
-    pub(crate) values: Vec<R>,
-    pub(crate) panics: Vec<(u32, RemotePanic)>,
-}
-
-/// Returns the chunk entry reference for function type `F` (see [`ChunkEntry`]).
-pub(crate) fn chunk_entry_ref<F, A, R>() -> EntryRef
-where
-    F: Fn(A) -> R,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    const { assert_zero_sized::<F>() };
-    let entry: ChunkEntry = chunk_trampoline::<F, A, R>;
-    EntryRef::Offset(offset_of(entry as usize))
-}
-
-/// Resolves a reference made by [`chunk_entry_ref`] in a parent running the
-/// executable `token` names; `None` if this process runs a different executable.
-pub(crate) fn resolve_chunk(entry: EntryRef, token: &BinaryToken) -> Option<ChunkEntry> {
+/// The address is that of whatever function `entry` was made from in the parent; the
+/// caller knows its type from the protocol that carried `entry`.
+pub(crate) fn address(entry: EntryRef, token: &BinaryToken) -> Option<usize> {
     if *token != BinaryToken::current() {
         return None;
     }
     let EntryRef::Offset(off) = entry;
-    let addr = (anchor as fn() as usize).wrapping_add(off as usize);
-    // SAFETY: as in `resolve`: same image (the token matched), and `off` was computed
-    // in `chunk_entry_ref` from a function of type `ChunkEntry` relative to `anchor`.
-    // The pool's protocol sends chunk references only to `resolve_chunk`.
-    Some(unsafe { std::mem::transmute::<usize, ChunkEntry>(addr) })
+    Some((anchor as fn() as usize).wrapping_add(off as usize))
 }
 
-/// Applies the zero-sized `F` to every item of a chunk, catching a panic per item.
-pub(crate) fn apply_chunk<F, A, R>(items: Vec<A>) -> ChunkOut<R>
+/// Returns the value of the zero-sized function type `F`.
+pub(crate) fn conjure<F, A, R>() -> F
 where
-    F: Fn(A) -> R,
+    F: FnOnce(A) -> R,
 {
     const { assert_zero_sized::<F>() };
-    // SAFETY: `F` is zero-sized (asserted at compile time above); see `trampoline`.
-    let f: F = unsafe { std::mem::zeroed() };
-    apply_each(items, f)
-}
-
-/// Applies `f` to every item, catching a panic per item.
-///
-/// The items run in one tight `extend` (which the compiler can vectorize), under one
-/// `catch_unwind`; after a panic the loop resumes at the next item. The index of the
-/// item that panicked is the number of items consumed before it, values and panics.
-pub(crate) fn apply_each<F, A, R>(items: Vec<A>, f: F) -> ChunkOut<R>
-where
-    F: Fn(A) -> R,
-{
-    let mut values = Vec::with_capacity(items.len());
-    let mut panics = Vec::new();
-    let mut it = items.into_iter();
-    loop {
-        match crate::panic::catch(|| values.extend(it.by_ref().map(&f))) {
-            Ok(()) => break,
-            Err(p) => {
-                let at = values.len() + panics.len();
-                panics.push((at as u32, p));
-            }
-        }
-    }
-    ChunkOut { values, panics }
-}
-
-/// The monomorphized chunk entry for `F(A) -> R`.
-fn chunk_trampoline<F, A, R>(
-    arg: &[u8],
-    fds: Vec<OwnedFd>,
-    out: &mut Vec<u8>,
-) -> Result<Vec<OwnedFd>, (FailKind, String)>
-where
-    F: Fn(A) -> R,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let items: Vec<A> = match crate::panic::catch(|| codec::decode(arg, fds)) {
-        Ok(r) => r.map_err(|e| (FailKind::Argument, e.to_string()))?,
-        Err(p) => {
-            let message = format!("the argument's Deserialize panicked at {p}");
-            return Err((FailKind::Argument, message));
-        }
-    };
-    let result = apply_chunk::<F, A, R>(items);
-    encode_chunk(result, out)
-}
-
-/// Appends the encoded `result` to `out`. A result whose `Serialize` panics is that
-/// item's panic, as if the function had panicked (the chunk's other items keep their
-/// values), rather than an unwinding that would end the worker. Returns the
-/// descriptors the results own.
-fn encode_chunk<R: Serialize>(
-    result: ChunkOut<R>,
-    out: &mut Vec<u8>,
-) -> Result<Vec<OwnedFd>, (FailKind, String)> {
-    let at = out.len();
-    let first = crate::panic::catch(|| codec::encode_into(&result, out));
-    let (result, encoded) = match first {
-        Ok(r) => (result, r),
-        Err(_) => {
-            out.truncate(at);
-            let result = isolate_panics(result);
-            match crate::panic::catch(|| codec::encode_into(&result, out)) {
-                Ok(r) => (result, r),
-                Err(p) => {
-                    // A `Serialize` that panics only some of the time: every item of
-                    // the chunk gets the panic.
-                    out.truncate(at);
-                    let n = result.values.len() + result.panics.len();
-                    discard(result);
-                    let all = ChunkOut::<R> {
-                        values: Vec::new(),
-                        panics: (0..n as u32).map(|i| (i, p.clone())).collect(),
-                    };
-                    let r = codec::encode_into(&all, out);
-                    (all, r)
-                }
-            }
-        }
-    };
-    discard(result);
-    encoded.map_err(|e| (FailKind::Result, e.to_string()))
-}
-
-/// Moves every value whose `Serialize` panics to the chunk's panics, at its index.
-fn isolate_panics<R: Serialize>(result: ChunkOut<R>) -> ChunkOut<R> {
-    let ChunkOut { values, panics } = result;
-    let n = values.len() + panics.len();
-    let mut old = panics.into_iter().peekable();
-    let mut rest = values.into_iter();
-    let mut out = ChunkOut {
-        values: Vec::with_capacity(n),
-        panics: Vec::new(),
-    };
-    for i in 0..n as u32 {
-        if old.peek().is_some_and(|(at, _)| *at == i) {
-            out.panics.extend(old.next());
-            continue;
-        }
-        let Some(v) = rest.next() else { break };
-        match crate::panic::catch(|| codec::encode(&v)) {
-            Ok(_) => out.values.push(v),
-            Err(p) => {
-                discard(v);
-                out.panics.push((i, p));
-            }
-        }
-    }
-    out
-}
-
-/// Drops `v`, containing a panic in its `Drop` (a worker serves on after it).
-fn discard<T>(v: T) {
-    let _ = crate::panic::catch(move || drop(v));
+    // SAFETY: `F` is zero-sized (asserted at compile time above). The only zero-sized
+    // types that implement `FnOnce` on stable Rust are `fn` items and closures whose
+    // captures are all zero-sized; neither has a value to get wrong, so any bit
+    // pattern (here: none) is a valid `F`. This is the same reasoning that lets
+    // `std::mem::zeroed` produce a `()`.
+    unsafe { std::mem::zeroed() }
 }
 
 /// The monomorphized entry for `F(A) -> R`.
@@ -339,12 +196,7 @@ where
         Ok(Err(e)) => return failure(FailKind::Argument, e.to_string()),
         Err(p) => return finish::<R>(&Outcome::Panicked(p), 1),
     };
-    // SAFETY: `F` is zero-sized (asserted at compile time above). The only zero-sized
-    // types that implement `FnOnce` on stable Rust are `fn` items and closures whose
-    // captures are all zero-sized; neither has a value to get wrong, so any bit
-    // pattern (here: none) is a valid `F`. This is the same reasoning that lets
-    // `std::mem::zeroed` produce a `()`.
-    let f: F = unsafe { std::mem::zeroed() };
+    let f: F = conjure::<F, A, R>();
     match crate::panic::catch(move || f(arg)) {
         Ok(value) => finish(&Outcome::Value(value), 0),
         Err(p) => finish::<R>(&Outcome::Panicked(p), 1),

@@ -22,7 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::process::function::{self, EntryRef};
+use crate::pool::process::chunk;
+use crate::process::function::EntryRef;
 
 /// The registered tasks of this program, one constructor per `task!` entry.
 #[doc(hidden)]
@@ -65,7 +66,7 @@ impl TaskDef {
             args,
             ret,
             key: key(name, args, ret),
-            entry: function::chunk_entry_ref::<F, A, R>,
+            entry: chunk::chunk_entry_ref::<F, A, R>,
         }
     }
 

@@ -32,6 +32,7 @@
 //! [`Completion`]. A backend whose workers run elsewhere (Redis Streams, say) takes the
 //! same tasks; it needs a named `EntryRef` variant instead of an address offset.
 
+pub(crate) mod chunk;
 mod handle;
 mod manager;
 
