@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::process::{ExitStatus, Signal};
+use crate::exit::{ExitStatus, Signal};
 
 /// A specialized [`Result`](std::result::Result) for multiproc operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,6 +2,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+mod exit;
 pub mod fault;
 // The fuzz targets' way in (`fuzz/`): not an API, not documented.
 #[cfg(all(feature = "fuzzing", not(loom)))]

@@ -144,8 +144,8 @@ extern "C" fn bootstrap_hook() {
     // Not inherited by anything this process starts itself, nor seen by its `main`.
     std::env::remove_var(ENV);
     let here = Here {
-        ppid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()),
-        euid: rustix::process::geteuid().as_raw(),
+        ppid: sys::proc::ppid().unwrap_or(0),
+        euid: sys::proc::euid(),
         secure: sys::proc::secure_execution(),
     };
     let verdict = judge(&value, &here, |fd| {
@@ -291,19 +291,18 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
     if let Some(name) = &launch.name {
         sys::fork::set_process_name(name);
         // The process that made our result socket (the pair's creator) started us.
-        let parent = rustix::net::sockopt::socket_peercred(&sock).ok();
-        super::current::enter_child(name, parent.map(|c| c.pid.as_raw_nonzero().get()));
+        super::current::enter_child(name, sys::socket::peer_pid(sock.as_fd()));
     }
     launch.env.apply();
     let mut rest = fds.drain(..).collect::<std::collections::VecDeque<_>>();
     if launch.stdout {
         if let Some(fd) = rest.pop_front() {
-            let _ = rustix::stdio::dup2_stdout(&fd);
+            let _ = sys::stdio::redirect_stdout(&fd);
         }
     }
     if launch.stderr {
         if let Some(fd) = rest.pop_front() {
-            let _ = rustix::stdio::dup2_stderr(&fd);
+            let _ = sys::stdio::redirect_stderr(&fd);
         }
     }
     let reply = match function::resolve(launch.entry, &launch.token) {

@@ -355,7 +355,7 @@ impl Builder {
             env: self.env.clone(),
         };
         let child_name = name.clone();
-        let parent = i32::try_from(std::process::id()).ok();
+        let parent = Some(sys::proc::pid());
         let started = fork::start(
             move || {
                 current::enter_child(&child_name, parent);
@@ -386,7 +386,7 @@ impl Builder {
         if !self.die_with_parent {
             return Ok((-1, 0));
         }
-        let pid = i32::try_from(std::process::id()).expect("pid fits in i32");
+        let pid = sys::proc::pid();
         let main = sys::deathsig::on_main_thread();
         match method {
             StartMethod::ForkServer => Ok((sys::deathsig::read_end().map_err(start_error)?, pid)),
@@ -400,13 +400,8 @@ impl Builder {
         if !self.capture_output {
             return Ok((None, None, Vec::new()));
         }
-        let flags = rustix::pipe::PipeFlags::CLOEXEC;
-        let (or, ow) = rustix::pipe::pipe_with(flags).map_err(|e| start_error(e.into()))?;
-        let (er, ew) = rustix::pipe::pipe_with(flags).map_err(|e| start_error(e.into()))?;
-        for fd in [&or, &er] {
-            rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK)
-                .map_err(|e| start_error(e.into()))?;
-        }
+        let (or, ow) = sys::stdio::capture_pipe().map_err(start_error)?;
+        let (er, ew) = sys::stdio::capture_pipe().map_err(start_error)?;
         Ok((Some(or), Some(er), vec![ow, ew]))
     }
 }

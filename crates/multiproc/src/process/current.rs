@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, WaitId, WaitIdOptions};
-
 use crate::sys;
 use crate::sys::fork::PerProcess;
 
@@ -83,7 +81,7 @@ pub fn current_process() -> CurrentProcess {
         .as_ref()
         .map_or_else(|| Arc::from(MAIN_PROCESS_NAME), |m| Arc::clone(&m.name));
     CurrentProcess {
-        pid: rustix::process::getpid().as_raw_nonzero().get(),
+        pid: sys::proc::pid(),
         name,
     }
 }
@@ -141,7 +139,7 @@ pub fn parent_process() -> Option<ParentProcess> {
     // `getppid` names another process, the parent is gone.
     let pidfd = sys::pidfd::open(pid)
         .ok()
-        .filter(|_| rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) == Some(pid));
+        .filter(|_| sys::proc::ppid() == Some(pid));
     Some(ParentProcess {
         pid,
         pidfd: pidfd.map(Arc::new),
@@ -236,22 +234,18 @@ pub fn active_children() -> Vec<ChildInfo> {
     let mut c = CHILDREN.lock();
     let mut live = Vec::new();
     c.retain(|(pid, name)| {
-        let Some(p) = Pid::from_raw(*pid) else {
-            return false;
-        };
-        // Looks without reaping: `None` = still running; an exited child (a zombie
-        // until its handle or the reaper collects it) is no longer active, and once
-        // reaped (`ECHILD`) its entry goes.
-        let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        match rustix::process::waitid(WaitId::Pid(p), opts) {
-            Ok(None) => {
+        // Looks without reaping: an exited child (a zombie until its handle or the
+        // reaper collects it) is no longer active, and once reaped (`ECHILD`) its
+        // entry goes.
+        match sys::pidfd::has_exited(*pid) {
+            Ok(false) => {
                 live.push(ChildInfo {
                     pid: *pid,
                     name: Arc::clone(name),
                 });
                 true
             }
-            Ok(Some(_)) => true,
+            Ok(true) => true,
             Err(_) => false,
         }
     });

@@ -116,10 +116,10 @@ where
         sys::fork::exit_now(bootstrap::EXIT_ORPHANED);
     }
     if let Some(out) = &io.stdout {
-        let _ = rustix::stdio::dup2_stdout(out);
+        let _ = sys::stdio::redirect_stdout(out);
     }
     if let Some(err) = &io.stderr {
-        let _ = rustix::stdio::dup2_stderr(err);
+        let _ = sys::stdio::redirect_stderr(err);
     }
     drop(io.stdout);
     drop(io.stderr);

@@ -69,7 +69,7 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
             // The server died (killed, or out of memory): reap it and start another.
             Ok(None) | Err(_) if attempt == 0 => {
                 if let Some(old) = guard.take() {
-                    let _ = sys::pidfd::send_signal(old.pidfd.as_fd(), libc::SIGKILL);
+                    let _ = sys::pidfd::send_signal(old.pidfd.as_fd(), sys::signal::SIGKILL);
                     let _ = sys::pidfd::reap_blocking(old.pidfd.as_fd());
                 }
             }
@@ -175,7 +175,7 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
             Ok(None) | Err(_) => sys::fork::exit_now(0),
         };
         let answer: Result<i32, i32> = match bootstrap::decode_launch(&frame.payload) {
-            Err(_) => Err(libc::EINVAL),
+            Err(_) => Err(sys::fork::EINVAL),
             Ok(child_launch) => match fork_one(child_launch, frame.fds) {
                 Ok(Side::Server(pid)) => Ok(pid),
                 Err(e) => Err(e),
@@ -206,7 +206,7 @@ enum Side {
 /// Forks the child for one request (an errno on failure).
 fn fork_one(mut launch: Launch, fds: Vec<OwnedFd>) -> Result<Side, i32> {
     if fds.is_empty() {
-        return Err(libc::EINVAL);
+        return Err(sys::fork::EINVAL);
     }
     if !SERVER_PDEATHSIG.load(Ordering::Relaxed) {
         // This server's parent thread is not the main thread: only the pipe follows
@@ -219,7 +219,7 @@ fn fork_one(mut launch: Launch, fds: Vec<OwnedFd>) -> Result<Side, i32> {
     }
     match sys::fork::clone_parent() {
         Ok(Forked::Parent(pid)) => Ok(Side::Server(pid)),
-        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+        Err(e) => Err(e.raw_os_error().unwrap_or(sys::fork::EAGAIN)),
         Ok(Forked::Child) => {
             sys::deathsig::forget_parent_pipe_after_fork();
             sys::signal::default_sigint();

@@ -10,12 +10,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::Builder;
-use super::exit::ExitStatus;
 use super::function::{FailKind, Outcome};
 use super::reaper;
 use super::spawn::Started;
 use super::start_method::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
+use crate::exit::ExitStatus;
 use crate::ipc::codec;
 use crate::sys;
 use crate::sys::socket::{Frame, FrameReader, ReadOutcome};
@@ -223,7 +223,7 @@ impl<T> Process<T> {
     ///
     /// [`ErrorKind::Os`] if the signal cannot be sent.
     pub fn terminate(&self) -> Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(sys::signal::SIGTERM)
     }
 
     /// Sends `SIGKILL` (a no-op once the child has been reaped).
@@ -232,7 +232,7 @@ impl<T> Process<T> {
     ///
     /// [`ErrorKind::Os`] if the signal cannot be sent.
     pub fn kill(&self) -> Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(sys::signal::SIGKILL)
     }
 
     /// Sends signal `signo` to the child (a no-op once it has been reaped).
@@ -242,9 +242,7 @@ impl<T> Process<T> {
     /// [`ErrorKind::Os`] if the signal cannot be sent; [`ErrorKind::InvalidInput`] for
     /// an unknown signal number.
     pub fn send_signal(&self, signo: i32) -> Result<()> {
-        if sys::signal::name(signo).is_none()
-            && !(libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
-        {
+        if !sys::signal::exists(signo) {
             return Err(
                 Error::new(ErrorKind::InvalidInput).with_message(format!("unknown signal {signo}"))
             );
@@ -255,11 +253,7 @@ impl<T> Process<T> {
     fn signal(&self, signo: i32) -> Result<()> {
         // No lock: a pidfd names this child only, even after it has been reaped (then the
         // call fails with ESRCH), so this is safe while another thread is in `join`.
-        match sys::pidfd::send_signal(self.pidfd(), signo) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            Err(e) => Err(Error::os(e)),
-        }
+        sys::pidfd::signal_unless_reaped(self.pidfd(), signo).map_err(Error::os)
     }
 
     fn poll_exit(&self, st: &mut State) {
@@ -500,13 +494,12 @@ impl State {
         ] {
             let Some(fd) = slot.as_ref() else { continue };
             loop {
-                match rustix::io::read(fd, &mut chunk) {
+                match sys::stdio::read(fd, &mut chunk) {
                     Ok(0) => {
                         *slot = None;
                         break;
                     }
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(rustix::io::Errno::INTR) => continue,
                     Err(_) => break,
                 }
             }
@@ -529,7 +522,7 @@ impl<T> Drop for Process<T> {
             return;
         }
         if self.kill_on_drop {
-            let _ = sys::pidfd::send_signal(self.pidfd(), libc::SIGKILL);
+            let _ = sys::pidfd::send_signal(self.pidfd(), sys::signal::SIGKILL);
             let _ = sys::pidfd::reap_blocking(self.pidfd());
             return;
         }

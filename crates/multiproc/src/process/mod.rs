@@ -57,7 +57,6 @@ pub(crate) mod bootstrap;
 mod builder;
 mod current;
 mod env;
-mod exit;
 mod fork;
 mod forkserver;
 pub(crate) mod function;
@@ -68,12 +67,12 @@ mod start_method;
 #[cfg(test)]
 mod tests;
 
+pub use crate::exit::{ExitStatus, Signal};
 pub use builder::Builder;
 pub use current::{
     active_children, current_process, parent_process, ChildInfo, CurrentProcess, ParentProcess,
     MAIN_PROCESS_NAME,
 };
-pub use exit::{ExitStatus, Signal};
 pub use forkserver::preload_forkserver;
 pub use handle::{Output, Process};
 pub use start_method::StartMethod;

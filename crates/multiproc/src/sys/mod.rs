@@ -6,10 +6,11 @@
 //! - `poll`: waits on descriptors, and retries of timed calls, that keep their
 //!   deadline when a signal interrupts them;
 //! - `socket`: socket pairs that carry framed bytes plus file descriptors;
-//! - `proc`: the number of threads in this process, the executable's identity;
+//! - `proc`: this process's ids, its number of threads, the executable's identity;
 //! - `deathsig`: "die when the parent process dies" that does not depend on the
 //!   thread that started the child;
-//! - `signal`: signal names and dispositions;
+//! - `signal`: signal numbers, names and dispositions;
+//! - `stdio`: pipes for captured output, and redirecting stdout/stderr onto them;
 //! - `futex`: process-shared futex wait/wake on a word in shared memory;
 //! - `memfd`: anonymous shared files (no name to leak) and their `/proc` paths;
 //! - `mm`: `MAP_SHARED` mappings of such files;

@@ -70,7 +70,7 @@ impl Builder {
         }
         let handle = b
             .spawn(move || {
-                theirs.set_native_id(rustix::thread::gettid().as_raw_nonzero().get());
+                theirs.set_native_id(crate::sys::thread::gettid());
                 let result = crate::panic::catch(f);
                 theirs.finish(result);
             })

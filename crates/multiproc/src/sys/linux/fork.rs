@@ -73,6 +73,12 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// `EINVAL`, for a fork request that cannot be carried out as asked (the fork
+/// server's answer is an error number).
+pub(crate) const EINVAL: i32 = libc::EINVAL;
+/// `EAGAIN`, for a fork that failed without an error number.
+pub(crate) const EAGAIN: i32 = libc::EAGAIN;
+
 /// Where [`spawn`] places the first descriptor it keeps in the child.
 pub(crate) const FIRST_KEPT_FD: RawFd = 3;
 

@@ -11,4 +11,5 @@ pub(crate) mod proc;
 pub(crate) mod shm_named;
 pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod stdio;
 pub(crate) mod thread;

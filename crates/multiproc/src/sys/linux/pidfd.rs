@@ -56,6 +56,27 @@ fn reap(pidfd: BorrowedFd<'_>, opts: WaitIdOptions) -> io::Result<Option<RawExit
     }))
 }
 
+/// Whether child `pid` has exited, looked at without reaping it (`WNOWAIT`).
+///
+/// # Errors
+///
+/// `ECHILD` once it has been reaped (or if `pid` is not a child of this process),
+/// `InvalidInput` for a pid that is not positive.
+pub(crate) fn has_exited(pid: i32) -> io::Result<bool> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    Ok(rustix::process::waitid(WaitId::Pid(pid), opts)?.is_some())
+}
+
+/// Sends `signal` to the process behind `pidfd`, as [`send_signal`] does, but once
+/// the process has been reaped (`ESRCH`) there is no one to signal and this succeeds.
+pub(crate) fn signal_unless_reaped(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    match send_signal(pidfd, signal) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        r => r,
+    }
+}
+
 /// Sends `signal` to the process behind `pidfd` (a no-op error `ESRCH` once it is reaped).
 pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     let sig = rustix::process::Signal::from_named_raw(signal)

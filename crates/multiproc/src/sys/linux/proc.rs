@@ -1,5 +1,5 @@
-//! Facts about this process: thread count and executable identity (from `/proc`),
-//! secure-execution mode (from the auxiliary vector).
+//! Facts about this process: its ids (pid, parent, effective user), thread count and
+//! executable identity (from `/proc`), secure-execution mode (from the auxiliary vector).
 //!
 //! # Safety
 //!
@@ -7,6 +7,8 @@
 //! this process; it takes and returns integers.
 //!
 //! # References
+//! - <https://man7.org/linux/man-pages/man2/getpid.2.html>
+//! - <https://man7.org/linux/man-pages/man2/geteuid.2.html>
 //! - <https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html>
 //! - <https://man7.org/linux/man-pages/man3/getauxval.3.html> (`AT_SECURE`)
 #![allow(unsafe_code)]
@@ -16,6 +18,21 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 
 use super::fork::PerProcess;
+
+/// This process's id.
+pub(crate) fn pid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// The parent's process id; `None` if the parent is outside this pid namespace.
+pub(crate) fn ppid() -> Option<i32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get())
+}
+
+/// This process's effective user id.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
 
 /// `/proc/self/task`, kept open per process (a forked child opens its own).
 static TASK_DIR: PerProcess<Option<File>> = PerProcess::new(|| None);

@@ -4,6 +4,22 @@
 //! - <https://man7.org/linux/man-pages/man7/signal.7.html>
 #![allow(unsafe_code)]
 
+/// `SIGTERM`: please stop.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// `SIGKILL`: cannot be caught.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+/// `SIGSEGV`: an invalid memory access.
+pub(crate) const SIGSEGV: i32 = libc::SIGSEGV;
+/// `SIGABRT`: `abort()`.
+pub(crate) const SIGABRT: i32 = libc::SIGABRT;
+/// `SIGINT`: Ctrl-C.
+pub(crate) const SIGINT: i32 = libc::SIGINT;
+
+/// Whether `signo` is a signal this system has: a named one or a real-time one.
+pub(crate) fn exists(signo: i32) -> bool {
+    name(signo).is_some() || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
+}
+
 /// The conventional name of signal `signo` ("SIGSEGV"), or `None` if unknown.
 pub(crate) fn name(signo: i32) -> Option<&'static str> {
     Some(match signo {

@@ -50,6 +50,13 @@ pub(crate) struct Peer {
     pub(crate) uid: u32,
 }
 
+/// The pid of the process that made the other end of `sock` (`SO_PEERCRED`); `None`
+/// if the kernel cannot say.
+pub(crate) fn peer_pid(sock: BorrowedFd<'_>) -> Option<i32> {
+    let cred = rustix::net::sockopt::socket_peercred(sock).ok()?;
+    Some(cred.pid.as_raw_nonzero().get())
+}
+
 /// The peer of descriptor `fd`, which this process received by number (an inherited
 /// descriptor named in an environment variable) and does not own.
 ///

@@ -69,6 +69,12 @@ pub(crate) fn watch_forks() {
     debug_assert_eq!(rc, 0, "pthread_atfork failed");
 }
 
+/// The calling thread's kernel id (`gettid`), read afresh (see
+/// [`current_with_start`] for the cached one).
+pub(crate) fn gettid() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
 #[cold]
 fn refresh(generation: u32) -> (u32, u64) {
     watch_forks();

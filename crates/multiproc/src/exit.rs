@@ -1,6 +1,12 @@
 //! How a child process ended, and Python's `exitcode` view of it.
+//!
+//! Below `process` (which re-exports [`ExitStatus`] and [`Signal`] as
+//! `multiproc::process::{ExitStatus, Signal}`), so that the crate's [`Error`](crate::Error)
+//! can carry them without importing a higher layer.
 
 use std::fmt;
+
+use crate::sys;
 
 /// A signal number, with its conventional name.
 ///
@@ -17,15 +23,15 @@ pub struct Signal(i32);
 
 impl Signal {
     /// `SIGTERM`, sent by [`Process::terminate`](crate::Process::terminate).
-    pub const SIGTERM: Signal = Signal(libc::SIGTERM);
+    pub const SIGTERM: Signal = Signal(sys::signal::SIGTERM);
     /// `SIGKILL`, sent by [`Process::kill`](crate::Process::kill).
-    pub const SIGKILL: Signal = Signal(libc::SIGKILL);
+    pub const SIGKILL: Signal = Signal(sys::signal::SIGKILL);
     /// `SIGSEGV`, an invalid memory access.
-    pub const SIGSEGV: Signal = Signal(libc::SIGSEGV);
+    pub const SIGSEGV: Signal = Signal(sys::signal::SIGSEGV);
     /// `SIGABRT`, from `abort()`.
-    pub const SIGABRT: Signal = Signal(libc::SIGABRT);
+    pub const SIGABRT: Signal = Signal(sys::signal::SIGABRT);
     /// `SIGINT`, from Ctrl-C.
-    pub const SIGINT: Signal = Signal(libc::SIGINT);
+    pub const SIGINT: Signal = Signal(sys::signal::SIGINT);
 
     /// Wraps a raw signal number.
     pub const fn from_raw(signo: i32) -> Signal {
@@ -39,7 +45,7 @@ impl Signal {
 
     /// The conventional name ("SIGSEGV"), if the number is a known signal.
     pub fn name(self) -> Option<&'static str> {
-        crate::sys::signal::name(self.0)
+        sys::signal::name(self.0)
     }
 }
 
@@ -73,7 +79,7 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    pub(crate) fn from_raw(raw: crate::sys::pidfd::RawExit) -> ExitStatus {
+    pub(crate) fn from_raw(raw: sys::pidfd::RawExit) -> ExitStatus {
         match raw {
             Ok(code) => ExitStatus::Exited(code),
             Err((sig, core)) => ExitStatus::Signaled {
