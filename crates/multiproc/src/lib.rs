@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![doc(test(attr(deny(warnings))))]
 
+mod backoff;
 mod error;
 mod exit;
 pub mod fault;

@@ -18,6 +18,7 @@ use super::ring::{footprint, Ring};
 use super::side::{self, Inbox};
 use super::typecheck;
 use super::wait::{self, Waitable};
+use crate::backoff::LIVENESS_TICK;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
 use crate::sys;
@@ -483,7 +484,7 @@ impl Connection {
                     if self.peer_is_gone() {
                         return Err(Fail::Disconnected);
                     }
-                    sys::socket::wait_writable(self.sock(), Duration::from_millis(50));
+                    sys::socket::wait_writable(self.sock(), LIVENESS_TICK);
                 }
                 Err(rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET) => {
                     return Err(Fail::Disconnected)

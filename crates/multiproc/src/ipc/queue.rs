@@ -16,7 +16,8 @@ use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use super::frame::{self, Patience, Reassembly, RecvFail, SendFail};
-use super::ring::{footprint, Mem, Ring, Waited, TICK};
+use super::ring::{footprint, Mem, Ring, Waited};
+use crate::backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
 use crate::sync::{Lock, LockGuard, TryLockError};
@@ -415,15 +416,8 @@ impl Inner {
             if self.unfinished().load(Acquire) == 0 {
                 return true;
             }
-            let left = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    left.min(TICK)
-                }
-                None => TICK,
+            let Some(left) = backoff::nap(deadline) else {
+                return false;
             };
             self.mem.wait(self.join_seq(), seq, Some(left));
         }

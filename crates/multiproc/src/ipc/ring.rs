@@ -57,7 +57,7 @@
 //! The two fences order each side's store before its load, so either the consumer
 //! sees the new `tail` or the producer sees the waiter (and then the bumped
 //! `data_seq` makes the `futex_wait` return at once). The same holds for space with
-//! `space_seq`/`space_waiters`. Every sleep also has a timeout (`TICK`), after which the
+//! `space_seq`/`space_waiters`. Every sleep also has a timeout ([`LIVENESS_TICK`](crate::backoff::LIVENESS_TICK)), after which the
 //! caller checks that its peer is still alive.
 
 #![cfg_attr(loom, allow(dead_code))]
@@ -65,6 +65,7 @@
 use std::time::{Duration, Instant};
 
 use self::spin::{Pace, Spun};
+use crate::backoff;
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
@@ -133,9 +134,6 @@ pub(crate) const LAST: u32 = 5;
 const KIND_MASK: u32 = 0xf;
 /// Bits of a sequence number stored in `tag`.
 pub(crate) const SEQ_BITS: u32 = 28;
-
-/// How long a sleeper sleeps before it checks on its peer.
-pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 /// Memory a ring lives in: a shared segment in production, plain atomics in tests
 /// and loom models.
@@ -671,10 +669,7 @@ impl<M: Mem> Ring<M> {
             fence(SeqCst);
             let now_ready = ready();
             if !now_ready {
-                let timeout = match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()).min(TICK),
-                    None => TICK,
-                };
+                let timeout = backoff::nap(deadline).unwrap_or(Duration::ZERO);
                 self.mem.wait(self.w32(seq), s, Some(timeout));
             }
             // The flag stays set (another waiter may still sleep); the next publish

@@ -122,7 +122,7 @@ impl Builder {
             chunksize: None,
             prefetch: None,
             progress: false,
-            spin: Duration::from_micros(50),
+            spin: crate::backoff::SPIN_WINDOW,
             max_result: crate::ipc::frame::DEFAULT_MAX_MESSAGE as u64,
             restart_timeout: DEFAULT_RESTART_TIMEOUT,
             name_prefix: None,

@@ -22,12 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::process::chunk::ChunkOut;
-
-/// How long a waiter spins on `done` before it parks: a result that arrives within
-/// this window costs no cross-CPU wake-up (~20 µs on the machines we measured).
-pub(crate) const SPIN: Duration = Duration::from_micros(60);
 
 /// A decoder for a value that arrived as bytes from a worker process.
 pub(crate) type Decode<T> = fn(&[u8], Vec<OwnedFd>) -> Result<T>;
@@ -269,9 +266,10 @@ impl<T: Send + 'static> Slot<T> {
         if self.is_done() {
             return true;
         }
-        let spin_until = Instant::now() + SPIN;
+        // A result that arrives within the spin window costs no cross-CPU wake-up.
+        let backoff = Backoff::new();
         let spinning = Spinning::new(self.driver.as_deref());
-        while Instant::now() < spin_until {
+        while backoff.spinning() {
             match &self.driver {
                 Some(d) => d.try_progress(),
                 None => {

@@ -14,6 +14,7 @@ use super::function::{FailKind, Outcome};
 use super::reaper;
 use super::spawn::Started;
 use super::start_method::StartMethod;
+use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exit::ExitStatus;
 use crate::ipc::codec;
@@ -288,8 +289,8 @@ impl<T> Process<T> {
                 // thread onto the child's CPU, and a busy spin there keeps the child from
                 // finishing its exit until the spin ends (measured: a 50 µs spin added
                 // 50 µs to every Fork join; see BENCHMARKS.md).
-                let spin_until = Instant::now() + Duration::from_micros(50);
-                while Instant::now() < spin_until {
+                let backoff = Backoff::new();
+                while backoff.spinning() {
                     self.poll_exit(st);
                     if st.status.is_some() {
                         break;

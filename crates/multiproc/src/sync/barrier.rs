@@ -9,9 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::primitive::{
     current_thread, futex_wait, futex_wake, owner_is_dead, AtomicU32, AtomicU64, Ordering, Wake,
-    LIVENESS_PERIOD,
 };
 use super::robust::{Acquired, RawLock};
+use crate::backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::function::FnRef;
 use crate::shm::{Shared, SharedMemory};
@@ -45,7 +45,7 @@ use crate::sys;
 /// * the last party to arrive checks, under `lock`, that every recorded waiter of
 ///   another process is alive before it releases them (one `poll` of their
 ///   processes' pidfds, see [`Watches`]);
-/// * every waiter wakes each [`LIVENESS_PERIOD`] and checks one other waiter, the
+/// * every waiter wakes each [`LIVENESS_TICK`](backoff::LIVENESS_TICK) and checks one other waiter, the
 ///   next in arrival order (a ring: while one waiter lives, every death is seen);
 ///
 /// and a dead party breaks the barrier (its pid in `dead_party`). A check reads a slot
@@ -521,25 +521,21 @@ impl Barrier {
         raw.count.store(index + 1, Ordering::Relaxed);
         raw.unlock();
         while raw.gen.load(Ordering::Acquire) == g {
-            let nap = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        raw.lock();
-                        let timed_out = raw.gen.load(Ordering::Relaxed) == g;
-                        if timed_out {
-                            raw.break_locked();
-                        }
-                        raw.unlock();
-                        if timed_out {
-                            return Err(Error::new(ErrorKind::BrokenBarrier)
-                                .with_message("timed out; the barrier is now broken"));
-                        }
-                        break;
+            let nap = match backoff::nap(deadline) {
+                Some(nap) => Some(nap),
+                None => {
+                    raw.lock();
+                    let timed_out = raw.gen.load(Ordering::Relaxed) == g;
+                    if timed_out {
+                        raw.break_locked();
                     }
-                    Some(left.min(LIVENESS_PERIOD))
+                    raw.unlock();
+                    if timed_out {
+                        return Err(Error::new(ErrorKind::BrokenBarrier)
+                            .with_message("timed out; the barrier is now broken"));
+                    }
+                    break;
                 }
-                None => Some(LIVENESS_PERIOD),
             };
             if futex_wait(&raw.gen, g, nap) == Wake::TimedOut {
                 self.check_neighbour(g, index as usize);

@@ -19,9 +19,6 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// Why [`futex_wait`] returned.
 pub(crate) use crate::sys::futex::Wake;
 
-/// How long a waiter sleeps before it checks whether a lock's owner is still alive.
-pub(crate) const LIVENESS_PERIOD: Duration = Duration::from_millis(50);
-
 /// Sleeps while `*word == expected`, for at most `timeout`. May return spuriously.
 #[cfg(not(loom))]
 #[inline]
@@ -57,11 +54,12 @@ pub(crate) fn owner_is_dead(tid: u32, start: u64) -> bool {
     crate::sys::thread::is_dead(tid, start)
 }
 
-/// As [`owner_is_dead`], but at most once per [`LIVENESS_PERIOD`] per thread
+/// As [`owner_is_dead`], but at most once per [`LIVENESS_TICK`](crate::backoff::LIVENESS_TICK) per thread
 /// (otherwise `false`): for non-blocking calls that a caller may repeat in a loop,
 /// where a `/proc` read on every failed attempt would cost microseconds each.
 #[cfg(not(loom))]
 pub(crate) fn owner_is_dead_throttled(tid: u32, start: u64) -> bool {
+    use crate::backoff::LIVENESS_TICK;
     use std::cell::Cell;
     use std::time::Instant;
     thread_local! {
@@ -70,7 +68,7 @@ pub(crate) fn owner_is_dead_throttled(tid: u32, start: u64) -> bool {
     let now = Instant::now();
     if LAST
         .with(Cell::get)
-        .is_some_and(|t| now.duration_since(t) < LIVENESS_PERIOD)
+        .is_some_and(|t| now.duration_since(t) < LIVENESS_TICK)
     {
         return false;
     }

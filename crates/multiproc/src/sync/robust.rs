@@ -12,7 +12,7 @@
 //! * the word holds the owner's kernel thread id (`gettid`, cached per thread), and a
 //!   side word holds the owner thread's start time (from `/proc/thread-self/stat`);
 //! * a waiter never sleeps unboundedly: it sleeps on the futex for at most
-//!   [`LIVENESS_PERIOD`] (50 ms), and after each timeout checks whether the owner
+//!   [`LIVENESS_TICK`](crate::backoff::LIVENESS_TICK) (50 ms), and after each timeout checks whether the owner
 //!   thread still exists (`/proc/<tid>/stat`, then `kill(tid, 0)`), is not a zombie,
 //!   and has the recorded start time (a thread id can be reused by a new thread);
 //! * if the owner is dead, the waiter swaps the word from the dead owner's value to
@@ -74,8 +74,9 @@ use std::time::{Duration, Instant};
 
 use super::primitive::{
     current_thread, futex_wait, futex_wake, owner_is_dead, owner_is_dead_throttled, spin_loop,
-    AtomicU32, AtomicU64, Ordering, Wake, LIVENESS_PERIOD,
+    AtomicU32, AtomicU64, Ordering, Wake,
 };
+use crate::backoff;
 
 /// Bits of `state` holding the owner's thread id.
 pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
@@ -194,14 +195,7 @@ impl RawLock {
             {
                 continue;
             }
-            let mut nap = LIVENESS_PERIOD;
-            if let Some(d) = deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return None;
-                }
-                nap = nap.min(left);
-            }
+            let nap = backoff::nap(deadline)?;
             if futex_wait(&self.state, sleeping, Some(nap)) == Wake::TimedOut
                 && self.owner_dead(sleeping, tid, start, owner_is_dead)
             {

@@ -46,8 +46,8 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-/// Longest spin before sleeping.
-pub(crate) const MAX_SPIN: Duration = Duration::from_micros(50);
+/// Longest spin before sleeping: the crate's one spin window (its reason is there).
+pub(crate) const MAX_SPIN: Duration = crate::backoff::SPIN_WINDOW;
 /// Shortest spin budget the adaptation goes down to.
 pub(crate) const MIN_SPIN: Duration = Duration::from_micros(2);
 /// How long a waiter looks at every iteration before it slows down.

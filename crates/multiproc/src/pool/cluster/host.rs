@@ -293,7 +293,7 @@ impl Worker {
             timeout: self.timeout,
             memory_limit: self.memory_limit,
             cpu_limit: None,
-            spin: Duration::from_micros(50),
+            spin: crate::backoff::SPIN_WINDOW,
             // A larger result could not go through the broker anyway.
             max_result: self.opts.max_payload as u64,
             restart_timeout: crate::pool::DEFAULT_RESTART_TIMEOUT,

@@ -39,7 +39,7 @@ pub(super) const IDLE_POLL: Duration = Duration::from_millis(100);
 /// ... and at least this often while waiters spin on the workers' answers for it.
 pub(super) const BLIND_POLL: Duration = Duration::from_millis(1);
 /// The manager thread leaves the answers to spinning waiters only while tasks take
-/// less than this on average (well under a waiter's spin, `task::SPIN`); for longer
+/// less than this on average (well under a waiter's spin, `backoff::SPIN_WINDOW`); for longer
 /// tasks the waiters park before the answer comes and the manager thread handles it,
 /// without an extra wake-up per wait.
 pub(super) const BLIND_TASK: Duration = Duration::from_micros(20);
