@@ -393,7 +393,7 @@ pub fn pool_records(
     max_len: u64,
 ) -> (Vec<PoolRecord>, Option<io::ErrorKind>) {
     use crate::pool::process::chunk::ChunkOut;
-    use crate::pool::wire::{self, Fill, RecordReader};
+    use crate::pool::process::wire::{self, Fill, RecordReader};
     use crate::process::function::FailKind;
     let (w, r) = pair();
     let mut reader = RecordReader::with_max_len(max_len);

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::cpu::cpu_count;
 use super::handle::{Inner, Pool};
-use super::worker::Init;
+use super::process::Init;
 use super::{process, thread};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;

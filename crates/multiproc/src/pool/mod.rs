@@ -82,8 +82,6 @@ mod task;
 #[cfg(test)]
 mod tests;
 mod thread;
-pub(crate) mod wire;
-mod worker;
 
 pub use builder::{Backend, Builder, DEFAULT_RESTART_TIMEOUT};
 pub use cpu::cpu_count;

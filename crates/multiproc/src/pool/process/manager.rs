@@ -7,14 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::handle::{
+use super::shared::{
     lock, Config, Done, Shared, Task, BLIND_TASK, HEAVY, MAX_INIT_FAILURES, OUT_MAX, QUEUED_WORK,
     RESTART_BACKOFF_MAX, RESTART_BACKOFF_MIN, SHARE_PAYLOAD, WINDOW_MAX, WINDOW_MIN,
 };
+use super::wire::{self, Fill, OutQueue, RecordReader};
+use super::worker::{worker_main, WorkerArgs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
-use crate::pool::wire::{self, Fill, OutQueue, RecordReader};
-use crate::pool::worker::{worker_main, WorkerArgs};
 use crate::process::function::{BinaryToken, EntryRef, FailKind};
 use crate::process::{ExitStatus, Process};
 use crate::sys;
@@ -50,6 +50,30 @@ pub(super) struct StartTrouble {
 }
 
 impl Manager {
+    /// Starts `cfg.workers` workers and waits until each is ready.
+    pub(super) fn start(cfg: &Config) -> Result<Manager> {
+        let mut workers = Vec::with_capacity(cfg.workers);
+        for serial in 0..cfg.workers as u64 {
+            workers.push(Worker::start(cfg, serial)?);
+        }
+        wait_ready(&mut workers)?;
+        Ok(Manager {
+            next_serial: workers.len() as u64,
+            workers,
+            pending: VecDeque::new(),
+            init_failures: 0,
+            start_trouble: None,
+            broken: None,
+            closed: false,
+            sleep_deadline: None,
+        })
+    }
+
+    /// The process ids of the current workers.
+    pub(super) fn pids(&self) -> Vec<i32> {
+        self.workers.iter().map(|w| w.proc.pid()).collect()
+    }
+
     /// One non-blocking round of work. Completions go to `done`.
     ///
     /// From the manager thread (`manager`): returns `true` when the pool has shut
@@ -466,7 +490,7 @@ impl Manager {
 }
 
 /// Waits for `READY` from every worker of a new pool.
-pub(super) fn wait_ready(workers: &mut [Worker]) -> Result<()> {
+fn wait_ready(workers: &mut [Worker]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for w in workers.iter_mut() {

@@ -26,6 +26,18 @@
 //!
 //! Completions (and user callbacks) run after the manager's mutex is released.
 //!
+//! # Files
+//!
+//! | file | what |
+//! |---|---|
+//! | `shared.rs` | configuration, tuning constants, task types, the state every thread shares |
+//! | `handle.rs` | [`ProcessPool`]: start, submit, close, join, terminate |
+//! | `manager.rs` | the workers as the parent sees them: windows, deaths, timeouts, replacements |
+//! | `drive.rs` | who steps the manager: the manager thread, waiters and submitters |
+//! | `wire.rs` | the records on a worker's socket |
+//! | `worker.rs` | the loop a worker process runs |
+//! | `chunk.rs` | the chunk protocol: a chunk of arguments in, values and panics out |
+//!
 //! # The seam for other transports
 //!
 //! The manager only sees [`RemoteTask`]: an [`EntryRef`], encoded bytes, and a
@@ -33,7 +45,13 @@
 //! same tasks; it needs a named `EntryRef` variant instead of an address offset.
 
 pub(crate) mod chunk;
+mod drive;
 mod handle;
 mod manager;
+mod shared;
+pub(crate) mod wire;
+mod worker;
 
-pub(crate) use handle::{Config, ProcessPool, RemoteTask};
+pub(crate) use handle::ProcessPool;
+pub(crate) use shared::{Config, RemoteTask};
+pub(crate) use worker::Init;

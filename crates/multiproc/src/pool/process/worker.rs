@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::chunk;
 use super::wire::{self, Fill, RecordReader};
 use crate::ipc::codec;
-use crate::pool::process::chunk;
 use crate::process::function::{BinaryToken, EntryRef, FailKind};
 
 /// What a worker process is started with.

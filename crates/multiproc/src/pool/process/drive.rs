@@ -1,0 +1,152 @@
+//! Who steps the [`Manager`](super::manager::Manager): the manager thread, and any
+//! thread that waits for a result or submits a task (see the [module docs](super)).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+
+use super::shared::{lock, run_all, Shared, BLIND_POLL, IDLE_POLL};
+use crate::pool::task::Drive;
+use crate::process::Process;
+use crate::sys;
+
+impl Shared {
+    pub(super) fn wake_manager(&self) {
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    /// Steps the manager if no other thread does; repeats while tasks keep arriving.
+    pub(super) fn drive(&self) -> bool {
+        loop {
+            let mut m = match self.mgr.try_lock() {
+                Ok(m) => m,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return false,
+            };
+            let mut done = Vec::new();
+            let wake = m.step(self, &mut done, false);
+            drop(m);
+            if wake && self.sleeping.load(Ordering::SeqCst) {
+                self.wake_manager();
+            }
+            run_all(done);
+            if self.queued.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+        }
+    }
+}
+
+impl Drive for Shared {
+    fn try_progress(&self) {
+        self.drive();
+    }
+
+    fn spinning(&self, yes: bool) {
+        if yes {
+            self.drivers.fetch_add(1, Ordering::SeqCst);
+        } else if self.drivers.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.short_tasks.load(Ordering::SeqCst)
+            && self.sleeping.load(Ordering::SeqCst)
+            && self.inflight.load(Ordering::SeqCst) > 0
+        {
+            // The manager thread may be asleep without the workers' sockets in its
+            // poll set: with answers still to come, it must look at them again now
+            // that nobody spins.
+            self.wake_manager();
+        }
+    }
+}
+
+/// What the manager thread polls for one worker: serial, socket, want-read,
+/// want-write, process (its pidfd).
+type PollEntry = (u64, Arc<OwnedFd>, bool, bool, Arc<Process<()>>);
+
+/// The manager thread: steps the manager, then sleeps in `poll` until something
+/// happens. Exits once the pool is closed and drained (or terminated).
+pub(super) fn manager_thread(sh: &Shared) {
+    loop {
+        let mut done = Vec::new();
+        let (exit, fds, deadline) = {
+            let mut m = lock(&sh.mgr);
+            let exit = m.step(sh, &mut done, true);
+            let deadline = m.next_deadline(&sh.cfg);
+            m.sleep_deadline = deadline;
+            let fds: Vec<PollEntry> = m
+                .workers
+                .iter()
+                .map(|w| {
+                    (
+                        w.serial,
+                        Arc::clone(&w.sock),
+                        !w.eof,
+                        !w.out.is_empty(),
+                        Arc::clone(&w.proc),
+                    )
+                })
+                .collect();
+            if !exit {
+                sh.sleeping.store(true, Ordering::SeqCst);
+            }
+            (exit, fds, deadline)
+        };
+        run_all(done);
+        if exit {
+            break;
+        }
+        if sh.queued.load(Ordering::SeqCst) > 0 {
+            sh.sleeping.store(false, Ordering::SeqCst);
+            continue;
+        }
+        // After `sleeping` was set: a waiter that stops spinning from now on sees it
+        // and wakes this thread if answers are still to come (`Drive::spinning`);
+        // only with short tasks (`BLIND_TASK`).
+        // Meanwhile this thread leaves the workers' answers to the spinners, and
+        // looks again at least every `BLIND_POLL` for a task submitted without a
+        // waiter while it was not looking.
+        let driven = sh.short_tasks.load(Ordering::SeqCst) && sh.drivers.load(Ordering::SeqCst) > 0;
+        let idle_poll = if driven { BLIND_POLL } else { IDLE_POLL };
+        let left = deadline.map_or(idle_poll, |d| {
+            // A millisecond late rather than early: poll rounds down.
+            (d.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).min(idle_poll)
+        });
+        let wake_at = Instant::now() + left;
+        let mut pfds = Vec::with_capacity(1 + 2 * fds.len());
+        pfds.push(PollFd::new(&sh.wake, PollFlags::IN));
+        for (_, sock, read, write, proc) in &fds {
+            let mut flags = PollFlags::empty();
+            if *read && !driven {
+                flags |= PollFlags::IN;
+            }
+            if *write {
+                flags |= PollFlags::OUT;
+            }
+            pfds.push(PollFd::new(&**sock, flags));
+            pfds.push(PollFd::new(&**proc, PollFlags::IN));
+        }
+        let _ = sys::poll::until(&mut pfds, Some(wake_at));
+        let exited: Vec<u64> = fds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !pfds[2 + 2 * i].revents().is_empty())
+            .map(|(_, f)| f.0)
+            .collect();
+        drop(pfds);
+        sh.sleeping.store(false, Ordering::SeqCst);
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&sh.wake, &mut buf);
+        if !exited.is_empty() {
+            let mut m = lock(&sh.mgr);
+            for w in &mut m.workers {
+                if exited.contains(&w.serial) {
+                    w.pid_ready = true;
+                }
+            }
+        }
+    }
+    *lock(&sh.finished) = true;
+    sh.finished_cv.notify_all();
+}
