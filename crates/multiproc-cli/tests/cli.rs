@@ -120,6 +120,153 @@ fn validate(report: &Value) {
     );
 }
 
+/// The median of `v` (sorted copy), as the report computes it.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = 0.5 * (v.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// What the interleaved rounds promise, checked on every metric that has rounds: the
+/// value is the median of the kept rounds and the range their min..max; a ratio is paired
+/// with its baseline; a speedup whose whole range is above what the workers and CPUs allow
+/// is flagged impossible.
+fn check_rounds(report: &Value) {
+    let workers = report["machine"]["workers"].as_f64().unwrap();
+    let cpus = report["machine"]["cpus"].as_f64().unwrap();
+    let mut with_rounds = 0;
+    for sec in report["sections"].as_array().unwrap() {
+        for g in sec["groups"].as_array().unwrap() {
+            for m in g["metrics"].as_array().unwrap() {
+                let at = format!("{}/{}/{}", sec["id"], g["id"], m["id"]);
+                let rounds = m["rounds"].as_array().unwrap();
+                let Some(v) = m["value"].as_f64() else {
+                    continue;
+                };
+                if rounds.is_empty() {
+                    continue;
+                }
+                with_rounds += 1;
+                let excluded: Vec<usize> = m["excluded_rounds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_u64().unwrap() as usize)
+                    .collect();
+                let kept: Vec<f64> = rounds
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !excluded.contains(i))
+                    .filter_map(|(_, r)| r.as_f64())
+                    .collect();
+                let impossible = m["flags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["kind"] == "impossible");
+                if kept.is_empty() {
+                    assert!(impossible, "{at}: a value with no kept round: {m}");
+                    continue;
+                }
+                assert!(
+                    close(v, median(&kept)),
+                    "{at}: value is not the median: {m}"
+                );
+                let lo = kept.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = kept.iter().copied().fold(0.0, f64::max);
+                assert!(close(m["min"].as_f64().unwrap(), lo), "{at}: {m}");
+                assert!(close(m["max"].as_f64().unwrap(), hi), "{at}: {m}");
+                assert_eq!(m["samples"].as_u64().unwrap() as usize, kept.len(), "{at}");
+                if !excluded.is_empty() {
+                    assert!(
+                        m["flags"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|f| f["kind"] == "rounds_excluded"),
+                        "{at}: rounds left out without a flag: {m}"
+                    );
+                }
+                if g["id"] == "speedup" {
+                    let most = workers.min(cpus);
+                    assert_eq!(
+                        impossible,
+                        lo > most,
+                        "{at}: range {lo}..{hi}, most {most}: {m}"
+                    );
+                }
+                if let Some(r) = m["ratio"].as_object() {
+                    let r_lo = r["min"].as_f64().unwrap();
+                    let r_hi = r["max"].as_f64().unwrap();
+                    let r_med = r["median"].as_f64().unwrap();
+                    assert!(r_lo <= r_med && r_med <= r_hi, "{at}: {m}");
+                    if r["to"] == m["id"] {
+                        assert_eq!((r_lo, r_hi), (1.0, 1.0), "{at}: {m}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(with_rounds > 0, "no metric was measured in rounds");
+}
+
+/// Every pick follows from its contenders: a clear pick's best contender is clear of
+/// every other pick's range; otherwise the pick is `no_clear_winner` and the text says
+/// why with the numbers. No contender left out as impossible wins.
+fn check_picks(report: &Value) {
+    for a in report["advice"].as_array().unwrap() {
+        let id = a["id"].as_str().unwrap();
+        let pick = a["pick"].as_str().unwrap();
+        let cs = a["contenders"].as_array().unwrap();
+        assert!(!cs.is_empty(), "{id}: no contenders: {a}");
+        assert_eq!(a["clear"], pick != "no_clear_winner", "{id}: {a}");
+        let text = a["text"].as_str().unwrap();
+        if pick == "no_clear_winner" {
+            assert!(
+                text.contains("No clear winner at this noise level")
+                    || text.contains("Nothing left to compare"),
+                "{id}: {text}"
+            );
+            continue;
+        }
+        if id == "fault_isolation" {
+            continue; // counts, not timings: no ranges to weigh
+        }
+        let higher = matches!(cs[0]["unit"].as_str(), Some("x" | "M/s"));
+        let usable: Vec<&Value> = cs.iter().filter(|c| c["excluded"].is_null()).collect();
+        let score = |c: &Value| {
+            let m = c["median"].as_f64().unwrap();
+            if higher {
+                -m
+            } else {
+                m
+            }
+        };
+        let best = usable
+            .iter()
+            .min_by(|x, y| score(x).total_cmp(&score(y)))
+            .unwrap();
+        assert_eq!(
+            best["pick"], pick,
+            "{id}: the pick is not the best figure: {a}"
+        );
+        for c in usable.iter().filter(|c| c["pick"] != pick) {
+            let clear = if higher {
+                best["min"].as_f64() > c["max"].as_f64()
+            } else {
+                best["max"].as_f64() < c["min"].as_f64()
+            };
+            assert!(clear, "{id}: picked {pick} though the ranges overlap: {a}");
+        }
+    }
+}
+
 #[test]
 fn help_lists_subcommands_with_examples() {
     let o = run(&["--help"], Duration::from_secs(30));
@@ -270,8 +417,18 @@ fn quick_json_report_follows_its_schema() {
     assert_ok(&args, &o);
     let report: Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
     validate(&report);
+    check_rounds(&report);
+    check_picks(&report);
 
     assert_eq!(report["mode"], "quick");
+    // The load average at the start and the end of the run.
+    for when in ["load_before", "load_after"] {
+        assert!(
+            report["machine"][when].as_f64().is_some_and(|l| l >= 0.0),
+            "{when}: {}",
+            report["machine"]
+        );
+    }
     let ids: Vec<&str> = report["sections"]
         .as_array()
         .unwrap()
@@ -382,10 +539,21 @@ fn quick_json_report_follows_its_schema() {
         .find(|a| a["id"] == "fault_isolation")
         .unwrap();
     assert_eq!(fault["pick"], "processes");
+    // Every advice rests on contenders with ranges, the one-worker-per-task and sharing
+    // picks included (they were fixed text once).
+    for a in advice {
+        assert!(!a["contenders"].as_array().unwrap().is_empty(), "{a}");
+    }
     let start = advice
         .iter()
         .find(|a| a["id"] == "worker_per_task")
         .unwrap();
+    let pool = metric(&report, "starting", "start_join", "process_pool");
+    assert_eq!(
+        start["basis"]["pool_task_process_us"].as_f64(),
+        pool["value"].as_f64(),
+        "{start}"
+    );
     let fs = metric(&report, "starting", "start_join", "forkserver")["value"]
         .as_f64()
         .unwrap();
@@ -406,7 +574,7 @@ fn schema_rejects_what_breaks_it() {
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
     type Breakage = fn(&mut Value);
-    let breakages: [(&str, Breakage); 5] = [
+    let breakages: [(&str, Breakage); 10] = [
         ("no machine", |r| {
             r.as_object_mut().unwrap().remove("machine");
         }),
@@ -421,6 +589,27 @@ fn schema_rejects_what_breaks_it() {
             let m = &mut r["sections"][0]["groups"][0]["metrics"][0];
             m["value"] = Value::Null;
             m["note"] = Value::Null;
+        }),
+        ("an unknown flag kind", |r| {
+            r["sections"][0]["groups"][0]["metrics"][0]["flags"] =
+                serde_json::json!([{ "kind": "odd", "text": "x" }]);
+        }),
+        ("a ratio without its range", |r| {
+            r["sections"][0]["groups"][0]["metrics"][0]["ratio"] =
+                serde_json::json!({ "to": "thread", "median": 2.0 });
+        }),
+        ("an unknown pick", |r| {
+            r["advice"][0]["pick"] = "maybe".into()
+        }),
+        ("no clear winner called clear", |r| {
+            r["advice"][0]["pick"] = "no_clear_winner".into();
+            r["advice"][0]["clear"] = true.into();
+        }),
+        ("a contender without its range", |r| {
+            r["advice"][0]["contenders"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("min");
         }),
     ];
     for (what, breakage) in breakages {
@@ -438,14 +627,27 @@ fn table_is_the_default_output() {
     assert_ok(&args, &o);
     let out = text(&o.stdout);
     for want in [
-        "multiproc compare (quick run)",
+        "multiproc compare (quick run",
+        "load average (1 min): ",
+        " at start, ",
+        " at end",
         "== Starting a worker ==",
         "process (forkserver)",
+        "median, range = min..max of 8 interleaved rounds",
         "== Fault isolation ==",
         "killed by SIGSEGV",
         "== When to use which",
+        "* one new worker per task -> ",
     ] {
         assert!(out.contains(want), "the table lacks {want:?}:\n{out}");
+    }
+    // It fits a classic 80-column terminal.
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "a line of {} columns:\n{line}",
+            line.chars().count()
+        );
     }
     assert!(
         !out.contains("== Memory"),
@@ -472,6 +674,8 @@ fn only_and_workers_shape_the_run() {
     assert_ok(&args, &o);
     let report: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     validate(&report);
+    check_rounds(&report);
+    check_picks(&report);
     assert_eq!(report["machine"]["workers"], 3);
     let ids: Vec<&str> = report["sections"]
         .as_array()
@@ -617,6 +821,15 @@ fn html_page_renders_charts_in_chromium() {
 
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.starts_with("<!doctype html>"));
+    // The new figures are on the page: the load, the ranges, what each pick compared.
+    for want in [
+        "load average (1 min)",
+        "min&ndash;max of",
+        "<table class=\"contenders\">",
+        "range (min&ndash;max)",
+    ] {
+        assert!(html.contains(want), "the page lacks {want:?}");
+    }
     assert!(html.matches("<svg ").count() >= 10, "too few charts");
     for external in ["<script", "src=\"http", "href=\"http", "@import", "url("] {
         assert!(

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Advice, Better, Group, Metric, Report, Section, Status, Worker};
+use super::model::{
+    Advice, Better, FlagKind, Group, Machine, Metric, Report, Section, Status, Worker,
+};
 use super::stats::fmt_num;
 
 /// Colors of the workers, also used by the tests that look at a screenshot.
@@ -33,6 +35,14 @@ h2 { font-size: 20px; margin: 0 0 4px; }
 .pick-processes, .pick-process_pool { border-left-color:#ea580c; }
 .pick-processes .pick, .pick-process_pool .pick { color:#c2410c; }
 .pick-sequential { border-left-color:#64748b; }
+.pick-no_clear_winner { border-left-color:#a16207; } .pick-no_clear_winner .pick { color:#a16207; }
+.badge.pick-no_clear_winner { background:#fef9c3; color:#a16207; }
+table.contenders { border-collapse: collapse; margin: 8px 0 0; font-size: 13px; }
+table.contenders td, table.contenders th { padding: 2px 8px 2px 0; text-align: left; }
+table.contenders th { color: var(--muted); font-weight: 600; }
+table.contenders td.num { text-align: right; font-variant-numeric: tabular-nums; }
+ul.flags { margin: 0 0 8px; padding-left: 20px; font-size: 13px; color: var(--muted); }
+ul.flags li.impossible { color:#b91c1c; }
 table.glance { border-collapse: collapse; width: 100%; background:#fff; border:1px solid var(--line); border-radius:10px; margin: 8px 0 6px; }
 table.glance td { padding: 7px 12px; border-top: 1px solid var(--line); font-size: 14px; }
 table.glance tr:first-child td { border-top: none; }
@@ -70,7 +80,8 @@ pub(crate) fn render(r: &Report) -> String {
         h,
         "<h1>Threads or processes? Measured on this machine</h1>\
          <p class=\"meta\"><b>{}</b> CPUs &middot; <b>{}</b> workers &middot; Linux {} &middot; \
-         {} build &middot; load {} &rarr; {} &middot; {} run in {:.1} s &middot; multiproc {}</p>",
+         {} build &middot; load average (1 min) {} at start, {} at end &middot; {} run in \
+         {:.1} s &middot; multiproc {}</p>",
         m.cpus,
         m.workers,
         esc(&m.kernel),
@@ -111,11 +122,12 @@ pub(crate) fn render(r: &Report) -> String {
          <span><i class=\"sw\" style=\"background:{}\"></i>process (forkserver)</span>\
          <span><i class=\"sw\" style=\"background:{}\"></i>process (spawn)</span>\
          <span><i class=\"sw\" style=\"background:{SEQUENTIAL}\"></i>sequential</span>\
-         <span>whiskers: the middle half of the samples (25th&ndash;75th percentile)</span></div>",
+         <span>whiskers: the range, min&ndash;max over the interleaved rounds (or the samples)</span>\
+         <span style=\"color:#b91c1c\">&#9888; impossible: a figure left out of the advice</span></div>",
         PROCESS[0], PROCESS[1], PROCESS[2]
     );
     for s in &r.sections {
-        section(&mut h, s, r.machine.workers);
+        section(&mut h, s, &r.machine);
     }
     if !r.advice.is_empty() {
         h.push_str(
@@ -141,15 +153,47 @@ pub(crate) fn render(r: &Report) -> String {
 fn advice_card(h: &mut String, a: &Advice) {
     let _ = write!(
         h,
-        "<div class=\"card pick-{}\"><div class=\"sit\">{}</div><div class=\"pick\">{}</div><p>{}</p></div>",
+        "<div class=\"card pick-{}\"><div class=\"sit\">{}</div><div class=\"pick\">{}</div><p>{}</p>",
         a.pick,
         esc(a.situation),
         esc(&a.pick.replace('_', " ")),
         esc(&a.text)
     );
+    if !a.contenders.is_empty() {
+        h.push_str(
+            "<table class=\"contenders\"><tr><th>compared</th><th>median</th>\
+             <th>range (min&ndash;max)</th><th>n</th></tr>",
+        );
+        for c in &a.contenders {
+            let unit = if c.unit == "count" { "" } else { c.unit };
+            let _ = write!(
+                h,
+                "<tr{}><td>{}{}</td><td class=\"num\">{} {unit}</td><td class=\"num\">{}&ndash;{}</td><td class=\"num\">{}</td></tr>",
+                if c.excluded.is_some() {
+                    " style=\"color:#b91c1c\""
+                } else {
+                    ""
+                },
+                esc(&c.label),
+                if c.excluded.is_some() {
+                    " &#9888; left out"
+                } else {
+                    ""
+                },
+                fmt_num(c.median),
+                fmt_num(c.min),
+                fmt_num(c.max),
+                c.rounds
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</div>");
 }
 
-fn section(h: &mut String, s: &Section, workers: usize) {
+fn section(h: &mut String, s: &Section, machine: &Machine) {
+    // The most a parallel run can gain: one CPU per worker, as many as there are.
+    let ideal_x = machine.workers.min(machine.cpus).max(1);
     let status = match s.status {
         Status::Measured => String::new(),
         Status::Partial => "<span class=\"status\">partly measured</span>".into(),
@@ -170,10 +214,11 @@ fn section(h: &mut String, s: &Section, workers: usize) {
         let refs: Vec<(f64, String)> = if g.unit == "x" {
             vec![
                 (1.0, "1x".into()),
-                (workers as f64, format!("{workers}x ideal")),
+                (ideal_x as f64, format!("{ideal_x}x ideal")),
             ]
         } else if g.unit == "%" {
-            vec![(100.0, "100%".into())]
+            let most = 100.0 * ideal_x as f64 / machine.workers.max(1) as f64;
+            vec![(most, format!("{}% ideal", fmt_num(most)))]
         } else if let (Some(ideal), "ms") = (ideal, g.unit) {
             vec![(ideal, format!("{} ms ideal", fmt_num(ideal)))]
         } else {
@@ -184,12 +229,38 @@ fn section(h: &mut String, s: &Section, workers: usize) {
             Better::Higher => "higher is better",
         };
         let unit = if g.unit == "count" { "count" } else { g.unit };
+        let rounds = g.metrics.iter().map(|m| m.rounds.len()).max().unwrap_or(0);
+        let range = if rounds > 0 {
+            format!("; median, whiskers min&ndash;max of {rounds} interleaved rounds")
+        } else {
+            String::new()
+        };
         let _ = write!(
             h,
-            "<figure><figcaption>{} <span>({unit}, {dir})</span></figcaption>{}</figure>",
+            "<figure><figcaption>{} <span>({unit}, {dir}{range})</span></figcaption>{}</figure>",
             esc(&g.title),
             chart(g, &refs)
         );
+        let flagged: Vec<String> = g
+            .metrics
+            .iter()
+            .flat_map(|m| {
+                m.flags.iter().map(move |f| {
+                    let (class, mark) = match f.kind {
+                        FlagKind::Impossible => ("impossible", "&#9888; impossible: "),
+                        FlagKind::RoundsExcluded => ("excluded", ""),
+                    };
+                    format!(
+                        "<li class=\"{class}\">{}: {mark}{}</li>",
+                        esc(&m.label),
+                        esc(&f.text)
+                    )
+                })
+            })
+            .collect();
+        if !flagged.is_empty() {
+            let _ = write!(h, "<ul class=\"flags\">{}</ul>", flagged.concat());
+        }
     }
     if !s.findings.is_empty() {
         h.push_str("<ul class=\"findings\">");
@@ -219,7 +290,8 @@ fn color(m: &Metric) -> &'static str {
     }
 }
 
-/// A horizontal bar chart of a group, with min–max whiskers and reference lines.
+/// A horizontal bar chart of a group, with min–max whiskers (the range) and reference
+/// lines.
 fn chart(g: &Group, refs: &[(f64, String)]) -> String {
     const W: f64 = 900.0;
     const LABEL: f64 = 290.0;
@@ -232,7 +304,7 @@ fn chart(g: &Group, refs: &[(f64, String)]) -> String {
     let top_value = g
         .metrics
         .iter()
-        .flat_map(|m| [m.value, m.p75])
+        .flat_map(|m| [m.value, m.max])
         .flatten()
         .chain(refs.iter().map(|r| r.0))
         .fold(0.0f64, f64::max);
@@ -292,7 +364,7 @@ fn chart(g: &Group, refs: &[(f64, String)]) -> String {
                     g.unit
                 );
                 let mut end = x(v);
-                if let (Some(lo), Some(hi)) = (m.p25, m.p75) {
+                if let (Some(lo), Some(hi)) = (m.min, m.max) {
                     if m.samples > 1 && hi > lo {
                         let (x0, x1, ym) = (x(lo), x(hi), y + bh / 2.0);
                         let _ = write!(
@@ -308,9 +380,14 @@ fn chart(g: &Group, refs: &[(f64, String)]) -> String {
                     }
                 }
                 let unit = if g.unit == "count" { "" } else { g.unit };
+                let (fill, mark) = if m.impossible().is_some() {
+                    ("#b91c1c", " \u{26a0} impossible")
+                } else {
+                    ("#0f172a", "")
+                };
                 let _ = write!(
                     s,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#0f172a\" font-weight=\"600\">{} {unit}</text>",
+                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{fill}\" font-weight=\"600\">{} {unit}{mark}</text>",
                     end + 8.0,
                     y + bh / 2.0 + 4.5,
                     fmt_num(v)

@@ -149,6 +149,55 @@ pub(crate) struct Metric {
     pub(crate) extra: BTreeMap<String, f64>,
     /// Why there is no value, or what to keep in mind reading it.
     pub(crate) note: Option<String>,
+    /// In a section measured in interleaved rounds: this metric's figure in each round, in
+    /// round order (`None`: the measurement failed that round). Empty otherwise.
+    pub(crate) rounds: Vec<Option<f64>>,
+    /// Indexes into [`Metric::rounds`] of the rounds left out of `value` and its range: a
+    /// zero, negative or non-finite figure, or one far outside the other rounds.
+    pub(crate) excluded_rounds: Vec<u32>,
+    /// This metric over the group's baseline, round by round (both measured in the same
+    /// round), with the spread of those ratios.
+    pub(crate) ratio: Option<Ratio>,
+    /// What is wrong or doubtful about the figure; an `impossible` one is left out of the
+    /// advice.
+    pub(crate) flags: Vec<Flag>,
+}
+
+/// A metric over its group's baseline, paired round by round.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Ratio {
+    /// The id of the baseline metric in the same group.
+    pub(crate) to: String,
+    /// The median of the per-round ratios.
+    pub(crate) median: f64,
+    /// The smallest per-round ratio.
+    pub(crate) min: f64,
+    /// The largest per-round ratio.
+    pub(crate) max: f64,
+    /// How many rounds had both figures.
+    pub(crate) rounds: u32,
+}
+
+/// What kind of doubt a [`Flag`] raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FlagKind {
+    /// The figure cannot be right (a speedup above what the workers and CPUs allow, beyond
+    /// the measurement's noise; a time that is zero or negative): it is left out of the
+    /// advice.
+    Impossible,
+    /// Some rounds were left out (see [`Metric::excluded_rounds`]); the figure rests on
+    /// the others.
+    RoundsExcluded,
+}
+
+/// A doubt about a figure, and why.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Flag {
+    /// What kind of doubt.
+    pub(crate) kind: FlagKind,
+    /// The reason, with the numbers.
+    pub(crate) text: String,
 }
 
 /// One piece of advice and the figures it rests on.
@@ -158,7 +207,8 @@ pub(crate) struct Advice {
     pub(crate) id: &'static str,
     /// The situation: "CPU-bound work", "many waiting tasks"…
     pub(crate) situation: &'static str,
-    /// `threads`, `processes`, `process_pool`, `sequential` or `either`.
+    /// `threads`, `processes`, `process_pool`, `sequential`, `either`, or
+    /// `no_clear_winner` when the measured ranges overlap.
     pub(crate) pick: &'static str,
     /// The deciding figures in a few words.
     pub(crate) headline: String,
@@ -166,6 +216,34 @@ pub(crate) struct Advice {
     pub(crate) text: String,
     /// The figures used, by name (units in the name).
     pub(crate) basis: BTreeMap<String, f64>,
+    /// Whether the pick rests on a clear difference: the winner's range does not overlap
+    /// any other choice's. `false` with pick `no_clear_winner`.
+    pub(crate) clear: bool,
+    /// The figures compared to make the pick, each with its range over the rounds.
+    pub(crate) contenders: Vec<Contender>,
+}
+
+/// One choice an advice compared, with the range its figure spanned.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Contender {
+    /// The metric, as `section/group/metric`.
+    pub(crate) metric: String,
+    /// Human label.
+    pub(crate) label: String,
+    /// The pick this contender stands for.
+    pub(crate) pick: &'static str,
+    /// The unit of `median`, `min` and `max`.
+    pub(crate) unit: &'static str,
+    /// The median over the rounds.
+    pub(crate) median: f64,
+    /// The smallest figure over the rounds (the range's low end).
+    pub(crate) min: f64,
+    /// The largest figure over the rounds (the range's high end).
+    pub(crate) max: f64,
+    /// How many rounds (or samples) the range covers.
+    pub(crate) rounds: u32,
+    /// Why this contender was left out of the pick (an impossible figure), if it was.
+    pub(crate) excluded: Option<String>,
 }
 
 impl Metric {
@@ -189,6 +267,10 @@ impl Metric {
             samples: 1,
             extra: BTreeMap::new(),
             note: None,
+            rounds: Vec::new(),
+            excluded_rounds: Vec::new(),
+            ratio: None,
+            flags: Vec::new(),
         }
     }
 
@@ -217,6 +299,19 @@ impl Metric {
     pub(crate) fn note(mut self, note: impl Into<String>) -> Metric {
         self.note = Some(note.into());
         self
+    }
+
+    /// Whether the figure may be used for advice: it has a value and no `impossible` flag.
+    pub(crate) fn usable(&self) -> bool {
+        self.value.is_some() && !self.flags.iter().any(|f| f.kind == FlagKind::Impossible)
+    }
+
+    /// The first `impossible` flag's text, if any.
+    pub(crate) fn impossible(&self) -> Option<&str> {
+        self.flags
+            .iter()
+            .find(|f| f.kind == FlagKind::Impossible)
+            .map(|f| f.text.as_str())
     }
 
     /// Adds an extra figure.
@@ -256,13 +351,17 @@ impl Section {
 
     /// The metric `metric` of group `group`, if it has a value.
     pub(crate) fn get(&self, group: &str, metric: &str) -> Option<f64> {
+        self.metric(group, metric)?.value
+    }
+
+    /// The metric `metric` of group `group`, if there is one.
+    pub(crate) fn metric(&self, group: &str, metric: &str) -> Option<&Metric> {
         self.groups
             .iter()
             .find(|g| g.id == group)?
             .metrics
             .iter()
-            .find(|m| m.id == metric)?
-            .value
+            .find(|m| m.id == metric)
     }
 }
 

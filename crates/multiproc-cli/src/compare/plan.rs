@@ -9,6 +9,8 @@ pub(crate) struct Plan {
     pub(crate) quick: bool,
     /// Workers in the parallel sections.
     pub(crate) workers: usize,
+    /// CPUs this process may run on: no parallel run can be faster than this many times.
+    pub(crate) cpus: usize,
 }
 
 impl Plan {

@@ -37,6 +37,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let plan = Plan {
         quick: args.quick,
         workers: args.workers.map_or(cpus.max(2), usize::from),
+        cpus,
     };
     let sections: Vec<SectionId> = SectionId::ALL
         .into_iter()

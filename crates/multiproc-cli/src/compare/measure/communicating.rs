@@ -10,7 +10,8 @@ use serde_bytes::ByteBuf;
 
 use super::Ctx;
 use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
-use crate::compare::stats::{self, Summary};
+use crate::compare::rounds::{self, Contender};
+use crate::compare::stats;
 
 /// Bytes per message in the bandwidth measurement.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -28,50 +29,87 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
     let limit = Limit {
         max_messages: plan.pick(512, 64),
-        time: plan.budget(400),
+        time: plan.budget(200),
     };
     let total_mib = limit.max_messages;
+    let rtt_rounds = plan.pick(20, 10);
+    let bw_rounds = plan.pick(5, 3);
+    let per_batch = Duration::from_millis(plan.pick(75, 25));
+
+    ctx.step("communicating: starting the echo partners");
+    let kinds = [
+        ("threads_mpsc", "threads, std::sync::mpsc", Worker::Thread),
+        ("processes_pipe", "processes, ipc::Pipe", Worker::Process),
+        ("processes_queue", "processes, ipc::Queue", Worker::Process),
+    ];
+    let mpsc_echo = MpscEcho::start();
+    let pipe_echo = PipeEcho::start();
+    let queue_echo = QueueEcho::start();
+    let mut contenders = vec![
+        Contender::new("std::sync::mpsc round trip between threads", || {
+            let e = mpsc_echo.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            trips(per_batch, |i| e.trip(i))
+        }),
+        Contender::new("Pipe round trip between processes", || {
+            let e = pipe_echo.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            trips(per_batch, |i| e.trip(i))
+        }),
+        Contender::new("Queue round trip between processes", || {
+            let e = queue_echo.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            trips(per_batch, |i| e.trip(i))
+        }),
+    ];
+    let rtt_rounds_measured = rounds::interleave(ctx, "communicating", rtt_rounds, &mut contenders);
+    drop(contenders);
+    let stopped = [
+        mpsc_echo.and_then(MpscEcho::stop),
+        pipe_echo.and_then(PipeEcho::stop),
+        queue_echo.and_then(QueueEcho::stop),
+    ];
+
+    let mut contenders = vec![
+        Contender::new("std::sync::mpsc bandwidth between threads", || {
+            mpsc_bandwidth(limit)
+        }),
+        Contender::new("Pipe bandwidth between processes", || pipe_bandwidth(limit)),
+        Contender::new("Queue bandwidth between processes", || {
+            queue_bandwidth(limit)
+        }),
+    ];
+    let bw_rounds_measured = rounds::interleave(ctx, "communicating", bw_rounds, &mut contenders);
+    drop(contenders);
+
     let mut rtt = Vec::new();
     let mut bw = Vec::new();
-
-    ctx.step("communicating: std::sync::mpsc round trip between threads");
-    rtt.push(summary_or_missing(
-        "threads_mpsc",
-        "threads, std::sync::mpsc",
-        Worker::Thread,
-        mpsc_round_trip(plan.budget(1500)),
-    ));
-    ctx.step("communicating: std::sync::mpsc bandwidth between threads");
-    bw.push(summary_or_missing(
-        "threads_mpsc",
-        "threads, std::sync::mpsc",
-        Worker::Thread,
-        mpsc_bandwidth(limit, plan.pick(3, 1)),
-    ));
-    ctx.step("communicating: Pipe round trip between processes");
-    rtt.push(process_metric(
-        "processes_pipe",
-        "processes, ipc::Pipe",
-        pipe_round_trip(plan.budget(1500)),
-    ));
-    ctx.step("communicating: Pipe bandwidth between processes");
-    bw.push(process_metric(
-        "processes_pipe",
-        "processes, ipc::Pipe",
-        pipe_bandwidth(limit, plan.pick(3, 1)),
-    ));
-    ctx.step("communicating: Queue round trip between processes");
-    rtt.push(process_metric(
-        "processes_queue",
-        "processes, ipc::Queue",
-        queue_round_trip(plan.budget(1500)),
-    ));
-    ctx.step("communicating: Queue bandwidth between processes");
-    bw.push(process_metric(
-        "processes_queue",
-        "processes, ipc::Queue",
-        queue_bandwidth(limit, plan.pick(3, 1)),
-    ));
+    for (i, (id, label, worker)) in kinds.into_iter().enumerate() {
+        let method = |m: Metric| {
+            if worker == Worker::Process {
+                m.method(multiproc::StartMethod::ForkServer)
+            } else {
+                m
+            }
+        };
+        let mut m = method(rounds::metric(
+            id,
+            label,
+            worker,
+            "us",
+            &rtt_rounds_measured[i],
+        ));
+        if let Err(e) = &stopped[i] {
+            m = m.note(format!("the echo partner did not stop cleanly: {e:#}"));
+        }
+        rtt.push(m);
+        bw.push(method(rounds::metric(
+            id,
+            label,
+            worker,
+            "GB/s",
+            &bw_rounds_measured[i],
+        )));
+    }
+    rounds::pair_with(&mut rtt, "threads_mpsc");
+    rounds::pair_with(&mut bw, "threads_mpsc");
 
     let mut section = Section {
         id: "communicating",
@@ -80,13 +118,19 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
                 memories, which costs latency and bandwidth.",
         status: Status::Measured,
         method: format!(
-            "Round trip: one side sends a u64, the other sends it back; median of samples of \
-             {TRIPS_PER_SAMPLE} round trips. Bandwidth: 1 MiB messages, one way, for {} ms \
+            "Round trip: one side sends a u64, the other sends it back; {rtt_rounds} \
+             interleaved rounds (every kind once per round, the order rotated per round), in \
+             each a batch of about {} ms of samples of {TRIPS_PER_SAMPLE} round trips per kind, \
+             the batch's median per trip is the round's figure. Bandwidth: {bw_rounds} \
+             interleaved rounds of one run per kind: 1 MiB messages, one way, for {} ms \
              or {total_mib} messages, whichever comes first (at least {MIN_MESSAGES}); the sender copies its buffer into each message (threads: \
              a clone moved through a sync_channel of 4; Pipe: send_bytes; Queue: put of a \
              serde_bytes::ByteBuf), the receiver takes it and drops it. Pipe and Queue use their default \
              settings; the child process is started by forkserver. Reported: the byte count the receiver acknowledges, over the time \
-             from the first send to the acknowledgement, in GB/s (10^9 bytes).",
+             from the first send to the acknowledgement, in GB/s (10^9 bytes). Figures: the \
+             median over the rounds, the range their min..max; ratio: over the threads' \
+             figure of the same round.",
+            per_batch.as_millis(),
             limit.time.as_millis()
         ),
         groups: vec![
@@ -109,33 +153,22 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     };
     let t = section.get("round_trip", "threads_mpsc");
     for (id, what) in [("processes_pipe", "a Pipe"), ("processes_queue", "a Queue")] {
-        if let (Some(t), Some(p)) = (t, section.get("round_trip", id)) {
+        let Some(m) = section.metric("round_trip", id) else {
+            continue;
+        };
+        if let (Some(t), Some(p), Some(r)) = (t, m.value, &m.ratio) {
             section.findings.push(format!(
-                "A round trip through {what} between processes took {} us, {}x the {} us of a channel between threads.",
+                "A round trip through {what} between processes took {} us, {}x the {} us of \
+                 a channel between threads ({}x to {}x round by round).",
                 stats::fmt_num(p),
-                stats::fmt_num(p / t),
-                stats::fmt_num(t)
+                stats::fmt_num(r.median),
+                stats::fmt_num(t),
+                stats::fmt_num(r.min),
+                stats::fmt_num(r.max)
             ));
         }
     }
     section.finish()
-}
-
-/// A metric from a sampled summary, or missing with the error.
-pub(crate) fn summary_or_missing<E: std::fmt::Display>(
-    id: &str,
-    label: &str,
-    worker: Worker,
-    r: Result<Summary, E>,
-) -> Metric {
-    match r {
-        Ok(s) => super::starting::summary_metric(id, label.to_owned(), worker, s),
-        Err(e) => Metric::missing(id, label, worker, format!("failed: {e}")),
-    }
-}
-
-fn process_metric(id: &str, label: &str, r: anyhow::Result<Summary>) -> Metric {
-    summary_or_missing(id, label, Worker::Process, r).method(multiproc::StartMethod::ForkServer)
 }
 
 /// A child that sends back every `u64` it receives, until `u64::MAX`.
@@ -197,26 +230,110 @@ struct Limit {
     time: Duration,
 }
 
-fn pipe_round_trip(budget: Duration) -> anyhow::Result<Summary> {
-    let (ours, theirs) = Pipe::new()?;
-    let child = Process::start_with(pipe_echo, theirs)?;
-    let r = stats::sample(budget, 2, 5, 100_000, || {
+/// The median time per round trip of a batch of samples lasting about `budget`.
+fn trips(budget: Duration, mut trip: impl FnMut(u64) -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    stats::sample(budget, 1, 3, 100_000, || {
         let t0 = Instant::now();
         for i in 0..u64::from(TRIPS_PER_SAMPLE) {
-            ours.send(i)?;
-            ours.recv::<u64>()?;
+            trip(i)?;
         }
-        Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
-    });
-    ours.send(u64::MAX)?;
-    child.join()?;
-    r
+        Ok(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
+    })
+    .map(|s| s.median)
 }
 
-fn pipe_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
+/// A thread echoing `u64`s through two `std::sync::mpsc` channels.
+struct MpscEcho {
+    to: mpsc::Sender<u64>,
+    back: mpsc::Receiver<u64>,
+    echo: Thread<()>,
+}
+
+impl MpscEcho {
+    fn start() -> anyhow::Result<MpscEcho> {
+        let (to, to_rx) = mpsc::channel::<u64>();
+        let (back_tx, back) = mpsc::channel::<u64>();
+        let echo = Thread::start(move || {
+            while let Ok(v) = to_rx.recv() {
+                if back_tx.send(v).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(MpscEcho { to, back, echo })
+    }
+
+    fn trip(&self, i: u64) -> anyhow::Result<()> {
+        self.to.send(i)?;
+        self.back.recv()?;
+        Ok(())
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        drop(self.to);
+        self.echo.join()?;
+        Ok(())
+    }
+}
+
+/// A child process echoing `u64`s through a Pipe.
+struct PipeEcho {
+    ours: Connection,
+    child: Process<()>,
+}
+
+impl PipeEcho {
+    fn start() -> anyhow::Result<PipeEcho> {
+        let (ours, theirs) = Pipe::new()?;
+        let child = Process::start_with(pipe_echo, theirs)?;
+        Ok(PipeEcho { ours, child })
+    }
+
+    fn trip(&self, i: u64) -> anyhow::Result<()> {
+        self.ours.send(i)?;
+        self.ours.recv::<u64>()?;
+        Ok(())
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        self.ours.send(u64::MAX)?;
+        self.child.join()?;
+        Ok(())
+    }
+}
+
+/// A child process echoing `u64`s from one Queue to another.
+struct QueueEcho {
+    to: Queue<u64>,
+    back: Queue<u64>,
+    child: Process<()>,
+}
+
+impl QueueEcho {
+    fn start() -> anyhow::Result<QueueEcho> {
+        let to = Queue::<u64>::new()?;
+        let back = Queue::<u64>::new()?;
+        let child = Process::start_with(queue_echo, (to.clone(), back.clone()))?;
+        Ok(QueueEcho { to, back, child })
+    }
+
+    fn trip(&self, i: u64) -> anyhow::Result<()> {
+        self.to.put_timeout(i, PEER_TIMEOUT)?;
+        self.back.get_timeout(PEER_TIMEOUT)?;
+        Ok(())
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        self.to.put_timeout(u64::MAX, PEER_TIMEOUT)?;
+        self.child.join()?;
+        Ok(())
+    }
+}
+
+/// One bandwidth run, in GB/s.
+fn pipe_bandwidth(limit: Limit) -> anyhow::Result<f64> {
     let buf = vec![7u8; CHUNK];
-    let mut samples = Vec::new();
-    for _ in 0..reps {
+    {
         let (ours, theirs) = Pipe::new()?;
         let child = Process::start_with(pipe_sink, theirs)?;
         // The child may still be starting when the clock starts: a fraction of a
@@ -229,33 +346,16 @@ fn pipe_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
         }
         ours.send_bytes(&[])?;
         let bytes: u64 = ours.recv()?;
-        samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
+        let gbps = bytes as f64 / t0.elapsed().as_secs_f64() / 1e9;
         child.join()?;
+        Ok(gbps)
     }
-    Ok(Summary::of(&samples).expect("reps >= 1"))
 }
 
-fn queue_round_trip(budget: Duration) -> anyhow::Result<Summary> {
-    let to = Queue::<u64>::new()?;
-    let back = Queue::<u64>::new()?;
-    let child = Process::start_with(queue_echo, (to.clone(), back.clone()))?;
-    let r = stats::sample(budget, 2, 5, 100_000, || {
-        let t0 = Instant::now();
-        for i in 0..u64::from(TRIPS_PER_SAMPLE) {
-            to.put_timeout(i, PEER_TIMEOUT)?;
-            back.get_timeout(PEER_TIMEOUT)?;
-        }
-        Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
-    });
-    to.put_timeout(u64::MAX, PEER_TIMEOUT)?;
-    child.join()?;
-    r
-}
-
-fn queue_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
+/// One bandwidth run, in GB/s.
+fn queue_bandwidth(limit: Limit) -> anyhow::Result<f64> {
     let buf = vec![7u8; CHUNK];
-    let mut samples = Vec::new();
-    for _ in 0..reps {
+    {
         // `ByteBuf` serializes as one block of bytes; a `Vec<u8>` would go through
         // serde one byte at a time.
         let data = Queue::<ByteBuf>::new()?;
@@ -269,39 +369,16 @@ fn queue_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
         }
         data.put_timeout(ByteBuf::new(), PEER_TIMEOUT)?;
         let bytes = ack.get_timeout(PEER_TIMEOUT)?;
-        samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
+        let gbps = bytes as f64 / t0.elapsed().as_secs_f64() / 1e9;
         child.join()?;
+        Ok(gbps)
     }
-    Ok(Summary::of(&samples).expect("reps >= 1"))
 }
 
-fn mpsc_round_trip(budget: Duration) -> anyhow::Result<Summary> {
-    let (to_tx, to_rx) = mpsc::channel::<u64>();
-    let (back_tx, back_rx) = mpsc::channel::<u64>();
-    let echo = Thread::start(move || {
-        while let Ok(v) = to_rx.recv() {
-            if back_tx.send(v).is_err() {
-                break;
-            }
-        }
-    })?;
-    let r = stats::sample(budget, 2, 5, 100_000, || {
-        let t0 = Instant::now();
-        for i in 0..u64::from(TRIPS_PER_SAMPLE) {
-            to_tx.send(i)?;
-            back_rx.recv()?;
-        }
-        Ok::<_, anyhow::Error>(stats::us(t0.elapsed()) / f64::from(TRIPS_PER_SAMPLE))
-    });
-    drop(to_tx);
-    echo.join()?;
-    r
-}
-
-fn mpsc_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
+/// One bandwidth run, in GB/s.
+fn mpsc_bandwidth(limit: Limit) -> anyhow::Result<f64> {
     let buf = vec![7u8; CHUNK];
-    let mut samples = Vec::new();
-    for _ in 0..reps {
+    {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
         let t0 = Instant::now();
         let consumer = Thread::start(move || {
@@ -318,7 +395,6 @@ fn mpsc_bandwidth(limit: Limit, reps: u32) -> anyhow::Result<Summary> {
         }
         drop(tx);
         let bytes = consumer.join()?;
-        samples.push(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9);
+        Ok(bytes as f64 / t0.elapsed().as_secs_f64() / 1e9)
     }
-    Ok(Summary::of(&samples).expect("reps >= 1"))
 }

@@ -1,9 +1,11 @@
 //! CPU-bound work: count the primes below a limit by trial division, in chunks:
 //! sequentially, with N threads and with N processes. Speedup and efficiency.
 //!
-//! The limit is calibrated so that the sequential count takes about a second (a fifth
-//! of that with `--quick`) on this machine and build.
+//! The limit is calibrated so that the sequential count takes about 0.6 s (0.12 s with
+//! `--quick`) on this machine and build. The kinds run in interleaved rounds, and each
+//! speedup is paired: sequential time / parallel time of the same round.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use multiproc::pool::{Backend, Pool};
@@ -11,7 +13,8 @@ use multiproc::{Process, Thread};
 
 use super::Ctx;
 use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
-use crate::compare::stats::{self, Summary};
+use crate::compare::rounds::{self, Ceiling, Contender, Rounds};
+use crate::compare::stats;
 
 /// Chunks the range is cut into.
 const CHUNKS: u64 = 40;
@@ -75,19 +78,8 @@ fn calibrate(target: Duration) -> (u64, f64) {
 }
 
 /// A trivial task, to measure what a pool adds per task.
-fn identity(x: u64) -> u64 {
+pub(crate) fn identity(x: u64) -> u64 {
     x
-}
-
-/// What one kind of parallel run measured, over the rounds.
-#[derive(Default)]
-struct Runs {
-    secs: Vec<f64>,
-    /// Pools only: create + first result, in ms.
-    ready_ms: Vec<f64>,
-    /// Pools only: wall time per trivial task through `map` with one item per task, in us.
-    task_us: Vec<f64>,
-    error: Option<String>,
 }
 
 /// Measures the section.
@@ -95,39 +87,52 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
     let n = plan.workers;
     ctx.step("cpu-bound: calibrating the work size");
-    let (limit, _) = calibrate(plan.pick(Duration::from_millis(1000), Duration::from_millis(200)));
+    let (limit, _) = calibrate(plan.pick(Duration::from_millis(600), Duration::from_millis(120)));
     let all = chunks(limit);
-    let rounds = plan.pick(3, 2);
+    let n_rounds = plan.pick(5, 4);
     let trivial_tasks: u64 = plan.pick(20_000, 3_000);
-    // sequential, threads, processes, thread pool, process pool
-    let mut runs: [Runs; 5] = Default::default();
-    let mut counts = Vec::new();
-    for round in 1..=rounds {
-        ctx.step(&format!("cpu-bound: sequential (round {round}/{rounds})"));
-        let t0 = Instant::now();
-        counts.push(count_ranges(all.clone()));
-        runs[0].secs.push(t0.elapsed().as_secs_f64());
-
-        ctx.step(&format!("cpu-bound: {n} threads (round {round}/{rounds})"));
-        record(&mut runs[1], &mut counts, threads(&all, n));
-        ctx.step(&format!(
-            "cpu-bound: {n} processes (round {round}/{rounds})"
-        ));
-        record(&mut runs[2], &mut counts, processes(&all, n));
-        for (i, backend, what) in [
-            (3, Backend::Threads, "thread"),
-            (4, Backend::Processes, "process"),
-        ] {
-            ctx.step(&format!(
-                "cpu-bound: {what} Pool of {n} (round {round}/{rounds})"
-            ));
-            record(
-                &mut runs[i],
-                &mut counts,
-                pool_run(backend, n, &all, trivial_tasks),
-            );
-        }
+    let counts = RefCell::new(Vec::new());
+    // Pools only, per round: create + first result (ms), wall time per trivial task (us).
+    let mut ready_ms: [Vec<Option<f64>>; 2] = Default::default();
+    let mut task_us: [Vec<Option<f64>>; 2] = Default::default();
+    let record = |primes: u64, secs: f64| {
+        counts.borrow_mut().push(primes);
+        secs
+    };
+    let mut contenders = vec![
+        Contender::new("sequential", || {
+            let t0 = Instant::now();
+            let primes = count_ranges(all.clone());
+            Ok(record(primes, t0.elapsed().as_secs_f64()))
+        }),
+        Contender::new(format!("{n} threads"), || {
+            let (primes, secs) = threads(&all, n)?;
+            Ok(record(primes, secs))
+        }),
+        Contender::new(format!("{n} processes"), || {
+            let (primes, secs) = processes(&all, n)?;
+            Ok(record(primes, secs))
+        }),
+    ];
+    for ((backend, what), (ready, task)) in [
+        (Backend::Threads, "thread"),
+        (Backend::Processes, "process"),
+    ]
+    .into_iter()
+    .zip(ready_ms.iter_mut().zip(task_us.iter_mut()))
+    {
+        let all = &all;
+        let record = &record;
+        contenders.push(Contender::new(format!("{what} Pool of {n}"), move || {
+            let r = pool_run(backend, n, all, trivial_tasks)?;
+            ready.push(Some(r.ready_ms));
+            task.push(Some(r.task_us));
+            Ok(record(r.primes, r.secs))
+        }));
     }
+    let measured = rounds::interleave(ctx, "cpu-bound", n_rounds, &mut contenders);
+    drop(contenders);
+    let counts = counts.into_inner();
     let agree = counts.windows(2).all(|w| w[0] == w[1]);
     let primes = counts.first().copied().unwrap_or(0);
 
@@ -150,11 +155,18 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
             Worker::Process,
         ),
     ];
-    let seq_median = Summary::of(&runs[0].secs).map(|s| s.median);
+    // The most a parallel run can gain: one CPU per worker, as many as there are.
+    let max_speedup = n.min(plan.cpus).max(1) as f64;
+    let limit_why = format!(
+        "{n} worker{} on {} CPU{} can reach",
+        if n == 1 { "" } else { "s" },
+        plan.cpus,
+        if plan.cpus == 1 { "" } else { "s" }
+    );
     let (mut time, mut speedup, mut efficiency, mut task, mut ready) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, (id, label, worker)) in kinds.into_iter().enumerate() {
-        let r = &runs[i];
+        let r = &measured[i];
         let with_method = |m: Metric| {
             if worker == Worker::Process {
                 m.method(multiproc::StartMethod::ForkServer)
@@ -162,57 +174,68 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
                 m
             }
         };
-        let why = r.error.clone().unwrap_or_else(|| "not measured".into());
-        let missing = |label: &str| with_method(Metric::missing(id, label, worker, why.clone()));
-        match Summary::of(&r.secs) {
-            Some(s) => {
-                time.push(with_method(super::starting::summary_metric(
-                    id,
-                    label.clone(),
-                    worker,
-                    s,
-                )));
-                if let (Some(base), true) = (seq_median, i > 0) {
-                    let sp = base / s.median;
-                    speedup.push(with_method(Metric::value(id, label.clone(), worker, sp)));
-                    efficiency.push(with_method(Metric::value(
-                        id,
-                        label.clone(),
-                        worker,
-                        100.0 * sp / n as f64,
-                    )));
-                }
-            }
-            None => {
-                time.push(missing(&label));
-                if i > 0 {
-                    speedup.push(missing(&label));
-                    efficiency.push(missing(&label));
-                }
-            }
+        time.push(with_method(rounds::metric(
+            id,
+            label.clone(),
+            worker,
+            "s",
+            r,
+        )));
+        if i > 0 {
+            // Speedup round by round: sequential / parallel, both of the same round.
+            let sp = Rounds {
+                values: rounds::paired_ratios(&measured[0].values, &r.values),
+                error: r.error.clone().or_else(|| measured[0].error.clone()),
+            };
+            let ceiling = Ceiling {
+                max: max_speedup,
+                why: limit_why.clone(),
+            };
+            let m = rounds::bounded(id, label.clone(), worker, "x", &sp, Some(&ceiling));
+            speedup.push(with_method(m));
+            let eff = Rounds {
+                values: sp
+                    .values
+                    .iter()
+                    .map(|v| v.map(|v| 100.0 * v / n as f64))
+                    .collect(),
+                error: sp.error.clone(),
+            };
+            let ceiling = Ceiling {
+                max: 100.0 * max_speedup / n as f64,
+                why: limit_why.clone(),
+            };
+            let m = rounds::bounded(id, label.clone(), worker, "%", &eff, Some(&ceiling));
+            efficiency.push(with_method(m));
         }
         if i >= 3 {
             let pool_label = label.replace(", map", "");
-            task.push(match Summary::of(&r.task_us) {
-                Some(s) => with_method(super::starting::summary_metric(
+            let why = r.error.clone();
+            for (out, series, unit) in [
+                (&mut task, &task_us[i - 3], "us"),
+                (&mut ready, &ready_ms[i - 3], "ms"),
+            ] {
+                // Rounds in which the pool run failed have no figure.
+                let mut values = vec![None; n_rounds];
+                let done = r.values.iter().enumerate().filter(|(_, v)| v.is_some());
+                for ((round, _), v) in done.zip(series) {
+                    values[round] = *v;
+                }
+                let rs = Rounds {
+                    values,
+                    error: why.clone(),
+                };
+                out.push(with_method(rounds::metric(
                     id,
                     pool_label.clone(),
                     worker,
-                    s,
-                )),
-                None => missing(&pool_label),
-            });
-            ready.push(match Summary::of(&r.ready_ms) {
-                Some(s) => with_method(super::starting::summary_metric(
-                    id,
-                    pool_label.clone(),
-                    worker,
-                    s,
-                )),
-                None => missing(&pool_label),
-            });
+                    unit,
+                    &rs,
+                )));
+            }
         }
     }
+    rounds::pair_with(&mut time, "sequential");
 
     let mut section = Section {
         id: "cpu_bound",
@@ -224,11 +247,17 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
             "Count the primes below {} by trial division ({primes} primes{}), in {CHUNKS} \
              chunks. Threads and processes: worker i takes every {n}th chunk, started and \
              joined inside the timing. Pools: created inside the timing, then map with one \
-             chunk per task (the pool balances). Median of {rounds} interleaved round(s). \
-             Speedup = sequential time / parallel time; efficiency = speedup / {n} workers. \
+             chunk per task (the pool balances). {n_rounds} interleaved rounds: every kind \
+             once per round, back to back, the order rotated per round. Speedup = sequential \
+             time / parallel time of the same round; efficiency = speedup / {n} workers; \
+             figures are medians over the rounds, ranges their min..max. A round whose \
+             speedup is above {}x (the most {limit_why}) by more than {}% is left out, and a \
+             speedup whose whole range is above it is flagged impossible. \
              Pool overhead: wall time per task of map over {trivial_tasks} trivial tasks with \
              one item per task; pool start: create + first result.",
             stats::fmt_num(limit as f64),
+            stats::fmt_num(max_speedup),
+            stats::fmt_num(rounds::ROUND_SLACK * 100.0),
             if agree {
                 ""
             } else {
@@ -283,11 +312,22 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         ("thread_pool", "pooled threads"),
         ("process_pool", "pooled processes"),
     ] {
-        if let Some(s) = section.get("speedup", id) {
+        let Some(m) = section.metric("speedup", id) else {
+            continue;
+        };
+        if let (Some(s), Some(lo), Some(hi)) = (m.value, m.min, m.max) {
             section.findings.push(format!(
-                "{n} {what}: {}x faster than sequential ({}% efficiency).",
+                "{n} {what}: {}x faster than sequential ({}% efficiency); {}x to {}x round \
+                 by round{}.",
                 stats::fmt_num(s),
-                stats::fmt_num(100.0 * s / n as f64)
+                stats::fmt_num(100.0 * s / n as f64),
+                stats::fmt_num(lo),
+                stats::fmt_num(hi),
+                if m.impossible().is_some() {
+                    " (impossible: a measurement artifact)"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -304,27 +344,14 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     section.finish()
 }
 
-/// One parallel run: the primes counted, the seconds taken, and a pool's own figures.
-struct Round {
+/// A pool run: the primes counted, the seconds taken, and the pool's own figures.
+struct PoolRun {
     primes: u64,
     secs: f64,
-    /// Pools only: (ms to the first result, us per trivial task).
-    pool: Option<(f64, f64)>,
-}
-
-/// Adds one round's result to `runs`.
-fn record(runs: &mut Runs, counts: &mut Vec<u64>, r: multiproc::Result<Round>) {
-    match r {
-        Ok(round) => {
-            counts.push(round.primes);
-            runs.secs.push(round.secs);
-            if let Some((ready_ms, task_us)) = round.pool {
-                runs.ready_ms.push(ready_ms);
-                runs.task_us.push(task_us);
-            }
-        }
-        Err(e) => runs.error = Some(format!("failed: {e}")),
-    }
+    /// Create + first result, in ms.
+    ready_ms: f64,
+    /// Wall time per trivial task through `map` with one item per task, in us.
+    task_us: f64,
 }
 
 /// A pool run: its time includes creating the pool.
@@ -333,7 +360,7 @@ fn pool_run(
     n: usize,
     all: &[(u64, u64)],
     trivial: u64,
-) -> multiproc::Result<Round> {
+) -> multiproc::Result<PoolRun> {
     let t0 = Instant::now();
     let pool = Pool::builder().backend(backend).workers(n).build()?;
     pool.apply(identity, 0)?;
@@ -349,14 +376,16 @@ fn pool_run(
     debug_assert_eq!(echoed.len() as u64, trivial);
     pool.close();
     pool.join();
-    Ok(Round {
+    Ok(PoolRun {
         primes,
         secs,
-        pool: Some((ready_ms, task_us)),
+        ready_ms,
+        task_us,
     })
 }
 
-fn threads(all: &[(u64, u64)], n: usize) -> multiproc::Result<Round> {
+/// (primes, seconds) with `n` threads, each counting its share.
+fn threads(all: &[(u64, u64)], n: usize) -> multiproc::Result<(u64, f64)> {
     let t0 = Instant::now();
     let handles = (0..n)
         .map(|w| {
@@ -368,14 +397,11 @@ fn threads(all: &[(u64, u64)], n: usize) -> multiproc::Result<Round> {
     for h in handles {
         total += h.join()?;
     }
-    Ok(Round {
-        primes: total,
-        secs: t0.elapsed().as_secs_f64(),
-        pool: None,
-    })
+    Ok((total, t0.elapsed().as_secs_f64()))
 }
 
-fn processes(all: &[(u64, u64)], n: usize) -> multiproc::Result<Round> {
+/// (primes, seconds) with `n` processes, each counting its share.
+fn processes(all: &[(u64, u64)], n: usize) -> multiproc::Result<(u64, f64)> {
     let t0 = Instant::now();
     let children = (0..n)
         .map(|w| Process::start_with(count_ranges, share(all, w, n)))
@@ -384,11 +410,7 @@ fn processes(all: &[(u64, u64)], n: usize) -> multiproc::Result<Round> {
     for p in children {
         total += p.join()?;
     }
-    Ok(Round {
-        primes: total,
-        secs: t0.elapsed().as_secs_f64(),
-        pool: None,
-    })
+    Ok((total, t0.elapsed().as_secs_f64()))
 }
 
 #[cfg(test)]

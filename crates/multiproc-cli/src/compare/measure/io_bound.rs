@@ -7,7 +7,8 @@ use multiproc::{Process, Thread};
 
 use super::Ctx;
 use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
-use crate::compare::stats::{self, Summary};
+use crate::compare::rounds::{self, Contender, Rounds};
+use crate::compare::stats;
 
 /// A task that waits `ms` milliseconds, as on a slow network or disk.
 pub(crate) fn wait_task(ms: u64) {
@@ -19,43 +20,29 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
     let tasks: usize = plan.pick(128, 32);
     let wait_ms: u64 = plan.pick(50, 20);
-    let rounds = plan.pick(3, 1);
-    let (mut thr, mut pro) = (Vec::new(), Vec::new());
-    let mut errors = [None, None];
-    for round in 1..=rounds {
-        ctx.step(&format!(
-            "io-bound: {tasks} waiting threads (round {round}/{rounds})"
-        ));
-        match threads(tasks, wait_ms) {
-            Ok(t) => thr.push(t),
-            Err(e) => errors[0] = Some(format!("failed: {e}")),
-        }
-        ctx.step(&format!(
-            "io-bound: {tasks} waiting processes (round {round}/{rounds})"
-        ));
-        match processes(tasks, wait_ms) {
-            Ok(t) => pro.push(t),
-            Err(e) => errors[1] = Some(format!("failed: {e}")),
-        }
-    }
+    let n_rounds = plan.pick(5, 4);
+    let mut contenders = vec![
+        Contender::new(format!("{tasks} waiting threads"), || {
+            threads(tasks, wait_ms)
+        }),
+        Contender::new(format!("{tasks} waiting processes"), || {
+            processes(tasks, wait_ms)
+        }),
+    ];
+    let measured = rounds::interleave(ctx, "io-bound", n_rounds, &mut contenders);
+    drop(contenders);
     let mut wall = Vec::new();
     let mut overhead = Vec::new();
-    for (i, (id, label, worker, s)) in [
-        (
-            "threads",
-            format!("{tasks} threads"),
-            Worker::Thread,
-            Summary::of(&thr),
-        ),
+    for ((id, label, worker), r) in [
+        ("threads", format!("{tasks} threads"), Worker::Thread),
         (
             "processes",
             format!("{tasks} processes (forkserver)"),
             Worker::Process,
-            Summary::of(&pro),
         ),
     ]
     .into_iter()
-    .enumerate()
+    .zip(&measured)
     {
         let with_method = |m: Metric| {
             if worker == Worker::Process {
@@ -64,27 +51,25 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
                 m
             }
         };
-        match s {
-            Some(s) => {
-                wall.push(with_method(
-                    super::starting::summary_metric(id, label.clone(), worker, s)
-                        .extra("ideal_ms", wait_ms as f64),
-                ));
-                let per_task = (s.median - wait_ms as f64).max(0.0) * 1000.0 / tasks as f64;
-                overhead.push(with_method(Metric::value(id, label, worker, per_task)));
-            }
-            None => {
-                let why = errors[i].clone().unwrap_or_else(|| "not measured".into());
-                wall.push(with_method(Metric::missing(
-                    id,
-                    label.clone(),
-                    worker,
-                    why.clone(),
-                )));
-                overhead.push(with_method(Metric::missing(id, label, worker, why)));
-            }
-        }
+        wall.push(with_method(
+            rounds::metric(id, label.clone(), worker, "ms", r).extra("ideal_ms", wait_ms as f64),
+        ));
+        // The excess over one wait, per task, round by round. A batch can never finish
+        // before its waits: a round with no excess is flagged and left out, not clamped.
+        let per_task = Rounds {
+            values: r
+                .values
+                .iter()
+                .map(|v| v.map(|v| (v - wait_ms as f64) * 1000.0 / tasks as f64))
+                .collect(),
+            error: r.error.clone(),
+        };
+        overhead.push(with_method(rounds::metric(
+            id, label, worker, "us", &per_task,
+        )));
     }
+    rounds::pair_with(&mut wall, "threads");
+    rounds::pair_with(&mut overhead, "threads");
     let mut section = Section {
         id: "io_bound",
         title: "I/O-bound work (waiting)",
@@ -93,9 +78,11 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         status: Status::Measured,
         method: format!(
             "{tasks} tasks that each wait {wait_ms} ms, all started at once, each in its own \
-             worker; wall time from the first start to the last join, median of {rounds} \
-             round(s). Perfect overlap would take {wait_ms} ms; the excess divided by \
-             {tasks} is the overhead per task."
+             worker; wall time from the first start to the last join. {n_rounds} \
+             interleaved rounds (threads and processes once per round, the order rotated \
+             per round); medians over the rounds, ranges their min..max; ratio: over the \
+             threads' figure of the same round. Perfect overlap would take {wait_ms} ms; the \
+             excess divided by {tasks} is the overhead per task."
         ),
         groups: vec![
             Group {
@@ -130,7 +117,8 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     section.finish()
 }
 
-fn threads(tasks: usize, wait_ms: u64) -> multiproc::Result<f64> {
+/// Milliseconds for `tasks` waiting threads.
+fn threads(tasks: usize, wait_ms: u64) -> anyhow::Result<f64> {
     let t0 = Instant::now();
     let hs = (0..tasks)
         .map(|_| Thread::start(move || wait_task(wait_ms)))
@@ -141,7 +129,8 @@ fn threads(tasks: usize, wait_ms: u64) -> multiproc::Result<f64> {
     Ok(stats::ms(t0.elapsed()))
 }
 
-fn processes(tasks: usize, wait_ms: u64) -> multiproc::Result<f64> {
+/// Milliseconds for `tasks` waiting processes.
+fn processes(tasks: usize, wait_ms: u64) -> anyhow::Result<f64> {
     let t0 = Instant::now();
     let ps = (0..tasks)
         .map(|_| Process::start_with(wait_task, wait_ms))

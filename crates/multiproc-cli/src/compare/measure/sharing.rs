@@ -14,6 +14,7 @@ use multiproc::{process, Process, StartMethod, Thread, Value};
 
 use super::Ctx;
 use crate::compare::model::{Better, Group, Metric, Section, Status, Worker};
+use crate::compare::rounds::{self, Contender};
 use crate::compare::stats;
 
 /// Measures the section.
@@ -22,31 +23,75 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let n = plan.workers;
     let m: u64 = plan.pick(1_000_000, 250_000);
     let expected = n as u64 * m;
+    let n_rounds = plan.pick(5, 3);
+    type Count = fn(usize, u64) -> multiproc::Result<(u64, f64)>;
+    let kinds: [(&str, &str, Worker, Option<StartMethod>, Count); 4] = [
+        (
+            "threads_atomic",
+            "threads, AtomicU64::fetch_add",
+            Worker::Thread,
+            None,
+            threads_atomic,
+        ),
+        (
+            "threads_mutex",
+            "threads, Mutex<u64>",
+            Worker::Thread,
+            None,
+            threads_mutex,
+        ),
+        (
+            "processes_value_atomic",
+            "processes, shm::Value fetch_add",
+            Worker::Process,
+            Some(StartMethod::ForkServer),
+            |n, m| processes_value(n, m, false),
+        ),
+        (
+            "processes_value_lock",
+            "processes, shm::Value with its lock",
+            Worker::Process,
+            Some(StartMethod::ForkServer),
+            |n, m| processes_value(n, m, true),
+        ),
+    ];
+    // What the parent read after each round, per kind.
+    let mut seen: [Vec<u64>; 4] = Default::default();
+    let mut contenders: Vec<Contender<'_>> = kinds
+        .iter()
+        .zip(seen.iter_mut())
+        .map(|(&(_, label, _, _, count), seen)| {
+            Contender::new(label, move || {
+                let (v, secs) = count(n, m)?;
+                seen.push(v);
+                Ok(v as f64 / secs / 1e6)
+            })
+        })
+        .collect();
+    let measured = rounds::interleave(ctx, "sharing", n_rounds, &mut contenders);
+    drop(contenders);
     let mut finals = Vec::new();
     let mut rates = Vec::new();
-
-    ctx.step("sharing: threads, atomic counter");
-    push(
-        &mut finals,
-        &mut rates,
-        "threads_atomic",
-        "threads, AtomicU64::fetch_add",
-        Worker::Thread,
-        None,
-        expected,
-        threads_atomic(n, m),
-    );
-    ctx.step("sharing: threads, Mutex<u64>");
-    push(
-        &mut finals,
-        &mut rates,
-        "threads_mutex",
-        "threads, Mutex<u64>",
-        Worker::Thread,
-        None,
-        expected,
-        threads_mutex(n, m),
-    );
+    for (((id, label, worker, method, _), r), seen) in kinds.iter().zip(&measured).zip(&seen) {
+        let with_method = |m: Metric| match method {
+            Some(sm) => m.method(*sm),
+            None => m,
+        };
+        // The counter's worst round: any lost update shows.
+        finals.push(with_method(match seen.iter().min() {
+            Some(&low) => Metric::value(*id, *label, *worker, low as f64)
+                .extra("lost_updates", (expected - low.min(expected)) as f64)
+                .extra("rounds", seen.len() as f64),
+            None => Metric::missing(
+                *id,
+                *label,
+                *worker,
+                r.error.clone().unwrap_or_else(|| "not measured".into()),
+            ),
+        }));
+        rates.push(with_method(rounds::metric(id, *label, *worker, "M/s", r)));
+    }
+    rounds::pair_with(&mut rates, "threads_atomic");
     ctx.step("sharing: processes without shared memory");
     match processes_private(n, m) {
         Ok((seen, children_counted)) => finals.push(
@@ -73,29 +118,6 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
             .method(StartMethod::Fork),
         ),
     }
-    ctx.step("sharing: processes, shm::Value fetch_add");
-    push(
-        &mut finals,
-        &mut rates,
-        "processes_value_atomic",
-        "processes, shm::Value fetch_add",
-        Worker::Process,
-        Some(StartMethod::ForkServer),
-        expected,
-        processes_value(n, m, false),
-    );
-    ctx.step("sharing: processes, shm::Value with its lock");
-    push(
-        &mut finals,
-        &mut rates,
-        "processes_value_lock",
-        "processes, shm::Value with its lock",
-        Worker::Process,
-        Some(StartMethod::ForkServer),
-        expected,
-        processes_value(n, m, true),
-    );
-
     let mut section = Section {
         id: "sharing",
         title: "Sharing a counter",
@@ -104,8 +126,11 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         status: Status::Measured,
         method: format!(
             "{n} workers increment one counter {m} times each (expected total {expected}); \
-             the value the parent reads afterwards, and increments per second over the \
-             whole run including starting the workers."
+             the value the parent reads afterwards (the lowest over the rounds), and \
+             increments per second over the whole run including starting the workers: \
+             {n_rounds} interleaved rounds (every kind once per round, the order rotated \
+             per round), median and min..max over the rounds; ratio: over the threads' \
+             atomic counter in the same round. Processes without shared memory: once."
         ),
         groups: vec![
             Group {
@@ -161,48 +186,6 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
         ));
     }
     section.finish()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn push(
-    finals: &mut Vec<Metric>,
-    rates: &mut Vec<Metric>,
-    id: &str,
-    label: &str,
-    worker: Worker,
-    method: Option<StartMethod>,
-    expected: u64,
-    r: multiproc::Result<(u64, f64)>,
-) {
-    let with_method = |m: Metric| match method {
-        Some(sm) => m.method(sm),
-        None => m,
-    };
-    match r {
-        Ok((seen, secs)) => {
-            finals.push(with_method(
-                Metric::value(id, label, worker, seen as f64)
-                    .extra("lost_updates", (expected - seen.min(expected)) as f64),
-            ));
-            rates.push(with_method(
-                Metric::value(id, label, worker, seen as f64 / secs / 1e6).extra("seconds", secs),
-            ));
-        }
-        Err(e) => {
-            finals.push(with_method(Metric::missing(
-                id,
-                label,
-                worker,
-                format!("failed: {e}"),
-            )));
-            rates.push(with_method(Metric::missing(
-                id,
-                label,
-                worker,
-                format!("failed: {e}"),
-            )));
-        }
-    }
 }
 
 /// (final value, seconds) with `n` threads doing `fetch_add` `m` times each.
