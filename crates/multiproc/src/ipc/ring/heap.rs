@@ -73,18 +73,12 @@ impl Mem for HeapMem {
 
     #[cfg(not(loom))]
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        let ts = timeout.map(crate::sys::poll::timespec);
-        let _ = rustix::thread::futex::wait(
-            word,
-            rustix::thread::futex::Flags::PRIVATE,
-            expected,
-            ts.as_ref(),
-        );
+        let _ = crate::sys::futex::wait_private(word, expected, timeout);
     }
 
     #[cfg(not(loom))]
     fn wake_all(&self, word: &AtomicU32) {
-        let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::PRIVATE, u32::MAX);
+        let _ = crate::sys::futex::wake_private(word, u32::MAX);
     }
 
     /// A faithful futex: the check and the sleep are atomic with respect to `wake_all`.

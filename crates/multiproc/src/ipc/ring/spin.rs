@@ -278,7 +278,7 @@ fn single_cpu() -> bool {
         1 => false,
         2 => true,
         _ => {
-            let one = rustix::thread::sched_getaffinity(None).is_ok_and(|set| set.count() == 1);
+            let one = crate::sys::thread::usable_cpus() == Some(1);
             CACHE.store(if one { 2 } else { 1 }, Relaxed);
             one
         }

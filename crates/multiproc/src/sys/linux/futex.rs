@@ -1,8 +1,10 @@
 //! Process-shared futex wait and wake on a 32-bit word in shared memory.
 //!
-//! These are the *shared* futex operations (no `FUTEX_PRIVATE_FLAG`): the kernel keys
-//! the wait queue by the physical page behind the word, so a waiter in one process
-//! is woken by a waker in another process that maps the same memory.
+//! [`wait`] and [`wake`] are the *shared* futex operations (no `FUTEX_PRIVATE_FLAG`):
+//! the kernel keys the wait queue by the physical page behind the word, so a waiter
+//! in one process is woken by a waker in another process that maps the same memory.
+//! [`wait_private`] and [`wake_private`] are for words in this process's own memory
+//! only (cheaper: the kernel keys them by address).
 //!
 //! # References
 //! - <https://man7.org/linux/man-pages/man2/futex.2.html>
@@ -35,8 +37,25 @@ pub(crate) enum Wake {
 /// in any process: a wake that follows a store changing the word cannot be missed.
 #[inline]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+    wait_flags(word, futex::Flags::empty(), expected, timeout)
+}
+
+/// As [`wait`], for a word that only this process maps (`FUTEX_PRIVATE_FLAG`): a
+/// waker in another process would not find the sleeper.
+#[inline]
+pub(crate) fn wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+    wait_flags(word, futex::Flags::PRIVATE, expected, timeout)
+}
+
+#[inline]
+fn wait_flags(
+    word: &AtomicU32,
+    flags: futex::Flags,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> Wake {
     let ts = timeout.map(super::poll::timespec);
-    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+    match futex::wait(word, flags, expected, ts.as_ref()) {
         Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Wake::Woken,
         Err(Errno::TIMEDOUT) => Wake::TimedOut,
         // EFAULT/EINVAL would mean a bad address or flags: a bug in this crate.
@@ -54,8 +73,19 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
 /// `int`, and `u32::MAX` would be `-1`, which wakes only one.
 #[inline]
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
+    wake_flags(word, futex::Flags::empty(), n)
+}
+
+/// As [`wake`], for the sleepers of [`wait_private`] in this process.
+#[inline]
+pub(crate) fn wake_private(word: &AtomicU32, n: u32) -> usize {
+    wake_flags(word, futex::Flags::PRIVATE, n)
+}
+
+#[inline]
+fn wake_flags(word: &AtomicU32, flags: futex::Flags, n: u32) -> usize {
     let n = n.min(i32::MAX as u32);
-    match futex::wake(word, futex::Flags::empty(), n) {
+    match futex::wake(word, flags, n) {
         Ok(woken) => woken,
         Err(e) => {
             debug_assert!(false, "futex wake failed: {e}");

@@ -160,9 +160,23 @@ pub(crate) fn current_cpu() -> Option<u32> {
     u32::try_from(cpu).ok()
 }
 
+/// How many CPUs this thread may run on (its affinity mask), or `None` if the kernel
+/// cannot say.
+pub(crate) fn usable_cpus() -> Option<usize> {
+    rustix::thread::sched_getaffinity(None)
+        .ok()
+        .map(|set| set.count() as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usable_cpus_are_counted() {
+        let n = usable_cpus().expect("the affinity mask is readable");
+        assert!(n >= 1);
+    }
 
     #[test]
     fn parses_stat() {
