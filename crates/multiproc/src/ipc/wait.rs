@@ -4,8 +4,6 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
-
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -85,23 +83,22 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         // timeout): returning only the first ready ones would starve the others, e.g.
         // a closed connection that stays ready would hide a second one forever.
         let any_ready = armed_ready.iter().any(|&r| r);
-        let mut fds: Vec<PollFd<'_>> = objects
-            .iter()
-            .map(|o| PollFd::from_borrowed_fd(o.wait_fd(), PollFlags::IN))
-            .collect();
+        let fds: Vec<BorrowedFd<'_>> = objects.iter().map(|o| o.wait_fd()).collect();
         // Nothing ready yet: sleep until the deadline (signals do not stretch it).
         let until = if any_ready {
             Some(Instant::now())
         } else {
             deadline
         };
-        if let Err(e) = sys::poll::until(&mut fds, until) {
-            for o in objects {
-                o.wait_done(false);
+        let fired = match sys::poll::readable(&fds, until) {
+            Ok(fired) => fired,
+            Err(e) => {
+                for o in objects {
+                    o.wait_done(false);
+                }
+                return Err(Error::os(e));
             }
-            return Err(Error::os(e));
-        }
-        let fired: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        };
         drop(fds);
         let mut ready: Vec<usize> = Vec::new();
         for (i, o) in objects.iter().enumerate() {

@@ -3,7 +3,7 @@
 //! [`wait`] and [`wake`] are the *shared* futex operations (no `FUTEX_PRIVATE_FLAG`):
 //! the kernel keys the wait queue by the physical page behind the word, so a waiter
 //! in one process is woken by a waker in another process that maps the same memory.
-//! [`wait_private`] and [`wake_private`] are for words in this process's own memory
+//! `wait_private` and `wake_private` (test builds) are for words in this process's own memory
 //! only (cheaper: the kernel keys them by address).
 //!
 //! # References
@@ -41,8 +41,9 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
 }
 
 /// As [`wait`], for a word that only this process maps (`FUTEX_PRIVATE_FLAG`): a
-/// waker in another process would not find the sleeper.
-#[inline]
+/// waker in another process would not find the sleeper. (Only the rings' test
+/// memory uses it.)
+#[cfg(test)]
 pub(crate) fn wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
     wait_flags(word, futex::Flags::PRIVATE, expected, timeout)
 }
@@ -76,8 +77,8 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
     wake_flags(word, futex::Flags::empty(), n)
 }
 
-/// As [`wake`], for the sleepers of [`wait_private`] in this process.
-#[inline]
+/// As [`wake`], for the sleepers of `wait_private` in this process.
+#[cfg(test)]
 pub(crate) fn wake_private(word: &AtomicU32, n: u32) -> usize {
     wake_flags(word, futex::Flags::PRIVATE, n)
 }

@@ -6,9 +6,7 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Instant;
 
-use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 
 /// How a reaped child ended: `Ok(code)` for an exit, `Err((signal, core_dumped))` for a signal.
@@ -84,16 +82,5 @@ pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> 
     Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 
-/// Waits until any of `fds` is readable or `deadline` passes (`None`: no limit);
-/// returns which are ready. Signals do not stretch the wait (see `sys::poll`).
-pub(crate) fn poll_readable(
-    fds: &[BorrowedFd<'_>],
-    deadline: Option<Instant>,
-) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(fd, PollFlags::IN))
-        .collect();
-    super::poll::until(&mut pfds, deadline)?;
-    Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
-}
+/// Waits until any of `fds` (pidfds among them) is readable or `deadline` passes.
+pub(crate) use super::poll::readable as poll_readable;

@@ -18,9 +18,10 @@
 //!   calls and library functions by signal handlers")
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd};
+use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::time::Timespec;
 
@@ -61,6 +62,22 @@ pub(crate) fn until(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Re
         poll(fds, ts.as_ref())
     })
     .map_err(io::Error::from)
+}
+
+/// Waits until any of `fds` is readable (or hung up, or in error) or `deadline`
+/// passes (`None`: no limit; a deadline already past: just look); returns which
+/// have an event. Signals do not stretch the wait.
+///
+/// # Errors
+///
+/// As [`until`].
+pub(crate) fn readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    until(&mut pfds, deadline)?;
+    Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
 }
 
 #[cfg(test)]
