@@ -56,6 +56,18 @@ fn kill_host(x: u32) -> u32 {
     }
     x
 }
+/// Writes `start` to `path`, sleeps `ms`, then appends `end`.
+fn marked((path, ms): (String, u64)) -> u32 {
+    std::fs::write(&path, "start\n").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "end").unwrap();
+    1
+}
 fn touch(path: String) -> u32 {
     std::fs::write(path, "ran").unwrap();
     1
@@ -66,7 +78,7 @@ fn takes_pipe(_c: multiproc::ipc::Connection) -> u32 {
 fn unregistered(x: u32) -> u32 {
     x
 }
-multiproc::task!(square, check, slow, segv, kill_host, touch, takes_pipe);
+multiproc::task!(square, check, slow, segv, kill_host, touch, takes_pipe, marked);
 
 /// A pool with `hosts` hosts of `slots` slots, ready.
 fn setup(hosts: usize, slots: usize) -> Option<(String, String, Vec<Host>, Pool)> {
@@ -567,5 +579,119 @@ fn t16_imap_over_an_endless_input_stays_bounded_in_redis() {
     );
     drop(it);
     pool.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t2_task_timeout_travels_with_the_task() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    // Builder::task_timeout, as for a local pool: the host's pool kills the worker.
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name))
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let local = Pool::builder()
+        .workers(1)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(slow, 10).unwrap(), 10);
+    let start = Instant::now();
+    let e = pool.apply(slow, 20_000).unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(e.kind(), local.apply(slow, 20_000).unwrap_err().kind());
+    assert!(e.to_string().contains("on host"), "{e}");
+    assert!(
+        took < Duration::from_millis(500) + Duration::from_secs(5),
+        "{took:?}"
+    );
+    // The host replaced its worker and still serves.
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+    // A limit set on the options directly does the same.
+    let direct = Pool::builder()
+        .cluster(opts(&url, &name).task_timeout(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let e = direct.apply(slow, 20_000).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("300ms"), "{e}");
+    direct.join();
+    pool.join();
+    local.join();
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t2_terminate_stops_tasks_running_on_hosts() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let path = std::env::temp_dir().join(format!("mp-t2t-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    // A 30 s task on the host's only slot, and one queued behind it.
+    let running = pool.submit(marked, (path.display().to_string(), 30_000));
+    let queued = pool.submit(square, 4);
+    let start = Instant::now();
+    while std::fs::read_to_string(&path).map_or(true, |s| !s.starts_with("start")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pool.terminate();
+    assert_eq!(running.join().unwrap_err().kind(), ErrorKind::PoolClosed);
+    assert_eq!(queued.join().unwrap_err().kind(), ErrorKind::PoolClosed);
+    // The host stops the task at its next heartbeat (200 ms): another client's task
+    // runs on its only slot long before the 30 s are up.
+    let stopped = Instant::now();
+    let other = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&other, 1, HOSTS_UP);
+    assert_eq!(other.apply(square, 9).unwrap(), 81);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "the terminated client's task kept the slot for {:?}",
+        stopped.elapsed()
+    );
+    // Counted as cancelled by the host; the task never reached its end.
+    let start = Instant::now();
+    loop {
+        let s = other.cluster_stats().unwrap();
+        if s.hosts.iter().map(|h| h.cancelled).sum::<u64>() >= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "start\n");
+    // Nothing is left pending in the task stream.
+    let start = Instant::now();
+    loop {
+        let v: redis::Value = redis::cmd("XPENDING")
+            .arg(format!("{{{name}}}:tasks"))
+            .arg("workers")
+            .query(&mut raw(&url))
+            .unwrap();
+        let pending = match &v {
+            redis::Value::Array(a) => matches!(a.first(), Some(redis::Value::Int(0))),
+            _ => false,
+        };
+        if pending {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(&path);
+    other.join();
     cleanup(&url, &name);
 }

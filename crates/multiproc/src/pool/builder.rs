@@ -135,9 +135,9 @@ impl Builder {
     /// [cluster options](super::cluster::Options) (feature `cluster`): the same calls,
     /// handles and errors as the local backends. Only functions registered with
     /// [`task!`](crate::task) can run. The settings of the local backends (workers,
-    /// start method, `task_timeout`, limits) are the hosts' own
-    /// ([`Worker`](super::cluster::Worker)) and are ignored here; `retries`,
-    /// `chunksize`, `prefetch` and `progress` apply.
+    /// start method, limits) are the hosts' own ([`Worker`](super::cluster::Worker))
+    /// and are ignored here; `task_timeout` (sent with each task and enforced by the
+    /// host's local pool), `retries`, `chunksize`, `prefetch` and `progress` apply.
     #[cfg(feature = "cluster")]
     pub fn redis(self, url: impl Into<String>) -> Builder {
         self.cluster(super::cluster::Options::new(url))
@@ -394,6 +394,11 @@ impl Builder {
                         "Backend::Cluster needs Builder::redis(url) or Builder::cluster(options)",
                     )
                 })?;
+                // The limit travels with each task; the host's local pool enforces it.
+                let opts = match self.timeout {
+                    Some(t) => opts.task_timeout(t),
+                    None => opts,
+                };
                 Inner::Cluster(super::cluster::client::ClusterPool::start(opts.resolve()?)?)
             }
             Backend::Threads => Inner::Threads(thread::ThreadPool::start(thread::Config {

@@ -221,6 +221,7 @@ impl Pool {
                     fds: e.fds,
                     sink,
                     retries: self.retries,
+                    timeout: None,
                 })),
                 Err(e) => {
                     slot.fail(e);

@@ -123,6 +123,13 @@ pub(crate) trait Completion: Send + Sync {
     /// completion has begun already (the task was cancelled, say): the backend skips
     /// the task.
     fn try_start(&self) -> bool;
+    /// Whether the task, already started, is no longer wanted: a backend that can stop
+    /// it (the process pool kills the worker running it) does so and fails it with
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled). Polled by the backend
+    /// (the process pool's manager looks at least every 100 ms). Default: never.
+    fn abandoned(&self) -> bool {
+        false
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -103,6 +103,9 @@ pub struct HostStatus {
     pub running: u32,
     /// Task entries it dropped because their MAC did not verify.
     pub unauthenticated: u64,
+    /// Tasks it stopped, or never started, because their client terminated the pool
+    /// or is gone (a running one's local worker is killed).
+    pub cancelled: u64,
     /// How many task keys it registers.
     pub tasks: usize,
 }
@@ -255,6 +258,7 @@ impl ClusterPool {
                     slots: h.slots,
                     running: h.running,
                     unauthenticated: h.unauthenticated,
+                    cancelled: h.cancelled,
                     tasks: h.keys.len(),
                 })
                 .collect(),
@@ -271,8 +275,9 @@ impl ClusterPool {
         self.sh.cv.notify_all();
     }
 
-    /// Fails every unfinished task with `PoolClosed`; hosts drop this client's queued
-    /// tasks once its lease key is gone.
+    /// Fails every unfinished task with `PoolClosed`, and deletes this client's lease
+    /// key: at their next heartbeat, hosts stop its running tasks (killing the local
+    /// workers) and drop its queued ones.
     pub(crate) fn terminate(&self) {
         let dropped = {
             let mut st = lock(&self.sh.st);
@@ -681,6 +686,11 @@ impl Shared {
                     items: s.t.items,
                     attempt: s.attempt,
                     max_deliveries: self.cfg.opts.max_deliveries,
+                    timeout_ms: self
+                        .cfg
+                        .opts
+                        .task_timeout
+                        .map_or(0, |t| t.as_millis().clamp(1, u128::from(u32::MAX)) as u32),
                 };
                 let mut fields: wire::Fields =
                     vec![("h", h.encode()), ("n", s.t.name.as_bytes().to_vec())];

@@ -44,6 +44,7 @@ pub struct Options {
     pub(crate) blob_threshold: usize,
     pub(crate) max_payload: usize,
     pub(crate) blob_ttl: Duration,
+    pub(crate) task_timeout: Option<Duration>,
     #[cfg(feature = "cluster-tls")]
     pub(crate) tls_root_cert: Option<Vec<u8>>,
 }
@@ -60,6 +61,7 @@ impl fmt::Debug for Options {
             .field("broker_timeout", &self.broker_timeout)
             .field("lease", &self.lease)
             .field("window", &self.window)
+            .field("task_timeout", &self.task_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +99,7 @@ impl Options {
             blob_threshold: 256 << 10,
             max_payload: 64 << 20,
             blob_ttl: Duration::from_secs(3600),
+            task_timeout: None,
             #[cfg(feature = "cluster-tls")]
             tls_root_cert: None,
         }
@@ -186,6 +189,18 @@ impl Options {
         self
     }
 
+    /// Fails a task that runs longer than `timeout` on its host with
+    /// [`ErrorKind::Timeout`] naming the host: the limit travels with each task, and the
+    /// host's local pool kills the worker running it, as
+    /// [`Builder::task_timeout`](crate::pool::Builder::task_timeout) does locally (which
+    /// sets this for a cluster pool). A host with a shorter limit of its own
+    /// ([`Worker::task_timeout`](super::Worker::task_timeout)) applies that one.
+    /// At most about 49 days.
+    pub fn task_timeout(mut self, timeout: Duration) -> Options {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
     /// Trusts this CA (PEM) for a `rediss://` URL instead of the system's roots
     /// (feature `cluster-tls`).
     #[cfg(feature = "cluster-tls")]
@@ -236,6 +251,12 @@ impl Options {
         }
         if self.min_idle <= self.heartbeat {
             return bad("min_idle must be longer than the heartbeat");
+        }
+        if self
+            .task_timeout
+            .is_some_and(|t| t.is_zero() || t.as_millis() > u128::from(u32::MAX))
+        {
+            return bad("task_timeout must be between 1 ms and u32::MAX ms");
         }
         if self.window == Some(0) {
             return bad("window must be at least 1");

@@ -26,7 +26,7 @@
 //! SIGTERM drains the host: it stops reading, finishes and answers its running tasks,
 //! removes its record and returns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -91,6 +91,8 @@ pub(crate) struct HostInfo {
     pub(crate) slots: u32,
     pub(crate) running: u32,
     pub(crate) unauthenticated: u64,
+    /// Tasks it stopped (or never started) because their client terminated or is gone.
+    pub(crate) cancelled: u64,
     /// Sorted task keys.
     pub(crate) keys: Vec<u64>,
 }
@@ -311,12 +313,14 @@ impl Worker {
             cfg,
             id,
             slots,
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
+            timeout: self.timeout,
             reclaimed: Mutex::new(Vec::new()),
             cv: Condvar::new(),
             tx: Mutex::new(Some(tx)),
             exit: AtomicBool::new(false),
             unauthenticated: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             avg_us: AtomicU64::new(0),
             clients: Mutex::new(HashMap::new()),
         });
@@ -545,13 +549,17 @@ struct Host {
     cfg: Resolved,
     id: String,
     slots: usize,
-    /// Entry ids of the tasks from hand-over until their answer is written.
-    running: Mutex<HashSet<String>>,
+    /// Entry ids of the tasks from hand-over until their answer is written, with the
+    /// task's state once it is in the local pool.
+    running: Mutex<HashMap<String, Option<Arc<Run>>>>,
+    /// The host's own limit per task ([`Worker::task_timeout`]).
+    timeout: Option<Duration>,
     reclaimed: Mutex<Reclaimed>,
     cv: Condvar,
     tx: Mutex<Option<mpsc::Sender<Out>>>,
     exit: AtomicBool,
     unauthenticated: AtomicU64,
+    cancelled: AtomicU64,
     /// Moving average of the tasks' run time in µs (0: none measured yet).
     avg_us: AtomicU64,
     /// Client id → (checked at, alive).
@@ -562,9 +570,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A task in the local pool: whose it is, and whether its client gave it up.
+struct Run {
+    client: String,
+    /// Set by the heartbeat when the client's lease key is gone (it terminated the
+    /// pool, or died): the local pool then skips the task, or kills the worker
+    /// running it ([`Completion::abandoned`]).
+    cancelled: AtomicBool,
+}
+
 /// Completes a task of the local pool by sending its answer to the writer.
 struct HostSink {
     host: Arc<Host>,
+    run: Arc<Run>,
     id: String,
     client: String,
     task: u64,
@@ -576,6 +594,9 @@ struct HostSink {
 
 impl HostSink {
     fn send(&self, outcome: Result<Vec<u8>>) {
+        if matches!(&outcome, Err(e) if e.kind() == ErrorKind::Cancelled) {
+            self.host.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
         let us = self.start.elapsed().as_micros() as u64;
         let avg = self.host.avg_us.load(Ordering::Relaxed);
         let next = if avg == 0 {
@@ -606,7 +627,17 @@ impl Completion for HostSink {
         self.send(Ok(bytes));
     }
     fn try_start(&self) -> bool {
+        if self.run.cancelled.load(Ordering::SeqCst) {
+            // The local pool drops the task: answer it here, once.
+            self.send(Err(Error::new(ErrorKind::Cancelled).with_message(
+                "the task's client terminated the pool or is gone; it was not started",
+            )));
+            return false;
+        }
         true
+    }
+    fn abandoned(&self) -> bool {
+        self.run.cancelled.load(Ordering::SeqCst)
     }
 }
 
@@ -743,7 +774,7 @@ impl Host {
             self.send(Out::Ack(id));
             return;
         }
-        lock(&self.running).insert(id.clone());
+        lock(&self.running).insert(id.clone(), None);
         let name = String::from_utf8_lossy(&e.n).into_owned();
         let answer = |outcome: Result<Vec<u8>>, arg_blob: Option<String>| Out::Result {
             id: id.clone(),
@@ -781,8 +812,19 @@ impl Host {
                 return;
             }
         };
+        let run = Arc::new(Run {
+            client: client.clone(),
+            cancelled: AtomicBool::new(false),
+        });
+        lock(&self.running).insert(id.clone(), Some(Arc::clone(&run)));
+        // The client's limit, or the host's own if that is shorter.
+        let timeout = match (h.timeout_ms, self.timeout) {
+            (0, t) => t,
+            (ms, t) => Some(Duration::from_millis(u64::from(ms)).min(t.unwrap_or(Duration::MAX))),
+        };
         let sink = HostSink {
             host: Arc::clone(self),
+            run,
             id: id.clone(),
             client: client.clone(),
             task: h.task,
@@ -797,6 +839,7 @@ impl Host {
             fds: Vec::new(),
             sink: Arc::new(sink),
             retries: 0,
+            timeout,
         });
     }
 
@@ -1003,7 +1046,7 @@ impl Host {
                 next_hb = now + o.heartbeat;
                 // The host record is published even when the heartbeat failed: a
                 // record left to expire makes a live host look gone.
-                let hb = self.heartbeat(c);
+                let hb = self.heartbeat(c).and_then(|()| self.cancel_orphans(c));
                 self.publish(c).and(hb)
             } else if now >= next_reap {
                 next_reap = now + reap_every;
@@ -1022,7 +1065,7 @@ impl Host {
 
     /// Refreshes the idle time of the entries this host runs and still owns.
     fn heartbeat(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
-        let ids: Vec<String> = lock(&self.running).iter().cloned().collect();
+        let ids: Vec<String> = lock(&self.running).keys().cloned().collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -1037,6 +1080,49 @@ impl Host {
             .map(|_| ())
     }
 
+    /// Cancels the tasks in the local pool whose client's lease key is gone (the
+    /// client terminated the pool, or died): queued ones are not started, running
+    /// ones have their worker killed, and each is answered as cancelled.
+    fn cancel_orphans(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let mut clients: Vec<String> = lock(&self.running)
+            .values()
+            .flatten()
+            .filter(|r| !r.cancelled.load(Ordering::Relaxed))
+            .map(|r| r.client.clone())
+            .collect();
+        clients.sort_unstable();
+        clients.dedup();
+        if clients.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        for c in &clients {
+            p.cmd("EXISTS").arg(self.cfg.client(c));
+        }
+        let alive: Vec<i64> = p.query(con)?;
+        let gone: Vec<&String> = clients
+            .iter()
+            .zip(&alive)
+            .filter(|(_, n)| **n == 0)
+            .map(|(c, _)| c)
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut cache = lock(&self.clients);
+            for c in &gone {
+                cache.insert((*c).clone(), (Instant::now(), false));
+            }
+        }
+        for r in lock(&self.running).values().flatten() {
+            if gone.contains(&&r.client) {
+                r.cancelled.store(true, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes this host's record.
     fn publish(&self, con: &mut redis::Connection) -> redis::RedisResult<()> {
         let info = HostInfo {
@@ -1047,6 +1133,7 @@ impl Host {
             slots: self.slots as u32,
             running: lock(&self.running).len() as u32,
             unauthenticated: self.unauthenticated.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
             keys: registry().keys(),
         };
         let record = self.cfg.host(&self.id);
@@ -1098,7 +1185,7 @@ impl Host {
             ) else {
                 continue;
             };
-            if owner == self.id && lock(&self.running).contains(&id) {
+            if owner == self.id && lock(&self.running).contains_key(&id) {
                 continue; // ours, and alive: the heartbeat is just late
             }
             let count = u32::try_from(count).unwrap_or(u32::MAX);
@@ -1134,7 +1221,7 @@ impl Host {
                 continue; // another host won, or the entry is gone
             };
             // Covered by the heartbeat from now on.
-            lock(&self.running).insert(id.clone());
+            lock(&self.running).insert(id.clone(), None);
             let Some(h) = header else {
                 self.unauthenticated.fetch_add(1, Ordering::Relaxed);
                 self.send(Out::Ack(id));
@@ -1292,6 +1379,7 @@ mod tests {
             slots: 2,
             running: 0,
             unauthenticated: 0,
+            cancelled: 0,
             keys: vec![3, 1, 2],
         };
         let v = h.signed(b"0123456789abcdef", "{p}:host:h-1");

@@ -56,8 +56,9 @@
 //! | a partitioned host comes back and answers late | the result is dropped as a duplicate | correct values |
 //! | Redis unreachable longer than `broker_timeout` | every queued and outstanding task fails; new ones fail at once until it is back | `BrokerUnavailable` |
 //! | Redis restarted empty within `broker_timeout` | the client writes its outstanding tasks again | correct values |
-//! | the client dies | hosts drop its queued tasks once its lease expires; its keys expire | — |
-//! | [`terminate`](crate::pool::Pool::terminate) | unfinished tasks fail at once; the client's lease key is deleted, so hosts drop its queued tasks (tasks already running on a host run to the end, their results go nowhere) | `PoolClosed` |
+//! | the client dies | once its lease expires, hosts drop its queued tasks and stop its running ones; its keys expire | — |
+//! | [`terminate`](crate::pool::Pool::terminate) | unfinished tasks fail at once; the client's lease key is deleted: hosts drop its queued tasks, and at their next heartbeat kill the local workers running its tasks (counted in [`HostStatus::cancelled`]) | `PoolClosed` |
+//! | a task runs past [`task_timeout`](crate::pool::Builder::task_timeout) | the limit travels with the task; the host's local pool kills the worker running it | `Timeout` naming the host, once; `retries` reruns it |
 //!
 //! Side effects must therefore be idempotent, as with Dask or Celery's `acks_late`.
 //!

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::process::{ExitStatus, Signal};
 
 /// The wire version; a host or client that reads another answers `Decode`.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 
 /// The fields of an entry, in signing order.
 pub(crate) type Fields = Vec<(&'static str, Vec<u8>)>;
@@ -162,9 +162,11 @@ pub(crate) struct TaskHeader {
     pub(crate) attempt: u8,
     /// Deliveries after which a host that finds the task abandoned gives up on it.
     pub(crate) max_deliveries: u8,
+    /// The task's time limit on the host in milliseconds (0: none but the host's own).
+    pub(crate) timeout_ms: u32,
 }
 
-pub(crate) const TASK_HEADER_LEN: usize = 2 + 16 + 8 + 8 + 4 + 1 + 1;
+pub(crate) const TASK_HEADER_LEN: usize = 2 + 16 + 8 + 8 + 4 + 1 + 1 + 4;
 
 impl TaskHeader {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -176,6 +178,7 @@ impl TaskHeader {
         v.extend_from_slice(&self.items.to_le_bytes());
         v.push(self.attempt);
         v.push(self.max_deliveries);
+        v.extend_from_slice(&self.timeout_ms.to_le_bytes());
         v
     }
 
@@ -192,6 +195,7 @@ impl TaskHeader {
                 items: r.u32()?,
                 attempt: r.u8()?,
                 max_deliveries: r.u8()?,
+                timeout_ms: r.u32()?,
             };
             r.0.is_empty().then_some(h)
         };
@@ -303,7 +307,7 @@ impl BlobRef {
 }
 
 /// The kinds of error a host can report, by wire code (index).
-const KINDS: [ErrorKind; 13] = [
+const KINDS: [ErrorKind; 14] = [
     ErrorKind::WorkerDied,
     ErrorKind::Timeout,
     ErrorKind::Decode,
@@ -317,6 +321,7 @@ const KINDS: [ErrorKind; 13] = [
     ErrorKind::Os,
     ErrorKind::InvalidInput,
     ErrorKind::Corrupt,
+    ErrorKind::Cancelled,
 ];
 
 /// An error as a host sends it: kind, message, exit status and the host's id.
@@ -393,6 +398,7 @@ mod tests {
             items: 3,
             attempt: 1,
             max_deliveries: 3,
+            timeout_ms: 0,
         };
         vec![
             ("h", h.encode()),
@@ -419,6 +425,7 @@ mod tests {
             items: 9,
             attempt: 2,
             max_deliveries: 3,
+            timeout_ms: 1500,
         };
         assert_eq!(TaskHeader::decode(&h.encode()).unwrap(), h);
         let r = ResultHeader {
@@ -433,7 +440,7 @@ mod tests {
         assert!(TaskHeader::decode(&enc[..enc.len() - 1]).is_err());
         assert!(TaskHeader::decode(&[enc.clone(), vec![0]].concat()).is_err());
         let mut v2 = enc.clone();
-        v2[0] = 2;
+        v2[0] = VERSION as u8 + 1;
         assert!(TaskHeader::decode(&v2).is_err());
         let mut bad = r.encode();
         bad[10] = 9;

@@ -147,13 +147,15 @@ impl Manager {
     /// The next moment the manager must act on its own: a task's time limit, the
     /// next attempt to start a worker, or giving up on starts.
     pub(super) fn next_deadline(&self, cfg: &Config) -> Option<Instant> {
-        let task = cfg.timeout.and_then(|t| {
-            self.workers
-                .iter()
-                .filter(|w| !w.inflight.is_empty() && w.timed_out.is_none())
-                .map(|w| w.head_since + t)
-                .min()
-        });
+        let task = self
+            .workers
+            .iter()
+            .filter(|w| w.killed.is_none())
+            .filter_map(|w| {
+                let head = w.inflight.front()?;
+                Some(w.head_since + head.t.timeout.or(cfg.timeout)?)
+            })
+            .min();
         let start = self.start_trouble.as_ref().and_then(|t| {
             if self.workers.len() >= cfg.workers {
                 return None;
@@ -256,7 +258,7 @@ impl Manager {
                 }
             }
             let mut w = self.workers.swap_remove(i);
-            self.on_death(&mut w, status, &sh.cfg, done);
+            self.on_death(&mut w, status, done);
             let needed = !(self.closed
                 && self.pending.is_empty()
                 && self.workers.iter().all(|w| w.inflight.is_empty()));
@@ -315,7 +317,7 @@ impl Manager {
         }
     }
 
-    fn on_death(&mut self, w: &mut Worker, status: ExitStatus, cfg: &Config, done: &mut Vec<Done>) {
+    fn on_death(&mut self, w: &mut Worker, status: ExitStatus, done: &mut Vec<Done>) {
         let mut requeue: Vec<Task> = Vec::new();
         if let Some(msg) = w.init_failed.take() {
             self.init_failures += 1;
@@ -329,18 +331,23 @@ impl Manager {
                     "worker pid {} sent a malformed answer ({why}); it was replaced",
                     w.proc.pid()
                 ))
-            } else if w.timed_out == Some(head.id) {
-                Error::new(ErrorKind::Timeout).with_message(format!(
-                    "the task ran longer than {:?}; its worker (pid {}) was killed",
-                    cfg.timeout.unwrap_or_default(),
-                    w.proc.pid()
-                ))
+            } else if let Some((_, why)) = w.killed.filter(|(id, _)| *id == head.id) {
+                match why {
+                    Killed::Timeout(t) => Error::new(ErrorKind::Timeout).with_message(format!(
+                        "the task ran longer than {t:?}; its worker (pid {}) was killed",
+                        w.proc.pid()
+                    )),
+                    Killed::Abandoned => Error::new(ErrorKind::Cancelled).with_message(format!(
+                        "the task was cancelled while it ran; its worker (pid {}) was killed",
+                        w.proc.pid()
+                    )),
+                }
             } else {
                 Error::new(ErrorKind::WorkerDied)
                     .with_status(status)
                     .with_message(format!("worker pid {}", w.proc.pid()))
             };
-            if head.t.retries > 0 {
+            if head.t.retries > 0 && err.kind() != ErrorKind::Cancelled {
                 head.t.retries -= 1;
                 requeue.push(head);
             } else {
@@ -353,18 +360,23 @@ impl Manager {
         }
     }
 
+    /// Kills the workers whose running task overran its time limit or was abandoned
+    /// by its owner ([`Completion::abandoned`](crate::pool::task::Completion::abandoned)).
     fn check_timeouts(&mut self, sh: &Shared, now: Instant) {
-        let Some(t) = sh.cfg.timeout else { return };
         for w in &mut self.workers {
-            if w.timed_out.is_some() {
+            if w.killed.is_some() {
                 continue;
             }
-            if let Some(head) = w.inflight.front() {
-                if now.duration_since(w.head_since) >= t {
-                    w.timed_out = Some(head.id);
-                    let _ = w.proc.kill();
-                }
-            }
+            let Some(head) = w.inflight.front() else {
+                continue;
+            };
+            let why = match head.t.timeout.or(sh.cfg.timeout) {
+                Some(t) if now.duration_since(w.head_since) >= t => Killed::Timeout(t),
+                _ if head.t.sink.abandoned() => Killed::Abandoned,
+                _ => continue,
+            };
+            w.killed = Some((head.id, why));
+            let _ = w.proc.kill();
         }
     }
 
@@ -375,7 +387,7 @@ impl Manager {
             for (i, w) in self.workers.iter().enumerate() {
                 let room = w.ready
                     && !w.eof
-                    && w.timed_out.is_none()
+                    && w.killed.is_none()
                     && w.init_failed.is_none()
                     && w.inflight.len() < w.window()
                     && w.out.pending < OUT_MAX
@@ -551,6 +563,15 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
     }
 }
 
+/// Why the manager killed a worker.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Killed {
+    /// Its task ran past this limit.
+    Timeout(Duration),
+    /// Its task's owner gave it up ([`Completion::abandoned`](crate::pool::task::Completion::abandoned)).
+    Abandoned,
+}
+
 /// One worker process as the manager sees it.
 pub(super) struct Worker {
     /// Shared with the manager thread's poll set, so a descriptor it polls stays open.
@@ -572,8 +593,8 @@ pub(super) struct Worker {
     pub(super) ready: bool,
     pub(super) eof: bool,
     pub(super) exit_sent: bool,
-    /// The task the manager killed this worker for overrunning its timeout.
-    pub(super) timed_out: Option<u64>,
+    /// The task the manager killed this worker for, and why.
+    pub(super) killed: Option<(u64, Killed)>,
     /// The initializer's panic, if it failed.
     pub(super) init_failed: Option<String>,
     /// Why the worker was killed for breaking the wire protocol, if it was.
@@ -618,7 +639,7 @@ impl Worker {
             ready: false,
             eof: false,
             exit_sent: false,
-            timed_out: None,
+            killed: None,
             init_failed: None,
             protocol_error: None,
         })

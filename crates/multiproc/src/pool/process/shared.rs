@@ -53,6 +53,8 @@ pub(crate) struct RemoteTask {
     pub(crate) sink: Arc<dyn Completion>,
     /// Reruns left after the worker dies or times out on this task.
     pub(crate) retries: u32,
+    /// This task's time limit, instead of the pool's ([`Config::timeout`]).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// A queued task with its id.
