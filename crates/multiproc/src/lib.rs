@@ -11,6 +11,8 @@ pub mod fault;
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 pub mod ipc;
+#[cfg(not(loom))]
+pub mod manager;
 mod panic;
 pub mod pool;
 pub mod process;
@@ -30,6 +32,8 @@ pub mod thread;
 pub use crate::error::{Error, ErrorKind, Location, RemotePanic, Result};
 #[cfg(not(loom))]
 pub use crate::ipc::{JoinableQueue, Pipe, Queue};
+#[cfg(not(loom))]
+pub use crate::manager::Manager;
 pub use crate::pool::Pool;
 pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
 pub use crate::shm::{Array, SharedMemory, Value};
@@ -49,6 +53,12 @@ const _: () = {
     #[cfg(not(loom))]
     send_sync::<Queue<String>>();
     send_sync::<Pool>();
+    #[cfg(not(loom))]
+    send_sync::<Manager>();
+    #[cfg(not(loom))]
+    send_sync::<manager::Dict<String, u64>>();
+    #[cfg(not(loom))]
+    send_sync::<manager::Lock>();
     send_sync::<RLock>();
     send_sync::<Semaphore>();
     send_sync::<BoundedSemaphore>();

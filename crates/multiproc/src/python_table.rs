@@ -8,13 +8,14 @@
 //! use std::time::Duration;
 //!
 //! use multiproc::ipc::{self, Address, TryRecvError, TrySendError};
+//! use multiproc::manager;
 //! use multiproc::pool::{self, Backend, Pool, WaitFor};
 //! use multiproc::process::{self, Builder};
 //! use multiproc::sync::OwnerDied;
 //! use multiproc::thread;
 //! use multiproc::{
 //!     Array, Barrier, BoundedSemaphore, Condition, ErrorKind, Event, JoinableQueue, Lock,
-//!     Pipe, Process, Queue, RLock, Semaphore, SharedMemory, StartMethod, Thread, Value,
+//!     Manager, Pipe, Process, Queue, RLock, Semaphore, SharedMemory, StartMethod, Thread, Value,
 //! };
 //!
 //! fn f() -> u32 {
@@ -274,5 +275,39 @@
 //! cond.notify(1);
 //! let bar = Barrier::new(2)?.with_default_timeout(Duration::from_millis(10));
 //! assert_eq!(bar.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+//!
+//! // row: `Manager()`, `m.dict()`, `m.list()`, `m.Queue()`, `m.Lock()`, `m.Namespace()`
+//! let m = Manager::new()?;
+//! let dict = m.dict::<String, u32>()?;
+//! let _list = m.list::<u32>()?;
+//! let mq = m.queue::<u32>()?;
+//! let _lock = m.lock()?;
+//! let _ns = m.namespace()?;
+//! dict.insert("k".to_string(), 1)?;
+//! assert_eq!(dict.get("k".to_string())?, Some(1));
+//! Process::start_with(|q: manager::Queue<u32>| q.put(5).unwrap(), mq.clone())?.join()?;
+//! assert_eq!(mq.get()?, 5);
+//!
+//! // row: `BaseManager(address, authkey).connect()`, `register(typeid, callable)`
+//! struct Tally(u32);
+//! impl manager::Managed for Tally {
+//!     const TYPE_ID: &'static str = "Tally";
+//!     type Init = u32;
+//!     type Request = u32;
+//!     type Response = u32;
+//!     fn new(start: u32) -> Tally {
+//!         Tally(start)
+//!     }
+//!     fn handle(&mut self, add: u32) -> u32 {
+//!         self.0 += add;
+//!         self.0
+//!     }
+//! }
+//! let server = Manager::builder().register::<Tally>().start()?;
+//! let (address, key) = (server.address().clone(), server.authkey().unwrap().to_vec());
+//! let client = Manager::connect(&address, Some(&key))?;
+//! assert_eq!(client.create::<Tally>(&1)?.call(&2)?, 3);
+//! let gone = server.shutdown().and_then(|()| client.dict::<u8, u8>().map(drop));
+//! assert_eq!(gone.unwrap_err().kind(), ErrorKind::Disconnected);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -40,7 +40,10 @@ const HANDSHAKE_MAX: usize = 256;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// It is `Serialize`, so an address can be sent to another process (a manager's
+/// proxies carry theirs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Address {
     /// A Unix socket at a path (Python's `'/tmp/x.sock'`). The listener creates the
     /// socket file (an existing one is an error, as in Python) and removes it when
@@ -175,6 +178,16 @@ impl Listener {
     /// [`HANDSHAKE_TIMEOUT`]; [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) if it hangs up during the
     /// handshake; [`ErrorKind::Os`](crate::ErrorKind::Os) if `accept` fails.
     pub fn accept(&self) -> Result<SocketConnection> {
+        let conn = self.accept_unauthenticated()?;
+        self.authenticate(&conn)?;
+        Ok(conn)
+    }
+
+    /// Accepts a peer without running the challenge yet: a server that serves each
+    /// peer on a thread of its own runs [`authenticate`](Self::authenticate) there,
+    /// so a peer that stalls in the handshake does not hold up the next one. Nothing
+    /// may be read from the connection before `authenticate` passes.
+    pub(crate) fn accept_unauthenticated(&self) -> Result<SocketConnection> {
         let fd: OwnedFd = match &self.inner {
             Inner::Unix(l) => l.accept().map_err(Error::os)?.0.into(),
             Inner::Tcp(l) => {
@@ -183,13 +196,18 @@ impl Listener {
                 s.into()
             }
         };
-        let conn = SocketConnection::new(fd);
+        Ok(SocketConnection::new(fd))
+    }
+
+    /// Runs the authentication challenge (if this listener has a key) on a
+    /// connection from [`accept_unauthenticated`](Self::accept_unauthenticated).
+    pub(crate) fn authenticate(&self, conn: &SocketConnection) -> Result<()> {
         if let Some(key) = &self.authkey {
             let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-            deliver_challenge(&conn, key, deadline)?;
-            answer_challenge(&conn, key, deadline)?;
+            deliver_challenge(conn, key, deadline)?;
+            answer_challenge(conn, key, deadline)?;
         }
-        Ok(conn)
+        Ok(())
     }
 }
 

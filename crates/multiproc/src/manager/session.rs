@@ -1,0 +1,352 @@
+//! The client side: a [`Session`] (connections to one server, per process) and a
+//! [`Handle`] (one object's reference, shared by a proxy's clones).
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::wire::{Bytes, Kind, ObjectId, Op, Owner, Reply, Request};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ipc::{codec, Address, Client, RecvError, SendError, SocketConnection};
+
+/// Idle connections a session keeps per process (more are closed after their call).
+const IDLE_MAX: usize = 4;
+
+/// Encodes a value for the server.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+    let e = codec::encode(value)?;
+    if !e.fds.is_empty() {
+        return Err(Error::new(ErrorKind::Encode)
+            .with_message("values that own file descriptors cannot be stored in a manager"));
+    }
+    Ok(e.bytes)
+}
+
+/// Decodes a value the server returned.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    codec::decode(bytes, Vec::new())
+}
+
+/// The error for a reply of the wrong shape (a server that breaks the protocol).
+pub(crate) fn unexpected(reply: &Reply) -> Error {
+    match reply {
+        Reply::Err(e) => clone_error(e),
+        r => Error::new(ErrorKind::Corrupt)
+            .with_message(format!("the manager server sent an unexpected reply {r:?}")),
+    }
+}
+
+fn clone_error(e: &Error) -> Error {
+    // Errors are not `Clone`; a round trip through their serialized form is.
+    encode(e)
+        .and_then(|b| decode(&b))
+        .unwrap_or_else(|_| Error::new(e.kind()))
+}
+
+fn this_pid() -> u32 {
+    std::process::id()
+}
+
+/// A random number per process (a forked child gets its own): names the process to
+/// servers, which release the locks it holds when its last connection closes.
+pub(crate) fn process_nonce() -> u64 {
+    static NONCE: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    let mut n = NONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = this_pid();
+    if n.0 != pid {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(pid);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        *n = (pid, h.finish());
+    }
+    n.1
+}
+
+/// The lock owner for the calling thread.
+pub(crate) fn owner() -> Owner {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static THREAD: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    Owner {
+        process: process_nonce(),
+        thread: THREAD.with(|t| *t),
+    }
+}
+
+/// The connections of this process to one server.
+pub(crate) struct Session {
+    address: Address,
+    authkey: Option<Vec<u8>>,
+    idle: Mutex<Idle>,
+}
+
+struct Idle {
+    /// The process the connections belong to: a forked child must not use its
+    /// parent's (their streams would interleave), so it starts afresh.
+    pid: u32,
+    conns: Vec<SocketConnection>,
+}
+
+/// Every live session of this process, so a proxy received from another process
+/// shares the connections of those already here.
+static SESSIONS: Mutex<Vec<Weak<Session>>> = Mutex::new(Vec::new());
+
+impl Session {
+    /// The session for `address` with `authkey`, shared with this process's proxies.
+    pub(crate) fn get(address: &Address, authkey: Option<&[u8]>) -> Arc<Session> {
+        let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        for s in all.iter().filter_map(Weak::upgrade) {
+            if s.address == *address && s.authkey.as_deref() == authkey {
+                return s;
+            }
+        }
+        let s = Arc::new(Session {
+            address: address.clone(),
+            authkey: authkey.map(<[u8]>::to_vec),
+            idle: Mutex::new(Idle {
+                pid: this_pid(),
+                conns: Vec::new(),
+            }),
+        });
+        all.push(Arc::downgrade(&s));
+        s
+    }
+
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
+    pub(crate) fn authkey(&self) -> Option<&[u8]> {
+        self.authkey.as_deref()
+    }
+
+    /// The error every call returns once the server is gone.
+    pub(crate) fn gone(&self) -> Error {
+        Error::new(ErrorKind::Disconnected)
+            .with_message(format!("the manager server at {} is gone", self.address))
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.pid != this_pid() {
+            // Inherited through fork: close our copies, never use them.
+            idle.conns.clear();
+            idle.pid = this_pid();
+        }
+        idle
+    }
+
+    /// A new authenticated connection, introduced to the server.
+    pub(crate) fn connect(&self) -> Result<SocketConnection> {
+        let conn = Client::connect(&self.address, self.authkey.as_deref()).map_err(|e| {
+            let refused = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| {
+                    use std::io::ErrorKind as K;
+                    matches!(
+                        io.kind(),
+                        K::ConnectionRefused | K::NotFound | K::ConnectionReset | K::BrokenPipe
+                    )
+                });
+            if refused || e.kind() == ErrorKind::Disconnected {
+                self.gone()
+            } else {
+                e
+            }
+        })?;
+        match self.exchange(&conn, Request::Hello(process_nonce())) {
+            Ok(Reply::Unit) => Ok(conn),
+            Ok(r) => Err(unexpected(&r)),
+            // Without a key, a keyed server's challenge is what comes back.
+            Err(e) if self.authkey.is_none() && e.kind() == ErrorKind::Decode => Err(Error::new(
+                ErrorKind::AuthenticationFailed,
+            )
+            .with_message(format!(
+                "the manager server at {} did not answer (does it require a key?)",
+                self.address
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exchange(&self, conn: &SocketConnection, request: Request) -> Result<Reply> {
+        match conn.send(request) {
+            Ok(()) => {}
+            Err(SendError::Disconnected(_)) => return Err(self.gone()),
+            Err(SendError::Rejected(_, e)) => return Err(e),
+        }
+        match conn.recv::<Reply>() {
+            Ok(r) => Ok(r),
+            Err(RecvError::Disconnected) => Err(self.gone()),
+            Err(RecvError::Invalid(e)) => Err(e),
+        }
+    }
+
+    /// Sends `request` and returns the reply (a [`Reply::Err`] as `Err`).
+    pub(crate) fn call(&self, request: Request) -> Result<Reply> {
+        let conn = self.idle().conns.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let reply = self.exchange(&conn, request)?;
+        {
+            let mut idle = self.idle();
+            if idle.conns.len() < IDLE_MAX {
+                idle.conns.push(conn);
+            }
+        }
+        match reply {
+            Reply::Err(e) => Err(e),
+            r => Ok(r),
+        }
+    }
+
+    /// Sends a request that has no reply, without waiting; errors are ignored (the
+    /// server being gone frees everything anyway).
+    fn notify(&self, request: Request) {
+        let conn = self.idle().conns.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => match self.connect() {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+        };
+        if conn.send(request).is_ok() {
+            let mut idle = self.idle();
+            if idle.conns.len() < IDLE_MAX {
+                idle.conns.push(conn);
+            }
+        }
+    }
+
+    /// Creates an object of `kind`; the handle owns its one reference.
+    pub(crate) fn create(self: &Arc<Self>, kind: Kind) -> Result<Handle> {
+        match self.call(Request::Create(kind))? {
+            Reply::Id(id) => Ok(Handle::owning(Arc::clone(self), id)),
+            r => Err(unexpected(&r)),
+        }
+    }
+}
+
+/// One reference to an object in a server, shared by a proxy and its clones.
+///
+/// It owns a reference count in the server while `owner` is this process's pid: a
+/// forked child's copy owns nothing until its first call takes a reference of its
+/// own ([`adopt`](Inner::adopt)), and does not drop one it does not own.
+#[derive(Clone)]
+pub(crate) struct Handle(Arc<Inner>);
+
+struct Inner {
+    session: Arc<Session>,
+    id: ObjectId,
+    /// The pid whose reference this is, or 0 for none.
+    owner: AtomicU32,
+}
+
+impl Inner {
+    /// Takes a reference for this process if the handle came here by fork.
+    fn adopt(&self) -> Result<()> {
+        let pid = this_pid();
+        let held = self.owner.load(Ordering::Acquire);
+        if held == pid {
+            return Ok(());
+        }
+        match self.session.call(Request::IncRef(self.id))? {
+            Reply::Unit => {}
+            r => return Err(unexpected(&r)),
+        }
+        if self
+            .owner
+            .compare_exchange(held, pid, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread adopted it first: give ours back.
+            self.session.notify(Request::DecRef(self.id));
+        }
+        Ok(())
+    }
+}
+
+impl Handle {
+    fn owning(session: Arc<Session>, id: ObjectId) -> Handle {
+        Handle(Arc::new(Inner {
+            session,
+            id,
+            owner: AtomicU32::new(this_pid()),
+        }))
+    }
+
+    /// Runs an operation on the object.
+    pub(crate) fn call(&self, op: Op) -> Result<Reply> {
+        self.0.adopt()?;
+        self.0.session.call(Request::Call(self.0.id, op))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.owner.load(Ordering::Acquire) == this_pid() {
+            self.session.notify(Request::DecRef(self.id));
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("server", &self.0.session.address)
+            .field("id", &self.0.id)
+            .finish()
+    }
+}
+
+/// What a proxy is on the wire: where its server is, the key, and the object.
+#[derive(Serialize, Deserialize)]
+struct WireHandle {
+    address: Address,
+    authkey: Option<Vec<u8>>,
+    id: ObjectId,
+}
+
+/// Sending a proxy takes a reference for the receiver first, so the object outlives
+/// the trip even if the sender drops its proxy at once.
+impl Serialize for Handle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let inner = &self.0;
+        match inner.session.call(Request::IncRef(inner.id)) {
+            Ok(Reply::Unit) => {}
+            Ok(r) => return Err(S::Error::custom(unexpected(&r))),
+            Err(e) => return Err(S::Error::custom(e)),
+        }
+        WireHandle {
+            address: inner.session.address.clone(),
+            authkey: inner.session.authkey.clone(),
+            id: inner.id,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = WireHandle::deserialize(d)?;
+        Ok(Handle::owning(
+            Session::get(&w.address, w.authkey.as_deref()),
+            w.id,
+        ))
+    }
+}

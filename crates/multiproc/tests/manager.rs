@@ -1,0 +1,524 @@
+//! `Manager`: shared dict/list/queue/lock/namespace/sync objects and registered types
+//! across child processes of every start method, TCP with the right and a wrong key,
+//! `connect` from an unrelated process, the server killed with `SIGKILL` (every call,
+//! blocked or not, gets `Disconnected` within a deadline), client death (its locks
+//! released, its untaken value put back), reference counting, hostile clients, and
+//! no leaked process, socket file or directory.
+
+mod util;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use multiproc::ipc::{Address, Client};
+use multiproc::manager::{Dict, List, Lock, Managed, Namespace, Proxy, Queue};
+use multiproc::{ErrorKind, Manager, Process, StartMethod};
+use serde::{Deserialize, Serialize};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn start(method: StartMethod) -> Manager {
+    Manager::builder()
+        .start_method(method)
+        .allow_threads(true) // the watchdog is a thread
+        .start()
+        .unwrap()
+}
+
+fn child(method: StartMethod) -> multiproc::process::Builder {
+    Process::builder().start_method(method).allow_threads(true)
+}
+
+fn socket_path(m: &Manager) -> PathBuf {
+    match m.address() {
+        Address::Unix(p) => p.clone(),
+        a => panic!("not a Unix socket: {a}"),
+    }
+}
+
+type Shared = (
+    Dict<String, u64>,
+    List<u32>,
+    Queue<u32>,
+    Lock,
+    Namespace,
+    u32,
+);
+
+/// Adds to a counter under the lock, appends to the list, answers on the queue.
+fn work((counts, seen, out, lock, ns, me): Shared) {
+    for _ in 0..20 {
+        let _held = lock.lock().unwrap();
+        // A read-modify-write that loses updates without the lock.
+        let n = counts.get("total".to_string()).unwrap().unwrap_or(0);
+        counts.insert("total".to_string(), n + 1).unwrap();
+    }
+    seen.push(me).unwrap();
+    ns.set(&format!("worker-{me}"), &me).unwrap();
+    out.put(me * 100).unwrap();
+}
+
+#[test]
+fn dict_list_queue_lock_shared_by_children_of_every_start_method() {
+    let _w = util::watchdog(LIMIT);
+    for method in StartMethod::ALL {
+        let m = start(method);
+        let counts = m.dict::<String, u64>().unwrap();
+        let seen = m.list::<u32>().unwrap();
+        let out = m.queue::<u32>().unwrap();
+        let lock = m.lock().unwrap();
+        let ns = m.namespace().unwrap();
+        let workers: Vec<_> = (0..3)
+            .map(|i| {
+                let args = (
+                    counts.clone(),
+                    seen.clone(),
+                    out.clone(),
+                    lock.clone(),
+                    ns.clone(),
+                    i,
+                );
+                child(method).start_with(work, args).unwrap()
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(
+            counts.get("total".to_string()).unwrap(),
+            Some(60),
+            "{method:?}"
+        );
+        let mut s = seen.to_vec().unwrap();
+        s.sort_unstable();
+        assert_eq!(s, [0, 1, 2], "{method:?}");
+        let mut got: Vec<u32> = (0..3)
+            .map(|_| out.get_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [0, 100, 200], "{method:?}");
+        assert_eq!(ns.get::<u32>("worker-2").unwrap(), Some(2));
+        let mut names = ns.names().unwrap();
+        names.sort();
+        assert_eq!(names, ["worker-0", "worker-1", "worker-2"]);
+        m.shutdown().unwrap();
+    }
+}
+
+/// Sends a proxy back through an `ipc::Queue`: proxies travel as values too.
+fn make_list(q: multiproc::Queue<List<String>>) {
+    let list = q.get().unwrap();
+    list.push("from the child".to_string()).unwrap();
+    let copy = list.clone();
+    q.put(copy).unwrap();
+}
+
+#[test]
+fn a_proxy_travels_through_an_ipc_queue_and_keeps_its_object_alive() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let q = multiproc::Queue::<List<String>>::new().unwrap();
+    let p = Process::start_with(make_list, q.clone()).unwrap();
+    {
+        // The only proxy in this process goes into the queue and is dropped here:
+        // the reference taken for the trip keeps the object alive.
+        let list = m.list::<String>().unwrap();
+        q.put(list).unwrap();
+    }
+    p.join().unwrap();
+    let back = q.get_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(back.to_vec().unwrap(), ["from the child"]);
+    drop(back);
+    assert!(
+        util::eventually(Duration::from_secs(10), || m.object_count().unwrap() == 0),
+        "the list outlived its last proxy: {} objects",
+        m.object_count().unwrap()
+    );
+}
+
+#[test]
+fn tcp_with_the_right_key_works_and_a_wrong_key_is_refused() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::builder()
+        .address(Address::Tcp("127.0.0.1:0".parse().unwrap()))
+        .authkey(b"right key".to_vec())
+        .start()
+        .unwrap();
+    let address = m.address().clone();
+    assert!(matches!(address, Address::Tcp(a) if a.port() != 0));
+    let d = m.dict::<u32, String>().unwrap();
+    d.insert(1, "one".to_string()).unwrap();
+
+    let client = Manager::connect(&address, Some(b"right key")).unwrap();
+    let q = client.queue::<String>().unwrap();
+    q.put("hello".to_string()).unwrap();
+    assert_eq!(q.get().unwrap(), "hello");
+
+    for key in [Some(&b"wrong key"[..]), None] {
+        let e = Manager::connect(&address, key).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{key:?}: {e}");
+    }
+    // A raw client that fails the challenge never reaches the object table.
+    let e = Client::connect(&address, Some(b"nope")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthenticationFailed);
+    assert_eq!(d.get(1).unwrap().as_deref(), Some("one"));
+    assert_eq!(
+        client.shutdown().unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+/// Connects by address and key, as an unrelated program would, and hands a queue
+/// it created back through a queue of queues.
+fn connect_and_write((address, key, handoff): (Address, Vec<u8>, Queue<Queue<String>>)) {
+    let m = Manager::connect(&address, Some(&key)).unwrap();
+    let q = m.queue::<String>().unwrap();
+    q.put("made by the client".to_string()).unwrap();
+    handoff.put(q).unwrap();
+}
+
+#[test]
+fn connect_from_a_spawned_process_by_address_and_key() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::builder().authkey(b"k".to_vec()).start().unwrap();
+    let handoff = m.queue::<Queue<String>>().unwrap();
+    let p = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .start_with(
+            connect_and_write,
+            (m.address().clone(), b"k".to_vec(), handoff.clone()),
+        )
+        .unwrap();
+    p.join().unwrap();
+    let q = handoff.get_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(q.get().unwrap(), "made by the client");
+}
+
+#[test]
+fn killing_the_server_fails_every_call_and_every_blocked_call_within_a_deadline() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let path = socket_path(&m);
+    let dir = path.parent().unwrap().to_owned();
+    let q = m.queue::<u32>().unwrap();
+    let lock = m.lock().unwrap();
+    let d = m.dict::<u32, u32>().unwrap();
+    let ev = m.event().unwrap();
+    lock.acquire().unwrap();
+    let (q2, l2, e2) = (q.clone(), lock.clone(), ev.clone());
+    let blocked_get = std::thread::spawn(move || q2.get());
+    let blocked_lock = std::thread::spawn(move || l2.acquire());
+    let blocked_wait = std::thread::spawn(move || e2.wait());
+    std::thread::sleep(Duration::from_millis(300)); // let them block (not required)
+    let pid = m.pid().unwrap();
+    let killed = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let deadline = Duration::from_secs(5);
+    let e = blocked_get.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    let e = blocked_lock.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    let e = blocked_wait.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    // Deadline plus a generous margin for a loaded machine.
+    assert!(
+        killed.elapsed() < deadline + Duration::from_secs(10),
+        "blocked calls took {:?} to fail",
+        killed.elapsed()
+    );
+    for e in [
+        d.insert(1, 1).unwrap_err(),
+        q.put(1).unwrap_err(),
+        lock.release().unwrap_err(),
+        m.dict::<u8, u8>().unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    }
+    drop((q, lock, d, ev));
+    drop(m);
+    assert!(!path.exists(), "socket file left: {}", path.display());
+    assert!(!dir.exists(), "socket directory left: {}", dir.display());
+    assert!(!util::alive(pid));
+    assert!(util::zombie_children().is_empty());
+}
+
+#[test]
+fn drop_and_shutdown_leave_no_process_socket_or_descriptor() {
+    let _w = util::watchdog(LIMIT);
+    // Warm up lazily created process-wide descriptors (death pipe, fork server).
+    drop(Manager::new().unwrap());
+    let fds = util::open_fds();
+    for explicit in [false, true] {
+        let m = Manager::new().unwrap();
+        let pid = m.pid().unwrap();
+        let path = socket_path(&m);
+        let dir = path.parent().unwrap().to_owned();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(1, 2).unwrap();
+        assert!(path.exists());
+        if explicit {
+            m.shutdown().unwrap();
+            m.shutdown().unwrap(); // idempotent
+            assert_eq!(d.get(1).unwrap_err().kind(), ErrorKind::Disconnected);
+        }
+        drop(m);
+        drop(d);
+        assert!(!util::alive(pid), "server {pid} still running");
+        assert!(!path.exists() && !dir.exists(), "{} left", dir.display());
+    }
+    assert!(util::zombie_children().is_empty());
+    assert!(
+        util::eventually(Duration::from_secs(10), || util::open_fds() <= fds),
+        "descriptors leaked: {} before, {} after",
+        fds,
+        util::open_fds()
+    );
+}
+
+/// Takes the lock and a value, then exits without releasing or answering.
+fn die_holding((lock, q): (Lock, Queue<u32>)) {
+    lock.acquire().unwrap();
+    assert_eq!(q.get().unwrap(), 7);
+    // Leaves with the lock held.
+}
+
+#[test]
+fn a_client_that_dies_holding_a_lock_releases_it() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let lock = m.lock().unwrap();
+    let q = m.queue::<u32>().unwrap();
+    q.put(7).unwrap();
+    let p = Process::start_with(die_holding, (lock.clone(), q.clone())).unwrap();
+    p.join().unwrap();
+    assert!(
+        lock.acquire_timeout(Duration::from_secs(30)).unwrap(),
+        "the dead client's lock was never released"
+    );
+    lock.release().unwrap();
+}
+
+/// Blocks in `get` until killed.
+fn block_in_get(q: Queue<u32>) {
+    let _ = q.get();
+}
+
+#[test]
+fn a_value_taken_for_a_killed_client_goes_back_to_the_queue() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let q = m.queue::<u32>().unwrap();
+    let p = Process::start_with(block_in_get, q.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // usually blocked by now
+    p.kill().unwrap();
+    let _ = p.join();
+    q.put(42).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), 42);
+}
+
+#[test]
+fn objects_are_freed_with_their_last_proxy() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let d2 = d.clone();
+    let l = m.list::<u8>().unwrap();
+    assert_eq!(m.object_count().unwrap(), 2);
+    drop(d);
+    assert_eq!(d2.len().unwrap(), 0);
+    drop(d2);
+    drop(l);
+    assert!(util::eventually(Duration::from_secs(10), || m
+        .object_count()
+        .unwrap()
+        == 0));
+}
+
+/// A registered type: a bank account that refuses overdrafts.
+struct Account {
+    balance: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum AccountOp {
+    Deposit(i64),
+    Withdraw(i64),
+    Balance,
+    Panic,
+}
+
+impl Managed for Account {
+    const TYPE_ID: &'static str = "Account";
+    type Init = i64;
+    type Request = AccountOp;
+    type Response = Result<i64, String>;
+
+    fn new(balance: i64) -> Account {
+        Account { balance }
+    }
+
+    fn handle(&mut self, op: AccountOp) -> Result<i64, String> {
+        match op {
+            AccountOp::Deposit(n) => self.balance += n,
+            AccountOp::Withdraw(n) if n > self.balance => return Err("overdraft".into()),
+            AccountOp::Withdraw(n) => self.balance -= n,
+            AccountOp::Balance => {}
+            AccountOp::Panic => panic!("the account is haunted"),
+        }
+        Ok(self.balance)
+    }
+}
+
+fn deposit_ten(account: Proxy<Account>) {
+    for _ in 0..10 {
+        account.call(&AccountOp::Deposit(1)).unwrap().unwrap();
+    }
+}
+
+#[test]
+fn a_registered_type_is_shared_by_children_of_every_start_method() {
+    let _w = util::watchdog(LIMIT);
+    for method in StartMethod::ALL {
+        let m = Manager::builder()
+            .register::<Account>()
+            .start_method(method)
+            .allow_threads(true)
+            .start()
+            .unwrap();
+        let account = m.create::<Account>(&100).unwrap();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                child(method)
+                    .start_with(deposit_ten, account.clone())
+                    .unwrap()
+            })
+            .collect();
+        for k in kids {
+            k.join().unwrap();
+        }
+        assert_eq!(account.call(&AccountOp::Balance).unwrap(), Ok(120));
+        assert_eq!(
+            account.call(&AccountOp::Withdraw(1000)).unwrap(),
+            Err("overdraft".to_string())
+        );
+        let e = account.call(&AccountOp::Panic).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Panicked);
+        assert_eq!(e.panic().unwrap().message(), "the account is haunted");
+        // Still usable after the panic.
+        assert_eq!(account.call(&AccountOp::Balance).unwrap(), Ok(120));
+    }
+    let plain = Manager::new().unwrap();
+    let e = plain.create::<Account>(&1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotRegistered);
+}
+
+#[test]
+fn a_hostile_client_with_the_key_cannot_take_the_server_down() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let key = m.authkey().unwrap().to_vec();
+    // Garbage instead of a hello, a huge length prefix, then garbage after a hello.
+    let c = Client::connect(m.address(), Some(&key)).unwrap();
+    c.send_bytes(&[0xff; 64]).unwrap();
+    assert!(c.recv_bytes().is_err());
+    let c = Client::connect(m.address(), Some(&key)).unwrap();
+    c.send_bytes(&vec![0u8; 65 << 20]).ok();
+    let c = Client::connect(m.address(), Some(&key)).unwrap();
+    c.send_bytes(&[0x00, 0x00]).unwrap(); // a `Hello(0)`, then junk
+    let _ = c.recv_bytes();
+    let _ = c.send_bytes(&[0x63, 0xff, 0xff]); // no such request
+    let _ = c.recv_bytes();
+    drop(c);
+    d.insert(1, 1).unwrap();
+    assert_eq!(d.get(1).unwrap(), Some(1));
+}
+
+#[test]
+fn semaphore_event_condition_and_barrier_across_threads() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let sem = m.bounded_semaphore(1).unwrap();
+    assert!(sem.try_acquire().unwrap());
+    assert!(!sem.acquire_timeout(Duration::from_millis(50)).unwrap());
+    sem.release().unwrap();
+    assert_eq!(
+        sem.release().unwrap_err().kind(),
+        ErrorKind::TooManyReleases
+    );
+
+    let cond = m.condition().unwrap();
+    assert_eq!(cond.wait().unwrap_err().kind(), ErrorKind::NotOwner);
+    let ns = m.namespace().unwrap();
+    let (c, n) = (cond.clone(), ns.clone());
+    let t = std::thread::spawn(move || {
+        let _g = c.lock().unwrap();
+        while n.get::<bool>("go").unwrap() != Some(true) {
+            c.wait().unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    {
+        let _g = cond.lock().unwrap();
+        ns.set("go", &true).unwrap();
+        cond.notify_all().unwrap();
+    }
+    t.join().unwrap();
+    {
+        let _g = cond.lock().unwrap();
+        assert!(!cond.wait_timeout(Duration::from_millis(50)).unwrap());
+    }
+
+    let rl = m.rlock().unwrap();
+    let g1 = rl.lock().unwrap();
+    let g2 = rl.lock().unwrap();
+    let r2 = rl.clone();
+    let other = std::thread::spawn(move || r2.try_acquire().unwrap());
+    assert!(!other.join().unwrap());
+    drop(g2);
+    drop(g1);
+    assert_eq!(rl.release().unwrap_err().kind(), ErrorKind::NotOwner);
+
+    let b = m.barrier(2).unwrap();
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(50))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::BrokenBarrier
+    );
+    assert_eq!(b.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+    assert_eq!(m.barrier(0).unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    let q = m.queue::<u8>().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(
+        q.join_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+    q.get().unwrap();
+    q.get().unwrap();
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    q.join().unwrap();
+    assert_eq!(
+        q.task_done().unwrap_err().kind(),
+        ErrorKind::TooManyReleases
+    );
+    let bounded = m.queue_bounded::<u8>(1).unwrap();
+    assert!(bounded.try_put(1).unwrap());
+    assert!(!bounded.try_put(2).unwrap());
+    assert_eq!(
+        bounded
+            .put_timeout(3, Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+}
