@@ -323,9 +323,9 @@ fn patience(timeout: Option<Duration>) -> (Patience, Instant) {
 /// short of acting on it: resolves its entry against this executable (without
 /// calling it). Returns whether it decoded and whether the entry resolved.
 pub fn launch(bytes: &[u8]) -> (bool, bool) {
-    use crate::process::{bootstrap, function};
+    use crate::process::{bootstrap, entry};
     match bootstrap::decode_launch(bytes) {
-        Ok(l) => (true, function::resolve(l.entry, &l.token).is_some()),
+        Ok(l) => (true, entry::resolve(l.entry, &l.token).is_some()),
         Err(_) => (false, false),
     }
 }
@@ -377,7 +377,7 @@ pub fn forkserver_answer(bytes: &[u8]) -> bool {
 /// Decodes `bytes` as a child's result frame (`Outcome`)
 /// of a function returning `T`, with `fds` beside it, as [`Process::join`](crate::Process::join) does.
 pub fn outcome<T: serde::de::DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> bool {
-    crate::ipc::codec::decode::<crate::process::function::Outcome<T>>(bytes, fds).is_ok()
+    crate::ipc::codec::decode::<crate::process::outcome::Outcome<T>>(bytes, fds).is_ok()
 }
 
 /// One record a pool reader parsed: tag, id, aux, payload length, descriptors.
@@ -394,7 +394,7 @@ pub fn pool_records(
 ) -> (Vec<PoolRecord>, Option<io::ErrorKind>) {
     use crate::pool::process::chunk::ChunkOut;
     use crate::pool::process::wire::{self, Fill, RecordReader};
-    use crate::process::function::FailKind;
+    use crate::process::outcome::FailKind;
     let (w, r) = pair();
     let mut reader = RecordReader::with_max_len(max_len);
     let mut records = Vec::new();

@@ -5,6 +5,7 @@ mod backoff;
 mod error;
 mod exit;
 pub mod fault;
+mod identity;
 // The fuzz targets' way in (`fuzz/`): not an API, not documented.
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]

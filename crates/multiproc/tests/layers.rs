@@ -30,7 +30,6 @@ const KNOWN: &[&str] = &[
     "process/bootstrap.rs: process -> test_support",
     "process/fork.rs: process -> test_support",
     "shm/segment.rs: shm -> ipc",
-    "sync/barrier.rs: sync -> process",
 ];
 
 /// The rank of each top-level module (see the module docs).

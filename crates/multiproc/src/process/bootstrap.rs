@@ -45,9 +45,9 @@
 //! | absent | nothing |
 //! | not a number from 3 up, or not an open, connected Unix stream socket | one warning line on stderr; `main` runs |
 //! | a socket from the parent, same user, not secure | reads the launch and runs it; `main` never runs |
-//! | a socket from the parent, in secure mode or from another user | one error line; exits with [`EXIT_REFUSED`] |
-//! | a socket from a live process that is not the parent | one error line; exits with [`EXIT_REFUSED`] |
-//! | a socket whose maker has exited (the parent died before the child started) | exits with [`EXIT_PARENT_GONE`] |
+//! | a socket from the parent, in secure mode or from another user | one error line; exits with [`ChildExit::Refused`] |
+//! | a socket from a live process that is not the parent | one error line; exits with [`ChildExit::Refused`] |
+//! | a socket whose maker has exited (the parent died before the child started) | exits with [`ChildExit::ParentGone`] |
 //!
 //! A socket from someone else ends the process rather than running `main`: a real
 //! child whose launcher is not its parent (a wrapper given to
@@ -63,22 +63,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::function::{self, BinaryToken, EntryRef, FailKind, Reply};
+use super::entry;
+use super::exit_code::ChildExit;
+use super::outcome::{self, FailKind, Reply};
+use crate::identity::{BinaryToken, EntryRef};
 use crate::ipc::codec;
 use crate::sys;
 use crate::sys::socket::Peer;
 
 /// The environment variable that makes a re-executed program a multiproc child.
 pub(crate) const ENV: &str = "MULTIPROC_BOOTSTRAP_FD";
-
-/// Exit code of a child whose parent went away before it could tell it what to run.
-pub(crate) const EXIT_PARENT_GONE: i32 = 102;
-/// Exit code of a child whose launch message did not decode.
-pub(crate) const EXIT_BAD_LAUNCH: i32 = 103;
-/// Exit code of a child whose parent is already gone when it arms its death watch.
-pub(crate) const EXIT_ORPHANED: i32 = 104;
-/// Exit code of a process that refused a launch (see the module docs).
-pub(crate) const EXIT_REFUSED: i32 = 105;
 
 /// Everything a non-fork child needs to know, sent as the first frame on its socket.
 ///
@@ -172,9 +166,9 @@ extern "C" fn bootstrap_hook() {
                 "multiproc: refusing the launch on {ENV}={}: {why}",
                 shown(&value)
             );
-            sys::fork::exit_now(EXIT_REFUSED);
+            sys::fork::exit_now(ChildExit::Refused.code());
         }
-        Verdict::ParentGone => sys::fork::exit_now(EXIT_PARENT_GONE),
+        Verdict::ParentGone => sys::fork::exit_now(ChildExit::ParentGone.code()),
     }
 }
 
@@ -266,13 +260,13 @@ fn child_entry(sock: OwnedFd) -> ! {
     let frame = match sys::socket::recv_frame(sock.as_fd()) {
         Ok(Some(f)) => f,
         // The parent went away before telling us what to do.
-        Ok(None) | Err(_) => sys::fork::exit_now(EXIT_PARENT_GONE),
+        Ok(None) | Err(_) => sys::fork::exit_now(ChildExit::ParentGone.code()),
     };
     let launch = match decode_launch(&frame.payload) {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "multiproc: bad launch message: {e}");
-            sys::fork::exit_now(EXIT_BAD_LAUNCH);
+            sys::fork::exit_now(ChildExit::BadLaunch.code());
         }
     };
     if launch.server {
@@ -286,7 +280,7 @@ fn child_entry(sock: OwnedFd) -> ! {
 pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> ! {
     crate::test_support::set_result_socket(std::os::fd::AsRawFd::as_raw_fd(&sock));
     if !watch_parent(launch.pdeathsig_ppid, launch.death_fd) {
-        sys::fork::exit_now(EXIT_ORPHANED);
+        sys::fork::exit_now(ChildExit::Orphaned.code());
     }
     if let Some(name) = &launch.name {
         sys::fork::set_process_name(name);
@@ -305,9 +299,9 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
             let _ = sys::stdio::redirect_stderr(&fd);
         }
     }
-    let reply = match function::resolve(launch.entry, &launch.token) {
+    let reply = match entry::resolve(launch.entry, &launch.token) {
         Some(entry) => entry(&launch.arg, rest.into()),
-        None => function::failure(
+        None => outcome::failure(
             FailKind::Binary,
             "the child runs a different build of the program than its parent".into(),
         ),
@@ -356,13 +350,13 @@ pub(crate) fn finish_with(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
-    code: i32,
+    code: ChildExit,
     inherited_threads: bool,
 ) -> ! {
     // If the parent is gone the reply has nowhere to go; exiting is all that is left.
     let _ = sys::socket::send_frame(sock, bytes, fds);
     flush_stdout(inherited_threads);
-    sys::fork::exit_now(code)
+    sys::fork::exit_now(code.code())
 }
 
 /// How long a child at exit waits for std's stdout lock before it gives up on the

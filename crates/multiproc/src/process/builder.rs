@@ -8,14 +8,15 @@ use serde::Serialize;
 
 use super::bootstrap::{self, Launch};
 use super::current;
+use super::entry;
 use super::env::Env;
 use super::fork::{self, ChildIo};
 use super::forkserver;
-use super::function::{self, BinaryToken};
 use super::handle::Process;
 use super::spawn::{self, Started};
 use super::start_method::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
+use crate::identity::BinaryToken;
 use crate::ipc::codec;
 use crate::sys;
 
@@ -240,7 +241,7 @@ impl Builder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let entry = function::entry_ref::<F, A, R>();
+        let entry = entry::entry_ref::<F, A, R>();
         let method = self.method.unwrap_or_default();
         if method == StartMethod::Fork {
             return self.start_fork(move || f(arg));

@@ -21,7 +21,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use serde::Serialize;
 
 use super::bootstrap;
-use super::function::{self, Outcome};
+use super::exit_code::ChildExit;
+use super::outcome::{self, Outcome};
 use super::reaper;
 use super::spawn::Started;
 use crate::error::{Error, ErrorKind, Result};
@@ -73,7 +74,7 @@ where
     // The executable's identity is computed once per program, under a `OnceLock`:
     // have it done before the fork, so that a child that starts children of its own
     // never waits for an initialization another thread was in the middle of.
-    let _ = function::BinaryToken::current();
+    let _ = crate::identity::BinaryToken::current();
     // Whether another thread could hold a lock at the fork (std's stdout lock, for
     // the child's exit: `bootstrap::flush_stdout`). multiproc's own threads never
     // print; an unknown count counts as crowded.
@@ -113,7 +114,7 @@ where
     super::forkserver::forget_after_fork();
     crate::test_support::set_result_socket(sock.as_raw_fd());
     if !bootstrap::watch_parent(io.pdeathsig_ppid, io.death_fd) {
-        sys::fork::exit_now(bootstrap::EXIT_ORPHANED);
+        sys::fork::exit_now(ChildExit::Orphaned.code());
     }
     if let Some(out) = &io.stdout {
         let _ = sys::stdio::redirect_stdout(out);
@@ -128,19 +129,19 @@ where
     }
     io.env.apply();
     let (outcome, code) = match crate::panic::catch(f) {
-        Ok(v) => (Outcome::Value(v), 0),
-        Err(p) => (Outcome::Panicked(p), 1),
+        Ok(v) => (Outcome::Value(v), ChildExit::Value),
+        Err(p) => (Outcome::Panicked(p), ChildExit::Failed),
     };
     debug_assert!(sock.as_fd().as_raw_fd() >= 0);
     let mut small = [0u8; SMALL_REPLY];
-    // A result whose `Serialize` panics is reported as that panic (`function::finish`
+    // A result whose `Serialize` panics is reported as that panic (`outcome::finish`
     // does the same on the general path).
     match crate::panic::catch(|| encode_small(&outcome, &mut small)) {
         Ok(Some(bytes)) => bootstrap::finish_with(sock.as_fd(), bytes, &[], code, crowded),
-        Ok(None) => bootstrap::finish(sock, function::finish(&outcome, code), crowded),
+        Ok(None) => bootstrap::finish(sock, outcome::finish(&outcome, code), crowded),
         Err(p) => bootstrap::finish(
             sock,
-            function::finish::<R>(&Outcome::Panicked(p), 1),
+            outcome::finish::<R>(&Outcome::Panicked(p), ChildExit::Failed),
             crowded,
         ),
     }

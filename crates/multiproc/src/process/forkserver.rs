@@ -115,8 +115,8 @@ pub fn preload_forkserver() -> crate::Result<()> {
 fn start_server() -> io::Result<Conn> {
     let death_fd = sys::deathsig::read_end()?;
     let launch = Launch {
-        token: super::function::BinaryToken::current(),
-        entry: super::function::EntryRef::Offset(0),
+        token: crate::identity::BinaryToken::current(),
+        entry: crate::identity::EntryRef::Offset(0),
         arg: Vec::new(),
         name: Some("multiproc-fsrv".into()),
         death_fd,

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::Builder;
-use super::function::{FailKind, Outcome};
+use super::outcome::{FailKind, Outcome};
 use super::reaper;
 use super::spawn::Started;
 use super::start_method::StartMethod;

@@ -24,7 +24,7 @@
 //!
 //! A function for `ForkServer` and `Spawn` must be a `fn` item or a closure that
 //! captures nothing: the child finds its code by address in the same executable (see
-//! the `function` module's docs), so there is no registration and no `init()` line to
+//! the `identity` module's docs), so there is no registration and no `init()` line to
 //! add, in binaries, tests, doctests and examples alike. A capturing closure is a
 //! compile-time error that names the fix: pass the data as the argument with
 //! [`Process::start_with`], or fork.
@@ -56,11 +56,13 @@
 pub(crate) mod bootstrap;
 mod builder;
 mod current;
+pub(crate) mod entry;
 mod env;
+pub(crate) mod exit_code;
 mod fork;
 mod forkserver;
-pub(crate) mod function;
 mod handle;
+pub(crate) mod outcome;
 pub(crate) mod reaper;
 mod spawn;
 mod start_method;

@@ -38,9 +38,11 @@ mod bootstrap_guard {
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
+    use crate::identity::{BinaryToken, EntryRef};
     use crate::ipc::codec;
     use crate::process::bootstrap::{self, judge, Here, Launch, Verdict, ENV};
-    use crate::process::function::{self, BinaryToken, EntryRef};
+    use crate::process::entry;
+    use crate::process::exit_code::ChildExit;
     use crate::sys::socket::Peer;
 
     /// What a forged launch makes the victim run: it leaves a file behind.
@@ -55,7 +57,7 @@ mod bootstrap_guard {
         A: DeserializeOwned,
         R: Serialize,
     {
-        function::entry_ref::<F, A, R>()
+        entry::entry_ref::<F, A, R>()
     }
 
     /// A launch of `writes_marker(marker)` in the executable `token` names, as an
@@ -156,7 +158,7 @@ mod bootstrap_guard {
         assert!(!ran, "the forged launch ran: {}", stderr_of(&out));
         assert_eq!(
             out.status.code(),
-            Some(bootstrap::EXIT_REFUSED),
+            Some(ChildExit::Refused.code()),
             "{}",
             stderr_of(&out)
         );
@@ -206,7 +208,7 @@ mod bootstrap_guard {
         assert!(!ran, "the forged launch ran as root: {}", stderr_of(&out));
         assert_eq!(
             out.status.code(),
-            Some(bootstrap::EXIT_REFUSED),
+            Some(ChildExit::Refused.code()),
             "{}",
             stderr_of(&out)
         );

@@ -13,7 +13,7 @@ use super::primitive::{
 use super::robust::{Acquired, RawLock};
 use crate::backoff;
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::function::FnRef;
+use crate::identity::FnRef;
 use crate::shm::{Shared, SharedMemory};
 use crate::sys;
 

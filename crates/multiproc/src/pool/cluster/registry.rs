@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::identity::EntryRef;
 use crate::pool::process::chunk;
-use crate::process::function::EntryRef;
 
 /// The registered tasks of this program, one constructor per `task!` entry.
 #[doc(hidden)]

@@ -12,7 +12,7 @@
 //! # Safety
 //!
 //! One `unsafe` block: [`resolve_chunk`] turns the address of a function that
-//! [`function::address`] found (after checking that this process runs the same
+//! [`identity::address`] found (after checking that this process runs the same
 //! executable) back into a [`ChunkEntry`]. It is sound because only
 //! [`chunk_entry_ref`] makes the references this protocol carries, from a function of
 //! exactly that type.
@@ -24,8 +24,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RemotePanic;
+use crate::identity::{self, BinaryToken, EntryRef};
 use crate::ipc::codec;
-use crate::process::function::{self, BinaryToken, EntryRef, FailKind};
+use crate::process::outcome::FailKind;
 
 /// A type-erased pool entry: decodes a chunk of arguments (`Vec<A>`) from `arg`,
 /// applies the function to each item, catching a panic per item, and appends the
@@ -51,16 +52,16 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    const { function::assert_zero_sized::<F>() };
+    const { identity::assert_zero_sized::<F>() };
     let entry: ChunkEntry = chunk_trampoline::<F, A, R>;
-    EntryRef::Offset(function::offset_of(entry as usize))
+    EntryRef::Offset(identity::offset_of(entry as usize))
 }
 
 /// Resolves a reference made by [`chunk_entry_ref`] in a parent running the
 /// executable `token` names; `None` if this process runs a different executable.
 pub(crate) fn resolve_chunk(entry: EntryRef, token: &BinaryToken) -> Option<ChunkEntry> {
-    let addr = function::address(entry, token)?;
-    // SAFETY: as in `function::resolve`: `address` checked the token, so this process
+    let addr = identity::address(entry, token)?;
+    // SAFETY: as in `process::entry::resolve`: `address` checked the token, so this process
     // runs the same image as the parent, where `entry` was made by `chunk_entry_ref`
     // from a function of type `ChunkEntry`; the same offset here is that function. The
     // pool's protocol sends chunk references only to `resolve_chunk`. A `fn` pointer and
@@ -73,7 +74,7 @@ pub(crate) fn apply_chunk<F, A, R>(items: Vec<A>) -> ChunkOut<R>
 where
     F: Fn(A) -> R,
 {
-    apply_each(items, function::conjure::<F, A, R>())
+    apply_each(items, identity::conjure::<F, A, R>())
 }
 
 /// Applies `f` to every item, catching a panic per item.

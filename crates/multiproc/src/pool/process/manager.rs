@@ -14,8 +14,9 @@ use super::shared::{
 use super::wire::{self, Fill, OutQueue, RecordReader};
 use super::worker::{worker_main, WorkerArgs};
 use crate::error::{Error, ErrorKind, Result};
+use crate::identity::{BinaryToken, EntryRef};
 use crate::ipc::codec;
-use crate::process::function::{BinaryToken, EntryRef, FailKind};
+use crate::process::outcome::FailKind;
 use crate::process::{ExitStatus, Process};
 use crate::sys;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::manager::Manager;
 use super::worker::Init;
 use crate::error::{Error, ErrorKind, Result};
+use crate::identity::EntryRef;
 use crate::pool::task::Completion;
-use crate::process::function::EntryRef;
 use crate::process::StartMethod;
 
 /// About this much work (in time) is kept queued at each worker.

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::chunk;
 use super::wire::{self, Fill, RecordReader};
+use crate::identity::{BinaryToken, EntryRef};
 use crate::ipc::codec;
-use crate::process::function::{BinaryToken, EntryRef, FailKind};
+use crate::process::outcome::FailKind;
 
 /// What a worker process is started with.
 #[derive(Debug, Serialize, Deserialize)]
