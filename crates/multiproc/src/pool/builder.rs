@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::cpu::cpu_count;
-use super::handle::{Inner, Pool};
+use super::flavor::Inner;
+use super::handle::Pool;
 use super::process::Init;
 use super::{process, thread};
 use crate::error::{Error, ErrorKind, Result};

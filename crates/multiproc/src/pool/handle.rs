@@ -7,22 +7,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::{Backend, Builder};
+use super::flavor::{dispatch, Flavor, Inner};
 use super::imap::{Imap, ImapUnordered};
 use super::map_handle::{self, MapHandle};
-use super::process::{ProcessPool, RemoteTask};
+use super::process::chunk::ChunkOut;
 use super::progress::Progress;
 use super::task::{self, Callback, Completion, Slot, TaskHandle};
-use super::thread::{Job, ThreadPool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
-use crate::pool::process::chunk::{self, ChunkOut};
-
-pub(crate) enum Inner {
-    Threads(ThreadPool),
-    Processes(ProcessPool),
-    #[cfg(feature = "cluster")]
-    Cluster(super::cluster::client::ClusterPool),
-}
 
 /// A pool of worker threads or processes that runs functions over many inputs
 /// (Python's `multiprocessing.Pool` and `concurrent.futures` executors in one).
@@ -84,14 +76,6 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// Applies `f` to each item, catching a panic per item (see [`chunk::apply_chunk`]).
-fn apply_items<F, A, R>(f: F, items: Vec<A>) -> ChunkOut<R>
-where
-    F: Fn(A) -> R,
-{
-    chunk::apply_each(items, f)
-}
-
 /// The automatic chunk size for `len` items on `workers` workers: about
 /// `max(64, 8 × workers)` chunks, so that heavy tasks balance (a short input gets one
 /// item per task) and tiny ones amortize the per-task cost.
@@ -149,21 +133,12 @@ impl Pool {
 
     /// The backend the workers run on.
     pub fn backend(&self) -> Backend {
-        match self.inner {
-            Inner::Threads(_) => Backend::Threads,
-            Inner::Processes(_) => Backend::Processes,
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(_) => Backend::Cluster,
-        }
+        dispatch!(&self.inner, b => Flavor::kind(b))
     }
 
     /// The number of workers (for a cluster: the slots of the live hosts, at least 1).
     pub fn workers(&self) -> usize {
-        match &self.inner {
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(c) => c.slots(),
-            _ => self.workers,
-        }
+        dispatch!(&self.inner, b => Flavor::workers(b, self.workers))
     }
 
     /// A cluster pool's counters and live hosts; `None` for the local backends.
@@ -178,117 +153,58 @@ impl Pool {
     /// The process ids of the current worker processes (empty for threads). A worker
     /// that dies is replaced, so the list changes.
     pub fn worker_pids(&self) -> Vec<i32> {
-        match &self.inner {
-            Inner::Processes(p) => p.pids(),
-            _ => Vec::new(),
-        }
+        dispatch!(&self.inner, b => Flavor::pids(b))
     }
 
     /// What a waiter on one of this pool's slots can step to make progress itself.
     fn driver(&self) -> Option<Arc<dyn super::task::Drive>> {
-        match &self.inner {
-            Inner::Processes(p) => Some(p.driver()),
-            _ => None,
-        }
+        dispatch!(&self.inner, b => Flavor::driver(b))
     }
 
-    /// Makes the unit of work for `items` and its slot.
-    fn unit<F, A, R>(
+    /// Makes the unit of work for `items` on backend `b`, and its slot (failed at
+    /// once, with no unit, if the unit cannot be made).
+    fn unit<B, F, A, R>(
         &self,
+        b: &B,
         f: F,
         items: Vec<A>,
         callback: Option<Callback<ChunkOut<R>>>,
-    ) -> (Arc<Slot<ChunkOut<R>>>, Option<Unit>)
+    ) -> (Arc<Slot<ChunkOut<R>>>, Option<B::Unit>)
+    where
+        B: Flavor,
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback, b.driver());
+        match b.unit(f, items, &slot, self.retries) {
+            Ok(u) => (slot, Some(u)),
+            Err(e) => {
+                slot.fail(e);
+                (slot, None)
+            }
+        }
+    }
+
+    /// Submits `f(arg)` as a unit of its own; returns its slot.
+    fn submit_one<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        callback: Option<Callback<ChunkOut<R>>>,
+    ) -> Arc<Slot<ChunkOut<R>>>
     where
         F: Fn(A) -> R + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let slot = Slot::new(codec::decode::<ChunkOut<R>>, callback, self.driver());
-        let sink: Arc<dyn Completion> = slot.clone();
-        let unit = match &self.inner {
-            Inner::Threads(_) => {
-                let s = Arc::clone(&slot);
-                Some(Unit::Job(Job {
-                    run: Box::new(move || s.deliver(Ok(apply_items(f, items)))),
-                    sink,
-                }))
+        dispatch!(&self.inner, b => {
+            let (slot, unit) = self.unit(b, f, vec![arg], callback);
+            if let Some(u) = unit {
+                b.submit_all(vec![u]);
             }
-            Inner::Processes(_) => match codec::encode(&items) {
-                Ok(e) => Some(Unit::Task(RemoteTask {
-                    entry: chunk::chunk_entry_ref::<F, A, R>(),
-                    payload: Arc::new(e.bytes),
-                    fds: e.fds,
-                    sink,
-                    retries: self.retries,
-                    timeout: None,
-                })),
-                Err(e) => {
-                    slot.fail(e);
-                    None
-                }
-            },
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(_) => {
-                let task = super::cluster::lookup::<F, A, R>().and_then(|(key, name)| {
-                    let e = codec::encode(&items)?;
-                    if !e.fds.is_empty() {
-                        return Err(Error::new(ErrorKind::Encode).with_message(
-                            "values that own file descriptors cannot cross machines",
-                        ));
-                    }
-                    Ok(super::cluster::client::ClusterTask {
-                        key,
-                        name,
-                        items: items.len() as u32,
-                        payload: Arc::new(e.bytes),
-                        sink: Arc::clone(&sink),
-                        retries: self.retries,
-                    })
-                });
-                match task {
-                    Ok(t) => Some(Unit::Cluster(t)),
-                    Err(e) => {
-                        slot.fail(e);
-                        None
-                    }
-                }
-            }
-        };
-        (slot, unit)
-    }
-
-    fn send(&self, units: Vec<Unit>) {
-        match &self.inner {
-            Inner::Threads(p) => p.submit_all(
-                units
-                    .into_iter()
-                    .filter_map(|u| match u {
-                        Unit::Job(j) => Some(j),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Inner::Processes(p) => p.submit_all(
-                units
-                    .into_iter()
-                    .filter_map(|u| match u {
-                        Unit::Task(t) => Some(t),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(c) => c.submit_all(
-                units
-                    .into_iter()
-                    .filter_map(|u| match u {
-                        Unit::Cluster(t) => Some(t),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-        }
+            slot
+        })
     }
 
     /// Submits chunks with one lock and one wake-up; returns their slots.
@@ -302,29 +218,39 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        dispatch!(&self.inner, b => self.submit_chunks_on(b, f, chunks))
+    }
+
+    fn submit_chunks_on<B, F, A, R>(
+        &self,
+        b: &B,
+        f: F,
+        chunks: Vec<Vec<A>>,
+    ) -> Vec<(Arc<Slot<ChunkOut<R>>>, usize)>
+    where
+        B: Flavor,
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let mut slots = Vec::with_capacity(chunks.len());
         let mut units = Vec::with_capacity(chunks.len());
         let mut bytes = 0;
         for c in chunks {
             let n = c.len();
-            let (slot, unit) = self.unit(f, c, None);
+            let (slot, unit) = self.unit(b, f, c, None);
             slots.push((slot, n));
-            match &unit {
-                Some(Unit::Task(t)) => bytes += t.payload.len(),
-                #[cfg(feature = "cluster")]
-                Some(Unit::Cluster(t)) => bytes += t.payload.len(),
-                _ => {}
-            }
+            bytes += unit.as_ref().map_or(0, B::unit_bytes);
             units.extend(unit);
             // Encoding takes time: let the workers start on what is ready (the first
             // chunk at once, then every 256 KiB) instead of idling until the end.
             if slots.len() == 1 || bytes >= 256 << 10 {
-                self.send(std::mem::take(&mut units));
+                b.submit_all(std::mem::take(&mut units));
                 bytes = 0;
             }
         }
         if !units.is_empty() {
-            self.send(units);
+            b.submit_all(units);
         }
         slots
     }
@@ -373,17 +299,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let (slot, unit) = self.unit(f, vec![arg], None);
-        if let Some(u) = unit {
-            match (&self.inner, u) {
-                (Inner::Threads(p), Unit::Job(j)) => p.submit(j),
-                (Inner::Processes(p), Unit::Task(t)) => p.submit(t),
-                #[cfg(feature = "cluster")]
-                (Inner::Cluster(c), Unit::Cluster(t)) => c.submit_all(vec![t]),
-                _ => unreachable!("units match their backend"),
-            }
-        }
-        TaskHandle::new(slot)
+        TaskHandle::new(self.submit_one(f, arg, None))
     }
 
     /// The same as [`submit`](Self::submit), by Python's name.
@@ -435,11 +351,7 @@ impl Pool {
                 panics: Vec::new(),
             })
         });
-        let (slot, unit) = self.unit(f, vec![arg], Some(cb));
-        if let Some(u) = unit {
-            self.send(vec![u]);
-        }
-        TaskHandle::new(slot)
+        TaskHandle::new(self.submit_one(f, arg, Some(cb)))
     }
 
     /// Runs `f(arg)` in a worker and waits for its value (Python's `apply`).
@@ -739,12 +651,7 @@ impl Pool {
     /// Stops accepting tasks (Python's `close`); queued tasks still run. Tasks
     /// submitted afterwards fail with [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed).
     pub fn close(&self) {
-        match &self.inner {
-            Inner::Threads(p) => p.close(),
-            Inner::Processes(p) => p.close(),
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(c) => c.close(),
-        }
+        dispatch!(&self.inner, b => Flavor::close(b))
     }
 
     /// Closes the pool, waits for every submitted task to finish and for the
@@ -754,12 +661,7 @@ impl Pool {
     /// [`task_timeout`](Builder::task_timeout); [`terminate`](Self::terminate) does
     /// not wait for running tasks.
     pub fn join(&self) {
-        match &self.inner {
-            Inner::Threads(p) => p.join(),
-            Inner::Processes(p) => p.join(),
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(c) => c.join(),
-        }
+        dispatch!(&self.inner, b => Flavor::join(b))
     }
 
     /// Stops the pool now (Python's `terminate`): worker processes are killed and
@@ -767,12 +669,7 @@ impl Pool {
     /// [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed). Threads cannot be
     /// killed: the thread backend fails the queued tasks and lets running ones end.
     pub fn terminate(&self) {
-        match &self.inner {
-            Inner::Threads(p) => p.terminate(),
-            Inner::Processes(p) => p.terminate(),
-            #[cfg(feature = "cluster")]
-            Inner::Cluster(c) => c.terminate(),
-        }
+        dispatch!(&self.inner, b => Flavor::terminate(b))
     }
 
     /// Splits the input into chunks (collecting it first if its length is unknown).
@@ -834,14 +731,6 @@ fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
         }
         chunks.push(c);
     }
-}
-
-/// One unit of work for a backend.
-pub(crate) enum Unit {
-    Job(Job),
-    Task(RemoteTask),
-    #[cfg(feature = "cluster")]
-    Cluster(super::cluster::client::ClusterTask),
 }
 
 /// A function that takes its arguments as a tuple's fields, for

@@ -73,6 +73,7 @@ mod builder;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod cpu;
+mod flavor;
 mod handle;
 mod imap;
 mod map_handle;

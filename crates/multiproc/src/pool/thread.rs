@@ -29,7 +29,13 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::task::Completion;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::builder::Backend;
+use super::flavor::Flavor;
+use super::process::chunk::{apply_each, ChunkOut};
+use super::task::{Completion, Slot};
 use crate::error::{Error, ErrorKind, RemotePanic, Result};
 
 /// A job for a worker thread: runs the work and completes its slot itself.
@@ -155,10 +161,6 @@ impl ThreadPool {
         Ok(ThreadPool { shared })
     }
 
-    pub(crate) fn submit(&self, job: Job) {
-        self.submit_all(vec![job]);
-    }
-
     pub(crate) fn submit_all(&self, jobs: Vec<Job>) {
         let n = jobs.len();
         let mut st = lock(&self.shared.state);
@@ -223,6 +225,49 @@ impl ThreadPool {
         if let Some(h) = lock(&self.shared.timer).take() {
             let _ = h.join();
         }
+    }
+}
+
+impl Flavor for ThreadPool {
+    type Unit = Job;
+
+    fn kind(&self) -> Backend {
+        Backend::Threads
+    }
+
+    fn unit<F, A, R>(
+        &self,
+        f: F,
+        items: Vec<A>,
+        slot: &Arc<Slot<ChunkOut<R>>>,
+        _retries: u32,
+    ) -> Result<Job>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let s = Arc::clone(slot);
+        Ok(Job {
+            run: Box::new(move || s.deliver(Ok(apply_each(items, f)))),
+            sink: Arc::clone(slot) as Arc<dyn Completion>,
+        })
+    }
+
+    fn submit_all(&self, units: Vec<Job>) {
+        ThreadPool::submit_all(self, units);
+    }
+
+    fn close(&self) {
+        ThreadPool::close(self);
+    }
+
+    fn join(&self) {
+        ThreadPool::join(self);
+    }
+
+    fn terminate(&self) {
+        ThreadPool::terminate(self);
     }
 }
 
@@ -491,10 +536,10 @@ mod tests {
                     for _ in 0..2 {
                         let both = Arc::clone(&both);
                         let tx = tx.clone();
-                        pool.submit(job(move || {
+                        pool.submit_all(vec![job(move || {
                             both.wait();
                             tx.send(()).unwrap();
-                        }));
+                        })]);
                         // Vary the gap so the second submit lands in every phase
                         // of the first job's worker: waking, spinning, sleeping.
                         for _ in 0..(round % 64) * 16 {

@@ -93,6 +93,7 @@
 pub(crate) mod client;
 mod config;
 mod conn;
+mod flavor;
 mod host;
 mod registry;
 mod wire;

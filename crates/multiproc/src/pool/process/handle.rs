@@ -4,10 +4,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::chunk::{chunk_entry_ref, ChunkOut};
 use super::drive::manager_thread;
 use super::shared::{lock, Config, RemoteTask, Shared, Task};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::task::Drive;
+use crate::ipc::codec;
+use crate::pool::builder::Backend;
+use crate::pool::flavor::Flavor;
+use crate::pool::task::{Completion, Drive, Slot};
 
 /// The parent side of a process pool.
 pub(crate) struct ProcessPool {
@@ -44,6 +51,7 @@ impl ProcessPool {
     }
 
     /// Queues a task; a closed pool fails it at once.
+    #[cfg(feature = "cluster")]
     pub(crate) fn submit(&self, t: RemoteTask) {
         self.submit_all(vec![t]);
     }
@@ -113,6 +121,65 @@ impl ProcessPool {
                     .unwrap_or_else(|e| e.into_inner());
             }
         }
+    }
+}
+
+impl Flavor for ProcessPool {
+    type Unit = RemoteTask;
+
+    fn kind(&self) -> Backend {
+        Backend::Processes
+    }
+
+    fn unit<F, A, R>(
+        &self,
+        _f: F,
+        items: Vec<A>,
+        slot: &Arc<Slot<ChunkOut<R>>>,
+        retries: u32,
+    ) -> Result<RemoteTask>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let e = codec::encode(&items)?;
+        Ok(RemoteTask {
+            entry: chunk_entry_ref::<F, A, R>(),
+            payload: Arc::new(e.bytes),
+            fds: e.fds,
+            sink: Arc::clone(slot) as Arc<dyn Completion>,
+            retries,
+            timeout: None,
+        })
+    }
+
+    fn unit_bytes(unit: &RemoteTask) -> usize {
+        unit.payload.len()
+    }
+
+    fn submit_all(&self, units: Vec<RemoteTask>) {
+        ProcessPool::submit_all(self, units);
+    }
+
+    fn driver(&self) -> Option<Arc<dyn Drive>> {
+        Some(ProcessPool::driver(self))
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        ProcessPool::pids(self)
+    }
+
+    fn close(&self) {
+        ProcessPool::close(self);
+    }
+
+    fn join(&self) {
+        ProcessPool::join(self);
+    }
+
+    fn terminate(&self) {
+        ProcessPool::terminate(self);
     }
 }
 

@@ -53,5 +53,7 @@ pub(crate) mod wire;
 mod worker;
 
 pub(crate) use handle::ProcessPool;
-pub(crate) use shared::{Config, RemoteTask};
+pub(crate) use shared::Config;
+#[cfg(feature = "cluster")]
+pub(crate) use shared::RemoteTask;
 pub(crate) use worker::Init;
