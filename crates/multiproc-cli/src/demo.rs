@@ -11,7 +11,11 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     no_faults: bool,
     /// Start method for the process examples.
-    #[arg(long, default_value = "forkserver", value_parser = ["fork", "forkserver", "spawn"])]
+    #[arg(
+        long,
+        default_value = "forkserver",
+        value_parser = clap::builder::PossibleValuesParser::new(StartMethod::ALL.map(StartMethod::name))
+    )]
     start_method: String,
 }
 

@@ -369,8 +369,8 @@ fn demo_runs() {
 /// parent's panic hook); the message `join` hands back is in the output as data.
 #[test]
 fn demo_panics_are_data_not_noise() {
-    for method in ["fork", "forkserver", "spawn"] {
-        let args = ["demo", "--start-method", method];
+    for method in multiproc::StartMethod::ALL {
+        let args = ["demo", "--start-method", method.name()];
         let o = run_env(
             &args,
             &[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")],

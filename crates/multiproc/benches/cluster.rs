@@ -1,5 +1,5 @@
 //! The cluster backend's per-task cost through Redis, beside the local process pool
-//! and Redis's own ceiling on this machine (SCALEOUT §6).
+//! and Redis's own ceiling on this machine.
 //!
 //! ```sh
 //! cargo bench -p multiproc --features cluster --bench cluster

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Python anchors of the cluster rows (SCALEOUT §2.3, Appendix B): RQ, Celery and
+"""The Python anchors of the cluster rows: RQ, Celery and
 Dramatiq running the same trivial `add(x, 1)` against one Redis, 2 workers each.
 
     benches/cluster_anchors.sh            # makes a venv, installs the pinned versions, runs this

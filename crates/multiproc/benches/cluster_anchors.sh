@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python anchors beside benches/cluster.rs (manual, not in CI): a throwaway venv
-# with the versions SCALEOUT §2.3 measured, then benches/cluster_anchors.py.
+# with the pinned versions below, then benches/cluster_anchors.py.
 #   crates/multiproc/benches/cluster_anchors.sh          # N=2000 S=100 by default
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

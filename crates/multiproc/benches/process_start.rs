@@ -51,7 +51,7 @@
 //!
 //! # Why not criterion
 //!
-//! STYLE.md asks for criterion. Criterion measures one benchmark to completion before
+//! The other benches use criterion. Criterion measures one benchmark to completion before
 //! it starts the next, so load that comes and goes on this shared 2-core machine (other
 //! engineers compile here) lands on a row and not on its baseline, and the ratio, which
 //! is the point of this bench, takes the whole error. Interleaved rounds and paired
@@ -390,7 +390,7 @@ enum Slot {
 ///
 /// A thread start+join on this VM takes either ~12 µs or ~35 µs, depending on whether
 /// the other vCPU is still awake from what ran just before (a halted vCPU is woken
-/// through the hypervisor, ANCHORS.md): in whole batches, which of the two thread rows
+/// through the hypervisor): in whole batches, which of the two thread rows
 /// ran second after a process row decided which looked slow. Alternating single
 /// operations gives both rows the same history, so their ratio measures the code.
 const PAIRS: &[(&str, &str)] = &[("std_thread", "mp_thread")];

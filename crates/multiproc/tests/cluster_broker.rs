@@ -1,11 +1,13 @@
-//! The cluster backend when Redis or a client goes away (SCALEOUT §5 T8, T9, T11,
-//! T13): tests that kill Redis start their own `redis-server` on a free port.
+//! The cluster backend when Redis or a client goes away (`t8`, `t9`, `t11`, `t13`):
+//! tests that kill Redis start their own `redis-server` on a free port.
 //! Worker hosts are this test binary re-executed with `MULTIPROC_WORKER`.
 #![cfg(feature = "cluster")]
 
 #[path = "util/cluster.rs"]
 mod cluster_util;
 mod util;
+
+use util::sleep_ms;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,10 +20,6 @@ const LIMIT: Duration = Duration::from_secs(90);
 const HOSTS_UP: Duration = Duration::from_secs(30);
 const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn slow(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
 /// Sleeps, then appends a line to `path`.
 fn count(path: String) -> u32 {
     use std::io::Write;
@@ -34,7 +32,7 @@ fn count(path: String) -> u32 {
     writeln!(f, "ran").unwrap();
     1
 }
-multiproc::task!(slow, count);
+multiproc::task!(sleep_ms, count);
 
 #[test]
 fn t8_a_long_task_on_a_live_host_is_not_reclaimed() {
@@ -45,7 +43,7 @@ fn t8_a_long_task_on_a_live_host_is_not_reclaimed() {
     let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
     wait_hosts(&pool, 2, HOSTS_UP);
     // 3.5 × min_idle.
-    assert_eq!(pool.apply(slow, 3500).unwrap(), 3500);
+    assert_eq!(pool.apply(sleep_ms, 3500).unwrap(), 3500);
     let s = pool.cluster_stats().unwrap();
     assert_eq!((s.redelivered, s.duplicates_dropped), (0, 0), "{s:?}");
     pool.join();
@@ -63,7 +61,7 @@ fn t9_redis_killed_and_kept_down_is_broker_unavailable() {
     let _host = Host::start(&url, &name, 1);
     let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
     wait_hosts(&pool, 1, HOSTS_UP);
-    let h = pool.map_async(slow, vec![400u64; 8]);
+    let h = pool.map_async(sleep_ms, vec![400u64; 8]);
     std::thread::sleep(Duration::from_millis(300));
     redis.kill();
     let killed = Instant::now();
@@ -76,7 +74,7 @@ fn t9_redis_killed_and_kept_down_is_broker_unavailable() {
     );
     // While it stays away, a new task fails at once.
     let start = Instant::now();
-    let e = pool.submit(slow, 1).join().unwrap_err();
+    let e = pool.submit(sleep_ms, 1).join().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
     assert!(start.elapsed() < Duration::from_secs(1));
     pool.join();
@@ -93,7 +91,7 @@ fn t9_redis_restarted_empty_the_map_completes() {
     let _hosts: Vec<Host> = (0..2).map(|_| Host::start(&url, &name, 1)).collect();
     let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
     wait_hosts(&pool, 2, HOSTS_UP);
-    let h = pool.map_async(slow, (0..10u64).map(|i| 200 + i).collect::<Vec<_>>());
+    let h = pool.map_async(sleep_ms, (0..10u64).map(|i| 200 + i).collect::<Vec<_>>());
     std::thread::sleep(Duration::from_millis(300));
     redis.kill();
     std::thread::sleep(Duration::from_millis(500));
@@ -121,7 +119,7 @@ fn t13_the_documented_acl_user_is_enough() {
     let _host = Host::start(&acl, &name, 1);
     let pool = Pool::builder().cluster(opts(&acl, &name)).build().unwrap();
     wait_hosts(&pool, 1, HOSTS_UP);
-    assert_eq!(pool.map(slow, vec![1u64, 2, 3]).unwrap(), vec![1, 2, 3]);
+    assert_eq!(pool.map(sleep_ms, vec![1u64, 2, 3]).unwrap(), vec![1, 2, 3]);
     pool.join();
     // Outside its keys: refused at build.
     let e = Pool::builder()

@@ -1,4 +1,4 @@
-//! The cluster backend against a real Redis (SCALEOUT §5): parity with the process
+//! The cluster backend against a real Redis: parity with the process
 //! pool, refusals, a host killed mid-task, poison tasks, segfaults, forged entries,
 //! SIGTERM drain. Worker hosts are this test binary re-executed with
 //! `MULTIPROC_WORKER` (served from the pre-`main` hook).
@@ -10,6 +10,8 @@
 #[path = "util/cluster.rs"]
 mod cluster_util;
 mod util;
+
+use util::{sleep_ms, square};
 
 use std::time::{Duration, Instant};
 
@@ -23,16 +25,9 @@ type Fields = Vec<(String, Vec<u8>)>;
 const LIMIT: Duration = Duration::from_secs(90);
 const HOSTS_UP: Duration = Duration::from_secs(30);
 
-fn square(x: u64) -> u64 {
-    x * x
-}
 fn check(x: u32) -> u32 {
     assert!(x != 13, "thirteen is unlucky");
     x
-}
-fn slow(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 /// Appends a line to `path`, then segfaults.
 fn segv(path: String) -> u32 {
@@ -78,7 +73,7 @@ fn takes_pipe(_c: multiproc::ipc::Connection) -> u32 {
 fn unregistered(x: u32) -> u32 {
     x
 }
-multiproc::task!(square, check, slow, segv, kill_host, touch, takes_pipe, marked);
+multiproc::task!(square, check, sleep_ms, segv, kill_host, touch, takes_pipe, marked);
 
 /// A pool with `hosts` hosts of `slots` slots, ready.
 fn setup(hosts: usize, slots: usize) -> Option<(String, String, Vec<Host>, Pool)> {
@@ -253,7 +248,7 @@ fn t4_host_killed_mid_task_loses_nothing() {
         return;
     };
     // 6 tasks of 600 ms on 2 single-slot hosts; kill one host while it runs one.
-    let h = pool.map_async(slow, vec![600u64; 6]);
+    let h = pool.map_async(sleep_ms, vec![600u64; 6]);
     std::thread::sleep(Duration::from_millis(300));
     hosts[0].kill9();
     let killed = Instant::now();
@@ -463,7 +458,7 @@ fn t18_sigterm_drains_a_host() {
     let Some((url, name, mut hosts, pool)) = setup(2, 1) else {
         return;
     };
-    let h = pool.map_async(slow, vec![500u64; 6]);
+    let h = pool.map_async(sleep_ms, vec![500u64; 6]);
     std::thread::sleep(Duration::from_millis(250));
     let pid = rustix::process::Pid::from_raw(hosts[0].pid()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
@@ -490,13 +485,13 @@ fn t17_list_prints_the_task_table() {
     assert_eq!(lines.len(), cluster::registered().len(), "{text}");
     let sq = lines
         .iter()
-        .find(|l| l.starts_with("cluster_pool::square\t"))
+        .find(|l| l.starts_with("cluster_pool::util::square\t"))
         .expect(&text);
     let cols: Vec<&str> = sq.split('\t').collect();
     assert_eq!(cols[1], "(u64) -> u64");
     let def = cluster::registered()
         .into_iter()
-        .find(|t| t.name() == "cluster_pool::square")
+        .find(|t| t.name() == "cluster_pool::util::square")
         .unwrap();
     assert_eq!(cols[2], format!("{:016x}", def.key()));
     assert!(
@@ -519,7 +514,7 @@ fn t2_cancel_before_send_and_terminate() {
     wait_hosts(&pool, 1, HOSTS_UP);
     let path = std::env::temp_dir().join(format!("mp-t2c-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let first = pool.submit(slow, 800);
+    let first = pool.submit(sleep_ms, 800);
     let second = pool.submit(touch, path.display().to_string());
     // Time enough for the client to send it, were the window not full.
     std::thread::sleep(Duration::from_millis(300));
@@ -532,7 +527,7 @@ fn t2_cancel_before_send_and_terminate() {
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
     assert!(!path.exists(), "the cancelled task ran");
     // terminate: unfinished tasks fail with PoolClosed, at once.
-    let hs: Vec<_> = (0..4).map(|_| pool.submit(slow, 2000)).collect();
+    let hs: Vec<_> = (0..4).map(|_| pool.submit(sleep_ms, 2000)).collect();
     let start = Instant::now();
     pool.terminate();
     for h in hs {

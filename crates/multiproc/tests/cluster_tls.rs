@@ -1,4 +1,4 @@
-//! The cluster backend over TLS (feature `cluster-tls`, SCALEOUT §5 T14): the TLS
+//! The cluster backend over TLS (feature `cluster-tls`): the TLS
 //! Redis and test CA that `ci/with-redis.sh` starts.
 #![cfg(feature = "cluster-tls")]
 

@@ -18,14 +18,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const LONG: Duration = Duration::from_secs(20);
 const SHORT: Duration = Duration::from_millis(20);
 
-/// Tests in this file run one at a time: a `Fork` child inherits every descriptor
-/// of this process, including pipe ends another test waits to see closed.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---- Pipe / Connection ----
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +48,7 @@ fn echo_until_none(conn: Connection) -> usize {
 
 #[test]
 fn duplex_pipe_echoes_objects_and_bytes_through_a_child() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (conn, child_conn) = Pipe::new().unwrap();
     assert!(conn.is_readable() && conn.is_writable());
@@ -97,7 +89,7 @@ fn duplex_pipe_echoes_objects_and_bytes_through_a_child() {
 
 #[test]
 fn one_way_pipe_has_a_receiving_and_a_sending_end() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // Python: `reader, writer = Pipe(duplex=False)`.
     let (reader, writer) = Pipe::one_way().unwrap();
@@ -126,7 +118,7 @@ fn one_way_pipe_has_a_receiving_and_a_sending_end() {
 
 #[test]
 fn poll_waits_for_a_message_without_taking_it() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::new().unwrap();
     assert!(!b.poll(Duration::ZERO));
@@ -155,7 +147,7 @@ fn poll_waits_for_a_message_without_taking_it() {
 
 #[test]
 fn recv_bytes_with_a_maximum_length_refuses_longer_messages() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // Python: `recv_bytes(maxlength)` raises OSError for a longer message.
     let (a, b) = Pipe::new().unwrap();
@@ -186,17 +178,11 @@ fn send_then_exit(conn: Connection) {
 
 #[test]
 fn everything_a_child_sent_arrives_before_end_of_stream() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
-    for method in [
-        StartMethod::ForkServer,
-        StartMethod::Spawn,
-        StartMethod::Fork,
-    ] {
+    for method in StartMethod::ALL {
         let (reader, writer) = Pipe::one_way().unwrap();
-        let p = Process::builder()
-            .start_method(method)
-            .allow_threads(true)
+        let p = util::builder(method)
             .start_with(send_then_exit, writer)
             .unwrap();
         p.join().unwrap();
@@ -211,7 +197,7 @@ fn everything_a_child_sent_arrives_before_end_of_stream() {
 
 #[test]
 fn send_after_the_receiving_end_is_dropped_fails_at_once() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // crossbeam's and ipc-channel's "send after the receiver is dropped", and a
     // write to a closed socket in Python: an error, not a buffered message.
@@ -237,7 +223,7 @@ fn send_after_the_receiving_end_is_dropped_fails_at_once() {
 
 #[test]
 fn a_sender_blocked_on_a_full_pipe_fails_when_the_receiver_goes() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (reader, writer) = Pipe::builder()
         .duplex(false)
@@ -265,19 +251,13 @@ fn read_one_when_told(args: (Connection, Event)) -> u32 {
 
 #[test]
 fn sends_go_on_while_a_copy_of_the_receiver_lives_in_a_child() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
-    for method in [
-        StartMethod::ForkServer,
-        StartMethod::Spawn,
-        StartMethod::Fork,
-    ] {
+    for method in StartMethod::ALL {
         let (reader, writer) = Pipe::one_way().unwrap();
         let go = Event::new().unwrap();
         // The parent's copy of `reader` is dropped here; the child's lives on.
-        let p = Process::builder()
-            .start_method(method)
-            .allow_threads(true)
+        let p = util::builder(method)
             .start_with(read_one_when_told, (reader, go.clone()))
             .unwrap();
         writer.send(7u32).unwrap();
@@ -298,7 +278,7 @@ fn send_big_then_exit(conn: Connection) {
 
 #[test]
 fn a_big_message_sent_just_before_the_sender_exits_arrives_whole() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // ipc-channel's so_linger: the last message is not lost when its sender
     // closes right after sending (here a child that exits).
@@ -322,7 +302,7 @@ fn send_ten(args: (Connection, bool)) {
 
 #[test]
 fn wait_over_readers_until_every_writer_is_done() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // _TestWait.test_wait / test_wait_slow: wait() over four readers, receive
     // from the ready ones, drop a reader at end of stream.
@@ -366,7 +346,7 @@ fn wait_over_readers_until_every_writer_is_done() {
 
 #[test]
 fn wait_times_out_empty_then_reports_the_ready_connection() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // _TestWait.test_wait_timeout.
     let (a, b) = Pipe::new().unwrap();
@@ -408,18 +388,12 @@ fn echo_bytes_until_empty(conn: Connection) {
 
 #[test]
 fn the_parent_closes_the_child_s_end_right_after_start() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // _TestConnection.test_spawn_close: the child's copy keeps the pipe open.
-    for method in [
-        StartMethod::ForkServer,
-        StartMethod::Spawn,
-        StartMethod::Fork,
-    ] {
+    for method in StartMethod::ALL {
         let (conn, child_conn) = Pipe::new().unwrap();
-        let p = Process::builder()
-            .start_method(method)
-            .allow_threads(true)
+        let p = util::builder(method)
             .start_with(echo_bytes_until_empty, child_conn)
             .unwrap();
         // (`child_conn` was moved into the start call and dropped here.)
@@ -432,7 +406,7 @@ fn the_parent_closes_the_child_s_end_right_after_start() {
 
 #[test]
 fn empty_messages_are_messages() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // _TestPoll.test_empty_string / test_strings / test_dont_merge.
     let (a, b) = Pipe::new().unwrap();
@@ -465,7 +439,7 @@ fn drain_six(args: (Queue<u32>, Event, Event)) {
 
 #[test]
 fn bounded_queue_full_and_empty_like_python_test_put() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<u32> = Queue::bounded(6).unwrap();
     assert_eq!(q.maxsize(), Some(6));
@@ -507,7 +481,7 @@ fn put_four(args: (Queue<u32>, Event, Event)) {
 
 #[test]
 fn get_variants_like_python_test_get() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<u32> = Queue::new().unwrap();
     assert_eq!(q.maxsize(), None);
@@ -546,16 +520,14 @@ fn put_ten_more(q: Queue<u32>) {
 
 #[test]
 fn items_from_parent_then_child_come_out_in_order() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     for method in [StartMethod::Fork, StartMethod::ForkServer] {
         let q: Queue<u32> = Queue::new().unwrap();
         for i in 0..10 {
             q.put(i).unwrap();
         }
-        let p = Process::builder()
-            .start_method(method)
-            .allow_threads(true)
+        let p = util::builder(method)
             .start_with(put_ten_more, q.clone())
             .unwrap();
         for i in 0..20 {
@@ -653,7 +625,7 @@ fn task_worker(q: JoinableQueue<Option<u32>>) -> u32 {
 
 #[test]
 fn joinable_queue_join_waits_for_every_task_done() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: JoinableQueue<Option<u32>> = JoinableQueue::new().unwrap();
     // Nothing put: join returns at once.
@@ -715,7 +687,7 @@ fn try_get_after_put_on_the_same_thread_finds_the_item_under_contention() {
 
 #[test]
 fn the_largest_timeouts_are_accepted() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::new().unwrap();
     a.send_timeout(1u8, Duration::MAX).unwrap();
@@ -754,7 +726,7 @@ impl Serialize for Nested {
 
 #[test]
 fn a_value_that_sends_while_being_serialized_does_not_deadlock() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // ipc-channel's test_reentrant: the nested message goes first.
     let (a, b) = Pipe::new().unwrap();
@@ -770,7 +742,7 @@ fn a_value_that_sends_while_being_serialized_does_not_deadlock() {
 
 #[test]
 fn dropping_the_sender_wakes_a_blocked_receiver() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // crossbeam's disconnect_wakes_receiver, on a one-way and a duplex pipe.
     let (reader, writer) = Pipe::one_way().unwrap();

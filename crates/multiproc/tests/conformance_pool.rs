@@ -9,6 +9,8 @@
 
 mod util;
 
+use util::{pid, thread_id};
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,14 +44,6 @@ fn mul(a: i64, b: i64) -> i64 {
 fn fail_on_5(x: i64) -> i64 {
     assert!(x != 5, "bad item {x}");
     x
-}
-
-fn pid(_: u8) -> u32 {
-    std::process::id()
-}
-
-fn thread_name(_: u8) -> String {
-    format!("{:?}", std::thread::current().id())
 }
 
 /// A gate a task waits at until the test opens it; it marks that it has started.
@@ -462,7 +456,7 @@ fn max_tasks_per_child_switches_worker() {
             .build()
             .unwrap();
         let who = |p: &Pool| match b {
-            Backend::Threads => p.apply(thread_name, 0).unwrap(),
+            Backend::Threads => p.apply(thread_id, 0).unwrap(),
             Backend::Processes => p.apply(pid, 0).unwrap().to_string(),
             other => unreachable!("{other:?} is not in BACKENDS"),
         };

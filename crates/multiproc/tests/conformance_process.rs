@@ -6,6 +6,8 @@
 
 mod util;
 
+use util::{answer, builder, sleeps_forever};
+
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -13,20 +15,6 @@ use multiproc::{ErrorKind, Process, Signal, StartMethod, Thread};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const LONG: Duration = Duration::from_secs(20);
-
-fn builder(m: StartMethod) -> multiproc::process::Builder {
-    Process::builder().start_method(m).allow_threads(true)
-}
-
-fn answer() -> u64 {
-    42
-}
-
-fn sleeps_forever() -> u64 {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
 
 #[allow(clippy::disallowed_methods, clippy::exit)]
 fn exits_with(code: i32) -> u64 {

@@ -3,21 +3,13 @@
 
 mod util;
 
+use util::builder;
+
 use std::time::Duration;
 
 use multiproc::{Array, ErrorKind, Lock, Process, SharedMemory, StartMethod, Value};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn builder(method: StartMethod) -> multiproc::process::Builder {
-    Process::builder().start_method(method).allow_threads(true)
-}
-
-const METHODS: [StartMethod; 3] = [
-    StartMethod::ForkServer,
-    StartMethod::Spawn,
-    StartMethod::Fork,
-];
 
 // ---- Value ----
 
@@ -34,7 +26,7 @@ fn set_values(v: Values) {
 fn values_written_by_a_child_are_seen_by_the_parent() {
     let _w = util::watchdog(LIMIT);
     // _TestValue.test_value / test_rawvalue: codes i, d, h, c.
-    for method in METHODS {
+    for method in StartMethod::ALL {
         for locked in [false, true] {
             let v: Values = if locked {
                 (
@@ -229,7 +221,7 @@ fn shared_memory_basics() {
     assert_eq!(&bang, b"!");
 
     // A child's writes through a passed segment.
-    for method in METHODS {
+    for method in StartMethod::ALL {
         builder(method)
             .start_with(write_at, (shm.clone(), 100, b"child".to_vec()))
             .unwrap()

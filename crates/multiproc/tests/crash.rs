@@ -6,21 +6,13 @@
 
 mod util;
 
+use util::{answer, sleeps_forever};
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use multiproc::{ErrorKind, Process, StartMethod};
-
-fn sleeps_forever() -> u8 {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
-fn answer() -> u8 {
-    1
-}
 
 #[test]
 #[ignore = "helper: run in a child by `parent_sigkill_takes_children_along`"]
@@ -40,23 +32,12 @@ fn helper_start_children_and_wait() {
 fn start_family(from_thread: StartMethod) -> Vec<Process<u8>> {
     let mut kids: Vec<Process<u8>> = StartMethod::ALL
         .into_iter()
-        .map(|m| {
-            Process::builder()
-                .start_method(m)
-                .allow_threads(true)
-                .start(sleeps_forever)
-                .unwrap()
-        })
+        .map(|m| util::builder(m).start(sleeps_forever).unwrap())
         .collect();
-    let late = std::thread::spawn(move || {
-        Process::builder()
-            .start_method(from_thread)
-            .allow_threads(true)
-            .start(sleeps_forever)
-            .unwrap()
-    })
-    .join()
-    .unwrap();
+    let late =
+        std::thread::spawn(move || util::builder(from_thread).start(sleeps_forever).unwrap())
+            .join()
+            .unwrap();
     kids.push(late);
     kids
 }
@@ -120,13 +101,7 @@ fn parent_sigkill_takes_children_along() {
 fn helper_exhaust_descriptors() {
     // Warm up what is created once (fork server, death pipe), then lower the limit.
     for m in StartMethod::ALL {
-        Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(answer)
-            .unwrap()
-            .join()
-            .unwrap();
+        util::builder(m).start(answer).unwrap().join().unwrap();
     }
     let lim = libc::rlimit {
         rlim_cur: 64,
@@ -139,11 +114,7 @@ fn helper_exhaust_descriptors() {
         hog.push(f);
     }
     for m in StartMethod::ALL {
-        let e = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(answer)
-            .unwrap_err();
+        let e = util::builder(m).start(answer).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Start, "{m}: {e}");
         assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{m}: {e}");
         // The OS error is the source, not part of the message: print the chain.
@@ -152,13 +123,10 @@ fn helper_exhaust_descriptors() {
     }
     drop(hog);
     for m in StartMethod::ALL {
-        let p = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(answer);
+        let p = util::builder(m).start(answer);
         assert_eq!(
             p.unwrap().join().unwrap(),
-            1,
+            42,
             "{m} works again once descriptors are free"
         );
     }

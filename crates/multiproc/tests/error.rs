@@ -71,12 +71,8 @@ fn a_child_returns_an_error_by_every_start_method() {
     let path = "/nonexistent/multiproc-segment".to_string();
     let here = SharedMemory::attach(&path).unwrap_err();
     assert!(here.to_string().contains(&path), "{here}");
-    for method in [
-        StartMethod::Fork,
-        StartMethod::ForkServer,
-        StartMethod::Spawn,
-    ] {
-        let b = || Process::builder().start_method(method).allow_threads(true);
+    for method in StartMethod::ALL {
+        let b = || util::builder(method);
         let got = b()
             .start_with(attach_missing, path.clone())
             .unwrap()

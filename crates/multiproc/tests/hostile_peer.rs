@@ -14,7 +14,6 @@
 mod util;
 
 use std::os::fd::BorrowedFd;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use multiproc::pool::Pool;
@@ -25,11 +24,6 @@ use multiproc::{ErrorKind, Process, StartMethod};
 const MARGIN: Duration = Duration::from_secs(3);
 /// The most the parent's peak resident set may grow in one case.
 const MEM_BOUND: u64 = 64 << 20;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A field of `/proc/self/status`, in bytes.
 fn status_bytes(field: &str) -> u64 {
@@ -136,23 +130,14 @@ fn forge_result_and_die_mid_frame() -> u64 {
 }
 
 fn builder(method: StartMethod) -> multiproc::process::Builder {
-    Process::builder()
-        .start_method(method)
-        .allow_threads(true)
-        .kill_on_drop(true)
+    util::builder(method).kill_on_drop(true)
 }
-
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::ForkServer,
-];
 
 #[test]
 fn forged_result_length_is_refused_before_allocating() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(120));
-    for method in METHODS {
+    for method in StartMethod::ALL {
         let probe = MemProbe::start();
         let mut p = builder(method).start(forge_2gib_result).unwrap();
         let timeout = Duration::from_secs(5);
@@ -171,7 +156,7 @@ fn forged_result_length_is_refused_before_allocating() {
 
 #[test]
 fn configured_result_limit_applies() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(60));
     fn big() -> Vec<u8> {
         vec![1u8; 100_000]
@@ -191,9 +176,9 @@ fn configured_result_limit_applies() {
 
 #[test]
 fn stalled_result_under_the_limit_keeps_memory_and_deadline() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(120));
-    for method in METHODS {
+    for method in StartMethod::ALL {
         let probe = MemProbe::start();
         let mut p = builder(method)
             .start(forge_512mib_result_and_stall)
@@ -213,9 +198,9 @@ fn stalled_result_under_the_limit_keeps_memory_and_deadline() {
 
 #[test]
 fn child_dying_mid_frame_is_a_truncated_result() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(120));
-    for method in METHODS {
+    for method in StartMethod::ALL {
         let probe = MemProbe::start();
         let p = builder(method)
             .start(forge_result_and_die_mid_frame)
@@ -270,9 +255,9 @@ fn plus_one(x: u32) -> u32 {
 
 #[test]
 fn forged_pool_records_fail_the_task_and_the_pool_goes_on() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(180));
-    for method in METHODS {
+    for method in StartMethod::ALL {
         let pool = Pool::builder()
             .workers(1)
             .start_method(method)
@@ -438,7 +423,7 @@ fn start_hostile_queue(a: Attack) -> (Queue<Vec<u8>>, Process<()>) {
 /// Item 4: one forged `FIRST` record claiming 1 GiB.
 #[test]
 fn forged_first_record_costs_no_memory_and_keeps_the_deadline() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(120));
     let timeout = Duration::from_millis(100);
     let probe = MemProbe::start();
@@ -474,7 +459,7 @@ fn forged_first_record_costs_no_memory_and_keeps_the_deadline() {
 /// every call back within its deadline.
 #[test]
 fn control_words_at_max_give_typed_errors() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(180));
     let timeout = Duration::from_millis(100);
     let limit = timeout + MARGIN;
@@ -548,7 +533,7 @@ fn control_words_at_max_give_typed_errors() {
 /// direction: every call back within its deadline, no panic.
 #[test]
 fn scribbled_rings_never_hang_or_panic() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(300));
     let timeout = Duration::from_millis(100);
     // Each call also encodes or decodes up to 1.5 MB in a debug build, on a machine
@@ -621,7 +606,7 @@ fn stop(p: &Process<()>) {
 /// continues the item and gets it whole.
 #[test]
 fn producer_stopped_mid_item_keeps_the_deadline_and_the_item() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(400));
     let timeout = Duration::from_secs(2);
 
@@ -682,7 +667,7 @@ fn producer_stopped_mid_item_keeps_the_deadline_and_the_item() {
 /// memory, and the queue goes on.
 #[test]
 fn producer_killed_mid_item_leaves_no_partial_item() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(Duration::from_secs(400));
     let timeout = Duration::from_secs(2);
 

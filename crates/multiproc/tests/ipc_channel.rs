@@ -12,14 +12,6 @@ use multiproc::ipc::{
 };
 use multiproc::{ErrorKind, Process, StartMethod};
 
-/// One test at a time: a `Fork` child inherits every descriptor of this test
-/// process, which would delay another test's end of stream (see `ipc_pipe.rs`).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn producer(tx: Sender<(u32, String)>) {
@@ -30,15 +22,11 @@ fn producer(tx: Sender<(u32, String)>) {
 
 #[test]
 fn sender_in_a_child_by_every_start_method() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     for method in StartMethod::ALL {
         let (tx, rx) = ipc::channel().unwrap();
-        let p = Process::builder()
-            .start_method(method)
-            .allow_threads(true)
-            .start_with(producer, tx)
-            .unwrap();
+        let p = util::builder(method).start_with(producer, tx).unwrap();
         let got: Vec<(u32, String)> = rx.iter().take(100).collect();
         assert_eq!(got.len(), 100, "{method:?}");
         assert!(got
@@ -61,7 +49,7 @@ fn doubler(rx: Receiver<u64>) -> u64 {
 
 #[test]
 fn receiver_in_a_child_ends_when_every_clone_is_dropped() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (tx, rx) = ipc::channel::<u64>().unwrap();
     let p = Process::start_with(doubler, rx).unwrap();
@@ -81,7 +69,7 @@ fn receiver_in_a_child_ends_when_every_clone_is_dropped() {
 
 #[test]
 fn errors_are_typed_and_hand_the_value_back() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (tx, rx) =
         ipc::channel_with::<Vec<u8>>(Pipe::builder().capacity(4096).max_message_size(1000))
@@ -115,7 +103,7 @@ fn errors_are_typed_and_hand_the_value_back() {
 
 #[test]
 fn select_takes_ready_receivers_in_turn() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (tx1, rx1) = ipc::channel::<u32>().unwrap();
     let (tx2, rx2) = ipc::channel::<String>().unwrap();
@@ -166,7 +154,7 @@ fn exit_soon() {
 
 #[test]
 fn receivers_and_processes_in_wait_and_select() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (tx, rx) = ipc::channel::<u8>().unwrap();
     let p = Process::start(exit_soon).unwrap();
@@ -186,7 +174,7 @@ fn receivers_and_processes_in_wait_and_select() {
 /// `Ok(b"text")`.
 #[test]
 fn connection_checks_types_in_debug_builds() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::new().unwrap();
     a.send(-1i64).unwrap();
@@ -236,7 +224,7 @@ fn read_as_u64(conn: multiproc::ipc::Connection) -> String {
 
 #[test]
 fn type_check_holds_across_processes() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     // Child sends i64, parent reads it as u64 through the untyped connection.
     let (rx, tx) = Pipe::one_way().unwrap();

@@ -6,6 +6,8 @@
 
 mod util;
 
+use util::builder;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use multiproc::ipc::{wait, Connection, Pipe};
 use multiproc::shm::SharedMemory;
-use multiproc::{Process, StartMethod};
+use multiproc::StartMethod;
 use serde::{Deserialize, Serialize};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -22,10 +24,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// A file that travels as a real descriptor.
 #[derive(Serialize, Deserialize)]
 struct Fd(#[serde(with = "multiproc::ipc::codec::fd")] OwnedFd);
-
-fn builder(method: StartMethod) -> multiproc::process::Builder {
-    Process::builder().start_method(method).allow_threads(true)
-}
 
 fn temp_file() -> File {
     let path = std::env::temp_dir().join(util::unique_name("mp-fd"));

@@ -4,28 +4,15 @@
 
 mod util;
 
+use util::builder;
+
 use std::time::Duration;
 
 use multiproc::ipc::{wait, Connection, Pipe, RecvTimeoutError, TryRecvError};
 use multiproc::{Process, StartMethod};
 use serde::{Deserialize, Serialize};
 
-/// Tests in this file run one at a time: a `Fork` child inherits every descriptor
-/// of this (multi-threaded) test process, including pipe ends another test is
-/// waiting to see closed, so overlapping tests would delay each other's end of
-/// stream (the same holds in Python). `cargo nextest` runs each test in its own
-/// process anyway.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn builder(method: StartMethod) -> multiproc::process::Builder {
-    Process::builder().start_method(method).allow_threads(true)
-}
 
 fn echo(conn: Connection) -> u64 {
     let mut n = 0;
@@ -41,7 +28,7 @@ fn echo(conn: Connection) -> u64 {
 
 #[test]
 fn echo_by_every_start_method() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     for method in StartMethod::ALL {
         let (a, b) = Pipe::new().unwrap();
@@ -72,7 +59,7 @@ fn typed_child(conn: Connection) {
 
 #[test]
 fn typed_messages_then_end_of_stream_when_child_exits() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (rx, tx) = Pipe::one_way().unwrap();
     let p = Process::start_with(typed_child, tx).unwrap();
@@ -89,7 +76,7 @@ fn sleeper(_conn: Connection) {
 
 #[test]
 fn killed_peer_gives_end_of_stream_not_a_hang() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     for method in StartMethod::ALL {
         let (a, b) = Pipe::new().unwrap();
@@ -104,7 +91,7 @@ fn killed_peer_gives_end_of_stream_not_a_hang() {
 
 #[test]
 fn sender_to_a_dead_peer_is_disconnected_once_full() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::builder().capacity(4096).build().unwrap();
     drop(b);
@@ -122,7 +109,7 @@ fn sender_to_a_dead_peer_is_disconnected_once_full() {
 
 #[test]
 fn try_and_timeout_variants() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::builder().capacity(4096).build().unwrap();
     assert!(matches!(b.try_recv::<u8>(), Err(TryRecvError::Empty)));
@@ -151,7 +138,7 @@ fn try_and_timeout_variants() {
 
 #[test]
 fn limits_and_bad_messages_are_errors() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::builder().max_message_size(1000).build().unwrap();
     let e = a.send(vec![0u8; 2000]).unwrap_err();
@@ -191,7 +178,7 @@ fn exit_after(ms: u64) {
 
 #[test]
 fn wait_over_connections_and_processes() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a1, b1) = Pipe::new().unwrap();
     let (a2, b2) = Pipe::new().unwrap();
@@ -229,7 +216,7 @@ fn wait_over_connections_and_processes() {
 
 #[test]
 fn threads_share_one_connection() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let (a, b) = Pipe::new().unwrap();
     let a = std::sync::Arc::new(a);

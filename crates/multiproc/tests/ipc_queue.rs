@@ -5,6 +5,8 @@
 
 mod util;
 
+use util::builder;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -12,22 +14,7 @@ use multiproc::ipc::{Connection, Pipe, RecvTimeoutError, TryRecvError};
 use multiproc::{JoinableQueue, Process, Queue, StartMethod};
 use serde::{Deserialize, Serialize};
 
-/// Tests in this file run one at a time: a `Fork` child inherits every descriptor
-/// of this (multi-threaded) test process, including pipe ends another test is
-/// waiting to see closed, so overlapping tests would delay each other's end of
-/// stream (the same holds in Python). `cargo nextest` runs each test in its own
-/// process anyway.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn builder(method: StartMethod) -> multiproc::process::Builder {
-    Process::builder().start_method(method).allow_threads(true)
-}
 
 /// An item whose payload is derived from its id, so corruption is detectable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +59,7 @@ fn consume_into((q, report): (Queue<Item>, Connection)) {
 
 #[test]
 fn many_producers_many_consumers_by_every_start_method() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<Item> = Queue::new().unwrap();
     let mut producers = Vec::new();
@@ -130,7 +117,7 @@ fn many_producers_many_consumers_by_every_start_method() {
 
 #[test]
 fn threads_only() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<u64> = Queue::bounded(16).unwrap();
     let producers: Vec<_> = (0..3u64)
@@ -173,7 +160,7 @@ fn threads_only() {
 
 #[test]
 fn bounded_backpressure_hands_items_back() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<String> = Queue::bounded(2).unwrap();
     q.put("a".into()).unwrap();
@@ -202,7 +189,7 @@ fn bounded_backpressure_hands_items_back() {
 
 #[test]
 fn close_wakes_waiters_and_drains() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<u8> = Queue::new().unwrap();
     let q2 = q.clone();
@@ -230,7 +217,7 @@ impl<'de> Deserialize<'de> for Unserializable {
 
 #[test]
 fn a_value_that_fails_to_serialize_fails_put_at_once() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<Unserializable> = Queue::new().unwrap();
     let e = q.put(Unserializable).unwrap_err();
@@ -255,7 +242,7 @@ fn producer_exits_with_items_unread() {
     // Python deadlocks when a parent joins a child whose feeder thread still holds
     // items; here `put` is complete when it returns (what fits in the queue's
     // buffer; a larger backlog makes `put` wait, by design).
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let q: Queue<u64> = Queue::new().unwrap();
     let p = Process::start_with(produce_small, (q.clone(), 10_000)).unwrap();
@@ -308,7 +295,7 @@ fn put_huge((q, len): (Queue<Blob>, usize)) {
 
 #[test]
 fn items_of_64_mib_and_more() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let len = (64 << 20) + 12345;
     let q: Queue<Blob> = Queue::new().unwrap();
@@ -334,15 +321,13 @@ fn joinable_worker(q: JoinableQueue<u32>) -> u32 {
 
 #[test]
 fn joinable_queue_join_and_task_done() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     for method in StartMethod::ALL {
         let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
         let workers: Vec<Process<u32>> = (0..2)
             .map(|_| {
-                Process::builder()
-                    .start_method(method)
-                    .allow_threads(true)
+                builder(method)
                     .start_with(joinable_worker, q.clone())
                     .unwrap()
             })
@@ -401,7 +386,7 @@ fn crash_queue(maxsize: usize) -> Queue<Item> {
 
 #[test]
 fn consumer_killed_mid_get_loses_nothing_else() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let mut rng = XorShift::seeded();
     for iter in 0..ITERATIONS {
@@ -452,7 +437,7 @@ fn produce_forever((q, from): (Queue<Item>, u64)) {
 
 #[test]
 fn producer_killed_mid_put_leaves_the_queue_usable() {
-    let _s = serial();
+    let _s = util::serial();
     let _w = util::watchdog(LIMIT);
     let mut rng = XorShift::seeded();
     for iter in 0..ITERATIONS {

@@ -5,7 +5,7 @@ mod util;
 use std::time::Duration;
 
 use multiproc::ipc::SimpleQueue;
-use multiproc::{Process, StartMethod};
+use multiproc::StartMethod;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -23,9 +23,7 @@ fn producers_in_children_by_every_start_method_then_close() {
     let ps: Vec<_> = StartMethod::ALL
         .into_iter()
         .map(|m| {
-            Process::builder()
-                .start_method(m)
-                .allow_threads(true)
+            util::builder(m)
                 .start_with(producer, (q.clone(), 50))
                 .unwrap()
         })

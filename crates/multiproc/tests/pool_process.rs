@@ -3,6 +3,8 @@
 
 mod util;
 
+use util::{pid, sleep_ms, square};
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -10,14 +12,6 @@ use multiproc::pool::{self, Backend, Pool, WaitFor};
 use multiproc::{ErrorKind, Signal, StartMethod};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-fn pid(_: u32) -> u32 {
-    std::process::id()
-}
 
 fn no_core_dumps() {
     let _ = rustix::process::setrlimit(
@@ -56,11 +50,6 @@ fn behave(x: u32) -> u32 {
 #[allow(clippy::exit, clippy::disallowed_methods)]
 fn exit_7() {
     std::process::exit(7)
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 
 fn processes(n: usize) -> Pool {

@@ -8,6 +8,8 @@
 
 mod util;
 
+use util::square;
+
 use std::fs::File;
 use std::time::{Duration, Instant};
 
@@ -15,10 +17,6 @@ use multiproc::pool::{Backend, Pool};
 use multiproc::ErrorKind;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn square(x: u64) -> u64 {
-    x * x
-}
 
 /// Descriptors unavailable until the guard drops: the soft `RLIMIT_NOFILE` goes
 /// down to 3, so that no new descriptor fits (0-2 are taken), even once the dead

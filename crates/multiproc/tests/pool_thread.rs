@@ -3,6 +3,8 @@
 
 mod util;
 
+use util::{sleep_ms, square, thread_id};
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -11,22 +13,9 @@ use multiproc::ErrorKind;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn square(x: u64) -> u64 {
-    x * x
-}
-
 fn maybe_panic(x: u32) -> u32 {
     assert!(x % 10 != 3, "task {x} panicked");
     x + 1
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
-
-fn thread_id(_: u32) -> String {
-    format!("{:?}", std::thread::current().id())
 }
 
 #[test]

@@ -10,18 +10,11 @@
 
 mod util;
 
+use util::{answer, builder, sleeps_forever};
+
 use std::time::Duration;
 
-use multiproc::process::Builder;
 use multiproc::{ErrorKind, Process, Signal, StartMethod};
-
-fn builder(m: StartMethod) -> Builder {
-    Process::builder().start_method(m).allow_threads(true)
-}
-
-fn answer() -> u64 {
-    42
-}
 
 fn add(pair: (i64, i64)) -> i64 {
     pair.0 + pair.1
@@ -45,12 +38,6 @@ fn segfaults() -> u8 {
     // SAFETY: not sound, on purpose: the point is to crash with SIGSEGV.
     unsafe { p.write_volatile(1) };
     0
-}
-
-fn sleeps_forever() -> u8 {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
 }
 
 fn spins_forever() -> u8 {
@@ -90,14 +77,7 @@ fn dies_holding(_: ()) -> u8 {
 
 fn nested(m: StartMethod) -> u64 {
     // A child starting its own child: its own fork server / death pipe must be used.
-    Process::builder()
-        .start_method(m)
-        .allow_threads(true)
-        .start(answer)
-        .unwrap()
-        .join()
-        .unwrap()
-        + 1
+    builder(m).start(answer).unwrap().join().unwrap() + 1
 }
 
 #[test]
@@ -364,10 +344,7 @@ fn fork_with_threads_is_refused_unless_allowed() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ForkWithThreads);
     assert!(e.to_string().contains("ForkServer"), "{e}");
-    let ok = Process::builder()
-        .start_method(StartMethod::Fork)
-        .allow_threads(true)
-        .start(answer);
+    let ok = builder(StartMethod::Fork).start(answer);
     assert_eq!(ok.unwrap().join().unwrap(), 42);
 }
 

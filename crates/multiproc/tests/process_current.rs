@@ -27,11 +27,7 @@ fn default_names_are_visible_in_ps_by_every_start_method() {
     assert!(parent_process().is_none());
     let mut seen = Vec::new();
     for m in StartMethod::ALL {
-        let p = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(names)
-            .unwrap();
+        let p = util::builder(m).start(names).unwrap();
         let name = p.name().to_string();
         assert!(name.starts_with("Process-"), "{name}");
         let (comm, current) = p.join().unwrap();
@@ -100,9 +96,7 @@ fn parent_of_me() -> Option<(i32, bool)> {
 fn parent_process_by_every_start_method() {
     let _w = util::watchdog(LIMIT);
     for m in StartMethod::ALL {
-        let got = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
+        let got = util::builder(m)
             .start(parent_of_me)
             .unwrap()
             .join()

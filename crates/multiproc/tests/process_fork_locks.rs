@@ -73,11 +73,7 @@ fn stdout_held_by_another_thread() {
         }
     });
     for i in 0..CHILDREN {
-        let p = Process::builder()
-            .start_method(StartMethod::Fork)
-            .allow_threads(true)
-            .fork(one)
-            .unwrap();
+        let p = util::builder(StartMethod::Fork).fork(one).unwrap();
         let v = hung(p, Duration::from_secs(10));
         assert_eq!(v, Some(1), "Fork child {i} of {CHILDREN} hung at exit");
     }
@@ -119,9 +115,7 @@ fn fork_child_starts_forkserver_child_while_connection_is_busy() {
         }
     });
     for i in 0..CHILDREN {
-        let p = Process::builder()
-            .start_method(StartMethod::Fork)
-            .allow_threads(true)
+        let p = util::builder(StartMethod::Fork)
             .fork(start_forkserver_child)
             .unwrap();
         let r = hung(p, Duration::from_secs(10));
@@ -148,9 +142,7 @@ fn half_line() -> u8 {
 fn a_half_line_printed_by_a_child_is_flushed() {
     let _w = util::watchdog(LIMIT);
     for m in StartMethod::ALL {
-        let p = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
+        let p = util::builder(m)
             .capture_output(true)
             .start(half_line)
             .unwrap();
@@ -183,9 +175,7 @@ fn fork_children_set_env_while_another_thread_reads_it() {
         }
     });
     for i in 0..CHILDREN {
-        let p = Process::builder()
-            .start_method(StartMethod::Fork)
-            .allow_threads(true)
+        let p = util::builder(StartMethod::Fork)
             .env("MULTIPROC_FORK_LOCKS", i.to_string())
             .env_remove("MULTIPROC_NOT_THERE")
             .fork(read_var)

@@ -2,18 +2,12 @@
 
 mod util;
 
+use util::mapped_segments;
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use multiproc::{ErrorKind, Process, SharedMemory, StartMethod};
-
-fn mapped_segments() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("memfd:multiproc-shm"))
-        .count()
-}
 
 fn write_hello(shm: SharedMemory) -> usize {
     shm.write(0, b"hello").unwrap();
@@ -25,11 +19,7 @@ fn write_hello(shm: SharedMemory) -> usize {
 fn child_writes_by_every_start_method() {
     let _w = util::watchdog(Duration::from_secs(60));
     let shm = SharedMemory::create(4096).unwrap();
-    for method in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
+    for method in StartMethod::ALL {
         let p = multiproc::process::Builder::new()
             .start_method(method)
             .allow_threads(true)

@@ -27,9 +27,7 @@ fn children_open_by_name_by_every_start_method() {
     assert_eq!(e.kind(), ErrorKind::Os);
     assert!(e.to_string().contains(&name), "{e}");
     for m in StartMethod::ALL {
-        Process::builder()
-            .start_method(m)
-            .allow_threads(true)
+        util::builder(m)
             .start_with(writer, name.clone())
             .unwrap()
             .join()
@@ -111,9 +109,7 @@ fn a_named_shareable_list_between_processes() {
     )
     .unwrap();
     for m in StartMethod::ALL {
-        Process::builder()
-            .start_method(m)
-            .allow_threads(true)
+        util::builder(m)
             .start_with(bump_list, name.clone())
             .unwrap()
             .join()

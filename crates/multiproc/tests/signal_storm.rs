@@ -17,6 +17,8 @@
 
 mod util;
 
+use util::{sleep_ms, sleeps_forever};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -24,8 +26,8 @@ use std::time::{Duration, Instant};
 use multiproc::pool::{self, Backend, Pool, WaitFor};
 use multiproc::sync::TryLockError;
 use multiproc::{
-    Barrier, BoundedSemaphore, Condition, ErrorKind, Event, JoinableQueue, Lock, Pipe, Process,
-    Queue, RLock, Semaphore, StartMethod, Thread,
+    Barrier, BoundedSemaphore, Condition, ErrorKind, Event, JoinableQueue, Lock, Pipe, Queue,
+    RLock, Semaphore, StartMethod, Thread,
 };
 
 /// Every timed call waits this long.
@@ -159,17 +161,6 @@ fn start_rescuer(started: Arc<AtomicU64>, epoch: Instant, stop: Arc<AtomicBool>)
         .expect("spawn rescuer");
 }
 
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
-
-fn sleeps_forever() -> u8 {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
 fn timeout_kind(r: multiproc::Result<impl std::fmt::Debug>) -> Result<(), String> {
     match r {
         Err(e) if e.kind() == ErrorKind::Timeout => Ok(()),
@@ -187,11 +178,7 @@ fn is_false(b: bool) -> Result<(), String> {
 
 fn processes(j: &mut Judge) {
     for m in StartMethod::ALL {
-        let mut p = Process::builder()
-            .start_method(m)
-            .allow_threads(true)
-            .start(sleeps_forever)
-            .expect("start");
+        let mut p = util::builder(m).start(sleeps_forever).expect("start");
         j.timed(&format!("Process::join_timeout ({m})"), || {
             timeout_kind(p.join_timeout(DEADLINE))
         });

@@ -2,6 +2,8 @@
 
 mod util;
 
+use util::mapped_segments;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -80,11 +82,7 @@ fn wait_event(args: (Event, Event)) -> bool {
 #[test]
 fn event_across_processes_by_every_start_method() {
     let _w = util::watchdog(Duration::from_secs(60));
-    for m in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
+    for m in StartMethod::ALL {
         let go = Event::new().unwrap();
         let done = Event::new().unwrap();
         let p = Builder::new()
@@ -254,14 +252,6 @@ fn touch_all(args: (RLock, Semaphore, Event, Condition, Barrier)) -> bool {
     e.set();
     c.notify_all();
     b.wait().is_ok()
-}
-
-fn mapped_segments() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("memfd:multiproc-shm"))
-        .count()
 }
 
 #[test]

@@ -24,15 +24,9 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn join_async_lets_the_runtime_run_while_the_child_lives() {
     let _w = util::watchdog(LIMIT);
-    for method in [
-        StartMethod::Fork,
-        StartMethod::ForkServer,
-        StartMethod::Spawn,
-    ] {
+    for method in StartMethod::ALL {
         let (here, there) = Pipe::new().expect("pipe");
-        let child = Process::builder()
-            .start_method(method)
-            .allow_threads(true)
+        let child = util::builder(method)
             .start_with(
                 |c: multiproc::ipc::Connection| c.recv::<u32>().expect("go") * 2,
                 there,

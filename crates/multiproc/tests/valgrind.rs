@@ -33,6 +33,8 @@ use multiproc::{
 #[path = "util/mod.rs"]
 mod util;
 
+use util::square;
+
 /// The one test this binary holds, under the name nextest lists.
 const TEST: &str = "lifecycle";
 
@@ -64,9 +66,7 @@ fn main() {
             in_process();
             for method in StartMethod::ALL {
                 // This program runs a watchdog thread, so `Fork` must be allowed to fork it.
-                processes(method.name(), || {
-                    Process::builder().start_method(method).allow_threads(true)
-                });
+                processes(method.name(), || util::builder(method));
             }
         }
     }
@@ -164,10 +164,6 @@ fn threads() {
     let squares = pool.map(square, 1..=20).expect("map");
     assert_eq!(squares.iter().sum::<u64>(), 2870);
     pool.join();
-}
-
-fn square(x: u64) -> u64 {
-    x * x
 }
 
 /// Runs in a child: takes numbers from the pipe up to a `None`, puts their sum on the

@@ -74,7 +74,23 @@ impl StartMethod {
         }
     }
 
-    /// All three methods, in order of isolation.
+    /// Every start method, in order of isolation: `Fork`, `ForkServer`, `Spawn`.
+    ///
+    /// Loop over it rather than writing the list out, so that a method added later is
+    /// not missed (parsing a name, a test or a benchmark over every method).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::StartMethod;
+    ///
+    /// let names: Vec<&str> = StartMethod::ALL.iter().map(|m| m.name()).collect();
+    /// assert_eq!(names, ["fork", "forkserver", "spawn"]);
+    /// for m in StartMethod::ALL {
+    ///     assert_eq!(m.name().parse::<StartMethod>()?, m);
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub const ALL: [StartMethod; 3] = [
         StartMethod::Fork,
         StartMethod::ForkServer,
@@ -86,16 +102,14 @@ impl std::str::FromStr for StartMethod {
     type Err = crate::Error;
 
     fn from_str(s: &str) -> crate::Result<StartMethod> {
-        match s {
-            "fork" => Ok(StartMethod::Fork),
-            "spawn" => Ok(StartMethod::Spawn),
-            "forkserver" => Ok(StartMethod::ForkServer),
-            _ => Err(
+        StartMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
                 crate::Error::new(crate::ErrorKind::InvalidInput).with_message(format!(
                     "unknown start method {s:?} (expected fork, spawn or forkserver)"
-                )),
-            ),
-        }
+                ))
+            })
     }
 }
 

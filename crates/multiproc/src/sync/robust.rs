@@ -6,8 +6,7 @@
 //! installs its own for every thread, for `PTHREAD_MUTEX_ROBUST`. A library that
 //! called `set_robust_list` itself would silently break glibc's robust mutexes in
 //! the same process, and adding entries to glibc's list depends on its private
-//! layout. So death is detected by the waiters instead (option (c) of the house
-//! style's design note):
+//! layout. So death is detected by the waiters instead:
 //!
 //! * the word holds the owner's kernel thread id (`gettid`, cached per thread), and a
 //!   side word holds the owner thread's start time (from `/proc/thread-self/stat`);

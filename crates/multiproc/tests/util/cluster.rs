@@ -10,7 +10,7 @@ use multiproc::pool::Pool;
 
 /// The key every test client and host shares.
 pub const KEY: &str = "cluster-test-key-0123456789";
-/// Shrunk timeouts (SCALEOUT §5): heartbeat 200 ms, min_idle 1 s, broker_timeout 3 s.
+/// Shrunk timeouts: heartbeat 200 ms, min_idle 1 s, broker_timeout 3 s.
 pub const HEARTBEAT_MS: u64 = 200;
 pub const MIN_IDLE_MS: u64 = 1000;
 

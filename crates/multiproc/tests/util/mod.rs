@@ -1,11 +1,15 @@
 //! Shared helpers for integration tests: a watchdog, re-exec of `#[ignore]`d helpers,
-//! descriptor and zombie counting, unique names, a value that cannot make the round trip.
+//! a lock that runs a file's tests one at a time, descriptor, zombie and segment
+//! counting, unique names, the process builder and worker functions the test files
+//! share, values that cannot make the round trip.
 #![allow(dead_code, unreachable_pub)]
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use multiproc::{Process, StartMethod};
 
 /// Aborts the whole test process with a message if it is still alive after `limit`,
 /// so that a hang fails loudly instead of wedging CI. Disarmed on drop.
@@ -41,6 +45,18 @@ pub fn watchdog(limit: Duration) -> Watchdog {
         })
         .expect("spawn watchdog");
     Watchdog { done }
+}
+
+/// Runs the tests of one binary one at a time: hold the guard for the whole test.
+///
+/// A `Fork` child inherits every descriptor of this (multi-threaded) test process,
+/// including pipe ends another test is waiting to see closed, so overlapping tests
+/// would delay each other's end of stream (the same holds in Python). `cargo nextest`
+/// runs each test in its own process anyway; `cargo test` does not. A test that
+/// panicked while holding the lock does not poison it for the others.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs the `#[ignore]`d test `test` of this test binary in a child process, killing
@@ -83,6 +99,15 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The number of multiproc shared-memory mappings (memfd segments) of this process.
+pub fn mapped_segments() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .filter(|l| l.contains("memfd:multiproc-shm"))
+        .count()
 }
 
 /// Pids of this process's children that are zombies right now.
@@ -150,6 +175,47 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A process builder for `method` that may fork a multi-threaded test process.
+pub fn builder(method: StartMethod) -> multiproc::process::Builder {
+    Process::builder().start_method(method).allow_threads(true)
+}
+
+// ---- Worker functions: `fn` items, so that every start method and both pool
+// backends can run them. ----
+
+/// Returns 42.
+pub fn answer() -> u64 {
+    42
+}
+
+/// Returns `x * x`.
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Sleeps `ms` milliseconds and returns `ms`.
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Never returns (until killed).
+pub fn sleeps_forever() -> u8 {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The pid of the process that runs it (which pool worker took the task).
+pub fn pid<T>(_: T) -> u32 {
+    std::process::id()
+}
+
+/// The id of the thread that runs it, as text (which pool thread took the task).
+pub fn thread_id<T>(_: T) -> String {
+    format!("{:?}", std::thread::current().id())
 }
 
 /// Polls a future to completion on this thread (parking between polls): enough to

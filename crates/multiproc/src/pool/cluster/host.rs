@@ -1393,7 +1393,7 @@ mod tests {
     }
 }
 
-/// The guarded heartbeat against a real Redis (SCALEOUT §2.8): it must not take back
+/// The guarded heartbeat against a real Redis: it must not take back
 /// an entry another host has reclaimed, where a plain `XCLAIM … JUSTID` does.
 #[cfg(test)]
 mod redis_tests {

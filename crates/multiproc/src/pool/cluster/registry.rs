@@ -5,8 +5,7 @@
 //! function a cluster runs is registered by name. `task!(f)` adds one element to a
 //! [`linkme`] distributed slice: a constructor `fn() -> TaskDef`. The slice is a linker
 //! section, complete before any code runs, so a worker host started from the pre-`main`
-//! hook sees every registration (`inventory`'s constructors may not have run yet there;
-//! measured in the design study, SCALEOUT §2.9).
+//! hook sees every registration (`inventory`'s constructors may not have run yet there).
 //!
 //! A task's key is the first 8 bytes of SHA-256 over `name ‖ 0 ‖ argument type ‖ 0 ‖
 //! result type`, where the name is `type_name` of the function item: its definition
