@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 /// Longest a waiter spins before it sleeps.
 ///
 /// A futex or poll wake-up of a thread on another CPU costs about 20 µs when that
-/// CPU was idle (halted vCPU, measured on the project's machines; see
-/// `ANCHORS.md`'s `shm_futex_rtt` against `shm_spin_rtt`). An answer that comes
-/// within a couple of wake-up costs is cheaper to catch by spinning than by
-/// sleeping; past that the spinner mostly burns a CPU its peer may need.
+/// CPU was idle (halted vCPU, measured on the project's machines: a futex round
+/// trip between two processes took a median of 15.7 µs, a spinning one 0.10 µs).
+/// An answer that comes within a couple of wake-up costs is cheaper to catch by
+/// spinning than by sleeping; past that the spinner mostly burns a CPU its peer
+/// may need.
 pub(crate) const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
 /// Longest a sleeper sleeps before it checks on its peer (a ring's other side, a

@@ -595,12 +595,12 @@ fn t2_task_timeout_travels_with_the_task() {
         .task_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    assert_eq!(pool.apply(slow, 10).unwrap(), 10);
+    assert_eq!(pool.apply(sleep_ms, 10).unwrap(), 10);
     let start = Instant::now();
-    let e = pool.apply(slow, 20_000).unwrap_err();
+    let e = pool.apply(sleep_ms, 20_000).unwrap_err();
     let took = start.elapsed();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
-    assert_eq!(e.kind(), local.apply(slow, 20_000).unwrap_err().kind());
+    assert_eq!(e.kind(), local.apply(sleep_ms, 20_000).unwrap_err().kind());
     assert!(e.to_string().contains("on host"), "{e}");
     assert!(
         took < Duration::from_millis(500) + Duration::from_secs(5),
@@ -613,7 +613,7 @@ fn t2_task_timeout_travels_with_the_task() {
         .cluster(opts(&url, &name).task_timeout(Duration::from_millis(300)))
         .build()
         .unwrap();
-    let e = direct.apply(slow, 20_000).unwrap_err();
+    let e = direct.apply(sleep_ms, 20_000).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(e.to_string().contains("300ms"), "{e}");
     direct.join();
