@@ -175,11 +175,18 @@ pub struct PrivateRedis {
     pub child: Option<Child>,
     pub port: u16,
     pub password: String,
+    /// The address it listens on.
+    pub bind: String,
     dir: std::path::PathBuf,
 }
 
 impl PrivateRedis {
     pub fn start() -> Option<PrivateRedis> {
+        PrivateRedis::start_on("127.0.0.1")
+    }
+
+    /// [`start`](Self::start) on another local address (a bridge's, say).
+    pub fn start_on(bind: &str) -> Option<PrivateRedis> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -193,7 +200,7 @@ impl PrivateRedis {
             return None;
         }
         let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let l = std::net::TcpListener::bind((bind, 0)).unwrap();
             l.local_addr().unwrap().port()
         };
         let dir =
@@ -203,6 +210,7 @@ impl PrivateRedis {
             child: None,
             port,
             password: format!("pw{port}"),
+            bind: bind.to_owned(),
             dir,
         };
         r.restart();
@@ -210,13 +218,16 @@ impl PrivateRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://default:{}@127.0.0.1:{}/", self.password, self.port)
+        format!(
+            "redis://default:{}@{}:{}/",
+            self.password, self.bind, self.port
+        )
     }
 
     /// Starts the server (empty: no persistence) and waits for PING.
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", &self.bind, "--port", &self.port.to_string()])
             .args([
                 "--requirepass",
                 &self.password,
