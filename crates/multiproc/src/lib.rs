@@ -2,6 +2,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backoff;
+pub mod codec;
 mod error;
 mod exit;
 pub mod fault;

@@ -29,7 +29,6 @@ const KNOWN: &[&str] = &[
     "process/bootstrap.rs: process -> pool",
     "process/bootstrap.rs: process -> test_support",
     "process/fork.rs: process -> test_support",
-    "shm/segment.rs: shm -> ipc",
 ];
 
 /// The rank of each top-level module (see the module docs).

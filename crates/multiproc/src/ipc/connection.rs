@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::codec;
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -19,6 +18,7 @@ use super::side::{self, Inbox};
 use super::typecheck;
 use super::wait::{self, Waitable};
 use crate::backoff::LIVENESS_TICK;
+use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
 use crate::sys;
@@ -195,7 +195,7 @@ impl PipeBuilder {
 
 /// One end of a [`Pipe`]: sends and receives messages (typed, or raw bytes).
 ///
-/// Typed messages are encoded with the crate's [codec](crate::ipc::codec) (postcard),
+/// Typed messages are encoded with the crate's [codec](crate::codec) (postcard),
 /// and `recv::<T>` must name the type that was sent: the stream itself is untyped
 /// ([`channel`](crate::ipc::channel) gives ends that carry one type only).
 /// [`send_bytes`](Self::send_bytes) and [`recv_bytes`](Self::recv_bytes) see the
@@ -239,7 +239,7 @@ impl PipeBuilder {
 ///
 /// Values that own file descriptors (a `Connection`, [`SharedMemory`], a [`Lock`](crate::sync::Lock),
 /// or your own type with a field under
-/// [`#[serde(with = "multiproc::ipc::codec::fd")]`](crate::ipc::codec::fd)) can be
+/// [`#[serde(with = "multiproc::ipc::codec::fd")]`](crate::codec::fd)) can be
 /// sent too, to a process that is already running: the receiver gets its own copies
 /// of the descriptors (`SCM_RIGHTS`). At most 253 descriptors go in one message. (A
 /// [`Queue`](crate::Queue) refuses them: its many senders and receivers share no
@@ -283,7 +283,7 @@ struct RxState {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     mem: SharedMemory,
-    #[serde(with = "crate::ipc::codec::fd")]
+    #[serde(with = "crate::codec::fd")]
     sock: OwnedFd,
     side: u8,
     duplex: bool,
@@ -1046,13 +1046,13 @@ impl fmt::Debug for Connection {
 }
 
 /// Hands a duplicate of this end to another process (through multiproc's own
-/// channels only, see [`codec::fd`](crate::ipc::codec::fd)).
+/// channels only, see [`codec::fd`](crate::codec::fd)).
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct WireRef<'a> {
             mem: &'a SharedMemory,
-            #[serde(with = "crate::ipc::codec::fd")]
+            #[serde(with = "crate::codec::fd")]
             sock: BorrowedFd<'a>,
             side: u8,
             duplex: bool,

@@ -44,7 +44,7 @@
 
 #[cfg(not(loom))]
 mod channel;
-pub mod codec;
+pub use crate::codec;
 #[cfg(not(loom))]
 mod connection;
 mod error;

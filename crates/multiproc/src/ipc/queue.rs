@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::codec;
 use super::connection::{corrupted, fd_refused, too_large, too_large_in};
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
@@ -18,6 +17,7 @@ use super::error::{
 use super::frame::{self, Patience, Reassembly, RecvFail, SendFail};
 use super::ring::{footprint, Mem, Ring, Waited};
 use crate::backoff;
+use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
 use crate::sync::{Lock, LockGuard, TryLockError};
@@ -765,7 +765,7 @@ impl Inner {
 }
 
 /// Shares the queue with another process (through multiproc's own channels only,
-/// see [`codec::fd`](crate::ipc::codec::fd)).
+/// see [`codec::fd`](crate::codec::fd)).
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.inner.wire().serialize(s)

@@ -34,7 +34,7 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeSeed, Visitor};
 use serde::ser::{self, Serialize};
 
-use super::codec;
+use crate::codec;
 
 /// Marks the end of a typed message in debug builds.
 pub(crate) const MARKER: [u8; 8] = *b"\xa7mpTYPE\x5c";

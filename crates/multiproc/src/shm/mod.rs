@@ -36,8 +36,8 @@ mod segment;
 mod shareable_list;
 mod value;
 
-pub(crate) use segment::Shared;
 pub use segment::{Pod, SharedMemory};
+pub(crate) use segment::{Shared, ShmLayout};
 #[cfg(not(loom))]
 pub use shareable_list::{Item, ShareableList};
 pub use value::{Array, Integer, Op, Value};

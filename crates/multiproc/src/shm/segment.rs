@@ -616,20 +616,20 @@ impl fmt::Debug for SharedMemory {
 
 #[derive(Serialize)]
 struct WireRef<'a> {
-    #[serde(with = "crate::ipc::codec::fd")]
+    #[serde(with = "crate::codec::fd")]
     fd: BorrowedFd<'a>,
     len: u64,
 }
 
 #[derive(Deserialize)]
 struct Wire {
-    #[serde(with = "crate::ipc::codec::fd")]
+    #[serde(with = "crate::codec::fd")]
     fd: OwnedFd,
     len: u64,
 }
 
 /// Sends a duplicate of the memfd; only through multiproc's own channels (see
-/// [`codec::fd`](crate::ipc::codec::fd)).
+/// [`codec::fd`](crate::codec::fd)).
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         WireRef {
@@ -891,26 +891,8 @@ impl<'de, T> Deserialize<'de> for Shared<T> {
     }
 }
 
-// The types allowed to live in shared memory, audited together. Each is
-// `#[repr(C)]`, made of atomics only, and all-zero is its `Default` state.
-
-// SAFETY: `RawLock` is `#[repr(C)]` with three atomic fields, alignment 8, and
-// all-zero is "unlocked, no owner" (its derived `Default`).
-unsafe impl ShmLayout for crate::sync::robust::RawLock {}
-
-// SAFETY: `RawRLock` is `#[repr(C)]`: a `RawLock` and two atomics; all-zero is
-// "unlocked, count 0".
-unsafe impl ShmLayout for crate::sync::rlock::RawRLock {}
-// SAFETY: `#[repr(C)]`, four atomics; all-zero is "value 0, no waiters, unbounded",
-// and constructors store the initial value before sharing it.
-unsafe impl ShmLayout for crate::sync::semaphore::RawSemaphore {}
-// SAFETY: `#[repr(C)]`, two atomics; all-zero is "not set, no waiters".
-unsafe impl ShmLayout for crate::sync::event::RawEvent {}
-// SAFETY: `#[repr(C)]`, two atomics; all-zero is "sequence 0, no waiters".
-unsafe impl ShmLayout for crate::sync::condition::RawCondition {}
-// SAFETY: `#[repr(C)]`, a `RawLock` and atomics; all-zero is "generation 0, empty,
-// not broken" (the party count is stored before the barrier is shared).
-unsafe impl ShmLayout for crate::sync::barrier::RawBarrier {}
+// The std atomics may live in shared memory; the synchronization primitives' own
+// layouts are listed (and audited together) in `sync/layout.rs`.
 
 macro_rules! atomic_layouts {
     ($($a:ty),*) => {$(

@@ -61,7 +61,7 @@ use crate::sys;
 /// party's (and the action's) writes happen-before every waiter's return.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RawBarrier {
+pub(super) struct RawBarrier {
     lock: RawLock,
     outcomes: AtomicU64,
     gen: AtomicU32,

@@ -19,7 +19,7 @@ const SIGNALS: u64 = WAITER - 1;
 /// The shared-memory layout of a [`Condition`]. See the type's "State" table.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RawCondition {
+pub(super) struct RawCondition {
     seq: AtomicU32,
     _pad: AtomicU32,
     count: AtomicU64,

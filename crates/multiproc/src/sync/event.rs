@@ -22,7 +22,7 @@ const GEN_ONE: u32 = 4;
 /// The shared-memory layout of an [`Event`].
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RawEvent {
+pub(super) struct RawEvent {
     state: AtomicU32,
     _pad: AtomicU32,
 }

@@ -37,15 +37,16 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 
-pub(crate) mod barrier;
-pub(crate) mod condition;
-pub(crate) mod event;
+mod barrier;
+mod condition;
+mod event;
+mod layout;
 mod lock;
 mod owner_died;
 pub(crate) mod primitive;
-pub(crate) mod rlock;
-pub(crate) mod robust;
-pub(crate) mod semaphore;
+mod rlock;
+mod robust;
+mod semaphore;
 
 pub use barrier::Barrier;
 pub use condition::Condition;

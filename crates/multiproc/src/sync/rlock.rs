@@ -16,7 +16,7 @@ use crate::shm::Shared;
 /// recursion count, which only the owner thread reads or writes.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RawRLock {
+pub(super) struct RawRLock {
     lock: RawLock,
     count: AtomicU32,
     _pad: AtomicU32,

@@ -100,7 +100,7 @@ pub(crate) enum Acquired {
 /// The shared-memory layout of a robust lock. See the module docs for the protocol.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RawLock {
+pub(super) struct RawLock {
     state: AtomicU32,
     _pad: AtomicU32,
     owner_start: AtomicU64,

@@ -36,7 +36,7 @@ const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
 /// only costs later releases a needless `FUTEX_WAKE`.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct RawSemaphore {
+pub(super) struct RawSemaphore {
     value: AtomicU32,
     waiters: AtomicU32,
     max: AtomicU32,

@@ -1,4 +1,5 @@
-//! The serialization seam: values become bytes plus file descriptors.
+//! The serialization seam: values become bytes plus file descriptors (also at its
+//! first path, `multiproc::ipc::codec`).
 //!
 //! Every value that crosses a process boundary in multiproc — a function's argument
 //! and result, a queue item, a pipe message — goes through [`encode`] and
@@ -243,7 +244,7 @@ fn message(e: postcard::Error) -> String {
 
 mod probe;
 
-/// `#[serde(with = "multiproc::ipc::codec::fd")]` for a field holding an [`OwnedFd`]:
+/// `#[serde(with = "multiproc::codec::fd")]` for a field holding an [`OwnedFd`]:
 /// it travels as a real descriptor through multiproc's transports.
 ///
 /// # Examples
@@ -255,14 +256,14 @@ mod probe;
 /// # #[allow(dead_code)]
 /// #[derive(Serialize, Deserialize)]
 /// struct Handle {
-///     #[serde(with = "multiproc::ipc::codec::fd")]
+///     #[serde(with = "multiproc::codec::fd")]
 ///     fd: OwnedFd,
 /// }
 ///
 /// let file = std::fs::File::open("/dev/null")?;
-/// let encoded = multiproc::ipc::codec::encode(&Handle { fd: file.into() })?;
+/// let encoded = multiproc::codec::encode(&Handle { fd: file.into() })?;
 /// assert_eq!(encoded.fds.len(), 1); // the descriptor travels beside the bytes
-/// let back: Handle = multiproc::ipc::codec::decode(&encoded.bytes, encoded.fds)?;
+/// let back: Handle = multiproc::codec::decode(&encoded.bytes, encoded.fds)?;
 /// # drop(back.fd);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
