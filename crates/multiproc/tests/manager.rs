@@ -522,3 +522,30 @@ fn semaphore_event_condition_and_barrier_across_threads() {
         ErrorKind::Timeout
     );
 }
+
+/// Starts a manager, reports its server's pid, and waits to be killed.
+fn own_a_manager(report: multiproc::Queue<i32>) {
+    let m = Manager::new().unwrap();
+    report.put(m.pid().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    drop(m);
+}
+
+#[test]
+fn the_server_dies_with_its_owner_even_when_the_owner_is_killed() {
+    let _w = util::watchdog(LIMIT);
+    for method in StartMethod::ALL {
+        let report = multiproc::Queue::<i32>::new().unwrap();
+        let owner = child(method)
+            .start_with(own_a_manager, report.clone())
+            .unwrap();
+        let server = report.get_timeout(Duration::from_secs(60)).unwrap();
+        assert!(util::alive(server));
+        owner.kill().unwrap();
+        let _ = owner.join();
+        assert!(
+            util::eventually(Duration::from_secs(20), || !util::alive(server)),
+            "{method:?}: the server {server} outlived its killed owner"
+        );
+    }
+}
