@@ -549,3 +549,31 @@ fn the_server_dies_with_its_owner_even_when_the_owner_is_killed() {
         );
     }
 }
+
+#[test]
+fn a_forked_child_cannot_stop_its_parents_server() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let mref = &m;
+    let kid = Process::builder()
+        .allow_threads(true)
+        .fork(move || mref.shutdown().unwrap_err().kind() == ErrorKind::InvalidInput)
+        .unwrap();
+    assert!(kid.join().unwrap());
+    // A forked child that drops its copy of the handle leaves the server alone too.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(Manager::new().unwrap())));
+    let pid = slot.lock().unwrap().as_ref().unwrap().pid().unwrap();
+    let theirs = std::sync::Arc::clone(&slot);
+    let kid = Process::builder()
+        .allow_threads(true)
+        .fork(move || drop(theirs.lock().unwrap().take()))
+        .unwrap();
+    kid.join().unwrap();
+    assert!(util::alive(pid), "the child's drop stopped the parent's server");
+    let owned = slot.lock().unwrap().take().unwrap();
+    assert_eq!(owned.object_count().unwrap(), 0);
+    drop(owned);
+    assert!(!util::alive(pid));
+    d.insert(1, 1).unwrap();
+}

@@ -49,6 +49,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// ```
 pub struct Manager {
     session: Arc<Session>,
+    /// The process that started the server: only it may stop it (a forked child's
+    /// copy of this handle must not).
+    owner_pid: u32,
     /// The server process and its private socket directory, if this handle started it.
     server: Option<Mutex<Option<Owned>>>,
 }
@@ -80,6 +83,7 @@ impl Manager {
     ) -> Manager {
         Manager {
             session,
+            owner_pid: std::process::id(),
             server: Some(Mutex::new(Some(Owned {
                 process,
                 private_dir,
@@ -109,6 +113,7 @@ impl Manager {
         match session.call(Request::Info)? {
             Reply::Info { .. } => Ok(Manager {
                 session,
+                owner_pid: std::process::id(),
                 server: None,
             }),
             r => Err(unexpected(&r)),
@@ -300,13 +305,19 @@ impl Manager {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidInput`] on a handle from [`connect`](Self::connect),
-    /// which does not own the server.
+    /// which does not own the server, and in a forked child (its copy of the handle
+    /// is not the owner's).
     pub fn shutdown(&self) -> Result<()> {
         let Some(server) = &self.server else {
             return Err(Error::new(ErrorKind::InvalidInput).with_message(
                 "this manager was connected to, not started: it cannot stop the server",
             ));
         };
+        if std::process::id() != self.owner_pid {
+            return Err(Error::new(ErrorKind::InvalidInput).with_message(
+                "a forked child's copy of a manager cannot stop its parent's server",
+            ));
+        }
         let owned = server.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut owned) = owned else {
             return Ok(());
@@ -336,8 +347,16 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.is_some() {
+        let Some(server) = &self.server else {
+            return;
+        };
+        if std::process::id() == self.owner_pid {
             let _ = self.shutdown();
+        } else {
+            // A forked child's copy: the process handle would kill the parent's
+            // server on drop (a pidfd works from any process). Leave it alone.
+            let owned = server.lock().unwrap_or_else(|e| e.into_inner()).take();
+            std::mem::forget(owned);
         }
     }
 }

@@ -31,8 +31,6 @@ use crate::ipc::{Address, Connection, Listener, RecvError, SocketConnection};
 const CHECK_PEER: Duration = Duration::from_millis(100);
 /// Most connections served at once; more are closed at once (bounded threads).
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
-/// Stack of a connection's thread: the handler does not recurse.
-const HANDLER_STACK: usize = 256 << 10;
 
 /// What the owner hands the server process.
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,7 +105,6 @@ fn accept_loop(listener: &Arc<Listener>, state: &Arc<State>) {
         let st = Arc::clone(state);
         let spawned = std::thread::Builder::new()
             .name("manager-conn".into())
-            .stack_size(HANDLER_STACK)
             .spawn(move || {
                 if l.authenticate(&conn).is_ok() {
                     serve_connection(&st, &conn);
