@@ -276,13 +276,14 @@
 //! let bar = Barrier::new(2)?.with_default_timeout(Duration::from_millis(10));
 //! assert_eq!(bar.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
 //!
-//! // row: `Manager()`, `m.dict()`, `m.list()`, `m.Queue()`, `m.Lock()`, `m.Namespace()`
+//! // row: `Manager()`, `m.dict()`, `m.list()`, `m.Queue()`, `m.Lock()`, `m.Namespace()`, `m.Value(t, x)`
 //! let m = Manager::new()?;
 //! let dict = m.dict::<String, u32>()?;
 //! let _list = m.list::<u32>()?;
 //! let mq = m.queue::<u32>()?;
 //! let _lock = m.lock()?;
 //! let _ns = m.namespace()?;
+//! let _v = m.value(&x)?;
 //! dict.insert("k".to_string(), 1)?;
 //! assert_eq!(dict.get("k".to_string())?, Some(1));
 //! Process::start_with(|q: manager::Queue<u32>| q.put(5).unwrap(), mq.clone())?.join()?;

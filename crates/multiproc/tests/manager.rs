@@ -570,10 +570,37 @@ fn a_forked_child_cannot_stop_its_parents_server() {
         .fork(move || drop(theirs.lock().unwrap().take()))
         .unwrap();
     kid.join().unwrap();
-    assert!(util::alive(pid), "the child's drop stopped the parent's server");
+    assert!(
+        util::alive(pid),
+        "the child's drop stopped the parent's server"
+    );
     let owned = slot.lock().unwrap().take().unwrap();
     assert_eq!(owned.object_count().unwrap(), 0);
     drop(owned);
     assert!(!util::alive(pid));
     d.insert(1, 1).unwrap();
+}
+
+fn bump((v, lock): (multiproc::manager::Value<u64>, Lock)) {
+    for _ in 0..10 {
+        let _held = lock.lock().unwrap();
+        v.update(|n| n + 1).unwrap();
+    }
+}
+
+#[test]
+fn a_value_updated_under_a_lock_by_children() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let v = m.value(&5u64).unwrap();
+    let lock = m.lock().unwrap();
+    let kids: Vec<_> = (0..3)
+        .map(|_| Process::start_with(bump, (v.clone(), lock.clone())).unwrap())
+        .collect();
+    for k in kids {
+        k.join().unwrap();
+    }
+    assert_eq!(v.get().unwrap(), 35);
+    assert_eq!(v.set(1).unwrap(), 35);
+    assert_eq!(v.get().unwrap(), 1);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::builder::Builder;
 use super::managed::{Managed, Proxy};
-use super::proxy::{Dict, List, Namespace, Queue};
+use super::proxy::{Dict, List, Namespace, Queue, Value};
 use super::session::{encode, unexpected, Session};
 use super::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore};
 use super::wire::{Kind, Reply, Request};
@@ -167,6 +167,21 @@ impl Manager {
     /// As [`dict`](Self::dict).
     pub fn list<T>(&self) -> Result<List<T>> {
         self.session.create(Kind::List).map(List::from_handle)
+    }
+
+    /// A new shared value, starting at `init` (Python's `manager.Value(typecode,
+    /// value)`; for `manager.Array(typecode, seq)`, use a [`list`](Self::list)).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict`](Self::dict), and [`ErrorKind::Encode`] if `init` does not serialize.
+    pub fn value<T: serde::Serialize>(&self, init: &T) -> Result<Value<T>> {
+        let init = encode(init)?;
+        let handle = self.session.create(Kind::List)?;
+        match handle.call(super::wire::Op::ListPush(init))? {
+            Reply::Unit => Ok(Value::from_handle(handle)),
+            r => Err(unexpected(&r)),
+        }
     }
 
     /// A new namespace (Python's `manager.Namespace()`).

@@ -4,7 +4,7 @@
 //!
 //! [`Manager::new`] starts the server as a child process and returns the handle
 //! that creates objects in it: [`dict`](Manager::dict), [`list`](Manager::list),
-//! [`namespace`](Manager::namespace), [`queue`](Manager::queue),
+//! [`namespace`](Manager::namespace), [`value`](Manager::value), [`queue`](Manager::queue),
 //! [`lock`](Manager::lock), [`rlock`](Manager::rlock),
 //! [`semaphore`](Manager::semaphore), [`event`](Manager::event),
 //! [`condition`](Manager::condition), [`barrier`](Manager::barrier), and any type
@@ -124,7 +124,7 @@ mod wire;
 pub use builder::{Builder, DEFAULT_MAX_MESSAGE_SIZE};
 pub use handle::Manager;
 pub use managed::{Managed, Proxy, Registry};
-pub use proxy::{Dict, List, Namespace, Queue};
+pub use proxy::{Dict, List, Namespace, Queue, Value};
 pub use sync::{
     Barrier, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, RLockGuard, Semaphore,
     SemaphoreGuard,

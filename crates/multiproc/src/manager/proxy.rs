@@ -637,3 +637,68 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 }
+
+/// One value of type `T` held by a manager's server (Python's `manager.Value(typecode,
+/// value)`, whose `v.value` becomes [`get`](Self::get) and [`set`](Self::set)).
+///
+/// For a number that several processes update, [`update`](Self::update) is not
+/// atomic: hold a manager [`Lock`](super::Lock) around a read-modify-write (as in
+/// Python), or use [`shm::Value`](crate::shm::Value) between related processes.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Manager;
+///
+/// let manager = Manager::new()?;
+/// let v = manager.value(&1.5f64)?;
+/// v.set(&2.5)?;
+/// assert_eq!(v.get()?, 2.5);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Value<T> {
+    handle: Handle,
+    _type: PhantomData<fn() -> T>,
+}
+
+proxy_impls!(Value<T>);
+
+impl<T> Value<T> {
+    pub(crate) fn from_handle(handle: Handle) -> Self {
+        Value {
+            handle,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    /// The value (`v.value`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] if the server is gone; [`ErrorKind::Decode`] if it
+    /// does not decode as `T`.
+    pub fn get(&self) -> Result<T> {
+        value(self.handle.call(Op::ListGet(0))?)?.ok_or_else(|| unexpected(&Reply::Value(None)))
+    }
+
+    /// Replaces the value (`v.value = x`); returns the old one.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), and [`ErrorKind::Encode`] if it does not serialize.
+    pub fn set(&self, new: impl Borrow<T>) -> Result<T> {
+        let op = Op::ListSet(0, encode(new.borrow())?);
+        value(self.handle.call(op)?)?.ok_or_else(|| unexpected(&Reply::Value(None)))
+    }
+
+    /// Reads, applies `f` and writes back: two round trips, not atomic.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<()> {
+        self.set(f(self.get()?)).map(drop)
+    }
+}
