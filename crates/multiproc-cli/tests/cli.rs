@@ -217,7 +217,7 @@ fn check_rounds(report: &Value) {
 }
 
 /// Every pick follows from its contenders: a clear pick's best contender is clear of
-/// every other pick's range; otherwise the pick is `no_clear_winner` and the text says
+/// every other pick's range (paired with a common baseline when all have one); otherwise the pick is `no_clear_winner` and the text says
 /// why with the numbers. No contender left out as impossible wins.
 fn check_picks(report: &Value) {
     for a in report["advice"].as_array().unwrap() {
@@ -240,8 +240,18 @@ fn check_picks(report: &Value) {
         }
         let higher = matches!(cs[0]["unit"].as_str(), Some("x" | "M/s"));
         let usable: Vec<&Value> = cs.iter().filter(|c| c["excluded"].is_null()).collect();
+        // Paired ranges when every usable contender has one against the same baseline.
+        let to = &usable[0]["paired"]["to"];
+        let paired = !to.is_null() && usable.iter().all(|c| &c["paired"]["to"] == to);
+        let fig = |c: &Value, what: &str| {
+            if paired {
+                c["paired"][what].as_f64().unwrap()
+            } else {
+                c[what].as_f64().unwrap()
+            }
+        };
         let score = |c: &Value| {
-            let m = c["median"].as_f64().unwrap();
+            let m = fig(c, "median");
             if higher {
                 -m
             } else {
@@ -258,9 +268,9 @@ fn check_picks(report: &Value) {
         );
         for c in usable.iter().filter(|c| c["pick"] != pick) {
             let clear = if higher {
-                best["min"].as_f64() > c["max"].as_f64()
+                fig(best, "min") > fig(c, "max")
             } else {
-                best["max"].as_f64() < c["min"].as_f64()
+                fig(best, "max") < fig(c, "min")
             };
             assert!(clear, "{id}: picked {pick} though the ranges overlap: {a}");
         }
@@ -747,7 +757,8 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-/// Takes a 1200x2000 screenshot of `page` with headless Chromium.
+/// Takes a 1200x2600 screenshot of `page` (the page top: the advice at a
+/// glance, then the first sections' charts) with headless Chromium.
 fn screenshot(chromium: &Path, page: &Path) -> png::Reader<std::fs::File> {
     let dir = temp_path("multiproc-chromium");
     std::fs::create_dir_all(&dir).unwrap();
@@ -766,7 +777,7 @@ fn screenshot(chromium: &Path, page: &Path) -> png::Reader<std::fs::File> {
         ])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1200,2000")
+        .arg("--window-size=1200,2600")
         .arg(format!("file://{}", page.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -841,7 +852,7 @@ fn html_page_renders_charts_in_chromium() {
     let mut reader = screenshot(&chromium, &page);
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).expect("PNG frame");
-    assert_eq!((info.width, info.height), (1200, 2000));
+    assert_eq!((info.width, info.height), (1200, 2600));
     let channels = match info.color_type {
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,

@@ -76,6 +76,7 @@ fn sequential(rounds: u32) -> Contender {
         min: 1.0,
         max: 1.0,
         rounds,
+        paired: None,
         excluded: None,
     }
 }
@@ -197,14 +198,10 @@ fn worker_per_task(r: &Report) -> Option<Advice> {
     );
     let text = match pick {
         "process_pool" => format!(
-            "{costs} Handing a task to a running process Pool costs {} us (range {}..{}), \
-             clear of the {}..{} us of a new process over every round: shorter tasks should \
-             reuse workers (a pool) instead of starting one per task.",
-            fmt_num(cs[1].median),
-            fmt_num(cs[1].min),
-            fmt_num(cs[1].max),
-            fmt_num(cs[0].min),
-            fmt_num(cs[0].max)
+            "{costs} Per task, {} against {}: the pool is cheaper over every round, so \
+             shorter tasks should reuse workers (a pool) instead of starting one per task.",
+            verdict::describe(&cs[1]),
+            verdict::describe(&cs[0])
         ),
         "processes" => format!(
             "{costs} A new process per task cost less than a task on a running process Pool \
@@ -225,8 +222,7 @@ fn worker_per_task(r: &Report) -> Option<Advice> {
         situation: "one new worker per task",
         pick,
         headline: format!(
-            "per task: new thread {} us, new process {} us, pooled process {} us",
-            fmt_num(t),
+            "per task: new process {} us, pooled process {} us",
             fmt_num(p),
             fmt_num(cs[1].median)
         ),

@@ -162,13 +162,13 @@ fn advice_card(h: &mut String, a: &Advice) {
     if !a.contenders.is_empty() {
         h.push_str(
             "<table class=\"contenders\"><tr><th>compared</th><th>median</th>\
-             <th>range (min&ndash;max)</th><th>n</th></tr>",
+             <th>range (min&ndash;max)</th><th>paired, round by round</th><th>n</th></tr>",
         );
         for c in &a.contenders {
             let unit = if c.unit == "count" { "" } else { c.unit };
             let _ = write!(
                 h,
-                "<tr{}><td>{}{}</td><td class=\"num\">{} {unit}</td><td class=\"num\">{}&ndash;{}</td><td class=\"num\">{}</td></tr>",
+                "<tr{}><td>{}{}</td><td class=\"num\">{} {unit}</td><td class=\"num\">{}&ndash;{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
                 if c.excluded.is_some() {
                     " style=\"color:#b91c1c\""
                 } else {
@@ -183,6 +183,12 @@ fn advice_card(h: &mut String, a: &Advice) {
                 fmt_num(c.median),
                 fmt_num(c.min),
                 fmt_num(c.max),
+                c.paired.as_ref().map_or_else(String::new, |r| format!(
+                    "{}x&ndash;{}x of {}",
+                    fmt_num(r.min),
+                    fmt_num(r.max),
+                    esc(&r.to)
+                )),
                 c.rounds
             );
         }

@@ -242,6 +242,11 @@ pub(crate) struct Contender {
     pub(crate) max: f64,
     /// How many rounds (or samples) the range covers.
     pub(crate) rounds: u32,
+    /// The figure over its group's baseline, paired round by round, when it has one. When
+    /// every contender of an advice has one against the same baseline, the pick compares
+    /// these paired ranges (a drift of the load that hit one round hits both figures of
+    /// that round), else the plain ranges.
+    pub(crate) paired: Option<Ratio>,
     /// Why this contender was left out of the pick (an impossible figure), if it was.
     pub(crate) excluded: Option<String>,
 }

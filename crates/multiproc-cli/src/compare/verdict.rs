@@ -1,11 +1,15 @@
 //! Picking a winner from figures with ranges: only when the ranges do not overlap.
 //!
 //! Each contender of an advice stands for a pick (`threads`, `processes`…) and has a
-//! median and a range (min..max over the interleaved rounds). The contender with the best
-//! median wins only if its range is clear of the range of every contender standing for a
-//! *different* pick (two ways of using threads may overlap each other). Otherwise there is
-//! no clear winner at this noise level, and the advice says so with the numbers. A
-//! contender whose figure was flagged impossible takes no part.
+//! median and a range (min..max over the interleaved rounds). When every contender also
+//! has a paired ratio to the same baseline (its figure over the baseline's in the same
+//! round), those paired ranges are compared instead: the baseline is exactly 1x, and a
+//! drift of the load that slowed one round slowed both figures of that round, so it does
+//! not widen the ranges. The contender with the best median wins only if its range is
+//! clear of the range of every contender standing for a *different* pick (two ways of
+//! using threads may overlap each other). Otherwise there is no clear winner at this noise
+//! level, and the advice says so with the numbers. A contender whose figure was flagged
+//! impossible takes no part.
 
 use super::model::{Better, Contender, Metric, Section};
 use super::stats::fmt_num;
@@ -26,9 +30,10 @@ pub(crate) fn decide(cs: &[Contender], better: Better) -> Outcome {
     let usable: Vec<usize> = (0..cs.len())
         .filter(|&i| cs[i].excluded.is_none())
         .collect();
+    let range = ranges(cs, &usable);
     let key = |i: &usize| match better {
-        Better::Lower => cs[*i].median,
-        Better::Higher => -cs[*i].median,
+        Better::Lower => range[*i].0,
+        Better::Higher => -range[*i].0,
     };
     let Some(&best) = usable.iter().min_by(|a, b| key(a).total_cmp(&key(b))) else {
         return Outcome::Nothing;
@@ -38,14 +43,15 @@ pub(crate) fn decide(cs: &[Contender], better: Better) -> Outcome {
     if usable.iter().all(|&i| cs[i].pick == b.pick) {
         return Outcome::Nothing;
     }
-    let clear_of = |o: &Contender| match better {
-        Better::Lower => b.max < o.min,
-        Better::Higher => b.min > o.max,
+    let (_, b_lo, b_hi) = range[best];
+    let clear_of = |i: usize| match better {
+        Better::Lower => b_hi < range[i].1,
+        Better::Higher => b_lo > range[i].2,
     };
     let mut tied: Vec<usize> = usable
         .iter()
         .copied()
-        .filter(|&i| i != best && cs[i].pick != b.pick && !clear_of(&cs[i]))
+        .filter(|&i| i != best && cs[i].pick != b.pick && !clear_of(i))
         .collect();
     if tied.is_empty() {
         Outcome::Winner(best)
@@ -54,6 +60,25 @@ pub(crate) fn decide(cs: &[Contender], better: Better) -> Outcome {
         tied.insert(0, best);
         Outcome::NoClearWinner(tied)
     }
+}
+
+/// The (median, min, max) each contender is compared by: its paired ratio when all of
+/// `usable` have one against the same baseline, else its plain figure.
+fn ranges(cs: &[Contender], usable: &[usize]) -> Vec<(f64, f64, f64)> {
+    let to = usable
+        .first()
+        .and_then(|&i| cs[i].paired.as_ref())
+        .map(|r| &r.to);
+    let paired = to.is_some()
+        && usable
+            .iter()
+            .all(|&i| cs[i].paired.as_ref().map(|r| &r.to) == to);
+    cs.iter()
+        .map(|c| match (&c.paired, paired) {
+            (Some(r), true) => (r.median, r.min, r.max),
+            _ => (c.median, c.min, c.max),
+        })
+        .collect()
 }
 
 /// A contender from the metric `group/id` of `sec`, standing for `pick`; `None` if the
@@ -87,28 +112,41 @@ pub(crate) fn from_metric(
         min: m.min.unwrap_or(v).min(v),
         max: m.max.unwrap_or(v).max(v),
         rounds: m.samples,
+        paired: m.ratio.clone(),
         excluded: m.impossible().map(str::to_owned),
     })
 }
 
-/// `label median unit (min..max)`, e.g. `2 threads 1.62x (1.40..1.80)`.
+/// `label median unit (range min..max)`, e.g. `2 threads 1.62x (range 1.40..1.80)`,
+/// and the paired ratio when there is one: `…; paired with threads round by round: 4.10x
+/// to 6.20x`.
 pub(crate) fn describe(c: &Contender) -> String {
     let unit = match c.unit {
         "x" | "%" => c.unit.to_owned(),
         "count" => String::new(),
         u => format!(" {u}"),
     };
-    if c.min == c.max {
-        format!("{} {}{unit}", c.label, fmt_num(c.median))
-    } else {
-        format!(
-            "{} {}{unit} (range {}..{})",
-            c.label,
-            fmt_num(c.median),
-            fmt_num(c.min),
-            fmt_num(c.max)
-        )
+    let mut s = format!("{} {}{unit}", c.label, fmt_num(c.median));
+    let mut inner = Vec::new();
+    if c.min != c.max {
+        inner.push(format!("range {}..{}", fmt_num(c.min), fmt_num(c.max)));
     }
+    if let Some(r) = c
+        .paired
+        .as_ref()
+        .filter(|r| !c.metric.ends_with(&format!("/{}", r.to)))
+    {
+        inner.push(format!(
+            "paired with {} round by round: {}x to {}x",
+            r.to,
+            fmt_num(r.min),
+            fmt_num(r.max)
+        ));
+    }
+    if !inner.is_empty() {
+        s.push_str(&format!(" ({})", inner.join("; ")));
+    }
+    s
 }
 
 /// The sentence for an outcome without a clear winner: which ranges overlap.
@@ -146,8 +184,67 @@ mod tests {
             min,
             max,
             rounds: 3,
+            paired: None,
             excluded: None,
         }
+    }
+
+    fn paired(mut c: Contender, to: &str, median: f64, min: f64, max: f64) -> Contender {
+        c.paired = Some(crate::compare::model::Ratio {
+            to: to.to_owned(),
+            median,
+            min,
+            max,
+            rounds: 3,
+        });
+        c
+    }
+
+    #[test]
+    fn paired_ranges_decide_when_every_contender_has_one() {
+        // Overhead per waiting task: a load spike in one round slowed threads (41..265 us)
+        // and processes (186..836 us) alike. The plain ranges overlap; round by round,
+        // processes cost 3.2x to 4.6x the threads' every time.
+        let t = paired(c("threads", 48.0, 41.0, 265.0), "threads", 1.0, 1.0, 1.0);
+        let p = paired(
+            c("processes", 196.0, 186.0, 836.0),
+            "threads",
+            4.0,
+            3.2,
+            4.6,
+        );
+        let cs = [t.clone(), p.clone()];
+        assert_eq!(decide(&cs, Better::Lower), Outcome::Winner(0));
+        assert!(
+            describe(&cs[1]).contains("paired with threads round by round: 3.20x to 4.60x"),
+            "{}",
+            describe(&cs[1])
+        );
+        // Without the pairing the same figures tie.
+        let mut plain = cs.clone();
+        plain.iter_mut().for_each(|c| c.paired = None);
+        assert_eq!(
+            decide(&plain, Better::Lower),
+            Outcome::NoClearWinner(vec![0, 1])
+        );
+        // A paired range reaching 1x ties with the baseline.
+        let p = paired(
+            c("processes", 196.0, 186.0, 836.0),
+            "threads",
+            2.0,
+            0.9,
+            4.6,
+        );
+        assert_eq!(
+            decide(&[t.clone(), p], Better::Lower),
+            Outcome::NoClearWinner(vec![0, 1])
+        );
+        // Pairs against different baselines are not comparable: the plain ranges decide.
+        let q = paired(c("processes", 196.0, 186.0, 836.0), "other", 4.0, 3.2, 4.6);
+        assert_eq!(
+            decide(&[t, q], Better::Lower),
+            Outcome::NoClearWinner(vec![0, 1])
+        );
     }
 
     #[test]
