@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::builder::Backend;
 use super::process::chunk::ChunkOut;
-use super::task::{Drive, Slot};
+use super::slot::{Drive, Slot};
 use crate::error::Result;
 
 /// What a backend provides to [`Pool`](super::Pool).

@@ -12,7 +12,8 @@ use super::imap::{Imap, ImapUnordered};
 use super::map_handle::{self, MapHandle};
 use super::process::chunk::ChunkOut;
 use super::progress::Progress;
-use super::task::{self, Callback, Completion, Slot, TaskHandle};
+use super::slot::{Callback, Completion, Slot};
+use super::task::{self, TaskHandle};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
 
@@ -157,7 +158,7 @@ impl Pool {
     }
 
     /// What a waiter on one of this pool's slots can step to make progress itself.
-    fn driver(&self) -> Option<Arc<dyn super::task::Drive>> {
+    fn driver(&self) -> Option<Arc<dyn super::slot::Drive>> {
         dispatch!(&self.inner, b => Flavor::driver(b))
     }
 

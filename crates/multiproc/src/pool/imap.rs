@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::handle::Pool;
 use super::progress::Progress;
-use super::task::{expand, Slot};
+use super::slot::Slot;
+use super::task::expand;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::process::chunk::ChunkOut;
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::task::{expand, Slot};
+use super::slot::Slot;
+use super::task::expand;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::process::chunk::ChunkOut;
 
@@ -29,8 +30,8 @@ fn values_only<T>(_: &[u8], _: Vec<OwnedFd>) -> Result<T> {
 
 /// The list's slot, for [`Pool::map_async`](super::Pool::map_async).
 pub(crate) fn list_slot<R: Send + 'static>(
-    callback: Option<super::task::Callback<Vec<R>>>,
-    driver: Option<Arc<dyn super::task::Drive>>,
+    callback: Option<super::slot::Callback<Vec<R>>>,
+    driver: Option<Arc<dyn super::slot::Drive>>,
 ) -> Arc<Slot<Vec<R>>> {
     Slot::new(values_only::<Vec<R>>, callback, driver)
 }

@@ -79,14 +79,17 @@ mod imap;
 mod map_handle;
 pub(crate) mod process;
 mod progress;
+mod slot;
 mod task;
 #[cfg(test)]
 mod tests;
 mod thread;
+mod wait;
 
 pub use builder::{Backend, Builder, DEFAULT_RESTART_TIMEOUT};
 pub use cpu::cpu_count;
 pub use handle::{Pool, StarFn};
 pub use imap::{Imap, ImapUnordered};
 pub use map_handle::MapHandle;
-pub use task::{as_completed, wait, AsCompleted, TaskHandle, WaitFor};
+pub use task::TaskHandle;
+pub use wait::{as_completed, wait, AsCompleted, WaitFor};

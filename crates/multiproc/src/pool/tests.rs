@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::handle::auto_chunksize;
-use super::task::{expand, Completion, Slot};
+use super::slot::{Completion, Slot};
+use super::task::expand;
 use crate::error::{Error, ErrorKind, RemotePanic};
 use crate::ipc::codec;
 use crate::pool::process::chunk::{apply_each, ChunkOut};

@@ -35,7 +35,7 @@ use serde::Serialize;
 use super::builder::Backend;
 use super::flavor::Flavor;
 use super::process::chunk::{apply_each, ChunkOut};
-use super::task::{Completion, Slot};
+use super::slot::{Completion, Slot};
 use crate::error::{Error, ErrorKind, RemotePanic, Result};
 
 /// A job for a worker thread: runs the work and completes its slot itself.
@@ -488,7 +488,7 @@ mod tests {
 
     use super::{Config, Job, ThreadPool};
     use crate::error::Error;
-    use crate::pool::task::Completion;
+    use crate::pool::slot::Completion;
 
     /// A sink for jobs that complete themselves.
     struct Nothing;

@@ -30,7 +30,7 @@ use super::conn::{self, broker_error, is_connection_error};
 use super::host::HostInfo;
 use super::wire::{self, BlobRef, Entry, ResultHeader, Status, TaskHeader, WireError};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::task::Completion;
+use crate::pool::slot::Completion;
 
 /// How long a blocking read waits in Redis before it looks at the pool's state.
 const BLOCK: Duration = Duration::from_millis(500);

@@ -12,7 +12,7 @@ use crate::ipc::codec;
 use crate::pool::builder::Backend;
 use crate::pool::flavor::Flavor;
 use crate::pool::process::chunk::ChunkOut;
-use crate::pool::task::{Completion, Slot};
+use crate::pool::slot::{Completion, Slot};
 
 impl Flavor for ClusterPool {
     type Unit = ClusterTask;

@@ -41,7 +41,7 @@ use super::registry::registry;
 use super::wire::{self, BlobRef, Entry, ResultHeader, Status, TaskHeader, WireError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::process::{Config, ProcessPool, RemoteTask};
-use crate::pool::task::Completion;
+use crate::pool::slot::Completion;
 use crate::process::StartMethod;
 
 /// Environment: serve this Redis URL as a worker host from the pre-`main` hook.

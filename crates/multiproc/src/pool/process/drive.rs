@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 
 use super::shared::{lock, run_all, Shared, BLIND_POLL, IDLE_POLL};
-use crate::pool::task::Drive;
+use crate::pool::slot::Drive;
 use crate::process::Process;
 use crate::sys;
 

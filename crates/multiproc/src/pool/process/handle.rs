@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
 use crate::pool::builder::Backend;
 use crate::pool::flavor::Flavor;
-use crate::pool::task::{Completion, Drive, Slot};
+use crate::pool::slot::{Completion, Drive, Slot};
 
 /// The parent side of a process pool.
 pub(crate) struct ProcessPool {

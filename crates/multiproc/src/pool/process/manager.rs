@@ -362,7 +362,7 @@ impl Manager {
     }
 
     /// Kills the workers whose running task overran its time limit or was abandoned
-    /// by its owner ([`Completion::abandoned`](crate::pool::task::Completion::abandoned)).
+    /// by its owner ([`Completion::abandoned`](crate::pool::slot::Completion::abandoned)).
     fn check_timeouts(&mut self, sh: &Shared, now: Instant) {
         for w in &mut self.workers {
             if w.killed.is_some() {
@@ -569,7 +569,7 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
 pub(super) enum Killed {
     /// Its task ran past this limit.
     Timeout(Duration),
-    /// Its task's owner gave it up ([`Completion::abandoned`](crate::pool::task::Completion::abandoned)).
+    /// Its task's owner gave it up ([`Completion::abandoned`](crate::pool::slot::Completion::abandoned)).
     Abandoned,
 }
 

@@ -14,7 +14,7 @@ use super::manager::Manager;
 use super::worker::Init;
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::EntryRef;
-use crate::pool::task::Completion;
+use crate::pool::slot::Completion;
 use crate::process::StartMethod;
 
 /// About this much work (in time) is kept queued at each worker.
