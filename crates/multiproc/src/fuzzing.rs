@@ -40,7 +40,7 @@ fn push(
                     return;
                 }
             }
-            Err(rustix::io::Errno::AGAIN) => {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let before = rustix::io::ioctl_fionread(r).unwrap_or(0);
                 drain();
                 if rustix::io::ioctl_fionread(r).unwrap_or(0) >= before {

@@ -470,7 +470,7 @@ impl Connection {
             let attach: &[BorrowedFd<'_>] = if sent == 0 { &borrowed } else { &[] };
             match sys::socket::try_send_with_fds(self.sock(), &mark[sent..], attach) {
                 Ok(n) => sent += n,
-                Err(rustix::io::Errno::AGAIN) => {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // The socket buffer is full of marks the receiver has not read.
                     if sent == 0 {
                         match patience {
@@ -486,14 +486,19 @@ impl Connection {
                     }
                     sys::socket::wait_writable(self.sock(), LIVENESS_TICK);
                 }
-                Err(rustix::io::Errno::PIPE | rustix::io::Errno::CONNRESET) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
                     return Err(Fail::Disconnected)
                 }
                 Err(e) => {
                     return Err(Fail::Rejected(
                         Error::new(ErrorKind::Os)
                             .with_message("cannot send file descriptors")
-                            .with_source(std::io::Error::from(e)),
+                            .with_source(e),
                     ))
                 }
             }

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use super::ring::SEQ_BITS;
-use crate::sys::linux::socket;
+use crate::sys::socket;
 
 /// The byte of a wake-up (what [`socket::nudge`] sends).
 #[cfg(test)]

@@ -14,9 +14,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
-use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendFlags};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -156,13 +153,10 @@ impl SocketConnection {
 
     fn write_all(&self, mut buf: &[u8]) -> std::result::Result<(), Fail> {
         while !buf.is_empty() {
-            match rustix::net::send(&self.fd, buf, SendFlags::NOSIGNAL) {
+            match sys::socket::send(self.fd.as_fd(), buf) {
                 Ok(n) => buf = &buf[n..],
-                Err(Errno::INTR) => {}
-                Err(Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN) => {
-                    return Err(Fail::Disconnected)
-                }
-                Err(e) => return Err(Fail::Rejected(Error::os(e.into()))),
+                Err(e) if peer_left(&e) => return Err(Fail::Disconnected),
+                Err(e) => return Err(Fail::Rejected(Error::os(e))),
             }
         }
         Ok(())
@@ -227,13 +221,14 @@ impl SocketConnection {
     fn read_exact(&self, buf: &mut [u8]) -> std::result::Result<bool, Fail> {
         let mut got = 0;
         while got < buf.len() {
-            match rustix::net::recv(&self.fd, &mut buf[got..], RecvFlags::empty()) {
-                Ok((0, _)) if got == 0 => return Ok(false),
-                Ok((0, _)) => return Err(Fail::Invalid(closed_mid_message())),
-                Ok((n, _)) => got += n,
-                Err(Errno::INTR) => {}
-                Err(Errno::CONNRESET) if got == 0 => return Ok(false),
-                Err(e) => return Err(Fail::Invalid(Error::os(e.into()))),
+            match sys::socket::recv(self.fd.as_fd(), &mut buf[got..], false) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(Fail::Invalid(closed_mid_message())),
+                Ok(n) => got += n,
+                Err(e) if got == 0 && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(false)
+                }
+                Err(e) => return Err(Fail::Invalid(Error::os(e))),
             }
         }
         Ok(true)
@@ -457,13 +452,15 @@ impl SocketConnection {
             if !readable(self.fd.as_fd(), Some(deadline)) {
                 return Err(Fail::TimedOut);
             }
-            match rustix::net::recv(&self.fd, &mut buf[got..], RecvFlags::DONTWAIT) {
-                Ok((0, _)) if got == 0 => return Ok(false),
-                Ok((0, _)) => return Err(Fail::Invalid(closed_mid_message())),
-                Ok((n, _)) => got += n,
-                Err(Errno::INTR | Errno::AGAIN) => {}
-                Err(Errno::CONNRESET) if got == 0 => return Ok(false),
-                Err(e) => return Err(Fail::Invalid(Error::os(e.into()))),
+            match sys::socket::recv(self.fd.as_fd(), &mut buf[got..], true) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(Fail::Invalid(closed_mid_message())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if got == 0 && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(false)
+                }
+                Err(e) => return Err(Fail::Invalid(Error::os(e))),
             }
         }
         Ok(true)
@@ -473,8 +470,13 @@ impl SocketConnection {
 /// Whether `fd` is readable (or in error: the read reports it) before `deadline`
 /// (`None`: no limit), which signals do not stretch (`sys::poll`).
 fn readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> bool {
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    sys::poll::until(&mut fds, deadline).map_or(true, |n| n > 0)
+    sys::poll::readable_one(fd, deadline).unwrap_or(true)
+}
+
+/// Whether a send error means the peer is gone.
+fn peer_left(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, NotConnected};
+    matches!(e.kind(), BrokenPipe | ConnectionReset | NotConnected)
 }
 
 fn until(timeout: Duration) -> Patience {

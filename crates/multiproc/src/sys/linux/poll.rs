@@ -80,6 +80,17 @@ pub(crate) fn readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io:
     Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
 }
 
+/// [`readable`] for one descriptor, without allocating: whether `fd` has an event
+/// before `deadline`.
+///
+/// # Errors
+///
+/// As [`until`].
+pub(crate) fn readable_one(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    let mut pfds = [PollFd::new(&fd, PollFlags::IN)];
+    Ok(until(&mut pfds, deadline)? > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -452,21 +452,23 @@ pub(crate) fn nudge(sock: BorrowedFd<'_>) {
 ///
 /// # Errors
 ///
-/// `AGAIN` if the socket buffer is full, `PIPE` if the peer is gone, or `INVAL` if
-/// there are more than [`MAX_FDS`] descriptors.
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) if the socket buffer is full,
+/// [`BrokenPipe`](io::ErrorKind::BrokenPipe) or
+/// [`ConnectionReset`](io::ErrorKind::ConnectionReset) if the peer is gone, or
+/// `EINVAL` if there are more than [`MAX_FDS`] descriptors.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn try_send_with_fds(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
-) -> rustix::io::Result<usize> {
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS {
-        return Err(rustix::io::Errno::INVAL);
+        return Err(rustix::io::Errno::INVAL.into());
     }
     let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(rustix::io::Errno::NOBUFS);
+        return Err(rustix::io::Errno::NOBUFS.into());
     }
     loop {
         match sendmsg(
@@ -476,7 +478,48 @@ pub(crate) fn try_send_with_fds(
             SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
         ) {
             Err(rustix::io::Errno::INTR) => continue,
-            r => return r,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Sends bytes from `bytes`, blocking while the socket buffer is full (never
+/// `SIGPIPE`: a gone peer is an error); returns how many went. Signals do not
+/// interrupt it.
+///
+/// # Errors
+///
+/// [`BrokenPipe`](io::ErrorKind::BrokenPipe),
+/// [`ConnectionReset`](io::ErrorKind::ConnectionReset) or
+/// [`NotConnected`](io::ErrorKind::NotConnected) if the peer is gone; the socket's
+/// other errors.
+pub(crate) fn send(sock: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::send(sock, bytes, SendFlags::NOSIGNAL) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Reads what is there into `buf` (0: the peer closed), waiting for something unless
+/// `nonblocking`. Signals do not interrupt it.
+///
+/// # Errors
+///
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) if `nonblocking` and nothing is there;
+/// [`ConnectionReset`](io::ErrorKind::ConnectionReset) if the peer left unread data;
+/// the socket's other errors.
+pub(crate) fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
+    let flags = if nonblocking {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::empty()
+    };
+    loop {
+        match rustix::net::recv(sock, &mut *buf, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return Ok(r?.0),
         }
     }
 }
@@ -488,13 +531,14 @@ pub(crate) fn try_send_with_fds(
 ///
 /// # Errors
 ///
-/// `AGAIN` if nothing is there, or the socket's error.
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) if nothing is there, or the socket's
+/// error.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn try_recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
-) -> rustix::io::Result<(usize, bool)> {
+) -> io::Result<(usize, bool)> {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
