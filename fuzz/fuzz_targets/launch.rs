@@ -1,4 +1,4 @@
-//! Launch messages (`process/bootstrap.rs`, `spawn.rs`, `forkserver.rs`): the bytes
+//! Launch messages (`process/launch.rs`, `bootstrap.rs`, `spawn.rs`, `forkserver.rs`): the bytes
 //! a re-executed child or the fork server decodes as its `Launch`, and the fork
 //! server's answer its parent decodes. Inputs are raw bytes, or a structured launch
 //! (the same serde layout as `Launch`) encoded and then truncated or extended, so
@@ -13,14 +13,14 @@ use libfuzzer_sys::fuzz_target;
 use multiproc::__fuzz::Verdict;
 use serde::Serialize;
 
-/// `process::function::BinaryToken`.
+/// `identity::BinaryToken`.
 #[derive(Debug, Arbitrary, Serialize)]
 struct Token {
     exe: (u64, u64, u64),
     probe: isize,
 }
 
-/// `process::function::EntryRef`.
+/// `identity::EntryRef`.
 #[derive(Debug, Arbitrary, Serialize)]
 enum EntryRef {
     Offset(isize),
@@ -33,15 +33,22 @@ struct Env {
     vars: Vec<(OsString, Option<OsString>)>,
 }
 
-/// `process::bootstrap::Launch`.
+/// `process::launch::DeathWatch`.
+#[derive(Debug, Arbitrary, Serialize)]
+enum DeathWatch {
+    Off,
+    Pipe(i32),
+    Pdeathsig { ppid: i32, pipe: Option<i32> },
+}
+
+/// `process::launch::Launch`.
 #[derive(Debug, Arbitrary, Serialize)]
 struct Launch {
     token: Token,
     entry: EntryRef,
     arg: Vec<u8>,
     name: Option<String>,
-    death_fd: i32,
-    pdeathsig_ppid: i32,
+    death: DeathWatch,
     stdout: bool,
     stderr: bool,
     server: bool,

@@ -323,8 +323,8 @@ fn patience(timeout: Option<Duration>) -> (Patience, Instant) {
 /// short of acting on it: resolves its entry against this executable (without
 /// calling it). Returns whether it decoded and whether the entry resolved.
 pub fn launch(bytes: &[u8]) -> (bool, bool) {
-    use crate::process::{bootstrap, entry};
-    match bootstrap::decode_launch(bytes) {
+    use crate::process::{entry, launch};
+    match launch::decode_launch(bytes) {
         Ok(l) => (true, entry::resolve(l.entry, &l.token).is_some()),
         Err(_) => (false, false),
     }

@@ -14,13 +14,7 @@ use crate::ipc::{Connection, Queue};
 #[cfg(not(loom))]
 use crate::shm::SharedMemory;
 
-static RESULT_SOCKET: AtomicI32 = AtomicI32::new(-1);
 static WORKER_SOCKET: AtomicI32 = AtomicI32::new(-1);
-
-/// Records the socket this child sends its result on (async-signal-safe: one store).
-pub(crate) fn set_result_socket(fd: RawFd) {
-    RESULT_SOCKET.store(fd, Ordering::Relaxed);
-}
 
 /// Records the socket a pool worker talks to its parent on.
 pub(crate) fn set_worker_socket(fd: RawFd) {
@@ -29,7 +23,7 @@ pub(crate) fn set_worker_socket(fd: RawFd) {
 
 /// In a child process started by multiproc: the socket its result goes back on.
 pub fn result_socket() -> Option<RawFd> {
-    Some(RESULT_SOCKET.load(Ordering::Relaxed)).filter(|&fd| fd >= 0)
+    crate::process::result_socket()
 }
 
 /// In a process pool's worker: the socket its records go back on.

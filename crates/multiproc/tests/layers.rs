@@ -26,9 +26,6 @@ use std::path::{Path, PathBuf};
 /// when you remove the import.
 const KNOWN: &[&str] = &[
     "pool/process/worker.rs: pool -> test_support",
-    "process/bootstrap.rs: process -> pool",
-    "process/bootstrap.rs: process -> test_support",
-    "process/fork.rs: process -> test_support",
 ];
 
 /// The rank of each top-level module (see the module docs).

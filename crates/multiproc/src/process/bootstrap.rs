@@ -1,12 +1,13 @@
-//! The child's side of a launch: the pre-`main` hook of a re-executed child, and the
-//! code every non-fork child runs.
+//! The pre-`main` hook of a re-executed child: who may launch one, and what the hook
+//! does with the variable that names its socket.
 //!
 //! A child started by [`Spawn`](crate::StartMethod::Spawn) (and the fork server) is
-//! this very program, executed again with [`ENV`] naming an inherited socket. A
-//! constructor in `.init_array`, [`BOOTSTRAP`], runs before `main` — before the test
+//! this very program, executed again with [`ENV`] naming an inherited socket. A hook
+//! registered with `sys::premain` ([`BOOTSTRAP`]) runs before `main` — before the test
 //! harness in `cargo test`, before a doctest's body, before an example's `main` — sees
-//! the variable, reads its [`Launch`] from the socket and never returns to `main`.
-//! This is why users write no `init()` line: there is nothing to forget.
+//! the variable, reads its [`Launch`](super::launch::Launch) from the socket and never
+//! returns to `main` (the child's runtime, `process::child`, takes over). This is why
+//! users write no `init()` line: there is nothing to forget.
 //!
 //! Programs that do not set the variable pay one `getenv` at startup.
 //!
@@ -36,9 +37,9 @@
 //! forged launch (this wrote a root-owned file before the check); any process other
 //! than the parent — a sibling, the holder of a passed-on descriptor, a stale variable
 //! naming an unrelated socket — feeding a launch to a process someone else started.
-//! The launch itself is decoded as untrusted bytes ([`decode_launch`]), and its
-//! function is resolved only in the executable it was made for
-//! ([`BinaryToken`]).
+//! The launch itself is decoded as untrusted bytes
+//! ([`decode_launch`](super::launch::decode_launch)), and its function is resolved only
+//! in the executable it was made for ([`BinaryToken`](crate::identity::BinaryToken)).
 //!
 //! | [`ENV`] | the hook |
 //! |---|---|
@@ -54,85 +55,34 @@
 //! [`Builder::executable`](super::Builder::executable) that forks instead of `exec`ing)
 //! would otherwise run the parent's `main`, which may start children in turn without
 //! end.
+//!
+//! # Safety
+//!
+//! One `unsafe` block: the hook takes ownership of the socket [`ENV`] names
+//! (`OwnedFd::from_raw_fd`) once [`judge`] found it open and made by this process's
+//! parent, which put it at that number for this process alone; the hook runs before
+//! `main` and removes the variable first, so nothing else in the process wraps it.
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use serde::{Deserialize, Serialize};
-
-use super::entry;
+use super::child::child_entry;
 use super::exit_code::ChildExit;
-use super::outcome::{self, FailKind, Reply};
-use crate::identity::{BinaryToken, EntryRef};
-use crate::ipc::codec;
 use crate::sys;
 use crate::sys::socket::Peer;
 
 /// The environment variable that makes a re-executed program a multiproc child.
 pub(crate) const ENV: &str = "MULTIPROC_BOOTSTRAP_FD";
 
-/// Everything a non-fork child needs to know, sent as the first frame on its socket.
-///
-/// The frame's descriptors are: captured stdout (if `stdout`), captured stderr (if
-/// `stderr`), then the argument's own descriptors.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Launch {
-    pub(crate) token: BinaryToken,
-    pub(crate) entry: EntryRef,
-    pub(crate) arg: Vec<u8>,
-    pub(crate) name: Option<String>,
-    /// The inherited read end of the parent's death pipe, or `-1`.
-    pub(crate) death_fd: RawFd,
-    /// If non-zero: the parent's pid, and its thread that started this child (or the
-    /// fork server) is its main thread, so `PR_SET_PDEATHSIG` follows the process and
-    /// replaces the death pipe.
-    pub(crate) pdeathsig_ppid: i32,
-    pub(crate) stdout: bool,
-    pub(crate) stderr: bool,
-    /// Become the fork server instead of running `entry`.
-    pub(crate) server: bool,
-    /// Environment changes to apply before running `entry`.
-    pub(crate) env: super::env::Env,
-}
+// Runs before `main` in every program that links multiproc, first of the hooks (a
+// cluster worker host's hook comes after it: the host's own local workers are started
+// with `ENV`, and take this one).
+sys::premain::premain_hook!(BOOTSTRAP, 0, bootstrap_hook);
 
-/// Decodes a launch message: the payload of the first frame on a child's socket, or
-/// of a request to the fork server.
-///
-/// A pure function of the bytes, which come from another process: it never panics,
-/// allocates in proportion to `bytes` (postcard checks a string's length against the
-/// bytes left; serde caps what a sequence's length prefix preallocates) and rejects
-/// impossible field values. Fuzz targets call it by this name.
-///
-/// # Errors
-///
-/// [`ErrorKind::Decode`](crate::ErrorKind::Decode) if the bytes are not a launch.
-pub(crate) fn decode_launch(bytes: &[u8]) -> crate::Result<Launch> {
-    let launch: Launch = codec::decode(bytes, Vec::new())?;
-    if launch.death_fd < -1 || launch.pdeathsig_ppid < 0 {
-        return Err(
-            crate::Error::new(crate::ErrorKind::Decode).with_message(format!(
-                "launch message with impossible values (death_fd {}, pdeathsig_ppid {})",
-                launch.death_fd, launch.pdeathsig_ppid
-            )),
-        );
-    }
-    Ok(launch)
-}
-
-/// Runs before `main` in every program that links multiproc.
-#[used]
-#[link_section = ".init_array"]
-pub(crate) static BOOTSTRAP: extern "C" fn() = bootstrap_hook;
-
-extern "C" fn bootstrap_hook() {
+fn bootstrap_hook() {
     let Some(value) = std::env::var_os(ENV) else {
-        // A cluster worker host started by `MULTIPROC_WORKER` serves here and exits;
-        // its own local workers are started with `ENV` and take the path below.
-        #[cfg(feature = "cluster")]
-        crate::pool::cluster::premain();
         return;
     };
     // Not inherited by anything this process starts itself, nor seen by its `main`.
@@ -254,156 +204,10 @@ pub(crate) fn judge(
     Verdict::Launch(fd)
 }
 
-/// The body of a re-executed child: read the launch, then serve or run.
-fn child_entry(sock: OwnedFd) -> ! {
-    sys::signal::ignore_sigpipe();
-    let frame = match sys::socket::recv_frame(sock.as_fd()) {
-        Ok(Some(f)) => f,
-        // The parent went away before telling us what to do.
-        Ok(None) | Err(_) => sys::fork::exit_now(ChildExit::ParentGone.code()),
-    };
-    let launch = match decode_launch(&frame.payload) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "multiproc: bad launch message: {e}");
-            sys::fork::exit_now(ChildExit::BadLaunch.code());
-        }
-    };
-    if launch.server {
-        super::forkserver::serve(sock, launch)
-    } else {
-        run_launch(sock, launch, frame.fds)
-    }
-}
-
-/// Common child setup: die with the parent, name, stdio; then run the entry and exit.
-pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> ! {
-    crate::test_support::set_result_socket(std::os::fd::AsRawFd::as_raw_fd(&sock));
-    if !watch_parent(launch.pdeathsig_ppid, launch.death_fd) {
-        sys::fork::exit_now(ChildExit::Orphaned.code());
-    }
-    if let Some(name) = &launch.name {
-        sys::fork::set_process_name(name);
-        // The process that made our result socket (the pair's creator) started us.
-        super::current::enter_child(name, sys::socket::peer_pid(sock.as_fd()));
-    }
-    launch.env.apply();
-    let mut rest = fds.drain(..).collect::<std::collections::VecDeque<_>>();
-    if launch.stdout {
-        if let Some(fd) = rest.pop_front() {
-            let _ = sys::stdio::redirect_stdout(&fd);
-        }
-    }
-    if launch.stderr {
-        if let Some(fd) = rest.pop_front() {
-            let _ = sys::stdio::redirect_stderr(&fd);
-        }
-    }
-    let reply = match entry::resolve(launch.entry, &launch.token) {
-        Some(entry) => entry(&launch.arg, rest.into()),
-        None => outcome::failure(
-            FailKind::Binary,
-            "the child runs a different build of the program than its parent".into(),
-        ),
-    };
-    finish(sock, reply, false)
-}
-
-/// Arms parent-death detection: `PR_SET_PDEATHSIG` when `pdeathsig_ppid` is set, else
-/// the death pipe `death_fd` (if `>= 0`); closes the inherited pipe descriptor either
-/// way. Returns `false` if the parent is already gone.
-pub(crate) fn watch_parent(pdeathsig_ppid: i32, death_fd: RawFd) -> bool {
-    if pdeathsig_ppid != 0 {
-        if death_fd >= 0 {
-            sys::deathsig::close_inherited(death_fd);
-        }
-        return sys::deathsig::arm_pdeathsig(pdeathsig_ppid);
-    }
-    death_fd < 0 || arm_death(death_fd)
-}
-
-/// Arms parent-death detection on `fd` and closes the inherited descriptor.
-/// Returns `false` if the parent is already gone.
-pub(crate) fn arm_death(fd: RawFd) -> bool {
-    let alive = sys::deathsig::arm(fd).unwrap_or(true);
-    sys::deathsig::close_inherited(fd);
-    alive
-}
-
-/// Sends the reply, flushes stdout and exits with the reply's code (see
-/// [`finish_with`] for `inherited_threads`).
-pub(crate) fn finish(sock: OwnedFd, reply: Reply, inherited_threads: bool) -> ! {
-    let fds = sys::socket::borrow_all(&reply.fds);
-    finish_with(
-        sock.as_fd(),
-        &reply.bytes,
-        &fds,
-        reply.code,
-        inherited_threads,
-    )
-}
-
-/// Sends an encoded reply with its descriptors, flushes stdout and exits with
-/// `code`. `inherited_threads`: this process was forked from one whose other threads
-/// may have held std's stdout lock at the fork (see [`flush_stdout`]).
-pub(crate) fn finish_with(
-    sock: BorrowedFd<'_>,
-    bytes: &[u8],
-    fds: &[BorrowedFd<'_>],
-    code: ChildExit,
-    inherited_threads: bool,
-) -> ! {
-    // If the parent is gone the reply has nowhere to go; exiting is all that is left.
-    let _ = sys::socket::send_frame(sock, bytes, fds);
-    flush_stdout(inherited_threads);
-    sys::fork::exit_now(code.code())
-}
-
-/// How long a child at exit waits for std's stdout lock before it gives up on the
-/// buffer (see [`flush_stdout`]).
-const STDOUT_LOCK_WAIT: Duration = Duration::from_millis(100);
-
-/// Writes out what std's stdout buffer holds (the end of a line printed without a
-/// newline: `println!` writes complete lines at once), as a process's exit does,
-/// without waiting forever for a lock that no thread will release.
-///
-/// A child exits with `_exit` (no `atexit` handlers or destructors of the parent's
-/// state run twice), so this is its only flush. std's stdout is behind a lock; in a
-/// child forked from a process with other threads, one of them may have held it at
-/// the fork, and it stays locked forever in the child (issue 9, item 9: 12 of 200
-/// such children hung here). std's own exit path only *tries* that lock; std offers
-/// no `try_lock`, so:
-/// - in a process that inherited no other threads (a `Spawn` or `ForkServer` child,
-///   or a `Fork` child of a process with no other threads), a holder of the lock is
-///   a live thread of this process, which releases it: flush, as a print would;
-/// - otherwise a helper thread takes the lock and flushes, and this thread waits
-///   [`STDOUT_LOCK_WAIT`] for it to get the lock (then for the write to finish). If
-///   it does not get the lock, the buffer is left unwritten: its contents belong to
-///   the thread that held the lock, a copy of the parent's.
-///
-/// stderr is unbuffered in std: nothing to flush, and its lock is not taken.
-fn flush_stdout(inherited_threads: bool) {
-    if !inherited_threads {
-        let _ = std::io::stdout().flush();
-        return;
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let helper = std::thread::Builder::new()
-        .name("multiproc-flush".into())
-        .spawn(move || {
-            let mut out = std::io::stdout().lock();
-            let _ = tx.send(());
-            let _ = out.flush();
-            drop(out);
-            let _ = tx.send(());
-        });
-    if helper.is_ok() && rx.recv_timeout(STDOUT_LOCK_WAIT).is_ok() {
-        let _ = rx.recv();
-    }
-}
-
-/// Makes sure the linker keeps [`BOOTSTRAP`]: called on every path that re-executes.
+/// Makes sure the linker keeps the pre-`main` constructor and [`BOOTSTRAP`]: called on
+/// every path that re-executes.
 pub(crate) fn keep_hook_linked() {
+    sys::premain::keep_linked();
     std::hint::black_box(&BOOTSTRAP);
 }
 

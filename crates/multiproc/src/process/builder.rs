@@ -6,13 +6,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::bootstrap::{self, Launch};
+use super::bootstrap;
 use super::current;
 use super::entry;
 use super::env::Env;
 use super::fork::{self, ChildIo};
 use super::forkserver;
 use super::handle::Process;
+use super::launch::{DeathWatch, Launch};
 use super::spawn::{self, Started};
 use super::start_method::StartMethod;
 use crate::error::{Error, ErrorKind, Result};
@@ -250,14 +251,13 @@ impl Builder {
         bootstrap::check_not_orphaned_bootstrap()?;
         let arg = codec::encode(&arg)?;
         let (out, err, child_ends) = self.capture_pipes()?;
-        let (death_fd, pdeathsig_ppid) = self.death_watch(method)?;
+        let death = self.death_watch(method)?;
         let launch = Launch {
             token: BinaryToken::current(),
             entry,
             arg: arg.bytes,
             name: self.name.clone(),
-            death_fd,
-            pdeathsig_ppid,
+            death,
             stdout: out.is_some(),
             stderr: err.is_some(),
             server: false,
@@ -336,7 +336,7 @@ impl Builder {
         fork::check_threads(self.allow_threads)?;
         let name = self.name.get_or_insert_with(current::default_name).clone();
         let (out, err, mut child_ends) = self.capture_pipes()?;
-        let (death_fd, pdeathsig_ppid) = self.death_watch(StartMethod::Fork)?;
+        let death = self.death_watch(StartMethod::Fork)?;
         let child_err = if err.is_some() {
             child_ends.pop()
         } else {
@@ -350,8 +350,7 @@ impl Builder {
         let io = ChildIo {
             stdout: child_out,
             stderr: child_err,
-            death_fd,
-            pdeathsig_ppid,
+            death,
             name: self.name.clone(),
             env: self.env.clone(),
         };
@@ -377,23 +376,27 @@ impl Builder {
         Ok(p)
     }
 
-    /// How the child will notice this process's death: `(death pipe fd or -1, parent
-    /// pid for PR_SET_PDEATHSIG or 0)`.
+    /// How the child will notice this process's death.
     ///
     /// `PR_SET_PDEATHSIG` fires when the parent *thread* exits, so it stands in for the
     /// process only when the main thread starts the child (or, for `ForkServer`, started
     /// the server, which the server checks). Elsewhere the death pipe does the job.
-    fn death_watch(&self, method: StartMethod) -> Result<(i32, i32)> {
+    fn death_watch(&self, method: StartMethod) -> Result<DeathWatch> {
         if !self.die_with_parent {
-            return Ok((-1, 0));
+            return Ok(DeathWatch::Off);
         }
-        let pid = sys::proc::pid();
+        let ppid = sys::proc::pid();
         let main = sys::deathsig::on_main_thread();
-        match method {
-            StartMethod::ForkServer => Ok((sys::deathsig::read_end().map_err(start_error)?, pid)),
-            _ if main => Ok((-1, pid)),
-            _ => Ok((sys::deathsig::read_end().map_err(start_error)?, 0)),
-        }
+        let pipe = || sys::deathsig::read_end().map_err(start_error);
+        Ok(match method {
+            // The server decides between the two for each child it forks.
+            StartMethod::ForkServer => DeathWatch::Pdeathsig {
+                ppid,
+                pipe: Some(pipe()?),
+            },
+            _ if main => DeathWatch::Pdeathsig { ppid, pipe: None },
+            _ => DeathWatch::Pipe(pipe()?),
+        })
     }
 
     /// Pipes for captured stdio: (parent stdout end, parent stderr end, child ends in order).

@@ -13,15 +13,16 @@
 //! held: its globals are per process (`sys::fork::PerProcess`: the fork-server
 //! connection, the `/proc` handle, the death pipe), so a child that starts children
 //! of its own gets fresh ones; and at exit, std's stdout is flushed only if its lock
-//! can be had (`bootstrap::flush_stdout`).
+//! can be had (`child::flush_stdout`).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use serde::Serialize;
 
-use super::bootstrap;
+use super::child;
 use super::exit_code::ChildExit;
+use super::launch::DeathWatch;
 use super::outcome::{self, Outcome};
 use super::reaper;
 use super::spawn::Started;
@@ -34,9 +35,7 @@ use crate::sys::fork::Forked;
 pub(crate) struct ChildIo {
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
-    pub(crate) death_fd: i32,
-    /// Non-zero: use `PR_SET_PDEATHSIG` against this parent pid instead of the pipe.
-    pub(crate) pdeathsig_ppid: i32,
+    pub(crate) death: DeathWatch,
     pub(crate) name: Option<String>,
     pub(crate) env: super::env::Env,
 }
@@ -76,7 +75,7 @@ where
     // never waits for an initialization another thread was in the middle of.
     let _ = crate::identity::BinaryToken::current();
     // Whether another thread could hold a lock at the fork (std's stdout lock, for
-    // the child's exit: `bootstrap::flush_stdout`). multiproc's own threads never
+    // the child's exit: `child::flush_stdout`). multiproc's own threads never
     // print; an unknown count counts as crowded.
     let ours = reaper::INTERNAL_THREADS.load(std::sync::atomic::Ordering::Acquire);
     let crowded = sys::proc::thread_count().map_or(true, |n| n.saturating_sub(ours) > 1);
@@ -112,8 +111,8 @@ where
 {
     sys::deathsig::forget_parent_pipe_after_fork();
     super::forkserver::forget_after_fork();
-    crate::test_support::set_result_socket(sock.as_raw_fd());
-    if !bootstrap::watch_parent(io.pdeathsig_ppid, io.death_fd) {
+    child::set_result_socket(sock.as_raw_fd());
+    if !child::watch_parent(io.death) {
         sys::fork::exit_now(ChildExit::Orphaned.code());
     }
     if let Some(out) = &io.stdout {
@@ -137,9 +136,9 @@ where
     // A result whose `Serialize` panics is reported as that panic (`outcome::finish`
     // does the same on the general path).
     match crate::panic::catch(|| encode_small(&outcome, &mut small)) {
-        Ok(Some(bytes)) => bootstrap::finish_with(sock.as_fd(), bytes, &[], code, crowded),
-        Ok(None) => bootstrap::finish(sock, outcome::finish(&outcome, code), crowded),
-        Err(p) => bootstrap::finish(
+        Ok(Some(bytes)) => child::finish_with(sock.as_fd(), bytes, &[], code, crowded),
+        Ok(None) => child::finish(sock, outcome::finish(&outcome, code), crowded),
+        Err(p) => child::finish(
             sock,
             outcome::finish::<R>(&Outcome::Panicked(p), ChildExit::Failed),
             crowded,

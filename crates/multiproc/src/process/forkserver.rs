@@ -20,7 +20,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use super::bootstrap::{self, Launch};
+use super::child;
+use super::launch::{decode_launch, DeathWatch, Launch};
 use super::spawn;
 use crate::ipc::codec;
 use crate::sys;
@@ -113,18 +114,14 @@ pub fn preload_forkserver() -> crate::Result<()> {
 }
 
 fn start_server() -> io::Result<Conn> {
-    let death_fd = sys::deathsig::read_end()?;
+    let pipe = sys::deathsig::read_end()?;
+    let ppid = sys::deathsig::on_main_thread().then(sys::proc::pid);
     let launch = Launch {
         token: crate::identity::BinaryToken::current(),
         entry: crate::identity::EntryRef::Offset(0),
         arg: Vec::new(),
         name: Some("multiproc-fsrv".into()),
-        death_fd,
-        pdeathsig_ppid: if sys::deathsig::on_main_thread() {
-            i32::try_from(std::process::id()).expect("pid fits in i32")
-        } else {
-            0
-        },
+        death: DeathWatch::from_parts(Some(pipe), ppid),
         stdout: false,
         stderr: false,
         server: true,
@@ -156,12 +153,14 @@ pub(crate) fn forget_after_fork() {
 pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
     // The server's own parent-death watch. The inherited read end stays open either
     // way: each child re-arms on it.
-    SERVER_DEATH_FD.store(launch.death_fd, Ordering::Relaxed);
-    let alive = if launch.pdeathsig_ppid != 0 {
-        SERVER_PDEATHSIG.store(true, Ordering::Relaxed);
-        sys::deathsig::arm_pdeathsig(launch.pdeathsig_ppid)
-    } else {
-        launch.death_fd < 0 || sys::deathsig::arm(launch.death_fd).unwrap_or(true)
+    SERVER_DEATH_FD.store(launch.death.pipe().unwrap_or(-1), Ordering::Relaxed);
+    let alive = match launch.death {
+        DeathWatch::Off => true,
+        DeathWatch::Pipe(fd) => sys::deathsig::arm(fd).unwrap_or(true),
+        DeathWatch::Pdeathsig { ppid, .. } => {
+            SERVER_PDEATHSIG.store(true, Ordering::Relaxed);
+            sys::deathsig::arm_pdeathsig(ppid)
+        }
     };
     if !alive {
         sys::fork::exit_now(0);
@@ -174,7 +173,7 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
             Ok(Some(f)) => f,
             Ok(None) | Err(_) => sys::fork::exit_now(0),
         };
-        let answer: Result<i32, i32> = match bootstrap::decode_launch(&frame.payload) {
+        let answer: Result<i32, i32> = match decode_launch(&frame.payload) {
             Err(_) => Err(sys::fork::EINVAL),
             Ok(child_launch) => match fork_one(child_launch, frame.fds) {
                 Ok(Side::Server(pid)) => Ok(pid),
@@ -184,7 +183,7 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
                     // (which `run_launch` closes once armed), and those of this request.
                     drop(sock);
                     let result_sock = fds.remove(0);
-                    bootstrap::run_launch(result_sock, launch, fds)
+                    child::run_launch(result_sock, launch, fds)
                 }
             },
         };
@@ -208,15 +207,16 @@ fn fork_one(mut launch: Launch, fds: Vec<OwnedFd>) -> Result<Side, i32> {
     if fds.is_empty() {
         return Err(sys::fork::EINVAL);
     }
-    if !SERVER_PDEATHSIG.load(Ordering::Relaxed) {
-        // This server's parent thread is not the main thread: only the pipe follows
-        // the parent process.
-        launch.pdeathsig_ppid = 0;
-    }
-    // The requester's number means nothing here: the server's own copy of the pipe.
-    if launch.death_fd >= 0 {
-        launch.death_fd = SERVER_DEATH_FD.load(Ordering::Relaxed);
-    }
+    // The server's parent thread may not be the main thread: then only the pipe
+    // follows the parent process. And the requester's pipe number means nothing here:
+    // the child inherits the server's own copy.
+    let ppid = launch
+        .death
+        .ppid()
+        .filter(|_| SERVER_PDEATHSIG.load(Ordering::Relaxed));
+    let server_pipe = Some(SERVER_DEATH_FD.load(Ordering::Relaxed)).filter(|&fd| fd >= 0);
+    let pipe = launch.death.pipe().and(server_pipe);
+    launch.death = DeathWatch::from_parts(pipe, ppid);
     match sys::fork::clone_parent() {
         Ok(Forked::Parent(pid)) => Ok(Side::Server(pid)),
         Err(e) => Err(e.raw_os_error().unwrap_or(sys::fork::EAGAIN)),

@@ -55,6 +55,7 @@
 
 pub(crate) mod bootstrap;
 mod builder;
+mod child;
 mod current;
 pub(crate) mod entry;
 mod env;
@@ -62,6 +63,7 @@ pub(crate) mod exit_code;
 mod fork;
 mod forkserver;
 mod handle;
+pub(crate) mod launch;
 pub(crate) mod outcome;
 pub(crate) mod reaper;
 mod spawn;
@@ -71,6 +73,7 @@ mod tests;
 
 pub use crate::exit::{ExitStatus, Signal};
 pub use builder::Builder;
+pub(crate) use child::result_socket;
 pub use current::{
     active_children, current_process, parent_process, ChildInfo, CurrentProcess, ParentProcess,
     MAIN_PROCESS_NAME,

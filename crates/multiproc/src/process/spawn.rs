@@ -14,7 +14,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use super::bootstrap::{self, Launch, ENV};
+use super::bootstrap::{self, ENV};
+use super::launch::Launch;
 use crate::ipc::codec;
 use crate::sys;
 
@@ -29,8 +30,8 @@ pub(crate) struct Started {
 
 /// Starts `exe` (default: this program) as a multiproc child running `launch`.
 ///
-/// `launch.death_fd` must be `-1` or a descriptor of this process; the child gets it
-/// at another number, which the launch it receives names. `fds` go with the launch
+/// The death pipe `launch.death` names, if any, must be a descriptor of this process;
+/// the child gets it at another number, which the launch it receives names. `fds` go with the launch
 /// frame.
 pub(crate) fn spawn_child(
     mut launch: Launch,
@@ -41,9 +42,9 @@ pub(crate) fn spawn_child(
     let (ours, theirs) = sys::socket::pair()?;
     // The child's descriptors, in the order `sys::fork::spawn` numbers them.
     let mut keep = vec![theirs.as_raw_fd()];
-    if launch.death_fd >= 0 {
-        keep.push(launch.death_fd);
-        launch.death_fd = sys::fork::FIRST_KEPT_FD + 1;
+    if let Some(fd) = launch.death.pipe() {
+        keep.push(fd);
+        launch.death = launch.death.with_pipe(Some(sys::fork::FIRST_KEPT_FD + 1));
     }
     let payload = codec::encode(&launch).map_err(io::Error::from)?.bytes;
     let mut env: Vec<CString> = std::env::vars_os()

@@ -40,9 +40,10 @@ mod bootstrap_guard {
 
     use crate::identity::{BinaryToken, EntryRef};
     use crate::ipc::codec;
-    use crate::process::bootstrap::{self, judge, Here, Launch, Verdict, ENV};
+    use crate::process::bootstrap::{judge, Here, Verdict, ENV};
     use crate::process::entry;
     use crate::process::exit_code::ChildExit;
+    use crate::process::launch::{self, DeathWatch, Launch};
     use crate::sys::socket::Peer;
 
     /// What a forged launch makes the victim run: it leaves a file behind.
@@ -68,15 +69,14 @@ mod bootstrap_guard {
             entry: entry_of(writes_marker),
             arg: codec::encode(&marker.to_path_buf()).unwrap().bytes,
             name: None,
-            death_fd: -1,
-            pdeathsig_ppid: 0,
+            death: DeathWatch::Off,
             stdout: false,
             stderr: false,
             server: false,
             env: crate::process::env::Env::default(),
         };
         let bytes = codec::encode(&launch).unwrap().bytes;
-        assert!(bootstrap::decode_launch(&bytes).is_ok());
+        assert!(launch::decode_launch(&bytes).is_ok());
         bytes
     }
 
@@ -355,7 +355,7 @@ mod bootstrap_guard {
     fn decode_launch_never_panics_and_checks_fields() {
         let good = forged_launch(BinaryToken::current(), Path::new("/nonexistent"));
         for len in 0..good.len() {
-            let _ = bootstrap::decode_launch(&good[..len]);
+            let _ = launch::decode_launch(&good[..len]);
         }
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..2000 {
@@ -367,22 +367,22 @@ mod bootstrap_guard {
                 let i = (rng as usize) % bytes.len();
                 bytes[i] = (rng >> 32) as u8;
             }
-            let _ = bootstrap::decode_launch(&bytes);
+            let _ = launch::decode_launch(&bytes);
         }
         // A length prefix claiming far more than the input does not allocate it: the
         // one of `arg` (which follows `token` and `entry`), and one at every offset.
-        let l = bootstrap::decode_launch(&good).unwrap();
+        let l = launch::decode_launch(&good).unwrap();
         let at = codec::encode(&(&l.token, &l.entry)).unwrap().bytes.len();
         let was = codec::encode(&(l.arg.len() as u64)).unwrap().bytes.len();
         let max = codec::encode(&u64::MAX).unwrap().bytes;
         let claim = |at: usize, was: usize| [&good[..at], &max[..], &good[at + was..]].concat();
-        assert!(bootstrap::decode_launch(&claim(at, was)).is_err());
+        assert!(launch::decode_launch(&claim(at, was)).is_err());
         for at in 0..good.len() {
-            let _ = bootstrap::decode_launch(&claim(at, 1));
+            let _ = launch::decode_launch(&claim(at, 1));
         }
-        let mut bad = crate::process::bootstrap::decode_launch(&good).unwrap();
-        bad.death_fd = -7;
+        let mut bad = launch::decode_launch(&good).unwrap();
+        bad.death = DeathWatch::Pipe(-7);
         let bytes = codec::encode(&bad).unwrap().bytes;
-        assert!(bootstrap::decode_launch(&bytes).is_err());
+        assert!(launch::decode_launch(&bytes).is_err());
     }
 }

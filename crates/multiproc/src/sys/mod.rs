@@ -3,6 +3,7 @@
 //! Each platform provides, one file per kernel facility:
 //! - `fork`: `fork`, `clone(CLONE_PARENT)`, `posix_spawn` of this program, `_exit`;
 //! - `pidfd`: process handles that can be polled, signalled and reaped;
+//! - `premain`: a constructor that runs the hooks higher layers register, before `main`;
 //! - `poll`: waits on descriptors, and retries of timed calls, that keep their
 //!   deadline when a signal interrupts them;
 //! - `socket`: socket pairs that carry framed bytes plus file descriptors;

@@ -467,8 +467,19 @@ pub fn serve_from_env() -> Result<bool> {
     w.serve().map(|()| true)
 }
 
-/// The pre-`main` hook's part: serve and exit if [`WORKER_ENV`] is set.
-pub(crate) fn premain() {
+// Runs before `main` (after a multiproc child's hook, order 0: a host's local workers
+// are such children).
+crate::sys::premain::premain_hook!(HOST_HOOK, 1, premain);
+
+/// Makes sure the linker keeps [`HOST_HOOK`]: every program with a registered task may
+/// be started as a worker host.
+pub(crate) fn keep_hook_linked() {
+    crate::sys::premain::keep_linked();
+    std::hint::black_box(&HOST_HOOK);
+}
+
+/// The pre-`main` hook: serve and exit if [`WORKER_ENV`] is set.
+fn premain() {
     if std::env::var_os(LIST_ENV).is_some() {
         // `multiproc worker --list -- ./app`: the task table, then exit.
         use std::io::Write;

@@ -106,7 +106,7 @@ pub use host::{
 };
 pub use registry::{registered, TaskDef};
 
-pub(crate) use host::premain;
+pub(crate) use host::keep_hook_linked;
 pub(crate) use registry::lookup;
 
 /// What [`task!`](crate::task) expands to refers to these.

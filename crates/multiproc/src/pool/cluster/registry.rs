@@ -59,6 +59,7 @@ impl TaskDef {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        super::keep_hook_linked();
         let (name, args, ret) = names::<F, A, R>();
         TaskDef {
             name,
@@ -157,6 +158,7 @@ impl Registry {
 /// Every task registered in this program, sorted by name (what
 /// `multiproc worker --list` prints).
 pub fn registered() -> Vec<TaskDef> {
+    super::keep_hook_linked();
     let mut v: Vec<TaskDef> = registry().all().copied().collect();
     v.sort_by(|a, b| a.name.cmp(b.name).then(a.key.cmp(&b.key)));
     v

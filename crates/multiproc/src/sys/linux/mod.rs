@@ -7,6 +7,7 @@ pub(crate) mod memfd;
 pub(crate) mod mm;
 pub(crate) mod pidfd;
 pub(crate) mod poll;
+pub(crate) mod premain;
 pub(crate) mod proc;
 pub(crate) mod shm_named;
 pub(crate) mod signal;

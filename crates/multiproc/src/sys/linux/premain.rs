@@ -1,0 +1,70 @@
+//! The pre-`main` hook: code that runs in every program that links multiproc, before
+//! `main` — before the test harness in `cargo test`, before a doctest's body, before an
+//! example's `main`.
+//!
+//! One constructor in `.init_array` runs the hooks that higher layers register with
+//! [`premain_hook!`], in the order of their [`Hook::order`]. The hooks live in a
+//! [`linkme`] distributed slice ([`HOOKS`]): a linker section, complete before any code
+//! runs, so `sys` names none of its users. A hook returns when it has nothing to do;
+//! one that takes the process over never returns.
+//!
+//! A constructor and a hook are linked only if their object file is: a path that needs
+//! them (one that re-executes this program) calls [`keep_linked`], and a hook's user
+//! keeps its own `static` the same way.
+//!
+//! # Safety
+//!
+//! No `unsafe` block. The `unsafe_code` lint counts `#[link_section]`: [`PREMAIN`] uses
+//! it to put one `extern "C" fn()` in `.init_array`, which the loader calls once, with no
+//! arguments, before `main`; [`premain_hook!`] lets linkme put one [`Hook`] (plain
+//! data: an order and a `fn()`) in [`HOOKS`]'s section.
+//!
+//! # References
+//! - <https://refspecs.linuxfoundation.org/elf/gabi4+/ch5.dynamic.html#init_fini> (`DT_INIT_ARRAY`)
+#![allow(unsafe_code)]
+
+/// A function to run before `main` (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Hook {
+    /// Hooks run in increasing order.
+    pub(crate) order: u8,
+    /// Returns when it has nothing to do.
+    pub(crate) run: fn(),
+}
+
+/// The registered hooks, in no particular order (see [`premain_hook!`]).
+#[linkme::distributed_slice]
+pub(crate) static HOOKS: [Hook];
+
+/// Registers `static $name: Hook` with `order` and `run` in [`HOOKS`].
+macro_rules! premain_hook {
+    ($name:ident, $order:expr, $run:expr) => {
+        #[linkme::distributed_slice($crate::sys::premain::HOOKS)]
+        // linkme places the element with `#[link_section]`, which the `unsafe_code`
+        // lint counts; the section holds only this `Hook`.
+        #[allow(unsafe_code)]
+        static $name: $crate::sys::premain::Hook = $crate::sys::premain::Hook {
+            order: $order,
+            run: $run,
+        };
+    };
+}
+pub(crate) use premain_hook;
+
+/// Runs before `main` in every program that links multiproc.
+#[used]
+#[link_section = ".init_array"]
+static PREMAIN: extern "C" fn() = premain;
+
+extern "C" fn premain() {
+    let mut hooks: Vec<&Hook> = HOOKS.iter().collect();
+    hooks.sort_by_key(|h| h.order);
+    for hook in hooks {
+        (hook.run)();
+    }
+}
+
+/// Makes sure the linker keeps [`PREMAIN`] (see the module docs).
+pub(crate) fn keep_linked() {
+    std::hint::black_box(&PREMAIN);
+}
