@@ -5,6 +5,9 @@
 //! `send`/`recv` of a `u64`) through a Pipe and through two Queues, and
 //! `queue_bytes_1MiB_proc` puts 1 MiB `ByteBuf`s beside `pipe_bytes_1MiB_proc`: the
 //! interleaved rounds pair them, and the summary prints their ratios (issue 14).
+//! `queue_bytes_1MiB_cpu` / `pipe_bytes_1MiB_cpu` put and take 1 MiB items in one
+//! thread and count its CPU time: the cost of the copies, which a loaded machine
+//! hides in the two-process rows (there, waiting for a CPU decides the figure).
 //!
 //! Run: `cargo bench -p multiproc --bench ipc` (add `MULTIPROC_BENCH_QUICK=1` for a
 //! run of about a minute without criterion's statistics). Every measure is taken in
@@ -12,7 +15,11 @@
 //! are also measured with both processes pinned to CPU 0: the bench re-executes
 //! itself under `taskset -c 0`. `MULTIPROC_BENCH_ONLY=queue,rtt` runs only the
 //! measures whose names contain one of the words; `MULTIPROC_BENCH_NO_PYTHON=1`
-//! skips Python.
+//! skips Python. `MULTIPROC_BENCH_FORK=1` starts the children with `fork` instead
+//! of the fork server, so that they inherit the bench's scheduling: under
+//! `chrt -f 10` both ends of every measure then run at real-time priority, and a
+//! machine loaded by other work no longer decides the figures (the fork server
+//! starts its children at normal priority).
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -383,6 +390,50 @@ fn queue_bytes_1mib(n: u64) -> Duration {
     d
 }
 
+/// CPU time of this thread (load-independent: waiting for a CPU is not counted).
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The CPU cost of a 1 MiB `Queue` item, both sides in one thread: put (a fresh
+/// copy of the buffer, as `queue_bytes_producer` does) then get, with a ring that
+/// holds the item whole. Thread CPU time: what the copies cost, whatever the load.
+fn queue_bytes_1mib_cpu(n: u64) -> Duration {
+    let q = Queue::<ByteBuf>::builder()
+        .capacity(4 * MIB)
+        .build()
+        .unwrap();
+    let data = vec![7u8; MIB];
+    q.put(ByteBuf::from(data.clone())).unwrap();
+    q.get().unwrap();
+    let t = thread_cpu();
+    for _ in 0..n {
+        q.put(ByteBuf::from(data.clone())).unwrap();
+        std::hint::black_box(q.get().unwrap());
+    }
+    thread_cpu() - t
+}
+
+/// The same for a `Pipe` (`send_bytes`, `recv_bytes_into`).
+fn pipe_bytes_1mib_cpu(n: u64) -> Duration {
+    let (rx, tx) = Pipe::builder()
+        .capacity(4 * MIB)
+        .duplex(false)
+        .build()
+        .unwrap();
+    let data = vec![7u8; MIB];
+    let mut buf = Vec::new();
+    tx.send_bytes(&data).unwrap();
+    rx.recv_bytes_into(&mut buf).unwrap();
+    let t = thread_cpu();
+    for _ in 0..n {
+        tx.send_bytes(&data).unwrap();
+        rx.recv_bytes_into(&mut buf).unwrap();
+    }
+    thread_cpu() - t
+}
+
 fn raw_pipe_bytes_1mib(n: u64) -> Duration {
     let (r, w) = rustix::pipe::pipe().unwrap();
     let (r2, _w2) = rustix::pipe::pipe().unwrap();
@@ -535,6 +586,20 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
             gb_per_s,
         ));
         v.push(m(
+            "pipe_bytes_1MiB_cpu",
+            "GB/s",
+            300,
+            pipe_bytes_1mib_cpu,
+            gb_per_s,
+        ));
+        v.push(m(
+            "queue_bytes_1MiB_cpu",
+            "GB/s",
+            300,
+            queue_bytes_1mib_cpu,
+            gb_per_s,
+        ));
+        v.push(m(
             "raw_pipe_bytes_1MiB_proc",
             "GB/s",
             100,
@@ -598,6 +663,9 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
 
 const ROUNDS: usize = 5;
 
+/// Per-round figures of the measures run, by name (for paired ratios).
+static ROUND_FIGURES: std::sync::Mutex<Vec<(String, Vec<f64>)>> = std::sync::Mutex::new(Vec::new());
+
 /// Runs every measure `ROUNDS` times, interleaved; returns (name, unit, medians).
 fn interleaved(ms: &[Measure]) -> Vec<(String, &'static str, f64, f64, f64)> {
     let mut figs: Vec<Vec<f64>> = vec![Vec::new(); ms.len()];
@@ -606,6 +674,11 @@ fn interleaved(ms: &[Measure]) -> Vec<(String, &'static str, f64, f64, f64)> {
             figs[i].push((m.figure)(m.ops, (m.run)(m.ops)));
         }
     }
+    ROUND_FIGURES.lock().unwrap().extend(
+        ms.iter()
+            .zip(&figs)
+            .map(|(m, f)| (m.name.to_string(), f.clone())),
+    );
     ms.iter()
         .zip(figs)
         .map(|(m, mut f)| {
@@ -619,6 +692,21 @@ fn interleaved(ms: &[Measure]) -> Vec<(String, &'static str, f64, f64, f64)> {
             )
         })
         .collect()
+}
+
+/// The median over rounds of `ours / peer` (or `peer / ours`) within each round,
+/// when both ran in this process's rounds.
+fn paired(ours: &str, peer: &str, higher_is_better: bool) -> Option<f64> {
+    let figs = ROUND_FIGURES.lock().unwrap();
+    let get = |n: &str| figs.iter().find(|f| f.0 == n).map(|f| f.1.clone());
+    let (a, b) = (get(ours)?, get(peer)?);
+    let mut r: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| if higher_is_better { a / b } else { b / a })
+        .collect();
+    r.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Some(r[r.len() / 2])
 }
 
 fn pinned_child() {
@@ -741,6 +829,9 @@ fn load_avg() -> String {
 }
 
 fn main() {
+    if std::env::var_os("MULTIPROC_BENCH_FORK").is_some() {
+        multiproc::StartMethod::set_default(multiproc::StartMethod::Fork);
+    }
     if std::env::var_os("MULTIPROC_BENCH_PINNED_CHILD").is_some() {
         pinned_child();
         return;
@@ -784,7 +875,12 @@ fn main() {
     for (n, u, med, min, max) in &rows {
         writeln!(out, "| {n} | {med:.4} | {min:.4} | {max:.4} | {u} |").unwrap();
     }
-    writeln!(out, "\nratios (ours vs peer; > 1 means ours is better):").unwrap();
+    writeln!(
+        out,
+        "\nratios of the medians (ours vs peer; > 1 means ours is better), and paired: the \
+         median over rounds of the ratio within a round"
+    )
+    .unwrap();
     let pairs: &[(&str, &str, bool)] = &[
         ("queue_msg8_proc", "raw_pipe_msg8_proc", true),
         ("queue_msg8_proc", "ipc_channel_msg8_proc", true),
@@ -800,6 +896,7 @@ fn main() {
         ("queue_rtt_u64_proc", "pipe_rtt_u64_proc", false),
         ("pipe_rtt_u64_proc", "pipe_rtt_proc", false),
         ("queue_bytes_1MiB_proc", "pipe_bytes_1MiB_proc", true),
+        ("queue_bytes_1MiB_cpu", "pipe_bytes_1MiB_cpu", true),
         ("pipe_bytes_1MiB_proc", "raw_pipe_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "ipc_channel_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "python_pipe_bytes_1MiB_proc", true),
@@ -807,7 +904,10 @@ fn main() {
     for &(ours, peer, higher_is_better) in pairs {
         if let (Some(a), Some(b)) = (get(ours), get(peer)) {
             let r = if higher_is_better { a / b } else { b / a };
-            writeln!(out, "  {ours} vs {peer}: {r:.2}x").unwrap();
+            match paired(ours, peer, higher_is_better) {
+                Some(p) => writeln!(out, "  {ours} vs {peer}: {r:.2}x (paired {p:.2}x)").unwrap(),
+                None => writeln!(out, "  {ours} vs {peer}: {r:.2}x").unwrap(),
+            }
         }
     }
 }

@@ -143,27 +143,155 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 ///
 /// As [`encode`].
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
-    let scope = Scope::enter(&SINK, Vec::new());
     let start = out.len();
-    let r = postcard::serialize_with_flavor(value, Append(&mut *out));
-    let fds = scope.exit().unwrap_or_default();
-    if let Err(e) = r {
+    let r = encode_flavor(value, Append(&mut *out));
+    if r.is_err() {
         out.truncate(start);
-        let why = match e {
-            // postcard drops the text of a `Serialize` impl's own error: serialize again
-            // (only on this failure path) into a probe that keeps it.
-            postcard::Error::SerdeSerCustom => {
-                let scope = Scope::enter(&SINK, Vec::new());
-                let why = probe::custom_message(value);
-                drop(scope.exit());
-                REFUSAL.with(|m| m.take());
-                why.unwrap_or_else(|| message(e))
-            }
-            e => message(e),
-        };
-        return Err(Error::new(ErrorKind::Encode).with_message(why));
     }
-    Ok(fds)
+    r.map(|((), fds)| fds)
+}
+
+/// Appends to a `Vec` as [`Append`] does, unless one byte string of `big` bytes or
+/// more comes: then it stops and says so in `large`.
+struct AppendSmall<'a> {
+    out: &'a mut Vec<u8>,
+    big: usize,
+    large: &'a mut bool,
+}
+
+impl postcard::ser_flavors::Flavor for AppendSmall<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() >= self.big {
+            *self.large = true;
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.out.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.out.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`encode_into`], unless the value holds a byte string of `big` bytes or more
+/// (then `Ok(None)`, `out` as it was): such a value is worth serializing straight
+/// to where its bytes go ([`encoded_len`], then [`encode_to`]), since a copy of
+/// its bulk costs more than walking it twice.
+///
+/// # Errors
+///
+/// As [`encode`].
+pub(crate) fn encode_unless_large<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    big: usize,
+) -> Result<Option<Vec<OwnedFd>>> {
+    let start = out.len();
+    let mut large = false;
+    let r = encode_flavor(
+        value,
+        AppendSmall {
+            out: &mut *out,
+            big,
+            large: &mut large,
+        },
+    );
+    match r {
+        Ok(((), fds)) => Ok(Some(fds)),
+        Err(_) if large => {
+            out.truncate(start);
+            Ok(None)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// The length of `value`'s encoding, and the descriptors it owns.
+///
+/// # Errors
+///
+/// As [`encode`].
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<(usize, Vec<OwnedFd>)> {
+    encode_flavor(value, postcard::ser_flavors::Size::default())
+}
+
+/// Hands `value`'s encoding to `write`, piece by piece, which returns `false` to
+/// stop. A value that owns a descriptor is refused (there is no side list here:
+/// check with [`encoded_len`] first).
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] if the value fails to serialize or `write` stopped.
+pub(crate) fn encode_to<T: Serialize + ?Sized>(
+    value: &T,
+    write: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<()> {
+    struct To<'a>(&'a mut dyn FnMut(&[u8]) -> bool);
+    impl postcard::ser_flavors::Flavor for To<'_> {
+        type Output = ();
+        #[inline]
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            if (self.0)(data) {
+                Ok(())
+            } else {
+                Err(postcard::Error::SerializeBufferFull)
+            }
+        }
+        #[inline]
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            self.try_extend(&[data])
+        }
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
+    let r = postcard::serialize_with_flavor(value, To(write));
+    let refusal = REFUSAL.with(|m| m.take());
+    r.map_err(|e| {
+        Error::new(ErrorKind::Encode).with_message(refusal.unwrap_or_else(|| e.to_string()))
+    })
+}
+
+/// Serializes `value` into `flavor` with a side list for its descriptors; returns
+/// the flavor's output and the descriptors.
+fn encode_flavor<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
+    value: &T,
+    flavor: F,
+) -> Result<(F::Output, Vec<OwnedFd>)> {
+    let scope = Scope::enter(&SINK, Vec::new());
+    let r = postcard::serialize_with_flavor(value, flavor);
+    let fds = scope.exit().unwrap_or_default();
+    match r {
+        Ok(out) => Ok((out, fds)),
+        Err(e) => {
+            let why = match e {
+                // postcard drops the text of a `Serialize` impl's own error: serialize
+                // again (only on this failure path) into a probe that keeps it.
+                postcard::Error::SerdeSerCustom => {
+                    let scope = Scope::enter(&SINK, Vec::new());
+                    let why = probe::custom_message(value);
+                    drop(scope.exit());
+                    REFUSAL.with(|m| m.take());
+                    why.unwrap_or_else(|| message(e))
+                }
+                e => message(e),
+            };
+            Err(Error::new(ErrorKind::Encode).with_message(why))
+        }
+    }
 }
 
 /// Deserializes a value from `bytes`, giving it the descriptors that came with them.

@@ -13,7 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::ring::{Corrupt, Mem, Record, Ring, Waited, FIRST, FIRST_PREFIX, LAST, MORE, SINGLE};
+use super::ring::{
+    Corrupt, Mem, Record, Ring, Slot, Waited, FIRST, FIRST_PREFIX, LAST, MORE, SINGLE,
+};
 
 /// Default largest message a pipe or queue accepts, and result a child or a pool
 /// worker may send back (1 GiB).
@@ -93,44 +95,150 @@ pub(crate) fn send<M: Mem>(
             wait_fit(ring, msg.len(), patience, tick)?;
         }
     }
-    if patience == Patience::Try {
-        // Every fragment must fit now (a bound that counts one wrap per record).
-        let records = (msg.len() + FIRST_PREFIX).div_ceil(max) as u64;
-        let need = msg.len() as u64 + FIRST_PREFIX as u64 + records * 8 + ring.capacity() / 4;
-        if !ring.has_room(need).map_err(SendFail::Corrupt)? {
-            return Err(SendFail::Full);
-        }
-    }
-    let first = max - FIRST_PREFIX;
-    let mut prefix = [0u8; FIRST_PREFIX];
-    prefix[..8].copy_from_slice(&(msg.len() as u64).to_le_bytes());
-    prefix[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-    let (mut notify, seq) = loop {
-        if let Some(r) = ring
-            .try_write(FIRST, None, &[&prefix, &msg[..first]])
-            .map_err(SendFail::Corrupt)?
-        {
-            break r;
-        }
-        wait_fit(ring, max, patience, tick)?;
-    };
-    let mut rest = &msg[first..];
-    while !rest.is_empty() {
-        let n = rest.len().min(max);
-        let kind = if n == rest.len() { LAST } else { MORE };
-        loop {
-            if let Some((nt, _)) = ring
-                .try_write(kind, Some(seq), &[&rest[..n]])
-                .map_err(SendFail::Corrupt)?
-            {
-                notify |= nt;
-                break;
+    let mut out = Outgoing::begin(ring, msg.len(), patience)?;
+    out.write(msg, tick)?;
+    out.finish(tick)
+}
+
+/// A message going into a ring piece by piece, as its bytes are produced (a value
+/// serialized straight into the ring: see `Queue`'s large items). It is cut into
+/// records as [`send`] cuts a whole message; each record is published once it is
+/// full, so a receiver copies one fragment out while the next one is being written.
+///
+/// A message that is not [`finish`](Self::finish)ed is abandoned where it stands:
+/// an unpublished record leaves no trace, and published fragments are dropped by
+/// the receiver when the next message starts (as after a deadline, see [`send`]).
+pub(crate) struct Outgoing<'a, M: Mem> {
+    ring: &'a Ring<M>,
+    patience: Patience,
+    /// The message's length.
+    total: usize,
+    /// Message bytes written so far.
+    done: usize,
+    /// The record being filled: its slot, kind and payload bytes written.
+    cur: Option<(Slot, u32, usize)>,
+    /// The message's sequence number, once its first record is published.
+    seq: Option<u64>,
+    /// Whether a receiver asked for a byte on the notification descriptor.
+    notify: bool,
+}
+
+impl<'a, M: Mem> Outgoing<'a, M> {
+    /// Starts a message of `total` bytes.
+    ///
+    /// # Errors
+    ///
+    /// With [`Patience::Try`], [`SendFail::Full`] unless every fragment fits now.
+    pub(crate) fn begin(
+        ring: &'a Ring<M>,
+        total: usize,
+        patience: Patience,
+    ) -> Result<Outgoing<'a, M>, SendFail> {
+        let max = ring.max_record();
+        if patience == Patience::Try && total > max {
+            // Every fragment must fit now (a bound that counts one wrap per record).
+            let records = (total + FIRST_PREFIX).div_ceil(max) as u64;
+            let need = total as u64 + FIRST_PREFIX as u64 + records * 8 + ring.capacity() / 4;
+            if !ring.has_room(need).map_err(SendFail::Corrupt)? {
+                return Err(SendFail::Full);
             }
-            wait_fit(ring, n, patience, tick)?;
         }
-        rest = &rest[n..];
+        Ok(Outgoing {
+            ring,
+            patience,
+            total,
+            done: 0,
+            cur: None,
+            seq: None,
+            notify: false,
+        })
     }
-    Ok(notify)
+
+    /// Bytes still to write.
+    pub(crate) fn left(&self) -> usize {
+        self.total - self.done
+    }
+
+    /// Writes the message's next bytes, waiting for room as the patience allows;
+    /// `tick` is called after every sleep and returns `false` to give up.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `bytes` is longer than what is [`left`](Self::left).
+    pub(crate) fn write(
+        &mut self,
+        mut bytes: &[u8],
+        tick: &mut dyn FnMut() -> bool,
+    ) -> Result<(), SendFail> {
+        assert!(
+            bytes.len() <= self.left(),
+            "more bytes than the message has"
+        );
+        while !bytes.is_empty() {
+            if self.cur.is_none() {
+                self.open(tick)?;
+            }
+            let (slot, _, filled) = self.cur.as_mut().expect("opened above");
+            let n = (slot.len() - *filled).min(bytes.len());
+            self.ring.write_slot(slot, *filled, &bytes[..n]);
+            *filled += n;
+            self.done += n;
+            bytes = &bytes[n..];
+            if *filled == slot.len() {
+                let (slot, kind, _) = self.cur.take().expect("filled above");
+                let (notify, seq) = self.ring.publish(&slot, kind, self.seq);
+                self.notify |= notify;
+                self.seq = Some(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves the next record (its kind and length follow from what is left).
+    fn open(&mut self, tick: &mut dyn FnMut() -> bool) -> Result<(), SendFail> {
+        let max = self.ring.max_record();
+        let (kind, len, prefix) = if self.total <= max {
+            (SINGLE, self.total, false)
+        } else if self.done == 0 {
+            (FIRST, max, true)
+        } else if self.left() <= max {
+            (LAST, self.left(), false)
+        } else {
+            (MORE, max, false)
+        };
+        let slot = loop {
+            if let Some(slot) = self.ring.reserve(len).map_err(SendFail::Corrupt)? {
+                break slot;
+            }
+            wait_fit(self.ring, len, self.patience, tick)?;
+        };
+        let mut filled = 0;
+        if prefix {
+            let mut p = [0u8; FIRST_PREFIX];
+            p[..8].copy_from_slice(&(self.total as u64).to_le_bytes());
+            p[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+            self.ring.write_slot(&slot, 0, &p);
+            filled = FIRST_PREFIX;
+        }
+        self.cur = Some((slot, kind, filled));
+        Ok(())
+    }
+
+    /// Ends the message (an empty one is published here); returns whether a
+    /// receiver asked for a byte on the notification descriptor.
+    ///
+    /// # Panics
+    ///
+    /// Panics if bytes are [`left`](Self::left).
+    pub(crate) fn finish(mut self, tick: &mut dyn FnMut() -> bool) -> Result<bool, SendFail> {
+        assert_eq!(self.left(), 0, "message finished early");
+        if self.total == 0 {
+            self.open(tick)?;
+            let (slot, kind, _) = self.cur.take().expect("opened above");
+            self.notify |= self.ring.publish(&slot, kind, None).0;
+        }
+        Ok(self.notify)
+    }
 }
 
 /// How long a waiting sender asks for slack.

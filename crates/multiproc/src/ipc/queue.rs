@@ -14,7 +14,7 @@ use super::connection::{corrupted, fd_refused, too_large, too_large_in};
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::frame::{self, Patience, Reassembly, RecvFail, SendFail};
+use super::frame::{self, Outgoing, Patience, Reassembly, RecvFail, SendFail};
 use super::ring::{footprint, Mem, Ring, Waited};
 use crate::backoff;
 use crate::codec;
@@ -276,11 +276,61 @@ impl Inner {
     }
 
     fn put_bytes(&self, bytes: &[u8], patience: Patience) -> Result<(), Fail> {
+        self.put_message(bytes.len(), patience, &mut |ring, tick| {
+            frame::send(ring, bytes, patience, tick).map_err(Fail::from)
+        })
+    }
+
+    /// Puts `value` serialized straight into the ring (no copy of its encoding in
+    /// between: for values holding large byte strings, see [`DIRECT`]).
+    fn put_value<T: Serialize>(&self, value: &T, patience: Patience) -> Result<(), Fail> {
+        let (len, fds) = codec::encoded_len(value).map_err(Fail::Rejected)?;
+        if !fds.is_empty() {
+            return Err(Fail::Rejected(fd_refused()));
+        }
+        self.put_message(len, patience, &mut |ring, tick| {
+            let mut out = Outgoing::begin(ring, len, patience)?;
+            let mut failed = None;
+            let r = codec::encode_to(value, &mut |bytes| {
+                // A `Serialize` that writes more than it did when measured: stop
+                // (the part already published is dropped by the receivers).
+                if bytes.len() > out.left() {
+                    failed = Some(Fail::Rejected(changed_encoding()));
+                    return false;
+                }
+                match out.write(bytes, tick) {
+                    Ok(()) => true,
+                    Err(f) => {
+                        failed = Some(f.into());
+                        false
+                    }
+                }
+            });
+            if let Some(f) = failed {
+                return Err(f);
+            }
+            r.map_err(Fail::Rejected)?;
+            if out.left() > 0 {
+                return Err(Fail::Rejected(changed_encoding()));
+            }
+            out.finish(tick).map_err(Fail::from)
+        })
+    }
+
+    /// Puts one message of `len` bytes, which `send` writes into the ring (with the
+    /// peer check it is given) once this producer holds the producers' side and the
+    /// queue has room for an item.
+    fn put_message(
+        &self,
+        len: usize,
+        patience: Patience,
+        send: &mut WriteMessage<'_>,
+    ) -> Result<(), Fail> {
         if self.closed() {
             return Err(Fail::Disconnected);
         }
-        if bytes.len() > self.max_message {
-            return Err(Fail::Rejected(too_large(bytes.len(), self.max_message)));
+        if len > self.max_message {
+            return Err(Fail::Rejected(too_large(len, self.max_message)));
         }
         let maxsize = self.maxsize();
         let ready = || {
@@ -314,16 +364,11 @@ impl Inner {
         if self.joinable {
             self.unfinished().fetch_add(1, AcqRel);
         }
-        let r = frame::send(&self.ring, bytes, patience, &mut || !self.closed());
+        let r = send(&self.ring, &mut || !self.closed());
         if r.is_err() && self.joinable {
             self.task_done_inner().ok();
         }
-        match r {
-            Ok(_) => Ok(()),
-            Err(SendFail::Full | SendFail::TimedOut) => Err(Fail::Busy),
-            Err(SendFail::Stopped) => Err(Fail::Disconnected),
-            Err(SendFail::Corrupt(c)) => Err(Fail::Rejected(corrupted(&c.0))),
-        }
+        r.map(drop)
     }
 
     fn get_bytes(&self, out: &mut Vec<u8>, patience: Patience) -> Result<(), Fail> {
@@ -435,9 +480,38 @@ enum Fail {
     Invalid(Error),
 }
 
+impl From<SendFail> for Fail {
+    fn from(f: SendFail) -> Fail {
+        match f {
+            SendFail::Full | SendFail::TimedOut => Fail::Busy,
+            SendFail::Stopped => Fail::Disconnected,
+            SendFail::Corrupt(c) => Fail::Rejected(corrupted(&c.0)),
+        }
+    }
+}
+
+/// An item holding a byte string of this many bytes or more is serialized straight
+/// into the ring: its bytes are copied once on the way in, instead of into an
+/// encoding buffer first (issue 14: a 1 MiB item was copied five times).
+const DIRECT: usize = 32 << 10;
+
+/// Writes one message into the ring with the peer check it is given; returns whether
+/// a receiver asked for a byte on the notification descriptor.
+type WriteMessage<'a> =
+    dyn FnMut(&Ring<SharedMemory>, &mut dyn FnMut() -> bool) -> Result<bool, Fail> + 'a;
+
+/// A value serialized to other bytes the second time than the first.
+fn changed_encoding() -> Error {
+    Error::new(ErrorKind::Encode)
+        .with_message("the value serialized to a different length the second time")
+}
+
 thread_local! {
     /// Encoding buffer reused by `put` (taken while in use, so reentrancy is safe).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Receiving buffer reused by `get`, apart from `put`'s: it keeps its length, so
+    /// the next item of that size is copied over it without zero-filling it first.
+    static GET_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
@@ -490,9 +564,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_with(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
         let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         buf.clear();
-        let r = match codec::encode_into(&value, &mut buf) {
-            Ok(fds) if fds.is_empty() => self.inner.put_bytes(&buf, patience),
-            Ok(_) => Err(Fail::Rejected(fd_refused())),
+        let r = match codec::encode_unless_large(&value, &mut buf, DIRECT) {
+            Ok(Some(fds)) if fds.is_empty() => self.inner.put_bytes(&buf, patience),
+            Ok(Some(_)) => Err(Fail::Rejected(fd_refused())),
+            Ok(None) => self.inner.put_value(&value, patience),
             Err(e) => Err(Fail::Rejected(e)),
         };
         if buf.capacity() <= codec::KEEP_SCRATCH {
@@ -502,11 +577,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_with(&self, patience: Patience) -> Result<T, Fail> {
-        let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let mut buf = GET_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let r = self.inner.get_bytes(&mut buf, patience);
         let r = r.and_then(|()| codec::decode(&buf, Vec::new()).map_err(Fail::Invalid));
         if buf.capacity() <= codec::KEEP_SCRATCH {
-            SCRATCH.with(|s| *s.borrow_mut() = buf);
+            GET_SCRATCH.with(|s| *s.borrow_mut() = buf);
         }
         r
     }
@@ -927,6 +1002,10 @@ mod tests {
         SCRATCH.with(|s| s.borrow().capacity())
     }
 
+    fn get_scratch() -> (usize, usize) {
+        GET_SCRATCH.with(|s| (s.borrow().len(), s.borrow().capacity()))
+    }
+
     /// Issue 14: a 1 MiB item encodes to a little more than 1 MiB, which the old
     /// 1 MiB limit threw away after every put and get (two fresh, page-faulted
     /// buffers an item).
@@ -939,9 +1018,154 @@ mod tests {
             .unwrap();
         let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
         q.put_timeout(item.clone(), WAIT).unwrap();
-        assert!(scratch_capacity() > 1 << 20, "put dropped its buffer");
         assert_eq!(q.get_timeout(WAIT).unwrap(), item);
-        assert!(scratch_capacity() > 1 << 20, "get dropped its buffer");
+        assert!(get_scratch().1 > 1 << 20, "get dropped its buffer");
+        // A put in between leaves it as it was (a cleared buffer is zero-filled
+        // again by the next get of that size).
+        q.put_timeout(serde_bytes::ByteBuf::from(vec![1]), WAIT)
+            .unwrap();
+        assert!(get_scratch().0 > 1 << 20, "put cleared get's buffer");
+    }
+
+    /// Issue 14: an item holding a large byte string is serialized straight into
+    /// the ring, not into the encoding buffer first (one copy of its bytes on the
+    /// way in instead of two).
+    #[test]
+    fn large_items_skip_the_encoding_buffer() {
+        let q = Queue::<serde_bytes::ByteBuf>::builder()
+            .capacity(4 << 20)
+            .build()
+            .unwrap();
+        SCRATCH.with(|s| *s.borrow_mut() = Vec::new());
+        let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+        q.put_timeout(item.clone(), WAIT).unwrap();
+        assert!(
+            scratch_capacity() < DIRECT,
+            "put encoded the item into its buffer ({} bytes)",
+            scratch_capacity()
+        );
+        assert_eq!(q.get_timeout(WAIT).unwrap(), item);
+    }
+
+    /// Items serialized into the ring arrive whole at every size around the record
+    /// and fragment boundaries, beside other fields and small items, through a small
+    /// ring (records of 1,016 bytes) and the default one.
+    #[test]
+    fn large_items_round_trip_at_every_boundary() {
+        type Item = (u32, serde_bytes::ByteBuf, String);
+        for capacity in [4096, 1 << 20] {
+            let q = Queue::<Item>::builder().capacity(capacity).build().unwrap();
+            let max = q.inner.ring.max_record();
+            let mut sizes = vec![DIRECT, DIRECT + 1, 3 * DIRECT + 5];
+            for k in [1, 2, 3, 9] {
+                for d in [0, 1, 2, 3, 7, 8, 9, 16, 17] {
+                    sizes.extend([k * max - d, k * max + d]);
+                }
+            }
+            sizes.retain(|&n| n >= DIRECT);
+            let t = {
+                let q = q.clone();
+                let n = sizes.len();
+                std::thread::spawn(move || {
+                    (0..2 * n)
+                        .map(|_| q.get_timeout(WAIT).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            };
+            let items: Vec<Item> = sizes
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &n)| {
+                    let bytes = (0..n).map(|j| (i * 31 + j) as u8).collect::<Vec<u8>>();
+                    [
+                        (i as u32, serde_bytes::ByteBuf::from(bytes), "big".repeat(i)),
+                        (
+                            i as u32,
+                            serde_bytes::ByteBuf::from(vec![1, 2]),
+                            "small".into(),
+                        ),
+                    ]
+                })
+                .collect();
+            for it in &items {
+                q.put_timeout(it.clone(), WAIT).unwrap();
+            }
+            assert!(t.join().unwrap() == items, "capacity {capacity}");
+        }
+    }
+
+    /// Serializes to more bytes at every call (a `Serialize` that is not a pure
+    /// function of the value).
+    struct Growing(std::cell::Cell<usize>);
+
+    impl Serialize for Growing {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            let n = self.0.get();
+            self.0.set(n + 1);
+            s.serialize_bytes(&vec![5u8; DIRECT + n])
+        }
+    }
+
+    /// An item whose second serialization differs from the first fails with
+    /// `Encode`, and the items after it arrive whole.
+    #[test]
+    fn an_item_that_serializes_differently_twice_is_refused() {
+        let q = Queue::<serde_bytes::ByteBuf>::builder()
+            .capacity(4 << 20)
+            .build()
+            .unwrap();
+        let err = q
+            .inner
+            .put_value(&Growing(std::cell::Cell::new(0)), Patience::Forever)
+            .expect_err("refused");
+        assert!(
+            matches!(&err, Fail::Rejected(e) if e.kind() == ErrorKind::Encode),
+            "wrong failure"
+        );
+        let item = serde_bytes::ByteBuf::from(vec![9u8; 3 * DIRECT]);
+        q.put_timeout(item.clone(), WAIT).unwrap();
+        assert_eq!(q.get_timeout(WAIT).unwrap(), item);
+        assert!(q.try_get().unwrap_err().is_empty());
+    }
+
+    /// A value that owns a descriptor is refused on the direct path too, before
+    /// anything goes into the ring.
+    #[cfg(not(loom))]
+    #[test]
+    fn a_large_item_with_a_descriptor_is_refused() {
+        #[derive(Serialize, Deserialize)]
+        struct WithFd(
+            serde_bytes::ByteBuf,
+            #[serde(with = "crate::ipc::codec::fd")] std::os::fd::OwnedFd,
+        );
+        let q = Queue::<WithFd>::new().unwrap();
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let err = q
+            .put_timeout(
+                WithFd(serde_bytes::ByteBuf::from(vec![0u8; 2 * DIRECT]), r),
+                WAIT,
+            )
+            .unwrap_err();
+        assert!(matches!(err, SendTimeoutError::Rejected(..)), "not refused");
+        assert_eq!(q.qsize(), 0);
+        assert!(q.is_empty());
+    }
+
+    /// With `try_put`, a large item that does not fit now is `Full`, and nothing of it
+    /// goes in.
+    #[test]
+    fn try_put_of_a_large_item_that_does_not_fit_is_full() {
+        let q = Queue::<serde_bytes::ByteBuf>::builder()
+            .capacity(64 << 10)
+            .build()
+            .unwrap();
+        let item = serde_bytes::ByteBuf::from(vec![3u8; 2 * DIRECT]);
+        q.try_put(serde_bytes::ByteBuf::from(vec![1u8; 40 << 10]))
+            .unwrap();
+        assert!(q.try_put(item.clone()).unwrap_err().is_full());
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get_timeout(WAIT).unwrap().len(), 40 << 10);
+        assert!(q.try_get().unwrap_err().is_empty());
     }
 
     #[test]
@@ -953,10 +1177,11 @@ mod tests {
         let item = serde_bytes::ByteBuf::from(vec![1u8; codec::KEEP_SCRATCH + 1]);
         let t = {
             let q = q.clone();
-            std::thread::spawn(move || q.get_timeout(WAIT).unwrap().len())
+            std::thread::spawn(move || (q.get_timeout(WAIT).unwrap().len(), get_scratch().1))
         };
         q.put_timeout(item, WAIT).unwrap();
-        assert_eq!(scratch_capacity(), 0);
-        assert_eq!(t.join().unwrap(), codec::KEEP_SCRATCH + 1);
+        // Neither the receiving thread nor this one keeps a buffer that large.
+        assert_eq!(t.join().unwrap(), (codec::KEEP_SCRATCH + 1, 0));
+        assert!(scratch_capacity() < DIRECT);
     }
 }

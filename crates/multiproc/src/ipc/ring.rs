@@ -177,6 +177,24 @@ pub(crate) struct Record {
     pub(crate) next_head: u64,
 }
 
+/// Room for one record, reserved by [`Ring::reserve`].
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// The tail when it was reserved (wrap padding goes there if `start` differs).
+    tail: u64,
+    /// The record's position.
+    start: u64,
+    /// Its payload length.
+    len: usize,
+}
+
+impl Slot {
+    /// The record's payload length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// The ring is corrupted: a header makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub(crate) String);
@@ -392,6 +410,31 @@ impl<M: Mem> Ring<M> {
         parts: &[&[u8]],
     ) -> Result<Option<(bool, u64)>, Corrupt> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        let Some(slot) = self.reserve(len)? else {
+            return Ok(None);
+        };
+        let mut at = 0;
+        for p in parts {
+            self.write_slot(&slot, at, p);
+            at += p.len();
+        }
+        Ok(Some(self.publish(&slot, kind, seq)))
+    }
+
+    /// Reserves room for a record of `len` payload bytes at the tail, if it fits
+    /// now: the caller fills its payload with [`write_slot`](Self::write_slot) (bytes
+    /// past the tail, which no receiver reads) and makes it visible with
+    /// [`publish`](Self::publish). A slot that is never published leaves no trace:
+    /// the ring's words are written only by `publish`.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the positions in shared memory cannot be.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the payload is over [`max_record`](Self::max_record).
+    pub(crate) fn reserve(&self, len: usize) -> Result<Option<Slot>, Corrupt> {
         assert!(len <= self.max_record(), "record too large for the ring");
         let tail = self.tail()?;
         let (skip, need) = self.need(tail, len);
@@ -404,22 +447,41 @@ impl<M: Mem> Ring<M> {
             .checked_add(need)
             .map(|_| tail + skip)
             .ok_or_else(|| Corrupt(format!("ring tail {tail} is out of range")))?;
-        if skip > 0 {
-            self.write_header(tail, 0, WRAP);
+        Ok(Some(Slot { tail, start, len }))
+    }
+
+    /// Copies `bytes` into `slot`'s payload at payload offset `at`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the range is outside the payload.
+    #[inline]
+    pub(crate) fn write_slot(&self, slot: &Slot, at: usize, bytes: &[u8]) {
+        assert!(
+            at.checked_add(bytes.len())
+                .is_some_and(|end| end <= slot.len),
+            "write outside the record"
+        );
+        self.mem
+            .write(self.data_off(slot.start) + HEADER + at, bytes);
+    }
+
+    /// Publishes a filled `slot` as a record of `kind` (this producer's only slot,
+    /// reserved since the last publish); returns whether a receiver asked for a byte
+    /// on the notification descriptor, and the message's sequence number (`seq`, or
+    /// a new one for a message's first record).
+    pub(crate) fn publish(&self, slot: &Slot, kind: u32, seq: Option<u64>) -> (bool, u64) {
+        if slot.start != slot.tail {
+            self.write_header(slot.tail, 0, WRAP);
         }
         // A message's number is taken only once its first record is certain to go in,
         // so `put` never counts a message that does not exist.
         let seq = seq.unwrap_or_else(|| self.next_seq());
         let tag = kind | ((seq as u32) << 4);
-        self.write_header(start, len as u32, tag);
-        let mut off = self.data_off(start) + HEADER;
-        for p in parts {
-            self.mem.write(off, p);
-            off += p.len();
-        }
+        self.write_header(slot.start, slot.len as u32, tag);
         self.w64(TAIL)
-            .store(start + HEADER as u64 + pad8(len as u64), Release);
-        Ok(Some((self.notify(DATA_SEQ, DATA_WAITERS), seq)))
+            .store(slot.start + HEADER as u64 + pad8(slot.len as u64), Release);
+        (self.notify(DATA_SEQ, DATA_WAITERS), seq)
     }
 
     fn write_header(&self, pos: u64, len: u32, tag: u32) {
