@@ -33,7 +33,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     };
     let total_mib = limit.max_messages;
     let rtt_rounds = plan.pick(20, 10);
-    let bw_rounds = plan.pick(5, 3);
+    let bw_rounds = plan.pick(6, 5);
     let per_batch = Duration::from_millis(plan.pick(75, 25));
 
     ctx.step("communicating: starting the echo partners");

@@ -89,7 +89,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     ctx.step("cpu-bound: calibrating the work size");
     let (limit, _) = calibrate(plan.pick(Duration::from_millis(600), Duration::from_millis(120)));
     let all = chunks(limit);
-    let n_rounds = plan.pick(5, 4);
+    let n_rounds = 5;
     let trivial_tasks: u64 = plan.pick(20_000, 3_000);
     let counts = RefCell::new(Vec::new());
     // Pools only, per round: create + first result (ms), wall time per trivial task (us).

@@ -20,7 +20,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let plan = ctx.plan;
     let tasks: usize = plan.pick(128, 32);
     let wait_ms: u64 = plan.pick(50, 20);
-    let n_rounds = plan.pick(5, 4);
+    let n_rounds = plan.pick(8, 6);
     let mut contenders = vec![
         Contender::new(format!("{tasks} waiting threads"), || {
             threads(tasks, wait_ms)

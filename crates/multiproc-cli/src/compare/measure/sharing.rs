@@ -23,7 +23,7 @@ pub(crate) fn run(ctx: &Ctx<'_>) -> Section {
     let n = plan.workers;
     let m: u64 = plan.pick(1_000_000, 250_000);
     let expected = n as u64 * m;
-    let n_rounds = plan.pick(5, 3);
+    let n_rounds = plan.pick(7, 5);
     type Count = fn(usize, u64) -> multiproc::Result<(u64, f64)>;
     let kinds: [(&str, &str, Worker, Option<StartMethod>, Count); 4] = [
         (
