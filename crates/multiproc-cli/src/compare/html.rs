@@ -37,7 +37,8 @@ h2 { font-size: 20px; margin: 0 0 4px; }
 .pick-sequential { border-left-color:#64748b; }
 .pick-no_clear_winner { border-left-color:#a16207; } .pick-no_clear_winner .pick { color:#a16207; }
 .badge.pick-no_clear_winner { background:#fef9c3; color:#a16207; }
-table.contenders { border-collapse: collapse; margin: 8px 0 0; font-size: 13px; }
+table.contenders { border-collapse: collapse; margin: 8px 0 0; font-size: 12px; width: 100%; }
+table.contenders td { overflow-wrap: break-word; }
 table.contenders td, table.contenders th { padding: 2px 8px 2px 0; text-align: left; }
 table.contenders th { color: var(--muted); font-weight: 600; }
 table.contenders td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -162,13 +163,14 @@ fn advice_card(h: &mut String, a: &Advice) {
     if !a.contenders.is_empty() {
         h.push_str(
             "<table class=\"contenders\"><tr><th>compared</th><th>median</th>\
-             <th>range (min&ndash;max)</th><th>paired, round by round</th><th>n</th></tr>",
+             <th>range (min&ndash;max)</th><th>over the baseline, per round</th>\
+             <th>n</th></tr>",
         );
         for c in &a.contenders {
             let unit = if c.unit == "count" { "" } else { c.unit };
             let _ = write!(
                 h,
-                "<tr{}><td>{}{}</td><td class=\"num\">{} {unit}</td><td class=\"num\">{}&ndash;{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                "<tr{}><td>{}{}</td><td class=\"num\">{} {unit}</td><td class=\"num\">{}&ndash;{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 if c.excluded.is_some() {
                     " style=\"color:#b91c1c\""
                 } else {
@@ -184,10 +186,10 @@ fn advice_card(h: &mut String, a: &Advice) {
                 fmt_num(c.min),
                 fmt_num(c.max),
                 c.paired.as_ref().map_or_else(String::new, |r| format!(
-                    "{}x&ndash;{}x of {}",
+                    "<span title=\"over {}, in the same round\">{}x&ndash;{}x</span>",
+                    esc(&r.to),
                     fmt_num(r.min),
-                    fmt_num(r.max),
-                    esc(&r.to)
+                    fmt_num(r.max)
                 )),
                 c.rounds
             );
