@@ -14,7 +14,7 @@ use super::shared::{
 use super::wire::{self, Fill, OutQueue, RecordReader};
 use super::worker::{worker_main, WorkerArgs};
 use crate::error::{Error, ErrorKind, Result};
-use crate::identity::{BinaryToken, EntryRef};
+use crate::identity::BinaryToken;
 use crate::ipc::codec;
 use crate::process::outcome::FailKind;
 use crate::process::{ExitStatus, Process};
@@ -214,7 +214,12 @@ impl Manager {
                     Ok(Fill::Empty) => break,
                     // A socket error (reset by a dying worker) is its end; only
                     // what it sent can break the protocol.
-                    Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => Some(e.to_string()),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::OutOfMemory
+                            || wire::is_fds_dropped(&e) =>
+                    {
+                        Some(e.to_string())
+                    }
                     Ok(Fill::Eof) | Err(_) => {
                         w.eof = true;
                         break;
@@ -411,12 +416,10 @@ impl Manager {
                 .filter_map(|fd| fd.try_clone().ok())
                 .collect();
             let buf = w.out.buffer(fds);
-            let EntryRef::Offset(off) = task.t.entry;
-            wire::put_header(
+            wire::put_task(
                 buf,
-                wire::TASK,
                 task.id,
-                off as i64,
+                task.t.entry,
                 task.t.fds.len(),
                 task.t.payload.len(),
             );

@@ -13,17 +13,13 @@
 //! parses every whole record in it.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
+use std::fmt;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
-
-use crate::sys::socket::MAX_FDS;
+use crate::identity::EntryRef;
+use crate::sys::socket::{self, MAX_FDS};
 
 /// Parent → worker: run a chunk (`aux` = the chunk entry's offset).
 pub(crate) const TASK: u8 = 1;
@@ -41,6 +37,14 @@ pub(crate) const INIT_FAILED: u8 = 6;
 /// Bytes in a record header.
 pub(crate) const HEADER: usize = 29;
 
+// Where each header field starts; only this module reads or writes them.
+const TAG_AT: usize = 0;
+const ID_AT: usize = 1;
+const AUX_AT: usize = 9;
+const NFDS_AT: usize = 17;
+const LEN_AT: usize = 21;
+const _: () = assert!(LEN_AT + 8 == HEADER);
+
 /// One parsed record.
 #[derive(Debug)]
 pub(crate) struct Record {
@@ -51,20 +55,62 @@ pub(crate) struct Record {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
-/// Appends a record header for a payload of `len` bytes.
-pub(crate) fn put_header(out: &mut Vec<u8>, tag: u8, id: u64, aux: i64, nfds: usize, len: usize) {
-    out.push(tag);
-    out.extend_from_slice(&id.to_le_bytes());
-    out.extend_from_slice(&aux.to_le_bytes());
-    out.extend_from_slice(&(nfds as u32).to_le_bytes());
-    out.extend_from_slice(&(len as u64).to_le_bytes());
+impl Record {
+    /// The chunk entry a [`TASK`] record names (its `aux`).
+    pub(crate) fn entry(&self) -> EntryRef {
+        EntryRef::Offset(self.aux as isize)
+    }
 }
 
-/// Patches the length of the record whose header starts at `at` (for payloads
-/// encoded in place after a provisional header).
-pub(crate) fn patch_len(out: &mut [u8], at: usize) {
+/// Appends a record header for a payload of `len` bytes.
+pub(crate) fn put_header(out: &mut Vec<u8>, tag: u8, id: u64, aux: i64, nfds: usize, len: usize) {
+    let at = out.len();
+    out.resize(at + HEADER, 0);
+    let h = &mut out[at..];
+    h[TAG_AT] = tag;
+    h[ID_AT..AUX_AT].copy_from_slice(&id.to_le_bytes());
+    h[AUX_AT..NFDS_AT].copy_from_slice(&aux.to_le_bytes());
+    h[NFDS_AT..LEN_AT].copy_from_slice(&(nfds as u32).to_le_bytes());
+    h[LEN_AT..HEADER].copy_from_slice(&(len as u64).to_le_bytes());
+}
+
+/// Appends the header of a [`TASK`] record: run the chunk entry `entry` over a payload
+/// of `len` bytes that owns `nfds` descriptors.
+pub(crate) fn put_task(out: &mut Vec<u8>, id: u64, entry: EntryRef, nfds: usize, len: usize) {
+    let EntryRef::Offset(off) = entry;
+    put_header(out, TASK, id, off as i64, nfds, len);
+}
+
+/// Completes the record whose header starts at `at` (written with a provisional
+/// length, its payload encoded in place after it): its length becomes what follows
+/// the header, and its descriptor count `nfds`.
+pub(crate) fn finish_record(out: &mut [u8], at: usize, nfds: usize) {
     let len = (out.len() - at - HEADER) as u64;
-    out[at + 21..at + 29].copy_from_slice(&len.to_le_bytes());
+    let h = &mut out[at..at + HEADER];
+    h[NFDS_AT..LEN_AT].copy_from_slice(&(nfds as u32).to_le_bytes());
+    h[LEN_AT..HEADER].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The kernel dropped descriptors attached to the bytes just read (`MSG_CTRUNC`: this
+/// process is at its open-file limit, or a record carried more than a read accepts).
+/// The records' descriptors can no longer be matched to them: the stream is unusable.
+#[derive(Debug)]
+pub(crate) struct FdsDropped;
+
+impl fmt::Display for FdsDropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the kernel dropped file descriptors sent with a record (is this process at its \
+             open-file limit?)",
+        )
+    }
+}
+
+impl std::error::Error for FdsDropped {}
+
+/// Whether `e` is a [`FdsDropped`] from [`RecordReader::fill`].
+pub(crate) fn is_fds_dropped(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<FdsDropped>())
 }
 
 /// Sends `bytes` with `fds` attached, blocking until all of it is queued.
@@ -88,23 +134,8 @@ fn send_some(
     fds: &[OwnedFd],
     nonblocking: bool,
 ) -> io::Result<usize> {
-    let mut flags = SendFlags::NOSIGNAL;
-    if nonblocking {
-        flags |= SendFlags::DONTWAIT;
-    }
-    let n = if fds.is_empty() {
-        sendmsg(sock, iov, &mut SendAncillaryBuffer::default(), flags)
-    } else {
-        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-        let mut space =
-            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-            return Err(io::Error::other("ancillary buffer too small"));
-        }
-        sendmsg(sock, iov, &mut control, flags)
-    };
-    Ok(n?)
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    socket::send_vectored_with_fds(sock, iov, &borrowed, nonblocking)
 }
 
 /// A queue of outgoing bytes for a non-blocking socket.
@@ -271,9 +302,9 @@ pub(crate) fn decode_header(bytes: &[u8], max_len: u64) -> io::Result<Option<Hea
         w
     };
     let mut n = [0u8; 4];
-    n.copy_from_slice(&h[17..21]);
+    n.copy_from_slice(&h[NFDS_AT..LEN_AT]);
     let nfds = u32::from_le_bytes(n) as usize;
-    let len = u64::from_le_bytes(word(21));
+    let len = u64::from_le_bytes(word(LEN_AT));
     let limit = max_len.min(isize::MAX as u64);
     let (Ok(len), true) = (usize::try_from(len), len <= limit) else {
         return Err(io::Error::new(
@@ -288,9 +319,9 @@ pub(crate) fn decode_header(bytes: &[u8], max_len: u64) -> io::Result<Option<Hea
         ));
     }
     Ok(Some(Header {
-        tag: h[0],
-        id: u64::from_le_bytes(word(1)),
-        aux: i64::from_le_bytes(word(9)),
+        tag: h[TAG_AT],
+        id: u64::from_le_bytes(word(ID_AT)),
+        aux: i64::from_le_bytes(word(AUX_AT)),
         nfds,
         len,
     }))
@@ -311,6 +342,9 @@ pub(crate) struct RecordReader {
     big: Option<Big>,
     /// The largest payload accepted (a longer one is an `InvalidData` error).
     pub(crate) max_len: u64,
+    /// The most descriptors one read accepts (more are dropped by the kernel:
+    /// [`FdsDropped`]); [`MAX_FDS`], what one record may carry, but for tests.
+    max_fds: usize,
 }
 
 /// A record of at least [`BIG`] bytes, read without a copy through the ring.
@@ -356,6 +390,7 @@ impl Default for RecordReader {
             fds: VecDeque::new(),
             big: None,
             max_len: u64::MAX,
+            max_fds: MAX_FDS,
         }
     }
 }
@@ -370,41 +405,35 @@ impl RecordReader {
     }
 
     /// Reads what is available (at most one `recvmsg`).
+    ///
+    /// # Errors
+    ///
+    /// The socket's error; [`FdsDropped`] (see [`is_fds_dropped`]) if the kernel dropped
+    /// descriptors sent with the bytes, after which the stream is unusable;
+    /// `OutOfMemory` if a large record's buffer cannot grow.
     pub(crate) fn fill(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Fill> {
         if self.big.is_none() {
             self.make_room();
         }
-        let mut flags = RecvFlags::CMSG_CLOEXEC;
-        if nonblocking {
-            flags |= RecvFlags::DONTWAIT;
-        }
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-        loop {
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let target = match &mut self.big {
-                Some(b) => b.room()?,
-                None => &mut self.buf[self.end..],
-            };
-            let mut iov = [IoSliceMut::new(target)];
-            let r = recvmsg(sock, &mut iov, &mut control, flags);
-            for msg in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(fds) = msg {
-                    self.fds.extend(fds);
+        let target = match &mut self.big {
+            Some(b) => b.room()?,
+            None => &mut self.buf[self.end..],
+        };
+        let mut fds = Vec::new();
+        let r = socket::recv_with_fds(sock, target, &mut fds, self.max_fds, nonblocking);
+        self.fds.extend(fds);
+        match r {
+            Ok((_, true)) => Err(io::Error::new(io::ErrorKind::InvalidData, FdsDropped)),
+            Ok((0, false)) => Ok(Fill::Eof),
+            Ok((n, false)) => {
+                match &mut self.big {
+                    Some(b) => b.filled += n,
+                    None => self.end += n,
                 }
+                Ok(Fill::Data)
             }
-            return match r {
-                Ok(r) if r.bytes == 0 => Ok(Fill::Eof),
-                Ok(r) => {
-                    match &mut self.big {
-                        Some(b) => b.filled += r.bytes,
-                        None => self.end += r.bytes,
-                    }
-                    Ok(Fill::Data)
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) => Ok(Fill::Empty),
-                Err(e) => Err(e.into()),
-            };
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Empty),
+            Err(e) => Err(e),
         }
     }
 
@@ -517,7 +546,7 @@ mod tests {
         let at = buf.len();
         put_header(buf, DONE, 101, 0, 0, 0);
         buf.extend_from_slice(&big);
-        patch_len(buf, at);
+        finish_record(buf, at, 0);
         let shared = Arc::new(vec![9u8; 300_000]);
         put_header(q.buffer(Vec::new()), TASK, 102, 0, 0, shared.len());
         q.push_shared(Arc::clone(&shared));
@@ -547,5 +576,49 @@ mod tests {
         assert_eq!(got[102].payload, *shared);
         assert_eq!(got[103].payload, [5]);
         assert_eq!(r.fill(b.as_fd(), false).unwrap(), Fill::Eof);
+    }
+
+    /// A record whose descriptors the kernel could not all hand over (`MSG_CTRUNC`)
+    /// is a typed error, not a record with its descriptors silently missing (or
+    /// another record's).
+    #[test]
+    fn dropped_descriptors_are_a_typed_error() {
+        let (a, b) = crate::sys::socket::pair().unwrap();
+        let (x, _y) = crate::sys::socket::pair().unwrap();
+        let fds: Vec<OwnedFd> = (0..16).map(|_| x.try_clone().unwrap()).collect();
+        let mut out = Vec::new();
+        put_header(&mut out, DONE, 1, 0, fds.len(), 0);
+        send_all(a.as_fd(), &out, &fds).unwrap();
+        // The room for one descriptor holds a few (alignment padding), never 16.
+        let mut r = RecordReader {
+            max_fds: 1,
+            ..RecordReader::default()
+        };
+        let e = r.fill(b.as_fd(), false).unwrap_err();
+        assert!(is_fds_dropped(&e), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn task_header_names_its_entry_and_finish_record_patches_in_place() {
+        let entry = EntryRef::Offset(-12345);
+        let mut out = vec![0xee];
+        put_task(&mut out, 7, entry, 3, 5);
+        let h = decode_header(&out[1..], u64::MAX).unwrap().unwrap();
+        assert_eq!((h.tag, h.id, h.nfds, h.len), (TASK, 7, 3, 5));
+        let at = out.len();
+        put_header(&mut out, DONE, 8, 0, 0, 0);
+        out.extend_from_slice(b"payload");
+        finish_record(&mut out, at, 2);
+        let h = decode_header(&out[at..], u64::MAX).unwrap().unwrap();
+        assert_eq!((h.tag, h.id, h.nfds, h.len), (DONE, 8, 2, 7));
+        let rec = Record {
+            tag: TASK,
+            id: 7,
+            aux: decode_header(&out[1..], u64::MAX).unwrap().unwrap().aux,
+            payload: Vec::new(),
+            fds: Vec::new(),
+        };
+        assert_eq!(rec.entry(), entry);
     }
 }

@@ -148,7 +148,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         out.clear();
         let at = out.len();
         wire::put_header(&mut out, wire::DONE, rec.id, 0, 0, 0);
-        let entry = EntryRef::Offset(rec.aux as isize);
+        let entry = rec.entry();
         let result = match chunk::resolve_chunk(entry, &args.token) {
             // The entry reports a panicking `Serialize` as the item's panic; a panic
             // that still escapes it fails the task, and the worker serves on.
@@ -163,8 +163,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         };
         let fds = match result {
             Ok(fds) => {
-                out[at + 17..at + 21].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-                wire::patch_len(&mut out, at);
+                wire::finish_record(&mut out, at, fds.len());
                 fds
             }
             Err(fail) => {

@@ -462,21 +462,45 @@ pub(crate) fn try_send_with_fds(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    send_vectored_with_fds(sock, &[IoSlice::new(bytes)], fds, true)
+}
+
+/// Sends the buffers of `iov` in order with `fds` attached, in one `sendmsg` (retried
+/// when a signal interrupts it); returns how many bytes went (the descriptors go with
+/// the first byte). With `nonblocking`, a full socket buffer is
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) rather than a wait. Never `SIGPIPE`.
+///
+/// # Errors
+///
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) (non-blocking, buffer full),
+/// [`BrokenPipe`](io::ErrorKind::BrokenPipe) or
+/// [`ConnectionReset`](io::ErrorKind::ConnectionReset) if the peer is gone, `EINVAL`
+/// if there are more than [`MAX_FDS`] descriptors, or the socket's error.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn send_vectored_with_fds(
+    sock: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS {
         return Err(rustix::io::Errno::INVAL.into());
     }
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    // No allocation when there is nothing to attach (the common case).
+    let mut space = Vec::new();
+    if !fds.is_empty() {
+        space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    }
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(rustix::io::Errno::NOBUFS.into());
     }
     loop {
-        match sendmsg(
-            sock,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-        ) {
+        match sendmsg(sock, iov, &mut control, flags) {
             Err(rustix::io::Errno::INTR) => continue,
             r => return Ok(r?),
         }
@@ -539,16 +563,38 @@ pub(crate) fn try_recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<(usize, bool)> {
+    recv_with_fds(sock, buf, fds, MAX_FDS, true)
+}
+
+/// Reads into `buf` (with `nonblocking`, only what is available now) and appends the
+/// descriptors attached to the bytes to `fds` (close-on-exec), accepting at most
+/// `max_fds` of them (at most [`MAX_FDS`]). Returns the byte count (0: the peer closed)
+/// and whether the kernel dropped descriptors (`MSG_CTRUNC`: more than `max_fds`
+/// arrived, or this process is at its `RLIMIT_NOFILE` limit). Signals do not
+/// interrupt it.
+///
+/// # Errors
+///
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) if `nonblocking` and nothing is there, or
+/// the socket's error.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    max_fds: usize,
+    nonblocking: bool,
+) -> io::Result<(usize, bool)> {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let room = rustix::cmsg_space!(ScmRights(max_fds.min(MAX_FDS)));
+    let mut control = RecvAncillaryBuffer::new(&mut space[..room]);
     let mut iov = [IoSliceMut::new(buf)];
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
     let r = loop {
-        match recvmsg(
-            sock,
-            &mut iov,
-            &mut control,
-            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-        ) {
+        match recvmsg(sock, &mut iov, &mut control, flags) {
             Err(rustix::io::Errno::INTR) => continue,
             r => break r?,
         }
