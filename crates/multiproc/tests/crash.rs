@@ -2,6 +2,11 @@
 //!
 //! Each test re-executes this test binary to run an `#[ignore]`d helper (rayon's idiom)
 //! under a deadline.
+//!
+//! # Safety
+//!
+//! Two `unsafe` calls with no memory-safety preconditions: `kill(2)` of a child this
+//! test spawned and has not reaped, and `setrlimit` with an initialized struct.
 #![allow(unsafe_code)]
 
 mod util;

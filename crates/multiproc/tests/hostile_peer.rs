@@ -7,6 +7,13 @@
 //! `/proc/self/clear_refs` before each case) over the resident set before it; the
 //! tests take one lock so that their peaks do not mix when they share a process.
 //! The children reach the internals they attack through `multiproc::test_support`.
+//!
+//! # Safety
+//!
+//! The children borrow the socket `test_support` names by number
+//! (`BorrowedFd::borrow_raw`) while it is open (the result socket until the child's
+//! function returns, a pool worker's socket while the worker runs tasks), and one ends
+//! its process at once with `_exit`, after which nothing runs.
 #![allow(unsafe_code)]
 // SAFETY (for the file): the only `unsafe` is borrowing the raw descriptor of the
 // child's own result or worker socket, which stays open while the child's function runs.

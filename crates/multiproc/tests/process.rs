@@ -6,6 +6,12 @@
 //! fork taken while another test's thread holds stderr's lock (say, printing a panic)
 //! gives a child that deadlocks when it prints. The README's test command runs each
 //! test in its own process (nextest), where only idle harness threads exist.
+//!
+//! # Safety
+//!
+//! Two `unsafe` blocks: a child's function that writes through a null pointer on
+//! purpose (the point is its SIGSEGV), and a `kill(2)` of a child this test started and
+//! has not reaped (so its pid is still that child's).
 #![allow(unsafe_code)]
 
 mod util;
@@ -444,6 +450,64 @@ fn open_descriptors() -> Vec<String> {
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .map(|p| p.display().to_string())
         .collect()
+}
+
+/// The pipes this process holds above stdio, as `/proc/self/fd` links (`pipe:[inode]`).
+fn pipes_above_stdio() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            let link = std::fs::read_link(e.path()).ok()?.display().to_string();
+            (fd > 2 && link.starts_with("pipe:")).then_some(link)
+        })
+        .collect()
+}
+
+/// Issue 10 item 6: a child that does not watch its parent kept the parent's death pipe
+/// open for life: a `Fork` child its parent's read end (forgotten, not closed, after the
+/// fork), a `ForkServer` child the server's (closed only on the watching path). Run in a
+/// process of its own, so that the death pipe and the fork server are made here.
+#[test]
+fn a_child_that_does_not_watch_holds_no_death_pipe() {
+    let out = util::run_ignored("no_death_pipe_helper", Duration::from_secs(90), &[]);
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by a_child_that_does_not_watch_holds_no_death_pipe"]
+fn no_death_pipe_helper() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let before = pipes_above_stdio();
+    // A watching `ForkServer` child makes this process's death pipe (and the server).
+    builder(StartMethod::ForkServer)
+        .start(answer)
+        .unwrap()
+        .join()
+        .unwrap();
+    let death: Vec<String> = pipes_above_stdio()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(!death.is_empty(), "no death pipe was made: {before:?}");
+    for m in StartMethod::ALL {
+        let seen = builder(m)
+            .die_with_parent(false)
+            .start(pipes_above_stdio)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(
+            !seen.iter().any(|p| death.contains(p)),
+            "{m}: the child holds the death pipe {death:?}: {seen:?}"
+        );
+    }
 }
 
 /// Issue 9: a descriptor the program opened without close-on-exec leaked into `Spawn`

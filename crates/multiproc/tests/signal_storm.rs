@@ -13,6 +13,12 @@
 //! Its own test binary with one test: the handler and the storm are process-wide. The
 //! storm runs with `SA_RESTART` off, then on. If a call overruns, the storm pauses so
 //! that the call can finish, and the test reports every call that overran.
+//!
+//! # Safety
+//!
+//! The `unsafe` calls install a `SIGALRM` handler that only touches an atomic
+//! (async-signal-safe), from an all-zero `sigaction` (a valid one), and send the signal
+//! with `tgkill` to this process's own threads only.
 #![allow(unsafe_code)]
 
 mod util;

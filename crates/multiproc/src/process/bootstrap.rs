@@ -58,18 +58,22 @@
 //!
 //! # Safety
 //!
-//! One `unsafe` block: the hook takes ownership of the socket [`ENV`] names
-//! (`OwnedFd::from_raw_fd`) once [`judge`] found it open and made by this process's
-//! parent, which put it at that number for this process alone; the hook runs before
-//! `main` and removes the variable first, so nothing else in the process wraps it.
+//! Two `unsafe` blocks take ownership of inherited descriptors by number
+//! (`OwnedFd::from_raw_fd`): the socket [`ENV`] names, once [`judge`] found it open and
+//! made by this process's parent; and the read end of the parent's death pipe, once
+//! found open at the number where `spawn::spawn_child` puts it
+//! (`FIRST_KEPT_FD + 1`), which the launch names. The parent placed both for this
+//! process alone. The hook runs before `main`, removes the variable first and never
+//! returns to `main` once it takes them, so nothing else in the process wraps them.
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::child::child_entry;
+use super::child;
 use super::exit_code::ChildExit;
+use super::launch::decode_launch;
 use crate::sys;
 use crate::sys::socket::Peer;
 
@@ -105,7 +109,7 @@ fn bootstrap_hook() {
             // process to own. Nothing here owns it yet: we run before `main`, and the
             // variable is removed, so no one else takes it from there.
             let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-            child_entry(sock)
+            launched(sock)
         }
         Verdict::Ignore(why) => {
             let _ = writeln!(err, "multiproc: ignoring {ENV}={}: {why}", shown(&value));
@@ -120,6 +124,44 @@ fn bootstrap_hook() {
         }
         Verdict::ParentGone => sys::fork::exit_now(ChildExit::ParentGone.code()),
     }
+}
+
+/// The body of a re-executed child once its socket is known: read the launch, take the
+/// death pipe it inherited, then serve or run.
+fn launched(sock: OwnedFd) -> ! {
+    sys::signal::ignore_sigpipe();
+    let frame = match sys::socket::recv_frame(sock.as_fd()) {
+        Ok(Some(f)) => f,
+        // The parent went away before telling us what to do.
+        Ok(None) | Err(_) => sys::fork::exit_now(ChildExit::ParentGone.code()),
+    };
+    let bad_launch = |why: &dyn std::fmt::Display| -> ! {
+        let _ = writeln!(std::io::stderr(), "multiproc: bad launch message: {why}");
+        sys::fork::exit_now(ChildExit::BadLaunch.code())
+    };
+    let launch = decode_launch(&frame.payload).unwrap_or_else(|e| bad_launch(&e));
+    let pipe = launch.death.pipe().map(|fd| {
+        adopt_death_pipe(fd, sock.as_raw_fd())
+            .unwrap_or_else(|| bad_launch(&format!("no death pipe at descriptor {fd}")))
+    });
+    if launch.server {
+        super::forkserver::serve(sock, launch, pipe)
+    } else {
+        child::run_launch(sock, launch, frame.fds, pipe)
+    }
+}
+
+/// Takes ownership of the read end of the parent's death pipe, which
+/// `spawn::spawn_child` places at `FIRST_KEPT_FD + 1` (next to the socket, `sock`):
+/// `None` if the launch names another number, or nothing is open there.
+fn adopt_death_pipe(fd: RawFd, sock: RawFd) -> Option<OwnedFd> {
+    if fd != sys::fork::FIRST_KEPT_FD + 1 || fd == sock || !sys::fork::is_open(fd) {
+        return None;
+    }
+    // SAFETY: `fd` is open (checked above) at the number where our parent put the death
+    // pipe for this process alone, and it is not the socket this process already owns.
+    // Nothing else here wraps it: we run before `main`, which never runs in this process.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// At most 40 characters of the variable, for a one-line message.

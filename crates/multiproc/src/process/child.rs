@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::entry;
 use super::exit_code::ChildExit;
-use super::launch::{decode_launch, DeathWatch, Launch};
+use super::launch::{DeathWatch, Launch};
 use super::outcome::{self, FailKind, Reply};
 use crate::sys;
 
@@ -27,32 +27,16 @@ pub(crate) fn result_socket() -> Option<RawFd> {
     Some(RESULT_SOCKET.load(Ordering::Relaxed)).filter(|&fd| fd >= 0)
 }
 
-/// The body of a re-executed child: read the launch, then serve or run.
-pub(crate) fn child_entry(sock: OwnedFd) -> ! {
-    sys::signal::ignore_sigpipe();
-    let frame = match sys::socket::recv_frame(sock.as_fd()) {
-        Ok(Some(f)) => f,
-        // The parent went away before telling us what to do.
-        Ok(None) | Err(_) => sys::fork::exit_now(ChildExit::ParentGone.code()),
-    };
-    let launch = match decode_launch(&frame.payload) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "multiproc: bad launch message: {e}");
-            sys::fork::exit_now(ChildExit::BadLaunch.code());
-        }
-    };
-    if launch.server {
-        super::forkserver::serve(sock, launch)
-    } else {
-        run_launch(sock, launch, frame.fds)
-    }
-}
-
 /// Common child setup: die with the parent, name, stdio; then run the entry and exit.
-pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -> ! {
+/// `pipe`: the read end of the parent's death pipe this child inherited and owns, if any.
+pub(crate) fn run_launch(
+    sock: OwnedFd,
+    launch: Launch,
+    mut fds: Vec<OwnedFd>,
+    pipe: Option<OwnedFd>,
+) -> ! {
     set_result_socket(sock.as_raw_fd());
-    if !watch_parent(launch.death) {
+    if !watch_parent(launch.death, pipe) {
         sys::fork::exit_now(ChildExit::Orphaned.code());
     }
     if let Some(name) = &launch.name {
@@ -82,27 +66,18 @@ pub(crate) fn run_launch(sock: OwnedFd, launch: Launch, mut fds: Vec<OwnedFd>) -
     finish(sock, reply, false)
 }
 
-/// Arms parent-death detection as `death` says, and closes the inherited pipe
-/// descriptor either way. Returns `false` if the parent is already gone.
-pub(crate) fn watch_parent(death: DeathWatch) -> bool {
-    match death {
-        DeathWatch::Off => true,
-        DeathWatch::Pipe(fd) => arm_death(fd),
-        DeathWatch::Pdeathsig { ppid, pipe } => {
-            if let Some(fd) = pipe {
-                sys::deathsig::close_inherited(fd);
-            }
-            sys::deathsig::arm_pdeathsig(ppid)
-        }
+/// Arms parent-death detection as `death` says, on `pipe` (the inherited read end of
+/// the parent's death pipe, which this process owns) when it uses the pipe, and closes
+/// `pipe` either way. Returns `false` if the parent is already gone.
+pub(crate) fn watch_parent(death: DeathWatch, pipe: Option<OwnedFd>) -> bool {
+    if let Some(ppid) = death.ppid() {
+        drop(pipe);
+        return sys::deathsig::arm_pdeathsig(ppid);
     }
-}
-
-/// Arms parent-death detection on `fd` and closes the inherited descriptor.
-/// Returns `false` if the parent is already gone.
-pub(crate) fn arm_death(fd: RawFd) -> bool {
-    let alive = sys::deathsig::arm(fd).unwrap_or(true);
-    sys::deathsig::close_inherited(fd);
-    alive
+    match pipe.filter(|_| death.pipe().is_some()) {
+        Some(fd) => sys::deathsig::arm(fd.as_fd()).unwrap_or(true),
+        None => true,
+    }
 }
 
 /// Sends the reply, flushes stdout and exits with the reply's code (see

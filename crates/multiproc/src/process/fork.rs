@@ -109,10 +109,10 @@ where
     F: FnOnce() -> R,
     R: Serialize,
 {
-    sys::deathsig::forget_parent_pipe_after_fork();
+    let inherited = sys::deathsig::forget_parent_pipe_after_fork();
     super::forkserver::forget_after_fork();
     child::set_result_socket(sock.as_raw_fd());
-    if !child::watch_parent(io.death) {
+    if !child::watch_parent(io.death, inherited) {
         sys::fork::exit_now(ChildExit::Orphaned.code());
     }
     if let Some(out) = &io.stdout {

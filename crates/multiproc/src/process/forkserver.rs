@@ -15,10 +15,20 @@
 //! The server dies with its parent (death pipe), ignores `SIGINT` (a Ctrl-C meant for
 //! the parent must not kill it first), and exits when its request socket closes. If it
 //! dies anyway, the next request starts a new one.
+//!
+//! # Safety
+//!
+//! One `unsafe` block: a child forked from a process with a server connection closes
+//! the connection's descriptors by number ([`forget_after_fork`]). They belong to the
+//! parent's copy of [`CONN`], which the child leaks (a `PerProcess` value is never
+//! locked or dropped in a forked child); [`CONN_FD`] and [`CONN_PIDFD`] hold their
+//! numbers exactly while that copy owns them (set once it is made, reset before it is
+//! dropped).
+#![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::child;
 use super::launch::{decode_launch, DeathWatch, Launch};
@@ -38,16 +48,11 @@ struct Conn {
 /// interleave) nor wait for the parent's lock, which another thread of the parent
 /// may have held at the fork (issue 9, item 9). The child starts its own server.
 static CONN: PerProcess<Option<Conn>> = PerProcess::new(|| None);
-/// The connection's socket as a raw number, so a forked child can close it without locking.
+/// The connection's socket as a raw number while [`CONN`] owns it (else `-1`), so a
+/// forked child can close it without locking.
 static CONN_FD: AtomicI32 = AtomicI32::new(-1);
+/// The same for the connection's pidfd.
 static CONN_PIDFD: AtomicI32 = AtomicI32::new(-1);
-/// In the server: whether it was started from the parent's main thread, so that its
-/// children's `CLONE_PARENT` parent thread is the main thread and `PR_SET_PDEATHSIG`
-/// follows the parent process.
-static SERVER_PDEATHSIG: AtomicBool = AtomicBool::new(false);
-/// In the server: its inherited read end of the parent's death pipe, or `-1`. Each
-/// child re-arms on it; a request only says whether to.
-static SERVER_DEATH_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Asks the fork server (starting it if needed) to fork a child for `launch`, with
 /// `fds` as the child's descriptors (its result socket first). Returns the pid.
@@ -70,6 +75,8 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
             // The server died (killed, or out of memory): reap it and start another.
             Ok(None) | Err(_) if attempt == 0 => {
                 if let Some(old) = guard.take() {
+                    CONN_FD.store(-1, Ordering::Relaxed);
+                    CONN_PIDFD.store(-1, Ordering::Relaxed);
                     let _ = sys::pidfd::send_signal(old.pidfd.as_fd(), sys::signal::SIGKILL);
                     let _ = sys::pidfd::reap_blocking(old.pidfd.as_fd());
                 }
@@ -144,23 +151,28 @@ pub(crate) fn forget_after_fork() {
         CONN_PIDFD.swap(-1, Ordering::Relaxed),
     ] {
         if fd >= 0 {
-            sys::deathsig::close_inherited(fd);
+            // SAFETY: `fd` is open and owned by the parent's copy of `CONN`, which this
+            // child leaks: `CONN_FD`/`CONN_PIDFD` name a descriptor only while that copy
+            // owns it (set after `start_server` made it, reset before a `Conn` is
+            // dropped), and the swap above hands each number to one caller.
+            unsafe { sys::fork::close_leaked(fd) };
         }
     }
 }
 
 /// The server's main loop (runs in the re-executed server process; never returns).
-pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
-    // The server's own parent-death watch. The inherited read end stays open either
-    // way: each child re-arms on it.
-    SERVER_DEATH_FD.store(launch.death.pipe().unwrap_or(-1), Ordering::Relaxed);
-    let alive = match launch.death {
-        DeathWatch::Off => true,
-        DeathWatch::Pipe(fd) => sys::deathsig::arm(fd).unwrap_or(true),
-        DeathWatch::Pdeathsig { ppid, .. } => {
-            SERVER_PDEATHSIG.store(true, Ordering::Relaxed);
-            sys::deathsig::arm_pdeathsig(ppid)
-        }
+/// `pipe`: the read end of the parent's death pipe the server inherited and owns; it
+/// stays open for the server's life, and each child takes its copy.
+pub(crate) fn serve(sock: OwnedFd, launch: Launch, pipe: Option<OwnedFd>) -> ! {
+    // The server's own parent-death watch: `PR_SET_PDEATHSIG` if it was started from the
+    // parent's main thread (then its children's `CLONE_PARENT` parent thread is that main
+    // thread too, and the signal follows the parent process for them as well), else the
+    // pipe.
+    let pdeathsig = launch.death.ppid().is_some();
+    let alive = match (launch.death.ppid(), &pipe) {
+        (Some(ppid), _) => sys::deathsig::arm_pdeathsig(ppid),
+        (None, Some(fd)) => sys::deathsig::arm(fd.as_fd()).unwrap_or(true),
+        (None, None) => true,
     };
     if !alive {
         sys::fork::exit_now(0);
@@ -175,17 +187,20 @@ pub(crate) fn serve(sock: OwnedFd, launch: Launch) -> ! {
         };
         let answer: Result<i32, i32> = match decode_launch(&frame.payload) {
             Err(_) => Err(sys::fork::EINVAL),
-            Ok(child_launch) => match fork_one(child_launch, frame.fds) {
-                Ok(Side::Server(pid)) => Ok(pid),
-                Err(e) => Err(e),
-                Ok(Side::Child(launch, mut fds)) => {
-                    // The child's descriptors are the server's: stdio, the death pipe
-                    // (which `run_launch` closes once armed), and those of this request.
-                    drop(sock);
-                    let result_sock = fds.remove(0);
-                    child::run_launch(result_sock, launch, fds)
+            Ok(child_launch) => {
+                let server_pipe = pipe.as_ref().map(AsRawFd::as_raw_fd);
+                match fork_one(child_launch, frame.fds, pdeathsig, server_pipe) {
+                    Ok(Side::Server(pid)) => Ok(pid),
+                    Err(e) => Err(e),
+                    Ok(Side::Child(launch, mut fds)) => {
+                        // The child's descriptors are the server's: stdio, the death pipe
+                        // (which `run_launch` closes once armed), and those of this request.
+                        drop(sock);
+                        let result_sock = fds.remove(0);
+                        child::run_launch(result_sock, launch, fds, pipe)
+                    }
                 }
-            },
+            }
         };
         let bytes = codec::encode(&answer).map(|e| e.bytes).unwrap_or_default();
         if sys::socket::send_frame(sock.as_fd(), &bytes, &[]).is_err() {
@@ -202,26 +217,30 @@ enum Side {
     Child(Launch, Vec<OwnedFd>),
 }
 
-/// Forks the child for one request (an errno on failure).
-fn fork_one(mut launch: Launch, fds: Vec<OwnedFd>) -> Result<Side, i32> {
+/// Forks the child for one request (an errno on failure). `pdeathsig`: the server
+/// itself uses `PR_SET_PDEATHSIG` (see [`serve`]); `server_pipe`: the number of the
+/// server's death pipe read end, which the child inherits.
+fn fork_one(
+    mut launch: Launch,
+    fds: Vec<OwnedFd>,
+    pdeathsig: bool,
+    server_pipe: Option<RawFd>,
+) -> Result<Side, i32> {
     if fds.is_empty() {
         return Err(sys::fork::EINVAL);
     }
-    // The server's parent thread may not be the main thread: then only the pipe
-    // follows the parent process. And the requester's pipe number means nothing here:
-    // the child inherits the server's own copy.
-    let ppid = launch
-        .death
-        .ppid()
-        .filter(|_| SERVER_PDEATHSIG.load(Ordering::Relaxed));
-    let server_pipe = Some(SERVER_DEATH_FD.load(Ordering::Relaxed)).filter(|&fd| fd >= 0);
+    // Where the server's parent thread is not the main thread, only the pipe follows
+    // the parent process. And the requester's pipe number means nothing here: the child
+    // inherits the server's own copy.
+    let ppid = launch.death.ppid().filter(|_| pdeathsig);
     let pipe = launch.death.pipe().and(server_pipe);
     launch.death = DeathWatch::from_parts(pipe, ppid);
     match sys::fork::clone_parent() {
         Ok(Forked::Parent(pid)) => Ok(Side::Server(pid)),
         Err(e) => Err(e.raw_os_error().unwrap_or(sys::fork::EAGAIN)),
         Ok(Forked::Child) => {
-            sys::deathsig::forget_parent_pipe_after_fork();
+            // The server starts no children of its own: it has no death pipe to forget.
+            drop(sys::deathsig::forget_parent_pipe_after_fork());
             sys::signal::default_sigint();
             Ok(Side::Child(launch, fds))
         }

@@ -13,11 +13,25 @@
 //! # References
 //! - <https://man7.org/linux/man-pages/man2/fcntl.2.html> (`F_SETOWN`, `F_SETSIG`)
 //! - <https://man7.org/linux/man-pages/man7/pipe.7.html>
+//! - <https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html>
+//!
+//! # Safety
+//!
+//! This module owns the descriptors it keeps in its statics ([`READ_FD`], [`WRITE_FD`],
+//! [`ARMED_FD`]) by number: each was an `OwnedFd` made here and turned into a raw number
+//! (`ManuallyDrop`, `into_raw_fd`), never handed out as owned. Its `unsafe` blocks close
+//! those numbers, or hand one over as an `OwnedFd`, after swapping the static to `-1`, so
+//! each is closed or handed over once. The two `fcntl` commands rustix does not offer
+//! (`F_SETOWN`, `F_SETSIG`) take integers on a descriptor borrowed for the call.
 #![allow(unsafe_code)]
 
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::{Mode, OFlags};
 
 use super::fork::PerProcess;
 
@@ -61,10 +75,11 @@ pub(crate) fn read_end() -> io::Result<RawFd> {
 
 /// In a freshly forked child: closes the inherited write end of the parent's death pipe
 /// and the parent's armed description, and forgets the parent's pipe, so that this
-/// child's own children get a new one.
+/// child's own children get a new one. Returns the parent's read end, if it had made
+/// the pipe: the child owns it now, to arm on it (and close it) or just close it.
 ///
 /// Async-signal-safe: atomics and `close` only.
-pub(crate) fn forget_parent_pipe_after_fork() {
+pub(crate) fn forget_parent_pipe_after_fork() -> Option<OwnedFd> {
     let w = WRITE_FD.swap(-1, Ordering::Relaxed);
     if w >= 0 {
         // SAFETY: `w` is the write end this module created in the parent and never
@@ -81,53 +96,47 @@ pub(crate) fn forget_parent_pipe_after_fork() {
             libc::close(armed);
         }
     }
-    // The read end stays open: the caller is about to arm it. It is forgotten here
-    // (not closed) because `arm` may still need the inherited descriptor.
     OWNER.store(0, Ordering::Release);
-    READ_FD.store(-1, Ordering::Relaxed);
+    let r = READ_FD.swap(-1, Ordering::Relaxed);
+    // SAFETY: `r` is the read end this module created in the parent and kept only as a
+    // number (module docs); the swap took it out of the static, so this is its only
+    // owner in the child.
+    (r >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r) })
 }
 
 /// In a child: arranges to receive `SIGKILL` when every write end of the pipe whose
 /// read end is `inherited` has closed, that is, when the parent process has died.
 ///
 /// Returns `Ok(false)` if the parent is already gone.
-pub(crate) fn arm(inherited: RawFd) -> io::Result<bool> {
+pub(crate) fn arm(inherited: BorrowedFd<'_>) -> io::Result<bool> {
     let mut buf = [0u8; 32];
-    let path = fd_path(inherited, &mut buf);
-    // SAFETY: `path` is NUL-terminated; `open` does not retain the pointer.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr().cast(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let own = unsafe { OwnedFd::from_raw_fd(fd) };
+    let path = fd_path(inherited.as_raw_fd(), &mut buf);
+    let own = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
     let pid = rustix::process::getpid().as_raw_nonzero().get();
-    for (cmd, arg) in [
-        (libc::F_SETOWN, pid),
-        (F_SETSIG, libc::SIGKILL),
-        (libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK),
-    ] {
-        // SAFETY: integer-argument fcntl commands on a descriptor we own; no pointers.
-        if unsafe { libc::fcntl(fd, cmd, arg) } != 0 {
+    // Not in rustix: `F_SETOWN` and `F_SETSIG`.
+    for (cmd, arg) in [(libc::F_SETOWN, pid), (F_SETSIG, libc::SIGKILL)] {
+        // SAFETY: integer-argument fcntl commands on `own`, open for the whole call;
+        // no pointers.
+        if unsafe { libc::fcntl(own.as_raw_fd(), cmd, arg) } != 0 {
             return Err(io::Error::last_os_error());
         }
     }
+    rustix::fs::fcntl_setfl(&own, OFlags::ASYNC | OFlags::NONBLOCK)?;
     // The parent may have died before O_ASYNC was set: check once by hand.
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+    let mut pfd = [PollFd::new(&own, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    let n = rustix::event::poll(&mut pfd, Some(&now))?;
+    let hung_up = n > 0 && pfd[0].revents().contains(PollFlags::HUP);
     // Keep the armed description open for the rest of this process's life.
     ARMED_FD.store(own.into_raw_fd(), Ordering::Relaxed);
-    Ok(!(n > 0 && pfd.revents & libc::POLLHUP != 0))
+    Ok(!hung_up)
 }
 
 /// Returns `true` on the process's main thread, whose exit is the process's exit.
@@ -149,7 +158,7 @@ pub(crate) fn arm_pdeathsig(expected_ppid: i32) -> bool {
 /// `/proc/self/fd/<fd>` with a trailing NUL, written into `buf` without allocating: a
 /// forked child calls [`arm`] first thing, and its first heap allocation would cost
 /// page faults on memory it shares copy-on-write with the parent.
-fn fd_path(fd: RawFd, buf: &mut [u8; 32]) -> &[u8] {
+fn fd_path(fd: RawFd, buf: &mut [u8; 32]) -> &CStr {
     const PREFIX: &[u8] = b"/proc/self/fd/";
     buf[..PREFIX.len()].copy_from_slice(PREFIX);
     let mut digits = [0u8; 10];
@@ -166,18 +175,7 @@ fn fd_path(fd: RawFd, buf: &mut [u8; 32]) -> &[u8] {
     let end = PREFIX.len() + digits.len() - i;
     buf[PREFIX.len()..end].copy_from_slice(&digits[i..]);
     buf[end] = 0;
-    &buf[..=end]
-}
-
-/// Closes a descriptor inherited from the parent that this process never owned as an
-/// `OwnedFd` (the parent's death-pipe read end).
-pub(crate) fn close_inherited(fd: RawFd) {
-    // SAFETY: `fd` is a raw descriptor number inherited across fork/exec that no
-    // `OwnedFd` in this process refers to (see the callers), so closing it cannot
-    // invalidate another owner.
-    unsafe {
-        libc::close(fd);
-    }
+    CStr::from_bytes_with_nul(&buf[..=end]).expect("digits, then one NUL")
 }
 
 #[cfg(test)]
@@ -185,11 +183,11 @@ mod tests {
     #[test]
     fn fd_path_is_nul_terminated_decimal() {
         let mut buf = [0u8; 32];
-        assert_eq!(super::fd_path(0, &mut buf), b"/proc/self/fd/0\0");
-        assert_eq!(super::fd_path(1023, &mut buf), b"/proc/self/fd/1023\0");
+        assert_eq!(super::fd_path(0, &mut buf), c"/proc/self/fd/0");
+        assert_eq!(super::fd_path(1023, &mut buf), c"/proc/self/fd/1023");
         assert_eq!(
             super::fd_path(i32::MAX, &mut buf),
-            b"/proc/self/fd/2147483647\0"
+            c"/proc/self/fd/2147483647"
         );
     }
 }

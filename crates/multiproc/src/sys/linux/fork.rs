@@ -79,6 +79,28 @@ pub(crate) const EINVAL: i32 = libc::EINVAL;
 /// `EAGAIN`, for a fork that failed without an error number.
 pub(crate) const EAGAIN: i32 = libc::EAGAIN;
 
+/// Whether `fd` is an open descriptor of this process (one [`spawn`] kept, say).
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    // SAFETY: integer arguments only; a number that is not open fails with `EBADF`.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Closes descriptor `fd`, whose owner this process has leaked: in a freshly forked
+/// child, a descriptor that the parent's copy of a [`PerProcess`] value owns.
+///
+/// # Safety
+///
+/// `fd` must be open, and whatever owns it must never use, close or drop it again. The
+/// parent's copy of a [`PerProcess`] value is such an owner in a forked child: the child
+/// never locks it and never drops it (its slot is leaked). No other `OwnedFd` or
+/// `BorrowedFd` may refer to `fd`.
+pub(crate) unsafe fn close_leaked(fd: RawFd) {
+    // SAFETY: guaranteed by the caller: nothing that is used again owns or borrows `fd`.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
 /// Where [`spawn`] places the first descriptor it keeps in the child.
 pub(crate) const FIRST_KEPT_FD: RawFd = 3;
 

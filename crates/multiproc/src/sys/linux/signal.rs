@@ -2,6 +2,13 @@
 //!
 //! # References
 //! - <https://man7.org/linux/man-pages/man7/signal.7.html>
+//!
+//! # Safety
+//!
+//! The `unsafe` calls change signal dispositions to `SIG_IGN`/`SIG_DFL` (no handler
+//! code) or, for the cluster host, to a handler that only stores to an atomic
+//! (async-signal-safe) and is a `static` function; and they unblock and raise a signal
+//! through a `sigset_t` initialized by `sigemptyset` before use.
 #![allow(unsafe_code)]
 
 /// `SIGTERM`: please stop.

@@ -19,7 +19,7 @@
 //!
 //! One unsafe call registers an `atfork` handler that only bumps an atomic
 //! counter, which is async-signal-safe; the other is glibc's `sched_getcpu`, which
-//! takes no arguments.
+//! takes no arguments. ("Is thread `tid` alive" is rustix's safe `kill(tid, 0)`.)
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -138,13 +138,14 @@ pub(crate) fn is_dead(tid: u32, start_time: u64) -> bool {
             matches!(s.state, b'Z' | b'X' | b'x') || (start_time != 0 && s.start_time != start_time)
         }
         None => {
-            let Ok(raw) = i32::try_from(tid) else {
+            let Some(pid) = i32::try_from(tid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            else {
                 return false;
             };
-            // SAFETY: `kill` with signal 0 sends nothing; it only checks that the
-            // target exists and may be signalled.
-            let rc = unsafe { libc::kill(raw, 0) };
-            rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            // `kill(tid, 0)`: sends nothing, only checks that the target exists.
+            rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
         }
     }
 }
