@@ -604,3 +604,48 @@ fn a_value_updated_under_a_lock_by_children() {
     assert_eq!(v.set(1).unwrap(), 35);
     assert_eq!(v.get().unwrap(), 1);
 }
+
+/// `(local port, remote port, state, timer)` of this network namespace's IPv4 TCP
+/// sockets, from `/proc/net/tcp` (timer 2 is the keepalive timer).
+fn tcp_sockets() -> Vec<(u16, u16, u8, u8)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let state = u8::from_str_radix(f[3], 16).unwrap();
+            let timer = u8::from_str_radix(f[5].split(':').next().unwrap(), 16).unwrap();
+            (port(f[1]), port(f[2]), state, timer)
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_connections_have_keepalive_on_both_sides() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::builder()
+        .address(Address::Tcp("127.0.0.1:0".parse().unwrap()))
+        .start()
+        .unwrap();
+    let Address::Tcp(a) = m.address().clone() else {
+        unreachable!()
+    };
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap(); // an idle connection stays in the pool
+    const ESTABLISHED: u8 = 1;
+    const KEEPALIVE_TIMER: u8 = 2;
+    let ours = || -> Vec<_> {
+        tcp_sockets()
+            .into_iter()
+            .filter(|&(l, r, st, _)| st == ESTABLISHED && (l == a.port() || r == a.port()))
+            .collect()
+    };
+    // Once the last reply is acknowledged (until then the retransmit timer runs).
+    let armed = util::eventually(Duration::from_secs(10), || {
+        let o = ours();
+        o.len() >= 2 && o.iter().all(|s| s.3 == KEEPALIVE_TIMER)
+    });
+    assert!(armed, "connections without keepalive: {:?}", ours());
+}

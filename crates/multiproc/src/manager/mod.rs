@@ -78,7 +78,11 @@
 //! - **Failure**: when the server dies (even by `SIGKILL`), every call, including
 //!   one blocked in [`Queue::get`] or [`Lock::acquire`], returns an error of kind
 //!   [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) as soon as its
-//!   connection reports the hang-up, never a hang. When a *client* dies, the server
+//!   connection reports the hang-up, never a hang. Over TCP, connections have
+//!   keepalive on (probes after 10 s of silence, 3 of them 5 s apart), so a server
+//!   whose whole machine vanished, closing nothing, is reported within about 25 s.
+//!   (A server that is alive but stopped, `SIGSTOP`, is not dead: calls wait, as in
+//!   Python; use the `_timeout` forms.) When a *client* dies, the server
 //!   releases the locks its process held (once its last connection closes), puts
 //!   back a queue value it took but could not deliver, and frees the thread that
 //!   served it. The server trusts nothing a client sends: messages are bounded

@@ -5,9 +5,10 @@
 //! `get`, a lock's `acquire`) waits on one condition variable that every change
 //! notifies, rechecking its own object each time. Waiting happens in slices of
 //! [`CHECK_PEER`]: after each slice the thread checks whether its client is still
-//! there (a client waiting for its reply sends nothing, so a readable socket means it
-//! hung up), so a client that dies while it waits leaves no thread behind, and a
-//! value taken for a client that is gone is put back (see [`Undo`]).
+//! there (its socket hung up or failed; TCP connections have keepalive on, so a
+//! client whose machine vanished is noticed too), so a client that dies while it
+//! waits leaves no thread behind, and a value taken for a client that is gone is put
+//! back (see [`Undo`]).
 //!
 //! Nothing a client sends is trusted: requests arrive through a
 //! [`SocketConnection`] with a maximum message size, decode with a checked decoder,
@@ -16,6 +17,7 @@
 //! `catch_unwind`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -97,6 +99,10 @@ fn accept_loop(listener: &Arc<Listener>, state: &Arc<State>) {
                 continue;
             }
         };
+        // A client whose machine vanished is noticed by its waiting thread.
+        if super::session::keepalive(listener.address(), &conn).is_err() {
+            continue;
+        }
         if state.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
             state.connections.fetch_sub(1, Ordering::AcqRel);
             continue; // dropped: the client sees the connection closed
@@ -479,8 +485,8 @@ impl State {
                 .wait_timeout(objects, slice)
                 .unwrap_or_else(|e| e.into_inner());
             objects = guard;
-            if timed_out.timed_out() && conn.poll(Duration::ZERO) {
-                return Err(()); // the client hung up (or broke the protocol)
+            if timed_out.timed_out() && crate::sys::socket::peer_gone(conn.as_fd()) {
+                return Err(()); // the client hung up, or its connection failed
             }
         }
     }

@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,21 @@ use crate::ipc::{codec, Address, Client, RecvError, SendError, SocketConnection}
 
 /// Idle connections a session keeps per process (more are closed after their call).
 const IDLE_MAX: usize = 4;
+/// TCP keepalive: silence before the first probe, the time between probes, and the
+/// unanswered probes that fail the connection, so a server whose machine vanished
+/// is reported within about 25 s (a killed server process is reported at once).
+pub(crate) const KEEPALIVE: (Duration, Duration, u32) =
+    (Duration::from_secs(10), Duration::from_secs(5), 3);
+
+/// Turns on [`KEEPALIVE`] for a TCP connection (nothing to do for a Unix socket).
+pub(crate) fn keepalive(address: &Address, conn: &SocketConnection) -> Result<()> {
+    if let Address::Tcp(_) = address {
+        let (idle, interval, count) = KEEPALIVE;
+        crate::sys::socket::tcp_keepalive(conn.as_fd(), idle, interval, count)
+            .map_err(|e| Error::os(e).with_message("cannot set TCP keepalive"))?;
+    }
+    Ok(())
+}
 
 /// Encodes a value for the server.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
@@ -137,6 +154,17 @@ impl Session {
             .with_message(format!("the manager server at {} is gone", self.address))
     }
 
+    /// [`gone`](Self::gone), with the socket's error as the cause.
+    fn gone_because(&self, e: Error) -> Error {
+        let source = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .map(|io| std::io::Error::from(io.kind()));
+        match source {
+            Some(io) => self.gone().with_source(io),
+            None => self.gone(),
+        }
+    }
+
     fn idle(&self) -> MutexGuard<'_, Idle> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.pid != this_pid() {
@@ -165,6 +193,7 @@ impl Session {
                 e
             }
         })?;
+        keepalive(&self.address, &conn)?;
         match self.exchange(&conn, Request::Hello(process_nonce())) {
             Ok(Reply::Unit) => Ok(conn),
             Ok(r) => Err(unexpected(&r)),
@@ -181,14 +210,19 @@ impl Session {
     }
 
     fn exchange(&self, conn: &SocketConnection, request: Request) -> Result<Reply> {
+        // A socket error (a reset, a keepalive timeout) means the server is gone too.
         match conn.send(request) {
             Ok(()) => {}
             Err(SendError::Disconnected(_)) => return Err(self.gone()),
+            Err(SendError::Rejected(_, e)) if e.kind() == ErrorKind::Os => {
+                return Err(self.gone_because(e))
+            }
             Err(SendError::Rejected(_, e)) => return Err(e),
         }
         match conn.recv::<Reply>() {
             Ok(r) => Ok(r),
             Err(RecvError::Disconnected) => Err(self.gone()),
+            Err(RecvError::Invalid(e)) if e.kind() == ErrorKind::Os => Err(self.gone_because(e)),
             Err(RecvError::Invalid(e)) => Err(e),
         }
     }

@@ -620,6 +620,32 @@ pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
     fds.iter().map(AsFd::as_fd).collect()
 }
 
+/// Makes a TCP connection notice a peer that vanished without closing it (its machine
+/// crashed or the network dropped it): keepalive probes after `idle` of silence, one
+/// every `interval`, `count` of them unanswered fail the socket, and so does data left
+/// unacknowledged as long (`TCP_USER_TIMEOUT`). The next read or poll then reports
+/// the error (`ETIMEDOUT`) instead of waiting for ever.
+///
+/// # References
+/// - <https://man7.org/linux/man-pages/man7/tcp.7.html> (`TCP_KEEPIDLE`, `TCP_USER_TIMEOUT`)
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn tcp_keepalive(
+    sock: BorrowedFd<'_>,
+    idle: std::time::Duration,
+    interval: std::time::Duration,
+    count: u32,
+) -> io::Result<()> {
+    use rustix::net::sockopt;
+    sockopt::set_socket_keepalive(sock, true)?;
+    sockopt::set_tcp_keepidle(sock, idle)?;
+    sockopt::set_tcp_keepintvl(sock, interval)?;
+    sockopt::set_tcp_keepcnt(sock, count)?;
+    let total = idle.saturating_add(interval.saturating_mul(count));
+    let ms = u32::try_from(total.as_millis()).unwrap_or(u32::MAX);
+    sockopt::set_tcp_user_timeout(sock, ms)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
