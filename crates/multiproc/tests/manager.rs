@@ -649,3 +649,49 @@ fn tcp_connections_have_keepalive_on_both_sides() {
     });
     assert!(armed, "connections without keepalive: {:?}", ours());
 }
+
+#[test]
+fn a_timeout_call_returns_even_when_the_server_is_stopped() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let q = m.queue::<u8>().unwrap();
+    let lock = m.lock().unwrap();
+    q.put(1).unwrap();
+    let pid = rustix::process::Pid::from_raw(m.pid().unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let start = Instant::now();
+    let e = q.get_timeout(Duration::from_millis(100)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let e = lock
+        .acquire_timeout(Duration::from_millis(100))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    // Each waits its timeout plus a grace of 5 s; a generous margin on top.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    // The server undid what it did for the connections that gave up: the value is
+    // still there and the lock free.
+    assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), 1);
+    assert!(lock.try_acquire().unwrap());
+}
+
+#[test]
+fn a_dict_lists_its_entries_in_insertion_order() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::new().unwrap();
+    let d = m.dict::<String, u32>().unwrap();
+    for (i, k) in ["zebra", "apple", "mango"].into_iter().enumerate() {
+        d.insert(k.to_string(), i as u32).unwrap();
+    }
+    d.insert("apple".to_string(), 10).unwrap();
+    d.remove("zebra".to_string()).unwrap();
+    d.update([("kiwi".to_string(), 3), ("zebra".to_string(), 4)])
+        .unwrap();
+    assert_eq!(d.keys().unwrap(), ["apple", "mango", "kiwi", "zebra"]);
+    assert_eq!(d.values().unwrap(), [10, 2, 3, 4]);
+    assert_eq!(d.get_or_insert("mango".to_string(), 99).unwrap(), 2);
+}

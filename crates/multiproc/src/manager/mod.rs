@@ -81,8 +81,12 @@
 //!   connection reports the hang-up, never a hang. Over TCP, connections have
 //!   keepalive on (probes after 10 s of silence, 3 of them 5 s apart), so a server
 //!   whose whole machine vanished, closing nothing, is reported within about 25 s.
-//!   (A server that is alive but stopped, `SIGSTOP`, is not dead: calls wait, as in
-//!   Python; use the `_timeout` forms.) When a *client* dies, the server
+//!   A server that is alive but stopped (`SIGSTOP`) is not dead: calls without a
+//!   timeout wait, as in Python; a `_timeout` call gives up with
+//!   [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) after its timeout plus 5 s
+//!   (plus up to [`HANDSHAKE_TIMEOUT`](crate::ipc::HANDSHAKE_TIMEOUT) if it had to
+//!   open a connection), and the server undoes what it did for a call whose caller
+//!   gave up. When a *client* dies, the server
 //!   releases the locks its process held (once its last connection closes), puts
 //!   back a queue value it took but could not deliver, and frees the thread that
 //!   served it. The server trusts nothing a client sends: messages are bounded
@@ -112,13 +116,14 @@
 //!   storing one in a [`Dict`], [`List`] or [`Namespace`] is not supported: its
 //!   reference count assumes that a proxy serialized once is received once, and
 //!   every read of a stored proxy would be another receipt.
-//! - Keys compare by their serialized bytes, and listings come in no particular
-//!   order.
+//! - Keys compare by their serialized bytes (listings keep insertion order, as a
+//!   Python `dict` does).
 //! - Locks held by a process that dies are released (Python's stay held for ever).
 
 mod builder;
 mod handle;
 mod managed;
+mod ordered;
 mod proxy;
 mod server;
 mod session;

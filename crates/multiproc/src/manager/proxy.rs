@@ -91,8 +91,8 @@ fn timed_out(what: &str, d: Duration) -> Error {
 /// Keys are compared by their encoding: two keys are the same key when they
 /// serialize to the same bytes (true of the usual key types: integers, strings,
 /// tuples and derived structs of them; not of a `HashMap` inside a key). The
-/// listings ([`keys`](Self::keys), [`items`](Self::items)) come in no particular
-/// order. Each method is one round trip to the server and is atomic there; a
+/// listings ([`keys`](Self::keys), [`items`](Self::items)) are in insertion order,
+/// as with a Python `dict`: replacing a value keeps its key's place. Each method is one round trip to the server and is atomic there; a
 /// read-modify-write of several calls is not (hold a manager [`Lock`](super::Lock)
 /// around it).
 ///

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::managed::{ErasedManaged, Factory, Registry};
+use super::ordered::OrderedMap;
 use super::wire::{Bytes, Kind, ObjectId, Op, Owner, Reply, Request, Wait};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::{Address, Connection, Listener, RecvError, SocketConnection};
@@ -281,7 +282,7 @@ struct BarrierState {
 }
 
 enum Obj {
-    Dict(HashMap<Bytes, Bytes>),
+    Dict(OrderedMap),
     List(Vec<Bytes>),
     Queue {
         items: VecDeque<Bytes>,
@@ -347,7 +348,7 @@ impl State {
 
     fn create(&self, kind: Kind) -> Reply {
         let obj = match kind {
-            Kind::Dict => Obj::Dict(HashMap::new()),
+            Kind::Dict => Obj::Dict(OrderedMap::default()),
             Kind::List => Obj::List(Vec::new()),
             Kind::Queue { maxsize } => Obj::Queue {
                 items: VecDeque::new(),
@@ -815,7 +816,7 @@ fn apply(
         (Obj::Dict(d), Op::DictGet(k)) => Reply::Value(d.get(&k).cloned()),
         (Obj::Dict(d), Op::DictInsert(k, v)) => Reply::Value(d.insert(k, v)),
         (Obj::Dict(d), Op::DictSetDefault(k, v)) => {
-            Reply::Value(Some(d.entry(k).or_insert(v).clone()))
+            Reply::Value(Some(d.get_or_insert(k, v).clone()))
         }
         (Obj::Dict(d), Op::DictRemove(k)) => Reply::Value(d.remove(&k)),
         (Obj::Dict(d), Op::DictContains(k)) => Reply::Bool(d.contains_key(&k)),

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{Bytes, Kind, ObjectId, Op, Owner, Reply, Request};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ipc::{codec, Address, Client, RecvError, SendError, SocketConnection};
+use crate::ipc::{
+    codec, Address, Client, RecvError, RecvTimeoutError, SendError, SocketConnection,
+};
 
 /// Idle connections a session keeps per process (more are closed after their call).
 const IDLE_MAX: usize = 4;
@@ -22,6 +24,9 @@ const IDLE_MAX: usize = 4;
 /// is reported within about 25 s (a killed server process is reported at once).
 pub(crate) const KEEPALIVE: (Duration, Duration, u32) =
     (Duration::from_secs(10), Duration::from_secs(5), 3);
+
+/// How much longer than its own timeout a `_timeout` call waits for the server's reply.
+pub(crate) const REPLY_GRACE: Duration = Duration::from_secs(5);
 
 /// Turns on [`KEEPALIVE`] for a TCP connection (nothing to do for a Unix socket).
 pub(crate) fn keepalive(address: &Address, conn: &SocketConnection) -> Result<()> {
@@ -210,6 +215,16 @@ impl Session {
     }
 
     fn exchange(&self, conn: &SocketConnection, request: Request) -> Result<Reply> {
+        self.exchange_within(conn, request, None)
+    }
+
+    /// Sends `request` and waits for the reply, at most `patience` if given.
+    fn exchange_within(
+        &self,
+        conn: &SocketConnection,
+        request: Request,
+        patience: Option<Duration>,
+    ) -> Result<Reply> {
         // A socket error (a reset, a keepalive timeout) means the server is gone too.
         match conn.send(request) {
             Ok(()) => {}
@@ -219,7 +234,21 @@ impl Session {
             }
             Err(SendError::Rejected(_, e)) => return Err(e),
         }
-        match conn.recv::<Reply>() {
+        let got = match patience {
+            None => conn.recv::<Reply>(),
+            Some(d) => match conn.recv_timeout::<Reply>(d) {
+                Ok(r) => Ok(r),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(Error::new(ErrorKind::Timeout).with_message(format!(
+                        "the manager server at {} did not answer within {d:?}",
+                        self.address
+                    )))
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(RecvError::Disconnected),
+                Err(RecvTimeoutError::Invalid(e)) => Err(RecvError::Invalid(e)),
+            },
+        };
+        match got {
             Ok(r) => Ok(r),
             Err(RecvError::Disconnected) => Err(self.gone()),
             Err(RecvError::Invalid(e)) if e.kind() == ErrorKind::Os => Err(self.gone_because(e)),
@@ -229,12 +258,24 @@ impl Session {
 
     /// Sends `request` and returns the reply (a [`Reply::Err`] as `Err`).
     pub(crate) fn call(&self, request: Request) -> Result<Reply> {
+        self.call_within(request, None)
+    }
+
+    /// As [`call`](Self::call), giving up with [`ErrorKind::Timeout`] if no reply
+    /// came within `patience` (the connection is then closed: a late reply must not
+    /// answer the next call, and the server undoes what it did for a client that
+    /// hung up).
+    pub(crate) fn call_within(
+        &self,
+        request: Request,
+        patience: Option<Duration>,
+    ) -> Result<Reply> {
         let conn = self.idle().conns.pop();
         let conn = match conn {
             Some(c) => c,
             None => self.connect()?,
         };
-        let reply = self.exchange(&conn, request)?;
+        let reply = self.exchange_within(&conn, request, patience)?;
         {
             let mut idle = self.idle();
             if idle.conns.len() < IDLE_MAX {
@@ -323,10 +364,15 @@ impl Handle {
         }))
     }
 
-    /// Runs an operation on the object.
+    /// Runs an operation on the object. One that waits at most a duration in the
+    /// server is given that long plus [`REPLY_GRACE`] for its reply here, so a
+    /// `_timeout` call returns even from a server that stopped answering.
     pub(crate) fn call(&self, op: Op) -> Result<Reply> {
         self.0.adopt()?;
-        self.0.session.call(Request::Call(self.0.id, op))
+        let patience = op.wait_limit().map(|d| d.saturating_add(REPLY_GRACE));
+        self.0
+            .session
+            .call_within(Request::Call(self.0.id, op), patience)
     }
 }
 

@@ -174,6 +174,27 @@ pub(crate) enum Op {
     Custom(Bytes),
 }
 
+impl Op {
+    /// How long the operation may wait in the server, if it waits a bounded time.
+    pub(crate) fn wait_limit(&self) -> Option<Duration> {
+        let wait = match self {
+            Op::QueuePut(_, w)
+            | Op::QueueGet(w)
+            | Op::QueueJoin(w)
+            | Op::Acquire(_, w)
+            | Op::EventWait(w)
+            | Op::CondWait(_, w)
+            | Op::BarrierWait(w) => *w,
+            _ => return None,
+        };
+        match wait {
+            Wait::For(d) => Some(d),
+            Wait::No => Some(Duration::ZERO),
+            Wait::Forever => None,
+        }
+    }
+}
+
 /// The server's answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
