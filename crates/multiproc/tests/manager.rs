@@ -659,6 +659,18 @@ fn a_timeout_call_returns_even_when_the_server_is_stopped() {
     q.put(1).unwrap();
     let pid = rustix::process::Pid::from_raw(m.pid().unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // The stop is asynchronous: wait until every thread of the server is stopped.
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{}/task", pid.as_raw_nonzero()))
+            .unwrap()
+            .flatten()
+            .all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                stat.rfind(')')
+                    .is_some_and(|c| stat[c + 1..].trim_start().starts_with('T'))
+            })
+    };
+    assert!(util::eventually(Duration::from_secs(30), stopped));
     let start = Instant::now();
     let e = q.get_timeout(Duration::from_millis(100)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
