@@ -21,6 +21,7 @@ pub mod process;
 // The README's "Coming from Python" table, row by row, as a doctest.
 #[cfg(doctest)]
 mod python_table;
+pub mod scope;
 pub mod shm;
 pub mod sync;
 mod sys;
@@ -38,6 +39,7 @@ pub use crate::ipc::{JoinableQueue, Pipe, Queue};
 pub use crate::manager::Manager;
 pub use crate::pool::Pool;
 pub use crate::process::{ExitStatus, Process, Signal, StartMethod};
+pub use crate::scope::scope;
 pub use crate::shm::{Array, SharedMemory, Value};
 pub use crate::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use crate::thread::Thread;

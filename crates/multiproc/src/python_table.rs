@@ -124,6 +124,25 @@
 //!     .build()?;
 //! assert_eq!(io.apply(my_name, ())?, "io_0");
 //!
+//! // row: `ThreadPool(4).map(f, xs)` with `f` a lambda or closure over shared objects, `submit(f, x)`
+//! let k = std::sync::Arc::new(10u64);
+//! let tp = pool::ThreadPool::new(4)?;
+//! let kk = std::sync::Arc::clone(&k);
+//! assert_eq!(tp.map(move |v: u64| v * *kk, vec![1, 2])?, [10, 20]);
+//! let seen = std::sync::Arc::new(std::sync::Mutex::new(0));
+//! let s2 = std::sync::Arc::clone(&seen);
+//! tp.submit(move |v: u64| *s2.lock().unwrap() += v, 5).join()?;
+//! assert_eq!(*seen.lock().unwrap(), 5);
+//!
+//! // row: threads and `os.fork()` children reading the caller's local data
+//! let local = vec![1u64, 2, 3];
+//! let (sum, len) = multiproc::scope(|s| -> multiproc::Result<(u64, usize)> {
+//!     let t = s.spawn(|| local.iter().sum::<u64>())?;
+//!     let c = s.fork(|| local.len())?;
+//!     Ok((t.join()?, c.join()?))
+//! })??;
+//! assert_eq!((sum, len), (6, 3));
+//!
 //! // row: `os.cpu_count()`
 //! assert!(pool::cpu_count() >= 1);
 //!

@@ -30,6 +30,14 @@ fn handles_are_send_and_sync() {
     // An iterator, moved to the thread that consumes it: Send only, as
     // `std::sync::mpsc::IntoIter`.
     send::<multiproc::pool::AsCompleted<u32>>();
+    send_sync::<multiproc::pool::ThreadPool>();
+    // An `imap` iterator is consumed on one thread but may move there, from either
+    // pool type (its function is behind the pool's own bounds).
+    send::<multiproc::pool::Imap<'static, fn(u32) -> u32, std::ops::Range<u32>, u32>>();
+    // A scope is lent to the threads it starts; its handles may move between them.
+    send_sync::<multiproc::scope::Scope<'static, 'static>>();
+    send::<multiproc::scope::ScopedThread<'static, u32>>();
+    send_sync::<multiproc::scope::ScopedProcess<'static, u32>>();
     // IPC handles are shared between threads; the item type does not matter (only
     // its bytes are stored), so a queue of non-`Send` items is still `Send + Sync`.
     send_sync::<multiproc::ipc::Connection>();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::closure::ThreadPool;
 use super::cpu::cpu_count;
 use super::flavor::Inner;
 use super::handle::Pool;
@@ -375,18 +376,7 @@ impl Builder {
     /// or a zero [`max_tasks_per_child`](Self::max_tasks_per_child),
     /// [`chunksize`](Self::chunksize) or [`prefetch`](Self::prefetch).
     pub fn build(self) -> Result<Pool> {
-        for (what, zero) in [
-            ("number of workers", self.workers == Some(0)),
-            ("max_tasks_per_child", self.max_tasks == Some(0)),
-            ("chunksize", self.chunksize == Some(0)),
-            ("prefetch", self.prefetch == Some(0)),
-        ] {
-            if zero {
-                return Err(Error::new(ErrorKind::InvalidInput)
-                    .with_message(format!("the {what} must be at least 1")));
-            }
-        }
-        let workers = self.workers.unwrap_or_else(cpu_count);
+        let workers = self.checked_workers()?;
         let inner = match self.backend {
             #[cfg(feature = "cluster")]
             Backend::Cluster => {
@@ -402,20 +392,14 @@ impl Builder {
                 };
                 Inner::Cluster(super::cluster::client::ClusterPool::start(opts.resolve()?)?)
             }
-            Backend::Threads => Inner::Threads(thread::ThreadPool::start(thread::Config {
-                workers,
-                init: self.init_thread,
-                max_tasks: self.max_tasks,
-                timeout: self.timeout,
-                spin: self.spin,
-                recheck: Some(thread::RECHECK),
-                name_prefix: self
-                    .name_prefix
-                    .as_deref()
-                    .unwrap_or(thread::NAME_PREFIX)
-                    .into(),
-            })?),
+            Backend::Threads => Inner::Threads(self.start_threads(workers)?),
             Backend::Processes => {
+                if self.init_thread.is_some() && self.init_process.is_none() {
+                    return Err(Error::new(ErrorKind::InvalidInput).with_message(
+                        "a thread_initializer runs in threads only: a process pool needs \
+                         Builder::initializer",
+                    ));
+                }
                 let init = self.init_process.transpose()?;
                 let cpu_limit = self
                     .cpu_limit
@@ -446,5 +430,109 @@ impl Builder {
             self.retries,
             self.progress,
         ))
+    }
+
+    /// Starts a [`ThreadPool`] with these settings: a pool of threads that takes any
+    /// `Send` closure and data (see [`ThreadPool`]). The backend, the start method,
+    /// the process limits, `retries` and `max_result_size` do not apply to threads
+    /// and are ignored; the process [`initializer`](Self::initializer) runs as for
+    /// [`Backend::Threads`], and [`thread_initializer`](Self::thread_initializer)
+    /// takes any closure.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Start`] if a thread cannot be started or the initializer panics,
+    /// [`ErrorKind::InvalidInput`] for the zero settings [`build`](Self::build) refuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::Builder;
+    ///
+    /// let pool = Builder::new().workers(2).chunksize(10).build_thread_pool()?;
+    /// assert_eq!(pool.map(|x: u8| x / 2, 0..4)?, [0, 0, 1, 1]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build_thread_pool(self) -> Result<ThreadPool> {
+        let workers = self.checked_workers()?;
+        let engine = self.start_threads(workers)?;
+        Ok(ThreadPool::from_parts(
+            engine,
+            workers,
+            self.chunksize,
+            self.prefetch.unwrap_or(64 * workers),
+            self.progress,
+        ))
+    }
+
+    /// Runs `f` once on every worker thread before its first task, in replacement
+    /// threads too: [`initializer`](Self::initializer) for a closure, which may
+    /// capture anything `Send + Sync`. Threads only: [`build`](Self::build) refuses
+    /// it for a process pool ([`ErrorKind::InvalidInput`]), and it replaces an
+    /// `initializer` given before.
+    ///
+    /// A panic in it fails [`build`](Self::build) or
+    /// [`build_thread_pool`](Self::build_thread_pool) with the message, as for
+    /// `initializer`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::pool::ThreadPool;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let s = Arc::clone(&started);
+    /// let pool = ThreadPool::builder()
+    ///     .workers(3)
+    ///     .thread_initializer(move || {
+    ///         s.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build_thread_pool()?;
+    /// assert_eq!(started.load(Ordering::SeqCst), 3);
+    /// # drop(pool);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn thread_initializer<F>(mut self, f: F) -> Builder
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.init_process = None;
+        self.init_thread = Some(Arc::new(move || crate::panic::catch(&f)));
+        self
+    }
+
+    /// The number of workers, once every size that must not be zero is checked.
+    fn checked_workers(&self) -> Result<usize> {
+        for (what, zero) in [
+            ("number of workers", self.workers == Some(0)),
+            ("max_tasks_per_child", self.max_tasks == Some(0)),
+            ("chunksize", self.chunksize == Some(0)),
+            ("prefetch", self.prefetch == Some(0)),
+        ] {
+            if zero {
+                return Err(Error::new(ErrorKind::InvalidInput)
+                    .with_message(format!("the {what} must be at least 1")));
+            }
+        }
+        Ok(self.workers.unwrap_or_else(cpu_count))
+    }
+
+    /// Starts the thread backend's workers with these settings.
+    fn start_threads(&self, workers: usize) -> Result<thread::ThreadPool> {
+        thread::ThreadPool::start(thread::Config {
+            workers,
+            init: self.init_thread.clone(),
+            max_tasks: self.max_tasks,
+            timeout: self.timeout,
+            spin: self.spin,
+            recheck: Some(thread::RECHECK),
+            name_prefix: self
+                .name_prefix
+                .as_deref()
+                .unwrap_or(thread::NAME_PREFIX)
+                .into(),
+        })
     }
 }

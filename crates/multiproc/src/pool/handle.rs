@@ -7,13 +7,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::{Backend, Builder};
+use super::feed;
 use super::flavor::{dispatch, Flavor, Inner};
 use super::imap::{Imap, ImapUnordered};
-use super::map_handle::{self, MapHandle};
+use super::map_handle::MapHandle;
 use super::process::chunk::ChunkOut;
 use super::progress::Progress;
 use super::slot::{Callback, Completion, Slot};
-use super::task::{self, TaskHandle};
+use super::task::TaskHandle;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
 
@@ -158,7 +159,7 @@ impl Pool {
     }
 
     /// What a waiter on one of this pool's slots can step to make progress itself.
-    fn driver(&self) -> Option<Arc<dyn super::slot::Drive>> {
+    pub(crate) fn driver(&self) -> Option<Arc<dyn super::slot::Drive>> {
         dispatch!(&self.inner, b => Flavor::driver(b))
     }
 
@@ -344,15 +345,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         C: FnOnce(&Result<R>) + Send + 'static,
     {
-        let cb: Callback<ChunkOut<R>> = Box::new(move |out| {
-            let r = task::single(out);
-            let _ = crate::panic::catch(|| callback(&r));
-            r.map(|v| ChunkOut {
-                values: vec![v],
-                panics: Vec::new(),
-            })
-        });
-        TaskHandle::new(self.submit_one(f, arg, Some(cb)))
+        TaskHandle::new(self.submit_one(f, arg, Some(feed::item_callback(callback))))
     }
 
     /// Runs `f(arg)` in a worker and waits for its value (Python's `apply`).
@@ -389,8 +382,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let chunks = self.chunk_input(items, None);
-        self.collect(f, chunks)
+        feed::map(self, &f, feed::chunk_input(self, items, None))
     }
 
     /// [`map`](Self::map) with an explicit number of items per task.
@@ -410,8 +402,7 @@ impl Pool {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .with_message("the chunksize must be at least 1"));
         }
-        let chunks = self.chunk_input(items, Some(chunksize));
-        self.collect(f, chunks)
+        feed::map(self, &f, feed::chunk_input(self, items, Some(chunksize)))
     }
 
     /// Like [`map`](Self::map), but returns every item's own result instead of
@@ -440,17 +431,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        let chunks = self.chunk_input(items, None);
-        let total = chunks.iter().map(Vec::len).sum();
-        let bar = self.progress_bar(Some(total));
-        let slots = self.submit_chunks(f, chunks);
-        let mut out = Vec::with_capacity(total);
-        for (slot, n) in slots {
-            out.extend(task::expand(slot.join(), n));
-            bar.inc(n);
-        }
-        bar.finish();
-        out
+        feed::map_results(self, &f, items)
     }
 
     /// Submits a [`map`](Self::map) and returns at once with a handle to the list of
@@ -480,7 +461,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        self.map_async_inner(f, items, None)
+        feed::map_async(self, &f, items, None)
     }
 
     /// [`map_async`](Self::map_async), and calls `callback` once with the list of
@@ -518,11 +499,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         C: FnOnce(&Result<Vec<R>>) + Send + 'static,
     {
-        let cb: Callback<Vec<R>> = Box::new(move |r| {
-            let _ = crate::panic::catch(|| callback(&r));
-            r
-        });
-        self.map_async_inner(f, items, Some(cb))
+        feed::map_async(self, &f, items, Some(feed::list_callback(callback)))
     }
 
     /// [`starmap`](Self::starmap) without waiting: see [`map_async`](Self::map_async)
@@ -535,23 +512,6 @@ impl Pool {
         I: IntoIterator<Item = Args>,
     {
         self.map_async(move |args: Args| f.call(args), items)
-    }
-
-    fn map_async_inner<F, A, R, I>(
-        &self,
-        f: F,
-        items: I,
-        callback: Option<Callback<Vec<R>>>,
-    ) -> MapHandle<R>
-    where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-    {
-        let list = map_handle::list_slot(callback, self.driver());
-        let chunks = self.chunk_input(items, None);
-        MapHandle::new(list, self.submit_chunks(f, chunks))
     }
 
     /// Calls `f` with each tuple of arguments spread out (Python's `starmap`).
@@ -618,7 +578,11 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        Imap::new(self, f, items.into_iter())
+        Imap::new(
+            self,
+            Box::new(move |chunks| self.submit_chunks(f, chunks)),
+            items.into_iter(),
+        )
     }
 
     /// Like [`imap`](Self::imap), but yields results as they complete, in any order
@@ -646,7 +610,11 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        ImapUnordered::new(self, f, items.into_iter())
+        ImapUnordered::new(
+            self,
+            Box::new(move |chunks| self.submit_chunks(f, chunks)),
+            items.into_iter(),
+        )
     }
 
     /// Stops accepting tasks (Python's `close`); queued tasks still run. Tasks
@@ -671,66 +639,6 @@ impl Pool {
     /// killed: the thread backend fails the queued tasks and lets running ones end.
     pub fn terminate(&self) {
         dispatch!(&self.inner, b => Flavor::terminate(b))
-    }
-
-    /// Splits the input into chunks (collecting it first if its length is unknown).
-    fn chunk_input<A, I>(&self, items: I, chunksize: Option<usize>) -> Vec<Vec<A>>
-    where
-        I: IntoIterator<Item = A>,
-    {
-        let mut it = items.into_iter();
-        let (lo, hi) = it.size_hint();
-        let cs = if hi == Some(lo) {
-            chunksize.unwrap_or_else(|| self.auto_chunksize(lo))
-        } else {
-            let all: Vec<A> = it.by_ref().collect();
-            let cs = chunksize.unwrap_or_else(|| self.auto_chunksize(all.len()));
-            return split(all.into_iter(), cs);
-        };
-        split(it, cs)
-    }
-
-    fn collect<F, A, R>(&self, f: F, chunks: Vec<Vec<A>>) -> Result<Vec<R>>
-    where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let total = chunks.iter().map(Vec::len).sum();
-        let bar = self.progress_bar(Some(total));
-        let slots = self.submit_chunks(f, chunks);
-        let mut out = Vec::with_capacity(total);
-        let mut first_err: Option<Error> = None;
-        for (slot, n) in slots {
-            let r = slot.join();
-            bar.inc(n);
-            if first_err.is_some() {
-                continue;
-            }
-            match r {
-                Ok(c) if c.panics.is_empty() && c.values.len() == n => out.extend(c.values),
-                other => {
-                    first_err = task::expand(other, n).into_iter().find_map(Result::err);
-                }
-            }
-        }
-        bar.finish();
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    }
-}
-
-fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
-    let mut chunks = Vec::new();
-    loop {
-        let mut c = Vec::with_capacity(cs.min(it.size_hint().0));
-        c.extend(it.by_ref().take(cs));
-        if c.is_empty() {
-            return chunks;
-        }
-        chunks.push(c);
     }
 }
 

@@ -3,26 +3,27 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::iter::Fuse;
-use std::sync::{mpsc, Arc};
+use std::marker::PhantomData;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use super::handle::Pool;
+use super::feed::{Chunk, Feeds};
 use super::progress::Progress;
-use super::slot::Slot;
 use super::task::expand;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::process::chunk::ChunkOut;
 
-/// A submitted chunk: its slot and its number of items.
-type Chunk<R> = (Arc<Slot<ChunkOut<R>>>, usize);
+/// Submits chunks of the input to the pool, with the function bound in: each pool
+/// type makes it with its own bounds on the function and the data (see
+/// [`SubmitChunks`](super::feed::SubmitChunks)), so the iterators need none.
+pub(crate) type Submit<'p, A, R> = Box<dyn Fn(Vec<Vec<A>>) -> Vec<Chunk<R>> + Send + Sync + 'p>;
 
 /// What both iterators share: the input, the chunking and the prefetch bound.
-struct Feed<'p, F, I: Iterator> {
-    pool: &'p Pool,
-    f: F,
+struct Feed<'p, F, I: Iterator, R> {
+    pool: &'p (dyn Feeds + Sync),
+    submit: Submit<'p, I::Item, R>,
+    /// The function's type, which names the iterator's type as before: the function
+    /// itself is in `submit`.
+    f: PhantomData<F>,
     input: Fuse<I>,
     chunksize: Option<usize>,
     prefetch: usize,
@@ -32,11 +33,12 @@ struct Feed<'p, F, I: Iterator> {
     ended: bool,
 }
 
-impl<'p, F, I: Iterator> Feed<'p, F, I> {
-    fn new(pool: &'p Pool, f: F, input: I) -> Self {
+impl<'p, F, I: Iterator, R> Feed<'p, F, I, R> {
+    fn new(pool: &'p (dyn Feeds + Sync), submit: Submit<'p, I::Item, R>, input: I) -> Self {
         Feed {
             pool,
-            f,
+            submit,
+            f: PhantomData,
             input: input.fuse(),
             chunksize: pool.default_chunksize(),
             prefetch: pool.prefetch_chunks(),
@@ -80,13 +82,7 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
     }
 
     /// Pulls and submits up to `room` chunks.
-    fn pull<A, R>(&mut self, room: usize) -> Vec<Chunk<R>>
-    where
-        I: Iterator<Item = A>,
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
+    fn pull(&mut self, room: usize) -> Vec<Chunk<R>> {
         if self.ended {
             return Vec::new();
         }
@@ -94,7 +90,7 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
         self.bar();
         let mut chunks = Vec::new();
         while chunks.len() < room {
-            let c: Vec<A> = self.input.by_ref().take(cs).collect();
+            let c: Vec<I::Item> = self.input.by_ref().take(cs).collect();
             if c.is_empty() {
                 break;
             }
@@ -103,11 +99,12 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
         if chunks.is_empty() {
             return Vec::new();
         }
-        self.pool.submit_chunks(self.f, chunks)
+        (self.submit)(chunks)
     }
 }
 
-/// The ordered, lazy iterator [`Pool::imap`] returns.
+/// The ordered, lazy iterator [`Pool::imap`](super::Pool::imap) and
+/// [`ThreadPool::imap`](super::ThreadPool::imap) return.
 ///
 /// Nothing is submitted until the first call to `next`; the builder-style methods
 /// adjust the chunk size and the prefetch bound before that. Dropping it leaves the
@@ -115,28 +112,28 @@ impl<'p, F, I: Iterator> Feed<'p, F, I> {
 #[must_use = "iterators are lazy and do nothing unless consumed: no task is submitted \
               before the first `next`"]
 pub struct Imap<'p, F, I: Iterator, R> {
-    feed: Feed<'p, F, I>,
+    feed: Feed<'p, F, I, R>,
     inflight: VecDeque<Chunk<R>>,
     ready: std::vec::IntoIter<Result<R>>,
 }
 
 impl<'p, F, I: Iterator, R> Imap<'p, F, I, R> {
-    pub(crate) fn new(pool: &'p Pool, f: F, input: I) -> Self {
+    /// The iterator over `input`, fed to `pool` through `submit` (which applies a
+    /// function of type `F`).
+    pub(crate) fn new(
+        pool: &'p (dyn Feeds + Sync),
+        submit: Submit<'p, I::Item, R>,
+        input: I,
+    ) -> Self {
         Imap {
-            feed: Feed::new(pool, f, input),
+            feed: Feed::new(pool, submit, input),
             inflight: VecDeque::new(),
             ready: Vec::new().into_iter(),
         }
     }
 }
 
-impl<F, I, A, R> Imap<'_, F, I, R>
-where
-    I: Iterator<Item = A>,
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
+impl<F, I: Iterator, R: Send + 'static> Imap<'_, F, I, R> {
     fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
         if let Some(e) = self.feed.refusal() {
             return Ok(Some(Err(e)));
@@ -200,13 +197,7 @@ macro_rules! feed_iterator {
             }
         }
 
-        impl<F, I, A, R> Iterator for $name<'_, F, I, R>
-        where
-            I: Iterator<Item = A>,
-            F: Fn(A) -> R + Copy + Send + Sync + 'static,
-            A: Serialize + DeserializeOwned + Send + 'static,
-            R: Serialize + DeserializeOwned + Send + 'static,
-        {
+        impl<F, I: Iterator, R: Send + 'static> Iterator for $name<'_, F, I, R> {
             type Item = Result<R>;
 
             fn next(&mut self) -> Option<Result<R>> {
@@ -214,13 +205,7 @@ macro_rules! feed_iterator {
             }
         }
 
-        impl<F, I, A, R> $name<'_, F, I, R>
-        where
-            I: Iterator<Item = A>,
-            F: Fn(A) -> R + Copy + Send + Sync + 'static,
-            A: Serialize + DeserializeOwned + Send + 'static,
-            R: Serialize + DeserializeOwned + Send + 'static,
-        {
+        impl<F, I: Iterator, R: Send + 'static> $name<'_, F, I, R> {
             #[doc = concat!("Like `next`, but waits at most `timeout` for ", $order, " (Python's")]
             #[doc = concat!("`", $python, ".next(timeout)`): `Ok(None)` at the end, `Ok(Some(result))`")]
             /// for the next item.
@@ -276,14 +261,16 @@ fn wait_timeout(timeout: Duration) -> Error {
     Error::new(ErrorKind::Timeout).with_message(format!("no result within {timeout:?}"))
 }
 
-/// The lazy iterator [`Pool::imap_unordered`] returns: results in completion order.
+/// The lazy iterator [`Pool::imap_unordered`](super::Pool::imap_unordered) and
+/// [`ThreadPool::imap_unordered`](super::ThreadPool::imap_unordered) return: results in
+/// completion order.
 ///
 /// Nothing is submitted until the first call to `next`. Dropping it leaves the
 /// submitted chunks to finish in the background; their results are discarded.
 #[must_use = "iterators are lazy and do nothing unless consumed: no task is submitted \
               before the first `next`"]
 pub struct ImapUnordered<'p, F, I: Iterator, R> {
-    feed: Feed<'p, F, I>,
+    feed: Feed<'p, F, I, R>,
     inflight: HashMap<usize, Chunk<R>>,
     next_index: usize,
     tx: mpsc::Sender<usize>,
@@ -292,10 +279,16 @@ pub struct ImapUnordered<'p, F, I: Iterator, R> {
 }
 
 impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
-    pub(crate) fn new(pool: &'p Pool, f: F, input: I) -> Self {
+    /// The iterator over `input`, fed to `pool` through `submit` (which applies a
+    /// function of type `F`).
+    pub(crate) fn new(
+        pool: &'p (dyn Feeds + Sync),
+        submit: Submit<'p, I::Item, R>,
+        input: I,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
         ImapUnordered {
-            feed: Feed::new(pool, f, input),
+            feed: Feed::new(pool, submit, input),
             inflight: HashMap::new(),
             next_index: 0,
             tx,
@@ -305,13 +298,7 @@ impl<'p, F, I: Iterator, R> ImapUnordered<'p, F, I, R> {
     }
 }
 
-impl<F, I, A, R> ImapUnordered<'_, F, I, R>
-where
-    I: Iterator<Item = A>,
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-{
+impl<F, I: Iterator, R: Send + 'static> ImapUnordered<'_, F, I, R> {
     fn next_until(&mut self, deadline: Option<Instant>) -> Waited<R> {
         if let Some(e) = self.feed.refusal() {
             return Ok(Some(Err(e)));

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::feed::gather;
 use super::slot::Slot;
-use super::task::expand;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::process::chunk::ChunkOut;
 
@@ -24,7 +24,7 @@ use crate::pool::process::chunk::ChunkOut;
 type Part<R> = (Arc<Slot<ChunkOut<R>>>, usize);
 
 /// The decoder of a slot that only ever receives values (never bytes).
-fn values_only<T>(_: &[u8], _: Vec<OwnedFd>) -> Result<T> {
+pub(crate) fn values_only<T>(_: &[u8], _: Vec<OwnedFd>) -> Result<T> {
     Err(Error::new(ErrorKind::Decode).with_message("a map result arrived as bytes"))
 }
 
@@ -34,27 +34,6 @@ pub(crate) fn list_slot<R: Send + 'static>(
     driver: Option<Arc<dyn super::slot::Drive>>,
 ) -> Arc<Slot<Vec<R>>> {
     Slot::new(values_only::<Vec<R>>, callback, driver)
-}
-
-/// The results of every chunk, in order; the first failed item's error, if any.
-fn gather<R: Send + 'static>(parts: &[Part<R>]) -> Result<Vec<R>> {
-    let total = parts.iter().map(|(_, n)| n).sum();
-    let mut out = Vec::with_capacity(total);
-    let mut first_err = None;
-    for (slot, n) in parts {
-        let r = slot.join();
-        if first_err.is_some() {
-            continue;
-        }
-        match r {
-            Ok(c) if c.panics.is_empty() && c.values.len() == *n => out.extend(c.values),
-            other => first_err = expand(other, *n).into_iter().find_map(Result::err),
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
 }
 
 /// The pending result of a [`Pool::map_async`](super::Pool::map_async): every item's
@@ -110,7 +89,7 @@ impl<R: Send + 'static> MapHandle<R> {
             part.on_done(Box::new(move || {
                 // AcqRel: the last one sees every other part's completion.
                 if left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    list.deliver(gather(&all));
+                    list.deliver(gather(all.iter(), |_| {}));
                 }
             }));
         }

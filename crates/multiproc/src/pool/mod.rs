@@ -23,11 +23,27 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
+//! `Pool`'s functions are `fn` items (or closures that capture nothing) and its data
+//! is serde, whichever the backend, so that switching is one word. For threads that
+//! run any `Send` closure over any `Send` data (an `Arc`, a lock, a channel end), use
+//! [`ThreadPool`]: the same methods and handles without those bounds.
+//!
+//! ```
+//! use multiproc::pool::ThreadPool;
+//! use std::sync::Arc;
+//!
+//! let table: Arc<Vec<u64>> = Arc::new((0..100).map(|i| i * i).collect());
+//! let pool = ThreadPool::new(2)?;
+//! let t = Arc::clone(&table);
+//! assert_eq!(pool.map(move |i: usize| t[i] + 1, [2, 3])?, [5, 10]);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
 //! # Coming from Python
 //!
 //! | Python | multiproc |
 //! |---|---|
-//! | `Pool(4)` / `ThreadPool(4)` | [`Pool::processes(4)`](Pool::processes) / [`Pool::threads(4)`](Pool::threads) |
+//! | `Pool(4)` / `ThreadPool(4)` | [`Pool::processes(4)`](Pool::processes) / [`Pool::threads(4)`](Pool::threads) (`fn` items, serde data), [`ThreadPool::new(4)`](ThreadPool::new) (any `Send` closure and data) |
 //! | `Pool(initializer=f, initargs=(a,), maxtasksperchild=n)` | [`Pool::builder()`](Pool::builder)`.initializer(f, a).max_tasks_per_child(n)` |
 //! | `pool.map(f, xs, chunksize)` | [`pool.map(f, xs)`](Pool::map), [`map_chunked`](Pool::map_chunked) |
 //! | `pool.map_async(f, xs, callback=cb)` / `starmap_async` | [`map_async`](Pool::map_async) / [`map_async_with(f, xs, cb)`](Pool::map_async_with) / [`starmap_async`](Pool::starmap_async) → [`MapHandle`] |
@@ -70,9 +86,11 @@
 //! waiting for the next one. See the `process` backend's source for the protocol.
 
 mod builder;
+mod closure;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod cpu;
+mod feed;
 mod flavor;
 mod handle;
 mod imap;
@@ -87,6 +105,7 @@ mod thread;
 mod wait;
 
 pub use builder::{Backend, Builder, DEFAULT_RESTART_TIMEOUT};
+pub use closure::ThreadPool;
 pub use cpu::cpu_count;
 pub use handle::{Pool, StarFn};
 pub use imap::{Imap, ImapUnordered};

@@ -1,0 +1,216 @@
+//! What `map`, `imap` and their kin do the same way on every pool type: split the
+//! input into chunks, submit them, and gather the chunks' results in order.
+//!
+//! Two pool types share it: [`Pool`] (threads, processes or a cluster, for `fn` items
+//! and serde data) and [`ThreadPool`](super::ThreadPool) (threads, for any `Send`
+//! closure and data). Each says how it runs a function over a chunk by implementing
+//! [`SubmitChunks`] with its own bounds on the function and the data; everything else
+//! here is generic over [`Feeds`], so the two cannot drift apart.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::handle::Pool;
+use super::map_handle::{self, MapHandle};
+use super::process::chunk::ChunkOut;
+use super::progress::Progress;
+use super::slot::{Callback, Drive, Slot};
+use super::task;
+use crate::error::{Error, Result};
+
+/// A submitted chunk: its slot and its number of items.
+pub(crate) type Chunk<R> = (Arc<Slot<ChunkOut<R>>>, usize);
+
+/// A pool's settings that shape how its input is chunked and fed.
+pub(crate) trait Feeds {
+    /// The chunk size the pool was built with, if any.
+    fn default_chunksize(&self) -> Option<usize>;
+    /// How many chunks `imap` may have in flight ahead of its consumer.
+    fn prefetch_chunks(&self) -> usize;
+    /// The chunk size for an input of `len` items.
+    fn auto_chunksize(&self, len: usize) -> usize;
+    /// A progress bar for `len` items (drawn only if the pool was built with one).
+    fn progress_bar(&self, len: Option<usize>) -> Progress;
+    /// What a thread waiting on one of this pool's slots can step to make progress.
+    fn driver(&self) -> Option<Arc<dyn Drive>>;
+}
+
+/// A pool that can apply `F` to chunks of `A`: each pool type implements it with the
+/// bounds its workers need (a `Copy` `fn` and serde data for [`Pool`]; any shared
+/// closure and `Send` data for [`ThreadPool`](super::ThreadPool)).
+pub(crate) trait SubmitChunks<F, A, R>: Feeds {
+    /// Submits one unit per chunk, with as few wake-ups as the backend allows;
+    /// returns their slots in input order.
+    fn submit_chunks(&self, f: &F, chunks: Vec<Vec<A>>) -> Vec<Chunk<R>>;
+}
+
+impl Feeds for Pool {
+    fn default_chunksize(&self) -> Option<usize> {
+        Pool::default_chunksize(self)
+    }
+
+    fn prefetch_chunks(&self) -> usize {
+        Pool::prefetch_chunks(self)
+    }
+
+    fn auto_chunksize(&self, len: usize) -> usize {
+        Pool::auto_chunksize(self, len)
+    }
+
+    fn progress_bar(&self, len: Option<usize>) -> Progress {
+        Pool::progress_bar(self, len)
+    }
+
+    fn driver(&self) -> Option<Arc<dyn Drive>> {
+        Pool::driver(self)
+    }
+}
+
+impl<F, A, R> SubmitChunks<F, A, R> for Pool
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn submit_chunks(&self, f: &F, chunks: Vec<Vec<A>>) -> Vec<Chunk<R>> {
+        Pool::submit_chunks(self, *f, chunks)
+    }
+}
+
+/// Splits the input into chunks of `chunksize` items, or of the pool's automatic
+/// size (collecting the input first if its length is not known up front).
+pub(crate) fn chunk_input<P, A, I>(pool: &P, items: I, chunksize: Option<usize>) -> Vec<Vec<A>>
+where
+    P: Feeds + ?Sized,
+    I: IntoIterator<Item = A>,
+{
+    let mut it = items.into_iter();
+    let (lo, hi) = it.size_hint();
+    if hi == Some(lo) {
+        let cs = chunksize.unwrap_or_else(|| pool.auto_chunksize(lo));
+        return split(it, cs);
+    }
+    let all: Vec<A> = it.by_ref().collect();
+    let cs = chunksize.unwrap_or_else(|| pool.auto_chunksize(all.len()));
+    split(all.into_iter(), cs)
+}
+
+fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
+    let mut chunks = Vec::new();
+    loop {
+        let mut c = Vec::with_capacity(cs.min(it.size_hint().0));
+        c.extend(it.by_ref().take(cs));
+        if c.is_empty() {
+            return chunks;
+        }
+        chunks.push(c);
+    }
+}
+
+/// Waits for every chunk in order and returns all values, or the first failed item's
+/// error in input order (after every chunk has finished); `on_chunk` is told each
+/// chunk's size as it is taken.
+pub(crate) fn gather<'a, R: Send + 'static>(
+    chunks: impl IntoIterator<Item = &'a Chunk<R>>,
+    mut on_chunk: impl FnMut(usize),
+) -> Result<Vec<R>> {
+    let mut out = Vec::new();
+    let mut first_err: Option<Error> = None;
+    for (slot, n) in chunks {
+        let n = *n;
+        let r = slot.join();
+        on_chunk(n);
+        if first_err.is_some() {
+            continue;
+        }
+        match r {
+            Ok(c) if c.panics.is_empty() && c.values.len() == n => out.extend(c.values),
+            other => first_err = task::expand(other, n).into_iter().find_map(Result::err),
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// `map`: submits `chunks` and gathers their values, with the pool's progress bar.
+pub(crate) fn map<P, F, A, R>(pool: &P, f: &F, chunks: Vec<Vec<A>>) -> Result<Vec<R>>
+where
+    P: SubmitChunks<F, A, R> + ?Sized,
+    R: Send + 'static,
+{
+    let total = chunks.iter().map(Vec::len).sum();
+    let bar = pool.progress_bar(Some(total));
+    let slots = pool.submit_chunks(f, chunks);
+    let out = gather(&slots, |n| bar.inc(n));
+    bar.finish();
+    out
+}
+
+/// `map_results`: every item's own result, in order.
+pub(crate) fn map_results<P, F, A, R, I>(pool: &P, f: &F, items: I) -> Vec<Result<R>>
+where
+    P: SubmitChunks<F, A, R> + ?Sized,
+    R: Send + 'static,
+    I: IntoIterator<Item = A>,
+{
+    let chunks = chunk_input(pool, items, None);
+    let total = chunks.iter().map(Vec::len).sum();
+    let bar = pool.progress_bar(Some(total));
+    let slots = pool.submit_chunks(f, chunks);
+    let mut out = Vec::with_capacity(total);
+    for (slot, n) in slots {
+        out.extend(task::expand(slot.join(), n));
+        bar.inc(n);
+    }
+    bar.finish();
+    out
+}
+
+/// `map_async`: submits every chunk now; the handle completes with the whole list.
+pub(crate) fn map_async<P, F, A, R, I>(
+    pool: &P,
+    f: &F,
+    items: I,
+    callback: Option<Callback<Vec<R>>>,
+) -> MapHandle<R>
+where
+    P: SubmitChunks<F, A, R> + ?Sized,
+    R: Send + 'static,
+    I: IntoIterator<Item = A>,
+{
+    let list = map_handle::list_slot(callback, pool.driver());
+    let chunks = chunk_input(pool, items, None);
+    MapHandle::new(list, pool.submit_chunks(f, chunks))
+}
+
+/// The callback of `map_async_with`: a panic in the user's `callback` is caught and
+/// ignored, and the list goes on to the handle.
+pub(crate) fn list_callback<R, C>(callback: C) -> Callback<Vec<R>>
+where
+    C: FnOnce(&Result<Vec<R>>) + Send + 'static,
+{
+    Box::new(move |r| {
+        let _ = crate::panic::catch(|| callback(&r));
+        r
+    })
+}
+
+/// The callback of `apply_async_with`: the user's `callback` sees the task's one
+/// result (a panic in it is caught and ignored) before the handle does.
+pub(crate) fn item_callback<R, C>(callback: C) -> Callback<ChunkOut<R>>
+where
+    C: FnOnce(&Result<R>) + Send + 'static,
+{
+    Box::new(move |out| {
+        let r = task::single(out);
+        let _ = crate::panic::catch(|| callback(&r));
+        r.map(|v| ChunkOut {
+            values: vec![v],
+            panics: Vec::new(),
+        })
+    })
+}
