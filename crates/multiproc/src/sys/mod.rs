@@ -15,6 +15,8 @@
 //! - `futex`: process-shared futex wait/wake on a word in shared memory;
 //! - `memfd`: anonymous shared files (no name to leak) and their `/proc` paths;
 //! - `mm`: `MAP_SHARED` mappings of such files;
+//! - `eventfd`: a wake-up flag another thread polls;
+//! - `rlimit`: the address-space and CPU-time limits a process sets on itself;
 //! - `thread`: the cached kernel thread id, thread start times, "is this owner dead?".
 //!
 //! Only Linux is supported: other targets fail to compile here with a clear message

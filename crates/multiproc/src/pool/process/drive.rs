@@ -1,21 +1,20 @@
 //! Who steps the [`Manager`](super::manager::Manager): the manager thread, and any
 //! thread that waits for a result or submits a task (see the [module docs](super)).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use rustix::event::{PollFd, PollFlags};
 
 use super::shared::{lock, run_all, Shared, BLIND_POLL, IDLE_POLL};
 use crate::pool::slot::Drive;
 use crate::process::Process;
 use crate::sys;
+use crate::sys::poll::Interest;
 
 impl Shared {
     pub(super) fn wake_manager(&self) {
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+        sys::eventfd::signal(self.wake.as_fd());
     }
 
     /// Steps the manager if no other thread does; repeats while tasks keep arriving.
@@ -114,30 +113,35 @@ pub(super) fn manager_thread(sh: &Shared) {
             (d.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).min(idle_poll)
         });
         let wake_at = Instant::now() + left;
-        let mut pfds = Vec::with_capacity(1 + 2 * fds.len());
-        pfds.push(PollFd::new(&sh.wake, PollFlags::IN));
+        let mut interest = Vec::with_capacity(1 + 2 * fds.len());
+        interest.push(Interest {
+            fd: sh.wake.as_fd(),
+            read: true,
+            write: false,
+        });
         for (_, sock, read, write, proc) in &fds {
-            let mut flags = PollFlags::empty();
-            if *read && !driven {
-                flags |= PollFlags::IN;
-            }
-            if *write {
-                flags |= PollFlags::OUT;
-            }
-            pfds.push(PollFd::new(&**sock, flags));
-            pfds.push(PollFd::new(&**proc, PollFlags::IN));
+            interest.push(Interest {
+                fd: sock.as_fd(),
+                read: *read && !driven,
+                write: *write,
+            });
+            interest.push(Interest {
+                fd: proc.as_fd(),
+                read: true,
+                write: false,
+            });
         }
-        let _ = sys::poll::until(&mut pfds, Some(wake_at));
+        let ready = sys::poll::ready(&interest, Some(wake_at))
+            .unwrap_or_else(|_| vec![false; interest.len()]);
         let exited: Vec<u64> = fds
             .iter()
             .enumerate()
-            .filter(|(i, _)| !pfds[2 + 2 * i].revents().is_empty())
+            .filter(|(i, _)| ready[2 + 2 * i])
             .map(|(_, f)| f.0)
             .collect();
-        drop(pfds);
+        drop(interest);
         sh.sleeping.store(false, Ordering::SeqCst);
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&sh.wake, &mut buf);
+        sys::eventfd::clear(sh.wake.as_fd());
         if !exited.is_empty() {
             let mut m = lock(&sh.mgr);
             for w in &mut m.workers {

@@ -610,8 +610,7 @@ impl Worker {
         let start_err = |e: std::io::Error| Error::new(ErrorKind::Start).with_source(e);
         let (ours, theirs) = sys::socket::pair().map_err(start_err)?;
         for fd in [&ours, &theirs] {
-            let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, 1 << 20);
-            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(fd, 1 << 20);
+            sys::socket::set_buffer_sizes(fd.as_fd(), 1 << 20);
         }
         let args = WorkerArgs {
             sock: theirs,

@@ -139,11 +139,8 @@ impl Shared {
     /// Starts `cfg.workers` workers, waits until each is ready, and returns the state
     /// the pool's threads share (the manager thread is not started yet).
     pub(super) fn start(cfg: Config) -> Result<Arc<Shared>> {
-        let wake = rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )
-        .map_err(|e| Error::new(ErrorKind::Start).with_source(e.into()))?;
+        let wake =
+            crate::sys::eventfd::new().map_err(|e| Error::new(ErrorKind::Start).with_source(e))?;
         let mgr = Manager::start(&cfg)?;
         Ok(Arc::new(Shared {
             queue: Mutex::new(Queue {

@@ -119,13 +119,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         }
     }
     if let Some(bytes) = args.memory_limit {
-        let _ = rustix::process::setrlimit(
-            rustix::process::Resource::As,
-            rustix::process::Rlimit {
-                current: Some(bytes),
-                maximum: Some(bytes),
-            },
-        );
+        let _ = crate::sys::rlimit::limit_address_space(bytes);
     }
     wire::put_header(&mut out, wire::READY, 0, 0, 0, 0);
     if wire::send_all(fd, &out, &[]).is_err() {
@@ -143,7 +137,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             _ => return,
         }
         if let Some(secs) = args.cpu_limit {
-            arm_cpu_limit(secs);
+            // Re-armed before every task: this task may use `secs` more seconds.
+            let _ = crate::sys::rlimit::limit_cpu_from_now(secs);
         }
         out.clear();
         let at = out.len();
@@ -214,20 +209,4 @@ fn next(
             Ok(Fill::Eof) | Err(_) => return None,
         }
     }
-}
-
-/// Sets the soft `RLIMIT_CPU` so that this task may use `secs` more seconds of CPU
-/// time; the kernel then kills the worker with `SIGXCPU`. Only the soft limit moves:
-/// an unprivileged process cannot raise a hard limit it has lowered.
-fn arm_cpu_limit(secs: u64) {
-    let used = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    let soft = (used.tv_sec.max(0) as u64) + secs + u64::from(used.tv_nsec > 0);
-    let hard = rustix::process::getrlimit(rustix::process::Resource::Cpu).maximum;
-    let _ = rustix::process::setrlimit(
-        rustix::process::Resource::Cpu,
-        rustix::process::Rlimit {
-            current: Some(hard.map_or(soft, |h| soft.min(h))),
-            maximum: hard,
-        },
-    );
 }

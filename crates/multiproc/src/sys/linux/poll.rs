@@ -91,6 +91,39 @@ pub(crate) fn readable_one(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io:
     Ok(until(&mut pfds, deadline)? > 0)
 }
 
+/// What to wait for on one descriptor, for [`ready`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Interest<'a> {
+    pub(crate) fd: BorrowedFd<'a>,
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+}
+
+/// Waits until one of `fds` is ready as asked (or hung up, or in error; a descriptor
+/// asking for nothing reports only those) or `deadline` passes; returns which have an
+/// event. Signals do not stretch the wait.
+///
+/// # Errors
+///
+/// As [`until`].
+pub(crate) fn ready(fds: &[Interest<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|i| {
+            let mut flags = PollFlags::empty();
+            if i.read {
+                flags |= PollFlags::IN;
+            }
+            if i.write {
+                flags |= PollFlags::OUT;
+            }
+            PollFd::new(&i.fd, flags)
+        })
+        .collect();
+    until(&mut pfds, deadline)?;
+    Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

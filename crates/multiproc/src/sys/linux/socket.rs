@@ -607,6 +607,14 @@ pub(crate) fn recv_with_fds(
     Ok((r.bytes, r.flags.contains(rustix::net::ReturnFlags::CTRUNC)))
 }
 
+/// Asks for `bytes` of send and receive buffer on `sock` (the kernel doubles it and
+/// caps it at `wmem_max`/`rmem_max`); best effort, as a larger buffer only saves
+/// wake-ups.
+pub(crate) fn set_buffer_sizes(sock: BorrowedFd<'_>, bytes: usize) {
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(sock, bytes);
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(sock, bytes);
+}
+
 /// Waits up to `timeout` for room in the socket's send buffer (or an error on it).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn wait_writable(sock: BorrowedFd<'_>, timeout: std::time::Duration) {
