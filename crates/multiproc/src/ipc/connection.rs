@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::frame::{self, Patience, Reassembly, RecvFail, SendFail};
+use super::fail::{corrupted, read_only, too_large, too_large_in, write_only, Fail};
+use super::frame::{self, Patience, Reassembly, RecvFail};
 use super::ring::{footprint, Ring};
 use super::side::{self, Inbox};
 use super::typecheck;
@@ -474,10 +475,8 @@ impl Connection {
                     // The socket buffer is full of marks the receiver has not read.
                     if sent == 0 {
                         match patience {
-                            Patience::Try => return Err(Fail::Full),
-                            Patience::Until(d) if Instant::now() >= d => {
-                                return Err(Fail::TimedOut)
-                            }
+                            Patience::Try => return Err(Fail::Busy),
+                            Patience::Until(d) if Instant::now() >= d => return Err(Fail::Busy),
                             _ => {}
                         }
                     }
@@ -591,7 +590,7 @@ impl Connection {
         value: T,
         timeout: Duration,
     ) -> Result<(), SendTimeoutError<T>> {
-        self.send_value(value, until(timeout))
+        self.send_value(value, Patience::within(timeout))
             .map_err(|(v, f)| f.into_send_timeout(v))
     }
 
@@ -634,7 +633,7 @@ impl Connection {
     /// [`ErrorKind::Timeout`] if there was no room in time, otherwise as
     /// [`send_bytes`](Self::send_bytes).
     pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
-        self.send_bytes_with(bytes, until(timeout))
+        self.send_bytes_with(bytes, Patience::within(timeout))
             .map_err(Fail::into_error)
     }
 
@@ -690,10 +689,10 @@ impl Connection {
                     if self.peer_is_gone() && !rx.ring.has_data() {
                         Err(Fail::Disconnected)
                     } else {
-                        Err(Fail::Full)
+                        Err(Fail::Busy)
                     }
                 }
-                Err(RecvFail::TimedOut) => Err(Fail::TimedOut),
+                Err(RecvFail::TimedOut) => Err(Fail::Busy),
                 Err(RecvFail::Stopped) => {
                     if rx.ring.has_data() {
                         continue;
@@ -790,7 +789,7 @@ impl Connection {
         &self,
         timeout: Duration,
     ) -> Result<T, RecvTimeoutError> {
-        self.recv_value(until(timeout))
+        self.recv_value(Patience::within(timeout))
             .map_err(Fail::into_recv_timeout)
     }
 
@@ -868,7 +867,7 @@ impl Connection {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_into_with(buf, until(timeout), self.max_message)
+        self.recv_into_with(buf, Patience::within(timeout), self.max_message)
             .map(|()| buf.len())
             .map_err(Fail::into_recv_timeout)
     }
@@ -902,119 +901,6 @@ impl Connection {
             super::ring::Waited::TimedOut
         )
     }
-}
-
-/// The reasons shared by all operations, converted to each public error type.
-enum Fail {
-    Full,
-    TimedOut,
-    Disconnected,
-    Rejected(Error),
-    Invalid(Error),
-}
-
-impl From<SendFail> for Fail {
-    fn from(e: SendFail) -> Fail {
-        match e {
-            SendFail::Full => Fail::Full,
-            SendFail::TimedOut => Fail::TimedOut,
-            SendFail::Stopped => Fail::Disconnected,
-            SendFail::Corrupt(c) => Fail::Rejected(corrupted(&c.0)),
-        }
-    }
-}
-
-impl Fail {
-    fn into_send<T>(self, v: T) -> SendError<T> {
-        match self {
-            Fail::Rejected(e) | Fail::Invalid(e) => SendError::Rejected(v, e),
-            _ => SendError::Disconnected(v),
-        }
-    }
-
-    fn into_try_send<T>(self, v: T) -> TrySendError<T> {
-        match self {
-            Fail::Full | Fail::TimedOut => TrySendError::Full(v),
-            Fail::Disconnected => TrySendError::Disconnected(v),
-            Fail::Rejected(e) | Fail::Invalid(e) => TrySendError::Rejected(v, e),
-        }
-    }
-
-    fn into_send_timeout<T>(self, v: T) -> SendTimeoutError<T> {
-        match self {
-            Fail::Full | Fail::TimedOut => SendTimeoutError::Timeout(v),
-            Fail::Disconnected => SendTimeoutError::Disconnected(v),
-            Fail::Rejected(e) | Fail::Invalid(e) => SendTimeoutError::Rejected(v, e),
-        }
-    }
-
-    fn into_recv(self) -> RecvError {
-        match self {
-            Fail::Rejected(e) | Fail::Invalid(e) => RecvError::Invalid(e),
-            _ => RecvError::Disconnected,
-        }
-    }
-
-    fn into_try_recv(self) -> TryRecvError {
-        match self {
-            Fail::Full | Fail::TimedOut => TryRecvError::Empty,
-            Fail::Disconnected => TryRecvError::Disconnected,
-            Fail::Rejected(e) | Fail::Invalid(e) => TryRecvError::Invalid(e),
-        }
-    }
-
-    fn into_recv_timeout(self) -> RecvTimeoutError {
-        match self {
-            Fail::Full | Fail::TimedOut => RecvTimeoutError::Timeout,
-            Fail::Disconnected => RecvTimeoutError::Disconnected,
-            Fail::Rejected(e) | Fail::Invalid(e) => RecvTimeoutError::Invalid(e),
-        }
-    }
-
-    fn into_error(self) -> Error {
-        match self {
-            Fail::Full | Fail::TimedOut => Error::new(ErrorKind::Timeout),
-            Fail::Disconnected => Error::new(ErrorKind::Disconnected),
-            Fail::Rejected(e) | Fail::Invalid(e) => e,
-        }
-    }
-}
-
-fn until(timeout: Duration) -> Patience {
-    Instant::now()
-        .checked_add(timeout)
-        .map_or(Patience::Forever, Patience::Until)
-}
-
-pub(crate) fn too_large(len: usize, max: usize) -> Error {
-    Error::new(ErrorKind::InvalidInput).with_message(format!(
-        "message of {len} bytes exceeds the maximum message size of {max} bytes"
-    ))
-}
-
-pub(crate) fn too_large_in(len: u64, max: usize) -> Error {
-    Error::new(ErrorKind::Decode).with_message(format!(
-        "received a message of {len} bytes, over the maximum message size of {max} bytes"
-    ))
-}
-
-pub(crate) fn corrupted(detail: &str) -> Error {
-    Error::new(ErrorKind::Corrupt).with_message(format!("corrupted message stream: {detail}"))
-}
-
-pub(crate) fn fd_refused() -> Error {
-    Error::new(ErrorKind::Encode).with_message(
-        "values that own file descriptors cannot be sent through a queue; \
-         send them through a pipe, or pass them to the child at start",
-    )
-}
-
-fn write_only() -> Error {
-    Error::new(ErrorKind::InvalidInput).with_message("this end of a one-way pipe cannot receive")
-}
-
-fn read_only() -> Error {
-    Error::new(ErrorKind::InvalidInput).with_message("this end of a one-way pipe cannot send")
 }
 
 impl Drop for Connection {

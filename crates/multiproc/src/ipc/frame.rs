@@ -33,6 +33,14 @@ pub(crate) enum Patience {
 }
 
 impl Patience {
+    /// Until `timeout` from now ([`Forever`](Patience::Forever) if that instant is
+    /// beyond what `Instant` can hold).
+    pub(crate) fn within(timeout: std::time::Duration) -> Patience {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Patience::Forever, Patience::Until)
+    }
+
     fn deadline(self) -> Option<Instant> {
         match self {
             Patience::Until(d) => Some(d),

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::socket_connection::{auth_failed, SocketConnection};
+use super::fail::auth_failed;
+use super::socket_connection::SocketConnection;
 use super::wait::{self, Waitable};
 use crate::error::{Error, Result};
 

@@ -48,6 +48,8 @@ pub use crate::codec;
 #[cfg(not(loom))]
 mod connection;
 mod error;
+#[cfg(not(loom))]
+mod fail;
 pub(crate) mod frame;
 #[cfg(not(loom))]
 pub(crate) mod listener;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::connection::{corrupted, fd_refused, too_large, too_large_in};
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::frame::{self, Outgoing, Patience, Reassembly, RecvFail, SendFail};
+use super::fail::{corrupted, fd_refused, too_large, too_large_in, Fail};
+use super::frame::{self, Outgoing, Patience, Reassembly, RecvFail};
 use super::ring::{footprint, Mem, Ring, Waited};
 use crate::backoff;
 use crate::codec;
@@ -471,25 +471,6 @@ impl Inner {
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-/// Why an operation did not happen, before conversion to the public error types.
-enum Fail {
-    /// Full (put) or empty (get), at the deadline or at once.
-    Busy,
-    Disconnected,
-    Rejected(Error),
-    Invalid(Error),
-}
-
-impl From<SendFail> for Fail {
-    fn from(f: SendFail) -> Fail {
-        match f {
-            SendFail::Full | SendFail::TimedOut => Fail::Busy,
-            SendFail::Stopped => Fail::Disconnected,
-            SendFail::Corrupt(c) => Fail::Rejected(corrupted(&c.0)),
-        }
-    }
-}
-
 /// An item holding a byte string of this many bytes or more is serialized straight
 /// into the ring: its bytes are copied once on the way in, instead of into an
 /// encoding buffer first (issue 14: a 1 MiB item was copied five times).
@@ -595,10 +576,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// message size. The value comes back either way.
     pub fn put(&self, value: T) -> Result<(), SendError<T>> {
         self.put_with(value, Patience::Forever)
-            .map_err(|(v, f)| match f {
-                Fail::Rejected(e) | Fail::Invalid(e) => SendError::Rejected(v, e),
-                _ => SendError::Disconnected(v),
-            })
+            .map_err(|(v, f)| f.into_send(v))
     }
 
     /// Puts `value` if there is room now (Python's `put_nowait`).
@@ -611,11 +589,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// there is room, this waits for it (at most 100 ms) instead of reporting `Full`.
     pub fn try_put(&self, value: T) -> Result<(), TrySendError<T>> {
         self.put_with(value, Patience::Try)
-            .map_err(|(v, f)| match f {
-                Fail::Busy => TrySendError::Full(v),
-                Fail::Disconnected => TrySendError::Disconnected(v),
-                Fail::Rejected(e) | Fail::Invalid(e) => TrySendError::Rejected(v, e),
-            })
+            .map_err(|(v, f)| f.into_try_send(v))
     }
 
     /// Puts `value`, waiting at most `timeout` for room. The timeout bounds the whole
@@ -628,12 +602,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`SendTimeoutError::Timeout`] if there was no room in time, otherwise as
     /// [`put`](Self::put).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.put_with(value, until(timeout))
-            .map_err(|(v, f)| match f {
-                Fail::Busy => SendTimeoutError::Timeout(v),
-                Fail::Disconnected => SendTimeoutError::Disconnected(v),
-                Fail::Rejected(e) | Fail::Invalid(e) => SendTimeoutError::Rejected(v, e),
-            })
+        self.put_with(value, Patience::within(timeout))
+            .map_err(|(v, f)| f.into_send_timeout(v))
     }
 
     /// Takes the item at the front, waiting for one.
@@ -643,10 +613,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`RecvError::Disconnected`] once the queue is closed and drained;
     /// [`RecvError::Invalid`] if the item does not decode as `T` (it is dropped).
     pub fn get(&self) -> Result<T, RecvError> {
-        self.get_with(Patience::Forever).map_err(|f| match f {
-            Fail::Rejected(e) | Fail::Invalid(e) => RecvError::Invalid(e),
-            _ => RecvError::Disconnected,
-        })
+        self.get_with(Patience::Forever).map_err(Fail::into_recv)
     }
 
     /// Takes the item at the front if there is one now (Python's `get_nowait`).
@@ -658,11 +625,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// waits for it (at most 100 ms) instead of reporting `Empty` (Python's
     /// `get_nowait` raises `Empty` then).
     pub fn try_get(&self) -> Result<T, TryRecvError> {
-        self.get_with(Patience::Try).map_err(|f| match f {
-            Fail::Busy => TryRecvError::Empty,
-            Fail::Disconnected => TryRecvError::Disconnected,
-            Fail::Rejected(e) | Fail::Invalid(e) => TryRecvError::Invalid(e),
-        })
+        self.get_with(Patience::Try).map_err(Fail::into_try_recv)
     }
 
     /// Takes the item at the front, waiting at most `timeout`.
@@ -682,11 +645,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`RecvTimeoutError::Timeout`] if none came in time, otherwise as
     /// [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.get_with(until(timeout)).map_err(|f| match f {
-            Fail::Busy => RecvTimeoutError::Timeout,
-            Fail::Disconnected => RecvTimeoutError::Disconnected,
-            Fail::Rejected(e) | Fail::Invalid(e) => RecvTimeoutError::Invalid(e),
-        })
+        self.get_with(Patience::within(timeout))
+            .map_err(Fail::into_recv_timeout)
     }
 }
 
@@ -785,12 +745,6 @@ impl<T> Queue<T> {
     pub fn is_closed(&self) -> bool {
         self.inner.closed()
     }
-}
-
-fn until(timeout: Duration) -> Patience {
-    Instant::now()
-        .checked_add(timeout)
-        .map_or(Patience::Forever, Patience::Until)
 }
 
 impl<T> Clone for Queue<T> {

@@ -19,6 +19,8 @@ use serde::Serialize;
 
 use super::connection::DEFAULT_MAX_MESSAGE;
 use super::error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+use super::fail::{auth_failed, closed_mid_message, corrupted, too_large, too_large_in, Fail};
+use super::frame::Patience;
 use super::typecheck;
 use super::wait::{self, Waitable};
 use crate::error::{Error, ErrorKind, Result};
@@ -78,24 +80,6 @@ struct RecvState {
     broken: Option<String>,
 }
 
-/// How long a receive may wait for a message to start.
-#[derive(Clone, Copy)]
-enum Patience {
-    Try,
-    Until(Instant),
-    Forever,
-}
-
-enum Fail {
-    Empty,
-    TimedOut,
-    Disconnected,
-    Rejected(Error),
-    Invalid(Error),
-    /// A message over the maximum size, skipped: the stream is still in step.
-    TooLarge(Error),
-}
-
 impl SocketConnection {
     pub(crate) fn new(fd: OwnedFd) -> SocketConnection {
         SocketConnection {
@@ -133,10 +117,7 @@ impl SocketConnection {
 
     fn send_frame(&self, msg: &[u8]) -> std::result::Result<(), Fail> {
         if msg.len() > self.max_message {
-            return Err(Fail::Rejected(super::connection::too_large(
-                msg.len(),
-                self.max_message,
-            )));
+            return Err(Fail::Rejected(too_large(msg.len(), self.max_message)));
         }
         let header = frame_header(msg.len());
         let _g = self.lock_send();
@@ -188,11 +169,7 @@ impl SocketConnection {
     /// value fails to serialize, owns file descriptors, is over the maximum message
     /// size, or the socket fails otherwise. The value comes back either way.
     pub fn send<T: Serialize>(&self, value: T) -> std::result::Result<(), SendError<T>> {
-        self.send_value(value).map_err(|(v, f)| match f {
-            Fail::Disconnected => SendError::Disconnected(v),
-            Fail::Rejected(e) | Fail::Invalid(e) | Fail::TooLarge(e) => SendError::Rejected(v, e),
-            Fail::Empty | Fail::TimedOut => SendError::Disconnected(v),
-        })
+        self.send_value(value).map_err(|(v, f)| f.into_send(v))
     }
 
     /// Sends raw bytes as one message.
@@ -243,13 +220,10 @@ impl SocketConnection {
         max: usize,
     ) -> std::result::Result<(), Fail> {
         if let Some(m) = &st.broken {
-            return Err(Fail::Invalid(super::connection::corrupted(m)));
+            return Err(Fail::Invalid(corrupted(m)));
         }
         if !self.wait_readable(patience)? {
-            return Err(match patience {
-                Patience::Try => Fail::Empty,
-                _ => Fail::TimedOut,
-            });
+            return Err(Fail::Busy);
         }
         let r = self.recv_frame_body(out, max);
         if let Err(Fail::Invalid(e)) = &r {
@@ -291,7 +265,7 @@ impl SocketConnection {
                 }
                 left -= n as u64;
             }
-            return Err(Fail::TooLarge(super::connection::too_large_in(len, max)));
+            return Err(Fail::TooLarge(too_large_in(len, max)));
         }
         let len = len as usize; // <= max
         while out.len() < len {
@@ -333,13 +307,7 @@ impl SocketConnection {
     ///
     /// [`TryRecvError::Empty`] if none has, otherwise as [`recv`](Self::recv).
     pub fn try_recv<T: DeserializeOwned>(&self) -> std::result::Result<T, TryRecvError> {
-        self.recv_value(Patience::Try).map_err(|f| match f {
-            Fail::Empty | Fail::TimedOut => TryRecvError::Empty,
-            f => match f.into_recv() {
-                RecvError::Disconnected => TryRecvError::Disconnected,
-                RecvError::Invalid(e) => TryRecvError::Invalid(e),
-            },
-        })
+        self.recv_value(Patience::Try).map_err(Fail::into_try_recv)
     }
 
     /// Receives a message, waiting at most `timeout` for it to start (once it has,
@@ -353,13 +321,8 @@ impl SocketConnection {
         &self,
         timeout: Duration,
     ) -> std::result::Result<T, RecvTimeoutError> {
-        self.recv_value(until(timeout)).map_err(|f| match f {
-            Fail::Empty | Fail::TimedOut => RecvTimeoutError::Timeout,
-            f => match f.into_recv() {
-                RecvError::Disconnected => RecvTimeoutError::Disconnected,
-                RecvError::Invalid(e) => RecvTimeoutError::Invalid(e),
-            },
-        })
+        self.recv_value(Patience::within(timeout))
+            .map_err(Fail::into_recv_timeout)
     }
 
     /// Receives one message as raw bytes.
@@ -417,7 +380,7 @@ impl SocketConnection {
         // Before authentication a longer message is not skipped but refused: nothing
         // more is read from an unauthenticated peer.
         if !self.wait_readable(Patience::Until(deadline))? {
-            return Err(Fail::TimedOut);
+            return Err(Fail::Busy);
         }
         let mut h = [0u8; 4];
         if !self.read_exact(&mut h)? {
@@ -450,7 +413,7 @@ impl SocketConnection {
         let mut got = 0;
         while got < buf.len() {
             if !readable(self.fd.as_fd(), Some(deadline)) {
-                return Err(Fail::TimedOut);
+                return Err(Fail::Busy);
             }
             match sys::socket::recv(self.fd.as_fd(), &mut buf[got..], true) {
                 Ok(0) if got == 0 => return Ok(false),
@@ -479,12 +442,6 @@ fn peer_left(e: &std::io::Error) -> bool {
     matches!(e.kind(), BrokenPipe | ConnectionReset | NotConnected)
 }
 
-fn until(timeout: Duration) -> Patience {
-    Instant::now()
-        .checked_add(timeout)
-        .map_or(Patience::Forever, Patience::Until)
-}
-
 /// Python's frame header for a message of `len` bytes.
 fn frame_header(len: usize) -> Vec<u8> {
     match i32::try_from(len) {
@@ -493,32 +450,6 @@ fn frame_header(len: usize) -> Vec<u8> {
             let mut h = (-1i32).to_be_bytes().to_vec();
             h.extend_from_slice(&(len as u64).to_be_bytes());
             h
-        }
-    }
-}
-
-fn closed_mid_message() -> Error {
-    Error::new(ErrorKind::Decode).with_message("the socket closed in the middle of a message")
-}
-
-pub(crate) fn auth_failed(detail: &str) -> Error {
-    Error::new(ErrorKind::AuthenticationFailed).with_message(detail.to_owned())
-}
-
-impl Fail {
-    fn into_recv(self) -> RecvError {
-        match self {
-            Fail::Disconnected => RecvError::Disconnected,
-            Fail::Invalid(e) | Fail::Rejected(e) | Fail::TooLarge(e) => RecvError::Invalid(e),
-            Fail::Empty | Fail::TimedOut => RecvError::Invalid(Error::new(ErrorKind::Timeout)),
-        }
-    }
-
-    fn into_error(self) -> Error {
-        match self {
-            Fail::Empty | Fail::TimedOut => Error::new(ErrorKind::Timeout),
-            Fail::Disconnected => Error::new(ErrorKind::Disconnected),
-            Fail::Rejected(e) | Fail::Invalid(e) | Fail::TooLarge(e) => e,
         }
     }
 }
