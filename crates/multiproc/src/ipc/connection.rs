@@ -14,7 +14,7 @@ use super::error::{
 };
 use super::fail::{corrupted, read_only, too_large, too_large_in, write_only, Fail};
 use super::frame::{self, Patience, Reassembly, RecvFail};
-use super::ring::{footprint, Ring};
+use super::ring::{footprint, user_capacity, Ring};
 use super::side::{self, Inbox};
 use super::typecheck;
 use super::wait::{self, Waitable};
@@ -172,7 +172,7 @@ impl PipeBuilder {
     ///
     /// [`ErrorKind::Os`] if the shared memory or the socket pair cannot be created.
     pub fn build(self) -> Result<(Connection, Connection)> {
-        let cap = (self.capacity.clamp(4096, 1 << 30) as u64).next_power_of_two();
+        let cap = user_capacity(self.capacity);
         let rings = if self.duplex { 2 } else { 1 };
         let mem = SharedMemory::create(footprint(cap) * rings)?;
         for r in 0..rings {

@@ -15,7 +15,7 @@ use super::error::{
 };
 use super::fail::{corrupted, fd_refused, too_large, too_large_in, Fail};
 use super::frame::{self, Outgoing, Patience, Reassembly, RecvFail};
-use super::ring::{footprint, Mem, Ring, Waited};
+use super::ring::{footprint, user_capacity, Mem, Ring, Waited};
 use crate::backoff;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -181,7 +181,7 @@ impl Inner {
         max_message: usize,
         joinable: bool,
     ) -> Result<Inner> {
-        let cap = (capacity.clamp(4096, 1 << 30) as u64).next_power_of_two();
+        let cap = user_capacity(capacity);
         let mem = SharedMemory::create(RING + footprint(cap))?;
         mem.u64_at(MAXSIZE).store(maxsize as u64, Relaxed);
         mem.u64_at(MAX_MESSAGE).store(max_message as u64, Relaxed);

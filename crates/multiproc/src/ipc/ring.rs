@@ -119,6 +119,25 @@ pub(crate) const MIN_CAP: u64 = 128;
 const MAX_FRAGMENT: u64 = 128 << 10;
 /// Largest data area (positions stay far from overflow, lengths fit `u32`).
 pub(crate) const MAX_CAP: u64 = 1 << 31;
+/// Smallest data area a [`Pipe`](crate::Pipe) or [`Queue`](crate::Queue) is built with
+/// (the lower bound their `capacity` documents; each ring's own limit is
+/// [`MIN_CAP`]).
+pub(crate) const MIN_USER_CAP: u64 = 4096;
+/// Largest data area a [`Pipe`](crate::Pipe) or [`Queue`](crate::Queue) is built with
+/// (the upper bound their `capacity` documents; each ring's own limit is
+/// [`MAX_CAP`]).
+pub(crate) const MAX_USER_CAP: u64 = 1 << 30;
+const _: () = assert!(MIN_CAP <= MIN_USER_CAP && MAX_USER_CAP <= MAX_CAP);
+const _: () = assert!(MIN_USER_CAP.is_power_of_two() && MAX_USER_CAP.is_power_of_two());
+
+/// The data area for a requested capacity of `bytes`: rounded up to a power of two,
+/// within [`MIN_USER_CAP`]`..=`[`MAX_USER_CAP`] (so [`Ring::init`] accepts it).
+pub(crate) fn user_capacity(bytes: usize) -> u64 {
+    u64::try_from(bytes)
+        .unwrap_or(u64::MAX)
+        .clamp(MIN_USER_CAP, MAX_USER_CAP)
+        .next_power_of_two()
+}
 
 /// Record kind: padding up to the end of the data area.
 pub(crate) const WRAP: u32 = 1;

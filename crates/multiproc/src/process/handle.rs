@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::Builder;
-use super::outcome::{FailKind, Outcome};
+use super::outcome::Outcome;
 use super::reaper;
 use super::spawn::Started;
 use super::start_method::StartMethod;
@@ -409,14 +409,9 @@ impl<T> Process<T> {
             Some(frame) => match codec::decode::<Outcome<T>>(&frame.payload, frame.fds) {
                 Ok(Outcome::Value(v)) => Ok(v),
                 Ok(Outcome::Panicked(p)) => Err(Error::from_panic(p).with_status(status)),
-                Ok(Outcome::Failed(kind, message)) => {
-                    let kind = match kind {
-                        FailKind::Argument => ErrorKind::Decode,
-                        FailKind::Result => ErrorKind::Encode,
-                        FailKind::Binary => ErrorKind::BinaryMismatch,
-                    };
-                    Err(Error::new(kind).with_message(message).with_status(status))
-                }
+                Ok(Outcome::Failed(kind, message)) => Err(Error::new(kind.error_kind())
+                    .with_message(message)
+                    .with_status(status)),
                 Err(e) => Err(e.with_status(status)),
             },
             None => {

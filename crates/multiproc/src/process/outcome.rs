@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::exit_code::ChildExit;
-use crate::error::RemotePanic;
+use crate::error::{ErrorKind, RemotePanic};
 use crate::ipc::codec;
 
 /// What an entry produced.
@@ -39,6 +39,18 @@ pub(crate) enum FailKind {
     Result,
     /// The child was built from a different binary.
     Binary,
+}
+
+impl FailKind {
+    /// The kind of the [`Error`](crate::Error) the parent reports for it (a process's
+    /// `join`, a pool task).
+    pub(crate) fn error_kind(self) -> ErrorKind {
+        match self {
+            FailKind::Argument => ErrorKind::Decode,
+            FailKind::Result => ErrorKind::Encode,
+            FailKind::Binary => ErrorKind::BinaryMismatch,
+        }
+    }
 }
 
 /// Encodes an outcome; a result that fails to encode becomes a `Failed` outcome, and

@@ -30,6 +30,15 @@ mod std_tests {
     }
 
     #[test]
+    fn user_capacity_rounds_up_within_the_documented_bounds() {
+        assert_eq!(user_capacity(0), MIN_USER_CAP);
+        assert_eq!(user_capacity(4097), 8192);
+        assert_eq!(user_capacity(1 << 20), 1 << 20);
+        assert_eq!(user_capacity(usize::MAX), MAX_USER_CAP);
+        assert!((MIN_CAP..=MAX_CAP).contains(&user_capacity(usize::MAX)));
+    }
+
+    #[test]
     fn open_validates_capacity() {
         let mem = Arc::new(HeapMem::new(footprint(256)));
         assert!(Ring::open(Arc::clone(&mem), 0, footprint(256)).is_err());

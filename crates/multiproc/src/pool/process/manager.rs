@@ -697,11 +697,7 @@ fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> std::result::Result<(
                     let (kind, message) =
                         codec::decode::<(FailKind, String)>(&rec.payload, Vec::new())
                             .unwrap_or((FailKind::Result, "undecodable failure report".into()));
-                    let kind = match kind {
-                        FailKind::Argument => ErrorKind::Decode,
-                        FailKind::Result => ErrorKind::Encode,
-                        FailKind::Binary => ErrorKind::BinaryMismatch,
-                    };
+                    let kind = kind.error_kind();
                     done.push(Done::Fail(
                         task.t.sink,
                         Error::new(kind).with_message(message),
