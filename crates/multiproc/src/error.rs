@@ -119,7 +119,8 @@ pub enum ErrorKind {
     /// [`source`](std::error::Error::source) has the client's error.
     BrokerUnavailable,
     /// The function is not registered for a cluster pool (`multiproc::task!`), or no
-    /// live worker host has it.
+    /// live worker host has it; or a [`Manager`](crate::Manager)'s server has no
+    /// [`Managed`](crate::manager::Managed) type registered under the name asked for.
     NotRegistered,
     /// The peer of a [`Listener`](crate::ipc::Listener) or
     /// [`Client`](crate::ipc::Client) failed the authentication challenge (a
@@ -152,7 +153,7 @@ impl ErrorKind {
             ErrorKind::BrokenBarrier => "the barrier is broken",
             ErrorKind::Corrupt => "another process corrupted the shared data",
             ErrorKind::BrokerUnavailable => "the message broker is unavailable",
-            ErrorKind::NotRegistered => "the function is not registered for the cluster",
+            ErrorKind::NotRegistered => "not registered",
             ErrorKind::AuthenticationFailed => "authentication failed",
         }
     }

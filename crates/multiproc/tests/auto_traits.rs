@@ -40,6 +40,19 @@ fn handles_are_send_and_sync() {
     send_sync::<multiproc::scope::ScopedProcess<'static, u32>>();
     // IPC handles are shared between threads; the item type does not matter (only
     // its bytes are stored), so a queue of non-`Send` items is still `Send + Sync`.
+    // Manager proxies are shared between threads and sent to processes; like a
+    // queue's, their item types are only stored as bytes.
+    send_sync::<multiproc::Manager>();
+    send_sync::<multiproc::manager::Dict<String, std::rc::Rc<u32>>>();
+    send_sync::<multiproc::manager::List<u32>>();
+    send_sync::<multiproc::manager::Queue<u32>>();
+    send_sync::<multiproc::manager::Namespace>();
+    send_sync::<multiproc::manager::Value<u32>>();
+    send_sync::<multiproc::manager::Lock>();
+    send_sync::<multiproc::manager::Condition>();
+    send_sync::<multiproc::manager::Barrier>();
+    send_sync::<multiproc::manager::Builder>();
+    send::<multiproc::manager::LockGuard<'static>>();
     send_sync::<multiproc::ipc::Connection>();
     send_sync::<multiproc::Queue<u32>>();
     send_sync::<multiproc::Queue<std::rc::Rc<u32>>>();
