@@ -26,7 +26,11 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
     out.extend(worker_per_task(r));
     out.extend(pool_break_even(r));
     // Speedups measured on a busy machine say more about the other load than about
-    // threads and processes.
+    // threads and processes: the share of the CPUs a parallel run gets against a
+    // sequential one depends on how many other tasks compete, and that drifts between
+    // runs more than between the rounds of one run (release, load 13 on 2 CPUs: a
+    // process pool at 0.40x..0.89x in one run, 1.28x..1.57x in the next). So no speedup
+    // pick is clear on a busy machine; the figures stay, with why.
     if r.machine.busy_warning().is_some() {
         let load = r
             .machine
@@ -34,16 +38,38 @@ pub(crate) fn derive(r: &Report) -> Vec<Advice> {
             .into_iter()
             .chain(r.machine.load_after)
             .fold(0.0, f64::max);
+        let cpus = r.machine.cpus;
         for a in out
             .iter_mut()
             .filter(|a| a.id == "cpu_bound" || a.id == "process_pool_break_even")
         {
-            a.text.push_str(&format!(
-                " Caution: the machine was busy (load {load:.2} on {} CPUs) while this was \
-                 measured; measure again on a quiet machine before relying on the speedups.",
-                r.machine.cpus
-            ));
             a.basis.insert("load_average".into(), load);
+            if !a.clear {
+                a.text.push_str(&format!(
+                    " Caution: the machine was busy (load {load:.2} on {cpus} CPUs) while \
+                     this was measured; measure again on a quiet machine before relying on \
+                     the speedups."
+                ));
+                continue;
+            }
+            let figures: Vec<String> = a
+                .contenders
+                .iter()
+                .filter(|c| c.pick != "sequential")
+                .map(verdict::describe)
+                .collect();
+            a.text = format!(
+                "No clear winner at this noise level: the machine was busy (load {load:.2} \
+                 on {cpus} CPUs) while this was measured, and a speedup measured on a busy \
+                 machine depends on how many other tasks compete for the CPUs more than on \
+                 threads or processes, so it changes from run to run. This run measured {} \
+                 (the ranges alone would have picked {}). Measure again on a quiet machine.",
+                figures.join(" and "),
+                a.pick.replace('_', " ")
+            );
+            a.headline.push_str(" (busy machine)");
+            a.pick = NO_CLEAR_WINNER;
+            a.clear = false;
         }
     }
     out.extend(io_bound(r));
@@ -712,6 +738,35 @@ mod tests {
         let a = advice(&all, "cpu_bound");
         assert_eq!(a.pick, "threads");
         assert!(a.text.contains("Left out: processes"), "{}", a.text);
+    }
+
+    #[test]
+    fn no_speedup_pick_is_clear_on_a_busy_machine() {
+        // Disjoint ranges, but load 13 on 2 CPUs: the speedups say more about the other
+        // load, and change from run to run.
+        let mut r = report(vec![cpu(
+            &[1.85, 1.9, 1.8],
+            &[1.3, 1.5, 1.4],
+            &[0.4, 0.6, 0.89],
+        )]);
+        r.machine.load_before = Some(13.0);
+        let all = derive(&r);
+        for id in ["cpu_bound", "process_pool_break_even"] {
+            let a = advice(&all, id);
+            assert_eq!((a.pick, a.clear), ("no_clear_winner", false), "{id}");
+            assert!(a.text.starts_with("No clear winner at this noise level: the machine was busy (load 13.00 on 2 CPUs)"), "{}", a.text);
+            assert_eq!(a.basis["load_average"], 13.0);
+        }
+        assert!(advice(&all, "cpu_bound")
+            .text
+            .contains("would have picked threads"));
+        assert!(advice(&all, "process_pool_break_even")
+            .text
+            .contains("would have picked sequential"));
+        // Just under the busy line (half the CPUs): the ranges decide.
+        r.machine.load_before = Some(0.9);
+        r.machine.load_after = Some(0.9);
+        assert_eq!(advice(&derive(&r), "cpu_bound").pick, "threads");
     }
 
     #[test]
