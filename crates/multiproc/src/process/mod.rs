@@ -59,7 +59,7 @@ mod child;
 mod current;
 pub(crate) mod entry;
 mod env;
-pub(crate) mod exit_code;
+mod exit_code;
 mod fork;
 mod forkserver;
 mod handle;

@@ -12,7 +12,9 @@
 //!
 //! The syscall wrappers pass valid pointers that outlive each call. [`PerProcess`]
 //! hands out references to heap slots that are never freed (a slot replaced after a
-//! fork is leaked, not dropped), so a `&'static` to one stays valid.
+//! fork is leaked, not dropped), so a `&'static` to one stays valid. [`close_leaked`]
+//! is an `unsafe fn`: its caller vouches that the descriptor's owner (such a leaked
+//! slot's value) never uses it again; [`is_open`] passes integers only.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
