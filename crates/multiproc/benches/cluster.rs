@@ -17,8 +17,18 @@
 //! - `cluster_apply_serial`: one `apply` at a time: µs per round trip;
 //! - `local_trivial_2000/processes2`: the first row on `Pool::processes(2)`;
 //! - `redis_xadd` and `redis_xadd_pipelined`: `redis-benchmark -c 50` XADD, without
-//!   and with `-P 32` (requests/s), when `redis-benchmark` is installed.
+//!   and with `-P 32` (requests/s), when `redis-benchmark` is installed;
+//! - `cluster_collatz_400x10k/hostsN`, N = 1, 2, 4 (as root, with `ip`): a CPU-bound
+//!   `map` of 400 tasks (10,000 Collatz walks each, one task per chunk) on N hosts,
+//!   each in its own network namespace and cgroup limited to [`HOST_CPUS`] CPU,
+//!   reaching a Redis on a bridge; and `local_collatz_400x10k/processes1`, the same
+//!   map on `Pool::processes(1)` with its worker process in one such cgroup. Seconds per map, with the
+//!   speedups against one host and one host against local. Skipped, saying why,
+//!   without root.
 #![allow(missing_docs)]
+
+#[path = "../tests/util/netns.rs"]
+mod netns;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +40,32 @@ const KEY: &str = "cluster-bench-key-0123456789";
 fn inc(x: u64) -> u64 {
     x.wrapping_mul(3).wrapping_add(1)
 }
-multiproc::task!(inc);
+/// Collatz walks from `seed * 10_000` for 10,000 starts: total steps.
+fn collatz(seed: u64) -> u64 {
+    let mut total = 0u64;
+    for n in seed * 10_000 + 1..=(seed + 1) * 10_000 {
+        let mut x = n;
+        while x != 1 {
+            x = if x % 2 == 0 { x / 2 } else { 3 * x + 1 };
+            total += 1;
+        }
+    }
+    total
+}
+multiproc::task!(inc, collatz);
+
+/// The CPU quota of each simulated host (4 hosts fit in 2 cores with room to spare).
+const HOST_CPUS: f64 = 0.4;
+const COLLATZ_TASKS: u64 = 400;
+
+fn collatz_map(pool: &Pool) -> f64 {
+    let t = Instant::now();
+    let out = pool.map_chunked(collatz, 0..COLLATZ_TASKS, 1).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(out.len(), COLLATZ_TASKS as usize);
+    std::hint::black_box(out);
+    secs
+}
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -54,6 +89,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` from tooling
     }
+
     let quick = std::env::var_os("MULTIPROC_BENCH_QUICK").is_some();
     let rounds = if quick { 3 } else { 7 };
     let port = free_port();
@@ -193,6 +229,139 @@ fn main() {
             Err(e) => println!("{row}: redis-benchmark not run ({e})"),
         }
     }
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+    scaling(rounds);
+}
+
+/// The CPU-bound rows on 1, 2 and 4 namespace hosts (see the module docs).
+fn scaling(rounds: usize) {
+    let mut net = match netns::Net::new() {
+        Ok(n) => n,
+        Err(why) => {
+            println!("\ncluster_collatz rows skipped: {why}");
+            return;
+        }
+    };
+    let gw = net.gateway();
+    let port = {
+        let l = std::net::TcpListener::bind((gw.as_str(), 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let pw = format!("bench{port}");
+    let dir = std::env::temp_dir().join(format!("mp-bench-redis-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = Kill(
+        Command::new("redis-server")
+            .args([
+                "--bind",
+                &gw,
+                "--port",
+                &port.to_string(),
+                "--requirepass",
+                &pw,
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    while std::net::TcpStream::connect((gw.as_str(), port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("redis://default:{pw}@{gw}:{port}/");
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe.to_str().unwrap().to_owned();
+    // Seven machines: one cluster of 1 host, one of 2, one of 4, all up at once so
+    // that the rows can be interleaved round by round (an idle host only heartbeats).
+    let sizes = [1u8, 2, 4];
+    let mut hosts = Vec::new();
+    let mut pools = Vec::new();
+    let mut k = 0u8;
+    for n in sizes {
+        let name = format!("scale{n}");
+        for _ in 0..n {
+            net.add_machine(k).unwrap();
+            let cg = net.cpu_cgroup(&format!("h{k}"), HOST_CPUS).unwrap();
+            hosts.push(Kill(
+                net.spawn(
+                    k,
+                    Some(&cg),
+                    &[&exe],
+                    &[
+                        (cluster::WORKER_ENV, &url),
+                        (cluster::WORKER_NAME_ENV, &name),
+                        (cluster::WORKER_SLOTS_ENV, "1"),
+                        (cluster::KEY_ENV, KEY),
+                    ],
+                )
+                .unwrap(),
+            ));
+            k += 1;
+        }
+        let pool = Pool::builder()
+            .cluster(
+                cluster::Options::new(&url)
+                    .name(&name)
+                    .auth_key(KEY.as_bytes().to_vec()),
+            )
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        while pool.cluster_stats().unwrap().hosts.len() < n as usize {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "hosts did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        collatz_map(&pool); // warm up
+        pools.push((n, pool));
+    }
+    // The local baseline: its worker process in a cgroup of the same quota (the
+    // calling thread, like a cluster's client, outside it).
+    let local_cg = net.cpu_cgroup("local", HOST_CPUS).unwrap();
+    let local = Pool::processes(1).unwrap();
+    for pid in local.worker_pids() {
+        std::fs::write(local_cg.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+    collatz_map(&local); // warm up
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sizes.len() + 1];
+    for _ in 0..rounds {
+        for (i, (_, pool)) in pools.iter().enumerate() {
+            times[i].push(collatz_map(pool));
+        }
+        times[sizes.len()].push(collatz_map(&local));
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\n## CPU-bound map on namespace hosts ({rounds} rounds, {HOST_CPUS} CPU per host \
+         (cgroup), 1 slot each; loadavg {})\n",
+        load.trim()
+    );
+    println!("| row | median | best | unit |");
+    println!("|---|---|---|---|");
+    let mut med = Vec::new();
+    for (i, n) in sizes.iter().enumerate() {
+        let (m, b) = stats(times[i].clone());
+        med.push(m);
+        println!("| cluster_collatz_400x10k/hosts{n} | {m:.3} | {b:.3} | s |");
+    }
+    let (lm, lb) = stats(times[sizes.len()].clone());
+    println!("| local_collatz_400x10k/processes1 | {lm:.3} | {lb:.3} | s |");
+    println!(
+        "\nspeedup vs 1 host (medians): 2 hosts {:.2}x, 4 hosts {:.2}x; 1 host / local {:.3}",
+        med[0] / med[1],
+        med[0] / med[2],
+        med[0] / lm
+    );
+    for (_, p) in pools {
+        p.join();
+    }
+    local.join();
+    drop(hosts);
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -229,24 +229,6 @@ impl Net {
         }
         c.stdin(Stdio::null()).spawn()
     }
-
-    /// Runs `cmd` in the root namespace but in `cgroup` (for a local baseline under
-    /// the same quota).
-    pub fn spawn_in_cgroup(
-        cgroup: &std::path::Path,
-        cmd: &[&str],
-        env: &[(&str, &str)],
-    ) -> std::io::Result<Child> {
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
-            .arg(cgroup)
-            .args(cmd);
-        for (key, v) in env {
-            c.env(key, v);
-        }
-        c.stdin(Stdio::null()).spawn()
-    }
 }
 
 impl Drop for Net {
