@@ -747,6 +747,7 @@ impl Shared {
         let mut con = Some(con);
         let res = self.cfg.results(&self.idx);
         let mut last = "0-0".to_owned();
+        let mut trim: Option<String> = None;
         let mut run_id = lock(&self.run_id).clone();
         loop {
             if lock(&self.st).stop {
@@ -760,17 +761,23 @@ impl Shared {
                 // Redis restarted: its stream ids start over.
                 run_id = now_run;
                 last = "0-0".to_owned();
+                trim = None;
             }
             let c = con.as_mut().expect("connected");
-            let r: redis::RedisResult<Value> = redis::cmd("XREAD")
+            // What was read last time is trimmed in the same round trip as this read.
+            let mut p = redis::pipe();
+            if let Some(below) = trim.take() {
+                p.cmd("XTRIM").arg(&res).arg("MINID").arg(below).ignore();
+            }
+            p.cmd("XREAD")
                 .arg("COUNT")
                 .arg(1000)
                 .arg("BLOCK")
                 .arg(BLOCK.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&res)
-                .arg(&last)
-                .query(c);
+                .arg(&last);
+            let r: redis::RedisResult<Value> = p.query::<(Value,)>(c).map(|(v,)| v);
             let v = match r {
                 Ok(v) => v,
                 Err(e) if is_connection_error(&e) => {
@@ -797,11 +804,7 @@ impl Shared {
                     }
                 }
             }
-            let _: redis::RedisResult<()> = redis::cmd("XTRIM")
-                .arg(&res)
-                .arg("MINID")
-                .arg(&last)
-                .query(c);
+            trim = Some(last.clone());
         }
     }
 

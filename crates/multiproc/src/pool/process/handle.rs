@@ -50,12 +50,6 @@ impl ProcessPool {
         self.shared.clone()
     }
 
-    /// Queues a task; a closed pool fails it at once.
-    #[cfg(feature = "cluster")]
-    pub(crate) fn submit(&self, t: RemoteTask) {
-        self.submit_all(vec![t]);
-    }
-
     /// Queues many tasks with one lock; sends them at once if a worker is idle.
     pub(crate) fn submit_all(&self, ts: Vec<RemoteTask>) {
         let n = ts.len();
