@@ -26,7 +26,7 @@ impl Shared {
                 Err(std::sync::TryLockError::WouldBlock) => return false,
             };
             let mut done = Vec::new();
-            let wake = m.step(self, &mut done, false);
+            let wake = m.step_as_driver(self, &mut done);
             drop(m);
             if wake && self.sleeping.load(Ordering::SeqCst) {
                 self.wake_manager();
@@ -71,7 +71,7 @@ pub(super) fn manager_thread(sh: &Shared) {
         let mut done = Vec::new();
         let (exit, fds, deadline) = {
             let mut m = lock(&sh.mgr);
-            let exit = m.step(sh, &mut done, true);
+            let exit = m.step_as_manager(sh, &mut done);
             let deadline = m.next_deadline(&sh.cfg);
             m.sleep_deadline = deadline;
             let fds: Vec<PollEntry> = m

@@ -35,6 +35,14 @@ pub(super) struct Manager {
     pub(super) sleep_deadline: Option<Instant>,
 }
 
+/// What [`Manager::round`] did.
+enum Round {
+    /// The pool is being terminated: nothing else was done.
+    Terminate,
+    /// A round of work; `replaced`: the set of workers changed.
+    Ran { replaced: bool },
+}
+
 /// A run of failed worker starts (issue 9, item 10): a transient shortage (of
 /// descriptors, processes, memory) must not break the pool for good.
 pub(super) struct StartTrouble {
@@ -75,13 +83,46 @@ impl Manager {
         self.workers.iter().map(|w| w.proc.pid()).collect()
     }
 
-    /// One non-blocking round of work. Completions go to `done`.
-    ///
-    /// From the manager thread (`manager`): returns `true` when the pool has shut
-    /// down. From another thread: returns `true` if the manager thread must
-    /// recompute what it sleeps on (a worker was replaced, a send is incomplete, a
-    /// timeout clock started).
-    pub(super) fn step(&mut self, sh: &Shared, done: &mut Vec<Done>, manager: bool) -> bool {
+    /// One non-blocking round of work from the manager thread; completions go to
+    /// `done`. Returns `true` when the pool has shut down (terminated, or closed and
+    /// drained: the workers are then stopped) and the thread must exit.
+    pub(super) fn step_as_manager(&mut self, sh: &Shared, done: &mut Vec<Done>) -> bool {
+        let Round::Ran { .. } = self.round(sh, done) else {
+            self.terminate_now(sh, done);
+            return true;
+        };
+        if self.closed
+            && self.pending.is_empty()
+            && self.workers.iter().all(|w| w.inflight.is_empty())
+        {
+            self.shutdown(sh);
+            return true;
+        }
+        false
+    }
+
+    /// One non-blocking round of work from a thread that waits for a result or submits
+    /// a task (the manager thread may be asleep in `poll`); completions go to `done`.
+    /// Returns `true` if the manager thread must wake and recompute what it sleeps on:
+    /// a worker was replaced, a send is incomplete, an earlier deadline started, or the
+    /// pool is being terminated (which only the manager thread carries out).
+    pub(super) fn step_as_driver(&mut self, sh: &Shared, done: &mut Vec<Done>) -> bool {
+        let Round::Ran { replaced } = self.round(sh, done) else {
+            return true;
+        };
+        let unsent = self.workers.iter().any(|w| !w.out.is_empty());
+        let earlier = match (self.next_deadline(&sh.cfg), self.sleep_deadline) {
+            (Some(d), Some(s)) => d < s,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        replaced || unsent || earlier
+    }
+
+    /// The work every step does: take the queued tasks, read answers, reap and replace
+    /// dead workers, enforce timeouts, send, and publish the counters the drive
+    /// handshake reads (`idle`, `inflight`, `short_tasks`).
+    fn round(&mut self, sh: &Shared, done: &mut Vec<Done>) -> Round {
         let terminate = {
             let mut q = lock(&sh.queue);
             sh.queued.store(0, Ordering::SeqCst);
@@ -90,11 +131,7 @@ impl Manager {
             q.terminate
         };
         if terminate {
-            if manager {
-                self.terminate_now(sh, done);
-                return true;
-            }
-            return true;
+            return Round::Terminate;
         }
         let now = Instant::now();
         if let Some(t) = &mut self.start_trouble {
@@ -126,23 +163,7 @@ impl Manager {
         let short =
             measured.clone().next().is_some() && measured.all(|w| w.avg < BLIND_TASK.as_secs_f64());
         sh.short_tasks.store(short, Ordering::SeqCst);
-        if manager {
-            if self.closed
-                && self.pending.is_empty()
-                && self.workers.iter().all(|w| w.inflight.is_empty())
-            {
-                self.shutdown(sh);
-                return true;
-            }
-            return false;
-        }
-        let unsent = self.workers.iter().any(|w| !w.out.is_empty());
-        let earlier = match (self.next_deadline(&sh.cfg), self.sleep_deadline) {
-            (Some(d), Some(s)) => d < s,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        replaced || unsent || earlier
+        Round::Ran { replaced }
     }
 
     /// The next moment the manager must act on its own: a task's time limit, the
