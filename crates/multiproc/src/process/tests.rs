@@ -64,12 +64,17 @@ mod bootstrap_guard {
     /// A launch of `writes_marker(marker)` in the executable `token` names, as an
     /// attacker builds it (`stat` for the token, `nm` for the offset).
     fn forged_launch(token: BinaryToken, marker: &Path) -> Vec<u8> {
+        launch_with_death(token, marker, DeathWatch::Off)
+    }
+
+    /// The same launch, with the death watch `death`.
+    fn launch_with_death(token: BinaryToken, marker: &Path, death: DeathWatch) -> Vec<u8> {
         let launch = Launch {
             token,
             entry: entry_of(writes_marker),
             arg: codec::encode(&marker.to_path_buf()).unwrap().bytes,
             name: None,
-            death: DeathWatch::Off,
+            death,
             stdout: false,
             stderr: false,
             server: false,
@@ -167,6 +172,45 @@ mod bootstrap_guard {
             "{}",
             stderr_of(&out)
         );
+    }
+
+    /// Issue 10 item 6: a launch from the parent that names the child's own socket (or
+    /// any number where the parent put no death pipe) as its death pipe. The child used
+    /// to close that number as "inherited" (`close_inherited`) while an `OwnedFd` owned
+    /// it, and run the function; now it refuses the launch before taking anything.
+    #[test]
+    fn a_launch_naming_a_descriptor_that_is_not_its_death_pipe_is_bad() {
+        let dir = scratch("nopipe");
+        let exe = std::env::current_exe().unwrap();
+        for (i, pipe_at) in [None, Some(crate::sys::fork::FIRST_KEPT_FD + 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let marker = dir.join(format!("marker{i}"));
+            let (ours, theirs) = attacker_socket();
+            let sock = theirs.as_raw_fd();
+            // This process is the parent and made the socket: the hook accepts it.
+            let mut cmd = Command::new(&exe);
+            cmd.args(NO_TESTS).env(ENV, sock.to_string());
+            let death = DeathWatch::Pipe(pipe_at.unwrap_or(sock));
+            let launch = launch_with_death(BinaryToken::current(), &marker, death);
+            let out = run_victim(cmd, &ours, &launch);
+            drop(theirs);
+            let ran = marker.exists();
+            assert!(!ran, "{death:?}: the launch ran: {}", stderr_of(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(ChildExit::BadLaunch.code()),
+                "{death:?}: {}",
+                stderr_of(&out)
+            );
+            assert!(
+                stderr_of(&out).contains("no death pipe at descriptor"),
+                "{death:?}: {}",
+                stderr_of(&out)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The attack of issue 9: a user runs a set-user-ID root copy of a multiproc program
