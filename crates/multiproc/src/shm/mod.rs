@@ -31,13 +31,17 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 
+mod layout;
 mod segment;
 #[cfg(not(loom))]
 mod shareable_list;
+mod shared;
 mod value;
 
-pub use segment::{Pod, SharedMemory};
-pub(crate) use segment::{Shared, ShmLayout};
+pub use layout::Pod;
+pub(crate) use layout::ShmLayout;
+pub use segment::SharedMemory;
 #[cfg(not(loom))]
 pub use shareable_list::{Item, ShareableList};
+pub(crate) use shared::Shared;
 pub use value::{Array, Integer, Op, Value};

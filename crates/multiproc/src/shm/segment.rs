@@ -1,14 +1,12 @@
 //! [`SharedMemory`]: a memfd mapped `MAP_SHARED`, with bounds-checked byte copies and
-//! typed atomic views; and [`Shared<T>`], the crate-internal typed handle every
-//! synchronization primitive keeps its futex words in.
+//! typed atomic views.
 //!
 //! # Safety
 //!
 //! A `Mapping` owns a live `MAP_SHARED` mapping of `len` bytes at `ptr`, created in
 //! [`Mapping::new`] and unmapped only in its `Drop`. Every reference handed out
-//! borrows the `SharedMemory` (or the `Shared<T>`) that keeps the `Arc<Mapping>`
-//! alive, and every offset is bounds- and alignment-checked before a pointer is
-//! formed. The memory may be written by other processes at any time, so Rust
+//! borrows the `SharedMemory` that keeps the `Arc<Mapping>` alive, and every offset
+//! is bounds- and alignment-checked before a pointer is formed. The memory may be written by other processes at any time, so Rust
 //! references are only ever formed to atomics (or `ShmLayout` types made of them);
 //! byte access goes through raw copies.
 #![allow(unsafe_code)]
@@ -18,9 +16,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
+#[cfg(not(loom))]
+use std::sync::Weak;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::layout::{Pod, ShmLayout};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys;
 
@@ -72,7 +73,9 @@ pub struct SharedMemory {
     shm_name: Option<Arc<str>>,
 }
 
-struct Mapping {
+/// A live mapping, shared by the clones of a [`SharedMemory`] (and held weakly by
+/// [`Shared`](super::Shared)'s arenas).
+pub(super) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     fd: OwnedFd,
@@ -592,6 +595,22 @@ impl SharedMemory {
             .cast::<T>()
     }
 
+    /// A weak handle to this mapping, which does not keep it mapped.
+    #[cfg(not(loom))]
+    pub(super) fn downgrade(&self) -> Weak<Mapping> {
+        Arc::downgrade(&self.map)
+    }
+
+    /// The segment behind a weak handle, if it is still mapped (without a
+    /// `/dev/shm` name: the handles are for anonymous arenas).
+    #[cfg(not(loom))]
+    pub(super) fn upgrade(weak: &Weak<Mapping>) -> Option<SharedMemory> {
+        weak.upgrade().map(|map| SharedMemory {
+            map,
+            shm_name: None,
+        })
+    }
+
     /// Returns `true` if `self` and `other` map the same memory in this process
     /// (they are clones of one another).
     pub fn ptr_eq(&self, other: &SharedMemory) -> bool {
@@ -648,318 +667,3 @@ impl<'de> Deserialize<'de> for SharedMemory {
         SharedMemory::from_fd(w.fd, Some(len)).map_err(serde::de::Error::custom)
     }
 }
-
-/// A type that can live in shared memory and be shared by reference.
-///
-/// # Safety
-///
-/// Implementors must be `#[repr(C)]`, contain only atomics (no pointers, no
-/// descriptors, nothing process-local), have an alignment of at most 4096, and the
-/// all-zero bit pattern must be a valid value equal to `Default::default()`:
-/// a fresh segment is zeroed and handed out as `&Self` without running any
-/// constructor.
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) unsafe trait ShmLayout: Default + Sync {}
-
-/// A `T` in shared memory; derefs to `&T`.
-///
-/// Crate-internal: the synchronization primitives keep their futex words in one.
-/// Small values are carved from per-thread *arenas* of one page, so a thousand
-/// locks cost ten descriptors, not a thousand (see [`arena_alloc`]). Under
-/// `cfg(loom)` it is a plain `Arc<T>`, so that loom can model the protocols.
-pub(crate) struct Shared<T> {
-    #[cfg(not(loom))]
-    mem: SharedMemory,
-    #[cfg(not(loom))]
-    offset: usize,
-    #[cfg(not(loom))]
-    ptr: NonNull<T>,
-    #[cfg(loom)]
-    arc: loom::sync::Arc<T>,
-}
-
-/// The size of an arena segment.
-#[cfg(not(loom))]
-const ARENA_SIZE: usize = 4096;
-
-#[cfg(not(loom))]
-thread_local! {
-    /// This thread's current arena: `(pid, mapping, next free offset)`. Weak, so an
-    /// arena is freed as soon as its last object is; keyed by pid, so a forked child
-    /// (which inherits a copy of this) never carves from its parent's arena.
-    static ARENA: std::cell::RefCell<Option<(u32, std::sync::Weak<Mapping>, usize)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Finds `size` zeroed bytes aligned to `align` in shared memory: a fresh slot of
-/// this thread's arena (slots are never reused, so a slot is still zero), a new
-/// arena, or, for large values, a segment of their own.
-#[cfg(not(loom))]
-fn arena_alloc(size: usize, align: usize) -> Result<(SharedMemory, usize)> {
-    if size > ARENA_SIZE / 4 || align > ARENA_SIZE {
-        return Ok((SharedMemory::create(size.max(1))?, 0));
-    }
-    let pid = std::process::id();
-    ARENA.with(|a| {
-        let mut a = a.borrow_mut();
-        if let Some((owner, weak, next)) = a.as_mut() {
-            if let Some(map) = weak.upgrade().filter(|_| *owner == pid) {
-                let offset = next.next_multiple_of(align);
-                if offset + size <= map.len {
-                    *next = offset + size;
-                    return Ok((
-                        SharedMemory {
-                            map,
-                            shm_name: None,
-                        },
-                        offset,
-                    ));
-                }
-            }
-        }
-        let mem = SharedMemory::create(ARENA_SIZE)?;
-        *a = Some((pid, Arc::downgrade(&mem.map), size));
-        Ok((mem, 0))
-    })
-}
-
-#[cfg(not(loom))]
-thread_local! {
-    /// Arenas this thread received from other processes, by file identity, so that
-    /// many objects of one arena received here share one mapping and descriptor.
-    /// Keyed by pid like `ARENA`.
-    #[allow(clippy::type_complexity)]
-    static RECEIVED: std::cell::RefCell<(u32, Vec<((u64, u64), std::sync::Weak<Mapping>)>)> =
-        const { std::cell::RefCell::new((0, Vec::new())) };
-}
-
-/// Returns the mapping of `mem`'s file that this thread already has, if any (dropping
-/// `mem`'s duplicate descriptor and mapping), else remembers `mem`'s.
-#[cfg(not(loom))]
-fn dedupe_received(mem: SharedMemory) -> SharedMemory {
-    let Ok(key) = sys::memfd::identity(mem.map.fd.as_fd()) else {
-        return mem;
-    };
-    let pid = std::process::id();
-    RECEIVED.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.0 != pid {
-            *r = (pid, Vec::new());
-        }
-        r.1.retain(|(_, w)| w.strong_count() > 0);
-        if let Some(map) =
-            r.1.iter()
-                .find(|(k, _)| *k == key)
-                .and_then(|(_, w)| w.upgrade())
-        {
-            return SharedMemory {
-                map,
-                shm_name: None,
-            };
-        }
-        r.1.push((key, Arc::downgrade(&mem.map)));
-        mem
-    })
-}
-
-#[cfg(not(loom))]
-impl<T: ShmLayout> Shared<T> {
-    /// Places a zeroed (= default) `T` in shared memory.
-    pub(crate) fn new() -> Result<Shared<T>> {
-        const { assert!(std::mem::align_of::<T>() <= 4096) };
-        let (mem, offset) = arena_alloc(std::mem::size_of::<T>(), std::mem::align_of::<T>())?;
-        Ok(Self::from_memory(mem, offset).expect("the arena returned a fitting slot"))
-    }
-
-    /// Like [`new`](Self::new), but the value gets a cache line (64 bytes) of its
-    /// own, shared with no other arena object: for values that different processes
-    /// write at a high rate, such as a queue's producer-side and consumer-side locks
-    /// (adjacent, they made a Queue between two threads run at 2.7 M msgs/s instead
-    /// of 20, every acquire and release bouncing the line between the CPUs).
-    pub(crate) fn new_isolated() -> Result<Shared<T>> {
-        const LINE: usize = 64;
-        const { assert!(std::mem::align_of::<T>() <= 4096) };
-        let size = std::mem::size_of::<T>().next_multiple_of(LINE);
-        let (mem, offset) = arena_alloc(size, std::mem::align_of::<T>().max(LINE))?;
-        Ok(Self::from_memory(mem, offset).expect("the arena returned a fitting slot"))
-    }
-
-    fn from_memory(mem: SharedMemory, offset: usize) -> Option<Shared<T>> {
-        let end = offset.checked_add(std::mem::size_of::<T>())?;
-        if end > mem.len() || offset % std::mem::align_of::<T>() != 0 {
-            return None;
-        }
-        let ptr = NonNull::new(mem.as_ptr().wrapping_add(offset).cast::<T>())?;
-        Some(Shared { mem, offset, ptr })
-    }
-}
-
-#[cfg(loom)]
-impl<T: ShmLayout> Shared<T> {
-    pub(crate) fn new() -> Result<Shared<T>> {
-        Ok(Shared {
-            arc: loom::sync::Arc::new(T::default()),
-        })
-    }
-
-    pub(crate) fn new_isolated() -> Result<Shared<T>> {
-        Self::new()
-    }
-}
-
-impl<T> Clone for Shared<T> {
-    fn clone(&self) -> Self {
-        Shared {
-            #[cfg(not(loom))]
-            mem: self.mem.clone(),
-            #[cfg(not(loom))]
-            offset: self.offset,
-            #[cfg(not(loom))]
-            ptr: self.ptr,
-            #[cfg(loom)]
-            arc: self.arc.clone(),
-        }
-    }
-}
-
-impl<T> std::ops::Deref for Shared<T> {
-    type Target = T;
-
-    #[cfg(not(loom))]
-    #[inline]
-    fn deref(&self) -> &T {
-        // SAFETY: `ptr` is `offset` bytes into `mem`'s page-aligned mapping, aligned for
-        // `T` with `size_of::<T>()` bytes in bounds (checked in `from_memory`), and the
-        // mapping lives as long as `self` holds `mem`. `T: ShmLayout` makes any bytes another process may have written
-        // (atomics only, zero = default) a valid `T` that is only mutated atomically.
-        unsafe { self.ptr.as_ref() }
-    }
-
-    #[cfg(loom)]
-    fn deref(&self) -> &T {
-        &self.arc
-    }
-}
-
-// SAFETY: `Shared<T>` gives out only `&T`, and `T: Sync` (from `ShmLayout`); the
-// mapping itself is `Send + Sync` (see `Mapping`).
-#[cfg(not(loom))]
-unsafe impl<T: ShmLayout> Send for Shared<T> {}
-// SAFETY: as for `Send`.
-#[cfg(not(loom))]
-unsafe impl<T: ShmLayout> Sync for Shared<T> {}
-
-impl<T> fmt::Debug for Shared<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        #[cfg(not(loom))]
-        return self.mem.fmt(f);
-        #[cfg(loom)]
-        return f.write_str("Shared");
-    }
-}
-
-#[cfg(not(loom))]
-impl<T: ShmLayout> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.mem, self.offset as u64).serialize(s)
-    }
-}
-
-#[cfg(not(loom))]
-impl<'de, T: ShmLayout> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (mem, offset) = <(SharedMemory, u64)>::deserialize(d)?;
-        let mem = dedupe_received(mem);
-        usize::try_from(offset)
-            .ok()
-            .and_then(|offset| Self::from_memory(mem, offset))
-            .ok_or_else(|| serde::de::Error::custom("shared object outside its segment"))
-    }
-}
-
-#[cfg(loom)]
-impl<T> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("not transferable under loom"))
-    }
-}
-
-#[cfg(loom)]
-impl<'de, T> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
-        Err(serde::de::Error::custom("not transferable under loom"))
-    }
-}
-
-// The std atomics may live in shared memory; the synchronization primitives' own
-// layouts are listed (and audited together) in `sync/layout.rs`.
-
-macro_rules! atomic_layouts {
-    ($($a:ty),*) => {$(
-        // SAFETY: std atomics have the size and alignment of their integer, are
-        // `Sync`, and all-zero is `0`, their `Default`.
-        unsafe impl ShmLayout for $a {}
-    )*};
-}
-atomic_layouts!(
-    std::sync::atomic::AtomicU8,
-    std::sync::atomic::AtomicU16,
-    std::sync::atomic::AtomicU32,
-    std::sync::atomic::AtomicU64,
-    std::sync::atomic::AtomicUsize,
-    std::sync::atomic::AtomicI8,
-    std::sync::atomic::AtomicI16,
-    std::sync::atomic::AtomicI32,
-    std::sync::atomic::AtomicI64,
-    std::sync::atomic::AtomicIsize
-);
-
-/// "Plain old data": a type that can be copied bytewise into and out of shared
-/// memory, as the element of a [`Value`](crate::shm::Value) or
-/// [`Array`](crate::shm::Array).
-///
-/// Implemented for the primitive integers and floats and for arrays of `Pod`
-/// types. `bool` and `char` are not `Pod` (some bit patterns are invalid), nor is
-/// anything holding a pointer or reference (it would point into another process).
-///
-/// # Safety
-///
-/// Implement it only for a `Copy` type that
-/// - has no padding bytes and no invalid bit patterns (every byte pattern, including
-///   all zeros and a torn mix of two values, is a valid value);
-/// - holds no pointers, references, descriptors or other process-local resources;
-/// - is `#[repr(C)]` or `#[repr(transparent)]` if it is a struct, so its layout is
-///   the same in every process.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc::shm::{Pod, Value};
-///
-/// #[derive(Clone, Copy, Debug, PartialEq)]
-/// #[repr(C)]
-/// struct Point {
-///     x: f64,
-///     y: f64,
-/// }
-///
-/// // SAFETY: two f64s, no padding, every bit pattern valid, no pointers.
-/// unsafe impl Pod for Point {}
-///
-/// let p = Value::new(Point { x: 1.0, y: 2.0 })?;
-/// assert_eq!(p.get(), Point { x: 1.0, y: 2.0 });
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-pub unsafe trait Pod: Copy + Send + Sync + 'static {}
-
-macro_rules! pod {
-    ($($t:ty),*) => {$(
-        // SAFETY: a primitive number: no padding, every bit pattern valid, no pointers.
-        unsafe impl Pod for $t {}
-    )*};
-}
-pod!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64);
-
-// SAFETY: an array of `Pod` has no padding between elements and inherits their
-// validity.
-unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}

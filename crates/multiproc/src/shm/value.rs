@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::segment::{Pod, SharedMemory};
+use super::layout::Pod;
+use super::segment::SharedMemory;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::Lock;
 
