@@ -709,3 +709,33 @@ fn a_dict_lists_its_entries_in_insertion_order() {
     assert_eq!(d.values().unwrap(), [10, 2, 3, 4]);
     assert_eq!(d.get_or_insert("mango".to_string(), 99).unwrap(), 2);
 }
+
+#[test]
+fn a_hostile_server_gives_typed_errors_not_panics() {
+    let _w = util::watchdog(LIMIT);
+    let address = Address::Abstract(util::unique_name("mp-fake-manager").into_bytes());
+    let listener = multiproc::ipc::Listener::bind(&address, Some(b"k")).unwrap();
+    let fake = std::thread::spawn(move || {
+        // 1: garbage instead of the hello's reply.
+        let c = listener.accept().unwrap();
+        let _ = c.recv_bytes();
+        c.send_bytes(&[0xff; 16]).unwrap();
+        // 2: hangs up at once.
+        drop(listener.accept().unwrap());
+        // 3: an empty reply, then hang-up.
+        let c = listener.accept().unwrap();
+        let _ = c.recv_bytes();
+        c.send_bytes(&[]).unwrap();
+        drop(c);
+    });
+    let e = Manager::connect(&address, Some(b"k")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    let e = Manager::connect(&address, Some(b"k")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    let e = Manager::connect(&address, Some(b"k")).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Decode | ErrorKind::Disconnected),
+        "{e}"
+    );
+    fake.join().unwrap();
+}

@@ -434,7 +434,7 @@ impl State {
                 }
             }
             Undo::Release(id, who) => match objects.map.get_mut(&id).map(|s| &mut s.obj) {
-                Some(Obj::Semaphore { value, .. }) => *value += 1,
+                Some(Obj::Semaphore { value, .. }) => *value = value.saturating_add(1),
                 Some(Obj::Lock(holder)) if *holder == Some(who) => *holder = None,
                 Some(Obj::RLock(r)) => drop(r.release(who)),
                 Some(Obj::Condition(c)) => drop(c.lock.release(who)),
