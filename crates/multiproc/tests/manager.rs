@@ -739,3 +739,23 @@ fn a_hostile_server_gives_typed_errors_not_panics() {
     );
     fake.join().unwrap();
 }
+
+#[test]
+fn a_manager_restarted_at_the_same_address_is_reached_on_the_first_call() {
+    let _w = util::watchdog(LIMIT);
+    let address = Address::Abstract(util::unique_name("mp-restart").into_bytes());
+    let start = || {
+        Manager::builder()
+            .address(address.clone())
+            .authkey(b"k".to_vec())
+            .start()
+            .unwrap()
+    };
+    let first = start();
+    let client = Manager::connect(&address, Some(b"k")).unwrap();
+    client.dict::<u8, u8>().unwrap(); // leaves an idle connection to the first server
+    first.shutdown().unwrap();
+    let _second = start();
+    // The idle connection to the first server is gone; the call uses a new one.
+    client.dict::<u8, u8>().unwrap();
+}

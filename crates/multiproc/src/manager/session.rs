@@ -180,6 +180,20 @@ impl Session {
         idle
     }
 
+    /// An idle connection whose server has not hung up, or a new one. A request is
+    /// sent only on a connection that looked alive, so a server restarted at the
+    /// same address is reached on the first call, and none is sent twice.
+    fn take(&self) -> Result<SocketConnection> {
+        loop {
+            let conn = self.idle().conns.pop();
+            match conn {
+                Some(c) if crate::sys::socket::peer_gone(c.as_fd()) => {}
+                Some(c) => return Ok(c),
+                None => return self.connect(),
+            }
+        }
+    }
+
     /// A new authenticated connection, introduced to the server.
     pub(crate) fn connect(&self) -> Result<SocketConnection> {
         let conn = Client::connect(&self.address, self.authkey.as_deref()).map_err(|e| {
@@ -270,11 +284,7 @@ impl Session {
         request: Request,
         patience: Option<Duration>,
     ) -> Result<Reply> {
-        let conn = self.idle().conns.pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => self.connect()?,
-        };
+        let conn = self.take()?;
         let reply = self.exchange_within(&conn, request, patience)?;
         {
             let mut idle = self.idle();
@@ -291,13 +301,8 @@ impl Session {
     /// Sends a request that has no reply, without waiting; errors are ignored (the
     /// server being gone frees everything anyway).
     fn notify(&self, request: Request) {
-        let conn = self.idle().conns.pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => match self.connect() {
-                Ok(c) => c,
-                Err(_) => return,
-            },
+        let Ok(conn) = self.take() else {
+            return;
         };
         if conn.send(request).is_ok() {
             let mut idle = self.idle();
