@@ -65,9 +65,8 @@ pub(crate) fn peer_pid(sock: BorrowedFd<'_>) -> Option<i32> {
 /// `EBADF` if `fd` is not open, `ENOTSOCK` if it is not a socket, `InvalidInput` if
 /// it is not a Unix stream socket.
 pub(crate) fn inherited_peer(fd: RawFd) -> io::Result<Peer> {
-    // SAFETY: integer arguments only; a number that is not open fails with `EBADF`.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(io::Error::last_os_error());
+    if !super::fork::is_open(fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
     // SAFETY: `fd` is open (checked just above). The caller runs before `main`, in a
     // single thread, so nothing closes it while this function reads its options; the
