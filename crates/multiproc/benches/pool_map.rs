@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use multiproc::pool::{Backend, Pool};
+use multiproc::pool::{Backend, Pool, ThreadPool};
 use multiproc::StartMethod;
 
 const WORKERS: usize = 2;
@@ -158,6 +158,24 @@ fn map_trivial(c: &mut Criterion) {
         |v| t.map(inc, v).unwrap(),
     );
     t.join();
+    // `ThreadPool` over a closure that owns an `Arc` (which `Pool` cannot take): the same
+    // workers as `thread`, the function shared by the chunks through an `Arc`.
+    let tp = ThreadPool::new(WORKERS).unwrap();
+    let step = std::sync::Arc::new(1u64);
+    timed(
+        c,
+        "map_1M_trivial/thread_pool",
+        "ns/item",
+        NS,
+        N as usize,
+        || v.clone(),
+        |v| {
+            let step = std::sync::Arc::clone(&step);
+            tp.map(move |x: u64| x.wrapping_mul(3).wrapping_add(*step), v)
+                .unwrap()
+        },
+    );
+    tp.join();
     let r = rayon_pool();
     timed(
         c,
@@ -573,7 +591,14 @@ fn report() {
             "primes_2M_40chunks" => format!("{group}/sequential"),
             "pool2_ready" => format!("{group}/forkserver"),
             _ => {
-                let threadish = ["thread", "rayon", "rayon_spawn", "sequential", "python_tpe"];
+                let threadish = [
+                    "thread",
+                    "thread_pool",
+                    "rayon",
+                    "rayon_spawn",
+                    "sequential",
+                    "python_tpe",
+                ];
                 let kind = if threadish.contains(&who) {
                     "thread"
                 } else {
