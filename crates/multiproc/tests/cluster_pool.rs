@@ -690,3 +690,40 @@ fn t2_terminate_stops_tasks_running_on_hosts() {
     other.join();
     cleanup(&url, &name);
 }
+
+#[test]
+fn t2_a_live_client_whose_lease_vanished_gets_its_task_run() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let path = std::env::temp_dir().join(format!("mp-t2l-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let h = pool.submit(marked, (path.display().to_string(), 1500));
+    let start = Instant::now();
+    while std::fs::read_to_string(&path).map_or(true, |s| !s.starts_with("start")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What a Redis that lost its data (or an operator) does: the lease key goes. The
+    // host stops the task as its client's, but the client is alive: it renews its
+    // lease and the task runs again, to its end.
+    let lease: Vec<String> = keys(&url, &name)
+        .into_iter()
+        .filter(|k| k.contains(":client:"))
+        .collect();
+    assert_eq!(lease.len(), 1, "{lease:?}");
+    let _: () = redis::cmd("DEL").arg(&lease).query(&mut raw(&url)).unwrap();
+    assert_eq!(h.join().unwrap(), 1);
+    assert!(std::fs::read_to_string(&path).unwrap().ends_with("end\n"));
+    let s = pool.cluster_stats().unwrap();
+    assert!(s.resubmitted >= 1, "{s:?}");
+    let _ = std::fs::remove_file(&path);
+    pool.join();
+    cleanup(&url, &name);
+}

@@ -67,6 +67,8 @@ struct State {
     unavailable: Option<String>,
     /// Redis lost its data: write every outstanding task again.
     resend_all: bool,
+    /// A host found the lease key gone: write it now.
+    renew_lease: bool,
     hosts: Vec<HostInfo>,
 }
 
@@ -163,6 +165,7 @@ impl ClusterPool {
                 stop: false,
                 unavailable: None,
                 resend_all: false,
+                renew_lease: false,
                 hosts: Vec::new(),
             }),
             cv: Condvar::new(),
@@ -522,6 +525,10 @@ impl Shared {
                     let now = Instant::now();
                     let room = st.window(&self.cfg).saturating_sub(st.outstanding.len());
                     let unsent = st.outstanding.values().any(|s| !s.sent);
+                    if st.renew_lease {
+                        st.renew_lease = false;
+                        next_lease = now;
+                    }
                     if unsent
                         || (room > 0 && !st.queue.is_empty())
                         || now >= next_lease.min(next_hosts)
@@ -542,6 +549,18 @@ impl Shared {
             }
             if !self.ensure(&mut con, o.command_timeout) {
                 break;
+            }
+            // The lease first: a host drops the tasks of a client without one.
+            let now = Instant::now();
+            if now >= next_lease {
+                next_lease = now + lease_every;
+                let r = self.refresh_lease(con.as_mut().expect("connected"));
+                if let Err(e) = r {
+                    if is_connection_error(&e) {
+                        con = None;
+                        continue;
+                    }
+                }
             }
             let c = con.as_mut().expect("connected");
             if !batch.is_empty() {
@@ -567,16 +586,6 @@ impl Shared {
                 }
             }
             let now = Instant::now();
-            if now >= next_lease {
-                next_lease = now + lease_every;
-                let r = self.refresh_lease(con.as_mut().expect("connected"));
-                if let Err(e) = r {
-                    if is_connection_error(&e) {
-                        con = None;
-                        continue;
-                    }
-                }
-            }
             if now >= next_hosts {
                 next_hosts = now + hosts_every;
                 if self
@@ -830,6 +839,25 @@ impl Shared {
             (Status::Ok, Ok(bytes)) => sent.t.sink.deliver_raw(bytes, Vec::new()),
             (Status::Failed, Ok(bytes)) => {
                 let err = WireError::decode(&bytes);
+                if err.kind() == ErrorKind::Cancelled {
+                    // A host found this client's lease gone (Redis lost it, say) and
+                    // dropped the task: renew the lease at once and send the task again.
+                    let mut st = lock(&self.st);
+                    if st.terminated {
+                        drop(st);
+                        sent.t.sink.fail(
+                            Error::new(ErrorKind::PoolClosed)
+                                .with_message("the pool was terminated"),
+                        );
+                    } else {
+                        st.renew_lease = true;
+                        st.queue.push_front((h.task, sent.t, sent.attempt));
+                        drop(st);
+                        self.stats.resubmitted.fetch_add(1, Ordering::Relaxed);
+                        self.cv.notify_all();
+                    }
+                    return;
+                }
                 let retry = matches!(err.kind(), ErrorKind::WorkerDied | ErrorKind::Timeout)
                     && sent.t.retries > 0;
                 if retry {

@@ -811,7 +811,23 @@ impl Host {
         };
         let client = hex(&h.client);
         if !self.client_alive(con, &client) {
-            self.send(Out::Ack(id));
+            // Answered, not only acknowledged: the answer vanishes if the client is
+            // gone (its result stream with it), and a live client whose lease Redis
+            // lost renews it and sends the task again instead of waiting for ever.
+            lock(&self.running).insert(id.clone(), None);
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.send(Out::Result {
+                id,
+                client,
+                task: h.task,
+                attempt: h.attempt,
+                deliveries,
+                run_us: 0,
+                outcome: Err(Error::new(ErrorKind::Cancelled)
+                    .with_message("the task's client terminated the pool or is gone")),
+                arg_blob: None,
+                dead: false,
+            });
             return None;
         }
         lock(&self.running).insert(id.clone(), None);
@@ -911,7 +927,10 @@ impl Host {
     /// Whether the client's lease key exists (cached for a second).
     fn client_alive(&self, con: &mut redis::Connection, client: &str) -> bool {
         if let Some((at, alive)) = lock(&self.clients).get(client) {
-            if at.elapsed() < Duration::from_secs(1) {
+            // A live client is rechecked every second, a gone one every 200 ms (its
+            // lease may come back: a client whose lease Redis lost renews it).
+            let ttl = if *alive { 1000 } else { 200 };
+            if at.elapsed() < Duration::from_millis(ttl) {
                 return *alive;
             }
         }
@@ -1150,9 +1169,11 @@ impl Host {
             return Ok(());
         }
         {
+            // The next entry of these clients is checked afresh: a live client whose
+            // lease Redis lost renews it when its task is answered as cancelled.
             let mut cache = lock(&self.clients);
             for c in &gone {
-                cache.insert((*c).clone(), (Instant::now(), false));
+                cache.remove(*c);
             }
         }
         for r in lock(&self.running).values().flatten() {
