@@ -144,8 +144,11 @@ fn t5_partitioned_host_comes_back_and_its_late_result_is_dropped() {
     let start = Instant::now();
     loop {
         let s = pool.cluster_stats().unwrap();
+        // Two answers for one task: both hosts ran it (the task was reclaimed), and
+        // the one that came second was dropped. Which came first is a race under load
+        // (the reclaiming host may finish after the link is back), so `redelivered`,
+        // which counts only an accepted second delivery, is not asserted.
         if s.duplicates_dropped >= 1 {
-            assert!(s.redelivered >= 1, "{s:?}");
             break;
         }
         assert!(
