@@ -11,10 +11,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::connection::{Connection, Pipe, PipeBuilder};
+use super::connection::Connection;
 use super::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+use super::pipe::{Pipe, PipeBuilder};
 use super::wait::{self, Waitable};
 use crate::error::{Error, ErrorKind, Result};
 

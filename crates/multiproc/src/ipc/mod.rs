@@ -54,6 +54,8 @@ pub(crate) mod frame;
 #[cfg(not(loom))]
 pub(crate) mod listener;
 #[cfg(not(loom))]
+mod pipe;
+#[cfg(not(loom))]
 mod queue;
 pub(crate) mod ring;
 #[cfg(not(loom))]
@@ -72,12 +74,16 @@ mod wait;
 #[cfg(not(loom))]
 pub use channel::{channel, channel_with, IntoIter, Iter, Receiver, Select, Sender, TryIter};
 #[cfg(not(loom))]
-pub use connection::{Connection, Pipe, PipeBuilder, DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE};
+pub use connection::Connection;
 pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 #[cfg(not(loom))]
+pub use frame::DEFAULT_MAX_MESSAGE;
+#[cfg(not(loom))]
 pub use listener::{Address, Client, Listener, HANDSHAKE_TIMEOUT};
+#[cfg(not(loom))]
+pub use pipe::{Pipe, PipeBuilder, DEFAULT_CAPACITY};
 #[cfg(not(loom))]
 pub use queue::{JoinableQueue, Queue, QueueBuilder, DEFAULT_QUEUE_CAPACITY};
 #[cfg(not(loom))]

@@ -537,7 +537,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         QueueBuilder {
             maxsize: 0,
             capacity: DEFAULT_QUEUE_CAPACITY,
-            max_message: super::connection::DEFAULT_MAX_MESSAGE,
+            max_message: super::frame::DEFAULT_MAX_MESSAGE,
             _items: PhantomData,
         }
     }
@@ -864,7 +864,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         let inner = Inner::create(
             maxsize,
             DEFAULT_QUEUE_CAPACITY,
-            super::connection::DEFAULT_MAX_MESSAGE,
+            super::frame::DEFAULT_MAX_MESSAGE,
             true,
         )?;
         Ok(JoinableQueue {

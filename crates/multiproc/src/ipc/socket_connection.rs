@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::connection::DEFAULT_MAX_MESSAGE;
 use super::error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use super::fail::{auth_failed, closed_mid_message, corrupted, too_large, too_large_in, Fail};
 use super::frame::Patience;
+use super::frame::DEFAULT_MAX_MESSAGE;
 use super::typecheck;
 use super::wait::{self, Waitable};
 use crate::error::{Error, ErrorKind, Result};
