@@ -380,6 +380,17 @@ pub(crate) fn recv<M: Mem>(
     state: &mut Reassembly,
     tick: &mut dyn FnMut(Option<u32>) -> bool,
 ) -> Result<u32, RecvFail> {
+    if state.partial.is_none() {
+        // The common case, nothing half-received (and then `state.buf` is empty).
+        let mut partial = None;
+        let r = recv_inner(ring, out, max_len, patience, track_got, &mut partial, tick);
+        if let (Err(RecvFail::TimedOut | RecvFail::Empty), Some(p)) = (&r, partial) {
+            state.partial = Some(p);
+            std::mem::swap(out, &mut state.buf);
+            out.clear();
+        }
+        return r;
+    }
     let mut partial = state.partial.take();
     if let Some(p) = partial {
         if ring.head() != p.head {

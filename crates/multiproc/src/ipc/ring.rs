@@ -315,14 +315,17 @@ impl<M: Mem> Ring<M> {
         self.max_record
     }
 
+    #[inline]
     fn w64(&self, off: usize) -> &AtomicU64 {
         self.mem.u64_at(self.base + off)
     }
 
+    #[inline]
     fn w32(&self, off: usize) -> &AtomicU32 {
         self.mem.u32_at(self.base + off)
     }
 
+    #[inline]
     fn data_off(&self, pos: u64) -> usize {
         self.base + DATA + (pos & (self.cap - 1)) as usize
     }
@@ -341,6 +344,7 @@ impl<M: Mem> Ring<M> {
 
     /// Takes the next message sequence number (`put += 1`), returning the old value.
     /// (A counter: a scribbled value wraps, it cannot overflow.)
+    #[inline]
     fn next_seq(&self) -> u64 {
         let put = self.w64(PUT).load(Relaxed);
         self.w64(PUT).store(put.wrapping_add(1), Relaxed);
@@ -348,6 +352,7 @@ impl<M: Mem> Ring<M> {
     }
 
     /// The producer's `tail`, checked: a position is a multiple of 8.
+    #[inline]
     fn tail(&self) -> Result<u64, Corrupt> {
         let tail = self.w64(TAIL).load(Relaxed);
         if tail % 8 != 0 {
@@ -360,6 +365,7 @@ impl<M: Mem> Ring<M> {
 
     /// Bytes of ring a record with `len` payload bytes needs at the current tail,
     /// counting a wrap.
+    #[inline]
     fn need(&self, tail: u64, len: usize) -> (u64, u64) {
         let size = HEADER as u64 + pad8(len as u64);
         let idx = tail & (self.cap - 1);
@@ -377,6 +383,7 @@ impl<M: Mem> Ring<M> {
     /// [`Corrupt`] if `head` and `tail` cannot be (checked with the fresh `head`, so
     /// only a producer that holds the producers' side sees a verdict it can trust; a
     /// readiness check outside it treats an error as "go and look").
+    #[inline]
     pub(crate) fn has_room(&self, bytes: u64) -> Result<bool, Corrupt> {
         let tail = self.tail()?;
         let cached = self.head_cache.load(Relaxed);
@@ -406,6 +413,7 @@ impl<M: Mem> Ring<M> {
     /// # Errors
     ///
     /// As [`has_room`](Self::has_room).
+    #[inline]
     pub(crate) fn fits_with_slack(&self, len: usize, slack: u64) -> Result<bool, Corrupt> {
         let tail = self.tail()?;
         self.has_room(self.need(tail, len).1.saturating_add(slack))
@@ -422,6 +430,7 @@ impl<M: Mem> Ring<M> {
     /// # Panics
     ///
     /// Panics if the payload is over [`max_record`](Self::max_record).
+    #[inline]
     pub(crate) fn try_write(
         &self,
         kind: u32,
@@ -453,6 +462,7 @@ impl<M: Mem> Ring<M> {
     /// # Panics
     ///
     /// Panics if the payload is over [`max_record`](Self::max_record).
+    #[inline]
     pub(crate) fn reserve(&self, len: usize) -> Result<Option<Slot>, Corrupt> {
         assert!(len <= self.max_record(), "record too large for the ring");
         let tail = self.tail()?;
@@ -481,14 +491,15 @@ impl<M: Mem> Ring<M> {
                 .is_some_and(|end| end <= slot.len),
             "write outside the record"
         );
-        self.mem
-            .write(self.data_off(slot.start) + HEADER + at, bytes);
+        let off = self.data_off(slot.start) + HEADER + at;
+        self.mem.write(off, bytes);
     }
 
     /// Publishes a filled `slot` as a record of `kind` (this producer's only slot,
     /// reserved since the last publish); returns whether a receiver asked for a byte
     /// on the notification descriptor, and the message's sequence number (`seq`, or
     /// a new one for a message's first record).
+    #[inline]
     pub(crate) fn publish(&self, slot: &Slot, kind: u32, seq: Option<u64>) -> (bool, u64) {
         if slot.start != slot.tail {
             self.write_header(slot.tail, 0, WRAP);
@@ -503,15 +514,21 @@ impl<M: Mem> Ring<M> {
         (self.notify(DATA_SEQ, DATA_WAITERS), seq)
     }
 
+    /// Writes a record header: one word (positions are multiples of 8, so is the
+    /// data area's offset), not a byte copy, which costs a `memcpy` call.
+    #[inline]
     fn write_header(&self, pos: u64, len: u32, tag: u32) {
         let mut h = [0u8; HEADER];
         h[..4].copy_from_slice(&len.to_le_bytes());
         h[4..].copy_from_slice(&tag.to_le_bytes());
-        self.mem.write(self.data_off(pos), &h);
+        self.mem
+            .u64_at(self.data_off(pos))
+            .store(u64::from_le_bytes(h), Relaxed);
     }
 
     /// After publishing: wakes sleepers on `seq` if `waiters` says there are any;
     /// returns whether the notification-descriptor bit was set (and clears it).
+    #[inline]
     fn notify(&self, seq: usize, waiters: usize) -> bool {
         fence(SeqCst);
         if self.w32(waiters).load(Relaxed) == 0 {
@@ -530,6 +547,7 @@ impl<M: Mem> Ring<M> {
     // ---- consumer side (the caller is the only consumer while it runs these) ----
 
     /// Returns `true` if there is a record to read.
+    #[inline]
     pub(crate) fn has_data(&self) -> bool {
         let head = self.w64(HEAD).load(Relaxed);
         if self.tail_cache.load(Relaxed) > head {
@@ -545,6 +563,7 @@ impl<M: Mem> Ring<M> {
     /// # Errors
     ///
     /// [`Corrupt`] if a header is malformed.
+    #[inline]
     pub(crate) fn peek(&self) -> Result<Option<Record>, Corrupt> {
         let head = self.w64(HEAD).load(Relaxed);
         let mut pos = head;
@@ -567,8 +586,12 @@ impl<M: Mem> Ring<M> {
             // head (or a record length that moved it) off the 8-byte grid would read
             // past the end of the data area (found by the `ring` fuzz target).
             check_positions(pos, tail, self.cap)?;
-            let mut h = [0u8; HEADER];
-            self.mem.read(self.data_off(pos), &mut h);
+            // One word, as `write_header` wrote it (`pos` is on the 8-byte grid).
+            let h = self
+                .mem
+                .u64_at(self.data_off(pos))
+                .load(Relaxed)
+                .to_le_bytes();
             match decode_record(h, pos, tail, self.cap, self.max_record())? {
                 Decoded::Wrap { next } => {
                     pos = next;
@@ -607,6 +630,7 @@ impl<M: Mem> Ring<M> {
     /// # Panics
     ///
     /// Panics if the range is outside the payload.
+    #[inline]
     pub(crate) fn copy_out(&self, rec: &Record, from: usize, dst: &mut [u8]) {
         assert!(from + dst.len() <= rec.len, "copy outside the record");
         self.mem.read(rec.data_off + from, dst);
@@ -615,6 +639,7 @@ impl<M: Mem> Ring<M> {
     /// Consumes `rec` (which [`peek`](Self::peek) returned), wakes producers waiting
     /// for room; if `got` is given, records it as the sequence number after the last
     /// message taken.
+    #[inline]
     pub(crate) fn consume(&self, rec: &Record, got: Option<u64>) {
         self.data_pace.took_one();
         self.w64(HEAD).store(rec.next_head, Release);
@@ -628,6 +653,7 @@ impl<M: Mem> Ring<M> {
     /// to `got` (the consumer's count).
     /// (`got` is in shared memory: saturating arithmetic, a scribbled value gives a
     /// wrong count, never an overflow.)
+    #[inline]
     pub(crate) fn full_seq(&self, seq: u32) -> u64 {
         let got = self.w64(GOT).load(Relaxed);
         let m = 1u64 << SEQ_BITS;
@@ -642,6 +668,7 @@ impl<M: Mem> Ring<M> {
     }
 
     /// The consumer's `head` (where the next record starts).
+    #[inline]
     pub(crate) fn head(&self) -> u64 {
         self.w64(HEAD).load(Relaxed)
     }

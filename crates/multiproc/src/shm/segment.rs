@@ -425,11 +425,19 @@ impl SharedMemory {
     fn check_range(&self, offset: usize, len: usize) -> Result<*mut u8> {
         match offset.checked_add(len) {
             Some(end) if end <= self.map.len => Ok(self.as_ptr().wrapping_add(offset)),
-            _ => Err(invalid(format!(
-                "range {offset}..{offset}+{len} is outside the {}-byte segment",
-                self.map.len
-            ))),
+            _ => Err(self.out_of_range(offset, len)),
         }
+    }
+
+    /// The error of [`check_range`](Self::check_range), out of line so that the
+    /// check itself is inlined into every word access.
+    #[cold]
+    #[inline(never)]
+    fn out_of_range(&self, offset: usize, len: usize) -> Error {
+        invalid(format!(
+            "range {offset}..{offset}+{len} is outside the {}-byte segment",
+            self.map.len
+        ))
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
