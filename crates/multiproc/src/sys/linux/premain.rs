@@ -57,14 +57,43 @@ pub(crate) use premain_hook;
 static PREMAIN: extern "C" fn() = premain;
 
 extern "C" fn premain() {
-    let mut hooks: Vec<&Hook> = HOOKS.iter().collect();
-    hooks.sort_by_key(|h| h.order);
-    for hook in hooks {
-        (hook.run)();
+    // In increasing order, without allocating (there are a handful of hooks): a program
+    // that is no child pays a few loads and each hook's own check.
+    let mut next = HOOKS.iter().map(|h| h.order).min();
+    while let Some(order) = next {
+        for hook in HOOKS.iter().filter(|h| h.order == order) {
+            (hook.run)();
+        }
+        next = HOOKS.iter().map(|h| h.order).filter(|&o| o > order).min();
     }
 }
 
 /// Makes sure the linker keeps [`PREMAIN`] (see the module docs).
 pub(crate) fn keep_linked() {
     std::hint::black_box(&PREMAIN);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Which hooks ran, in order: each appends its digit.
+    static RAN: AtomicU32 = AtomicU32::new(0);
+
+    fn late() {
+        let _ = RAN.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v * 10 + 2));
+    }
+
+    fn early() {
+        let _ = RAN.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(v * 10 + 1));
+    }
+
+    // Registered late first: the order is the hooks' `order`, not the registration's.
+    premain_hook!(LATE, 250, late);
+    premain_hook!(EARLY, 200, early);
+
+    #[test]
+    fn hooks_ran_before_main_in_order() {
+        assert_eq!(RAN.load(Ordering::SeqCst), 12);
+    }
 }
