@@ -57,6 +57,7 @@ const _: () = {
     #[cfg(not(loom))]
     send_sync::<Queue<String>>();
     send_sync::<Pool>();
+    send_sync::<pool::ThreadPool>();
     #[cfg(not(loom))]
     send_sync::<Manager>();
     #[cfg(not(loom))]

@@ -69,8 +69,8 @@
 //! `scope` waits for every thread and every child, joined or not, then returns the
 //! closure's value, or the first failure (in start order) of a thread or child whose
 //! handle was dropped without `join` (std's `scope` panics in that case): a failure is
-//! never lost. A panic of the closure itself propagates, after the threads are joined,
-//! as in std.
+//! never lost. A panic of the closure itself propagates once the threads and children
+//! have ended, as in std.
 //!
 //! `Scope` is `Copy`: a thread that starts more threads or children takes it with a
 //! `move` closure (`let s2 = s; s.spawn(move || s2.spawn(...))`, or borrow what it
@@ -78,6 +78,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ScopedJoinHandle;
 use std::time::Duration;
@@ -99,7 +100,7 @@ use crate::process::{Builder, Process, StartMethod};
 ///
 /// # Panics
 ///
-/// If `f` panics, after every thread has ended (the panic is `f`'s own).
+/// If `f` panics, once every thread and child has ended (the panic is `f`'s own).
 ///
 /// # Examples
 ///
@@ -119,14 +120,17 @@ where
     F: for<'scope> FnOnce(Scope<'scope, 'env>) -> T,
 {
     let state = State::default();
-    let value = std::thread::scope(|threads| {
-        f(Scope {
-            threads,
-            state: &state,
-            scope: PhantomData,
-            env: PhantomData,
+    // A panic of `f` waits for the children too, so that nothing outlives the scope.
+    let value = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        std::thread::scope(|threads| {
+            f(Scope {
+                threads,
+                state: &state,
+                scope: PhantomData,
+                env: PhantomData,
+            })
         })
-    });
+    }));
     // Every thread has ended; wait for the children whose handles were dropped.
     let children = std::mem::take(&mut *lock(&state.children));
     let mut first = None;
@@ -143,6 +147,7 @@ where
             }
         }
     }
+    let value = value.unwrap_or_else(|p| std::panic::resume_unwind(p));
     match first {
         Some((_, e)) => Err(e),
         None => Ok(value),

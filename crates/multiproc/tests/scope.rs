@@ -229,3 +229,25 @@ fn fork_with_takes_a_builders_settings() {
     assert_eq!(r.unwrap(), "scoped-child");
     assert_eq!(out.stdout, b"from the snapshot\n");
 }
+
+#[test]
+fn a_panicking_scope_still_waits_for_its_children() {
+    let _s = util::serial();
+    let _w = util::watchdog(LIMIT);
+    let done = Value::new(0u32).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        multiproc::scope(|s| {
+            let _child = s
+                .fork(|| {
+                    // Longer than the panic hook takes to print a backtrace.
+                    std::thread::sleep(Duration::from_millis(1500));
+                    done.set(1);
+                })
+                .unwrap();
+            panic!("the scope's own closure");
+        })
+    }));
+    let msg = r.unwrap_err();
+    assert_eq!(msg.downcast_ref::<&str>(), Some(&"the scope's own closure"));
+    assert_eq!(done.get(), 1, "the panic left before the child ended");
+}
