@@ -1,4 +1,4 @@
-//! The cluster backend with worker hosts on simulated machines (SCALEOUT §5 T5): each
+//! The cluster backend with worker hosts on simulated machines (`t5`): each
 //! host in its own network namespace, reaching a private Redis on a bridge over a
 //! veth pair. A host killed with SIGKILL mid-task loses nothing; a host whose link
 //! goes down long enough for its task to be reclaimed, then comes back, has its late

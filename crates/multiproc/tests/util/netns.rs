@@ -1,4 +1,4 @@
-//! Simulated machines for the cluster tests and benches (SCALEOUT §5): network
+//! Simulated machines for the cluster tests and benches: network
 //! namespaces on a bridge, each with a veth pair and an optional CPU quota (cgroup v1
 //! `cpu.cfs_quota_us` or v2 `cpu.max`).
 //!
