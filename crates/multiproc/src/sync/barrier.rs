@@ -131,9 +131,9 @@ impl Watches {
         if self.known.iter().any(|(k, _)| *k == p) {
             return true;
         }
-        let fd = match sys::pidfd::open(p.pid as i32) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return false,
+        let fd = match sys::pidfd::open_if_exists(p.pid as i32) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return false,
             // Out of descriptors, say: ask `/proc` this time.
             Err(_) => return !owner_is_dead(p.tid, p.start),
         };

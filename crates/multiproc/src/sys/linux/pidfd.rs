@@ -18,6 +18,16 @@ pub(crate) fn open(pid: i32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
+/// Opens a pidfd for any process `pid`; `Ok(None)` if there is none (`ESRCH`: it
+/// exited and was reaped).
+pub(crate) fn open_if_exists(pid: i32) -> io::Result<Option<OwnedFd>> {
+    match open(pid) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reaps the child if it has exited; `Ok(None)` while it runs.
 pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<RawExit>> {
     reap(pidfd, WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
@@ -84,3 +94,21 @@ pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> 
 
 /// Waits until any of `fds` (pidfds among them) is readable or `deadline` passes.
 pub(crate) use super::poll::readable as poll_readable;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_if_exists_tells_a_reaped_process() {
+        assert!(open_if_exists(std::process::id() as i32).unwrap().is_some());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        // The pid is free now (unless a new process took it in between, rarely: then
+        // it exists again, and so does its /proc entry).
+        let found = open_if_exists(pid).unwrap().is_some();
+        assert!(!found || std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(open_if_exists(0).is_err());
+    }
+}
