@@ -8,6 +8,8 @@
 //! `queue_bytes_1MiB_cpu` / `pipe_bytes_1MiB_cpu` put and take 1 MiB items in one
 //! thread and count its CPU time: the cost of the copies, which a loaded machine
 //! hides in the two-process rows (there, waiting for a CPU decides the figure).
+//! `pipe_msg8_cpu` / `queue_msg8_cpu` do the same for `u64` messages (messages per
+//! second of one thread's CPU, both sides' work counted).
 //!
 //! Run: `cargo bench -p multiproc --bench ipc` (add `MULTIPROC_BENCH_QUICK=1` for a
 //! run of about a minute without criterion's statistics). Every measure is taken in
@@ -415,6 +417,39 @@ fn queue_bytes_1mib_cpu(n: u64) -> Duration {
     thread_cpu() - t
 }
 
+/// The CPU cost of a typed `u64` message through a one-way `Pipe`, both ends in
+/// one thread (batches of 1,000 sends, then 1,000 receives; thread CPU time): the
+/// per-message work of the two sides, which a loaded machine hides in
+/// `pipe_msg8_proc`.
+fn pipe_msg8_cpu(n: u64) -> Duration {
+    let (rx, tx) = Pipe::one_way().unwrap();
+    let t = thread_cpu();
+    for _ in 0..n.div_ceil(1000) {
+        for i in 0..1000u64 {
+            tx.send(i).unwrap();
+        }
+        for _ in 0..1000 {
+            std::hint::black_box(rx.recv::<u64>().unwrap());
+        }
+    }
+    thread_cpu() - t
+}
+
+/// The same through a `Queue`.
+fn queue_msg8_cpu(n: u64) -> Duration {
+    let q = Queue::<u64>::new().unwrap();
+    let t = thread_cpu();
+    for _ in 0..n.div_ceil(1000) {
+        for i in 0..1000u64 {
+            q.put(i).unwrap();
+        }
+        for _ in 0..1000 {
+            std::hint::black_box(q.get().unwrap());
+        }
+    }
+    thread_cpu() - t
+}
+
 /// The same for a `Pipe` (`send_bytes`, `recv_bytes_into`).
 fn pipe_bytes_1mib_cpu(n: u64) -> Duration {
     let (rx, tx) = Pipe::builder()
@@ -548,6 +583,20 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
             "Mmsg/s",
             2_000_000,
             pipe_msg8,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "pipe_msg8_cpu",
+            "Mmsg/s",
+            1_000_000,
+            pipe_msg8_cpu,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "queue_msg8_cpu",
+            "Mmsg/s",
+            1_000_000,
+            queue_msg8_cpu,
             mmsg_per_s,
         ));
         v.push(m(
@@ -897,6 +946,7 @@ fn main() {
         ("pipe_rtt_u64_proc", "pipe_rtt_proc", false),
         ("queue_bytes_1MiB_proc", "pipe_bytes_1MiB_proc", true),
         ("queue_bytes_1MiB_cpu", "pipe_bytes_1MiB_cpu", true),
+        ("queue_msg8_cpu", "pipe_msg8_cpu", true),
         ("pipe_bytes_1MiB_proc", "raw_pipe_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "ipc_channel_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "python_pipe_bytes_1MiB_proc", true),
