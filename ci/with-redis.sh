@@ -4,7 +4,8 @@
 #
 #   ci/with-redis.sh bash ci/test.sh
 #
-# - installs redis-server (Debian's, TLS built in) when it is missing;
+# - installs redis-server (Debian's, TLS built in) when it is missing, and iproute2
+#   (`ip`, for the namespace-host tests) when `ip` is;
 # - starts a password-protected instance on 127.0.0.1 and a free port, with its
 #   pidfile, logfile and working directory in a temporary directory, and waits for PING;
 # - creates the ACL user the tests use (`mptest`, limited to keys `{mpt*}:*`);
@@ -27,6 +28,8 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+# The namespace-host tests (tests/cluster_netns.rs) need `ip`; they fail under CI=true without it.
+command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mp-redis.XXXXXX")
 stop() {
