@@ -607,7 +607,6 @@ proptest! {
         let _ = decode_first_prefix(prefix);
         let _ = crate::sys::socket::decode_header(&bytes, Some(max_len));
         let _ = crate::sys::socket::decode_header(&bytes, None);
-        let _ = crate::pool::process::wire::decode_header(&bytes, max_len);
     }
 
     /// Truncation: a tail that claims more than was written is reported as corrupt.

@@ -529,6 +529,18 @@ impl RecordReader {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// The header decoder of what a worker process writes is total: any bytes
+        /// and limit give an answer, never a panic (the fuzz targets call it too).
+        #[test]
+        fn decode_header_is_total(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            max_len in proptest::prelude::any::<u64>(),
+        ) {
+            let _ = decode_header(&bytes, max_len);
+        }
+    }
+
     #[test]
     fn records_round_trip_in_bulk_with_fds() {
         let (a, b) = crate::sys::socket::pair().unwrap();
