@@ -112,11 +112,11 @@ fn split<A>(mut it: impl Iterator<Item = A>, cs: usize) -> Vec<Vec<A>> {
 /// Waits for every chunk in order and returns all values, or the first failed item's
 /// error in input order (after every chunk has finished); `on_chunk` is told each
 /// chunk's size as it is taken.
-pub(crate) fn gather<'a, R: Send + 'static>(
-    chunks: impl IntoIterator<Item = &'a Chunk<R>>,
+pub(crate) fn gather<R: Send + 'static>(
+    chunks: &[Chunk<R>],
     mut on_chunk: impl FnMut(usize),
 ) -> Result<Vec<R>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(chunks.iter().map(|(_, n)| n).sum());
     let mut first_err: Option<Error> = None;
     for (slot, n) in chunks {
         let n = *n;
