@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::{
     codec, Address, Client, RecvError, RecvTimeoutError, SendError, SocketConnection,
 };
+use crate::sys::fork::PerProcess;
 
 /// Idle connections a session keeps per process (more are closed after their call).
 const IDLE_MAX: usize = 4;
@@ -76,20 +77,17 @@ fn this_pid() -> u32 {
 /// A random number per process (a forked child gets its own): names the process to
 /// servers, which release the locks it holds when its last connection closes.
 pub(crate) fn process_nonce() -> u64 {
-    static NONCE: Mutex<(u32, u64)> = Mutex::new((0, 0));
-    let mut n = NONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = this_pid();
-    if n.0 != pid {
+    static NONCE: PerProcess<u64> = PerProcess::new(|| {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(pid);
+        h.write_u32(this_pid());
         h.write_u128(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
         );
-        *n = (pid, h.finish());
-    }
-    n.1
+        h.finish()
+    });
+    *NONCE.lock()
 }
 
 /// The lock owner for the calling thread.
@@ -107,6 +105,8 @@ pub(crate) fn owner() -> Owner {
 
 /// The connections of this process to one server.
 pub(crate) struct Session {
+    /// The process this session belongs to.
+    pid: u32,
     address: Address,
     authkey: Option<Vec<u8>>,
     idle: Mutex<Idle>,
@@ -121,12 +121,14 @@ struct Idle {
 
 /// Every live session of this process, so a proxy received from another process
 /// shares the connections of those already here.
-static SESSIONS: Mutex<Vec<Weak<Session>>> = Mutex::new(Vec::new());
+/// Per process: a forked child starts with none (another thread of the parent may
+/// have held the lock at the fork), so it never waits on its parent's state.
+static SESSIONS: PerProcess<Vec<Weak<Session>>> = PerProcess::new(Vec::new);
 
 impl Session {
     /// The session for `address` with `authkey`, shared with this process's proxies.
     pub(crate) fn get(address: &Address, authkey: Option<&[u8]>) -> Arc<Session> {
-        let mut all = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = SESSIONS.lock();
         all.retain(|w| w.strong_count() > 0);
         for s in all.iter().filter_map(Weak::upgrade) {
             if s.address == *address && s.authkey.as_deref() == authkey {
@@ -134,6 +136,7 @@ impl Session {
             }
         }
         let s = Arc::new(Session {
+            pid: this_pid(),
             address: address.clone(),
             authkey: authkey.map(<[u8]>::to_vec),
             idle: Mutex::new(Idle {
@@ -337,6 +340,25 @@ struct Inner {
 }
 
 impl Inner {
+    /// This process's session with the server: a forked child's handle uses a session
+    /// of its own, never its parent's (whose locks another thread of the parent may
+    /// have held at the fork).
+    fn session(&self) -> Arc<Session> {
+        if self.session.pid == this_pid() {
+            return Arc::clone(&self.session);
+        }
+        // Kept for the rest of this process: the handle cannot hold it, and a session
+        // dropped after each call would close its connections, which releases the
+        // locks this process holds.
+        static INHERITED: PerProcess<Vec<Arc<Session>>> = PerProcess::new(Vec::new);
+        let s = Session::get(&self.session.address, self.session.authkey.as_deref());
+        let mut kept = INHERITED.lock();
+        if !kept.iter().any(|k| Arc::ptr_eq(k, &s)) {
+            kept.push(Arc::clone(&s));
+        }
+        s
+    }
+
     /// Takes a reference for this process if the handle came here by fork.
     fn adopt(&self) -> Result<()> {
         let pid = this_pid();
@@ -344,7 +366,7 @@ impl Inner {
         if held == pid {
             return Ok(());
         }
-        match self.session.call(Request::IncRef(self.id))? {
+        match self.session().call(Request::IncRef(self.id))? {
             Reply::Unit => {}
             r => return Err(unexpected(&r)),
         }
@@ -354,7 +376,7 @@ impl Inner {
             .is_err()
         {
             // Another thread adopted it first: give ours back.
-            self.session.notify(Request::DecRef(self.id));
+            self.session().notify(Request::DecRef(self.id));
         }
         Ok(())
     }
@@ -376,7 +398,7 @@ impl Handle {
         self.0.adopt()?;
         let patience = op.wait_limit().map(|d| d.saturating_add(REPLY_GRACE));
         self.0
-            .session
+            .session()
             .call_within(Request::Call(self.0.id, op), patience)
     }
 }
@@ -384,7 +406,7 @@ impl Handle {
 impl Drop for Inner {
     fn drop(&mut self) {
         if self.owner.load(Ordering::Acquire) == this_pid() {
-            self.session.notify(Request::DecRef(self.id));
+            self.session().notify(Request::DecRef(self.id));
         }
     }
 }
@@ -412,7 +434,7 @@ impl Serialize for Handle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         let inner = &self.0;
-        match inner.session.call(Request::IncRef(inner.id)) {
+        match inner.session().call(Request::IncRef(inner.id)) {
             Ok(Reply::Unit) => {}
             Ok(r) => return Err(S::Error::custom(unexpected(&r))),
             Err(e) => return Err(S::Error::custom(e)),
