@@ -697,7 +697,12 @@ fn t2_a_live_client_whose_lease_vanished_gets_its_task_run() {
     let Some(url) = redis_url() else { return };
     let name = unique_name();
     let _host = Host::start(&url, &name, 1);
-    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    // A lease of 10 min: the client's own renewal (every lease / 6) cannot put the key
+    // back before the host looks, only its reaction to the cancelled answer can.
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name).lease(Duration::from_secs(600)))
+        .build()
+        .unwrap();
     wait_hosts(&pool, 1, HOSTS_UP);
     let path = std::env::temp_dir().join(format!("mp-t2l-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
