@@ -759,3 +759,67 @@ fn a_manager_restarted_at_the_same_address_is_reached_on_the_first_call() {
     // The idle connection to the first server is gone; the call uses a new one.
     client.dict::<u8, u8>().unwrap();
 }
+
+/// Stops every thread of the server `m` and waits until they all are stopped.
+fn stop_server(m: &Manager) -> rustix::process::Pid {
+    let pid = rustix::process::Pid::from_raw(m.pid().unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{}/task", pid.as_raw_nonzero()))
+            .unwrap()
+            .flatten()
+            .all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                stat.rfind(')')
+                    .is_some_and(|c| stat[c + 1..].trim_start().starts_with('T'))
+            })
+    };
+    assert!(util::eventually(Duration::from_secs(30), stopped));
+    pid
+}
+
+#[test]
+fn a_timeout_call_on_a_new_connection_to_a_stopped_server_returns() {
+    let _w = util::watchdog(LIMIT);
+    // Without a key there is no handshake to time out: only the call's own bound
+    // can end the wait for the server's hello reply on a new connection.
+    for keyed in [false, true] {
+        let b = Manager::builder().allow_threads(true);
+        let b = if keyed {
+            b.authkey(b"k".to_vec())
+        } else {
+            b.no_authkey()
+        };
+        let m = b.start().unwrap();
+        let q = m.queue::<u8>().unwrap();
+        let pid = stop_server(&m);
+        // Continued however the test ends, so that dropping `m` can stop it.
+        struct Resume(rustix::process::Pid);
+        impl Drop for Resume {
+            fn drop(&mut self) {
+                let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+            }
+        }
+        let resume = Resume(pid);
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Two calls at once: one takes the idle connection, the other needs a new one.
+        for _ in 0..2 {
+            let (q, tx) = (q.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let r = q.get_timeout(Duration::from_millis(100));
+                let _ = tx.send((r.map_err(|e| e.kind()), start.elapsed()));
+            });
+        }
+        for _ in 0..2 {
+            // The call's timeout plus its 5 s grace, and a generous margin.
+            let (r, took) = rx
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("keyed {keyed}: a _timeout call still waits"));
+            assert_eq!(r, Err(ErrorKind::Timeout), "keyed {keyed}");
+            assert!(took < Duration::from_secs(15), "keyed {keyed}: {took:?}");
+        }
+        drop(resume);
+        assert_eq!(q.len().unwrap(), 0);
+    }
+}

@@ -230,6 +230,16 @@ impl Client {
     ///
     /// See [`Listener`].
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<SocketConnection> {
+        Client::connect_until(address, authkey, Instant::now() + HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`connect`](Self::connect), with the handshake bounded by `deadline` instead of
+    /// [`HANDSHAKE_TIMEOUT`] from now (a call with a timeout of its own).
+    pub(crate) fn connect_until(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        deadline: Instant,
+    ) -> Result<SocketConnection> {
         let context =
             |e: std::io::Error| Error::os(e).with_message(format!("cannot connect to {address}"));
         let fd: OwnedFd = match address {
@@ -250,7 +260,6 @@ impl Client {
         };
         let conn = SocketConnection::new(fd);
         if let Some(key) = authkey {
-            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
             answer_challenge(&conn, key, deadline)?;
             deliver_challenge(&conn, key, deadline)?;
         }

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use super::wire::{Bytes, Kind, ObjectId, Op, Owner, Reply, Request};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::{
     codec, Address, Client, RecvError, RecvTimeoutError, SendError, SocketConnection,
+    HANDSHAKE_TIMEOUT,
 };
 use crate::sys::fork::PerProcess;
 
@@ -185,21 +186,32 @@ impl Session {
 
     /// An idle connection whose server has not hung up, or a new one. A request is
     /// sent only on a connection that looked alive, so a server restarted at the
-    /// same address is reached on the first call, and none is sent twice.
-    fn take(&self) -> Result<SocketConnection> {
+    /// same address is reached on the first call, and none is sent twice. A new one
+    /// is made by `deadline` (see [`connect_until`](Self::connect_until)).
+    fn take(&self, deadline: Option<Instant>) -> Result<SocketConnection> {
         loop {
             let conn = self.idle().conns.pop();
             match conn {
                 Some(c) if crate::sys::socket::peer_gone(c.as_fd()) => {}
                 Some(c) => return Ok(c),
-                None => return self.connect(),
+                None => return self.connect_until(deadline),
             }
         }
     }
 
     /// A new authenticated connection, introduced to the server.
     pub(crate) fn connect(&self) -> Result<SocketConnection> {
-        let conn = Client::connect(&self.address, self.authkey.as_deref()).map_err(|e| {
+        self.connect_until(None)
+    }
+
+    /// [`connect`](Self::connect), failing with [`ErrorKind::Timeout`] if the
+    /// handshake and the server's answer to the hello are not done by `deadline`
+    /// (a server that is stopped still accepts connections); without a deadline the
+    /// handshake has [`HANDSHAKE_TIMEOUT`] and the hello waits as a call does.
+    fn connect_until(&self, deadline: Option<Instant>) -> Result<SocketConnection> {
+        let handshake = deadline.unwrap_or_else(|| Instant::now() + HANDSHAKE_TIMEOUT);
+        let key = self.authkey.as_deref();
+        let conn = Client::connect_until(&self.address, key, handshake).map_err(|e| {
             let refused = std::error::Error::source(&e)
                 .and_then(|s| s.downcast_ref::<std::io::Error>())
                 .is_some_and(|io| {
@@ -216,7 +228,8 @@ impl Session {
             }
         })?;
         keepalive(&self.address, &conn)?;
-        match self.exchange(&conn, Request::Hello(process_nonce())) {
+        let patience = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match self.exchange_within(&conn, Request::Hello(process_nonce()), patience) {
             Ok(Reply::Unit) => Ok(conn),
             Ok(r) => Err(unexpected(&r)),
             // Without a key, a keyed server's challenge is what comes back.
@@ -229,10 +242,6 @@ impl Session {
             ))),
             Err(e) => Err(e),
         }
-    }
-
-    fn exchange(&self, conn: &SocketConnection, request: Request) -> Result<Reply> {
-        self.exchange_within(conn, request, None)
     }
 
     /// Sends `request` and waits for the reply, at most `patience` if given.
@@ -279,16 +288,18 @@ impl Session {
     }
 
     /// As [`call`](Self::call), giving up with [`ErrorKind::Timeout`] if no reply
-    /// came within `patience` (the connection is then closed: a late reply must not
-    /// answer the next call, and the server undoes what it did for a client that
-    /// hung up).
+    /// came within `patience`, a new connection's handshake included (the
+    /// connection is then closed: a late reply must not answer the next call, and
+    /// the server undoes what it did for a client that hung up).
     pub(crate) fn call_within(
         &self,
         request: Request,
         patience: Option<Duration>,
     ) -> Result<Reply> {
-        let conn = self.take()?;
-        let reply = self.exchange_within(&conn, request, patience)?;
+        let deadline = patience.and_then(|p| Instant::now().checked_add(p));
+        let conn = self.take(deadline)?;
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let reply = self.exchange_within(&conn, request, left)?;
         {
             let mut idle = self.idle();
             if idle.conns.len() < IDLE_MAX {
@@ -304,7 +315,7 @@ impl Session {
     /// Sends a request that has no reply, without waiting; errors are ignored (the
     /// server being gone frees everything anyway).
     fn notify(&self, request: Request) {
-        let Ok(conn) = self.take() else {
+        let Ok(conn) = self.take(None) else {
             return;
         };
         if conn.send(request).is_ok() {
