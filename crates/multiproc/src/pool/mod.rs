@@ -94,6 +94,8 @@ mod feed;
 mod flavor;
 mod handle;
 mod imap;
+#[cfg(all(test, loom))]
+mod loom_slot;
 mod map_handle;
 pub(crate) mod process;
 mod progress;

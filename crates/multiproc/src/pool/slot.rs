@@ -28,11 +28,25 @@
 //! tests models it.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+// The protocol's primitives, modelled by loom under `cfg(loom)` (`loom_slot`).
+#[cfg(loom)]
+use loom::{
+    sync::atomic::AtomicBool,
+    sync::{Mutex, MutexGuard},
+    thread::{self, Thread},
+};
+#[cfg(not(loom))]
+use std::{
+    sync::atomic::AtomicBool,
+    sync::{Mutex, MutexGuard},
+    thread::{self, Thread},
+};
 
 use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
@@ -134,7 +148,7 @@ enum Stored<T> {
 }
 
 enum Waiter {
-    Thread(std::thread::Thread),
+    Thread(Thread),
     Waker(Waker),
     Chan(mpsc::Sender<usize>, usize),
     /// A user's done-callback; a panic in it is caught and ignored.
@@ -330,9 +344,11 @@ impl<T: Send + 'static> Slot<T> {
             return true;
         }
         // A result that arrives within the spin window costs no cross-CPU wake-up.
+        // (Loom models the park/unpark protocol below; a spin timed by the clock
+        // would make its runs differ.)
         let backoff = Backoff::new();
         let spinning = Spinning::new(self.driver.as_deref());
-        while backoff.spinning() {
+        while !cfg!(loom) && backoff.spinning() {
             match &self.driver {
                 Some(d) => d.try_progress(),
                 None => {
@@ -355,7 +371,7 @@ impl<T: Send + 'static> Slot<T> {
                 if self.done.load(Ordering::Acquire) {
                     return true;
                 }
-                let me = std::thread::current();
+                let me = thread::current();
                 if !g
                     .waiters
                     .iter()
@@ -365,13 +381,13 @@ impl<T: Send + 'static> Slot<T> {
                 }
             }
             match deadline {
-                None => std::thread::park(),
+                None => thread::park(),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return self.is_done();
                     }
-                    std::thread::park_timeout(left);
+                    park_timeout(left);
                 }
             }
             if self.is_done() {
@@ -470,4 +486,17 @@ impl<T: Send + 'static> Completion for Slot<T> {
 /// waiter's `join` as an unwinding.
 fn decode_caught<T>(decode: Decode<T>, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     crate::panic::catch(|| decode(bytes, fds)).unwrap_or_else(|p| Err(Error::from_panic(p)))
+}
+
+/// Parks the thread for at most `left` (may return early).
+#[cfg(not(loom))]
+fn park_timeout(left: std::time::Duration) {
+    thread::park_timeout(left);
+}
+
+/// Loom has no timed park: the models wait without a deadline, and a model that
+/// used one would wait for its wake-up (or show a deadlock).
+#[cfg(loom)]
+fn park_timeout(_: std::time::Duration) {
+    thread::park();
 }

@@ -28,11 +28,11 @@ impl Shared {
             let mut done = Vec::new();
             let wake = m.step_as_driver(self, &mut done);
             drop(m);
-            if wake && self.sleeping.load(Ordering::SeqCst) {
+            if wake && self.hs.asleep() {
                 self.wake_manager();
             }
             run_all(done);
-            if self.queued.load(Ordering::SeqCst) == 0 {
+            if self.hs.queued.load(Ordering::SeqCst) == 0 {
                 return true;
             }
         }
@@ -46,12 +46,8 @@ impl Drive for Shared {
 
     fn spinning(&self, yes: bool) {
         if yes {
-            self.drivers.fetch_add(1, Ordering::SeqCst);
-        } else if self.drivers.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.short_tasks.load(Ordering::SeqCst)
-            && self.sleeping.load(Ordering::SeqCst)
-            && self.inflight.load(Ordering::SeqCst) > 0
-        {
+            self.hs.start_driving();
+        } else if self.hs.stop_driving() {
             // The manager thread may be asleep without the workers' sockets in its
             // poll set: with answers still to come, it must look at them again now
             // that nobody spins.
@@ -88,7 +84,7 @@ pub(super) fn manager_thread(sh: &Shared) {
                 })
                 .collect();
             if !exit {
-                sh.sleeping.store(true, Ordering::SeqCst);
+                sh.hs.announce_sleep();
             }
             (exit, fds, deadline)
         };
@@ -96,8 +92,7 @@ pub(super) fn manager_thread(sh: &Shared) {
         if exit {
             break;
         }
-        if sh.queued.load(Ordering::SeqCst) > 0 {
-            sh.sleeping.store(false, Ordering::SeqCst);
+        if sh.hs.must_step_again() {
             continue;
         }
         // After `sleeping` was set: a waiter that stops spinning from now on sees it
@@ -106,7 +101,7 @@ pub(super) fn manager_thread(sh: &Shared) {
         // Meanwhile this thread leaves the workers' answers to the spinners, and
         // looks again at least every `BLIND_POLL` for a task submitted without a
         // waiter while it was not looking.
-        let driven = sh.short_tasks.load(Ordering::SeqCst) && sh.drivers.load(Ordering::SeqCst) > 0;
+        let driven = sh.hs.driven();
         let idle_poll = if driven { BLIND_POLL } else { IDLE_POLL };
         let left = deadline.map_or(idle_poll, |d| {
             // A millisecond late rather than early: poll rounds down.
@@ -140,7 +135,7 @@ pub(super) fn manager_thread(sh: &Shared) {
             .map(|(_, f)| f.0)
             .collect();
         drop(interest);
-        sh.sleeping.store(false, Ordering::SeqCst);
+        sh.hs.awake();
         sys::eventfd::clear(sh.wake.as_fd());
         if !exited.is_empty() {
             let mut m = lock(&sh.mgr);

@@ -67,11 +67,11 @@ impl ProcessPool {
                 q.tasks.push_back(Task { id, t });
             }
         }
-        self.shared.queued.fetch_add(n, Ordering::SeqCst);
+        self.shared.hs.queued(n);
         // With every worker busy, the next answer makes the manager send these.
-        if self.shared.idle.load(Ordering::SeqCst) > 0 && !self.shared.drive() {
+        if self.shared.hs.idle.load(Ordering::SeqCst) > 0 && !self.shared.drive() {
             // Another thread is stepping; make sure someone looks at the queue again.
-            if self.shared.sleeping.load(Ordering::SeqCst) {
+            if self.shared.hs.asleep() {
                 self.shared.wake_manager();
             }
         }

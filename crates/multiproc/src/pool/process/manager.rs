@@ -125,7 +125,7 @@ impl Manager {
     fn round(&mut self, sh: &Shared, done: &mut Vec<Done>) -> Round {
         let terminate = {
             let mut q = lock(&sh.queue);
-            sh.queued.store(0, Ordering::SeqCst);
+            sh.hs.queued.store(0, Ordering::SeqCst);
             self.pending.extend(q.tasks.drain(..));
             self.closed = q.closed;
             q.terminate
@@ -152,9 +152,9 @@ impl Manager {
             .iter()
             .filter(|w| w.ready && !w.eof && w.inflight.is_empty())
             .count();
-        sh.idle.store(idle, Ordering::SeqCst);
+        sh.hs.idle.store(idle, Ordering::SeqCst);
         let inflight = self.workers.iter().map(|w| w.inflight.len()).sum();
-        sh.inflight.store(inflight, Ordering::SeqCst);
+        sh.hs.inflight.store(inflight, Ordering::SeqCst);
         // Workers that have not answered a task yet (avg 0) have no say.
         let mut measured = self
             .workers
@@ -162,7 +162,7 @@ impl Manager {
             .filter(|w| w.ready && !w.eof && w.avg > 0.0);
         let short =
             measured.clone().next().is_some() && measured.all(|w| w.avg < BLIND_TASK.as_secs_f64());
-        sh.short_tasks.store(short, Ordering::SeqCst);
+        sh.hs.short_tasks.store(short, Ordering::SeqCst);
         Round::Ran { replaced }
     }
 

@@ -47,6 +47,7 @@
 pub(crate) mod chunk;
 mod drive;
 mod handle;
+mod handshake;
 mod manager;
 mod shared;
 pub(crate) mod wire;

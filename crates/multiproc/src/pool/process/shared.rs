@@ -6,10 +6,11 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::handshake::Handshake;
 use super::manager::Manager;
 use super::worker::Init;
 use crate::error::{Error, ErrorKind, Result};
@@ -106,22 +107,8 @@ pub(super) struct Queue {
 pub(crate) struct Shared {
     pub(super) mgr: Mutex<Manager>,
     pub(super) queue: Mutex<Queue>,
-    /// Tasks pushed since a step last took the queue.
-    pub(super) queued: AtomicUsize,
-    /// Ready workers with nothing in flight, as of the last step.
-    pub(super) idle: AtomicUsize,
-    /// Tasks sent to workers and not yet answered, as of the last step.
-    pub(super) inflight: AtomicUsize,
-    /// Every worker's tasks take less than [`BLIND_TASK`] on average, as of the last
-    /// step: a spinning waiter is then likely to see its answer while it spins.
-    pub(super) short_tasks: AtomicBool,
-    /// The manager thread is (about to be) blocked in `poll`.
-    pub(super) sleeping: AtomicBool,
-    /// Threads spinning on `drive` while they wait for a task (`Drive::spinning`):
-    /// they read the workers' answers themselves, so meanwhile the manager thread
-    /// does not wake for them (a third runnable thread on a 2-CPU machine took a CPU
-    /// from the waiter or the worker: `submit_wait` went from ~7 to ~20 µs per task).
-    pub(super) drivers: AtomicUsize,
+    /// Who looks at the workers while the manager thread sleeps.
+    pub(super) hs: Handshake,
     pub(super) wake: OwnedFd,
     pub(super) next_id: AtomicU64,
     pub(super) pids: Mutex<Vec<i32>>,
@@ -148,12 +135,7 @@ impl Shared {
                 closed: false,
                 terminate: false,
             }),
-            queued: AtomicUsize::new(0),
-            idle: AtomicUsize::new(mgr.workers.len()),
-            inflight: AtomicUsize::new(0),
-            short_tasks: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
-            drivers: AtomicUsize::new(0),
+            hs: Handshake::new(mgr.workers.len()),
             wake,
             next_id: AtomicU64::new(1),
             pids: Mutex::new(mgr.pids()),
