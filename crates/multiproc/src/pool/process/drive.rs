@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::manager::Life;
 use super::shared::{lock, run_all, Shared, BLIND_POLL, IDLE_POLL};
 use crate::pool::slot::Drive;
 use crate::process::Process;
@@ -77,7 +78,7 @@ pub(super) fn manager_thread(sh: &Shared) {
                     (
                         w.serial,
                         Arc::clone(&w.sock),
-                        !w.eof,
+                        w.life != Life::Closed,
                         !w.out.is_empty(),
                         Arc::clone(&w.proc),
                     )

@@ -150,7 +150,7 @@ impl Manager {
         let idle = self
             .workers
             .iter()
-            .filter(|w| w.ready && !w.eof && w.inflight.is_empty())
+            .filter(|w| w.life == Life::Ready && w.inflight.is_empty())
             .count();
         sh.hs.idle.store(idle, Ordering::SeqCst);
         let inflight = self.workers.iter().map(|w| w.inflight.len()).sum();
@@ -159,7 +159,7 @@ impl Manager {
         let mut measured = self
             .workers
             .iter()
-            .filter(|w| w.ready && !w.eof && w.avg > 0.0);
+            .filter(|w| w.life == Life::Ready && w.avg > 0.0);
         let short =
             measured.clone().next().is_some() && measured.all(|w| w.avg < BLIND_TASK.as_secs_f64());
         sh.hs.short_tasks.store(short, Ordering::SeqCst);
@@ -226,7 +226,7 @@ impl Manager {
     /// Reads every worker's socket until it would block; completes answered tasks.
     fn read_all(&mut self, done: &mut Vec<Done>) {
         for w in &mut self.workers {
-            if w.eof {
+            if w.life == Life::Closed {
                 continue;
             }
             loop {
@@ -242,7 +242,7 @@ impl Manager {
                         Some(e.to_string())
                     }
                     Ok(Fill::Eof) | Err(_) => {
-                        w.eof = true;
+                        w.life = Life::Closed;
                         break;
                     }
                 };
@@ -251,7 +251,7 @@ impl Manager {
                     // tasks: it is killed, and replaced when reaped.
                     let _ = w.proc.kill();
                     w.protocol_error = Some(why);
-                    w.eof = true;
+                    w.life = Life::Closed;
                     break;
                 }
             }
@@ -265,7 +265,7 @@ impl Manager {
         let mut i = 0;
         while i < self.workers.len() {
             let w = &mut self.workers[i];
-            let status = if w.eof || w.pid_ready {
+            let status = if w.life == Life::Closed || w.pid_ready {
                 w.proc.exit_status()
             } else {
                 None
@@ -276,7 +276,7 @@ impl Manager {
             };
             changed = true;
             // Whatever it sent before dying counts.
-            if !w.eof {
+            if w.life != Life::Closed {
                 while let Ok(Fill::Data) = w.reader.fill(w.sock.as_fd(), true) {
                     if let Err(why) = handle_records(w, done) {
                         w.protocol_error = Some(why);
@@ -412,8 +412,7 @@ impl Manager {
         while !self.pending.is_empty() {
             let mut best: Option<usize> = None;
             for (i, w) in self.workers.iter().enumerate() {
-                let room = w.ready
-                    && !w.eof
+                let room = w.life == Life::Ready
                     && w.killed.is_none()
                     && w.init_failed.is_none()
                     && w.inflight.len() < w.window()
@@ -481,11 +480,11 @@ impl Manager {
     /// Every task is done: ask the workers to exit, wait a little, then kill stragglers.
     fn shutdown(&mut self, sh: &Shared) {
         for w in &mut self.workers {
-            if !w.exit_sent {
+            if matches!(w.life, Life::Starting | Life::Ready) {
                 let buf = w.out.buffer(Vec::new());
                 wire::put_header(buf, wire::EXIT, 0, 0, 0, 0);
                 w.out.recount();
-                w.exit_sent = true;
+                w.life = Life::Retiring;
             }
         }
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -531,13 +530,13 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for w in workers.iter_mut() {
-            if w.ready {
+            if w.life != Life::Starting {
                 continue;
             }
             loop {
                 match w.reader.next_record() {
                     Ok(Some(rec)) if rec.tag == wire::READY => {
-                        w.ready = true;
+                        w.life = Life::Ready;
                         break;
                     }
                     Ok(Some(rec)) if rec.tag == wire::INIT_FAILED => {
@@ -567,7 +566,7 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
                 }
             }
         }
-        if workers.iter().all(|w| w.ready) {
+        if workers.iter().all(|w| w.life != Life::Starting) {
             return Ok(());
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -577,7 +576,7 @@ fn wait_ready(workers: &mut [Worker]) -> Result<()> {
         }
         let fds: Vec<_> = workers
             .iter()
-            .filter(|w| !w.ready)
+            .filter(|w| w.life == Life::Starting)
             .map(|w| w.sock.as_fd())
             .collect();
         sys::pidfd::poll_readable(
@@ -595,6 +594,21 @@ pub(super) enum Killed {
     Timeout(Duration),
     /// Its task's owner gave it up ([`Completion::abandoned`](crate::pool::slot::Completion::abandoned)).
     Abandoned,
+}
+
+/// Where a worker process is in its life, as the manager sees it. It only moves
+/// down this list (`Closed` may follow any other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Life {
+    /// Started; its `READY` (its initializer ran) has not arrived.
+    Starting,
+    /// Ready for tasks.
+    Ready,
+    /// Sent `EXIT`: the pool is shutting down, and it exits once its tasks are done.
+    Retiring,
+    /// Its socket is closed (it exited, or broke the protocol and was killed): it
+    /// gets no more tasks and waits to be reaped.
+    Closed,
 }
 
 /// One worker process as the manager sees it.
@@ -615,9 +629,7 @@ pub(super) struct Worker {
     /// Smoothed time per task, in seconds (0 until measured).
     pub(super) avg: f64,
     pub(super) sent: u64,
-    pub(super) ready: bool,
-    pub(super) eof: bool,
-    pub(super) exit_sent: bool,
+    pub(super) life: Life,
     /// The task the manager killed this worker for, and why.
     pub(super) killed: Option<(u64, Killed)>,
     /// The initializer's panic, if it failed.
@@ -660,9 +672,7 @@ impl Worker {
             head_since: Instant::now(),
             avg: 0.0,
             sent: 0,
-            ready: false,
-            eof: false,
-            exit_sent: false,
+            life: Life::Starting,
             killed: None,
             init_failed: None,
             protocol_error: None,
@@ -691,7 +701,8 @@ fn handle_records(w: &mut Worker, done: &mut Vec<Done>) -> std::result::Result<(
             Err(e) => return Err(e.to_string()),
         };
         match rec.tag {
-            wire::READY => w.ready = true,
+            wire::READY if w.life == Life::Starting => w.life = Life::Ready,
+            wire::READY => {}
             wire::INIT_FAILED => {
                 w.init_failed = Some(String::from_utf8_lossy(&rec.payload).into_owned());
             }
