@@ -34,6 +34,7 @@
 //! | `handle.rs` | [`ProcessPool`]: start, submit, close, join, terminate |
 //! | `manager.rs` | the workers as the parent sees them: windows, deaths, timeouts, replacements |
 //! | `drive.rs` | who steps the manager: the manager thread, waiters and submitters |
+//! | `handshake.rs` | the sleeping/drivers flags that decide who wakes the manager thread (loom-modelled) |
 //! | `wire.rs` | the records on a worker's socket |
 //! | `worker.rs` | the loop a worker process runs |
 //! | `chunk.rs` | the chunk protocol: a chunk of arguments in, values and panics out |
