@@ -86,6 +86,7 @@ pub(crate) fn readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io:
 /// # Errors
 ///
 /// As [`until`].
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn readable_one(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
     let mut pfds = [PollFd::new(&fd, PollFlags::IN)];
     Ok(until(&mut pfds, deadline)? > 0)

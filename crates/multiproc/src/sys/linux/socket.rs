@@ -516,6 +516,7 @@ pub(crate) fn send_vectored_with_fds(
 /// [`ConnectionReset`](io::ErrorKind::ConnectionReset) or
 /// [`NotConnected`](io::ErrorKind::NotConnected) if the peer is gone; the socket's
 /// other errors.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn send(sock: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     loop {
         match rustix::net::send(sock, bytes, SendFlags::NOSIGNAL) {
@@ -533,6 +534,7 @@ pub(crate) fn send(sock: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
 /// [`WouldBlock`](io::ErrorKind::WouldBlock) if `nonblocking` and nothing is there;
 /// [`ConnectionReset`](io::ErrorKind::ConnectionReset) if the peer left unread data;
 /// the socket's other errors.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
     let flags = if nonblocking {
         RecvFlags::DONTWAIT
