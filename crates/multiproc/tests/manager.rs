@@ -823,3 +823,21 @@ fn a_timeout_call_on_a_new_connection_to_a_stopped_server_returns() {
         assert_eq!(q.len().unwrap(), 0);
     }
 }
+
+#[test]
+fn a_reply_larger_than_the_message_limit_is_an_error_and_the_server_stays() {
+    let _w = util::watchdog(LIMIT);
+    let m = Manager::builder()
+        .allow_threads(true)
+        .max_message_size(4096)
+        .start()
+        .unwrap();
+    let l = m.list::<String>().unwrap();
+    // Each push is small; together they are larger than one message may be.
+    for i in 0..100 {
+        l.push(format!("{i:0>100}")).unwrap();
+    }
+    let e = l.to_vec().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(l.len().unwrap(), 100, "the server still answers");
+}

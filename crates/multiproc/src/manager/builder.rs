@@ -121,7 +121,9 @@ impl<R: Registry> Builder<R> {
 
     /// The largest request the server accepts, in bytes of its encoding (default
     /// [`DEFAULT_MAX_MESSAGE_SIZE`], 64 MiB); a larger one is refused with
-    /// [`ErrorKind::InvalidInput`] and its connection closed.
+    /// [`ErrorKind::InvalidInput`] and its connection closed. A reply over it (the
+    /// items of a dict that grew past it, say) is that call's `InvalidInput` error;
+    /// the connection stays.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message = bytes;
         self

@@ -28,7 +28,7 @@ use super::managed::{ErasedManaged, Factory, Registry};
 use super::ordered::OrderedMap;
 use super::wire::{Bytes, Kind, ObjectId, Op, Owner, Reply, Request, Wait};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ipc::{Address, Connection, Listener, RecvError, SocketConnection};
+use crate::ipc::{Address, Connection, Listener, RecvError, SendError, SocketConnection};
 
 /// How often a waiting server thread checks that its client is still there.
 const CHECK_PEER: Duration = Duration::from_millis(100);
@@ -183,10 +183,26 @@ fn serve_connection(state: &State, conn: &SocketConnection) {
                 None => break, // the client left while the operation waited
             },
         };
-        if conn.send(reply).is_err() {
-            if let Some(undo) = undo {
-                state.undo(undo);
+        let refused = match conn.send(reply) {
+            Ok(()) => continue,
+            // Over the message size (or not encodable): nothing was written, so the
+            // stream is in step; the client is told why, and what was taken for it
+            // goes back.
+            Err(SendError::Rejected(_, e)) if e.kind() != ErrorKind::Os => e,
+            Err(_) => {
+                if let Some(undo) = undo {
+                    state.undo(undo);
+                }
+                break;
             }
+        };
+        if let Some(undo) = undo {
+            state.undo(undo);
+        }
+        let why = format!(
+            "the manager server cannot send its reply: {refused} (Builder::max_message_size)"
+        );
+        if conn.send(Reply::Err(refused.with_message(why))).is_err() {
             break;
         }
     }
