@@ -20,6 +20,10 @@
 //! | `raw_fork` | `fork()`; child `_exit(0)`; parent `waitpid` (libc) |
 //! | `mp_fork` | `Process` with `StartMethod::Fork` (default builder: the thread check runs) |
 //! | `mp_forkserver` | `Process` with `StartMethod::ForkServer`, server preloaded |
+//! | `raw_fork_x100` | 100 `fork()`s in a row (each child `_exit(0)`), then 100 `waitpid`s; per process |
+//! | `mp_fork_x100` | 100 `Process` starts with `StartMethod::Fork` in a row, then 100 joins; per process |
+//! | `mp_forkserver_x100` | the same with `StartMethod::ForkServer`; per process |
+//! | `mp_forkserver_4threads_x100` | the same burst spread over 4 threads (25 starts, then 25 joins, each) |
 //! | `posix_spawn_self` | `posix_spawn` of this very binary, whose `main` `_exit`s at once; `waitpid` |
 //! | `std_command_self` | the same through `std::process::Command::status` |
 //! | `mp_spawn` | `Process` with `StartMethod::Spawn` |
@@ -233,6 +237,64 @@ fn timed(n: u32, mut op: impl FnMut()) -> Duration {
 
 fn empty() {}
 
+/// Processes per operation of the `_x100` rows.
+const BURST: u32 = 100;
+
+/// `n` bursts: `BURST` starts in a row, then `BURST` joins. The time is per process.
+fn process_burst(method: StartMethod) -> Op {
+    Box::new(move |n| {
+        timed(n, || {
+            let children: Vec<_> = (0..BURST)
+                .map(|_| {
+                    Builder::new()
+                        .start_method(method)
+                        .start(empty)
+                        .expect("start")
+                })
+                .collect();
+            for c in children {
+                c.join().expect("join");
+            }
+        }) / BURST
+    })
+}
+
+/// As [`process_burst`] with the burst spread over `threads` threads, each starting its
+/// share of the processes and then joining them.
+fn process_burst_threads(method: StartMethod, threads: u32) -> Op {
+    Box::new(move |n| {
+        timed(n, || {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        let children: Vec<_> = (0..BURST / threads)
+                            .map(|_| {
+                                Builder::new()
+                                    .start_method(method)
+                                    .start(empty)
+                                    .expect("start")
+                            })
+                            .collect();
+                        for c in children {
+                            c.join().expect("join");
+                        }
+                    });
+                }
+            });
+        }) / BURST
+    })
+}
+
+/// `n` bursts of `BURST` raw forks, then as many `waitpid`s; the time is per process.
+fn raw_fork_burst(n: u32) -> Duration {
+    timed(n, || {
+        let pids: Vec<libc::pid_t> = (0..BURST).map(|_| raw_fork()).collect();
+        for pid in pids {
+            wait_ok(pid);
+        }
+    }) / BURST
+}
+
 fn process(method: StartMethod) -> Op {
     Box::new(move |n| {
         timed(n, || {
@@ -273,6 +335,13 @@ fn cases(python: Option<Rc<RefCell<Python>>>) -> Vec<Case> {
         ("raw_fork", Box::new(|n| timed(n, raw_fork_join))),
         ("mp_fork", process(StartMethod::Fork)),
         ("mp_forkserver", process(StartMethod::ForkServer)),
+        ("raw_fork_x100", Box::new(raw_fork_burst)),
+        ("mp_fork_x100", process_burst(StartMethod::Fork)),
+        ("mp_forkserver_x100", process_burst(StartMethod::ForkServer)),
+        (
+            "mp_forkserver_4threads_x100",
+            process_burst_threads(StartMethod::ForkServer, 4),
+        ),
         (
             "posix_spawn_self",
             Box::new(move |n| timed(n, || posix_spawn_join(&exe, &spawn_env, &[]))),
@@ -343,7 +412,14 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
             spent += t;
             n *= 2;
         }
-        case.batch = (config.batch_target.as_nanos() as f64 / per_op).clamp(1.0, 20_000.0) as u32;
+        // A `_x100` row times per process, but its operation is a burst of `BURST`.
+        let unit = if case.name.ends_with("_x100") {
+            f64::from(BURST)
+        } else {
+            1.0
+        };
+        case.batch =
+            (config.batch_target.as_nanos() as f64 / per_op / unit).clamp(1.0, 20_000.0) as u32;
     }
     let server = fork_server_pid();
     let start = Instant::now();
@@ -361,6 +437,13 @@ fn run_rounds(cases: &mut [Case], config: &Config, load: &LoadMeter) {
                     let ops = f64::from(case.batch);
                     case.samples.push(t.as_nanos() as f64 / ops);
                     if !case.name.starts_with("py_") {
+                        // A `_x100` row's operation is a burst; its time is already
+                        // per process, and so are its CPU time and faults.
+                        let ops = if case.name.ends_with("_x100") {
+                            ops * f64::from(BURST)
+                        } else {
+                            ops
+                        };
                         case.cpu.push((after.cpu_ns - before.cpu_ns) as f64 / ops);
                         case.faults
                             .push((after.minor_faults - before.minor_faults) as f64 / ops);
@@ -531,6 +614,11 @@ fn fork_server_pid() -> Option<String> {
 // ---------------------------------------------------------------------------
 
 fn raw_fork_join() {
+    wait_ok(raw_fork());
+}
+
+/// Forks a child that exits at once; returns its pid.
+fn raw_fork() -> libc::pid_t {
     // SAFETY: the bench is single-threaded here; the child only calls `_exit`.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -538,7 +626,7 @@ fn raw_fork_join() {
         unsafe { libc::_exit(0) };
     }
     assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
-    wait_ok(pid);
+    pid
 }
 
 fn wait_ok(pid: libc::pid_t) {
@@ -1127,6 +1215,9 @@ const RATIOS: &[(&str, &str, Option<f64>)] = &[
     ("mp_fork", "py_fork", None),
     ("mp_forkserver", "raw_fork", Some(2.0)),
     ("mp_forkserver", "py_forkserver", None),
+    ("mp_fork_x100", "raw_fork_x100", None),
+    ("mp_forkserver_x100", "raw_fork_x100", Some(1.5)),
+    ("mp_forkserver_4threads_x100", "raw_fork_x100", None),
     ("mp_spawn", "posix_spawn_self", Some(1.3)),
     ("mp_spawn", "std_command_self", None),
     ("mp_spawn", "procspawn", None),

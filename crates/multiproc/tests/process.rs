@@ -18,6 +18,7 @@ mod util;
 
 use util::{answer, builder, sleeps_forever};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use multiproc::{ErrorKind, Process, Signal, StartMethod};
@@ -579,4 +580,97 @@ fn unrelated_descriptors_helper() {
         p.kill().unwrap();
         assert!(p.join().is_err());
     }
+}
+
+/// Starts `per_thread` `ForkServer` children from each of `threads` threads at once, so
+/// that their requests are in flight together, then joins them; each child reports
+/// its own pid, which must be the one its `Process` holds (an answer filed under the
+/// wrong request would swap them). Counts the starts in `started`; returns the start
+/// errors.
+fn forkserver_burst(
+    threads: usize,
+    per_thread: usize,
+    count: &AtomicUsize,
+) -> Vec<multiproc::Error> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut errors = Vec::new();
+                    let mut started = Vec::new();
+                    for _ in 0..per_thread {
+                        match builder(StartMethod::ForkServer).start_with(util::pid::<()>, ()) {
+                            Ok(p) => started.push(p),
+                            Err(e) => errors.push(e),
+                        }
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for p in started {
+                        let pid = p.pid();
+                        let reported = p.join().expect("join");
+                        assert_eq!(i32::try_from(reported).unwrap(), pid);
+                    }
+                    errors
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}
+
+#[test]
+fn forkserver_starts_from_many_threads_each_get_their_own_child() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    let errors = forkserver_burst(8, 12, &AtomicUsize::new(0));
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// The fork server killed while several threads' requests are in flight: every start
+/// returns (a child, or a typed `Start` error), every started child joins, and the
+/// next start gets a new server.
+#[test]
+fn forkserver_killed_mid_burst_gives_children_or_start_errors_and_no_hang() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    multiproc::process::preload_forkserver().unwrap();
+    let me = i32::try_from(std::process::id()).unwrap();
+    let servers = || {
+        util::children_of(me)
+            .into_iter()
+            .filter(|&(pid, _)| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "multiproc-fsrv")
+            })
+            .map(|(pid, _)| pid)
+            .collect::<Vec<_>>()
+    };
+    let first = servers();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let count = AtomicUsize::new(0);
+    let errors = std::thread::scope(|s| {
+        let burst = s.spawn(|| forkserver_burst(6, 30, &count));
+        // Mid-burst: a fifth of the starts made.
+        while count.load(Ordering::Relaxed) < 36 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let pid = rustix::process::Pid::from_raw(first[0]).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        burst.join().expect("burst")
+    });
+    for e in &errors {
+        assert_eq!(e.kind(), ErrorKind::Start, "{e}");
+    }
+    assert_eq!(
+        builder(StartMethod::ForkServer)
+            .start(answer)
+            .unwrap()
+            .join()
+            .unwrap(),
+        42
+    );
+    let now = servers();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, first, "a new server");
 }

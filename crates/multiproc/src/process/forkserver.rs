@@ -26,9 +26,11 @@
 //! dropped).
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, PoisonError};
 
 use super::child;
 use super::launch::{decode_launch, DeathWatch, Launch};
@@ -40,57 +42,167 @@ use crate::sys::fork::{Forked, PerProcess};
 /// The parent's connection to its fork server.
 struct Conn {
     pidfd: OwnedFd,
-    sock: OwnedFd,
+    /// Shared with the thread that reads the answers (outside the lock); replaced or
+    /// dropped only while no thread reads (see [`Client::reading`]).
+    sock: Arc<OwnedFd>,
+}
+
+/// This process's side of the fork-server protocol. Requests are pipelined: a thread
+/// sends its request under the lock and takes a ticket; the server answers in request
+/// order; one waiting thread at a time reads answers (without the lock) and files them
+/// by ticket, so several threads' requests are in flight at once and the server forks
+/// them back to back instead of one round trip at a time.
+struct Client {
+    conn: Option<Conn>,
+    /// Bumped each time a connection is dropped: a ticket of an older generation will
+    /// get no answer.
+    generation: u64,
+    /// Tickets handed out / answers read on the current connection.
+    sent: u64,
+    read: u64,
+    /// Answers read and not yet taken, by ticket.
+    answers: HashMap<u64, Result<i32, i32>>,
+    /// A thread is reading from `conn`'s socket (the connection stays in place).
+    reading: bool,
+    /// Set when a send failed while another thread read: the server was killed, and
+    /// the reader drops the connection when its read fails.
+    doomed: bool,
+    /// Signalled when an answer is filed, the reader steps down or the connection
+    /// goes.
+    filed: Arc<Condvar>,
 }
 
 /// This process's connection. Per process: a forked child that starts a `ForkServer`
 /// child must neither use its parent's server (requests and answers would
 /// interleave) nor wait for the parent's lock, which another thread of the parent
 /// may have held at the fork (issue 9, item 9). The child starts its own server.
-static CONN: PerProcess<Option<Conn>> = PerProcess::new(|| None);
+static CONN: PerProcess<Client> = PerProcess::new(|| Client {
+    conn: None,
+    generation: 0,
+    sent: 0,
+    read: 0,
+    answers: HashMap::new(),
+    reading: false,
+    doomed: false,
+    filed: Arc::new(Condvar::new()),
+});
 /// The connection's socket as a raw number while [`CONN`] owns it (else `-1`), so a
 /// forked child can close it without locking.
 static CONN_FD: AtomicI32 = AtomicI32::new(-1);
 /// The same for the connection's pidfd.
 static CONN_PIDFD: AtomicI32 = AtomicI32::new(-1);
 
+impl Client {
+    /// Kills and reaps the server and drops the connection (no thread may be reading);
+    /// the tickets handed out on it get no answer.
+    fn drop_conn(&mut self) {
+        if let Some(old) = self.conn.take() {
+            CONN_FD.store(-1, Ordering::Relaxed);
+            CONN_PIDFD.store(-1, Ordering::Relaxed);
+            let _ = sys::pidfd::send_signal(old.pidfd.as_fd(), sys::signal::SIGKILL);
+            let _ = sys::pidfd::reap_blocking(old.pidfd.as_fd());
+        }
+        self.generation += 1;
+        self.sent = 0;
+        self.read = 0;
+        self.answers.clear();
+        self.doomed = false;
+        self.filed.notify_all();
+    }
+}
+
 /// Asks the fork server (starting it if needed) to fork a child for `launch`, with
 /// `fds` as the child's descriptors (its result socket first). Returns the pid.
+///
+/// A server found dead (killed, or out of memory) when the request is sent is replaced
+/// by a new one, once; a server that dies after taking the request makes it fail
+/// (`BrokenPipe`): it may have forked the child, which must not start twice.
 pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32> {
     let payload = codec::encode(launch).map_err(io::Error::from)?.bytes;
     let mut guard = CONN.lock();
     for attempt in 0..2 {
-        if guard.is_none() {
-            *guard = Some(start_server()?);
+        // A connection is replaced only while nobody reads from it.
+        while guard.doomed {
+            let filed = Arc::clone(&guard.filed);
+            guard = filed.wait(guard).unwrap_or_else(PoisonError::into_inner);
         }
-        let conn = guard.as_ref().expect("set above");
-        let sent = sys::socket::send_frame(conn.sock.as_fd(), &payload, fds);
-        let answer = sent.and_then(|()| sys::socket::recv_frame(conn.sock.as_fd()));
-        match answer {
-            Ok(Some(frame)) => {
-                let r: Result<i32, i32> =
-                    codec::decode(&frame.payload, Vec::new()).map_err(io::Error::from)?;
-                return r.map_err(io::Error::from_raw_os_error);
+        if guard.conn.is_none() {
+            let conn = start_server()?;
+            guard.conn = Some(conn);
+        }
+        let sent = {
+            let sock = &guard.conn.as_ref().expect("set above").sock;
+            sys::socket::send_frame(sock.as_fd(), &payload, fds)
+        };
+        if sent.is_err() {
+            // The server is gone (or the stream is broken): start over with a new one.
+            if guard.reading {
+                // The reader owns the connection until its read fails, which killing
+                // the server makes happen at once.
+                let c = guard.conn.as_ref().expect("kept while reading");
+                let _ = sys::pidfd::send_signal(c.pidfd.as_fd(), sys::signal::SIGKILL);
+                guard.doomed = true;
+            } else {
+                guard.drop_conn();
             }
-            // The server died (killed, or out of memory): reap it and start another.
-            Ok(None) | Err(_) if attempt == 0 => {
-                if let Some(old) = guard.take() {
-                    CONN_FD.store(-1, Ordering::Relaxed);
-                    CONN_PIDFD.store(-1, Ordering::Relaxed);
-                    let _ = sys::pidfd::send_signal(old.pidfd.as_fd(), sys::signal::SIGKILL);
-                    let _ = sys::pidfd::reap_blocking(old.pidfd.as_fd());
+            if attempt == 0 {
+                continue;
+            }
+            return Err(gone());
+        }
+        let ticket = guard.sent;
+        guard.sent += 1;
+        let generation = guard.generation;
+        loop {
+            if guard.generation != generation {
+                // The server died after taking the request: it may have forked the
+                // child already, so sending it again could start it twice.
+                return Err(gone());
+            }
+            if let Some(answer) = guard.answers.remove(&ticket) {
+                return answer.map_err(io::Error::from_raw_os_error);
+            }
+            if guard.reading {
+                let filed = Arc::clone(&guard.filed);
+                guard = filed.wait(guard).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Read the next answer, without the lock so others can send meanwhile. The
+            // clone is dropped before the lock is taken again, so the connection's
+            // socket closes when `drop_conn` drops it.
+            let Some(conn) = &guard.conn else {
+                return Err(gone());
+            };
+            let sock = Arc::clone(&conn.sock);
+            guard.reading = true;
+            drop(guard);
+            let frame = sys::socket::recv_frame(sock.as_fd());
+            drop(sock);
+            guard = CONN.lock();
+            guard.reading = false;
+            let answer = match frame {
+                Ok(Some(frame)) => codec::decode::<Result<i32, i32>>(&frame.payload, Vec::new())
+                    .ok()
+                    .filter(|a| a.as_ref().map_or(true, |&pid| pid > 0)),
+                Ok(None) | Err(_) => None,
+            };
+            match answer {
+                Some(answer) => {
+                    let read = guard.read;
+                    guard.answers.insert(read, answer);
+                    guard.read += 1;
+                    guard.filed.notify_all();
                 }
+                // The server died, or answered something that is not an answer.
+                None => guard.drop_conn(),
             }
-            Ok(None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the fork server exited",
-                ))
-            }
-            Err(e) => return Err(e),
         }
     }
-    unreachable!("the loop returns on its second attempt")
+    Err(gone())
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the fork server exited")
 }
 
 /// Starts the fork server ahead of time, so that the first child does not pay for it.
@@ -111,10 +223,10 @@ pub(crate) fn request(launch: &Launch, fds: &[BorrowedFd<'_>]) -> io::Result<i32
 /// ```
 pub fn preload_forkserver() -> crate::Result<()> {
     let mut guard = CONN.lock();
-    if guard.is_some() {
+    if guard.conn.is_some() {
         return Ok(());
     }
-    *guard = Some(
+    guard.conn = Some(
         start_server().map_err(|e| crate::Error::new(crate::ErrorKind::Start).with_source(e))?,
     );
     Ok(())
@@ -139,7 +251,7 @@ fn start_server() -> io::Result<Conn> {
     CONN_PIDFD.store(child.pidfd.as_raw_fd(), Ordering::Relaxed);
     Ok(Conn {
         pidfd: child.pidfd,
-        sock: child.sock,
+        sock: Arc::new(child.sock),
     })
 }
 
