@@ -272,6 +272,7 @@ impl<'scope> Scope<'scope, '_> {
             failure,
             order: self.state.next(),
             state: self.state,
+            pid: std::process::id(),
         })
     }
 
@@ -337,6 +338,7 @@ impl<'scope> Scope<'scope, '_> {
         let process = builder.start_method(StartMethod::Fork).fork(f)?;
         Ok(ScopedProcess {
             process: Some(process),
+            joined: false,
             order: self.state.next(),
             state: self.state,
         })
@@ -352,6 +354,9 @@ pub struct ScopedThread<'scope, T> {
     failure: Failure,
     order: u64,
     state: &'scope State,
+    /// The process the thread runs in: a Fork child that took this handle along has
+    /// no such thread.
+    pid: u32,
 }
 
 impl<T> fmt::Debug for ScopedThread<'_, T> {
@@ -367,8 +372,17 @@ impl<T> ScopedThread<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Panicked`] with the panic's message and location.
+    /// [`ErrorKind::Panicked`] with the panic's message and location;
+    /// [`ErrorKind::InvalidInput`] in a Fork child that took the handle along: the
+    /// thread runs in the parent only (std's join of it would panic in the child).
     pub fn join(mut self) -> Result<T> {
+        if self.pid != std::process::id() {
+            // Neither joined nor detached: the thread's handle belongs to the parent.
+            std::mem::forget(self.handle.take());
+            return Err(Error::new(ErrorKind::InvalidInput).with_message(
+                "a scoped thread is joined in the process that started it, not in a Fork child",
+            ));
+        }
         if let Some(h) = self.handle.take() {
             // The closure's panic was caught on the thread; what is left cannot panic.
             let _ = h.join();
@@ -402,6 +416,8 @@ impl<T> Drop for ScopedThread<'_, T> {
 #[must_use = "a dropped handle's child runs on to the end of the scope, and its value is lost"]
 pub struct ScopedProcess<'scope, T: DeserializeOwned + 'static> {
     process: Option<Process<T>>,
+    /// `join_timeout` returned how the child ended: nothing for the scope to do.
+    joined: bool,
     order: u64,
     state: &'scope State,
 }
@@ -464,10 +480,14 @@ impl<T: DeserializeOwned + 'static> ScopedProcess<'_, T> {
     ///
     /// As [`join`](Self::join), plus [`ErrorKind::Timeout`].
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<T> {
-        self.process
+        let r = self
+            .process
             .as_mut()
             .expect("present until join")
-            .join_timeout(timeout)
+            .join_timeout(timeout);
+        // Ended and reported here: the scope has nothing left to wait for or report.
+        self.joined |= !r.as_ref().is_err_and(Error::is_timeout);
+        r
     }
 
     /// Like [`join`](Self::join), and also returns what the child wrote when it was
@@ -482,8 +502,9 @@ impl<T: DeserializeOwned + 'static> ScopedProcess<'_, T> {
 
 impl<T: DeserializeOwned + 'static> Drop for ScopedProcess<'_, T> {
     fn drop(&mut self) {
-        if let Some(p) = self.process.take() {
-            lock(&self.state.children).push((self.order, Box::new(p)));
+        match self.process.take() {
+            Some(p) if !self.joined => lock(&self.state.children).push((self.order, Box::new(p))),
+            _ => {}
         }
     }
 }

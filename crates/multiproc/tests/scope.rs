@@ -251,3 +251,39 @@ fn a_panicking_scope_still_waits_for_its_children() {
     assert_eq!(msg.downcast_ref::<&str>(), Some(&"the scope's own closure"));
     assert_eq!(done.get(), 1, "the panic left before the child ended");
 }
+
+#[test]
+fn a_fork_child_that_joins_a_parents_thread_gets_a_typed_error() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    // Before: std's join panicked in the child ('threads should not terminate
+    // unexpectedly': the thread is not there).
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let r = multiproc::scope(|s| {
+        let t = s.spawn(move || go_rx.recv_timeout(Duration::from_secs(60)).is_ok())?;
+        // The thread exists only in this process; the child has its handle's copy.
+        let mut p = s.fork(move || t.join().map_err(|e| e.kind()).err())?;
+        let got = p.join_timeout(Duration::from_secs(20));
+        if got.is_err() {
+            let _ = p.kill();
+        }
+        go_tx.send(()).unwrap();
+        got
+    });
+    assert_eq!(
+        r.unwrap().unwrap(),
+        Some(multiproc::ErrorKind::InvalidInput)
+    );
+}
+
+#[test]
+fn a_child_joined_with_a_timeout_is_not_joined_again_by_the_scope() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    let r = multiproc::scope(|s| {
+        let mut p = s.fork(|| 6 * 7)?;
+        let v = p.join_timeout(Duration::from_secs(60))?;
+        // The handle stays usable after its child was joined.
+        assert!(!p.is_alive());
+        Ok::<_, multiproc::Error>(v)
+    });
+    assert_eq!(r.unwrap().unwrap(), 42);
+}
