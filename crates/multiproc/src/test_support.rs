@@ -7,19 +7,11 @@
 //! the internals it exposes. Nothing in it is needed to use the crate.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 #[cfg(not(loom))]
 use crate::ipc::{Connection, Queue};
 #[cfg(not(loom))]
 use crate::shm::SharedMemory;
-
-static WORKER_SOCKET: AtomicI32 = AtomicI32::new(-1);
-
-/// Records the socket a pool worker talks to its parent on.
-pub(crate) fn set_worker_socket(fd: RawFd) {
-    WORKER_SOCKET.store(fd, Ordering::Relaxed);
-}
 
 /// In a child process started by multiproc: the socket its result goes back on.
 pub fn result_socket() -> Option<RawFd> {
@@ -28,7 +20,7 @@ pub fn result_socket() -> Option<RawFd> {
 
 /// In a process pool's worker: the socket its records go back on.
 pub fn worker_socket() -> Option<RawFd> {
-    Some(WORKER_SOCKET.load(Ordering::Relaxed)).filter(|&fd| fd >= 0)
+    crate::pool::process::worker_socket()
 }
 
 /// Offsets in a ring, from its base (see the layout table in `ipc/ring.rs`).

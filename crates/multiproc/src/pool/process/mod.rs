@@ -58,4 +58,4 @@ pub(crate) use handle::ProcessPool;
 pub(crate) use shared::Config;
 #[cfg(feature = "cluster")]
 pub(crate) use shared::RemoteTask;
-pub(crate) use worker::Init;
+pub(crate) use worker::{worker_socket, Init};

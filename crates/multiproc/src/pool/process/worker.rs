@@ -9,7 +9,8 @@
 //! Idle, it polls its socket for [`WorkerArgs::spin`] before it blocks, so a task
 //! that follows within that window costs no wake-up.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,11 +103,20 @@ impl Init {
     }
 }
 
+/// The socket this process talks to its pool on, when it is a pool worker (read by
+/// the hostile-peer tests through `test_support::worker_socket`).
+static WORKER_SOCKET: AtomicI32 = AtomicI32::new(-1);
+
+/// In a process pool's worker: the socket its records go back on.
+pub(crate) fn worker_socket() -> Option<RawFd> {
+    Some(WORKER_SOCKET.load(Ordering::Relaxed)).filter(|&fd| fd >= 0)
+}
+
 /// The worker process's function. Returns when the parent sends `EXIT` or closes.
 pub(crate) fn worker_main(args: WorkerArgs) {
     let sock = args.sock;
     let fd = sock.as_fd();
-    crate::test_support::set_worker_socket(std::os::fd::AsRawFd::as_raw_fd(&fd));
+    WORKER_SOCKET.store(fd.as_raw_fd(), Ordering::Relaxed);
     let mut out = Vec::with_capacity(64 * 1024);
     if let Some(init) = &args.init {
         let failed = init.run(&args.token);
