@@ -841,3 +841,35 @@ fn a_reply_larger_than_the_message_limit_is_an_error_and_the_server_stays() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert_eq!(l.len().unwrap(), 100, "the server still answers");
 }
+
+#[test]
+fn dropping_a_manager_whose_server_is_stopped_returns() {
+    let _w = util::watchdog(LIMIT);
+    for keyed in [false, true] {
+        let b = Manager::builder().allow_threads(true);
+        let b = if keyed {
+            b.authkey(b"k".to_vec())
+        } else {
+            b.no_authkey()
+        };
+        let m = b.start().unwrap();
+        let server = m.pid().unwrap();
+        stop_server(&m);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(m);
+            let _ = tx.send(());
+        });
+        // Shutdown's grace (5 s to connect and be answered, 5 s to exit), then a
+        // kill, which ends a stopped process too; a generous margin on top.
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let pid = rustix::process::Pid::from_raw(server).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+            panic!("keyed {keyed}: dropping the manager still waits for its stopped server");
+        }
+        assert!(
+            !util::alive(server),
+            "keyed {keyed}: the server outlived its manager"
+        );
+    }
+}

@@ -338,8 +338,10 @@ impl Manager {
             return Ok(());
         };
         if owned.process.is_alive() {
-            // Ask politely on a fresh connection, waiting a bounded time for the answer.
-            if let Ok(conn) = self.session.connect() {
+            // Ask politely on a fresh connection, waiting a bounded time for it (a
+            // stopped server accepts, but never answers the hello) and the answer.
+            let by = std::time::Instant::now().checked_add(SHUTDOWN_GRACE);
+            if let Ok(conn) = self.session.connect_until(by) {
                 if conn.send(Request::Shutdown).is_ok() {
                     let _ = conn.recv_timeout::<Reply>(SHUTDOWN_GRACE);
                 }

@@ -208,7 +208,7 @@ impl Session {
     /// handshake and the server's answer to the hello are not done by `deadline`
     /// (a server that is stopped still accepts connections); without a deadline the
     /// handshake has [`HANDSHAKE_TIMEOUT`] and the hello waits as a call does.
-    fn connect_until(&self, deadline: Option<Instant>) -> Result<SocketConnection> {
+    pub(crate) fn connect_until(&self, deadline: Option<Instant>) -> Result<SocketConnection> {
         let handshake = deadline.unwrap_or_else(|| Instant::now() + HANDSHAKE_TIMEOUT);
         let key = self.authkey.as_deref();
         let conn = Client::connect_until(&self.address, key, handshake).map_err(|e| {
