@@ -199,13 +199,8 @@ impl Session {
         }
     }
 
-    /// A new authenticated connection, introduced to the server.
-    pub(crate) fn connect(&self) -> Result<SocketConnection> {
-        self.connect_until(None)
-    }
-
-    /// [`connect`](Self::connect), failing with [`ErrorKind::Timeout`] if the
-    /// handshake and the server's answer to the hello are not done by `deadline`
+    /// A new authenticated connection, introduced to the server; fails with
+    /// [`ErrorKind::Timeout`] if the handshake and the server's answer to the hello are not done by `deadline`
     /// (a server that is stopped still accepts connections); without a deadline the
     /// handshake has [`HANDSHAKE_TIMEOUT`] and the hello waits as a call does.
     pub(crate) fn connect_until(&self, deadline: Option<Instant>) -> Result<SocketConnection> {
