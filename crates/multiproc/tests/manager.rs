@@ -873,3 +873,38 @@ fn dropping_a_manager_whose_server_is_stopped_returns() {
         );
     }
 }
+
+#[test]
+fn a_killed_owners_socket_directory_is_swept_by_the_next_manager() {
+    let _w = util::watchdog(LIMIT);
+    let report = multiproc::Queue::<i32>::new().unwrap();
+    let owner = child(StartMethod::Fork)
+        .start_with(own_a_manager, report.clone())
+        .unwrap();
+    let server = report.get_timeout(Duration::from_secs(60)).unwrap();
+    let owner_pid = owner.pid();
+    owner.kill().unwrap();
+    let _ = owner.join();
+    assert!(util::eventually(Duration::from_secs(20), || !util::alive(
+        server
+    )));
+    let prefix = format!("multiproc-manager-{owner_pid}-");
+    let left = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count()
+    };
+    assert_eq!(left(), 1, "the killed owner's server could not clean up");
+    // A live manager's directory is kept.
+    let live = Manager::builder().allow_threads(true).start().unwrap();
+    assert_eq!(
+        left(),
+        0,
+        "the next manager sweeps the dead owner's directory"
+    );
+    assert!(socket_path(&live).exists());
+    let again = Manager::builder().allow_threads(true).start().unwrap();
+    assert!(socket_path(&live).exists() && socket_path(&again).exists());
+}

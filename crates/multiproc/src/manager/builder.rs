@@ -229,15 +229,48 @@ impl<R: Registry> Builder<R> {
     }
 }
 
-/// A new directory only this user can enter, for the default socket.
+/// The prefix of [`private_dir`]'s names, followed by the owner's pid and a `-`.
+const DIR_PREFIX: &str = "multiproc-manager-";
+
+/// Removes the private directories in `base` left by managers whose owner was killed
+/// (their server dies with it by `SIGKILL`, which no cleanup survives): the owner's
+/// pid (in the name) runs no process and nothing listens at the socket. A directory
+/// without a socket, or one another user owns, is left alone.
+fn sweep_stale_dirs(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        let socket = dir.join("manager.sock");
+        let refused = std::os::unix::net::UnixStream::connect(&socket)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        if refused && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// A new directory only this user can enter, for the default socket (after sweeping
+/// away those of killed owners).
 fn private_dir() -> Result<PathBuf> {
     static N: AtomicU64 = AtomicU64::new(0);
     let base = std::env::temp_dir();
+    sweep_stale_dirs(&base);
     for _ in 0..16 {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let salt = &random_key()?[..4];
         let name = format!(
-            "multiproc-manager-{}-{n}-{:02x}{:02x}{:02x}{:02x}",
+            "{DIR_PREFIX}{}-{n}-{:02x}{:02x}{:02x}{:02x}",
             std::process::id(),
             salt[0],
             salt[1],
