@@ -153,6 +153,7 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 
 /// Appends to a `Vec` as [`Append`] does, unless one byte string of `big` bytes or
 /// more comes: then it stops and says so in `large`.
+#[cfg_attr(loom, allow(dead_code))]
 struct AppendSmall<'a> {
     out: &'a mut Vec<u8>,
     big: usize,
@@ -191,6 +192,7 @@ impl postcard::ser_flavors::Flavor for AppendSmall<'_> {
 /// # Errors
 ///
 /// As [`encode`].
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn encode_unless_large<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
@@ -224,6 +226,7 @@ pub(crate) fn encode_unless_large<T: Serialize + ?Sized>(
 /// # Errors
 ///
 /// As [`encode`].
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<(usize, Vec<OwnedFd>)> {
     encode_flavor(value, postcard::ser_flavors::Size::default())
 }
@@ -235,6 +238,7 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<(usize, Ve
 /// # Errors
 ///
 /// [`ErrorKind::Encode`] if the value fails to serialize or `write` stopped.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn encode_to<T: Serialize + ?Sized>(
     value: &T,
     write: &mut dyn FnMut(&[u8]) -> bool,
