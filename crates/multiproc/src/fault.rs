@@ -17,7 +17,7 @@
 /// to report stack overflows), so the process dies of the signal and its parent sees
 /// "killed by SIGSEGV".
 pub fn segfault() -> ! {
-    crate::sys::signal::die_of(libc::SIGSEGV)
+    crate::sys::signal::die_of(crate::sys::signal::SIGSEGV)
 }
 
 /// Kills the current process with `SIGABRT`, as `abort()` does.
@@ -32,16 +32,7 @@ pub fn abort() -> ! {
 /// Panics if `signo` is not a signal whose default action ends the process.
 pub fn die_of_signal(signo: i32) -> ! {
     assert!(
-        matches!(
-            signo,
-            libc::SIGSEGV
-                | libc::SIGBUS
-                | libc::SIGFPE
-                | libc::SIGILL
-                | libc::SIGABRT
-                | libc::SIGKILL
-                | libc::SIGTERM
-        ),
+        crate::sys::signal::ends_process_by_default(signo),
         "signal {signo} does not end a process by default"
     );
     crate::sys::signal::die_of(signo)

@@ -22,6 +22,20 @@ pub(crate) const SIGABRT: i32 = libc::SIGABRT;
 /// `SIGINT`: Ctrl-C.
 pub(crate) const SIGINT: i32 = libc::SIGINT;
 
+/// Whether `signo`'s default action ends the process (what `die_of` needs to kill).
+pub(crate) fn ends_process_by_default(signo: i32) -> bool {
+    matches!(
+        signo,
+        libc::SIGSEGV
+            | libc::SIGBUS
+            | libc::SIGFPE
+            | libc::SIGILL
+            | libc::SIGABRT
+            | libc::SIGKILL
+            | libc::SIGTERM
+    )
+}
+
 /// Whether `signo` is a signal this system has: a named one or a real-time one.
 pub(crate) fn exists(signo: i32) -> bool {
     name(signo).is_some() || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&signo)
