@@ -908,3 +908,19 @@ fn a_killed_owners_socket_directory_is_swept_by_the_next_manager() {
     let again = Manager::builder().allow_threads(true).start().unwrap();
     assert!(socket_path(&live).exists() && socket_path(&again).exists());
 }
+
+#[test]
+fn a_dead_owners_directory_without_its_socket_is_swept_too() {
+    let _w = util::watchdog(LIMIT);
+    // A server that saw its owner die may remove its socket on the way out and leave the
+    // directory (full CI hit this): the directory of an owner that is gone, with no
+    // socket in it, is stale as well.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let dir = std::env::temp_dir().join(format!("multiproc-manager-{dead_pid}-0-deadbeef"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let live = Manager::builder().allow_threads(true).start().unwrap();
+    assert!(!dir.exists(), "the next manager sweeps {}", dir.display());
+    assert!(socket_path(&live).exists());
+}

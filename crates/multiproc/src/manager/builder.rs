@@ -252,9 +252,15 @@ fn sweep_stale_dirs(base: &std::path::Path) {
         };
         let dir = entry.path();
         let socket = dir.join("manager.sock");
-        let refused = std::os::unix::net::UnixStream::connect(&socket)
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
-        if refused && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // Nobody listens: the socket refuses, or is gone (a server that saw its owner
+        // die may remove its socket on the way out, leaving the directory).
+        let unserved = std::os::unix::net::UnixStream::connect(&socket).is_err_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            )
+        });
+        if unserved && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
