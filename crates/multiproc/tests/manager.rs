@@ -897,6 +897,19 @@ fn a_killed_owners_socket_directory_is_swept_by_the_next_manager() {
             .count()
     };
     assert_eq!(left(), 1, "the killed owner's server could not clean up");
+    // The listening socket can outlive the server for a moment (another process of
+    // the dead owner's, on its way out, may still hold a copy): until nobody holds
+    // it, it accepts connections and the directory is rightly not yet stale.
+    let socket = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .unwrap()
+        .path()
+        .join("manager.sock");
+    assert!(util::eventually(Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_err()
+    }));
     // A live manager's directory is kept.
     let live = Manager::builder().allow_threads(true).start().unwrap();
     assert_eq!(
