@@ -21,11 +21,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Upward imports not yet removed (issue 10 is removing them), as `file: module -> target`.
-/// The list is exact: an entry that no longer occurs fails the test too, so delete it
-/// when you remove the import.
-const KNOWN: &[&str] = &[];
-
 /// The rank of each top-level module (see the module docs).
 fn rank(module: &str) -> Option<u8> {
     Some(match module {
@@ -139,7 +134,6 @@ fn no_module_imports_a_higher_layer() {
     files.sort();
     let mut violations = Vec::new();
     let mut unranked = BTreeMap::new();
-    let mut known_seen = std::collections::BTreeSet::new();
     for file in &files {
         if test_only(&src, file) {
             continue;
@@ -172,18 +166,11 @@ fn no_module_imports_a_higher_layer() {
                     continue;
                 }
                 match rank(&name) {
-                    Some(r) if r > my_rank => {
-                        let rel = file.strip_prefix(&src).unwrap().display().to_string();
-                        let key = format!("{rel}: {me} -> {name}");
-                        if KNOWN.contains(&key.as_str()) {
-                            known_seen.insert(key);
-                        } else {
-                            violations.push(format!(
-                                "{rel}:{}: `{me}` (rank {my_rank}) uses `crate::{name}` (rank {r})",
-                                n + 1
-                            ));
-                        }
-                    }
+                    Some(r) if r > my_rank => violations.push(format!(
+                        "{}:{}: `{me}` (rank {my_rank}) uses `crate::{name}` (rank {r})",
+                        file.strip_prefix(&src).unwrap().display(),
+                        n + 1
+                    )),
                     Some(_) => {}
                     // A re-exported item at the crate root (`crate::Error`, a macro).
                     None if name.starts_with(char::is_uppercase) => {}
@@ -197,11 +184,6 @@ fn no_module_imports_a_higher_layer() {
     assert!(
         unranked.is_empty(),
         "modules without a layer (add them to `rank`): {unranked:?}"
-    );
-    let gone: Vec<_> = KNOWN.iter().filter(|k| !known_seen.contains(**k)).collect();
-    assert!(
-        gone.is_empty(),
-        "these upward imports are gone: delete them from `KNOWN` in tests/layers.rs: {gone:?}"
     );
     assert!(
         violations.is_empty(),
