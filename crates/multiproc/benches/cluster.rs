@@ -93,35 +93,7 @@ fn main() {
     let quick = std::env::var_os("MULTIPROC_BENCH_QUICK").is_some();
     let rounds = if quick { 3 } else { 7 };
     let port = free_port();
-    let pw = format!("bench{port}");
-    let dir = std::env::temp_dir().join(format!("mp-bench-redis-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let redis = Kill(
-        Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--requirepass",
-                &pw,
-            ])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)"),
-    );
-    let url = format!("redis://default:{pw}@127.0.0.1:{port}/");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (redis, url, dir) = redis_server("127.0.0.1", port);
     let name = "bench";
     let hosts: Vec<Kill> = (0..2)
         .map(|_| {
@@ -210,7 +182,15 @@ fn main() {
         ("redis_xadd_pipelined", vec!["-P", "32"]),
     ] {
         let out = Command::new("redis-benchmark")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-a", &pw, "-q"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-a",
+                &password(port),
+                "-q",
+            ])
             .args(["-n", if quick { "50000" } else { "200000" }, "-c", "50"])
             .args(&extra)
             .args(["XADD", "bench:s", "*", "f", "v"])
@@ -234,6 +214,46 @@ fn main() {
     scaling(rounds);
 }
 
+/// The bench Redis's password on `port`.
+fn password(port: u16) -> String {
+    format!("bench{port}")
+}
+
+/// Starts a password-protected `redis-server` without persistence on `bind:port`, and
+/// waits (at most 10 s) until it accepts connections: the process (killed on drop), its
+/// URL and its working directory (the caller removes it).
+fn redis_server(bind: &str, port: u16) -> (Kill, String, std::path::PathBuf) {
+    let pw = password(port);
+    let dir = std::env::temp_dir().join(format!("mp-bench-redis-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = Kill(
+        Command::new("redis-server")
+            .args([
+                "--bind",
+                bind,
+                "--port",
+                &port.to_string(),
+                "--requirepass",
+                &pw,
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect((bind, port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (redis, format!("redis://default:{pw}@{bind}:{port}/"), dir)
+}
+
 /// The CPU-bound rows on 1, 2 and 4 namespace hosts (see the module docs).
 fn scaling(rounds: usize) {
     let mut net = match netns::Net::new() {
@@ -248,30 +268,7 @@ fn scaling(rounds: usize) {
         let l = std::net::TcpListener::bind((gw.as_str(), 0)).unwrap();
         l.local_addr().unwrap().port()
     };
-    let pw = format!("bench{port}");
-    let dir = std::env::temp_dir().join(format!("mp-bench-redis-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let redis = Kill(
-        Command::new("redis-server")
-            .args([
-                "--bind",
-                &gw,
-                "--port",
-                &port.to_string(),
-                "--requirepass",
-                &pw,
-            ])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    while std::net::TcpStream::connect((gw.as_str(), port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = format!("redis://default:{pw}@{gw}:{port}/");
+    let (redis, url, dir) = redis_server(&gw, port);
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap().to_owned();
     // Seven machines: one cluster of 1 host, one of 2, one of 4, all up at once so
