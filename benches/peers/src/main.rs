@@ -1,14 +1,22 @@
-//! multiproc against iceoryx2 (0.10), paired: every round runs each measure once, in
-//! the same order (ABAB...), and the summary gives the median of the rounds and the
-//! ratio of the paired medians.
+//! multiproc against iceoryx2 (0.10), paired: every round runs each measure once
+//! (ABAB...), odd rounds in reverse order so that no measure always follows the same
+//! neighbour, and the summary gives each measure's median over the rounds, the ratio
+//! of the medians and the paired ratio (the median over rounds of the ratio within a
+//! round, which cancels load that drifts between rounds).
 //!
 //! This crate is outside the workspace (its own `[workspace]`, lock file and target
 //! directory): iceoryx2 and its bindgen build take minutes to compile, which the
 //! workspace's tests and clippy must not pay. Run it from this directory:
 //!
 //! ```text
-//! cargo run --release -- [rounds]        # default 5 rounds
+//! cargo run --release -- [rounds]                      # default 5 rounds
+//! MULTIPROC_BENCH_HOG=1 cargo run --release -- [rounds] # with a CPU hog, see below
+//! MULTIPROC_BENCH_ONLY=rtt,copy cargo run --release     # measures whose names contain a word
 //! ```
+//!
+//! `MULTIPROC_BENCH_HOG=1` runs every round with a busy-looping process on each CPU but
+//! the first (issue 11: every row "with a CPU hog on the other core too"); the code is
+//! the workspace benches' `crates/multiproc/benches/common/hog.rs`.
 //!
 //! It needs libclang for iceoryx2's bindgen (Debian: `apt-get install libclang-dev`).
 //!
@@ -21,7 +29,7 @@
 //! * `rtt_block`: the same with iceoryx2's blocking pattern (publish, then notify an
 //!   event; the other side `blocking_wait`s on a listener), against the same Pipe.
 //! * `msg8`: one-way `u64`s; iceoryx2 with back-pressure (`RetryUntilDelivered`, no
-//!   overflow) and a busy-polling subscriber, against a one-way Pipe.
+//!   overflow) and a busy-polling subscriber, against a one-way Pipe and a `Queue`.
 //! * `copy_1MiB`: 1 MiB messages copied in by the sender and out by the receiver
 //!   (iceoryx2: a loaned slice filled with `write_from_slice`, the sample copied into
 //!   a reused buffer; multiproc: `send_bytes`/`recv_bytes_into`).
@@ -33,9 +41,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../../../crates/multiproc/benches/common/hog.rs"]
+mod hog;
+
 use iceoryx2::prelude::*;
 use multiproc::ipc::{Connection, Pipe};
-use multiproc::Process;
+use multiproc::{Process, Queue};
 
 const MIB: usize = 1 << 20;
 
@@ -189,6 +200,12 @@ fn mp_msg8_producer((c, n): (Connection, u64)) {
     }
 }
 
+fn mp_queue_producer((q, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
 fn mp_bytes_producer((c, n): (Connection, u64)) {
     let data = vec![7u8; MIB];
     for _ in 0..n {
@@ -301,6 +318,19 @@ fn mp_msg8(n: u64) -> R<Duration> {
     Ok(d)
 }
 
+fn mp_queue_msg8(n: u64) -> R<Duration> {
+    let q: Queue<u64> = Queue::new()?;
+    let p = Process::start_with(mp_queue_producer, (q.clone(), n + 1))?;
+    q.get()?;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(q.get()?);
+    }
+    let d = t.elapsed();
+    p.join()?;
+    Ok(d)
+}
+
 fn iox_copy_1mib(n: u64) -> R<Duration> {
     let node = node()?;
     let svc_name = name("bytes");
@@ -406,6 +436,13 @@ fn measures() -> Vec<Measure> {
             figure: mmsg_per_s,
         },
         Measure {
+            name: "msg8/multiproc_queue",
+            unit: "Mmsg/s",
+            ops: 2_000_000,
+            run: mp_queue_msg8,
+            figure: mmsg_per_s,
+        },
+        Measure {
             name: "copy_1MiB/iceoryx2",
             unit: "GB/s",
             ops: 300,
@@ -431,51 +468,78 @@ fn load() -> String {
         .join(" ")
 }
 
+/// The median of `v` (sorted in place); the upper middle for an even count.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn main() -> R<()> {
     set_log_level(LogLevel::Error);
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(5);
-    let ms = measures();
+        .unwrap_or(5)
+        .max(1);
+    // `MULTIPROC_BENCH_ONLY=rtt,msg8`: only the measures whose names contain a word.
+    let only = std::env::var("MULTIPROC_BENCH_ONLY").unwrap_or_default();
+    let ms: Vec<Measure> = measures()
+        .into_iter()
+        .filter(|m| only.split(',').any(|o| m.name.contains(o)))
+        .collect();
     let mut figs = vec![Vec::new(); ms.len()];
+    // Over every round, both peers alike; dropped (killed and reaped) before the summary.
+    let hogs = hog::Hogs::from_env();
     println!("load before: {}", load());
     for r in 0..rounds {
-        for (i, m) in ms.iter().enumerate() {
+        let order: Vec<usize> = if r % 2 == 0 {
+            (0..ms.len()).collect()
+        } else {
+            (0..ms.len()).rev().collect()
+        };
+        for i in order {
+            let m = &ms[i];
             let f = (m.figure)(m.ops, (m.run)(m.ops)?);
             eprintln!("round {r} {} {f:.4} {}", m.name, m.unit);
             figs[i].push(f);
         }
     }
     println!("load after: {}", load());
-    let med: Vec<f64> = figs
-        .iter_mut()
-        .map(|f| {
-            f.sort_by(|a, b| a.total_cmp(b));
-            f[f.len() / 2]
-        })
-        .collect();
+    drop(hogs);
+    let med: Vec<f64> = figs.iter().map(|f| median(&mut f.clone())).collect();
     println!("\n| measure | median | min | max | unit |\n|---|---:|---:|---:|---|");
     for ((m, f), md) in ms.iter().zip(&figs).zip(&med) {
+        let min = f.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = f.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "| {} | {md:.4} | {:.4} | {:.4} | {} |",
-            m.name,
-            f[0],
-            f[f.len() - 1],
-            m.unit
+            "| {} | {md:.4} | {min:.4} | {max:.4} | {} |",
+            m.name, m.unit
         );
     }
-    let get = |n: &str| ms.iter().position(|m| m.name == n).map(|i| med[i]);
-    println!("\nratios (multiproc vs iceoryx2; > 1: multiproc is better)");
+    let at = |n: &str| ms.iter().position(|m| m.name == n);
+    println!(
+        "\nratios, multiproc vs iceoryx2 (> 1: multiproc is better): of the medians, and \
+         paired (median over rounds of the ratio within a round)"
+    );
     for (ours, peer, higher) in [
         ("rtt/multiproc_pipe", "rtt_spin/iceoryx2", false),
         ("rtt/multiproc_pipe", "rtt_block/iceoryx2", false),
         ("msg8/multiproc_pipe", "msg8/iceoryx2", true),
+        ("msg8/multiproc_queue", "msg8/iceoryx2", true),
         ("copy_1MiB/multiproc_pipe", "copy_1MiB/iceoryx2", true),
     ] {
-        if let (Some(a), Some(b)) = (get(ours), get(peer)) {
-            let r = if higher { a / b } else { b / a };
-            println!("  {ours} vs {peer}: {r:.2}x");
+        if let (Some(a), Some(b)) = (at(ours), at(peer)) {
+            let ratio = |x: f64, y: f64| if higher { x / y } else { y / x };
+            let mut within: Vec<f64> = figs[a]
+                .iter()
+                .zip(&figs[b])
+                .map(|(&x, &y)| ratio(x, y))
+                .collect();
+            println!(
+                "  {ours} vs {peer}: {:.2}x (paired {:.2}x)",
+                ratio(med[a], med[b]),
+                median(&mut within)
+            );
         }
     }
     Ok(())

@@ -21,7 +21,12 @@
 //! of the fork server, so that they inherit the bench's scheduling: under
 //! `chrt -f 10` both ends of every measure then run at real-time priority, and a
 //! machine loaded by other work no longer decides the figures (the fork server
-//! starts its children at normal priority).
+//! starts its children at normal priority). `MULTIPROC_BENCH_HOG=1` measures with a
+//! busy-looping process on every CPU but the first (issue 11's rows under load; see
+//! `benches/common/hog.rs`); the pinned rows then share CPU 0 with nothing, as before.
+
+#[path = "common/hog.rs"]
+mod hog;
 
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
@@ -885,6 +890,9 @@ fn main() {
         pinned_child();
         return;
     }
+    // Over every measure below, criterion's included; the pinned child (above) runs
+    // under this process's hogs.
+    let hogs = hog::Hogs::from_env();
     if !quick() {
         let mut c = Criterion::default()
             .sample_size(10)
@@ -917,6 +925,7 @@ fn main() {
         .collect();
     rows.extend(py);
     println!("load after: {}", load_avg().trim());
+    drop(hogs);
     let get = |n: &str| rows.iter().find(|r| r.0 == n).map(|r| r.2);
     let mut out = std::io::stdout().lock();
     writeln!(out, "\n| measure | median | min | max | unit |").unwrap();

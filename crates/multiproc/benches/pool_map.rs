@@ -8,9 +8,15 @@
 //! cargo bench -p multiproc --bench pool_map                           # longer, steadier
 //! ```
 //!
+//! `MULTIPROC_BENCH_HOG=1` runs every row with a busy-looping process on each CPU but
+//! the first (issue 11's rows under load; see `benches/common/hog.rs`).
+//!
 //! Every pool has 2 workers. Each row's median (over criterion's samples) is printed
 //! at the end in one table, with the ratio to the row it is compared with.
 #![allow(missing_docs)]
+
+#[path = "common/hog.rs"]
+mod hog;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -672,6 +678,8 @@ criterion_group! {
 
 fn main() {
     procspawn::init();
+    // Over every row, Python's included (`report` runs it).
+    let hogs = hog::Hogs::from_env();
     benches();
     // The positional arguments are criterion's filters; apply them to the primes rows too.
     let filters: Vec<String> = std::env::args()
@@ -687,4 +695,5 @@ fn main() {
     }
     Criterion::default().configure_from_args().final_summary();
     report();
+    drop(hogs);
 }

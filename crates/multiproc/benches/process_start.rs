@@ -74,6 +74,10 @@
 //! memory and phase tables run only without arguments, or with
 //! `memory` / `phases`.
 //!
+//! `MULTIPROC_BENCH_HOG=1` runs every row with a busy-looping process on each CPU but
+//! the first (issue 11's rows under load; see `benches/common/hog.rs`); the load line
+//! then counts the hogs among the "other processes".
+//!
 //! Run as a test (`cargo test --benches`, no `--bench` argument) it only runs each row
 //! a couple of times, as criterion does.
 //!
@@ -84,6 +88,9 @@
 //! async-signal-safe functions (`write`, `read`, `_exit`). Every pointer handed to libc
 //! points to a live, NUL-terminated buffer owned by the caller for the whole call.
 #![allow(unsafe_code)]
+
+#[path = "common/hog.rs"]
+mod hog;
 
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -165,7 +172,10 @@ fn main() {
     };
     multiproc::process::preload_forkserver().expect("start the fork server");
 
-    let load = LoadMeter::start();
+    // Before the load meter, so that it counts the hogs as other processes.
+    let hogs = hog::Hogs::from_env();
+    let hog_pids = hogs.as_ref().map_or(Vec::new(), |h| h.pids());
+    let load = LoadMeter::start(hog_pids.iter().map(|p| p.to_string()).collect());
     let mut cases = cases(python.clone());
     if !filters.is_empty() {
         // A filter that names a row exactly selects that row only (`mp_fork` without
@@ -193,6 +203,7 @@ fn main() {
         py.borrow_mut().quit();
     }
     let load = load.finish();
+    drop(hogs);
 
     report(&cases, &memory, &config, &load);
     report_phases(&phases);
@@ -1083,6 +1094,8 @@ struct LoadMeter {
     max_load1: RefCell<f64>,
     stat_before: (u64, u64),
     own_before: u64,
+    /// Children that are not the bench's (the hogs): left out of its own CPU time.
+    exclude: Vec<String>,
 }
 
 struct Load {
@@ -1131,23 +1144,25 @@ fn process_ticks(pid: &str) -> u64 {
 }
 
 /// CPU ticks used by this process, its reaped children and its living children (the
-/// fork server).
-fn own_ticks() -> u64 {
+/// fork server), but not by the living children in `exclude`.
+fn own_ticks(exclude: &[String]) -> u64 {
     process_ticks("self")
         + living_children()
             .iter()
+            .filter(|pid| !exclude.contains(pid))
             .map(|pid| process_ticks(pid))
             .sum::<u64>()
 }
 
 impl LoadMeter {
-    fn start() -> LoadMeter {
+    fn start(exclude: Vec<String>) -> LoadMeter {
         LoadMeter {
             start: Instant::now(),
             loadavg_before: loadavg(),
             max_load1: RefCell::new(0.0),
             stat_before: cpu_ticks(),
-            own_before: own_ticks(),
+            own_before: own_ticks(&exclude),
+            exclude,
         }
     }
 
@@ -1165,7 +1180,7 @@ impl LoadMeter {
         self.sample();
         let (busy1, total1) = cpu_ticks();
         let (busy0, total0) = self.stat_before;
-        let own = own_ticks().saturating_sub(self.own_before);
+        let own = own_ticks(&self.exclude).saturating_sub(self.own_before);
         let total = (total1 - total0).max(1) as f64;
         let busy = (busy1 - busy0) as f64;
         Load {
