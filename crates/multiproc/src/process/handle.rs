@@ -288,7 +288,7 @@ impl<T> Process<T> {
                 // Yield, not spin: the wake-up that brought us here often moves this
                 // thread onto the child's CPU, and a busy spin there keeps the child from
                 // finishing its exit until the spin ends (measured: a 50 µs spin added
-                // 50 µs to every Fork join; see BENCHMARKS.md).
+                // 50 µs to every Fork join: BENCHMARKS.md as of `e6cc1ff`).
                 let backoff = Backoff::new();
                 while backoff.spinning() {
                     self.poll_exit(st);
