@@ -206,6 +206,45 @@ fn map_trivial(c: &mut Criterion) {
     );
 }
 
+/// `map(x -> 3x+1)` with the process backend and rayon at 10^3 .. 10^7 items (issue 11:
+/// ns/item must stay flat from 10^5 up, and fixed per-call costs show at 10^3). The
+/// 10^6 row is `map_1M_trivial`.
+fn map_sizes(c: &mut Criterion) {
+    const SIZES: [(&str, u64); 4] = [
+        ("map_1k_trivial", 1_000),
+        ("map_10k_trivial", 10_000),
+        ("map_100k_trivial", 100_000),
+        ("map_10M_trivial", 10_000_000),
+    ];
+    let p = processes(StartMethod::ForkServer);
+    let r = rayon_pool();
+    for (group, n) in SIZES {
+        let v: Vec<u64> = (0..n).collect();
+        timed(
+            c,
+            &format!("{group}/process"),
+            "ns/item",
+            NS,
+            n as usize,
+            || v.clone(),
+            |v| p.map(inc, v).unwrap(),
+        );
+        timed(
+            c,
+            &format!("{group}/rayon"),
+            "ns/item",
+            NS,
+            n as usize,
+            || v.clone(),
+            |v| {
+                use rayon::prelude::*;
+                r.install(|| v.into_par_iter().map(inc).collect::<Vec<u64>>())
+            },
+        );
+    }
+    p.join();
+}
+
 fn pipelined(c: &mut Criterion) {
     const N: usize = 10_000;
     let p = processes(StartMethod::ForkServer);
@@ -673,7 +712,7 @@ criterion_group! {
     name = benches;
     // (criterion_group! generates an undocumented function.)
     config = config();
-    targets = map_trivial, pipelined, submit_wait, ready
+    targets = map_trivial, map_sizes, pipelined, submit_wait, ready
 }
 
 fn main() {

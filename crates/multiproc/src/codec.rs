@@ -48,7 +48,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        extend_small(self.0, data);
         Ok(())
     }
 
@@ -61,6 +61,27 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }
+}
+
+/// `out.extend_from_slice(data)`, faster for the short pieces postcard writes most
+/// (a varint, 1 to 10 bytes, which it has just written byte by byte into a buffer on
+/// the stack): the bytes are gathered into one word with byte loads, which the CPU
+/// forwards from those stores, and written with one store. A wider load of bytes
+/// just stored one by one cannot be forwarded and stalls (`memcpy` and fixed-size
+/// copies do that): encoding a `Vec<u64>` took 6.5 ns of CPU per item (issue 11).
+#[inline(always)]
+fn extend_small(out: &mut Vec<u8>, data: &[u8]) {
+    if data.len() > 8 {
+        out.extend_from_slice(data);
+        return;
+    }
+    let mut w = 0u64;
+    for (i, &b) in data.iter().enumerate() {
+        w |= u64::from(b) << (8 * i);
+    }
+    let len = out.len() + data.len();
+    out.extend_from_slice(&w.to_le_bytes());
+    out.truncate(len);
 }
 
 /// Encodes `value` into `buf` without allocating: the encoded length, or `None` if it
@@ -169,7 +190,7 @@ impl postcard::ser_flavors::Flavor for AppendSmall<'_> {
             *self.large = true;
             return Err(postcard::Error::SerializeBufferFull);
         }
-        self.out.extend_from_slice(data);
+        extend_small(self.out, data);
         Ok(())
     }
 
@@ -597,7 +618,30 @@ mod tests {
         }
     }
 
+    /// `extend_small` appends exactly what `extend_from_slice` does, for every length
+    /// (its word path writes 8 bytes and cuts back), after any prefix.
+    #[test]
+    fn extend_small_appends_like_extend_from_slice() {
+        let data: Vec<u8> = (1..=20).collect();
+        for before in [0usize, 1, 7, 8, 13] {
+            for n in 0..=data.len() {
+                let mut got: Vec<u8> = vec![0xaa; before];
+                let mut want = got.clone();
+                extend_small(&mut got, &data[..n]);
+                want.extend_from_slice(&data[..n]);
+                assert_eq!(got, want, "{before} bytes before, {n} appended");
+            }
+        }
+    }
+
     proptest::proptest! {
+        /// The codec's bytes are postcard's, whatever path `Append` takes.
+        #[test]
+        fn encoding_is_postcards(v: Vec<(u64, i16, String, u128)>) {
+            let e = encode(&v).unwrap();
+            proptest::prop_assert_eq!(e.bytes, postcard::to_allocvec(&v).unwrap());
+        }
+
         #[test]
         fn round_trips(v: Vec<(u64, String, Option<i32>)>) {
             let e = encode(&v).unwrap();
