@@ -92,6 +92,17 @@ pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) 
     r
 }
 
+/// [`encode_to_slice`] for a value that must own no descriptor (a
+/// [`Queue`](crate::Queue)'s small items): `None` also when this thread is in the
+/// middle of another encoding, whose descriptor list would otherwise collect this
+/// value's descriptors (the caller then encodes it with [`encode_unless_large`]).
+pub(crate) fn encode_small<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) -> Option<usize> {
+    if SINK.with(|s| s.try_borrow().map_or(true, |l| l.is_some())) {
+        return None;
+    }
+    encode_to_slice(value, buf)
+}
+
 /// Largest encoding buffer a [`Queue`](crate::Queue) or a
 /// [`Connection`](crate::ipc::Connection) keeps for the next message. A 1 MiB item
 /// encodes to a little more than 1 MiB (its length comes first), so a limit of

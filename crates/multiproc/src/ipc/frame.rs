@@ -329,7 +329,6 @@ pub(crate) struct Reassembly {
 
 impl Reassembly {
     /// Whether a message is half-received.
-    #[cfg(test)]
     pub(crate) fn in_message(&self) -> bool {
         self.partial.is_some()
     }
