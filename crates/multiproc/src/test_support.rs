@@ -1,7 +1,8 @@
 //! Test support for the hostile-peer suite (`tests/hostile_peer.rs`), which plays a
 //! misbehaving peer from a child process: where a child's result socket and a pool
 //! worker's socket are, and where a pipe's or queue's ring lies in its shared memory
-//! (the layout is in `ipc/ring.rs`).
+//! (the layout is in `ipc/ring.rs`); and [`mark`], a task two different programs
+//! can register under one name (the cluster's build check, `tests/cluster_pool.rs`).
 //!
 //! Not an API: hidden from the docs, not covered by semver, and it may change with
 //! the internals it exposes. Nothing in it is needed to use the crate.
@@ -21,6 +22,16 @@ pub fn result_socket() -> Option<RawFd> {
 /// In a process pool's worker: the socket its records go back on.
 pub fn worker_socket() -> Option<RawFd> {
     crate::pool::process::worker_socket()
+}
+
+/// Writes `ran` to the file `path` and returns the length of `path`: a task whose
+/// name (`multiproc::test_support::mark`) and types are the same in every program
+/// that registers it, so that two builds have the same task key. The cluster tests
+/// register it in the test binary, and the `cluster_worker` example in another build.
+pub fn mark(path: String) -> u64 {
+    // A failed write shows as the file's absence, which is what the tests check.
+    let _ = std::fs::write(&path, b"ran");
+    path.len() as u64
 }
 
 /// Offsets in a ring, from its base (see the layout table in `ipc/ring.rs`).

@@ -500,6 +500,113 @@ fn t17_list_prints_the_task_table() {
     );
 }
 
+/// The `cluster_worker` example: another build of a program that registers
+/// `multiproc::test_support::mark` as this one does. Cargo builds it beside the tests
+/// (`cargo nextest run --all-features`, `cargo test --features cluster`); a run
+/// limited to one test binary may not have, and skips, outside CI.
+fn other_build() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/cluster_pool-<hash> → target/<profile>/examples/
+    let path = exe.parent()?.parent()?.join("examples/cluster_worker");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing under CI=true",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (cargo build -p multiproc --features cluster --example \
+         cluster_worker)",
+        path.display()
+    );
+    None
+}
+
+#[test]
+fn t17_a_host_of_another_build_is_refused() {
+    use multiproc::test_support::mark;
+    multiproc::task!(mark);
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let Some(other) = other_build() else { return };
+    let name = unique_name();
+    let dir = std::env::temp_dir();
+    let marker = |i: u32| {
+        let p = dir.join(format!("mp-t17-{}-{i}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p.display().to_string()
+    };
+    let strict = Pool::builder()
+        .cluster(opts(&url, &name).same_build(true))
+        .build()
+        .unwrap();
+    // 1. A task written while no host is known reaches a host of another build (same
+    //    task key: same name and types), which answers and runs nothing.
+    let m1 = marker(1);
+    let h = strict.submit(mark, m1.clone());
+    let mut con = raw(&url);
+    let start = Instant::now();
+    while redis::cmd("XLEN")
+        .arg(format!("{{{name}}}:tasks"))
+        .query::<u64>(&mut con)
+        .unwrap()
+        == 0
+    {
+        assert!(start.elapsed() < HOSTS_UP, "the task was never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut foreign = Host::start_exe(&other, &url, &name, 1, &[]);
+    let e = h.join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BinaryMismatch, "{e}");
+    assert!(
+        e.to_string().contains("not the client's build") && e.to_string().contains("did not run"),
+        "{e}"
+    );
+    assert!(!std::path::Path::new(&m1).exists(), "{m1} was run");
+    // 2. Now that the client sees that host, it refuses before sending.
+    wait_hosts(&strict, 1, HOSTS_UP);
+    let foreign_build = strict.cluster_stats().unwrap().hosts[0].build_id.clone();
+    let m2 = marker(2);
+    let e = strict.apply(mark, m2.clone()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BinaryMismatch, "{e}");
+    assert!(e.to_string().contains("it was not sent"), "{e}");
+    assert!(e.to_string().contains(&foreign_build[..12]), "{e}");
+    assert!(!std::path::Path::new(&m2).exists(), "{m2} was run");
+    // 3. Without same_build the same key runs there: the build alone was refused.
+    let loose = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&loose, 1, HOSTS_UP);
+    let m3 = marker(3);
+    assert_eq!(loose.apply(mark, m3.clone()).unwrap(), m3.len() as u64);
+    assert!(std::path::Path::new(&m3).exists());
+    loose.join();
+    strict.join();
+    foreign.kill9();
+    cleanup(&url, &name);
+    // 4. A host of the client's own build runs it with same_build, and its build id is
+    //    not the other program's.
+    let name = unique_name();
+    let _own = Host::start(&url, &name, 1);
+    let strict = Pool::builder()
+        .cluster(opts(&url, &name).same_build(true))
+        .build()
+        .unwrap();
+    wait_hosts(&strict, 1, HOSTS_UP);
+    assert_ne!(
+        strict.cluster_stats().unwrap().hosts[0].build_id,
+        foreign_build
+    );
+    let m4 = marker(4);
+    assert_eq!(strict.apply(mark, m4.clone()).unwrap(), m4.len() as u64);
+    assert!(std::path::Path::new(&m4).exists());
+    strict.join();
+    cleanup(&url, &name);
+    for p in [m3, m4] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 #[test]
 fn t2_cancel_before_send_and_terminate() {
     let _w = util::watchdog(LIMIT);

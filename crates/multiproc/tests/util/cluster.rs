@@ -71,7 +71,18 @@ impl Host {
     }
 
     pub fn start_with(url: &str, name: &str, slots: usize, env: &[(&str, &str)]) -> Host {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        Host::start_exe(&std::env::current_exe().unwrap(), url, name, slots, env)
+    }
+
+    /// A host running the program `exe` (another build) instead of this test binary.
+    pub fn start_exe(
+        exe: &std::path::Path,
+        url: &str,
+        name: &str,
+        slots: usize,
+        env: &[(&str, &str)],
+    ) -> Host {
+        let mut cmd = Command::new(exe);
         cmd.env(cluster::WORKER_ENV, url)
             .env(cluster::WORKER_NAME_ENV, name)
             .env(cluster::WORKER_SLOTS_ENV, slots.to_string())

@@ -27,7 +27,7 @@ use redis::Value;
 
 use super::config::{hex, random_id, Resolved};
 use super::conn::{self, broker_error, is_connection_error};
-use super::host::HostInfo;
+use super::host::{build_id, build_key, HostInfo};
 use super::wire::{self, BlobRef, Entry, ResultHeader, Status, TaskHeader, WireError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::slot::Completion;
@@ -644,22 +644,7 @@ impl Shared {
                 refused.push((t.sink, e));
                 continue;
             }
-            if !st.hosts.is_empty()
-                && !st
-                    .hosts
-                    .iter()
-                    .any(|h| h.keys.binary_search(&t.key).is_ok())
-            {
-                let names: Vec<String> = st
-                    .hosts
-                    .iter()
-                    .map(|h| format!("{} (build {})", h.id, short(&h.build_id)))
-                    .collect();
-                let e = Error::new(ErrorKind::NotRegistered).with_message(format!(
-                    "no live worker host can run `{}`: {} do not register it with this signature",
-                    t.name,
-                    names.join(", ")
-                ));
+            if let Some(e) = self.no_host_for(&st.hosts, &t) {
                 refused.push((t.sink, e));
                 continue;
             }
@@ -675,6 +660,37 @@ impl Shared {
             room -= 1;
         }
         (ids, refused)
+    }
+
+    /// Why no live host can run `t`, when hosts are known and none can: none
+    /// registers its key ([`ErrorKind::NotRegistered`]), or, with
+    /// [`same_build`](super::Options::same_build), only hosts of other builds do
+    /// ([`ErrorKind::BinaryMismatch`]).
+    fn no_host_for(&self, hosts: &[HostInfo], t: &ClusterTask) -> Option<Error> {
+        let has = |h: &&HostInfo| h.keys.binary_search(&t.key).is_ok();
+        let same = |h: &&HostInfo| !self.cfg.opts.same_build || h.build_id == build_id();
+        if hosts.is_empty() || hosts.iter().filter(has).any(|h| same(&h)) {
+            return None;
+        }
+        let names: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{} (build {})", h.id, short(&h.build_id)))
+            .collect();
+        Some(if hosts.iter().any(|h| has(&h)) {
+            Error::new(ErrorKind::BinaryMismatch).with_message(format!(
+                "no live worker host runs this client's build {} (same_build): {} cannot \
+                 run `{}`; it was not sent",
+                short(build_id()),
+                names.join(", "),
+                t.name
+            ))
+        } else {
+            Error::new(ErrorKind::NotRegistered).with_message(format!(
+                "no live worker host can run `{}`: {} do not register it with this signature",
+                t.name,
+                names.join(", ")
+            ))
+        })
     }
 
     /// Writes the tasks `ids` (still outstanding) in one pipeline.
@@ -700,6 +716,11 @@ impl Shared {
                         .opts
                         .task_timeout
                         .map_or(0, |t| t.as_millis().clamp(1, u128::from(u32::MAX)) as u32),
+                    build: if self.cfg.opts.same_build {
+                        build_key()
+                    } else {
+                        0
+                    },
                 };
                 let mut fields: wire::Fields =
                     vec![("h", h.encode()), ("n", s.t.name.as_bytes().to_vec())];

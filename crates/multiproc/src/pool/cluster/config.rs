@@ -45,6 +45,7 @@ pub struct Options {
     pub(crate) max_payload: usize,
     pub(crate) blob_ttl: Duration,
     pub(crate) task_timeout: Option<Duration>,
+    pub(crate) same_build: bool,
     #[cfg(feature = "cluster-tls")]
     pub(crate) tls_root_cert: Option<Vec<u8>>,
 }
@@ -62,6 +63,7 @@ impl fmt::Debug for Options {
             .field("lease", &self.lease)
             .field("window", &self.window)
             .field("task_timeout", &self.task_timeout)
+            .field("same_build", &self.same_build)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +102,7 @@ impl Options {
             max_payload: 64 << 20,
             blob_ttl: Duration::from_secs(3600),
             task_timeout: None,
+            same_build: false,
             #[cfg(feature = "cluster-tls")]
             tls_root_cert: None,
         }
@@ -198,6 +201,24 @@ impl Options {
     /// At most about 49 days.
     pub fn task_timeout(mut self, timeout: Duration) -> Options {
         self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs this client's tasks only on hosts of the client's own build (its GNU
+    /// build-id, or the SHA-256 of its executable without one), not merely on hosts
+    /// that register the task with the same name and types (default `false`).
+    ///
+    /// A task key covers a function's name and its argument and result types, not its
+    /// code: a host running another build of the program (an older deploy, say) with
+    /// the same function runs that build's code. With `same_build(true)` the client
+    /// refuses, before sending, a task that no live host of its build can run
+    /// ([`ErrorKind::BinaryMismatch`], naming the hosts and their builds), and a host of
+    /// another build that reads the task anyway (it came up after the client looked)
+    /// answers [`ErrorKind::BinaryMismatch`] naming both builds and runs nothing.
+    /// Every host of the cluster must then run the client's build: tasks read by a
+    /// host of another build fail, they are not passed on.
+    pub fn same_build(mut self, yes: bool) -> Options {
+        self.same_build = yes;
         self
     }
 

@@ -138,6 +138,18 @@ pub(crate) fn build_id() -> &'static str {
     })
 }
 
+/// The first 8 bytes of [`build_id`] as a number, never 0: what a
+/// [`same_build`](Options::same_build) client puts in its task headers.
+pub(crate) fn build_key() -> u64 {
+    build_key_of(build_id())
+}
+
+fn build_key_of(id: &str) -> u64 {
+    u64::from_str_radix(id.get(..16).unwrap_or(id), 16)
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Finds the `NT_GNU_BUILD_ID` note in an ELF64 little-endian image.
 fn gnu_build_id(elf: &[u8]) -> Option<&[u8]> {
     let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
@@ -843,6 +855,19 @@ impl Host {
             arg_blob,
             dead: false,
         };
+        if h.build != 0 && h.build != build_key() {
+            // The client wants its own build, and this is another one: same name and
+            // types, perhaps other code.
+            let err = Error::new(ErrorKind::BinaryMismatch).with_message(format!(
+                "host {} runs build {}, not the client's build {:016x}, and the client \
+                 runs its tasks only on its own build (same_build); `{name}` did not run",
+                self.id,
+                &build_id()[..16.min(build_id().len())],
+                h.build
+            ));
+            self.send(answer(Err(err), None));
+            return None;
+        }
         let def = match resolve(h.key, &name, &self.id) {
             Ok(d) => d,
             Err(err) => {
@@ -1428,6 +1453,14 @@ mod tests {
         let e = resolve(def.key() ^ 1, "app::elsewhere", "host-b").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotRegistered);
         assert!(e.to_string().contains("app::elsewhere"), "{e}");
+    }
+
+    #[test]
+    fn build_keys_are_the_ids_first_8_bytes_and_never_0() {
+        assert_eq!(build_key_of("0123456789abcdef00ff"), 0x0123_4567_89ab_cdef);
+        assert_eq!(build_key_of(&"0".repeat(40)), 1);
+        assert_eq!(build_key_of("not hex"), 1);
+        assert_ne!(build_key(), 0);
     }
 
     #[test]

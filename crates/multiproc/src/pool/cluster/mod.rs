@@ -41,6 +41,10 @@
 //! sent. A task is found on a host by a key over its name and its argument and result
 //! types; a host whose build has the name with other types answers
 //! [`ErrorKind::BinaryMismatch`](crate::ErrorKind::BinaryMismatch) and runs nothing.
+//! The key does not cover the function's code: a host of another build of the
+//! program with the same function runs that build's code, unless the client sets
+//! [`Options::same_build`], which refuses hosts of any build but the client's (by GNU
+//! build-id), with `BinaryMismatch` too.
 //! Values that own file descriptors cannot cross machines
 //! ([`ErrorKind::Encode`](crate::ErrorKind::Encode)).
 //!

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::process::{ExitStatus, Signal};
 
 /// The wire version; a host or client that reads another answers `Decode`.
-pub(crate) const VERSION: u16 = 2;
+pub(crate) const VERSION: u16 = 3;
 
 /// The fields of an entry, in signing order.
 pub(crate) type Fields = Vec<(&'static str, Vec<u8>)>;
@@ -164,9 +164,13 @@ pub(crate) struct TaskHeader {
     pub(crate) max_deliveries: u8,
     /// The task's time limit on the host in milliseconds (0: none but the host's own).
     pub(crate) timeout_ms: u32,
+    /// The client's [build key](super::host::build_key) when it runs its tasks only on
+    /// hosts of its own build ([`Options::same_build`](super::Options::same_build));
+    /// 0: any build with the task's key.
+    pub(crate) build: u64,
 }
 
-pub(crate) const TASK_HEADER_LEN: usize = 2 + 16 + 8 + 8 + 4 + 1 + 1 + 4;
+pub(crate) const TASK_HEADER_LEN: usize = 2 + 16 + 8 + 8 + 4 + 1 + 1 + 4 + 8;
 
 impl TaskHeader {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -179,6 +183,7 @@ impl TaskHeader {
         v.push(self.attempt);
         v.push(self.max_deliveries);
         v.extend_from_slice(&self.timeout_ms.to_le_bytes());
+        v.extend_from_slice(&self.build.to_le_bytes());
         v
     }
 
@@ -196,6 +201,7 @@ impl TaskHeader {
                 attempt: r.u8()?,
                 max_deliveries: r.u8()?,
                 timeout_ms: r.u32()?,
+                build: r.u64()?,
             };
             r.0.is_empty().then_some(h)
         };
@@ -399,6 +405,7 @@ mod tests {
             attempt: 1,
             max_deliveries: 3,
             timeout_ms: 0,
+            build: 0,
         };
         vec![
             ("h", h.encode()),
@@ -426,6 +433,7 @@ mod tests {
             attempt: 2,
             max_deliveries: 3,
             timeout_ms: 1500,
+            build: 0x0123_4567_89ab_cdef,
         };
         assert_eq!(TaskHeader::decode(&h.encode()).unwrap(), h);
         let r = ResultHeader {
