@@ -379,3 +379,153 @@ fn switching_between_pool_types_is_one_word() {
     assert_eq!(a, b);
     assert_eq!(a, c);
 }
+
+/// An item or value that counts its drops.
+#[derive(Debug)]
+struct Counted {
+    n: u64,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counted(len: u64, drops: &Arc<AtomicUsize>) -> Vec<Counted> {
+    (0..len)
+        .map(|n| Counted {
+            n,
+            drops: Arc::clone(drops),
+        })
+        .collect()
+}
+
+/// Waits (at most `LIMIT`) until `c` reaches `want`, then a little longer, and
+/// returns what it is: a drop counted twice shows as more than `want`.
+fn settles_at(c: &AtomicUsize, want: usize) -> usize {
+    let deadline = Instant::now() + LIMIT;
+    while c.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    c.load(Ordering::SeqCst)
+}
+
+/// `map` on threads moves items out of the input and writes values into the result
+/// in place: every item and every value is dropped exactly once, whether the map
+/// succeeds, an item panics, a chunk overruns the timeout (its abandoned thread
+/// finishes later) or the pool is terminated with chunks queued (their items are
+/// never passed to the function).
+#[test]
+fn map_drops_every_item_and_value_once_on_every_path() {
+    let _w = util::watchdog(LIMIT);
+    let fresh = || (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+
+    // Success, then a panic in the middle of a chunk.
+    let pool = ThreadPool::builder()
+        .workers(2)
+        .chunksize(7)
+        .build_thread_pool()
+        .unwrap();
+    for bad in [None, Some(40)] {
+        let (ins, outs) = fresh();
+        let o = Arc::clone(&outs);
+        let r = pool.map(
+            move |x: Counted| {
+                assert!(Some(x.n) != bad, "item {} is bad", x.n);
+                Counted {
+                    n: x.n + 1,
+                    drops: Arc::clone(&o),
+                }
+            },
+            counted(100, &ins),
+        );
+        match bad {
+            None => {
+                let v = r.unwrap();
+                assert!(v.iter().enumerate().all(|(i, x)| x.n == i as u64 + 1));
+                drop(v);
+                assert_eq!(settles_at(&outs, 100), 100);
+            }
+            Some(_) => {
+                let e = r.unwrap_err();
+                assert_eq!(e.panic().unwrap().message(), "item 40 is bad");
+                assert_eq!(settles_at(&outs, 99), 99, "every value but the bad one's");
+            }
+        }
+        assert_eq!(settles_at(&ins, 100), 100);
+    }
+
+    // A chunk past its timeout: the map fails at once, its thread finishes later.
+    let pool = ThreadPool::builder()
+        .workers(2)
+        .chunksize(10)
+        .task_timeout(Duration::from_millis(200))
+        .build_thread_pool()
+        .unwrap();
+    let (ins, outs) = fresh();
+    let o = Arc::clone(&outs);
+    let e = pool
+        .map(
+            move |x: Counted| {
+                if x.n == 55 {
+                    std::thread::sleep(Duration::from_millis(600));
+                }
+                Counted {
+                    n: x.n,
+                    drops: Arc::clone(&o),
+                }
+            },
+            counted(100, &ins),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(settles_at(&ins, 100), 100);
+    assert_eq!(settles_at(&outs, 100), 100, "the late chunk's values too");
+
+    // Terminated with chunks queued behind a running one.
+    let pool = ThreadPool::builder()
+        .workers(1)
+        .chunksize(10)
+        .build_thread_pool()
+        .unwrap();
+    let (ins, outs) = fresh();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let (o, c) = (Arc::clone(&outs), Arc::clone(&calls));
+    let items = counted(100, &ins);
+    std::thread::scope(|s| {
+        let m = s.spawn(|| {
+            pool.map(
+                move |x: Counted| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    if x.n == 0 {
+                        started_tx.send(()).unwrap();
+                        go_rx.lock().unwrap().recv_timeout(LIMIT).unwrap();
+                    }
+                    Counted {
+                        n: x.n,
+                        drops: Arc::clone(&o),
+                    }
+                },
+                items,
+            )
+        });
+        started_rx.recv_timeout(LIMIT).unwrap();
+        pool.terminate();
+        go_tx.send(()).unwrap();
+        let e = m.join().unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PoolClosed);
+    });
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        10,
+        "only the running chunk ran"
+    );
+    assert_eq!(settles_at(&ins, 100), 100);
+    assert_eq!(settles_at(&outs, 10), 10);
+}

@@ -20,6 +20,7 @@ use super::builder::{Backend, Builder};
 use super::feed::{self, Chunk, Feeds, SubmitChunks};
 use super::handle::{auto_chunksize, StarFn};
 use super::imap::{Imap, ImapUnordered, Submit};
+use super::inplace;
 use super::map_handle::{values_only, MapHandle};
 use super::process::chunk::{apply_each, ChunkOut};
 use super::progress::Progress;
@@ -366,7 +367,7 @@ impl ThreadPool {
         R: Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        feed::map(self, &Arc::new(f), feed::chunk_input(self, items, None))
+        feed::map(self, &Arc::new(f), items, None)
     }
 
     /// [`map`](Self::map) with an explicit number of items per task.
@@ -385,8 +386,7 @@ impl ThreadPool {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .with_message("the chunksize must be at least 1"));
         }
-        let chunks = feed::chunk_input(self, items, Some(chunksize));
-        feed::map(self, &Arc::new(f), chunks)
+        feed::map(self, &Arc::new(f), items, Some(chunksize))
     }
 
     /// Like [`map`](Self::map), but returns every item's own result instead of
@@ -581,5 +581,16 @@ where
         }
         self.engine.submit_all(jobs);
         slots
+    }
+
+    fn map_all(
+        &self,
+        f: &Arc<F>,
+        items: Vec<A>,
+        chunksize: usize,
+        bar: &Progress,
+    ) -> Result<Vec<R>> {
+        let f = Arc::clone(f);
+        inplace::map(&self.engine, items, chunksize, move |a| f(a), bar)
     }
 }

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::handle::Pool;
+use super::inplace;
 use super::map_handle::{self, MapHandle};
 use super::process::chunk::ChunkOut;
 use super::progress::Progress;
@@ -44,6 +45,18 @@ pub(crate) trait SubmitChunks<F, A, R>: Feeds {
     /// Submits one unit per chunk, with as few wake-ups as the backend allows;
     /// returns their slots in input order.
     fn submit_chunks(&self, f: &F, chunks: Vec<Vec<A>>) -> Vec<Chunk<R>>;
+
+    /// Applies `f` to all of `items` in chunks of `chunksize` and returns the values
+    /// in order, or the first failed item's error in input order (after every chunk
+    /// has finished); `bar` is told each chunk's size as it is taken. By default one
+    /// `Vec` per chunk ([`map_chunks`]); a pool whose workers are threads of this
+    /// process reads and writes in place instead ([`inplace::map`]).
+    fn map_all(&self, f: &F, items: Vec<A>, chunksize: usize, bar: &Progress) -> Result<Vec<R>>
+    where
+        R: Send + 'static,
+    {
+        map_chunks(self, f, items, chunksize, bar)
+    }
 }
 
 impl Feeds for Pool {
@@ -76,6 +89,13 @@ where
 {
     fn submit_chunks(&self, f: &F, chunks: Vec<Vec<A>>) -> Vec<Chunk<R>> {
         Pool::submit_chunks(self, *f, chunks)
+    }
+
+    fn map_all(&self, f: &F, items: Vec<A>, chunksize: usize, bar: &Progress) -> Result<Vec<R>> {
+        match self.thread_engine() {
+            Some(engine) => inplace::map(engine, items, chunksize, *f, bar),
+            None => map_chunks(self, f, items, chunksize, bar),
+        }
     }
 }
 
@@ -136,18 +156,42 @@ pub(crate) fn gather<R: Send + 'static>(
     }
 }
 
-/// `map`: submits `chunks` and gathers their values, with the pool's progress bar.
-pub(crate) fn map<P, F, A, R>(pool: &P, f: &F, chunks: Vec<Vec<A>>) -> Result<Vec<R>>
+/// `map` (and `map_chunked`, with a `chunksize`): collects the input, then
+/// [`SubmitChunks::map_all`] with the pool's progress bar.
+pub(crate) fn map<P, F, A, R, I>(
+    pool: &P,
+    f: &F,
+    items: I,
+    chunksize: Option<usize>,
+) -> Result<Vec<R>>
+where
+    P: SubmitChunks<F, A, R> + ?Sized,
+    R: Send + 'static,
+    I: IntoIterator<Item = A>,
+{
+    let all: Vec<A> = items.into_iter().collect();
+    let cs = chunksize.unwrap_or_else(|| pool.auto_chunksize(all.len()));
+    let bar = pool.progress_bar(Some(all.len()));
+    let out = pool.map_all(f, all, cs, &bar);
+    bar.finish();
+    out
+}
+
+/// [`SubmitChunks::map_all`] with one `Vec` per chunk: submits the chunks and
+/// gathers their values.
+pub(crate) fn map_chunks<P, F, A, R>(
+    pool: &P,
+    f: &F,
+    items: Vec<A>,
+    chunksize: usize,
+    bar: &Progress,
+) -> Result<Vec<R>>
 where
     P: SubmitChunks<F, A, R> + ?Sized,
     R: Send + 'static,
 {
-    let total = chunks.iter().map(Vec::len).sum();
-    let bar = pool.progress_bar(Some(total));
-    let slots = pool.submit_chunks(f, chunks);
-    let out = gather(&slots, |n| bar.inc(n));
-    bar.finish();
-    out
+    let slots = pool.submit_chunks(f, split(items, chunksize));
+    gather(&slots, |n| bar.inc(n))
 }
 
 /// `map_results`: every item's own result, in order.

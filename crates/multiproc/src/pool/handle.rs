@@ -158,6 +158,14 @@ impl Pool {
         dispatch!(&self.inner, b => Flavor::pids(b))
     }
 
+    /// The thread backend's engine, if that is this pool's backend.
+    pub(crate) fn thread_engine(&self) -> Option<&super::thread::ThreadPool> {
+        match &self.inner {
+            Inner::Threads(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// What a waiter on one of this pool's slots can step to make progress itself.
     pub(crate) fn driver(&self) -> Option<Arc<dyn super::slot::Drive>> {
         dispatch!(&self.inner, b => Flavor::driver(b))
@@ -382,7 +390,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
     {
-        feed::map(self, &f, feed::chunk_input(self, items, None))
+        feed::map(self, &f, items, None)
     }
 
     /// [`map`](Self::map) with an explicit number of items per task.
@@ -402,7 +410,7 @@ impl Pool {
             return Err(Error::new(ErrorKind::InvalidInput)
                 .with_message("the chunksize must be at least 1"));
         }
-        feed::map(self, &f, feed::chunk_input(self, items, Some(chunksize)))
+        feed::map(self, &f, items, Some(chunksize))
     }
 
     /// Like [`map`](Self::map), but returns every item's own result instead of

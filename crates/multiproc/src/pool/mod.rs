@@ -94,6 +94,7 @@ mod feed;
 mod flavor;
 mod handle;
 mod imap;
+mod inplace;
 #[cfg(all(test, loom))]
 mod loom_slot;
 mod map_handle;
