@@ -218,7 +218,7 @@ impl postcard::ser_flavors::Flavor for AppendSmall<'_> {
 
 /// [`encode_into`], unless the value holds a byte string of `big` bytes or more
 /// (then `Ok(None)`, `out` as it was): such a value is worth serializing straight
-/// to where its bytes go ([`encoded_len`], then [`encode_to`]), since a copy of
+/// to where its bytes go ([`encoded_len_marked`], then [`encode_to`]), since a copy of
 /// its bulk costs more than walking it twice.
 ///
 /// # Errors
@@ -253,19 +253,64 @@ pub(crate) fn encode_unless_large<T: Serialize + ?Sized>(
     }
 }
 
-/// The length of `value`'s encoding, and the descriptors it owns.
+/// The length of `value`'s encoding and the descriptors it owns, and where the length of the value's first byte string (or
+/// string) of `big` bytes or more starts in the encoding, if it holds one: the
+/// mark a receiver uses to take those bytes apart (see `ipc::frame::recv_split`).
 ///
 /// # Errors
 ///
 /// As [`encode`].
 #[cfg_attr(loom, allow(dead_code))]
-pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<(usize, Vec<OwnedFd>)> {
-    encode_flavor(value, postcard::ser_flavors::Size::default())
+pub(crate) fn encoded_len_marked<T: Serialize + ?Sized>(
+    value: &T,
+    big: usize,
+) -> Result<(usize, Option<usize>, Vec<OwnedFd>)> {
+    /// Counts bytes and notes the first large piece.
+    struct Marked {
+        len: usize,
+        big: usize,
+        mark: Option<usize>,
+    }
+    impl postcard::ser_flavors::Flavor for Marked {
+        type Output = (usize, Option<usize>);
+        #[inline]
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            if self.mark.is_none() && data.len() >= self.big {
+                // postcard writes a byte string's (or string's) length, a varint,
+                // just before its bytes.
+                self.mark = self.len.checked_sub(varint_len(data.len()));
+            }
+            self.len += data.len();
+            Ok(())
+        }
+        #[inline]
+        fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+            self.len += 1;
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<(usize, Option<usize>)> {
+            Ok((self.len, self.mark))
+        }
+    }
+    let ((len, mark), fds) = encode_flavor(
+        value,
+        Marked {
+            len: 0,
+            big,
+            mark: None,
+        },
+    )?;
+    Ok((len, mark, fds))
+}
+
+/// Bytes in postcard's varint encoding of `n`.
+fn varint_len(n: usize) -> usize {
+    (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 /// Hands `value`'s encoding to `write`, piece by piece, which returns `false` to
 /// stop. A value that owns a descriptor is refused (there is no side list here:
-/// check with [`encoded_len`] first).
+/// check with [`encoded_len_marked`] first).
 ///
 /// # Errors
 ///
@@ -406,7 +451,11 @@ fn message(e: postcard::Error) -> String {
     }
 }
 
+mod cut;
 mod probe;
+
+#[cfg_attr(loom, allow(unused_imports))]
+pub(crate) use cut::decode_cut;
 
 /// `#[serde(with = "multiproc::codec::fd")]` for a field holding an [`OwnedFd`]:
 /// it travels as a real descriptor through multiproc's transports.

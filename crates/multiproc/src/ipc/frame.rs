@@ -129,6 +129,9 @@ pub(crate) struct Outgoing<'a, M: Mem> {
     seq: Option<u64>,
     /// Whether a receiver asked for a byte on the notification descriptor.
     notify: bool,
+    /// The mark in the `FIRST` prefix (`0`: none): one more than the message
+    /// offset of its large byte string's length (see [`begin_split`](Self::begin_split)).
+    split: u32,
 }
 
 impl<'a, M: Mem> Outgoing<'a, M> {
@@ -142,8 +145,31 @@ impl<'a, M: Mem> Outgoing<'a, M> {
         total: usize,
         patience: Patience,
     ) -> Result<Outgoing<'a, M>, SendFail> {
+        Outgoing::begin_split(ring, total, patience, None)
+    }
+
+    /// Starts a message of `total` bytes that holds a large byte string whose
+    /// length (postcard's varint) starts at message offset `at`: the mark goes into
+    /// the `FIRST` prefix (the message is fragmented even if it would fit one
+    /// record), so that [`recv_split`] can put the string's bytes in a buffer of
+    /// their own. The mark is a hint: a receiver checks it against the bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`begin`](Self::begin).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn begin_split(
+        ring: &'a Ring<M>,
+        total: usize,
+        patience: Patience,
+        at: Option<usize>,
+    ) -> Result<Outgoing<'a, M>, SendFail> {
         let max = ring.max_record();
-        if patience == Patience::Try && total > max {
+        let split = at
+            .filter(|&at| at < total)
+            .and_then(|at| u32::try_from(at + 1).ok())
+            .unwrap_or(0);
+        if patience == Patience::Try && (total > max || split != 0) {
             // Every fragment must fit now (a bound that counts one wrap per record).
             let records = (total + FIRST_PREFIX).div_ceil(max) as u64;
             let need = total as u64 + FIRST_PREFIX as u64 + records * 8 + ring.capacity() / 4;
@@ -159,6 +185,7 @@ impl<'a, M: Mem> Outgoing<'a, M> {
             cur: None,
             seq: None,
             notify: false,
+            split,
         })
     }
 
@@ -205,10 +232,12 @@ impl<'a, M: Mem> Outgoing<'a, M> {
     /// Reserves the next record (its kind and length follow from what is left).
     fn open(&mut self, tick: &mut dyn FnMut() -> bool) -> Result<(), SendFail> {
         let max = self.ring.max_record();
-        let (kind, len, prefix) = if self.total <= max {
+        let (kind, len, prefix) = if self.total <= max && self.split == 0 {
             (SINGLE, self.total, false)
         } else if self.done == 0 {
-            (FIRST, max, true)
+            // With a split mark, a message that would fit one record goes in two:
+            // its first fragment is shorter than the message (`total >= 1` here).
+            (FIRST, max.min(self.total + FIRST_PREFIX - 1), true)
         } else if self.left() <= max {
             (LAST, self.left(), false)
         } else {
@@ -225,6 +254,7 @@ impl<'a, M: Mem> Outgoing<'a, M> {
             let mut p = [0u8; FIRST_PREFIX];
             p[..8].copy_from_slice(&(self.total as u64).to_le_bytes());
             p[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+            p[12..16].copy_from_slice(&self.split.to_le_bytes());
             self.ring.write_slot(&slot, 0, &p);
             filled = FIRST_PREFIX;
         }
@@ -313,6 +343,151 @@ struct Partial {
     /// The ring's `head` after the last fragment taken: if it moved by the time the
     /// receive resumes, another consumer took records in between.
     head: u64,
+    /// Where the bytes go, for a message received apart from its large byte string.
+    split: Option<Split>,
+}
+
+/// A message received in two buffers (see [`recv_split`]): its large byte string
+/// in one, the rest in the other (the head buffer).
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    /// Message offset of the string's length (a postcard varint), as marked.
+    at: usize,
+    /// Bytes in the head buffer so far.
+    head: usize,
+    step: Step,
+}
+
+/// How far a [`Split`] message went.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Before the length.
+    Before,
+    /// In the length: its value so far and the bytes of it read.
+    Length { value: u64, bytes: u32 },
+    /// In the string, which starts at `start` (a message offset, and the head
+    /// buffer's offset where it is left out) and ends at `end`.
+    Bulk { start: usize, end: usize },
+    /// Past the string: the rest goes to the head buffer.
+    After { start: usize },
+    /// The mark did not hold (no valid length there, or a string past the
+    /// message's end): the whole message goes to the head buffer.
+    Whole,
+}
+
+/// Where a large byte string was left out of a message received by [`recv_split`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) struct Cut {
+    /// Offset, in the head buffer, of the string's length.
+    pub(crate) at: usize,
+    /// Offset, in the head buffer, where the string's bytes were: the bytes after
+    /// them follow from here.
+    pub(crate) bulk_at: usize,
+}
+
+impl Split {
+    /// The cut, once the whole message is in.
+    fn cut(&self) -> Option<Cut> {
+        match self.step {
+            Step::After { start } => Some(Cut {
+                at: self.at,
+                bulk_at: start,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Copies the `len` payload bytes of `rec` from payload offset `from`, which are
+/// the message's bytes from offset `at`, to the head buffer `out` or to `bulk`, as
+/// `split` says (a message of `total` bytes).
+#[allow(clippy::too_many_arguments)]
+fn deliver<M: Mem>(
+    ring: &Ring<M>,
+    rec: &Record,
+    mut from: usize,
+    mut len: usize,
+    mut at: usize,
+    total: usize,
+    out: &mut Vec<u8>,
+    bulk: &mut Vec<u8>,
+    split: &mut Split,
+) {
+    while len > 0 {
+        let (n, to_bulk) = match split.step {
+            Step::Before if at < split.at => (len.min(split.at - at), false),
+            Step::Before => {
+                split.step = Step::Length { value: 0, bytes: 0 };
+                continue;
+            }
+            // One byte of the length at a time (postcard's `try_take_varint_u64`).
+            Step::Length { .. } => (1, false),
+            Step::Bulk { end, .. } if at < end => (len.min(end - at), true),
+            Step::Bulk { start, .. } => {
+                split.step = Step::After { start };
+                continue;
+            }
+            Step::After { .. } | Step::Whole => (len, false),
+        };
+        if to_bulk {
+            ring.append_out(rec, from, n, bulk);
+        } else {
+            grow(out, split.head + n, total);
+            ring.copy_out(rec, from, &mut out[split.head..split.head + n]);
+            split.head += n;
+        }
+        if let Step::Length { value, bytes } = split.step {
+            let b = out[split.head - 1];
+            let value = value | (u64::from(b & 0x7f) << (7 * bytes));
+            split.step = if b & 0x80 != 0 {
+                if bytes + 1 < 10 {
+                    Step::Length {
+                        value,
+                        bytes: bytes + 1,
+                    }
+                } else {
+                    Step::Whole
+                }
+            } else if bytes == 9 && b > 1 {
+                Step::Whole
+            } else {
+                let start = at + 1;
+                match usize::try_from(value)
+                    .ok()
+                    .and_then(|l| start.checked_add(l))
+                    .filter(|&end| end <= total)
+                {
+                    Some(end) => {
+                        bulk.clear();
+                        // The string's length is checked against the message's, which
+                        // the receiver accepts; address space is reserved for it at
+                        // once, memory is committed as its bytes arrive (if the
+                        // reservation is refused, the buffer grows as they do).
+                        let _ = bulk.try_reserve_exact(end - start);
+                        Step::Bulk { start, end }
+                    }
+                    None => Step::Whole,
+                }
+            };
+        }
+        from += n;
+        len -= n;
+        at += n;
+    }
+    if let Step::Bulk { start, end } = split.step {
+        if at == end {
+            split.step = Step::After { start };
+        }
+    }
+}
+
+/// The split mark in a `FIRST` prefix: the message offset of its large byte
+/// string's length, if the sender marked one.
+fn first_split(prefix: &[u8; FIRST_PREFIX]) -> Option<usize> {
+    let mut mark = [0u8; 4];
+    mark.copy_from_slice(&prefix[12..16]);
+    (u32::from_le_bytes(mark) as usize).checked_sub(1)
 }
 
 /// A receiver's state between calls: the message it was reassembling when a
@@ -325,6 +500,8 @@ struct Partial {
 pub(crate) struct Reassembly {
     partial: Option<Partial>,
     buf: Vec<u8>,
+    /// The large byte string's part, for a message received by [`recv_split`].
+    bulk: Vec<u8>,
 }
 
 impl Reassembly {
@@ -379,53 +556,136 @@ pub(crate) fn recv<M: Mem>(
     state: &mut Reassembly,
     tick: &mut dyn FnMut(Option<u32>) -> bool,
 ) -> Result<u32, RecvFail> {
+    let mut none = Vec::new();
+    let ends = Ends {
+        out,
+        bulk: &mut none,
+        split: false,
+    };
+    recv_ends(ring, ends, max_len, patience, track_got, state, tick).map(|(seq, _)| seq)
+}
+
+/// [`recv`] for a message whose sender marked a large byte string in it (see
+/// [`Outgoing::begin_split`]): the string's bytes go to `bulk` (which becomes
+/// exactly them) and the rest of the message to `out`, and the [`Cut`] says
+/// where the string was. Without a mark, or if the mark does not hold, the whole
+/// message goes to `out` (and the cut is `None`; `bulk` is then to be ignored).
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn recv_split<M: Mem>(
+    ring: &Ring<M>,
+    out: &mut Vec<u8>,
+    bulk: &mut Vec<u8>,
+    max_len: usize,
+    patience: Patience,
+    track_got: bool,
+    state: &mut Reassembly,
+    tick: &mut dyn FnMut(Option<u32>) -> bool,
+) -> Result<(u32, Option<Cut>), RecvFail> {
+    let ends = Ends {
+        out,
+        bulk,
+        split: true,
+    };
+    recv_ends(ring, ends, max_len, patience, track_got, state, tick)
+}
+
+/// The buffers a message is received into.
+struct Ends<'a> {
+    out: &'a mut Vec<u8>,
+    bulk: &'a mut Vec<u8>,
+    /// Whether a split mark is followed.
+    split: bool,
+}
+
+impl Ends<'_> {
+    /// Keeps the part received in `state` (a deadline passed in its middle).
+    fn park(&mut self, state: &mut Reassembly) {
+        std::mem::swap(self.out, &mut state.buf);
+        self.out.clear();
+        std::mem::swap(self.bulk, &mut state.bulk);
+        self.bulk.clear();
+    }
+}
+
+fn recv_ends<M: Mem>(
+    ring: &Ring<M>,
+    mut ends: Ends<'_>,
+    max_len: usize,
+    patience: Patience,
+    track_got: bool,
+    state: &mut Reassembly,
+    tick: &mut dyn FnMut(Option<u32>) -> bool,
+) -> Result<(u32, Option<Cut>), RecvFail> {
     if state.partial.is_none() {
         // The common case, nothing half-received (and then `state.buf` is empty).
         let mut partial = None;
-        let r = recv_inner(ring, out, max_len, patience, track_got, &mut partial, tick);
+        let r = recv_inner(
+            ring,
+            &mut ends,
+            max_len,
+            patience,
+            track_got,
+            &mut partial,
+            tick,
+        );
         if let (Err(RecvFail::TimedOut | RecvFail::Empty), Some(p)) = (&r, partial) {
             state.partial = Some(p);
-            std::mem::swap(out, &mut state.buf);
-            out.clear();
+            ends.park(state);
         }
         return r;
     }
     let mut partial = state.partial.take();
     if let Some(p) = partial {
-        if ring.head() != p.head {
-            // Another consumer took records since: the rest is no longer ours.
+        if ring.head() != p.head || (p.split.is_some() && !ends.split) {
+            // Another consumer took records since: the rest is no longer ours. (Or
+            // this call does not take a split message: drop it.)
             partial = None;
             state.buf = Vec::new();
+            state.bulk = Vec::new();
         } else if p.total > max_len {
             // This call accepts less than the message: drop it (its rest is skipped
             // as a continuation without its start).
             state.buf = Vec::new();
+            state.bulk = Vec::new();
             return Err(RecvFail::TooLarge(p.total as u64));
         } else {
-            std::mem::swap(out, &mut state.buf);
+            std::mem::swap(ends.out, &mut state.buf);
+            std::mem::swap(ends.bulk, &mut state.bulk);
         }
     }
-    let r = recv_inner(ring, out, max_len, patience, track_got, &mut partial, tick);
+    let r = recv_inner(
+        ring,
+        &mut ends,
+        max_len,
+        patience,
+        track_got,
+        &mut partial,
+        tick,
+    );
     match (&r, partial) {
         (Err(RecvFail::TimedOut | RecvFail::Empty), Some(p)) => {
             state.partial = Some(p);
-            std::mem::swap(out, &mut state.buf);
-            out.clear();
+            ends.park(state);
         }
-        _ => state.buf = Vec::new(),
+        _ => {
+            state.buf = Vec::new();
+            state.bulk = Vec::new();
+        }
     }
     r
 }
 
 fn recv_inner<M: Mem>(
     ring: &Ring<M>,
-    out: &mut Vec<u8>,
+    ends: &mut Ends<'_>,
     max_len: usize,
     patience: Patience,
     track_got: bool,
     partial: &mut Option<Partial>,
     tick: &mut dyn FnMut(Option<u32>) -> bool,
-) -> Result<u32, RecvFail> {
+) -> Result<(u32, Option<Cut>), RecvFail> {
+    let out = &mut *ends.out;
     // A hostile producer can keep a receiver busy with records that are no message
     // (continuations without a start, starts that are dropped): past the deadline,
     // give up between records too. (Checked off the one-record fast path only.)
@@ -456,7 +716,7 @@ fn recv_inner<M: Mem>(
                 set_len(out, rec.len);
                 ring.copy_out(&rec, 0, out);
                 ring.consume(&rec, got(&rec));
-                return Ok(rec.seq);
+                return Ok((rec.seq, None));
             }
             FIRST => {
                 *partial = None;
@@ -474,8 +734,20 @@ fn recv_inner<M: Mem>(
                     ))));
                 }
                 let total = total as usize;
-                grow(out, here, total);
-                ring.copy_out(&rec, FIRST_PREFIX, &mut out[..here]);
+                let mut split = first_split(&prefix)
+                    .filter(|&at| ends.split && at < total)
+                    .map(|at| Split {
+                        at,
+                        head: 0,
+                        step: Step::Before,
+                    });
+                match split.as_mut() {
+                    Some(s) => deliver(ring, &rec, FIRST_PREFIX, here, 0, total, out, ends.bulk, s),
+                    None => {
+                        grow(out, here, total);
+                        ring.copy_out(&rec, FIRST_PREFIX, &mut out[..here]);
+                    }
+                }
                 ring.consume(&rec, got(&rec));
                 *partial = Some(Partial {
                     total,
@@ -483,6 +755,7 @@ fn recv_inner<M: Mem>(
                     pid,
                     seq: rec.seq,
                     head: rec.next_head,
+                    split,
                 });
             }
             _ => {
@@ -508,16 +781,27 @@ fn recv_inner<M: Mem>(
                         rec.seq, p.seq
                     ))));
                 }
-                grow(out, end, p.total);
-                ring.copy_out(&rec, 0, &mut out[p.filled..end]);
+                match p.split.as_mut() {
+                    Some(s) => {
+                        deliver(ring, &rec, 0, rec.len, p.filled, p.total, out, ends.bulk, s);
+                    }
+                    None => {
+                        grow(out, end, p.total);
+                        ring.copy_out(&rec, 0, &mut out[p.filled..end]);
+                    }
+                }
                 p.filled = end;
                 p.head = rec.next_head;
                 ring.consume(&rec, None);
                 if rec.kind == LAST {
                     let seq = p.seq;
+                    let (len, cut) = match p.split {
+                        Some(s) => (s.head, s.cut()),
+                        None => (end, None),
+                    };
                     *partial = None;
-                    set_len(out, end);
-                    return Ok(seq);
+                    set_len(out, len);
+                    return Ok((seq, cut));
                 }
                 debug_assert_eq!(rec.kind, MORE);
             }

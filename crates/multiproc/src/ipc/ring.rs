@@ -165,6 +165,12 @@ pub(crate) trait Mem {
     fn write(&self, off: usize, src: &[u8]);
     /// Copies `dst.len()` bytes from `off`.
     fn read(&self, off: usize, dst: &mut [u8]);
+    /// Appends the `len` bytes at `off` to `dst`.
+    fn read_append(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
+        let at = dst.len();
+        dst.resize(at + len, 0);
+        self.read(off, &mut dst[at..]);
+    }
     /// Sleeps while `*word == expected`, at most `timeout`.
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
     /// Wakes every sleeper on `word`.
@@ -634,6 +640,17 @@ impl<M: Mem> Ring<M> {
     pub(crate) fn copy_out(&self, rec: &Record, from: usize, dst: &mut [u8]) {
         assert!(from + dst.len() <= rec.len, "copy outside the record");
         self.mem.read(rec.data_off + from, dst);
+    }
+
+    /// Appends `len` payload bytes of `rec` starting at payload offset `from` to `dst`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the range is outside the payload.
+    #[inline]
+    pub(crate) fn append_out(&self, rec: &Record, from: usize, len: usize, dst: &mut Vec<u8>) {
+        assert!(from + len <= rec.len, "copy outside the record");
+        self.mem.read_append(rec.data_off + from, len, dst);
     }
 
     /// Consumes `rec` (which [`peek`](Self::peek) returned), wakes producers waiting

@@ -29,6 +29,11 @@ impl Mem for SharedMemory {
         SharedMemory::read(self, off, dst).expect("ring offsets are validated");
     }
 
+    #[inline]
+    fn read_append(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
+        SharedMemory::read_append(self, off, len, dst).expect("ring offsets are validated");
+    }
+
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
         sys::futex::wait(word, expected, timeout);
     }

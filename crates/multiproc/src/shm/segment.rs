@@ -465,6 +465,29 @@ impl SharedMemory {
         Ok(())
     }
 
+    /// Appends the `len` bytes starting at `offset` to `out`, copied straight into
+    /// its spare capacity (no zero-filling of the new part first).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] if the range is outside the segment (`out` is
+    /// left as it was).
+    #[inline]
+    pub(crate) fn read_append(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        let src = self.check_range(offset, len)?;
+        out.reserve(len);
+        let at = out.len();
+        let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        // SAFETY: `src..src+len` is inside the mapping (checked above), which lives while
+        // `self` does; `reserve` made room for `len` bytes at `dst` (the spare capacity
+        // after `at`) in `out`'s own allocation, which does not overlap the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        // SAFETY: the `len` bytes after `at` were initialized just above, within the
+        // capacity `reserve` ensured.
+        unsafe { out.set_len(at + len) };
+        Ok(())
+    }
+
     /// Copies `data` into the segment starting at `offset`.
     ///
     /// # Errors

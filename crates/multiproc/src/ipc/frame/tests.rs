@@ -628,3 +628,176 @@ proptest! {
         prop_assert!(matches!(second, Err(RecvFail::Corrupt(_))), "{:?}", second);
     }
 }
+
+/// Sends `m` marked at `mark` (from a thread: it may be larger than the ring) and
+/// receives it with [`recv_split`], then with [`recv`] (sent again): returns the
+/// split receive's head, bulk and cut, and the plain receive's message.
+fn split_round_trip(
+    cap: u64,
+    m: &[u8],
+    mark: Option<usize>,
+) -> (Vec<u8>, Vec<u8>, Option<Cut>, Vec<u8>) {
+    let r = Arc::new(ring(cap));
+    let t = {
+        let (r, m) = (Arc::clone(&r), m.to_vec());
+        std::thread::spawn(move || {
+            for _ in 0..2 {
+                let mut out = Outgoing::begin_split(&*r, m.len(), Patience::Forever, mark).unwrap();
+                out.write(&m, &mut || true).unwrap();
+                out.finish(&mut || true).unwrap();
+            }
+        })
+    };
+    let (mut out, mut bulk, mut plain) = (vec![5u8; 3], Vec::new(), Vec::new());
+    let mut state = Reassembly::default();
+    let (_, cut) = recv_split(
+        &*r,
+        &mut out,
+        &mut bulk,
+        usize::MAX,
+        Patience::Forever,
+        true,
+        &mut state,
+        &mut never,
+    )
+    .unwrap();
+    recv(
+        &*r,
+        &mut plain,
+        usize::MAX,
+        Patience::Forever,
+        true,
+        &mut state,
+        &mut never,
+    )
+    .unwrap();
+    t.join().unwrap();
+    (out, bulk, cut, plain)
+}
+
+/// A split message put back together.
+fn rebuild(out: &[u8], bulk: &[u8], cut: Option<Cut>) -> Vec<u8> {
+    match cut {
+        Some(c) => [&out[..c.bulk_at], bulk, &out[c.bulk_at..]].concat(),
+        None => out.to_vec(),
+    }
+}
+
+/// postcard's varint of `n`.
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            v.push(b);
+            return v;
+        }
+        v.push(b | 0x80);
+    }
+}
+
+/// Issue 14: a byte string marked by its sender arrives in a buffer of its own
+/// (which a queue hands to the item), the rest of the message in the head buffer,
+/// whether the message fits one record or not.
+#[test]
+fn a_marked_byte_string_arrives_in_its_own_buffer() {
+    for cap in [256u64, 1024, 4096] {
+        for len in [0usize, 1, 100, 127, 128, 300, 2000, 20_000] {
+            let bytes = msg(len, len);
+            let head = [&[1u8, 2, 3][..], &varint(len)].concat();
+            let m = [&head[..], &bytes, &[9u8; 5]].concat();
+            let (out, bulk, cut, plain) = split_round_trip(cap, &m, Some(3));
+            assert_eq!(
+                cut,
+                Some(Cut {
+                    at: 3,
+                    bulk_at: head.len()
+                }),
+                "cap {cap}, len {len}"
+            );
+            assert_eq!(bulk, bytes, "cap {cap}, len {len}");
+            assert_eq!(out, [&head[..], &[9u8; 5]].concat());
+            assert_eq!(plain, m, "a plain receive gets the whole message");
+        }
+    }
+}
+
+/// A deadline in the middle of a split message keeps both parts, and the next
+/// receive continues it.
+#[test]
+fn a_split_message_resumes_after_a_deadline() {
+    let r = ring(1024);
+    let mut state = Reassembly::default();
+    let (mut out, mut bulk) = (Vec::new(), Vec::new());
+    let m = [&[7u8][..], &varint(250), &msg(1, 250), &[8u8; 40]].concat();
+    let mut prefix = [0u8; 16];
+    prefix[..8].copy_from_slice(&(m.len() as u64).to_le_bytes());
+    prefix[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    prefix[12..16].copy_from_slice(&2u32.to_le_bytes());
+    let seq = r
+        .try_write(FIRST, None, &[&prefix, &m[..100]])
+        .unwrap()
+        .unwrap()
+        .1;
+    let mut take = |out: &mut Vec<u8>, bulk: &mut Vec<u8>| {
+        recv_split(
+            &r,
+            out,
+            bulk,
+            usize::MAX,
+            Patience::Try,
+            true,
+            &mut state,
+            &mut never,
+        )
+    };
+    assert_eq!(take(&mut out, &mut bulk), Err(RecvFail::Empty));
+    assert!(
+        out.is_empty() && bulk.is_empty(),
+        "the part waits in the state"
+    );
+    r.try_write(MORE, Some(seq), &[&m[100..200]])
+        .unwrap()
+        .unwrap();
+    assert_eq!(take(&mut out, &mut bulk), Err(RecvFail::Empty));
+    r.try_write(LAST, Some(seq), &[&m[200..]]).unwrap().unwrap();
+    let (_, cut) = take(&mut out, &mut bulk).unwrap();
+    let cut = cut.expect("split");
+    assert_eq!((cut.at, cut.bulk_at), (1, 3));
+    assert_eq!(bulk, msg(1, 250));
+    assert_eq!(rebuild(&out, &bulk, Some(cut)), m);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever mark a sender writes (a hostile one included: not at a length, a
+    /// length past the message's end, an overlong varint), the receiver's head and
+    /// bulk put back together are the message sent, and a cut it reports has the
+    /// bulk's exact length (postcard's varint) right before the bulk.
+    #[test]
+    fn any_mark_rebuilds_the_message(len in 0usize..3000, mark in 0usize..3100,
+                                     lengths in prop::collection::vec((0usize..3000, 0usize..2600), 0..3),
+                                     cap_log in 8u32..12, at_planted in any::<bool>()) {
+        let mut m = msg(len, len);
+        let mut mark = mark;
+        // Plant some plausible lengths (and mark the last one, sometimes).
+        for (at, n) in lengths {
+            let v = varint(n);
+            if at + v.len() <= m.len() {
+                m[at..at + v.len()].copy_from_slice(&v);
+                if at_planted {
+                    mark = at;
+                }
+            }
+        }
+        let (out, bulk, cut, plain) = split_round_trip(1 << cap_log, &m, Some(mark));
+        prop_assert_eq!(&rebuild(&out, &bulk, cut), &m);
+        prop_assert_eq!(&plain, &m);
+        if let Some(c) = cut {
+            prop_assert_eq!(c.at, mark);
+            prop_assert_eq!(&out[c.at..c.bulk_at], &varint(bulk.len())[..]);
+        }
+    }
+}
