@@ -16,7 +16,7 @@ use super::error::{
 };
 use super::fail::{corrupted, fd_refused, too_large, too_large_in, Fail};
 use super::frame::{self, Cut, Outgoing, Patience, Reassembly, RecvFail};
-use super::ring::{footprint, user_capacity, Mem, Ring, Waited};
+use super::ring::{footprint, user_capacity, Mem, Ring, Waited, SINGLE};
 use crate::backoff;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -381,18 +381,40 @@ impl Inner {
         r.map(drop)
     }
 
+    /// Takes the consumers' side; then, if nothing is half-taken here and the next
+    /// record is a whole item of at most [`SMALL`] bytes, takes it into `small`
+    /// (its length comes back) and releases the side. Otherwise it keeps holding
+    /// the side for [`get_bytes`](Self::get_bytes), which takes any item. (Issue
+    /// 11: a small item skips the general receive's buffers and reassembly state.)
+    fn get_small(&self, small: &mut [u8; SMALL], patience: Patience) -> Result<Taken<'_>, Fail> {
+        let Some(guard) = self.lock(&self.get_lock, patience, || self.ring.has_data()) else {
+            return Err(Fail::Busy);
+        };
+        if !self.has_partial.load(Relaxed) {
+            // A ring that cannot be read, an item that is not whole, too large or
+            // nothing at all: `get_bytes` takes it, reports it or waits.
+            if let Ok(Some(rec)) = self.ring.peek() {
+                if rec.kind == SINGLE && rec.len <= SMALL.min(self.max_message) {
+                    self.ring.copy_out(&rec, 0, &mut small[..rec.len]);
+                    let got = self.ring.full_seq(rec.seq).saturating_add(1);
+                    self.ring.consume(&rec, Some(got));
+                    return Ok(Taken::Small(rec.len));
+                }
+            }
+        }
+        Ok(Taken::Other(guard))
+    }
+
     /// Takes one item's bytes into `out`, or, for an item whose producer marked a
     /// large byte string in it, that string's bytes into `bulk` and the rest into
-    /// `out` (the cut says where it was).
+    /// `out` (the cut says where it was). `_side` is the consumers' side, held.
     fn get_bytes(
         &self,
+        _side: LockGuard<'_>,
         out: &mut Vec<u8>,
         bulk: &mut Vec<u8>,
         patience: Patience,
     ) -> Result<Option<Cut>, Fail> {
-        let Some(_guard) = self.lock(&self.get_lock, patience, || self.ring.has_data()) else {
-            return Err(Fail::Busy);
-        };
         let mut recv = |partial: &mut Reassembly| {
             frame::recv_split(
                 &self.ring,
@@ -513,8 +535,17 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 /// encoding buffer first (issue 14: a 1 MiB item was copied five times).
 const DIRECT: usize = 32 << 10;
 
-/// An item whose encoding fits in this many bytes is encoded on the stack.
+/// An item whose encoding fits in this many bytes is encoded on the stack, and
+/// taken from the ring onto the stack.
 const SMALL: usize = 64;
+
+/// What [`Inner::get_small`] did.
+enum Taken<'a> {
+    /// Took a small item of this many bytes.
+    Small(usize),
+    /// Took nothing; the consumers' side is held.
+    Other(LockGuard<'a>),
+}
 
 /// Writes one message into the ring with the peer check it is given; returns whether
 /// a receiver asked for a byte on the notification descriptor.
@@ -608,9 +639,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_with(&self, patience: Patience) -> Result<T, Fail> {
+        let mut small = [0u8; SMALL];
+        let side = match self.inner.get_small(&mut small, patience)? {
+            Taken::Small(n) => {
+                return codec::decode(&small[..n], Vec::new()).map_err(Fail::Invalid)
+            }
+            Taken::Other(side) => side,
+        };
         let mut buf = GET_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let mut bulk = Vec::new();
-        let r = self.inner.get_bytes(&mut buf, &mut bulk, patience);
+        let r = self.inner.get_bytes(side, &mut buf, &mut bulk, patience);
         let r = r.and_then(|cut| {
             match cut {
                 // The large byte string is handed to the item, not copied again.
@@ -1215,6 +1253,40 @@ mod tests {
             assert!(!q.inner.has_partial.load(Relaxed));
             assert!(q.try_get().unwrap_err().is_empty());
         }
+    }
+
+    /// The small-item path of `get` keeps every check of the general one: a
+    /// record over the maximum message size (which no `put` of this queue writes:
+    /// a forged one) is refused, a continuation without its start is skipped, and
+    /// the items after them arrive in order.
+    #[test]
+    fn small_items_keep_the_receive_checks() {
+        let q = Queue::<Vec<u8>>::builder()
+            .max_message_size(4)
+            .build()
+            .unwrap();
+        let ring = &q.inner.ring;
+        // `vec![1, 2, 3, 4, 5]`: 6 bytes, over the 4-byte limit.
+        assert!(ring
+            .try_write(SINGLE, None, &[&[5, 1, 2, 3, 4, 5]])
+            .unwrap()
+            .is_some());
+        // A last fragment of a message whose start nobody has.
+        assert!(ring
+            .try_write(super::super::ring::LAST, Some(7), &[&[1, 9]])
+            .unwrap()
+            .is_some());
+        q.put(vec![1, 2]).unwrap();
+        q.put(vec![3]).unwrap();
+        let err = q.get_timeout(WAIT).unwrap_err();
+        assert!(
+            matches!(&err, RecvTimeoutError::Invalid(e) if e.to_string().contains("4")),
+            "{err:?}"
+        );
+        assert_eq!(q.get_timeout(WAIT).unwrap(), [1, 2]);
+        assert_eq!(q.get_timeout(WAIT).unwrap(), [3]);
+        assert!(q.try_get().unwrap_err().is_empty());
+        assert_eq!(q.qsize(), 0);
     }
 
     /// A small item that owns a descriptor, put while this thread is in the middle
