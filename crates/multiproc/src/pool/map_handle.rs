@@ -89,7 +89,7 @@ impl<R: Send + 'static> MapHandle<R> {
             part.on_done(Box::new(move || {
                 // AcqRel: the last one sees every other part's completion.
                 if left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    list.deliver(gather(&all, |_| {}));
+                    list.deliver(gather(&all, None, |_| {}));
                 }
             }));
         }

@@ -142,6 +142,15 @@ impl<T> Phase<T> {
     }
 }
 
+/// What [`Slot::take_encoded`] hands over.
+pub(crate) enum Taken<T> {
+    /// The value (or the failure).
+    Value(Result<T>),
+    /// The bytes and descriptors a worker process sent, not decoded, and the
+    /// slot's own decoder for them.
+    Encoded(Vec<u8>, Vec<OwnedFd>, Decode<T>),
+}
+
 enum Stored<T> {
     Value(Result<T>),
     Raw(Vec<u8>, Vec<OwnedFd>),
@@ -320,12 +329,22 @@ impl<T: Send + 'static> Slot<T> {
 
     /// Takes the value once done; `AlreadyJoined` the second time.
     pub(super) fn take(&self) -> Result<T> {
+        match self.take_encoded() {
+            Taken::Value(r) => r,
+            Taken::Encoded(bytes, fds, decode) => decode_caught(decode, &bytes, fds),
+        }
+    }
+
+    /// Takes the value once done, as [`take`](Self::take), but a value that a worker
+    /// process sent and nobody decoded yet comes as its bytes, for a caller that
+    /// decodes it its own way (`map` decodes a chunk's values straight into its list).
+    pub(super) fn take_encoded(&self) -> Taken<T> {
         let mut g = lock(&self.inner);
         let decode = g.decode;
         let cancelled = g.phase.cancelled();
         let v = match std::mem::replace(&mut g.phase, Phase::Taken { cancelled }) {
             Phase::Done { value, .. } => value,
-            Phase::Taken { .. } => return Err(Error::new(ErrorKind::AlreadyJoined)),
+            Phase::Taken { .. } => return Taken::Value(Err(Error::new(ErrorKind::AlreadyJoined))),
             other => {
                 g.phase = other;
                 unreachable!("a slot's value is taken only once it is done")
@@ -333,8 +352,8 @@ impl<T: Send + 'static> Slot<T> {
         };
         drop(g);
         match v {
-            Stored::Value(r) => r,
-            Stored::Raw(bytes, fds) => decode_caught(decode, &bytes, fds),
+            Stored::Value(r) => Taken::Value(r),
+            Stored::Raw(bytes, fds) => Taken::Encoded(bytes, fds, decode),
         }
     }
 
@@ -484,7 +503,7 @@ impl<T: Send + 'static> Completion for Slot<T> {
 /// Decodes a worker's answer; a `Deserialize` that panics is the task's panic, so it
 /// neither ends the pool's own thread (which decodes for callbacks) nor escapes a
 /// waiter's `join` as an unwinding.
-fn decode_caught<T>(decode: Decode<T>, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+pub(super) fn decode_caught<T>(decode: Decode<T>, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     crate::panic::catch(|| decode(bytes, fds)).unwrap_or_else(|p| Err(Error::from_panic(p)))
 }
 

@@ -18,9 +18,10 @@
 //! exactly that type.
 #![allow(unsafe_code)]
 
+use std::fmt;
 use std::os::fd::OwnedFd;
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RemotePanic;
@@ -43,6 +44,93 @@ pub(crate) type ChunkEntry =
 pub(crate) struct ChunkOut<R> {
     pub(crate) values: Vec<R>,
     pub(crate) panics: Vec<(u32, RemotePanic)>,
+}
+
+/// Decodes a [`ChunkOut<R>`] that a worker sent for a chunk of `n` items, appending
+/// its values to `out` instead of a `Vec` of their own (a `map` collects them there
+/// anyway: this saves a copy of every value and a fresh buffer per chunk); returns
+/// the chunk's panics. The bytes are another process's: a chunk that claims more
+/// than `n` values is a `Decode` error once `n` are read, and a `Deserialize` that
+/// panics is an error too. On an error `out` may hold some of the chunk's values.
+pub(crate) fn decode_values_into<R: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+    n: usize,
+    out: &mut Vec<R>,
+) -> crate::Result<Vec<(u32, RemotePanic)>> {
+    let seed = ChunkInto { out, max: n };
+    crate::panic::catch(move || codec::decode_seed(bytes, fds, seed))
+        .unwrap_or_else(|p| Err(crate::Error::from_panic(p)))
+}
+
+/// Deserializes a [`ChunkOut`] (a struct: its values, then its panics), appending the
+/// values to `out`; its value is the panics.
+struct ChunkInto<'a, R> {
+    out: &'a mut Vec<R>,
+    max: usize,
+}
+
+impl<'de, R: Deserialize<'de>> DeserializeSeed<'de> for ChunkInto<'_, R> {
+    type Value = Vec<(u32, RemotePanic)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_struct("ChunkOut", &["values", "panics"], self)
+    }
+}
+
+impl<'de, R: Deserialize<'de>> Visitor<'de> for ChunkInto<'_, R> {
+    type Value = Vec<(u32, RemotePanic)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a chunk's values and panics")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let values = ValuesInto {
+            out: self.out,
+            max: self.max,
+        };
+        seq.next_element_seed(values)?
+            .ok_or_else(|| de::Error::invalid_length(0, &"a chunk's values and panics"))?;
+        seq.next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &"a chunk's values and panics"))
+    }
+}
+
+/// Deserializes a sequence of at most `max` values, appending them to `out`.
+struct ValuesInto<'a, R> {
+    out: &'a mut Vec<R>,
+    max: usize,
+}
+
+impl<'de, R: Deserialize<'de>> DeserializeSeed<'de> for ValuesInto<'_, R> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, R: Deserialize<'de>> Visitor<'de> for ValuesInto<'_, R> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at most {} values", self.max)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        // At most `max` values are read: with zero-sized values (which read no
+        // bytes) a forged length would otherwise loop as long as it says.
+        let mut left = self.max;
+        while let Some(v) = seq.next_element()? {
+            if left == 0 {
+                return Err(de::Error::invalid_length(self.max + 1, &self));
+            }
+            left -= 1;
+            self.out.push(v);
+        }
+        Ok(())
+    }
 }
 
 /// Returns the chunk entry reference for function type `F` (see [`ChunkEntry`]).
@@ -190,4 +278,75 @@ fn isolate_panics<R: Serialize>(result: ChunkOut<R>) -> ChunkOut<R> {
 /// Drops `v`, containing a panic in its `Drop` (a worker serves on after it).
 fn discard<T>(v: T) {
     let _ = crate::panic::catch(move || drop(v));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded<T: Serialize>(v: &T) -> Vec<u8> {
+        codec::encode(v).unwrap().bytes
+    }
+
+    #[test]
+    fn decode_values_into_appends_the_values_and_returns_the_panics() {
+        let p = RemotePanic::new("boom".into(), None, None);
+        let out = ChunkOut {
+            values: vec![5u64, 6, 7],
+            panics: vec![(1, p.clone())],
+        };
+        let mut list = vec![1u64, 2];
+        let panics = decode_values_into(&encoded(&out), Vec::new(), 4, &mut list).unwrap();
+        assert_eq!(list, [1, 2, 5, 6, 7]);
+        assert_eq!(panics, [(1, p)]);
+    }
+
+    /// A worker's answer that claims more values than its chunk had items is an
+    /// error after at most that many are read: with zero-sized values (a `map` of a
+    /// function returning `()`) a forged count of 2^62 would otherwise loop without
+    /// reading (serde's `Vec` decoding, the path `map` took before, does).
+    #[test]
+    fn a_chunk_with_more_values_than_items_is_a_decode_error() {
+        let mut bytes = Vec::new();
+        postcard_varint(&mut bytes, 1 << 62);
+        postcard_varint(&mut bytes, 0);
+        let mut list: Vec<()> = Vec::new();
+        let e = decode_values_into(&bytes, Vec::new(), 10, &mut list).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Decode, "{e}");
+        assert!(list.len() <= 10);
+        let out = ChunkOut::<u32> {
+            values: vec![1, 2, 3],
+            panics: Vec::new(),
+        };
+        let mut list: Vec<u32> = Vec::new();
+        let e = decode_values_into(&encoded(&out), Vec::new(), 2, &mut list).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Decode, "{e}");
+    }
+
+    #[test]
+    fn truncated_or_garbage_chunks_are_errors_not_panics() {
+        let out = ChunkOut::<String> {
+            values: vec!["a".into(), "bc".into()],
+            panics: vec![(2, RemotePanic::new("x".into(), None, None))],
+        };
+        let bytes = encoded(&out);
+        for cut in 0..bytes.len() {
+            let mut list = Vec::new();
+            let r = decode_values_into::<String>(&bytes[..cut], Vec::new(), 3, &mut list);
+            assert_eq!(
+                r.unwrap_err().kind(),
+                crate::ErrorKind::Decode,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    /// postcard's varint of `v`.
+    fn postcard_varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
 }

@@ -1,13 +1,17 @@
-//! `mmap(2)` / `munmap(2)` of shared segments.
+//! `mmap(2)` / `munmap(2)` of shared segments, and `madvise(MADV_HUGEPAGE)` for large
+//! buffers.
 //!
 //! # References
 //! - <https://man7.org/linux/man-pages/man2/mmap.2.html>
+//! - <https://man7.org/linux/man-pages/man2/madvise.2.html>
 //!
 //! # Safety
 //!
 //! [`map_shared`] creates a fresh mapping at an address the kernel chooses, so it
 //! aliases no Rust object; [`unmap`] is `unsafe` and its caller promises that no
-//! reference into the mapping outlives it.
+//! reference into the mapping outlives it. [`advise_huge_pages`] gives advice that
+//! changes how the kernel backs pages of memory the caller holds exclusively, never
+//! what they contain.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -45,4 +49,34 @@ pub(crate) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
     // SAFETY: guaranteed by the caller.
     let res = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) };
     debug_assert!(res.is_ok(), "munmap failed: {res:?}");
+}
+
+/// The size of a transparent huge page on x86_64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Asks the kernel to back the whole 2 MiB pages inside `buf` with transparent huge
+/// pages (`MADV_HUGEPAGE`; this machine kind's THP mode is `madvise`), so that filling
+/// a large fresh buffer takes one page fault per 2 MiB instead of one per 4 KiB. Only
+/// worth it for a buffer that is about to be filled whole: a huge page is committed
+/// at its first touch. Best effort: errors (THP disabled, say) are ignored.
+pub(crate) fn advise_huge_pages<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
+    let start = buf.as_mut_ptr() as usize;
+    let end = start + std::mem::size_of_val(buf);
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let last = end / HUGE_PAGE * HUGE_PAGE;
+    if last <= first {
+        return;
+    }
+    // SAFETY: `[first, last)` lies inside `buf`, memory this function borrows
+    // exclusively, so it is mapped and part of one allocation. `MADV_HUGEPAGE` changes
+    // only how the kernel backs these pages (it may split the mapping's VMA; a later
+    // `munmap` or `free` of the whole allocation is unaffected), never their contents,
+    // which are uninitialized here anyway.
+    let _ = unsafe {
+        rustix::mm::madvise(
+            first as *mut _,
+            last - first,
+            rustix::mm::Advice::LinuxHugepage,
+        )
+    };
 }
