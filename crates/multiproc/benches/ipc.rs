@@ -11,6 +11,10 @@
 //! hides in the two-process rows (there, waiting for a CPU decides the figure).
 //! `pipe_msg8_cpu` / `queue_msg8_cpu` do the same for `u64` messages (messages per
 //! second of one thread's CPU, both sides' work counted).
+//! `loan_bytes_1MiB_proc` moves 1 MiB payloads through a `loan_channel` (copied into
+//! a loaned slot by the producer, out of it by the receiver: the same two copies as
+//! the Pipe row) and `loan_inplace_1MiB_proc` reads them in place; the summary pairs
+//! both with `pipe_bytes_1MiB_proc`.
 //!
 //! Run: `cargo bench -p multiproc --bench ipc` (add `MULTIPROC_BENCH_QUICK=1` for a
 //! run of about a minute without criterion's statistics). Every measure is taken in
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use ipc_channel::ipc::{self, IpcBytesSender, IpcOneShotServer, IpcSender};
-use multiproc::ipc::{Connection, Pipe};
+use multiproc::ipc::{loan_channel, Connection, LoanSender, Pipe};
 use multiproc::{Process, Queue};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -95,6 +99,16 @@ fn queue_bytes_producer((q, n): (Queue<Arc<ByteBuf>>, u64)) {
     let data = Arc::new(ByteBuf::from(vec![7u8; MIB]));
     for _ in 0..n {
         q.put(Arc::clone(&data)).unwrap();
+    }
+}
+
+/// Sends `n` 1 MiB payloads through a loan channel: each copied from the
+/// producer's buffer into a loaned slot (as iceoryx2's `copy_1MiB` fills a loaned
+/// sample with `write_from_slice`).
+fn loan_bytes_producer((tx, n): (LoanSender, u64)) {
+    let data = vec![7u8; MIB];
+    for _ in 0..n {
+        tx.send_bytes(&data).unwrap();
     }
 }
 
@@ -388,6 +402,41 @@ fn pipe_bytes_1mib(n: u64) -> Duration {
     d
 }
 
+/// 1 MiB payloads through a `loan_channel` (4 slots of 1 MiB): copied in by the
+/// producer, copied out by this process into a reused buffer (`read_into`), the
+/// same two copies as `pipe_bytes_1MiB_proc`, without the ring's 128 KiB pieces.
+fn loan_bytes_1mib(n: u64) -> Duration {
+    let (tx, rx) = loan_channel(4, MIB).unwrap();
+    let p = Process::start_with(loan_bytes_producer, (tx, n + 1)).unwrap();
+    let mut buf = Vec::new();
+    rx.recv().unwrap().read_into(&mut buf);
+    let t = Instant::now();
+    for _ in 0..n {
+        rx.recv().unwrap().read_into(&mut buf);
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+/// The same, read in place: the receiver looks at one byte of each payload and
+/// gives the slot back (the zero-copy use; the producer still copies its buffer in).
+fn loan_inplace_1mib(n: u64) -> Duration {
+    let (tx, rx) = loan_channel(4, MIB).unwrap();
+    let p = Process::start_with(loan_bytes_producer, (tx, n + 1)).unwrap();
+    let mut b = [0u8; 1];
+    rx.recv().unwrap().read(MIB - 1, &mut b).unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        let s = rx.recv().unwrap();
+        s.read(MIB - 1, &mut b).unwrap();
+        std::hint::black_box(b);
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
 fn queue_bytes_1mib(n: u64) -> Duration {
     let q = Queue::<Arc<ByteBuf>>::new().unwrap();
     let p = Process::start_with(queue_bytes_producer, (q.clone(), n + 1)).unwrap();
@@ -641,6 +690,20 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
             "GB/s",
             300,
             queue_bytes_1mib,
+            gb_per_s,
+        ));
+        v.push(m(
+            "loan_bytes_1MiB_proc",
+            "GB/s",
+            300,
+            loan_bytes_1mib,
+            gb_per_s,
+        ));
+        v.push(m(
+            "loan_inplace_1MiB_proc",
+            "GB/s",
+            300,
+            loan_inplace_1mib,
             gb_per_s,
         ));
         v.push(m(
@@ -959,6 +1022,8 @@ fn main() {
         ("pipe_rtt_u64_proc", "pipe_rtt_proc", false),
         ("queue_bytes_1MiB_proc", "pipe_bytes_1MiB_proc", true),
         ("queue_bytes_1MiB_cpu", "pipe_bytes_1MiB_cpu", true),
+        ("loan_bytes_1MiB_proc", "pipe_bytes_1MiB_proc", true),
+        ("loan_inplace_1MiB_proc", "pipe_bytes_1MiB_proc", true),
         ("queue_msg8_cpu", "pipe_msg8_cpu", true),
         ("pipe_bytes_1MiB_proc", "raw_pipe_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "ipc_channel_bytes_1MiB_proc", true),

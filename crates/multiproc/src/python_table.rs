@@ -238,6 +238,22 @@
 //! assert!(!created);
 //! named.unlink()?;
 //!
+//! // row: (no zero-copy channel: a `SharedMemory` per payload, its name sent through a `Queue`)
+//! let (tx, rx) = ipc::loan_channel(2, 4096)?;
+//! let mut l = tx.loan(3)?;
+//! l.write(0, b"abc")?;
+//! let _fill_in_place = l.as_mut_ptr();
+//! l.send()?;
+//! let s = rx.recv()?;
+//! let mut buf = [0u8; 2];
+//! s.read(1, &mut buf)?;
+//! assert_eq!(&buf, b"bc");
+//! let mut vec = Vec::new();
+//! s.read_into(&mut vec);
+//! assert_eq!(vec, b"abc");
+//! let _read_in_place = s.as_ptr();
+//! drop(s);
+//!
 //! // row: `shared_memory.ShareableList([1, 'a', None])`, `ShareableList(name='x')`
 //! use multiproc::shm::{Item, ShareableList};
 //! let list = ShareableList::new(vec![Item::Int(1), "a".into(), Item::None])?;

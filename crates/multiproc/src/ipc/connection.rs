@@ -230,6 +230,11 @@ impl Connection {
         self.sock.as_ref().expect("open until dropped").as_fd()
     }
 
+    /// Whether the other end is gone (every copy of it closed).
+    pub(crate) fn peer_gone(&self) -> bool {
+        self.peer_is_gone()
+    }
+
     fn peer_is_gone(&self) -> bool {
         if self.peer_gone.load(Ordering::Relaxed) {
             return true;

@@ -3,6 +3,7 @@
 //! [`Select`]), [`Listener`]/[`Client`] for [`SocketConnection`]s between unrelated
 //! processes (Unix sockets or TCP, with an authentication key),
 //! [`Queue`]/[`JoinableQueue`]/[`SimpleQueue`] for many producers and consumers,
+//! [`loan_channel`] for large payloads written and read in place in a shared pool,
 //! [`wait`] over many connections and processes, and the serialization seam
 //! ([`codec`]).
 //!
@@ -54,6 +55,8 @@ pub(crate) mod frame;
 #[cfg(not(loom))]
 pub(crate) mod listener;
 #[cfg(not(loom))]
+mod loan;
+#[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
 mod queue;
@@ -82,6 +85,8 @@ pub use error::{
 pub use frame::DEFAULT_MAX_MESSAGE;
 #[cfg(not(loom))]
 pub use listener::{Address, Client, Listener, HANDSHAKE_TIMEOUT};
+#[cfg(not(loom))]
+pub use loan::{loan_channel, Loan, LoanReceiver, LoanSender, Sample, MAX_SLOTS, MAX_SLOT_SIZE};
 #[cfg(not(loom))]
 pub use pipe::{Pipe, PipeBuilder, DEFAULT_CAPACITY};
 #[cfg(not(loom))]
