@@ -104,10 +104,14 @@ impl<A, R> Buffers<A, R> {
     /// items (at least 1).
     pub(crate) fn new(items: Vec<A>, chunksize: usize) -> Buffers<A, R> {
         let chunksize = chunksize.max(1);
-        let mut items = ManuallyDrop::new(items);
         let len = items.len();
+        // Everything that can fail (allocate) before the items are taken apart, so
+        // that a failure drops them.
+        let state = (0..len.div_ceil(chunksize))
+            .map(|_| AtomicU8::new(PENDING))
+            .collect();
         let mut output = ManuallyDrop::new(Vec::<R>::with_capacity(len));
-        let chunks = len.div_ceil(chunksize);
+        let mut items = ManuallyDrop::new(items);
         Buffers {
             input: items.as_mut_ptr(),
             input_cap: items.capacity(),
@@ -115,7 +119,7 @@ impl<A, R> Buffers<A, R> {
             output_cap: output.capacity(),
             len,
             chunksize,
-            state: (0..chunks).map(|_| AtomicU8::new(PENDING)).collect(),
+            state,
             holes: Mutex::new(Vec::new()),
             taken: AtomicBool::new(false),
             _own: PhantomData,

@@ -160,3 +160,15 @@ fn spare_capacity_of_the_input() {
         (5, 5)
     );
 }
+
+/// A result too large to allocate panics before the items are taken apart, so they
+/// are dropped, not leaked.
+#[test]
+fn a_result_that_cannot_be_allocated_drops_the_items() {
+    let ins = Arc::new(AtomicUsize::new(0));
+    let items = counted(10, &ins);
+    // 10 values of 2^60 bytes overflow `isize`: `Vec::with_capacity` panics.
+    let r = std::panic::catch_unwind(|| Buffers::<Counted, [u8; 1 << 60]>::new(items, 3));
+    assert!(r.is_err());
+    assert_eq!(ins.load(Ordering::SeqCst), 10);
+}
