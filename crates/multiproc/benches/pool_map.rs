@@ -273,7 +273,7 @@ fn map_1m_paired() {
     tp.join();
 }
 
-/// `map(x -> 3x+1)` with the process backend and rayon at 10^3 .. 10^7 items (issue 11:
+/// `map(x -> 3x+1)` with the process and thread backends and rayon at 10^3 .. 10^7 items (issue 11:
 /// ns/item must stay flat from 10^5 up, and fixed per-call costs show at 10^3). The
 /// 10^6 row is `map_1M_trivial`.
 fn map_sizes(c: &mut Criterion) {
@@ -284,6 +284,7 @@ fn map_sizes(c: &mut Criterion) {
         ("map_10M_trivial", 10_000_000),
     ];
     let p = processes(StartMethod::ForkServer);
+    let t = threads();
     let r = rayon_pool();
     for (group, n) in SIZES {
         let v: Vec<u64> = (0..n).collect();
@@ -295,6 +296,15 @@ fn map_sizes(c: &mut Criterion) {
             n as usize,
             || v.clone(),
             |v| p.map(inc, v).unwrap(),
+        );
+        timed(
+            c,
+            &format!("{group}/thread"),
+            "ns/item",
+            NS,
+            n as usize,
+            || v.clone(),
+            |v| t.map(inc, v).unwrap(),
         );
         timed(
             c,
@@ -310,6 +320,7 @@ fn map_sizes(c: &mut Criterion) {
         );
     }
     p.join();
+    t.join();
 }
 
 fn pipelined(c: &mut Criterion) {
