@@ -104,8 +104,14 @@ where
     }
 
     fn map_all(&self, f: &F, items: Vec<A>, chunksize: usize, bar: &Progress) -> Result<Vec<R>> {
-        match self.thread_engine() {
-            Some(engine) => inplace::map(engine, items, chunksize, *f, bar),
+        if let Some(engine) = self.thread_engine() {
+            return inplace::map(engine, items, chunksize, *f, bar);
+        }
+        match self.submit_ranges(*f, &items, chunksize) {
+            Some(slots) => {
+                drop(items);
+                gather(&slots, Some(chunk::decode_values_into::<R>), |n| bar.inc(n))
+            }
             None => map_chunks(self, f, items, chunksize, bar),
         }
     }

@@ -118,6 +118,32 @@ impl ProcessPool {
     }
 }
 
+impl ProcessPool {
+    /// [`Flavor::unit`] for a chunk given by reference: it is only encoded (a slice
+    /// encodes as the `Vec` the worker decodes).
+    pub(crate) fn unit_of_slice<F, A, R>(
+        &self,
+        items: &[A],
+        slot: &Arc<Slot<ChunkOut<R>>>,
+        retries: u32,
+    ) -> Result<RemoteTask>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let e = codec::encode(items)?;
+        Ok(RemoteTask {
+            entry: chunk_entry_ref::<F, A, R>(),
+            payload: Arc::new(e.bytes),
+            fds: e.fds,
+            sink: Arc::clone(slot) as Arc<dyn Completion>,
+            retries,
+            timeout: None,
+        })
+    }
+}
+
 impl Flavor for ProcessPool {
     type Unit = RemoteTask;
 
@@ -137,15 +163,7 @@ impl Flavor for ProcessPool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let e = codec::encode(&items)?;
-        Ok(RemoteTask {
-            entry: chunk_entry_ref::<F, A, R>(),
-            payload: Arc::new(e.bytes),
-            fds: e.fds,
-            sink: Arc::clone(slot) as Arc<dyn Completion>,
-            retries,
-            timeout: None,
-        })
+        self.unit_of_slice::<F, A, R>(&items, slot, retries)
     }
 
     fn unit_bytes(unit: &RemoteTask) -> usize {
