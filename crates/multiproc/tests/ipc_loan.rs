@@ -301,3 +301,63 @@ fn a_forged_pool_size_is_a_decode_error() {
     let e = multiproc::ipc::codec::encode(&w).unwrap();
     assert!(multiproc::ipc::codec::decode::<LoanReceiver>(&e.bytes, e.fds).is_err());
 }
+
+/// The slot loaned by this process at `generation`'s word, found in the pool.
+fn loaned_slot(mem: &SharedMemory, slots: u64) -> (u32, u32) {
+    (0..slots as usize)
+        .find_map(|i| {
+            let w = mem
+                .atomic_u64(64 + 8 * i)
+                .load(std::sync::atomic::Ordering::Acquire);
+            (w & 0xff == 1 && (w >> 32) as u32 == std::process::id())
+                .then_some((i as u32, ((w >> 8) & 0xff_ffff) as u32))
+        })
+        .expect("a slot loaned by this process")
+}
+
+/// Sends a descriptor for a slot it loaned and filled, and ends without marking
+/// the slot sent (as a sender killed between the two would).
+fn send_descriptor_and_exit((tx, w): (LoanSender, Wire)) {
+    let mut loan = tx.loan(3).unwrap();
+    loan.write(0, b"abc").unwrap();
+    let (slot, generation) = loaned_slot(&w.mem, w.slots);
+    w.conn.send_bytes(&descriptor(slot, generation, 3)).unwrap();
+    // Neither marked sent nor given back: the process ends with it loaned.
+    std::mem::forget(loan);
+}
+
+/// A descriptor whose slot is not marked sent yet: a receive with a deadline
+/// times out and keeps it, the next one takes the slot once it is marked; a
+/// sender that died between its descriptor and the mark leaves a slot the
+/// receiver takes over.
+#[test]
+fn a_descriptor_ahead_of_its_mark_waits_for_it() {
+    let _w = util::watchdog(Duration::from_secs(60));
+    let _s = util::serial();
+    let (tx, rx) = loan_channel(2, 4096).unwrap();
+    let w = wire_of(&tx);
+    let mut loan = tx.loan(5).unwrap();
+    let (slot, generation) = loaned_slot(&w.mem, w.slots);
+    w.conn.send_bytes(&descriptor(slot, generation, 5)).unwrap();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(matches!(
+        rx.try_recv(),
+        Err(multiproc::ipc::TryRecvError::Empty)
+    ));
+    loan.write(0, b"hello").unwrap();
+    loan.send().unwrap();
+    // The early descriptor takes the slot; the sender's own is then refused.
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().to_vec(), b"hello");
+    match rx.recv_timeout(WAIT) {
+        Err(RecvTimeoutError::Invalid(e)) => assert_eq!(e.kind(), ErrorKind::Corrupt),
+        other => panic!("accepted twice: {:?}", other.map(|s| s.len())),
+    }
+
+    let child =
+        Process::start_with(send_descriptor_and_exit, (copy_of(&tx), wire_of(&tx))).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().to_vec(), b"abc");
+    let _ = child.join();
+}

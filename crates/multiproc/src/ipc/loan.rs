@@ -65,9 +65,37 @@ const LOANED: u64 = 1;
 const SENT: u64 = 2;
 const HELD: u64 = 3;
 
-/// How long a receive waits for a slot whose descriptor came to be marked sent (its
-/// sender does that right after writing the descriptor).
-const MARK_PATIENCE: Duration = Duration::from_millis(500);
+/// How often a receive waiting for a slot to be marked sent looks whether its
+/// sender died (a `/proc` read).
+const LOOK_EVERY: Duration = Duration::from_millis(1);
+
+/// What became of a slot a descriptor names.
+enum Got {
+    Taken,
+    /// Not sent at that generation: the descriptor is refused.
+    Refused,
+    /// Still loaned at that generation (its sender is about to mark it sent) when
+    /// the deadline came.
+    NotYet,
+}
+
+/// A descriptor received and checked, whose slot is not taken yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    slot: usize,
+    generation: u32,
+    len: usize,
+}
+
+/// A receiver's state between calls.
+#[derive(Debug, Default)]
+struct RxState {
+    /// The descriptor being received.
+    buf: Vec<u8>,
+    /// A descriptor whose slot was not marked sent yet when a deadline came: the
+    /// next receive takes it first.
+    pending: Option<Pending>,
+}
 
 /// Bytes in a descriptor: slot index (`u32`), generation (`u32`), length (`u64`).
 const DESCRIPTOR: usize = 16;
@@ -156,23 +184,27 @@ impl Pool {
 
     /// Takes slot `i`, which a descriptor says was `sent`, as `held`. Its sender
     /// marks it sent just after writing the descriptor: until then it is loaned at
-    /// the same generation, and this waits for that (at most [`MARK_PATIENCE`]),
-    /// or takes it over if its sender died in between.
-    fn receive(&self, i: usize, sent: Word, held: Word) -> bool {
-        let start = Instant::now();
+    /// the same generation, and this waits for that (until `deadline`), or takes
+    /// it over if its sender died in between.
+    fn receive(&self, i: usize, sent: Word, held: Word, deadline: Option<Instant>) -> Got {
+        let mut looked = Instant::now();
         loop {
             if self.swap(i, sent, held) {
-                return true;
+                return Got::Taken;
             }
             let w = Word::unpack(self.control(i).load(Acquire));
             if w.state != LOANED || w.generation != sent.generation {
-                return false;
+                return Got::Refused;
             }
-            if crate::sync::primitive::owner_is_dead(w.pid, 0) {
-                return self.swap(i, w, held);
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Got::NotYet;
             }
-            if start.elapsed() > MARK_PATIENCE {
-                return false;
+            if now.duration_since(looked) >= LOOK_EVERY {
+                looked = now;
+                if crate::sync::primitive::owner_is_dead(w.pid, 0) && self.swap(i, w, held) {
+                    return Got::Taken;
+                }
             }
             std::thread::yield_now();
         }
@@ -277,7 +309,7 @@ pub fn loan_channel(slots: usize, slot_size: usize) -> Result<(LoanSender, LoanR
         LoanReceiver {
             pool: pool(),
             rx,
-            buf: std::sync::Mutex::new(Vec::with_capacity(DESCRIPTOR)),
+            state: std::sync::Mutex::default(),
         },
     ))
 }
@@ -468,8 +500,7 @@ impl Drop for Loan<'_> {
 pub struct LoanReceiver {
     pool: Pool,
     rx: Connection,
-    /// The descriptor being received.
-    buf: std::sync::Mutex<Vec<u8>>,
+    state: std::sync::Mutex<RxState>,
 }
 
 /// A payload received from a [`loan_channel`], in its slot of the pool: the slot
@@ -491,7 +522,13 @@ impl LoanReceiver {
     /// descriptor that names no sent slot of the pool (it is dropped: the next
     /// receive goes on with the next one).
     pub fn recv(&self) -> Result<Sample<'_>, RecvError> {
-        self.take(|rx, buf| rx.recv_bytes_into(buf), RecvError::Invalid)
+        self.take(
+            None,
+            |rx, buf, _| rx.recv_bytes_into(buf),
+            RecvError::Invalid,
+            // Without a deadline, the wait for the mark ends with it.
+            || RecvError::Disconnected,
+        )
     }
 
     /// Receives a payload if one is there now.
@@ -500,7 +537,12 @@ impl LoanReceiver {
     ///
     /// [`TryRecvError::Empty`] if none is, otherwise as [`recv`](Self::recv).
     pub fn try_recv(&self) -> Result<Sample<'_>, TryRecvError> {
-        self.take(|rx, buf| rx.try_recv_bytes_into(buf), TryRecvError::Invalid)
+        self.take(
+            Some(Instant::now()),
+            |rx, buf, _| rx.try_recv_bytes_into(buf),
+            TryRecvError::Invalid,
+            || TryRecvError::Empty,
+        )
     }
 
     /// Receives a payload, waiting at most `timeout`.
@@ -510,27 +552,78 @@ impl LoanReceiver {
     /// [`RecvTimeoutError::Timeout`] if none came in time, otherwise as
     /// [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_>, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
         self.take(
-            |rx, buf| rx.recv_bytes_into_timeout(buf, timeout),
+            deadline,
+            |rx, buf, left| match left {
+                Some(left) => rx.recv_bytes_into_timeout(buf, left),
+                None => rx.recv_bytes_into(buf).map_err(RecvTimeoutError::from),
+            },
             RecvTimeoutError::Invalid,
+            || RecvTimeoutError::Timeout,
         )
     }
 
-    /// Receives a descriptor with `recv` and takes the slot it names; a descriptor
-    /// refused is the error `invalid` makes.
+    /// Receives a descriptor with `recv` (given the time left before `deadline`)
+    /// and takes the slot it names; a descriptor refused is the error `invalid`
+    /// makes, a slot not marked sent by the deadline the error `timed_out` makes
+    /// (the descriptor is kept for the next call).
     fn take<E>(
         &self,
-        recv: impl FnOnce(&Connection, &mut Vec<u8>) -> Result<usize, E>,
+        deadline: Option<Instant>,
+        recv: impl FnOnce(&Connection, &mut Vec<u8>, Option<Duration>) -> Result<usize, E>,
         invalid: impl Fn(Error) -> E,
+        timed_out: impl FnOnce() -> E,
     ) -> Result<Sample<'_>, E> {
-        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        recv(&self.rx, &mut buf)?;
-        let refuse = |why: String| invalid(corrupt(why));
-        let Ok(d) = <[u8; DESCRIPTOR]>::try_from(buf.as_slice()) else {
-            return Err(refuse(format!(
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let p = match st.pending {
+            Some(p) => p,
+            None => {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                recv(&self.rx, &mut st.buf, left)?;
+                let p = self.check(&st.buf).map_err(|why| invalid(corrupt(why)))?;
+                st.pending = Some(p);
+                p
+            }
+        };
+        let sent = Word {
+            state: SENT,
+            generation: p.generation,
+            pid: 0,
+        };
+        let held = Word {
+            state: HELD,
+            generation: p.generation,
+            pid: std::process::id(),
+        };
+        match self.pool.receive(p.slot, sent, held, deadline) {
+            Got::Taken => {
+                st.pending = None;
+                Ok(Sample {
+                    pool: &self.pool,
+                    slot: p.slot,
+                    word: held,
+                    len: p.len,
+                })
+            }
+            Got::Refused => {
+                st.pending = None;
+                Err(invalid(corrupt(format!(
+                    "slot {} was not sent at generation {}",
+                    p.slot, p.generation
+                ))))
+            }
+            Got::NotYet => Err(timed_out()),
+        }
+    }
+
+    /// Checks a descriptor's words against the pool (not its slot's state yet).
+    fn check(&self, buf: &[u8]) -> std::result::Result<Pending, String> {
+        let Ok(d) = <[u8; DESCRIPTOR]>::try_from(buf) else {
+            return Err(format!(
                 "a loan descriptor of {} bytes (not {DESCRIPTOR})",
                 buf.len()
-            )));
+            ));
         };
         let field = |r: std::ops::Range<usize>| {
             let mut b = [0u8; 8];
@@ -542,44 +635,23 @@ impl LoanReceiver {
         let slot = usize::try_from(slot)
             .ok()
             .filter(|&s| s < pool.slots)
-            .ok_or_else(|| {
-                refuse(format!(
-                    "a loan descriptor names slot {slot} of {}",
-                    pool.slots
-                ))
-            })?;
+            .ok_or_else(|| format!("a loan descriptor names slot {slot} of {}", pool.slots))?;
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= pool.slot_size)
             .ok_or_else(|| {
-                refuse(format!(
+                format!(
                     "a loan descriptor of {len} bytes for {}-byte slots",
                     pool.slot_size
-                ))
+                )
             })?;
         let generation = u32::try_from(generation)
             .ok()
             .filter(|&g| g <= 0xff_ffff)
-            .ok_or_else(|| refuse(format!("a loan descriptor of generation {generation}")))?;
-        let sent = Word {
-            state: SENT,
-            generation,
-            pid: 0,
-        };
-        let held = Word {
-            state: HELD,
-            generation,
-            pid: std::process::id(),
-        };
-        if !pool.receive(slot, sent, held) {
-            return Err(refuse(format!(
-                "slot {slot} was not sent at generation {generation}"
-            )));
-        }
-        Ok(Sample {
-            pool,
+            .ok_or_else(|| format!("a loan descriptor of generation {generation}"))?;
+        Ok(Pending {
             slot,
-            word: held,
+            generation,
             len,
         })
     }
@@ -776,7 +848,7 @@ impl<'de> Deserialize<'de> for LoanReceiver {
         Ok(LoanReceiver {
             pool,
             rx: w.conn,
-            buf: std::sync::Mutex::new(Vec::with_capacity(DESCRIPTOR)),
+            state: std::sync::Mutex::default(),
         })
     }
 }
