@@ -32,7 +32,9 @@
 //!   overflow) and a busy-polling subscriber, against a one-way Pipe and a `Queue`.
 //! * `copy_1MiB`: 1 MiB messages copied in by the sender and out by the receiver
 //!   (iceoryx2: a loaned slice filled with `write_from_slice`, the sample copied into
-//!   a reused buffer; multiproc: `send_bytes`/`recv_bytes_into`).
+//!   a reused buffer; multiproc: `send_bytes`/`recv_bytes_into` through a Pipe, and
+//!   `copy_1MiB/multiproc_loan`: a slot of `ipc::loan_channel`'s pool filled with
+//!   `Loan::write`, the sample copied out with `Sample::read_into`).
 //!
 //! iceoryx2 drops samples published before a subscriber is connected, so every
 //! measure waits for a go-signal from the child (over a multiproc Pipe) and then
@@ -45,7 +47,7 @@ use std::time::{Duration, Instant};
 mod hog;
 
 use iceoryx2::prelude::*;
-use multiproc::ipc::{Connection, Pipe};
+use multiproc::ipc::{loan_channel, Connection, LoanSender, Pipe};
 use multiproc::{Process, Queue};
 
 const MIB: usize = 1 << 20;
@@ -213,6 +215,17 @@ fn mp_bytes_producer((c, n): (Connection, u64)) {
     }
 }
 
+/// Sends `n` 1 MiB payloads through a loan channel, each copied from one buffer
+/// into a loaned slot (as `iox_bytes_producer` fills a loaned slice).
+fn mp_loan_producer((tx, n): (LoanSender, u64)) {
+    let data = vec![7u8; MIB];
+    for _ in 0..n {
+        let mut loan = tx.loan(MIB).unwrap();
+        loan.write(0, &data).unwrap();
+        loan.send().unwrap();
+    }
+}
+
 // ------------------------------------------------------------------ measures
 
 fn iox_rtt(n: u64, block: bool) -> R<Duration> {
@@ -376,6 +389,23 @@ fn mp_copy_1mib(n: u64) -> R<Duration> {
     Ok(d)
 }
 
+/// 1 MiB payloads through `multiproc::ipc::loan_channel` (4 slots: whole samples
+/// in a shared pool, as iceoryx2 queues them), copied out into a reused buffer.
+fn mp_loan_copy_1mib(n: u64) -> R<Duration> {
+    let (tx, rx) = loan_channel(4, MIB)?;
+    let p = Process::start_with(mp_loan_producer, (tx, n + 1))?;
+    let mut buf = Vec::new();
+    rx.recv()?.read_into(&mut buf);
+    let t = Instant::now();
+    for _ in 0..n {
+        rx.recv()?.read_into(&mut buf);
+        std::hint::black_box(&buf);
+    }
+    let d = t.elapsed();
+    p.join()?;
+    Ok(d)
+}
+
 // ------------------------------------------------------------------ driver
 
 struct Measure {
@@ -456,6 +486,13 @@ fn measures() -> Vec<Measure> {
             run: mp_copy_1mib,
             figure: gb_per_s,
         },
+        Measure {
+            name: "copy_1MiB/multiproc_loan",
+            unit: "GB/s",
+            ops: 300,
+            run: mp_loan_copy_1mib,
+            figure: gb_per_s,
+        },
     ]
 }
 
@@ -527,6 +564,7 @@ fn main() -> R<()> {
         ("msg8/multiproc_pipe", "msg8/iceoryx2", true),
         ("msg8/multiproc_queue", "msg8/iceoryx2", true),
         ("copy_1MiB/multiproc_pipe", "copy_1MiB/iceoryx2", true),
+        ("copy_1MiB/multiproc_loan", "copy_1MiB/iceoryx2", true),
     ] {
         if let (Some(a), Some(b)) = (at(ours), at(peer)) {
             let ratio = |x: f64, y: f64| if higher { x / y } else { y / x };
