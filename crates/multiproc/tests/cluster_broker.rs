@@ -12,7 +12,9 @@ use util::sleep_ms;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster_util::{cleanup, keys, opts, redis_url, unique_name, wait_hosts, Host, PrivateRedis};
+use cluster_util::{
+    cleanup, keys, opts, raw, redis_url, unique_name, wait_hosts, Host, PrivateRedis,
+};
 use multiproc::pool::Pool;
 use multiproc::ErrorKind;
 
@@ -48,6 +50,63 @@ fn t8_a_long_task_on_a_live_host_is_not_reclaimed() {
     assert_eq!((s.redelivered, s.duplicates_dropped), (0, 0), "{s:?}");
     pool.join();
     cleanup(&url, &name);
+}
+
+/// The largest `idle` (seconds since its last command) of the connections whose last
+/// command is one a host's reader sends (`XREADGROUP`, then `EXISTS` for a new
+/// client's lease and `GET` for an argument blob), from `CLIENT LIST`.
+fn idlest_reader(url: &str) -> u64 {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut raw(url))
+        .unwrap();
+    list.lines()
+        .filter(|l| {
+            [" cmd=xreadgroup ", " cmd=exists ", " cmd=get "]
+                .iter()
+                .any(|c| l.contains(c))
+        })
+        .filter_map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("idle="))
+                .and_then(|v| v.parse().ok())
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn t19_a_busy_host_reads_its_next_task_with_the_answer() {
+    let _w = util::watchdog(LIMIT);
+    // Its own server: no other test's connections in CLIENT LIST.
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    // 100 tasks of 50 ms on one slot: at least 5 s, each answer freeing the slot.
+    let hs: Vec<_> = (0..100).map(|_| pool.submit(sleep_ms, 50)).collect();
+    // The host's writer reads the next entry in the round trip that answers the last
+    // one, so its reader sends nothing while the slot stays full: its connection
+    // idles for seconds. A reader that read each task itself would show 0 (the
+    // other connections, the host's writer and housekeeper and the client's two, send
+    // something every heartbeat or task).
+    let mut idlest = 0;
+    while idlest < 2 && !hs.last().unwrap().is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+        idlest = idlest.max(idlest_reader(&url));
+    }
+    assert!(
+        idlest >= 2,
+        "the host's reader read while its slot was busy"
+    );
+    for h in hs {
+        assert_eq!(h.join().unwrap(), 50);
+    }
+    pool.join();
 }
 
 #[test]
