@@ -154,7 +154,9 @@ fn raw_msg8_producer((fds, n): (Fds, u64)) {
 
 fn raw_echo(fds: Fds) {
     let mut b = [0u8; 8];
-    while read_exact(&fds.a, &mut b) {
+    // Stops at `u64::MAX` (end of stream is not enough: a `fork` child inherits
+    // the parent's copy of the write end too).
+    while read_exact(&fds.a, &mut b) && b != u64::MAX.to_le_bytes() {
         write_all(&fds.b, &b);
     }
 }
@@ -347,6 +349,7 @@ fn raw_pipe_rtt(n: u64) -> Duration {
         read_exact(&r2, &mut b);
     }
     let d = t.elapsed();
+    write_all(&w1, &u64::MAX.to_le_bytes());
     drop(w1);
     p.join().unwrap();
     d

@@ -18,8 +18,8 @@
 //! # Safety
 //!
 //! One unsafe call registers an `atfork` handler that only bumps an atomic
-//! counter, which is async-signal-safe; the other is glibc's `sched_getcpu`, which
-//! takes no arguments. ("Is thread `tid` alive" is rustix's safe `kill(tid, 0)`.)
+//! counter, which is async-signal-safe; the others are glibc's `sched_getcpu`, which
+//! takes no arguments, and `sched_getscheduler`, which takes and returns integers. ("Is thread `tid` alive" is rustix's safe `kill(tid, 0)`.)
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -161,6 +161,17 @@ pub(crate) fn current_cpu() -> Option<u32> {
     u32::try_from(cpu).ok()
 }
 
+/// Whether this thread runs under a real-time policy (`SCHED_FIFO`, `SCHED_RR`,
+/// `SCHED_DEADLINE`, as `chrt` sets): then ordinary runnable tasks never take its CPU.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn is_realtime() -> bool {
+    // SAFETY: `sched_getscheduler` takes a pid (0: this thread) and returns the
+    // policy or -1; it touches no memory of ours.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    // SCHED_DEADLINE is 6 (not in every libc version's constants).
+    matches!(policy, libc::SCHED_FIFO | libc::SCHED_RR | 6)
+}
+
 /// How many CPUs this thread may run on (its affinity mask), or `None` if the kernel
 /// cannot say.
 pub(crate) fn usable_cpus() -> Option<usize> {
@@ -172,6 +183,12 @@ pub(crate) fn usable_cpus() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_test_thread_is_not_realtime() {
+        // Test runners start threads under the default policy (`SCHED_OTHER`).
+        assert!(!is_realtime());
+    }
 
     #[test]
     fn usable_cpus_are_counted() {
