@@ -117,6 +117,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     let sock = args.sock;
     let fd = sock.as_fd();
     WORKER_SOCKET.store(fd.as_raw_fd(), Ordering::Relaxed);
+    // Chunk after chunk allocates and frees the same sizes: keep the memory.
+    crate::sys::mm::keep_freed_heap();
     let mut out = Vec::with_capacity(64 * 1024);
     if let Some(init) = &args.init {
         let failed = init.run(&args.token);

@@ -11,7 +11,7 @@
 //! aliases no Rust object; [`unmap`] is `unsafe` and its caller promises that no
 //! reference into the mapping outlives it. [`advise_huge_pages`] gives advice that
 //! changes how the kernel backs pages of memory the caller holds exclusively, never
-//! what they contain.
+//! what they contain. [`keep_freed_heap`] sets two of the C allocator's parameters.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -79,4 +79,62 @@ pub(crate) fn advise_huge_pages<T>(buf: &mut [std::mem::MaybeUninit<T>]) {
             rustix::mm::Advice::LinuxHugepage,
         )
     };
+}
+
+/// Freed memory this process's `malloc` keeps at the top of its heap, after
+/// [`keep_freed_heap`].
+const KEEP_FREED: i32 = 64 << 20;
+/// Blocks this large and over come from `mmap` (and go back at `free`), after
+/// [`keep_freed_heap`]: glibc's maximum for the setting.
+const MMAP_FROM: i32 = 32 << 20;
+
+/// Makes this process's `malloc` keep up to 64 MiB of freed memory at the top of its
+/// heap, and serve blocks under 32 MiB from the heap, instead of giving memory back
+/// to the kernel at each `free` (glibc's thresholds start at 128 KiB) and taking it
+/// back with fresh page faults at the next allocation. For a process whose job is to
+/// allocate and free the same sizes again and again, a pool worker: decoding
+/// chunks of 125 KB cost its two workers about 2,500 page faults per `map` of 10^6
+/// items (issue 11). Memory stays bounded: what is kept is reused by the next
+/// allocations. Best effort (a no-op on a C library without `mallopt`).
+pub(crate) fn keep_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    for (param, value) in [
+        (libc::M_TRIM_THRESHOLD, KEEP_FREED),
+        (libc::M_MMAP_THRESHOLD, MMAP_FROM),
+    ] {
+        // SAFETY: `mallopt` only changes the allocator's tuning parameters, under
+        // the allocator's own lock; both values are within glibc's documented ranges.
+        unsafe { libc::mallopt(param, value) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// This thread's minor page faults so far (`/proc/thread-self/stat`, field 10).
+    fn minor_faults() -> u64 {
+        let s = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &s[s.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(7).unwrap().parse().unwrap()
+    }
+
+    /// Two 120 KB buffers allocated, written and freed over and over (a pool worker's
+    /// life): with glibc's default thresholds each round gives the 240 KB back to the
+    /// kernel and faults it in again (about 60 faults a round); after
+    /// `keep_freed_heap`, the first round's pages are reused.
+    #[test]
+    fn keep_freed_heap_stops_the_refaults_of_reused_sizes() {
+        super::keep_freed_heap();
+        let round = || {
+            let a = vec![1u8; 120_000];
+            let b = vec![2u8; 120_000];
+            std::hint::black_box((&a, &b));
+        };
+        round();
+        let before = minor_faults();
+        for _ in 0..200 {
+            round();
+        }
+        let faults = minor_faults() - before;
+        assert!(faults < 1_000, "{faults} page faults in 200 rounds");
+    }
 }
