@@ -26,8 +26,18 @@ pub(crate) fn expand<R>(out: Result<ChunkOut<R>>, n: usize) -> Vec<Result<R>> {
             v
         }
         Ok(ChunkOut { values, panics }) => {
-            if panics.is_empty() {
+            if panics.is_empty() && values.len() == n {
                 return values.into_iter().map(Ok).collect();
+            }
+            // A worker process's answer: one that does not account for every item
+            // exactly once fails them all (never fewer or more results than items).
+            if values.len().checked_add(panics.len()) != Some(n) {
+                let e = Error::new(ErrorKind::Decode).with_message(format!(
+                    "a chunk of {n} items returned {} values and {} panics",
+                    values.len(),
+                    panics.len()
+                ));
+                return expand(Err(e), n);
             }
             let mut v = Vec::with_capacity(n);
             let mut values = values.into_iter();

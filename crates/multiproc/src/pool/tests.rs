@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use super::feed::gather;
 use super::handle::auto_chunksize;
 use super::slot::{Completion, Slot};
-use super::task::expand;
+use super::task::{expand, single};
 use crate::error::{Error, ErrorKind, RemotePanic};
 use crate::ipc::codec;
 use crate::pool::process::chunk::{apply_each, ChunkOut};
@@ -83,4 +84,53 @@ fn raw_values_decode_on_join_and_callbacks_see_them_first() {
     assert_eq!(*seen.lock().unwrap(), Some(Some(vec![5, 6])));
     let out = slot.join().unwrap();
     assert_eq!(out.panics[0].1.message(), "p");
+}
+
+/// A chunk's answer whose values and panics do not account for exactly its items
+/// (a worker process's bytes, forged or buggy) is an error for every item: never a
+/// shorter or longer list of results, never a value missing from `map`'s list
+/// without an error, never a panic in `apply`.
+#[test]
+fn a_chunk_answer_with_the_wrong_count_is_an_error_for_each_item() {
+    let p = || RemotePanic::new("p".into(), None, None);
+    let out = |values: Vec<u8>, panics: Vec<(u32, RemotePanic)>| ChunkOut { values, panics };
+    for (o, n) in [
+        (out(vec![1, 2], Vec::new()), 3),
+        (out(vec![1, 2, 3, 4], Vec::new()), 3),
+        (out(Vec::new(), Vec::new()), 1),
+        (out(vec![1], vec![(0, p())]), 3),
+        (out(vec![1, 2], vec![(0, p())]), 2),
+    ] {
+        let what = format!(
+            "{} values, {} panics, {n} items",
+            o.values.len(),
+            o.panics.len()
+        );
+        let items = expand(Ok(o), n);
+        assert_eq!(items.len(), n, "{what}");
+        for r in items {
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Decode, "{what}");
+        }
+    }
+    // `apply`'s answer without its value.
+    assert_eq!(
+        single(Ok(out(Vec::new(), Vec::new()))).unwrap_err().kind(),
+        ErrorKind::Decode
+    );
+    // `map`: a chunk of 2 items that came back with 1 value, as a value or as the
+    // bytes a worker process sent (decoded into the list, or not).
+    let short = || out(vec![7], Vec::new());
+    let value = Slot::<ChunkOut<u8>>::new(codec::decode::<ChunkOut<u8>>, None, None);
+    value.deliver(Ok(short()));
+    let r = gather(&[(value, 2)], None, |_| {});
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Decode, "as a value");
+    for into in [
+        None,
+        Some(super::process::chunk::decode_values_into::<u8> as _),
+    ] {
+        let raw = Slot::<ChunkOut<u8>>::new(codec::decode::<ChunkOut<u8>>, None, None);
+        raw.deliver_raw(codec::encode(&short()).unwrap().bytes, Vec::new());
+        let r = gather(&[(raw, 2)], into, |_| {});
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::Decode, "as bytes");
+    }
 }
