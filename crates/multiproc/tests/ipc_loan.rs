@@ -361,3 +361,55 @@ fn a_descriptor_ahead_of_its_mark_waits_for_it() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap().to_vec(), b"abc");
     let _ = child.join();
 }
+
+/// A [`Connection`]'s wire layout (`Connection`'s own `Serialize`), to forge a
+/// sending end with another maximum message size, as another process can.
+#[derive(Serialize, Deserialize)]
+struct ConnectionWire {
+    mem: SharedMemory,
+    #[serde(with = "multiproc::codec::fd")]
+    sock: std::os::fd::OwnedFd,
+    side: u8,
+    duplex: bool,
+    max_message: u64,
+}
+
+/// A loan channel's sending end, its connection laid out.
+#[derive(Serialize, Deserialize)]
+struct RawSender {
+    mem: SharedMemory,
+    conn: ConnectionWire,
+    slots: u64,
+    slot_size: u64,
+}
+
+/// Sends a "descriptor" of `n` bytes through `tx`'s pipe with no size limit of its
+/// own, then one payload through `tx`.
+fn send_long_descriptor((tx, n): (LoanSender, usize)) {
+    let e = multiproc::ipc::codec::encode(&tx).unwrap();
+    let mut raw: RawSender = multiproc::ipc::codec::decode(&e.bytes, e.fds).unwrap();
+    raw.conn.max_message = 1 << 30;
+    let e = multiproc::ipc::codec::encode(&raw.conn).unwrap();
+    let conn: Connection = multiproc::ipc::codec::decode(&e.bytes, e.fds).unwrap();
+    conn.send_bytes(&vec![7u8; n]).unwrap();
+    tx.send_bytes(b"after").unwrap();
+}
+
+/// A sender that sends a long message where a 16-byte descriptor goes costs the
+/// receiver no memory: the message is dropped as it arrives, and the next payload
+/// is received.
+#[test]
+fn a_long_descriptor_costs_the_receiver_no_memory() {
+    let _w = util::watchdog(Duration::from_secs(120));
+    let _s = util::serial();
+    let (tx, rx) = loan_channel(1, 4096).unwrap();
+    let probe = util::MemProbe::start();
+    let child = Process::start_with(send_long_descriptor, (tx, 256 << 20)).unwrap();
+    match rx.recv_timeout(WAIT) {
+        Err(RecvTimeoutError::Invalid(_)) => {}
+        other => panic!("a 256 MiB descriptor: {:?}", other.map(|s| s.len())),
+    }
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().to_vec(), b"after");
+    child.join().unwrap();
+    probe.check("a 256 MiB descriptor");
+}

@@ -298,7 +298,12 @@ pub fn loan_channel(slots: usize, slot_size: usize) -> Result<(LoanSender, LoanR
     let slot_size = slot_size.next_multiple_of(PAGE);
     let len = segment_len(slots, slot_size).ok_or_else(|| invalid("the pool is too large"))?;
     let mem = SharedMemory::create(len)?;
-    let (rx, tx) = Pipe::builder().capacity(64 << 10).duplex(false).build()?;
+    // Descriptors only: a longer message is dropped as it arrives, never buffered.
+    let (rx, tx) = Pipe::builder()
+        .capacity(64 << 10)
+        .max_message_size(DESCRIPTOR)
+        .duplex(false)
+        .build()?;
     let pool = || Pool {
         mem: mem.clone(),
         slots,

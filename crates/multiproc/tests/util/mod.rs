@@ -291,3 +291,53 @@ impl<'de> serde::Deserialize<'de> for PanicsOnDeserialize {
         panic!("cannot deserialize")
     }
 }
+
+/// The most the parent's peak resident set may grow in one case.
+pub const MEM_BOUND: u64 = 64 << 20;
+
+/// A field of `/proc/self/status`, in bytes.
+pub fn status_bytes(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = s
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of kB");
+    kb * 1024
+}
+
+/// Measures how far the peak resident set rises over the current one while `f` runs.
+pub struct MemProbe {
+    base: u64,
+}
+
+impl MemProbe {
+    pub fn start() -> MemProbe {
+        // "5" resets the peak (VmHWM) to the current resident set (Linux >= 4.0).
+        std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
+        MemProbe {
+            base: status_bytes("VmRSS:"),
+        }
+    }
+
+    /// The rise of the peak so far, in bytes.
+    pub fn rise(&self) -> u64 {
+        status_bytes("VmHWM:").saturating_sub(self.base)
+    }
+
+    pub fn check(&self, what: &str) -> u64 {
+        let rise = self.rise();
+        eprintln!("{what}: peak RSS rose by {} KiB", rise >> 10);
+        assert!(
+            rise < MEM_BOUND,
+            "{what}: the peak resident set rose by {} MiB (bound {} MiB)",
+            rise >> 20,
+            MEM_BOUND >> 20
+        );
+        rise
+    }
+}
