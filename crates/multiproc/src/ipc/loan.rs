@@ -69,6 +69,11 @@ const HELD: u64 = 3;
 /// sender died (a `/proc` read).
 const LOOK_EVERY: Duration = Duration::from_millis(1);
 
+/// The first and the longest nap of a receive waiting for a slot to be marked
+/// sent, once the spin window is over.
+const MARK_NAP_MIN: Duration = Duration::from_micros(100);
+const MARK_NAP_MAX: Duration = Duration::from_millis(10);
+
 /// What became of a slot a descriptor names.
 enum Got {
     Taken,
@@ -188,6 +193,11 @@ impl Pool {
     /// it over if its sender died in between.
     fn receive(&self, i: usize, sent: Word, held: Word, deadline: Option<Instant>) -> Got {
         let mut looked = Instant::now();
+        // The mark normally follows within microseconds; a sender that is late
+        // (preempted, stopped) is waited for asleep, in naps that grow to
+        // `MARK_NAP_MAX`, not by spinning a CPU.
+        let spin = backoff::Backoff::new();
+        let mut nap = MARK_NAP_MIN;
         loop {
             if self.swap(i, sent, held) {
                 return Got::Taken;
@@ -206,7 +216,13 @@ impl Pool {
                     return Got::Taken;
                 }
             }
-            std::thread::yield_now();
+            if spin.spinning() {
+                std::thread::yield_now();
+            } else {
+                let left = deadline.map_or(nap, |d| d.saturating_duration_since(now));
+                std::thread::sleep(nap.min(left));
+                nap = (nap * 2).min(MARK_NAP_MAX);
+            }
         }
     }
 
