@@ -415,7 +415,7 @@ fn settles_at(c: &AtomicUsize, want: usize) -> usize {
 
 /// `map` on threads moves items out of the input and writes values into the result
 /// in place: every item and every value is dropped exactly once, whether the map
-/// succeeds, an item panics, a chunk overruns the timeout (its abandoned thread
+/// (or `map_async`) succeeds, an item panics, a chunk overruns the timeout (its abandoned thread
 /// finishes later) or the pool is terminated with chunks queued (their items are
 /// never passed to the function).
 #[test]
@@ -456,6 +456,33 @@ fn map_drops_every_item_and_value_once_on_every_path() {
             }
         }
         assert_eq!(settles_at(&ins, 100), 100);
+    }
+
+    // `map_async`: joined, and dropped unjoined once complete (the list it holds goes).
+    for join in [true, false] {
+        let (ins, outs) = fresh();
+        let o = Arc::clone(&outs);
+        let h = pool.map_async(
+            move |x: Counted| Counted {
+                n: x.n * 2,
+                drops: Arc::clone(&o),
+            },
+            counted(100, &ins),
+        );
+        if join {
+            let v = h.join().unwrap();
+            assert!(v.iter().enumerate().all(|(i, x)| x.n == 2 * i as u64));
+        } else {
+            assert!(h.wait_timeout(LIMIT));
+            assert_eq!(
+                outs.load(Ordering::SeqCst),
+                0,
+                "values dropped before the handle"
+            );
+            drop(h);
+        }
+        assert_eq!(settles_at(&outs, 100), 100, "join {join}");
+        assert_eq!(settles_at(&ins, 100), 100, "join {join}");
     }
 
     // A chunk past its timeout: the map fails at once, its thread finishes later.

@@ -593,4 +593,15 @@ where
         let f = Arc::clone(f);
         inplace::map(&self.engine, items, chunksize, move |a| f(a), bar)
     }
+
+    fn map_all_async(
+        &self,
+        f: &Arc<F>,
+        items: Vec<A>,
+        chunksize: usize,
+        list: Arc<Slot<Vec<R>>>,
+    ) -> MapHandle<R> {
+        let f = Arc::clone(f);
+        inplace::map_async(&self.engine, items, chunksize, move |a| f(a), list)
+    }
 }

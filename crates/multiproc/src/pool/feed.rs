@@ -59,6 +59,21 @@ pub(crate) trait SubmitChunks<F, A, R>: Feeds {
         map_chunks(self, f, items, chunksize, bar)
     }
 
+    /// [`map_all`](Self::map_all) without waiting: `list` completes with what it
+    /// would return, on the thread that completes the last chunk.
+    fn map_all_async(
+        &self,
+        f: &F,
+        items: Vec<A>,
+        chunksize: usize,
+        list: Arc<Slot<Vec<R>>>,
+    ) -> MapHandle<R>
+    where
+        R: Send + 'static,
+    {
+        MapHandle::new(list, self.submit_chunks(f, split(items, chunksize)))
+    }
+
     /// How `map` decodes a chunk's values that arrived as bytes straight into its
     /// list, if this pool's chunks can arrive so.
     fn decode_into(&self) -> Option<DecodeInto<R>> {
@@ -113,6 +128,19 @@ where
                 gather(&slots, Some(chunk::decode_values_into::<R>), |n| bar.inc(n))
             }
             None => map_chunks(self, f, items, chunksize, bar),
+        }
+    }
+
+    fn map_all_async(
+        &self,
+        f: &F,
+        items: Vec<A>,
+        chunksize: usize,
+        list: Arc<Slot<Vec<R>>>,
+    ) -> MapHandle<R> {
+        match self.thread_engine() {
+            Some(engine) => inplace::map_async(engine, items, chunksize, *f, list),
+            None => MapHandle::new(list, Pool::submit_chunks(self, *f, split(items, chunksize))),
         }
     }
 
@@ -287,8 +315,9 @@ where
     I: IntoIterator<Item = A>,
 {
     let list = map_handle::list_slot(callback, pool.driver());
-    let chunks = chunk_input(pool, items, None);
-    MapHandle::new(list, pool.submit_chunks(f, chunks))
+    let all: Vec<A> = items.into_iter().collect();
+    let cs = pool.auto_chunksize(all.len());
+    pool.map_all_async(f, all, cs, list)
 }
 
 /// The callback of `map_async_with`: a panic in the user's `callback` is caught and

@@ -51,7 +51,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::map_handle::values_only;
+use super::feed::Chunk;
+use super::map_handle::{values_only, MapHandle};
 use super::process::chunk::ChunkOut;
 use super::progress::Progress;
 use super::slot::{Completion, Slot};
@@ -256,17 +257,19 @@ struct Shared<A, R, F> {
     f: F,
 }
 
-/// Applies `f` to every item on `engine`'s threads in chunks of `chunksize` items,
-/// in place, and returns the values in input order, or the first failed item's error
-/// in input order (after every chunk has finished); `bar` is told each chunk's size
-/// as its result is taken, in order.
-pub(crate) fn map<A, R, F>(
+/// A map's chunks, submitted: the buffers, and each chunk's slot and size in order.
+struct Submitted<A, R, F> {
+    shared: Arc<Shared<A, R, F>>,
+    slots: Vec<Chunk<R>>,
+}
+
+/// Submits one job per chunk of `chunksize` items that applies `f` in place.
+fn submit<A, R, F>(
     engine: &thread::ThreadPool,
     items: Vec<A>,
     chunksize: usize,
     f: F,
-    bar: &Progress,
-) -> Result<Vec<R>>
+) -> Submitted<A, R, F>
 where
     F: Fn(A) -> R + Send + Sync + 'static,
     A: Send + 'static,
@@ -304,28 +307,75 @@ where
         slots.push((slot, shared.buffers.range(c).len()));
     }
     engine.submit_all(jobs);
-    let mut first_err: Option<Error> = None;
-    for (slot, n) in slots {
-        let r = slot.join();
-        bar.inc(n);
-        if first_err.is_some() {
-            continue;
-        }
-        match r {
-            Ok(out) => {
-                if let Some((_, p)) = out.panics.into_iter().next() {
-                    first_err = Some(Error::from_panic(p));
-                }
+    Submitted { shared, slots }
+}
+
+impl<A, R: Send + 'static, F> Submitted<A, R, F> {
+    /// Waits for every chunk in order and returns the values, or the first failed
+    /// item's error in input order (after every chunk has finished); `on_chunk` is
+    /// told each chunk's size as it is taken.
+    fn gather(self, mut on_chunk: impl FnMut(usize)) -> Result<Vec<R>> {
+        let mut first_err: Option<Error> = None;
+        for (slot, n) in self.slots {
+            let r = slot.join();
+            on_chunk(n);
+            if first_err.is_some() {
+                continue;
             }
-            Err(e) => first_err = Some(e),
+            match r {
+                Ok(out) => {
+                    if let Some((_, p)) = out.panics.into_iter().next() {
+                        first_err = Some(Error::from_panic(p));
+                    }
+                }
+                Err(e) => first_err = Some(e),
+            }
         }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        self.shared.buffers.take().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput).with_message("the map's results are incomplete")
+        })
     }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    shared.buffers.take().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidInput).with_message("the map's results are incomplete")
-    })
+}
+
+/// Applies `f` to every item on `engine`'s threads in chunks of `chunksize` items,
+/// in place, and returns the values in input order, or the first failed item's error
+/// in input order (after every chunk has finished); `bar` is told each chunk's size
+/// as its result is taken, in order.
+pub(crate) fn map<A, R, F>(
+    engine: &thread::ThreadPool,
+    items: Vec<A>,
+    chunksize: usize,
+    f: F,
+    bar: &Progress,
+) -> Result<Vec<R>>
+where
+    F: Fn(A) -> R + Send + Sync + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    submit(engine, items, chunksize, f).gather(|n| bar.inc(n))
+}
+
+/// [`map`] without waiting: `list` completes with what `map` returns, on the thread
+/// that completes the last chunk.
+pub(crate) fn map_async<A, R, F>(
+    engine: &thread::ThreadPool,
+    items: Vec<A>,
+    chunksize: usize,
+    f: F,
+    list: Arc<Slot<Vec<R>>>,
+) -> MapHandle<R>
+where
+    F: Fn(A) -> R + Send + Sync + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    let submitted = submit(engine, items, chunksize, f);
+    let parts: Vec<_> = submitted.slots.iter().map(|(s, _)| Arc::clone(s)).collect();
+    MapHandle::when_all(list, &parts, move || submitted.gather(|_| {}))
 }
 
 #[cfg(test)]

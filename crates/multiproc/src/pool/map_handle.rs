@@ -11,7 +11,7 @@ use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -74,22 +74,37 @@ impl<R: Send + 'static> fmt::Debug for MapHandle<R> {
 impl<R: Send + 'static> MapHandle<R> {
     /// Completes `slot` once every part has.
     pub(crate) fn new(slot: Arc<Slot<Vec<R>>>, parts: Vec<Part<R>>) -> MapHandle<R> {
+        let slots: Vec<_> = parts.iter().map(|(s, _)| Arc::clone(s)).collect();
+        MapHandle::when_all(slot, &slots, move || gather(&parts, None, |_| {}))
+    }
+
+    /// Completes `slot` with what `finish` returns once every one of `parts` has
+    /// completed, on the thread that completes the last one (at once if none is left).
+    pub(crate) fn when_all(
+        slot: Arc<Slot<Vec<R>>>,
+        parts: &[Arc<Slot<ChunkOut<R>>>],
+        finish: impl FnOnce() -> Result<Vec<R>> + Send + 'static,
+    ) -> MapHandle<R> {
         if parts.is_empty() {
-            slot.deliver(Ok(Vec::new()));
+            slot.deliver(finish());
             return MapHandle { slot };
         }
         let left = Arc::new(AtomicUsize::new(parts.len()));
-        let parts = Arc::new(parts);
-        for (part, _) in parts.iter() {
+        let finish = Arc::new(Mutex::new(Some(finish)));
+        for part in parts {
             let left = Arc::clone(&left);
-            let all = Arc::clone(&parts);
+            let finish = Arc::clone(&finish);
             let list = Arc::clone(&slot);
-            // The closure holds its own part's slot through `all`; running it (when
-            // that part completes) drops it, so no cycle outlives the map.
+            // `finish` may hold the parts' slots; the last closure to run takes it out
+            // and runs it, and each closure is dropped once run, so no cycle outlives
+            // the map.
             part.on_done(Box::new(move || {
                 // AcqRel: the last one sees every other part's completion.
                 if left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    list.deliver(gather(&all, None, |_| {}));
+                    let f = finish.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(f) = f {
+                        list.deliver(f());
+                    }
                 }
             }));
         }
