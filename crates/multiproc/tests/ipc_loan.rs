@@ -406,7 +406,7 @@ fn a_long_descriptor_costs_the_receiver_no_memory() {
     let probe = util::MemProbe::start();
     let child = Process::start_with(send_long_descriptor, (tx, 256 << 20)).unwrap();
     match rx.recv_timeout(WAIT) {
-        Err(RecvTimeoutError::Invalid(_)) => {}
+        Err(RecvTimeoutError::Invalid(e)) => assert_eq!(e.kind(), ErrorKind::Decode, "{e}"),
         other => panic!("a 256 MiB descriptor: {:?}", other.map(|s| s.len())),
     }
     assert_eq!(rx.recv_timeout(WAIT).unwrap().to_vec(), b"after");

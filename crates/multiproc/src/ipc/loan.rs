@@ -540,8 +540,9 @@ impl LoanReceiver {
     ///
     /// [`RecvError::Disconnected`] once the sender is gone and every payload it sent
     /// was received; [`RecvError::Invalid`] (with [`ErrorKind::Corrupt`]) for a
-    /// descriptor that names no sent slot of the pool (it is dropped: the next
-    /// receive goes on with the next one).
+    /// descriptor that names no sent slot of the pool, or with
+    /// [`ErrorKind::Decode`] for a message longer than a descriptor (either is
+    /// dropped: the next receive goes on with the next one).
     pub fn recv(&self) -> Result<Sample<'_>, RecvError> {
         self.take(
             None,
