@@ -7,8 +7,9 @@
 //! The workers are the thread backend's own (the job queue, spinning and sleeping
 //! workers, the task timeout, `max_tasks_per_child`, the thread names, in
 //! `pool/thread.rs`), and so are the slots, handles and `map`/`imap` machinery
-//! (`pool/task.rs`, `pool/feed.rs`, `pool/imap.rs`): this file only turns a closure
-//! and its items into a job, with the bounds threads need. A `map`'s closure is shared
+//! (`pool/task.rs`, `pool/feed.rs`, `pool/imap.rs`, and `pool/inplace.rs`, where
+//! `map` and `map_async` read their input and write their result in place): this
+//! file only turns a closure and its items into a job, with the bounds threads need. A `map`'s closure is shared
 //! by its chunks through one [`Arc`]; a `submit`'s closure is `FnOnce` and runs once.
 //! Nothing is serialized: arguments and results move between threads. A slot here
 //! only ever receives values, never bytes from a worker process.
