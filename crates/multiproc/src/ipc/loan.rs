@@ -27,10 +27,14 @@
 //!
 //! # Dead processes
 //!
-//! A slot loaned or held by a process that died is taken back by the next loan
-//! that finds no free slot (the holder's pid is checked for life, as the crate's
-//! locks do). Slots sent and not yet received stay with the channel: the next
-//! receive takes them. The memory is the pool's, fixed at creation, and the
+//! A slot loaned or held by a process that died is taken back by a loan that
+//! finds no free slot and waits a moment without one being freed (the holder's
+//! pid is checked for life, as the crate's locks do). Slots sent and not yet
+//! received stay with the channel: the next receive takes them. The sender writes
+//! a descriptor before it marks the slot sent; a receive that gets the descriptor
+//! first waits for the mark (within its deadline, keeping the descriptor for the
+//! next receive if that passes), and takes the slot over if the sender died in
+//! between. The memory is the pool's, fixed at creation, and the
 //! segment (an anonymous memfd) is gone when the last process holding the channel
 //! closes it, whatever way the others ended.
 
@@ -346,6 +350,7 @@ pub struct LoanSender {
 
 /// A slot loaned by a [`LoanSender`], which this process alone fills before it
 /// [`send`](Self::send)s it. Dropped without being sent, it goes back to the pool.
+#[must_use = "a Loan dropped without `send` goes back to the pool unsent"]
 pub struct Loan<'a> {
     sender: &'a LoanSender,
     slot: usize,
