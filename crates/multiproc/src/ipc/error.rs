@@ -317,3 +317,60 @@ impl From<RecvError> for Error {
         }
     }
 }
+
+/// A batch send ([`Queue::put_all`](crate::Queue::put_all) and its `try_`/`_timeout`
+/// forms) that stopped part-way: how many items went in (the first `sent` of the
+/// batch, in order) and why the next one did not; that item comes back inside
+/// `error` ([`SendError`], [`TrySendError`] or [`SendTimeoutError`]).
+pub struct BatchSendError<E> {
+    /// Items of the batch that went in before it stopped.
+    pub sent: usize,
+    /// Why the next item did not go in; it carries that item.
+    pub error: E,
+}
+
+impl<E> BatchSendError<E> {
+    /// Items of the batch that went in.
+    pub fn sent(&self) -> usize {
+        self.sent
+    }
+
+    /// The error, which carries the item that did not go in.
+    pub fn into_error(self) -> E {
+        self.error
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for BatchSendError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchSendError")
+            .field("sent", &self.sent)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BatchSendError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} after {} items of the batch went in",
+            self.error, self.sent
+        )
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BatchSendError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<E: Into<Error>> From<BatchSendError<E>> for Error {
+    fn from(e: BatchSendError<E>) -> Error {
+        let sent = e.sent;
+        let err: Error = e.error.into();
+        let msg = format!("{err} (after {sent} items of the batch went in)");
+        Error::new(err.kind()).with_message(msg)
+    }
+}

@@ -79,7 +79,8 @@ pub use channel::{channel, channel_with, IntoIter, Iter, Receiver, Select, Sende
 #[cfg(not(loom))]
 pub use connection::Connection;
 pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    BatchSendError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 #[cfg(not(loom))]
 pub use frame::DEFAULT_MAX_MESSAGE;

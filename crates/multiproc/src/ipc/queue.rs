@@ -23,6 +23,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shm::SharedMemory;
 use crate::sync::{Lock, LockGuard, TryLockError};
 
+mod batch;
+
 /// How long a non-blocking `try_put`/`try_get` waits at most for another thread's
 /// or process's `put`/`get` in progress on the same side, while the queue has room
 /// (or an item) for it too: long enough for a holder that was preempted, short
@@ -646,6 +648,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             Taken::Other(side) => side,
         };
+        self.get_other(side, patience)
+    }
+
+    /// Takes any item (large, half-taken or not whole yet) through the general
+    /// receive; `side` is the consumers' side, held.
+    fn get_other(&self, side: LockGuard<'_>, patience: Patience) -> Result<T, Fail> {
         let mut buf = GET_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let mut bulk = Vec::new();
         let r = self.inner.get_bytes(side, &mut buf, &mut bulk, patience);

@@ -220,6 +220,26 @@ impl Slot {
     }
 }
 
+/// Records written past the tail and not yet published (see [`Ring::begin_run`]).
+#[derive(Debug)]
+pub(crate) struct Run {
+    /// The tail published before the run.
+    start: u64,
+    /// Where the next record goes.
+    end: u64,
+    /// The next message's sequence number.
+    seq: u64,
+    /// Records written since the last publish.
+    count: usize,
+}
+
+impl Run {
+    /// Records written and not yet published.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+}
+
 /// The ring is corrupted: a header makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub(crate) String);
@@ -520,6 +540,82 @@ impl<M: Mem> Ring<M> {
         (self.notify(DATA_SEQ, DATA_WAITERS), seq)
     }
 
+    /// Starts a run of records written back to back past the tail and published
+    /// together by [`publish_run`](Self::publish_run) (a producer's batch: one
+    /// `tail` store and one wake-up check for the whole run, issue 11). Like a
+    /// [`reserve`](Self::reserve)d slot, an unpublished run leaves no trace.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if `tail` cannot be.
+    pub(crate) fn begin_run(&self) -> Result<Run, Corrupt> {
+        let tail = self.tail()?;
+        Ok(Run {
+            start: tail,
+            end: tail,
+            seq: self.w64(PUT).load(Relaxed),
+            count: 0,
+        })
+    }
+
+    /// Writes a `SINGLE` record of `bytes` at the end of `run` if it fits now;
+    /// returns `false` if it does not (nothing is written then).
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if `head` cannot be (checked against the run's published tail).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the payload is over [`max_record`](Self::max_record).
+    #[inline]
+    pub(crate) fn push_run(&self, run: &mut Run, bytes: &[u8]) -> Result<bool, Corrupt> {
+        assert!(
+            bytes.len() <= self.max_record(),
+            "record too large for the ring"
+        );
+        let (skip, need) = self.need(run.end, bytes.len());
+        let end = run
+            .end
+            .checked_add(need)
+            .ok_or_else(|| Corrupt(format!("ring tail {} is out of range", run.end)))?;
+        // `head_cache` is a lower bound of `head`: room it shows is there.
+        if end.saturating_sub(self.head_cache.load(Relaxed)) > self.cap {
+            let head = self.w64(HEAD).load(Acquire);
+            self.head_cache.store(head, Relaxed);
+            // `head` is the consumers' word: checked against the tail published
+            // before this run (`head <= start <= end`, so no subtraction wraps).
+            check_positions(head, run.start, self.cap)?;
+            if end - head > self.cap {
+                return Ok(false);
+            }
+        }
+        let pos = run.end + skip;
+        if skip != 0 {
+            self.write_header(run.end, 0, WRAP);
+        }
+        self.mem.write(self.data_off(pos) + HEADER, bytes);
+        self.write_header(pos, bytes.len() as u32, SINGLE | ((run.seq as u32) << 4));
+        run.end = end;
+        run.seq = run.seq.wrapping_add(1);
+        run.count += 1;
+        Ok(true)
+    }
+
+    /// Publishes the records of `run` (message numbers, then `tail`) and wakes
+    /// sleeping receivers; returns whether a receiver asked for a byte on the
+    /// notification descriptor. The run is empty afterwards, ready for more.
+    pub(crate) fn publish_run(&self, run: &mut Run) -> bool {
+        if run.count == 0 {
+            return false;
+        }
+        self.w64(PUT).store(run.seq, Relaxed);
+        self.w64(TAIL).store(run.end, Release);
+        run.start = run.end;
+        run.count = 0;
+        self.notify(DATA_SEQ, DATA_WAITERS)
+    }
+
     /// Writes a record header: one word (positions are multiples of 8, so is the
     /// data area's offset), not a byte copy, which costs a `memcpy` call.
     #[inline]
@@ -571,7 +667,17 @@ impl<M: Mem> Ring<M> {
     /// [`Corrupt`] if a header is malformed.
     #[inline]
     pub(crate) fn peek(&self) -> Result<Option<Record>, Corrupt> {
-        let head = self.w64(HEAD).load(Relaxed);
+        self.peek_at(self.w64(HEAD).load(Relaxed))
+    }
+
+    /// [`peek`](Self::peek) from `head`, the `next_head` of a record this consumer
+    /// peeked (and has not consumed yet), or `head` itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`peek`](Self::peek).
+    #[inline]
+    pub(crate) fn peek_at(&self, head: u64) -> Result<Option<Record>, Corrupt> {
         let mut pos = head;
         let mut tail = self.tail_cache.load(Relaxed);
         loop {
@@ -663,6 +769,20 @@ impl<M: Mem> Ring<M> {
         if let Some(g) = got {
             self.w64(GOT).store(g, Release);
         }
+        self.notify(SPACE_SEQ, SPACE_WAITERS);
+    }
+
+    /// Consumes every record up to `next_head` (records that
+    /// [`peek_at`](Self::peek_at) found one after another from `head`, `count` of
+    /// them), records `got` and wakes producers waiting for room: one `head` store
+    /// and one wake-up check for a consumer's batch (issue 11).
+    #[inline]
+    pub(crate) fn consume_run(&self, next_head: u64, got: u64, count: usize) {
+        for _ in 0..count.min(4) {
+            self.data_pace.took_one();
+        }
+        self.w64(HEAD).store(next_head, Release);
+        self.w64(GOT).store(got, Release);
         self.notify(SPACE_SEQ, SPACE_WAITERS);
     }
 
