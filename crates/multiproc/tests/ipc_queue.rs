@@ -477,3 +477,204 @@ fn producer_killed_mid_put_leaves_the_queue_usable() {
         helper.join().unwrap();
     }
 }
+
+// ---------------------------------------------------------------- batches
+
+fn put_batches((q, p, n): (Queue<(u8, u32)>, u8, u32)) {
+    let mut i = 0;
+    while i < n {
+        let k = (i % 150 + 1).min(n - i);
+        assert_eq!(q.put_all((i..i + k).map(|j| (p, j))).unwrap(), k as usize);
+        i += k;
+    }
+}
+
+fn get_batches((q, report): (Queue<(u8, u32)>, Connection)) {
+    let mut got = Vec::new();
+    while q.get_many(100, &mut got).is_ok() {}
+    report.send(got).unwrap();
+}
+
+/// Producer processes put batches, consumer processes and threads take them with
+/// `get_many`: every item arrives once, and each consumer sees each producer's
+/// items in order.
+#[test]
+fn batches_between_processes() {
+    let _s = util::serial();
+    let _w = util::watchdog(LIMIT);
+    let q: Queue<(u8, u32)> = Queue::builder().capacity(16 << 10).build().unwrap();
+    let per = 20_000u32;
+    let producers: Vec<_> = (0..3u8)
+        .map(|p| Process::start_with(put_batches, (q.clone(), p, per)).unwrap())
+        .collect();
+    let (rep_rx, rep_tx) = Pipe::one_way().unwrap();
+    let consumer = Process::start_with(get_batches, (q.clone(), rep_tx)).unwrap();
+    let thread = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while q.get_many(64, &mut got).is_ok() {}
+            got
+        })
+    };
+    for p in producers {
+        p.join().unwrap();
+    }
+    q.close();
+    let mut streams = vec![
+        thread.join().unwrap(),
+        rep_rx.recv::<Vec<(u8, u32)>>().unwrap(),
+    ];
+    consumer.join().unwrap();
+    for s in &streams {
+        let mut last = [None::<u32>; 3];
+        for &(p, i) in s {
+            let l = &mut last[p as usize];
+            assert!(l.is_none_or(|l| l < i), "producer {p}: {l:?} then {i}");
+            *l = Some(i);
+        }
+    }
+    let mut all: Vec<_> = streams.drain(..).flatten().collect();
+    all.sort_unstable();
+    let want: Vec<_> = (0..3u8)
+        .flat_map(|p| (0..per).map(move |i| (p, i)))
+        .collect();
+    assert!(all == want, "items lost or duplicated");
+    assert_eq!(q.qsize(), 0);
+}
+
+/// A `u64` item whose serialization, at the value this process was told to stop
+/// at, reports that on a pipe and waits to be killed: a producer killed at a
+/// known point of a batch.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Stopper(u64);
+
+static STOP_AT: std::sync::Mutex<Option<(u64, Connection)>> = std::sync::Mutex::new(None);
+
+impl Serialize for Stopper {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some((at, report)) = &*STOP_AT.lock().unwrap() {
+            if *at == self.0 {
+                report.send(self.0).unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+fn put_until_stopped((q, stop, report): (Queue<Stopper>, u64, Connection)) {
+    *STOP_AT.lock().unwrap() = Some((stop, report));
+    q.put_all((0..).map(Stopper)).unwrap();
+}
+
+/// Takes every item that comes within `quiet` into `got`.
+fn drain_batches(q: &Queue<Stopper>, got: &mut Vec<u64>, quiet: Duration) {
+    let mut items = Vec::new();
+    while q.get_many_timeout(64, &mut items, quiet).is_ok() {}
+    got.extend(items.into_iter().map(|s| s.0));
+}
+
+/// A producer killed in the middle of a batch (holding the producers' side, with
+/// a run written and not published) leaves a prefix of the batch: whole items,
+/// none twice, the unpublished run nowhere (not in `qsize` either); the next
+/// producer takes the side over and its items arrive. Through a large ring (the
+/// run is exactly what was lost) and a small bounded one (the producer waited
+/// for room in the middle of the batch).
+#[test]
+fn producer_killed_mid_batch_leaves_a_prefix() {
+    let _s = util::serial();
+    let _w = util::watchdog(LIMIT);
+    // (ring bytes, maxsize, stop at, items that must have arrived or None)
+    for (capacity, maxsize, stop, exact) in [
+        (1 << 20, 0, 5, Some(0)),
+        (1 << 20, 0, 101, Some(64)),
+        (1 << 20, 0, 128, Some(128)),
+        (4096, 0, 1013, None),
+        (4096, 50, 777, None),
+    ] {
+        let q: Queue<Stopper> = Queue::builder()
+            .capacity(capacity)
+            .maxsize(maxsize)
+            .build()
+            .unwrap();
+        let (rep_rx, rep_tx) = Pipe::one_way().unwrap();
+        let victim = Process::start_with(put_until_stopped, (q.clone(), stop, rep_tx)).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !rep_rx.poll(Duration::ZERO) {
+            drain_batches(&q, &mut got, Duration::from_millis(1));
+            assert!(
+                Instant::now() < deadline,
+                "the producer never got to {stop}"
+            );
+        }
+        assert_eq!(rep_rx.recv::<u64>().unwrap(), stop);
+        victim.kill().unwrap();
+        let _ = victim.join();
+        drain_batches(&q, &mut got, Duration::from_millis(100));
+        let j = got.len() as u64;
+        assert_eq!(got, (0..j).collect::<Vec<_>>(), "stop {stop}: not a prefix");
+        assert!(j <= stop && j + 64 > stop, "stop {stop}: {j} items arrived");
+        if let Some(e) = exact {
+            assert_eq!(j, e, "stop {stop}");
+        }
+        assert_eq!(q.qsize(), 0, "stop {stop}: the lost run is counted");
+        // The next producer takes the producers' side over.
+        q.put_all_timeout((1000..1010).map(Stopper), Duration::from_secs(10))
+            .unwrap();
+        let mut after = Vec::new();
+        drain_batches(&q, &mut after, Duration::from_millis(100));
+        assert_eq!(after, (1000..1010).collect::<Vec<_>>(), "stop {stop}");
+        assert_eq!(q.qsize(), 0);
+    }
+}
+
+fn put_batches_forever((q, from): (Queue<u64>, u64)) {
+    q.put_all(from..).unwrap();
+}
+
+/// A producer of batches killed at a random time, consumed with `get_many`
+/// meanwhile: what arrived is 0, 1, 2, ... with no gap or repeat, and a new
+/// producer's items arrive after it.
+#[test]
+fn producer_killed_at_random_mid_batch_leaves_the_queue_usable() {
+    let _s = util::serial();
+    let _w = util::watchdog(LIMIT);
+    let mut rng = XorShift::seeded();
+    for iter in 0..ITERATIONS {
+        let q: Queue<u64> = Queue::builder()
+            .capacity(4096)
+            .maxsize(if iter % 2 == 0 { 0 } else { 100 })
+            .build()
+            .unwrap();
+        let victim = Process::start_with(put_batches_forever, (q.clone(), 0)).unwrap();
+        let mut got = Vec::new();
+        let t_kill = Instant::now() + Duration::from_micros(rng.below(15_000));
+        while Instant::now() < t_kill {
+            let _ = q.get_many_timeout(50, &mut got, Duration::from_millis(1));
+        }
+        victim.kill().unwrap();
+        let _ = victim.join();
+        while q
+            .get_many_timeout(50, &mut got, Duration::from_millis(100))
+            .is_ok()
+        {}
+        let n = got.len() as u64;
+        assert!(
+            got == (0..n).collect::<Vec<_>>(),
+            "iteration {iter}: not 0..{n}"
+        );
+        assert_eq!(q.qsize(), 0, "iteration {iter}");
+        q.put_all_timeout(1u64 << 40..(1 << 40) + 50, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("iteration {iter}: {e}"));
+        let mut after = Vec::new();
+        while after.len() < 50 {
+            q.get_many_timeout(64, &mut after, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("iteration {iter}: {e}"));
+        }
+        assert!(after == ((1 << 40)..(1 << 40) + 50).collect::<Vec<u64>>());
+    }
+}
