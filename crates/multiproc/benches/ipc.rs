@@ -11,6 +11,9 @@
 //! hides in the two-process rows (there, waiting for a CPU decides the figure).
 //! `pipe_msg8_cpu` / `queue_msg8_cpu` do the same for `u64` messages (messages per
 //! second of one thread's CPU, both sides' work counted).
+//! `queue_msg8_batch_proc` / `queue_msg8_batch_cpu` are `queue_msg8_proc` /
+//! `queue_msg8_cpu` with `put_all` of 64 items and `get_many` of up to 64; the
+//! summary pairs each with its per-item row.
 //! `loan_bytes_1MiB_proc` moves 1 MiB payloads through a `loan_channel` (copied into
 //! a loaned slot by the producer, out of it by the receiver: the same two copies as
 //! the Pipe row) and `loan_inplace_1MiB_proc` reads them in place; the summary pairs
@@ -57,6 +60,18 @@ const MIB: usize = 1 << 20;
 fn queue_producer((q, n): (Queue<u64>, u64)) {
     for i in 0..n {
         q.put(i).unwrap();
+    }
+}
+
+/// Items per `put_all` / most per `get_many` in the `_batch` rows.
+const BATCH: u64 = 64;
+
+fn queue_batch_producer((q, n): (Queue<u64>, u64)) {
+    let mut i = 0;
+    while i < n {
+        let k = BATCH.min(n - i);
+        q.put_all(i..i + k).unwrap();
+        i += k;
     }
 }
 
@@ -216,6 +231,25 @@ fn queue_msg8(n: u64) -> Duration {
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(q.get().unwrap());
+    }
+    let d = t.elapsed();
+    p.join().unwrap();
+    d
+}
+
+/// `queue_msg8` in batches: the producer puts `BATCH` items at a time with
+/// `put_all`, the consumer takes up to `BATCH` with `get_many`.
+fn queue_msg8_batch(n: u64) -> Duration {
+    let q: Queue<u64> = Queue::new().unwrap();
+    let p = Process::start_with(queue_batch_producer, (q.clone(), n + 1)).unwrap();
+    q.get().unwrap();
+    let mut buf = Vec::with_capacity(BATCH as usize);
+    let mut got = 0;
+    let t = Instant::now();
+    while got < n {
+        buf.clear();
+        got += q.get_many(BATCH.min(n - got) as usize, &mut buf).unwrap() as u64;
+        std::hint::black_box(&buf);
     }
     let d = t.elapsed();
     p.join().unwrap();
@@ -511,6 +545,25 @@ fn queue_msg8_cpu(n: u64) -> Duration {
     thread_cpu() - t
 }
 
+/// The same in batches of `BATCH` (`put_all`, `get_many`).
+fn queue_msg8_batch_cpu(n: u64) -> Duration {
+    let q = Queue::<u64>::new().unwrap();
+    let mut buf = Vec::with_capacity(BATCH as usize);
+    let t = thread_cpu();
+    for _ in 0..n.div_ceil(1024) {
+        for i in (0..1024u64).step_by(BATCH as usize) {
+            q.put_all(i..i + BATCH).unwrap();
+        }
+        let mut got = 0;
+        while got < 1024 {
+            buf.clear();
+            got += q.get_many(BATCH as usize, &mut buf).unwrap();
+            std::hint::black_box(&buf);
+        }
+    }
+    thread_cpu() - t
+}
+
 /// The same for a `Pipe` (`send_bytes`, `recv_bytes_into`).
 fn pipe_bytes_1mib_cpu(n: u64) -> Duration {
     let (rx, tx) = Pipe::builder()
@@ -640,6 +693,13 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
             mmsg_per_s as fn(u64, Duration) -> f64,
         ));
         v.push(m(
+            "queue_msg8_batch_proc",
+            "Mmsg/s",
+            2_000_000,
+            queue_msg8_batch,
+            mmsg_per_s,
+        ));
+        v.push(m(
             "pipe_msg8_proc",
             "Mmsg/s",
             2_000_000,
@@ -658,6 +718,13 @@ fn all_measures(pinned: bool) -> Vec<Measure> {
             "Mmsg/s",
             1_000_000,
             queue_msg8_cpu,
+            mmsg_per_s,
+        ));
+        v.push(m(
+            "queue_msg8_batch_cpu",
+            "Mmsg/s",
+            1_000_000,
+            queue_msg8_batch_cpu,
             mmsg_per_s,
         ));
         v.push(m(
@@ -1028,6 +1095,8 @@ fn main() {
         ("loan_bytes_1MiB_proc", "pipe_bytes_1MiB_proc", true),
         ("loan_inplace_1MiB_proc", "pipe_bytes_1MiB_proc", true),
         ("queue_msg8_cpu", "pipe_msg8_cpu", true),
+        ("queue_msg8_batch_proc", "queue_msg8_proc", true),
+        ("queue_msg8_batch_cpu", "queue_msg8_cpu", true),
         ("pipe_bytes_1MiB_proc", "raw_pipe_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "ipc_channel_bytes_1MiB_proc", true),
         ("pipe_bytes_1MiB_proc", "python_pipe_bytes_1MiB_proc", true),

@@ -219,6 +219,21 @@
 //! jq.task_done()?;
 //! jq.join();
 //!
+//! // row: (no batch put/get: one `put`/`get` per item)
+//! let bq: Queue<u64> = Queue::new()?;
+//! assert_eq!(bq.put_all(0..100).unwrap(), 100);
+//! let full: Queue<u8> = Queue::bounded(2)?;
+//! assert_eq!(full.try_put_all([1, 2, 3]).unwrap_err().sent, 2);
+//! assert!(full.put_all_timeout([4], Duration::from_millis(1)).is_err());
+//! let mut batch = Vec::new();
+//! assert_eq!(bq.get_many(64, &mut batch)?, 64);
+//! assert_eq!(bq.try_get_many(64, &mut batch)?, 36);
+//! assert!(bq.get_many_timeout(64, &mut batch, Duration::from_millis(1)).is_err());
+//! jq.put_all([1u8, 2]).unwrap();
+//! let mut jbatch = Vec::new();
+//! let n = jq.get_many(8, &mut jbatch)?;
+//! jq.task_done_many(n)?;
+//!
 //! // row: `q.close()`, `q.shutdown(immediate=True)`
 //! let q2: Queue<u8> = Queue::new()?;
 //! q2.put(1)?;
