@@ -801,7 +801,7 @@ mod tests {
             let n = codec::encode_small(&(1000 + i), &mut b).unwrap();
             assert!(ring.push_run(&mut run, &b[..n]).unwrap());
         }
-        drop(run);
+        let _never_published = run;
         assert_eq!(q.qsize(), 2);
         q.put_all([3]).unwrap();
         assert_eq!(q.qsize(), 3);
