@@ -13,6 +13,15 @@ const NAME: &str = "MULTIPROC_WORKER_NAME";
 const SLOTS: &str = "MULTIPROC_WORKER_SLOTS";
 const TIMING: &str = "MULTIPROC_WORKER_TIMING";
 const LIST: &str = "MULTIPROC_LIST_TASKS";
+const METHOD: &str = "MULTIPROC_WORKER_START_METHOD";
+const TLS_CA: &str = "MULTIPROC_WORKER_TLS_CA";
+
+/// How a host starts its local workers.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Method {
+    Spawn,
+    Forkserver,
+}
 
 /// Arguments of `multiproc worker`.
 #[derive(Debug, Args)]
@@ -30,6 +39,13 @@ pub(crate) struct WorkerArgs {
     /// Heartbeat and min_idle in milliseconds, as `HB,IDLE` (default 5000,30000).
     #[arg(long)]
     timing: Option<String>,
+    /// How the host starts its local workers (default: the program's default method).
+    #[arg(long, value_enum)]
+    start_method: Option<Method>,
+    /// A CA file (PEM) to trust for a `rediss://` URL (the program needs multiproc's
+    /// `cluster-tls` feature).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
     /// Print the program's registered tasks (name, signature, key, build id) instead.
     #[arg(long)]
     list: bool,
@@ -58,6 +74,18 @@ pub(crate) fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         }
         if let Some(t) = &args.timing {
             cmd.env(TIMING, t);
+        }
+        if let Some(m) = args.start_method {
+            cmd.env(
+                METHOD,
+                match m {
+                    Method::Spawn => "spawn",
+                    Method::Forkserver => "forkserver",
+                },
+            );
+        }
+        if let Some(ca) = &args.tls_ca {
+            cmd.env(TLS_CA, ca);
         }
     }
     let e = cmd.exec();

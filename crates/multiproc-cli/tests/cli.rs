@@ -328,6 +328,19 @@ fn bad_flags_fail_with_a_clear_message() {
         (&["compare", "--only", "nosuch"], "invalid value 'nosuch'"),
         (&["compare", "--workers", "0"], "invalid value '0'"),
         (&["compare", "--workers", "many"], "invalid value 'many'"),
+        (&["worker", "--", "./app"], "--redis <REDIS>"),
+        (
+            &[
+                "worker",
+                "--redis",
+                "redis://h/",
+                "--start-method",
+                "fork",
+                "--",
+                "./app",
+            ],
+            "invalid value 'fork'",
+        ),
         (
             &["compare", "--html"],
             "a value is required for '--html <FILE>'",
@@ -905,6 +918,12 @@ fn worker_runs_the_program_in_worker_mode() {
             "n",
             "--slots",
             "3",
+            "--timing",
+            "200,1000",
+            "--start-method",
+            "forkserver",
+            "--tls-ca",
+            "/etc/ca.pem",
             "--",
             "env",
         ],
@@ -916,6 +935,9 @@ fn worker_runs_the_program_in_worker_mode() {
         "MULTIPROC_WORKER=redis://h:1/",
         "MULTIPROC_WORKER_NAME=n",
         "MULTIPROC_WORKER_SLOTS=3",
+        "MULTIPROC_WORKER_TIMING=200,1000",
+        "MULTIPROC_WORKER_START_METHOD=forkserver",
+        "MULTIPROC_WORKER_TLS_CA=/etc/ca.pem",
     ] {
         assert!(env.lines().any(|l| l == want), "{want} missing from\n{env}");
     }
@@ -929,4 +951,14 @@ fn worker_runs_the_program_in_worker_mode() {
         Duration::from_secs(30),
     );
     assert!(!out.status.success());
+    // A program that cannot be run: an error naming it.
+    let out = run(
+        &["worker", "--list", "--", "/nonexistent/app"],
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/app"),
+        "{out:?}"
+    );
 }
