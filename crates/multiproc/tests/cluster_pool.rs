@@ -143,6 +143,15 @@ fn t2_parity_with_the_process_pool() {
         pool.map_async(square, vec![3, 4]).join().unwrap(),
         vec![9, 16]
     );
+    // Handles are futures, as locally.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(pool.submit(square, 9)).unwrap(), 81);
+    assert_eq!(
+        rt.block_on(pool.map_async(square, vec![5, 6])).unwrap(),
+        vec![25, 36]
+    );
     let stats = pool.cluster_stats().unwrap();
     assert_eq!(stats.duplicates_dropped, 0);
     // Every registered task is advertised by hosts that started before main.

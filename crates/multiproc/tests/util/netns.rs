@@ -181,7 +181,8 @@ impl Net {
         ip(&["link", "set", &self.veth(k), if up { "up" } else { "down" }])
     }
 
-    /// A cgroup `mp<pid>c<name>` limited to `cpus` CPUs (0.4: 40 ms per 100 ms);
+    /// A cgroup `mp<pid>c<name>` limited to `cpus` CPUs (0.4: 40 ms per 100 ms), with
+    /// ten times the default CPU weight;
     /// `None` if this kernel offers no CPU controller.
     pub fn cpu_cgroup(&mut self, name: &str, cpus: f64) -> Result<PathBuf, String> {
         let (root, version) = cpu_cgroup_root().ok_or("no cgroup CPU controller")?;
@@ -192,11 +193,16 @@ impl Net {
         let w = |f: &str, v: String| {
             std::fs::write(dir.join(f), &v).map_err(|e| format!("{f} = {v}: {e}"))
         };
+        // Ten times the default weight: on a loaded machine the quota, not the
+        // competition, is what limits a simulated host (the hosts of a bench then
+        // compare by the CPU they use, not by how the load fell on them).
         if version == 1 {
             w("cpu.cfs_period_us", "100000".into())?;
             w("cpu.cfs_quota_us", quota.to_string())?;
+            w("cpu.shares", "10240".into())?;
         } else {
             w("cpu.max", format!("{quota} 100000"))?;
+            w("cpu.weight", "1000".into())?;
         }
         Ok(dir)
     }
