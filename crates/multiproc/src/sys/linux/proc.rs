@@ -90,22 +90,16 @@ pub(crate) fn exe_identity() -> io::Result<(u64, u64, u64)> {
     Ok((m.dev(), m.ino(), m.size()))
 }
 
-/// `/proc/loadavg`, kept open per process (a forked child opens its own).
-#[cfg_attr(loom, allow(dead_code))]
-static LOADAVG: PerProcess<Option<File>> = PerProcess::new(|| None);
-
 /// How many tasks (threads) of the whole machine are runnable right now, this one
 /// included: the first half of the fourth field of `/proc/loadavg` ("4/312"), which
-/// the kernel computes at each read. One `pread` of a file kept open (about 1-3 µs).
+/// the kernel computes at each read. The file is opened for each read (a few µs; the
+/// caller samples at most once a millisecond), so the process keeps no descriptor a
+/// user would count as leaked.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn runnable_tasks() -> io::Result<u32> {
-    use std::os::unix::fs::FileExt;
-    let mut guard = LOADAVG.lock();
-    if guard.is_none() {
-        *guard = Some(File::open("/proc/loadavg")?);
-    }
+    use std::io::Read;
     let mut buf = [0u8; 128];
-    let n = guard.as_ref().expect("set above").read_at(&mut buf, 0)?;
+    let n = File::open("/proc/loadavg")?.read(&mut buf)?;
     parse_runnable(&buf[..n]).ok_or_else(|| io::Error::other("unexpected /proc/loadavg format"))
 }
 
