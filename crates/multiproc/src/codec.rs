@@ -39,6 +39,91 @@ thread_local! {
     static REFUSAL: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
 }
 
+/// The serialization passes of one send (see [`one_send`]).
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    /// Passes in progress on this thread: a value's `Serialize` that encodes
+    /// something else (a request of its own) nests a pass in the outer one.
+    depth: u32,
+    /// Side-effect points seen so far in the outermost pass.
+    pos: u64,
+    /// Side-effect points whose effect took place, over every pass of the send.
+    done: u64,
+}
+
+thread_local! {
+    /// The send this thread is in, if a caller marked one with [`one_send`].
+    static TRIP: std::cell::Cell<Option<Trip>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f`, which serializes one value for one send in several passes (a size pass
+/// and then the bytes; a try on the stack and then on the heap; a probe for an
+/// error's text). A `Serialize` with an effect outside the bytes (a manager proxy
+/// takes a reference for its receiver) asks [`first_serialization`], so the effect
+/// happens once per place in the value, not once per pass.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn one_send<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Trip>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TRIP.with(|t| t.set(self.0));
+        }
+    }
+    let _outer = Restore(TRIP.with(|t| {
+        t.replace(Some(Trip {
+            depth: 0,
+            pos: 0,
+            done: 0,
+        }))
+    }));
+    f()
+}
+
+/// One serialization pass, for the length of the guard.
+struct Pass;
+
+impl Pass {
+    fn enter() -> Pass {
+        TRIP.with(|t| {
+            if let Some(mut trip) = t.get() {
+                if trip.depth == 0 {
+                    trip.pos = 0;
+                }
+                trip.depth += 1;
+                t.set(Some(trip));
+            }
+        });
+        Pass
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        TRIP.with(|t| {
+            if let Some(mut trip) = t.get() {
+                trip.depth = trip.depth.saturating_sub(1);
+                t.set(Some(trip));
+            }
+        });
+    }
+}
+
+/// Whether a `Serialize` impl with an effect outside the bytes it writes should
+/// take that effect now: `false` only when an earlier pass of the same send
+/// ([`one_send`]) already took it at this place of the value.
+pub(crate) fn first_serialization() -> bool {
+    TRIP.with(|t| match t.get() {
+        Some(mut trip) if trip.depth == 1 => {
+            trip.pos += 1;
+            let first = trip.pos > trip.done;
+            trip.done = trip.done.max(trip.pos);
+            t.set(Some(trip));
+            first
+        }
+        _ => true,
+    })
+}
+
 /// Appends postcard's encoding of a value to a `Vec` (postcard's own `to_extend` goes
 /// byte by byte).
 struct Append<'a>(&'a mut Vec<u8>);
@@ -87,7 +172,10 @@ fn extend_small(out: &mut Vec<u8>, data: &[u8]) {
 /// Encodes `value` into `buf` without allocating: the encoded length, or `None` if it
 /// does not fit or cannot be encoded here (a descriptor outside [`encode`]).
 pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(value: &T, buf: &mut [u8]) -> Option<usize> {
-    let r = postcard::to_slice(value, buf).ok().map(|s| s.len());
+    let r = {
+        let _pass = Pass::enter();
+        postcard::to_slice(value, buf).ok().map(|s| s.len())
+    };
     REFUSAL.with(|m| m.set(None));
     r
 }
@@ -339,7 +427,10 @@ pub(crate) fn encode_to<T: Serialize + ?Sized>(
             Ok(())
         }
     }
-    let r = postcard::serialize_with_flavor(value, To(write));
+    let r = {
+        let _pass = Pass::enter();
+        postcard::serialize_with_flavor(value, To(write))
+    };
     let refusal = REFUSAL.with(|m| m.take());
     r.map_err(|e| {
         Error::new(ErrorKind::Encode).with_message(refusal.unwrap_or_else(|| e.to_string()))
@@ -353,7 +444,10 @@ fn encode_flavor<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
     flavor: F,
 ) -> Result<(F::Output, Vec<OwnedFd>)> {
     let scope = Scope::enter(&SINK, Vec::new());
-    let r = postcard::serialize_with_flavor(value, flavor);
+    let r = {
+        let _pass = Pass::enter();
+        postcard::serialize_with_flavor(value, flavor)
+    };
     let fds = scope.exit().unwrap_or_default();
     match r {
         Ok(out) => Ok((out, fds)),
@@ -363,7 +457,10 @@ fn encode_flavor<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
                 // again (only on this failure path) into a probe that keeps it.
                 postcard::Error::SerdeSerCustom => {
                     let scope = Scope::enter(&SINK, Vec::new());
-                    let why = probe::custom_message(value);
+                    let why = {
+                        let _pass = Pass::enter();
+                        probe::custom_message(value)
+                    };
                     drop(scope.exit());
                     REFUSAL.with(|m| m.take());
                     why.unwrap_or_else(|| message(e))
@@ -692,6 +789,37 @@ mod tests {
                 assert_eq!(got, want, "{before} bytes before, {n} appended");
             }
         }
+    }
+
+    /// An item that counts the side effects its `Serialize` takes.
+    struct Counted<'a>(&'a std::cell::Cell<u32>, [u8; 100]);
+
+    impl Serialize for Counted<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            if first_serialization() {
+                self.0.set(self.0.get() + 1);
+            }
+            self.1.serialize(s)
+        }
+    }
+
+    #[test]
+    fn a_side_effect_happens_once_per_place_in_one_send_however_many_passes() {
+        let n = std::cell::Cell::new(0);
+        let v = (Counted(&n, [0; 100]), Counted(&n, [1; 100]));
+        one_send(|| {
+            // A try on the stack that stops inside the first item, then two whole passes.
+            let mut small = [0u8; 64];
+            assert!(encode_small(&v, &mut small).is_none());
+            assert_eq!(n.get(), 1);
+            encode(&v).unwrap();
+            encoded_len_marked(&v, 1 << 20).unwrap();
+        });
+        assert_eq!(n.get(), 2, "one effect per item");
+        // Outside a send every pass is a send of its own.
+        encode(&v).unwrap();
+        encode(&v).unwrap();
+        assert_eq!(n.get(), 6);
     }
 
     proptest::proptest! {

@@ -616,6 +616,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_with(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
+        // The item may be serialized more than once below: one send for a proxy's
+        // reference count.
+        codec::one_send(|| self.put_once(value, patience))
+    }
+
+    fn put_once(&self, value: T, patience: Patience) -> Result<(), (T, Fail)> {
         // A small item is encoded on the stack: no thread-local buffer to take and
         // put back, no descriptor list (a value that owns a descriptor fails here
         // and is refused below).

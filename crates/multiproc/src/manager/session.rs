@@ -440,10 +440,13 @@ impl Serialize for Handle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         let inner = &self.0;
-        match inner.session().call(Request::IncRef(inner.id)) {
-            Ok(Reply::Unit) => {}
-            Ok(r) => return Err(S::Error::custom(unexpected(&r))),
-            Err(e) => return Err(S::Error::custom(e)),
+        // Once per send, however many passes the sender's encoding makes.
+        if crate::codec::first_serialization() {
+            match inner.session().call(Request::IncRef(inner.id)) {
+                Ok(Reply::Unit) => {}
+                Ok(r) => return Err(S::Error::custom(unexpected(&r))),
+                Err(e) => return Err(S::Error::custom(e)),
+            }
         }
         WireHandle {
             address: inner.session.address.clone(),

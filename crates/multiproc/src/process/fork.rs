@@ -135,15 +135,21 @@ where
     let mut small = [0u8; SMALL_REPLY];
     // A result whose `Serialize` panics is reported as that panic (`outcome::finish`
     // does the same on the general path).
-    match crate::panic::catch(|| encode_small(&outcome, &mut small)) {
-        Ok(Some(bytes)) => child::finish_with(sock.as_fd(), bytes, &[], code, crowded),
-        Ok(None) => child::finish(sock, outcome::finish(&outcome, code), crowded),
-        Err(p) => child::finish(
-            sock,
-            outcome::finish::<R>(&Outcome::Panicked(p), ChildExit::Failed),
-            crowded,
-        ),
-    }
+    // One send, though the outcome may be serialized twice (a proxy's reference).
+    // The closure never returns (each arm exits the process), so neither does this.
+    #[allow(unused_variables)]
+    let never = codec::one_send(|| -> std::convert::Infallible {
+        match crate::panic::catch(|| encode_small(&outcome, &mut small)) {
+            Ok(Some(bytes)) => child::finish_with(sock.as_fd(), bytes, &[], code, crowded),
+            Ok(None) => child::finish(sock, outcome::finish(&outcome, code), crowded),
+            Err(p) => child::finish(
+                sock,
+                outcome::finish::<R>(&Outcome::Panicked(p), ChildExit::Failed),
+                crowded,
+            ),
+        }
+    });
+    match never {}
 }
 
 /// Largest encoded outcome that [`encode_small`] handles.
