@@ -72,6 +72,32 @@ fn map_every_start_method() {
     }
 }
 
+/// Automatic chunk sizes follow the cost measured by earlier maps of the same
+/// function (one chunk for a whole trivial input, the fixed split for heavy items):
+/// whatever sizes they take, every way to map keeps the input's order and count.
+#[test]
+fn maps_keep_order_as_automatic_chunk_sizes_adapt() {
+    let _w = util::watchdog(LIMIT);
+    let pool = processes(2);
+    for round in 0..3 {
+        for n in [0u64, 1, 7, 1_000, 20_000] {
+            let want: Vec<u64> = (0..n).map(|x| x * x).collect();
+            assert_eq!(pool.map(square, 0..n).unwrap(), want, "map {n} #{round}");
+            let got: Vec<u64> = pool
+                .map_results(square, 0..n)
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(got, want, "map_results {n} #{round}");
+            let got = pool.map_async(square, 0..n).join().unwrap();
+            assert_eq!(got, want, "map_async {n} #{round}");
+            assert_eq!(pool.map_chunked(square, 0..n, 3).unwrap(), want);
+        }
+        assert_eq!(pool.map(sleep_ms, [1u64; 8]).unwrap().len(), 8);
+    }
+    pool.join();
+}
+
 #[test]
 fn panic_is_that_tasks_error() {
     let _w = util::watchdog(LIMIT);

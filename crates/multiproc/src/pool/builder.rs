@@ -429,6 +429,7 @@ impl Builder {
             self.prefetch.unwrap_or(64 * workers),
             self.retries,
             self.progress,
+            self.timeout,
         ))
     }
 

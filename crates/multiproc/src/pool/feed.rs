@@ -9,6 +9,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,6 +47,15 @@ pub(crate) trait SubmitChunks<F, A, R>: Feeds {
     /// Submits one unit per chunk, with as few wake-ups as the backend allows;
     /// returns their slots in input order.
     fn submit_chunks(&self, f: &F, chunks: Vec<Vec<A>>) -> Vec<Chunk<R>>;
+
+    /// The chunk size for `len` items of `f` when the caller gave none.
+    fn chunksize_for(&self, _f: &F, len: usize) -> usize {
+        self.auto_chunksize(len)
+    }
+
+    /// Told that `map` applied `f` to `len` items in chunks of `chunksize` in
+    /// `elapsed`, so that later chunk sizes can follow the items' cost.
+    fn learn(&self, _f: &F, _len: usize, _chunksize: usize, _elapsed: Duration) {}
 
     /// Applies `f` to all of `items` in chunks of `chunksize` and returns the values
     /// in order, or the first failed item's error in input order (after every chunk
@@ -118,6 +128,14 @@ where
         Pool::submit_chunks(self, *f, chunks)
     }
 
+    fn chunksize_for(&self, _f: &F, len: usize) -> usize {
+        Pool::chunksize_for::<F>(self, len)
+    }
+
+    fn learn(&self, _f: &F, len: usize, chunksize: usize, elapsed: Duration) {
+        Pool::learn::<F>(self, len, chunksize, elapsed);
+    }
+
     fn map_all(&self, f: &F, items: Vec<A>, chunksize: usize, bar: &Progress) -> Result<Vec<R>> {
         if let Some(engine) = self.thread_engine() {
             return inplace::map(engine, items, chunksize, *f, bar);
@@ -149,15 +167,15 @@ where
     }
 }
 
-/// Splits the input into chunks of `chunksize` items, or of the pool's automatic
-/// size. The input is collected first: a `Vec` is taken as it is, without a copy.
-pub(crate) fn chunk_input<P, A, I>(pool: &P, items: I, chunksize: Option<usize>) -> Vec<Vec<A>>
+/// Splits the input into chunks of the pool's automatic size for `f`. The input is
+/// collected first: a `Vec` is taken as it is, without a copy.
+fn chunk_input<P, F, A, R, I>(pool: &P, f: &F, items: I) -> Vec<Vec<A>>
 where
-    P: Feeds + ?Sized,
+    P: SubmitChunks<F, A, R> + ?Sized,
     I: IntoIterator<Item = A>,
 {
     let all: Vec<A> = items.into_iter().collect();
-    let cs = chunksize.unwrap_or_else(|| pool.auto_chunksize(all.len()));
+    let cs = pool.chunksize_for(f, all.len());
     split(all, cs)
 }
 
@@ -258,9 +276,14 @@ where
     I: IntoIterator<Item = A>,
 {
     let all: Vec<A> = items.into_iter().collect();
-    let cs = chunksize.unwrap_or_else(|| pool.auto_chunksize(all.len()));
-    let bar = pool.progress_bar(Some(all.len()));
+    let len = all.len();
+    let cs = chunksize.unwrap_or_else(|| pool.chunksize_for(f, len));
+    let bar = pool.progress_bar(Some(len));
+    let start = Instant::now();
     let out = pool.map_all(f, all, cs, &bar);
+    if out.is_ok() {
+        pool.learn(f, len, cs, start.elapsed());
+    }
     bar.finish();
     out
 }
@@ -289,7 +312,7 @@ where
     R: Send + 'static,
     I: IntoIterator<Item = A>,
 {
-    let chunks = chunk_input(pool, items, None);
+    let chunks = chunk_input(pool, f, items);
     let total = chunks.iter().map(Vec::len).sum();
     let bar = pool.progress_bar(Some(total));
     let slots = pool.submit_chunks(f, chunks);
@@ -316,7 +339,7 @@ where
 {
     let list = map_handle::list_slot(callback, pool.driver());
     let all: Vec<A> = items.into_iter().collect();
-    let cs = pool.auto_chunksize(all.len());
+    let cs = pool.chunksize_for(f, all.len());
     pool.map_all_async(f, all, cs, list)
 }
 

@@ -1,12 +1,15 @@
 //! `Pool`: submit, apply, map, starmap, imap; close, join, terminate.
 
+use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::builder::{Backend, Builder};
+use super::cost::{self, Costs};
 use super::feed;
 use super::flavor::{dispatch, Flavor, Inner};
 use super::imap::{Imap, ImapUnordered};
@@ -67,6 +70,11 @@ pub struct Pool {
     prefetch: usize,
     retries: u32,
     progress: bool,
+    /// The task timeout: an automatic chunk grows to at most a fraction of it.
+    timeout: Option<Duration>,
+    /// What one item of each function mapped here cost (the process backend's
+    /// automatic chunk sizes follow it).
+    costs: Costs,
 }
 
 impl fmt::Debug for Pool {
@@ -94,6 +102,7 @@ impl Pool {
         prefetch: usize,
         retries: u32,
         progress: bool,
+        timeout: Option<Duration>,
     ) -> Pool {
         Pool {
             inner,
@@ -102,6 +111,8 @@ impl Pool {
             prefetch,
             retries,
             progress,
+            timeout,
+            costs: Costs::default(),
         }
     }
 
@@ -298,6 +309,33 @@ impl Pool {
     pub(crate) fn auto_chunksize(&self, len: usize) -> usize {
         self.chunksize
             .unwrap_or_else(|| auto_chunksize(len, self.workers()))
+    }
+
+    /// The chunk size for `len` items of the function `F` when the caller gave none:
+    /// the pool's own, or on the process backend one that follows the function's
+    /// measured cost ([`cost::chunksize`]).
+    pub(crate) fn chunksize_for<F: 'static>(&self, len: usize) -> usize {
+        match (self.chunksize, &self.inner) {
+            (Some(c), _) => c,
+            (None, Inner::Processes(_)) => cost::chunksize(
+                len,
+                self.workers(),
+                self.costs.get(TypeId::of::<F>()),
+                self.timeout,
+            ),
+            (None, _) => auto_chunksize(len, self.workers()),
+        }
+    }
+
+    /// Records what a process pool's `map` of `len` items of `F` in chunks of
+    /// `chunksize` cost: it took `elapsed`.
+    pub(crate) fn learn<F: 'static>(&self, len: usize, chunksize: usize, elapsed: Duration) {
+        if !matches!(self.inner, Inner::Processes(_)) {
+            return;
+        }
+        if let Some(c) = cost::per_item(len, chunksize, self.workers(), elapsed) {
+            self.costs.record(TypeId::of::<F>(), c);
+        }
     }
 
     pub(crate) fn progress_bar(&self, len: Option<usize>) -> Progress {

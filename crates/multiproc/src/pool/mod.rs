@@ -89,6 +89,7 @@ mod builder;
 mod closure;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+mod cost;
 mod cpu;
 mod feed;
 mod flavor;
