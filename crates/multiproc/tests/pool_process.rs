@@ -98,6 +98,25 @@ fn maps_keep_order_as_automatic_chunk_sizes_adapt() {
     pool.join();
 }
 
+/// A task timeout applies to a whole chunk, so with one the automatic split stays the
+/// fixed one: chunks grown on the cost of earlier, cheaper calls of the same function
+/// would run past the timeout although each item passes.
+#[test]
+fn a_task_timeout_keeps_chunks_small_after_cheap_maps() {
+    let _w = util::watchdog(LIMIT);
+    let pool = Pool::builder()
+        .backend(Backend::Processes)
+        .workers(2)
+        .task_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(pool.map(sleep_ms, [0u64; 2_000]).unwrap().len(), 2_000);
+    }
+    assert_eq!(pool.map(sleep_ms, [150u64; 16]).unwrap(), [150u64; 16]);
+    pool.join();
+}
+
 #[test]
 fn panic_is_that_tasks_error() {
     let _w = util::watchdog(LIMIT);

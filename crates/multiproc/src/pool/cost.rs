@@ -16,14 +16,18 @@
 //! a pool-wide figure would give the heavy one the trivial one's large chunks. A
 //! measurement above the estimate replaces it at once (items grew heavier: chunks
 //! shrink for the next call), one below it moves it halfway (a single fast call does
-//! not make chunks balloon).
+//! not make chunks balloon). A map that failed only ever raises an estimate it
+//! already has (an error that came at once, a closed pool or an unencodable item,
+//! says nothing of the cost).
 //!
 //! Bounds on a grown chunk: it is expected to take at most [`TARGET`] of work, so a
 //! worker's death (the chunk reruns with [`retries`](super::Builder::retries)) loses
 //! little, progress is reported at least that often, and the imbalance at the end of
-//! a map is at most about [`TARGET`]; with a
-//! [`task_timeout`](super::Builder::task_timeout) (which applies to a whole chunk) a
-//! chunk grows to at most [`TIMEOUT_FRACTION`] of it.
+//! a map is at most about [`TARGET`]. A pool with a
+//! [`task_timeout`](super::Builder::task_timeout) (which applies to a whole chunk)
+//! keeps the fixed split: the estimate comes from earlier calls, and a function whose
+//! items grew heavier since would put a grown chunk past the timeout and fail items
+//! that pass one by one (a cap at a fraction of the timeout has the same flaw).
 
 use std::any::TypeId;
 use std::sync::Mutex;
@@ -34,16 +38,13 @@ use super::handle::auto_chunksize;
 /// The work a grown chunk is sized to take.
 pub(crate) const TARGET: Duration = Duration::from_millis(1);
 
-/// A grown chunk is expected to take at most this fraction (1/n) of the task timeout.
-pub(crate) const TIMEOUT_FRACTION: u32 = 8;
-
 /// How many functions' costs a pool remembers (the oldest is forgotten first).
 const REMEMBERED: usize = 32;
 
 /// The chunk size for `len` items on `workers` workers, given the estimated cost
 /// of one item (`None`: not measured yet) and the task timeout: [`auto_chunksize`],
-/// grown to chunks of about [`TARGET`] of work (at most a [`TIMEOUT_FRACTION`] of
-/// `timeout`, and at most `len` items).
+/// grown to chunks of about [`TARGET`] of work (at most `len` items) unless there is
+/// a timeout.
 pub(crate) fn chunksize(
     len: usize,
     workers: usize,
@@ -51,15 +52,11 @@ pub(crate) fn chunksize(
     timeout: Option<Duration>,
 ) -> usize {
     let base = auto_chunksize(len, workers);
-    let Some(per_item) = per_item else {
+    let (Some(per_item), None) = (per_item, timeout) else {
         return base;
     };
-    let mut target = TARGET;
-    if let Some(t) = timeout {
-        target = target.min(t / TIMEOUT_FRACTION);
-    }
     let per_item = per_item.as_nanos().max(1);
-    let grown = usize::try_from(target.as_nanos() / per_item).unwrap_or(usize::MAX);
+    let grown = usize::try_from(TARGET.as_nanos() / per_item).unwrap_or(usize::MAX);
     base.max(grown.min(len))
 }
 
@@ -101,11 +98,17 @@ impl Costs {
         by_fn.iter().find(|(k, _)| *k == key).map(|(_, d)| *d)
     }
 
-    /// Records that one item of the function `key` cost `now`.
-    pub(crate) fn record(&self, key: TypeId, now: Duration) {
+    /// Records that one item of the function `key` cost `now`, in a call that
+    /// succeeded (`ok`) or failed (then only a higher cost than the estimate counts).
+    pub(crate) fn record(&self, key: TypeId, now: Duration, ok: bool) {
         let mut by_fn = self.by_fn.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = by_fn.iter_mut().find(|(k, _)| *k == key) {
-            e.1 = update(Some(e.1), now);
+            if ok || now > e.1 {
+                e.1 = update(Some(e.1), now);
+            }
+            return;
+        }
+        if !ok {
             return;
         }
         if by_fn.len() >= REMEMBERED {
@@ -160,19 +163,14 @@ mod tests {
     }
 
     #[test]
-    fn a_task_timeout_caps_how_far_a_chunk_grows() {
-        // An eighth of 800 µs is 100 µs: 2,000 items of 50 ns.
-        let t = Some(Duration::from_micros(800));
-        assert_eq!(chunksize(100_000, 2, Some(50 * NS), t), 2_000);
-        // A timeout longer than 8 × TARGET changes nothing.
-        let t = Some(Duration::from_secs(10));
-        assert_eq!(chunksize(100_000, 2, Some(50 * NS), t), 20_000);
-        // The cap never shrinks a chunk below the fixed split.
-        let t = Some(Duration::from_nanos(8));
-        assert_eq!(
-            chunksize(100_000, 2, Some(50 * NS), t),
-            auto_chunksize(100_000, 2)
-        );
+    fn a_task_timeout_keeps_the_fixed_split() {
+        for t in [Duration::from_micros(800), Duration::from_secs(10)] {
+            assert_eq!(
+                chunksize(100_000, 2, Some(50 * NS), Some(t)),
+                auto_chunksize(100_000, 2)
+            );
+            assert_eq!(chunksize(40, 2, Some(50 * NS), Some(t)), 1);
+        }
     }
 
     #[test]
@@ -193,11 +191,26 @@ mod tests {
         let costs = Costs::default();
         let (a, b) = (TypeId::of::<u8>(), TypeId::of::<u16>());
         assert_eq!(costs.get(a), None);
-        costs.record(a, 100 * NS);
-        costs.record(b, 9 * NS);
-        costs.record(a, 50 * NS);
+        costs.record(a, 100 * NS, true);
+        costs.record(b, 9 * NS, true);
+        costs.record(a, 50 * NS, true);
         assert_eq!(costs.get(a), Some(75 * NS));
         assert_eq!(costs.get(b), Some(9 * NS));
+    }
+
+    #[test]
+    fn a_failed_map_only_raises_an_estimate() {
+        let costs = Costs::default();
+        let (a, b) = (TypeId::of::<u8>(), TypeId::of::<u16>());
+        // A quick failure neither lowers an estimate nor starts one.
+        costs.record(a, 100 * NS, true);
+        costs.record(a, NS, false);
+        costs.record(b, NS, false);
+        assert_eq!(costs.get(a), Some(100 * NS));
+        assert_eq!(costs.get(b), None);
+        // A slow one raises it at once.
+        costs.record(a, 5_000 * NS, false);
+        assert_eq!(costs.get(a), Some(5_000 * NS));
     }
 
     #[test]
@@ -242,7 +255,7 @@ mod tests {
             key::<32>(),
         ];
         for k in keys {
-            costs.record(k, NS);
+            costs.record(k, NS, true);
         }
         assert_eq!(costs.by_fn.lock().unwrap().len(), REMEMBERED);
         assert_eq!(costs.get(keys[0]), None);

@@ -54,8 +54,9 @@ pub(crate) trait SubmitChunks<F, A, R>: Feeds {
     }
 
     /// Told that `map` applied `f` to `len` items in chunks of `chunksize` in
-    /// `elapsed`, so that later chunk sizes can follow the items' cost.
-    fn learn(&self, _f: &F, _len: usize, _chunksize: usize, _elapsed: Duration) {}
+    /// `elapsed` (and whether it succeeded), so that later chunk sizes can follow the
+    /// items' cost.
+    fn learn(&self, _f: &F, _len: usize, _chunksize: usize, _elapsed: Duration, _ok: bool) {}
 
     /// Applies `f` to all of `items` in chunks of `chunksize` and returns the values
     /// in order, or the first failed item's error in input order (after every chunk
@@ -132,8 +133,8 @@ where
         Pool::chunksize_for::<F>(self, len)
     }
 
-    fn learn(&self, _f: &F, len: usize, chunksize: usize, elapsed: Duration) {
-        Pool::learn::<F>(self, len, chunksize, elapsed);
+    fn learn(&self, _f: &F, len: usize, chunksize: usize, elapsed: Duration, ok: bool) {
+        Pool::learn::<F>(self, len, chunksize, elapsed, ok);
     }
 
     fn map_all(&self, f: &F, items: Vec<A>, chunksize: usize, bar: &Progress) -> Result<Vec<R>> {
@@ -281,9 +282,7 @@ where
     let bar = pool.progress_bar(Some(len));
     let start = Instant::now();
     let out = pool.map_all(f, all, cs, &bar);
-    if out.is_ok() {
-        pool.learn(f, len, cs, start.elapsed());
-    }
+    pool.learn(f, len, cs, start.elapsed(), out.is_ok());
     bar.finish();
     out
 }

@@ -328,13 +328,19 @@ impl Pool {
     }
 
     /// Records what a process pool's `map` of `len` items of `F` in chunks of
-    /// `chunksize` cost: it took `elapsed`.
-    pub(crate) fn learn<F: 'static>(&self, len: usize, chunksize: usize, elapsed: Duration) {
+    /// `chunksize` cost: it took `elapsed`, and succeeded or not (`ok`).
+    pub(crate) fn learn<F: 'static>(
+        &self,
+        len: usize,
+        chunksize: usize,
+        elapsed: Duration,
+        ok: bool,
+    ) {
         if !matches!(self.inner, Inner::Processes(_)) {
             return;
         }
         if let Some(c) = cost::per_item(len, chunksize, self.workers(), elapsed) {
-            self.costs.record(TypeId::of::<F>(), c);
+            self.costs.record(TypeId::of::<F>(), c, ok);
         }
     }
 
