@@ -558,8 +558,11 @@ impl<M: Mem> Ring<M> {
         })
     }
 
-    /// Writes a `SINGLE` record of `bytes` at the end of `run` if it fits now;
-    /// returns `false` if it does not (nothing is written then).
+    /// Writes a `SINGLE` record of the first `len` bytes of `payload` at the end of
+    /// `run` if it fits now; returns `false` if it does not (nothing is written
+    /// then). The payload goes in a word at a time, padding included (`payload`
+    /// holds at least `len` rounded up to 8 bytes): no `memcpy` call for a small
+    /// item (a quarter of a batch's CPU went to `memmove` for 8-byte items).
     ///
     /// # Errors
     ///
@@ -569,12 +572,15 @@ impl<M: Mem> Ring<M> {
     ///
     /// Panics if the payload is over [`max_record`](Self::max_record).
     #[inline]
-    pub(crate) fn push_run(&self, run: &mut Run, bytes: &[u8]) -> Result<bool, Corrupt> {
-        assert!(
-            bytes.len() <= self.max_record(),
-            "record too large for the ring"
-        );
-        let (skip, need) = self.need(run.end, bytes.len());
+    pub(crate) fn push_run(
+        &self,
+        run: &mut Run,
+        payload: &[u8],
+        len: usize,
+    ) -> Result<bool, Corrupt> {
+        assert!(len <= self.max_record(), "record too large for the ring");
+        let padded = &payload[..pad8(len as u64) as usize];
+        let (skip, need) = self.need(run.end, len);
         let end = run
             .end
             .checked_add(need)
@@ -594,8 +600,13 @@ impl<M: Mem> Ring<M> {
         if skip != 0 {
             self.write_header(run.end, 0, WRAP);
         }
-        self.mem.write(self.data_off(pos) + HEADER, bytes);
-        self.write_header(pos, bytes.len() as u32, SINGLE | ((run.seq as u32) << 4));
+        // Positions and the data area's offset are multiples of 8: aligned words.
+        let off = self.data_off(pos) + HEADER;
+        for (k, w) in padded.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            self.mem.u64_at(off + 8 * k).store(w, Relaxed);
+        }
+        self.write_header(pos, len as u32, SINGLE | ((run.seq as u32) << 4));
         run.end = end;
         run.seq = run.seq.wrapping_add(1);
         run.count += 1;
@@ -746,6 +757,23 @@ impl<M: Mem> Ring<M> {
     pub(crate) fn copy_out(&self, rec: &Record, from: usize, dst: &mut [u8]) {
         assert!(from + dst.len() <= rec.len, "copy outside the record");
         self.mem.read(rec.data_off + from, dst);
+    }
+
+    /// Copies the payload of `rec`, padding included, into `dst` a word at a time
+    /// (no `memcpy` call for a small item); returns the payload's length.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `dst` is shorter than the padded payload.
+    #[inline]
+    pub(crate) fn copy_out_words(&self, rec: &Record, dst: &mut [u8]) -> usize {
+        let padded = &mut dst[..pad8(rec.len as u64) as usize];
+        // `data_off` is a record's position plus the header: a multiple of 8.
+        for (k, w) in padded.chunks_exact_mut(8).enumerate() {
+            let v = self.mem.u64_at(rec.data_off + 8 * k).load(Relaxed);
+            w.copy_from_slice(&v.to_le_bytes());
+        }
+        rec.len
     }
 
     /// Appends `len` payload bytes of `rec` starting at payload offset `from` to `dst`.

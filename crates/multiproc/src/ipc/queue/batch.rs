@@ -160,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut cur = first;
         loop {
             let pushed = room > 0
-                && match ring.push_run(&mut run, &cur.bytes[..cur.len]) {
+                && match ring.push_run(&mut run, &cur.bytes, cur.len) {
                     Ok(fits) => fits,
                     Err(c) => {
                         *sent += inner.publish_run(&mut run);
@@ -238,7 +238,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     _ => break,
                 };
                 let mut small = [0u8; SMALL];
-                ring.copy_out(&rec, 0, &mut small[..rec.len]);
+                ring.copy_out_words(&rec, &mut small);
                 let decoded = codec::decode(&small[..rec.len], Vec::new());
                 let first = taken.n == 0;
                 if decoded.is_ok() || first {
@@ -799,7 +799,7 @@ mod tests {
         for i in 0..100u64 {
             let mut b = [0u8; SMALL];
             let n = codec::encode_small(&(1000 + i), &mut b).unwrap();
-            assert!(ring.push_run(&mut run, &b[..n]).unwrap());
+            assert!(ring.push_run(&mut run, &b, n).unwrap());
         }
         let _never_published = run;
         assert_eq!(q.qsize(), 2);
