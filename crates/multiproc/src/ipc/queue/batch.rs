@@ -32,13 +32,12 @@ use crate::error::{Error, ErrorKind, Result};
 const RUN: usize = 64;
 
 /// What a run stopped at.
-enum Next<T> {
+enum Next {
     /// The batch is all in.
     Done,
-    /// The run is full; more items may follow.
+    /// The run ended (full, or an item that is not small went in after it);
+    /// more items may follow.
     More,
-    /// An item that is not small, for the general `put`.
-    Large(T),
 }
 
 /// A small item encoded on the stack.
@@ -115,15 +114,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut sent = 0;
         let mut next = items.next();
         while let Some(value) = next.take() {
-            match self.encode_small(value) {
+            // One send per item, whichever way it goes: a `Serialize` with a side
+            // effect (a manager proxy's reference) takes it once.
+            let first = codec::one_send(|| match self.encode_small(value) {
+                Ok(e) => Ok(e),
+                Err(v) => Err(self.put_once(v, patience)),
+            });
+            match first {
                 Ok(first) => match self.put_run(first, items, patience, &mut sent)? {
                     Next::Done => return Ok(sent),
                     Next::More => next = items.next(),
-                    Next::Large(v) => next = Some(v),
                 },
-                Err(value) => {
-                    self.put_with(value, patience)
-                        .map_err(|(v, f)| (sent, v, f))?;
+                Err(r) => {
+                    r.map_err(|(v, f)| (sent, v, f))?;
                     sent += 1;
                     next = items.next();
                 }
@@ -140,7 +143,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         items: &mut dyn Iterator<Item = T>,
         patience: Patience,
         sent: &mut usize,
-    ) -> std::result::Result<Next<T>, (usize, T, Fail)> {
+    ) -> std::result::Result<Next, (usize, T, Fail)> {
         let inner = &*self.inner;
         if inner.closed() {
             return Err((*sent, first.value, Fail::Disconnected));
@@ -148,9 +151,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let maxsize = inner.maxsize();
         let ready =
             || inner.item_room(maxsize) > 0 && inner.ring.has_room(SMALL as u64).unwrap_or(true);
-        let Some(_side) = inner.lock(&inner.put_lock, patience, ready) else {
+        let Some(side) = inner.lock(&inner.put_lock, patience, ready) else {
             return Err((*sent, first.value, Fail::Busy));
         };
+        let mut side = Some(side);
         let ring = &inner.ring;
         let mut run = match ring.begin_run() {
             Ok(run) => run,
@@ -187,13 +191,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     *sent += inner.publish_run(&mut run);
                     return Ok(Next::Done);
                 }
-                Some(v) => match self.encode_small(v) {
-                    Ok(e) => cur = e,
-                    Err(v) => {
-                        *sent += inner.publish_run(&mut run);
-                        return Ok(Next::Large(v));
+                Some(v) => {
+                    // Not small: the run goes out, the side is let go and the item
+                    // goes in as by `put`, in the same send as this try.
+                    let mut large = None;
+                    let small = codec::one_send(|| match self.encode_small(v) {
+                        Ok(e) => Some(e),
+                        Err(v) => {
+                            *sent += inner.publish_run(&mut run);
+                            drop(side.take());
+                            large = Some(self.put_once(v, patience));
+                            None
+                        }
+                    });
+                    match (small, large) {
+                        (Some(e), _) => cur = e,
+                        (None, Some(Err((v, f)))) => return Err((*sent, v, f)),
+                        (None, _) => {
+                            *sent += 1;
+                            return Ok(Next::More);
+                        }
                     }
-                },
+                }
             }
         }
     }
@@ -809,6 +828,46 @@ mod tests {
         assert_eq!(q.get_many(10, &mut got).unwrap(), 3);
         assert_eq!(got, [1, 2, 3]);
         assert!(q.try_get_many(10, &mut got).unwrap_err().is_empty());
+    }
+
+    static EFFECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// Bytes whose serialization has an effect outside them (as a manager
+    /// proxy's reference), counted once per send by `first_serialization`.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Effect(Vec<u8>);
+
+    impl Serialize for Effect {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            if codec::first_serialization() {
+                EFFECTS.fetch_add(1, Relaxed);
+            }
+            self.0.serialize(s)
+        }
+    }
+
+    /// Every item of a batch is one send: an item that is tried on the stack
+    /// and then put another way (over 64 bytes), first in a batch or after a
+    /// run, takes its side effect once.
+    #[test]
+    fn each_item_of_a_batch_takes_its_side_effect_once() {
+        let q = Queue::<Effect>::new().unwrap();
+        let items = || {
+            [
+                Effect(vec![1; 200]),
+                Effect(vec![2]),
+                Effect(vec![3; 200]),
+                Effect(vec![4]),
+            ]
+        };
+        EFFECTS.store(0, Relaxed);
+        assert_eq!(q.put_all(items()).unwrap(), 4);
+        assert_eq!(EFFECTS.load(Relaxed), 4);
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            q.get_many(10, &mut got).unwrap();
+        }
+        assert_eq!(got, items());
     }
 
     /// A consumers' `head` scribbled past the tail (another process's word) stops
