@@ -79,6 +79,24 @@ pub(crate) fn one_send<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Inside [`one_send`]: what follows is the next send (a batch's next item), whose
+/// passes take each side effect once again. Cheaper than a `one_send` per item
+/// (issue 11: a third of a batch's encoding CPU for 8-byte items).
+///
+/// # Panics
+///
+/// Debug builds panic outside a `one_send` (the mark would outlive it).
+pub(crate) fn next_send() {
+    TRIP.with(|t| {
+        debug_assert!(t.get().is_some(), "next_send outside one_send");
+        t.set(Some(Trip {
+            depth: 0,
+            pos: 0,
+            done: 0,
+        }));
+    });
+}
+
 /// One serialization pass, for the length of the guard.
 struct Pass;
 

@@ -111,15 +111,25 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         items: &mut dyn Iterator<Item = T>,
         patience: Patience,
     ) -> std::result::Result<usize, (usize, T, Fail)> {
+        // Each item is a send of its own (`codec::next_send`).
+        codec::one_send(|| self.put_each(items, patience))
+    }
+
+    fn put_each(
+        &self,
+        items: &mut dyn Iterator<Item = T>,
+        patience: Patience,
+    ) -> std::result::Result<usize, (usize, T, Fail)> {
         let mut sent = 0;
         let mut next = items.next();
         while let Some(value) = next.take() {
             // One send per item, whichever way it goes: a `Serialize` with a side
             // effect (a manager proxy's reference) takes it once.
-            let first = codec::one_send(|| match self.encode_small(value) {
+            codec::next_send();
+            let first = match self.encode_small(value) {
                 Ok(e) => Ok(e),
                 Err(v) => Err(self.put_once(v, patience)),
-            });
+            };
             match first {
                 Ok(first) => match self.put_run(first, items, patience, &mut sent)? {
                     Next::Done => return Ok(sent),
@@ -193,21 +203,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 Some(v) => {
                     // Not small: the run goes out, the side is let go and the item
-                    // goes in as by `put`, in the same send as this try.
-                    let mut large = None;
-                    let small = codec::one_send(|| match self.encode_small(v) {
-                        Ok(e) => Some(e),
+                    // goes in as by `put`, in the same send as this try (a
+                    // `Serialize` with a side effect takes it once).
+                    codec::next_send();
+                    match self.encode_small(v) {
+                        Ok(e) => cur = e,
                         Err(v) => {
                             *sent += inner.publish_run(&mut run);
                             drop(side.take());
-                            large = Some(self.put_once(v, patience));
-                            None
-                        }
-                    });
-                    match (small, large) {
-                        (Some(e), _) => cur = e,
-                        (None, Some(Err((v, f)))) => return Err((*sent, v, f)),
-                        (None, _) => {
+                            self.put_once(v, patience).map_err(|(v, f)| (*sent, v, f))?;
                             *sent += 1;
                             return Ok(Next::More);
                         }
