@@ -46,9 +46,9 @@ struct Trip {
     /// something else (a request of its own) nests a pass in the outer one.
     depth: u32,
     /// Side-effect points seen so far in the outermost pass.
-    pos: u64,
+    pos: u32,
     /// Side-effect points whose effect took place, over every pass of the send.
-    done: u64,
+    done: u32,
 }
 
 thread_local! {
@@ -101,6 +101,7 @@ pub(crate) fn next_send() {
 struct Pass;
 
 impl Pass {
+    #[inline]
     fn enter() -> Pass {
         TRIP.with(|t| {
             if let Some(mut trip) = t.get() {
@@ -116,6 +117,7 @@ impl Pass {
 }
 
 impl Drop for Pass {
+    #[inline]
     fn drop(&mut self) {
         TRIP.with(|t| {
             if let Some(mut trip) = t.get() {
@@ -132,7 +134,7 @@ impl Drop for Pass {
 pub(crate) fn first_serialization() -> bool {
     TRIP.with(|t| match t.get() {
         Some(mut trip) if trip.depth == 1 => {
-            trip.pos += 1;
+            trip.pos = trip.pos.saturating_add(1);
             let first = trip.pos > trip.done;
             trip.done = trip.done.max(trip.pos);
             t.set(Some(trip));
