@@ -207,6 +207,10 @@ impl Pool {
                 return Got::Taken;
             }
             let w = Word::unpack(self.control(i).load(Acquire));
+            if w.state == sent.state && w.generation == sent.generation && w.pid == sent.pid {
+                // Marked sent between the exchange above and this load: take it.
+                continue;
+            }
             if w.state != LOANED || w.generation != sent.generation {
                 return Got::Refused;
             }
