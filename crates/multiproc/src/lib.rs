@@ -43,6 +43,98 @@ pub use crate::scope::scope;
 pub use crate::shm::{Array, SharedMemory, Value};
 pub use crate::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore};
 pub use crate::thread::Thread;
+/// Registers a function as a cluster task: `#[multiproc::remote]` on the `fn` (feature
+/// `cluster`).
+///
+/// The function is unchanged: calling it still runs it here. The attribute adds what
+/// [`task!`](crate::task) next to the function adds (it expands to `task!(f)`, the one
+/// registration code path), so a [cluster pool](crate::pool::cluster) can run the
+/// function on other machines, under the same name and key as `task!(f)` would. Use
+/// `task!` for what you cannot annotate: a function of another crate, an instantiation
+/// of a generic function (`task!(f::<u32>)`), or several at once.
+///
+/// Why `remote`: an attribute and the `task!` macro cannot both be named `task` at
+/// the crate root (one macro namespace). Python users know the word from Ray's
+/// `@ray.remote`, which marks a function that may run on another machine. Unlike
+/// Ray, nothing changes at the call sites: `pool.map(f, items)` is the same call as
+/// on a local pool.
+///
+/// `#[multiproc::remote(crate = mp)]` names multiproc when it is a dependency under
+/// another name (`mp = { package = "multiproc", .. }`).
+///
+/// # What cannot be a task
+///
+/// Refused at compile time, with a message saying why. A task has one argument
+/// type and one result type, both crossing machines as serde values, and is found on
+/// a host by its name. So a generic function is refused (register each
+/// instantiation with `task!(f::<T>)`; an `impl Trait` argument is generic too):
+///
+/// ```compile_fail
+/// #[multiproc::remote]
+/// fn first<T: Copy>(x: [T; 2]) -> T {
+///     x[0]
+/// }
+/// # fn main() { let _ = first::<u8>; }
+/// ```
+///
+/// An `async fn` (its result is a future, not a value):
+///
+/// ```compile_fail
+/// #[multiproc::remote]
+/// async fn fetch(x: u64) -> u64 {
+///     x
+/// }
+/// # fn main() { let _ = fetch; }
+/// ```
+///
+/// A method (a host has no `self` to call it on; take the value as the argument):
+///
+/// ```compile_fail
+/// struct Tile(u32);
+/// impl Tile {
+///     #[multiproc::remote]
+///     fn area(&self, scale: u32) -> u32 {
+///         self.0 * scale
+///     }
+/// }
+/// # fn main() { let _ = Tile(1).area(2); }
+/// ```
+///
+/// More than one argument, or none (pass several values as one tuple, as below):
+///
+/// ```compile_fail
+/// #[multiproc::remote]
+/// fn add(a: u32, b: u32) -> u32 {
+///     a + b
+/// }
+/// # fn main() { let _ = add; }
+/// ```
+///
+/// An `unsafe fn` is refused too, and a closure cannot carry an attribute (a cluster
+/// pool refuses closures at run time with
+/// [`ErrorKind::InvalidInput`], before anything is sent).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::pool::cluster::registered;
+///
+/// #[multiproc::remote]
+/// fn add((a, b): (u32, u32)) -> u32 {
+///     a + b
+/// }
+///
+/// assert_eq!(add((2, 3)), 5); // still an ordinary function
+/// let def = registered()
+///     .into_iter()
+///     .find(|t| t.name().ends_with("::add"))
+///     .unwrap();
+/// assert_eq!(def.signature(), "((u32, u32)) -> u32");
+/// // With a cluster pool (`Pool::builder().redis(url).build()?`):
+/// // `pool.map(add, [(1, 2), (3, 4)])?` runs it on the worker hosts.
+/// ```
+#[cfg(feature = "cluster")]
+pub use multiproc_macros::remote;
 
 // Handles cross threads; a regression here is a breaking change.
 const _: () = {

@@ -15,7 +15,9 @@ use util::{sleep_ms, square};
 
 use std::time::{Duration, Instant};
 
-use cluster_util::{cleanup, keys, opts, raw, redis_url, unique_name, wait_hosts, Host, KEY};
+use cluster_util::{
+    cleanup, keys, opts, other_build, raw, redis_url, unique_name, wait_hosts, Host, KEY,
+};
 use multiproc::pool::{as_completed, cluster, Pool};
 use multiproc::{ErrorKind, Signal};
 
@@ -74,6 +76,11 @@ fn unregistered(x: u32) -> u32 {
     x
 }
 multiproc::task!(square, check, sleep_ms, segv, kill_host, touch, takes_pipe, marked);
+/// Registered by the attribute (the others by `task!`).
+#[multiproc::remote]
+fn cube(x: u64) -> u64 {
+    x * x * x
+}
 
 /// A pool with `hosts` hosts of `slots` slots, ready.
 fn setup(hosts: usize, slots: usize) -> Option<(String, String, Vec<Host>, Pool)> {
@@ -167,6 +174,28 @@ fn t2_parity_with_the_process_pool() {
         .filter(|k| k.contains(":res:") || k.contains(":client:") || k.contains(":blob:"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    cleanup(&url, &name);
+}
+
+#[test]
+fn t2_a_task_registered_by_the_attribute_runs() {
+    let _w = util::watchdog(LIMIT);
+    // Listed, under the key `task!(cube)` would give it.
+    let def = cluster::registered()
+        .into_iter()
+        .find(|t| t.name() == "cluster_pool::cube")
+        .expect("#[multiproc::remote] registered cube");
+    assert_eq!(def.signature(), "(u64) -> u64");
+    assert_eq!(def.key(), cluster::TaskDef::of(cube).key());
+    let Some((url, name, _hosts, pool)) = setup(1, 2) else {
+        return;
+    };
+    assert_eq!(
+        pool.map(cube, 0..40u64).unwrap(),
+        (0..40u64).map(cube).collect::<Vec<_>>()
+    );
+    assert_eq!(pool.apply(cube, 7).unwrap(), 343);
+    pool.join();
     cleanup(&url, &name);
 }
 
@@ -507,30 +536,6 @@ fn t17_list_prints_the_task_table() {
         cols[3].len() >= 16 && cols[3].chars().all(|c| c.is_ascii_hexdigit()),
         "{sq}"
     );
-}
-
-/// The `cluster_worker` example: another build of a program that registers
-/// `multiproc::test_support::mark` as this one does. Cargo builds it beside the tests
-/// (`cargo nextest run --all-features`, `cargo test --features cluster`); a run
-/// limited to one test binary may not have, and skips, outside CI.
-fn other_build() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/cluster_pool-<hash> → target/<profile>/examples/
-    let path = exe.parent()?.parent()?.join("examples/cluster_worker");
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{} is missing under CI=true",
-        path.display()
-    );
-    eprintln!(
-        "skipped: {} is missing (cargo build -p multiproc --features cluster --example \
-         cluster_worker)",
-        path.display()
-    );
-    None
 }
 
 #[test]

@@ -286,3 +286,27 @@ impl Drop for PrivateRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The `cluster_worker` example: another build of a program that registers
+/// `multiproc::test_support::mark` as the test binaries do. Cargo builds it beside the tests
+/// (`cargo nextest run --all-features`, `cargo test --features cluster`); a run
+/// limited to one test binary may not have, and skips, outside CI.
+pub fn other_build() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/examples/
+    let path = exe.parent()?.parent()?.join("examples/cluster_worker");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing under CI=true",
+        path.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (cargo build -p multiproc --features cluster --example \
+         cluster_worker)",
+        path.display()
+    );
+    None
+}

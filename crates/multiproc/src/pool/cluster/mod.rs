@@ -4,10 +4,10 @@
 //! ```no_run
 //! use multiproc::pool::Pool;
 //!
+//! #[multiproc::remote] // registers it for the cluster; the function is unchanged
 //! fn render(tile: u32) -> u64 {
 //!     u64::from(tile) * 2
 //! }
-//! multiproc::task!(render); // once, next to the function
 //!
 //! // MULTIPROC_CLUSTER_KEY holds the shared key (16+ bytes) on clients and hosts.
 //! let pool = Pool::builder().redis("redis://mp:PASSWORD@10.0.0.5:6379/").build()?;
@@ -34,8 +34,35 @@
 //!
 //! # Functions
 //!
-//! Only named functions registered with [`task!`](crate::task) run on a cluster: a
-//! closure is refused with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+//! Only named functions registered for the cluster run on it. Register a function
+//! with the attribute [`#[multiproc::remote]`](crate::remote) on it; for a function
+//! you cannot annotate (another crate's, or an instantiation `f::<u32>` of a generic
+//! one), write [`multiproc::task!(f)`](crate::task) next to where you use it. Both
+//! register the same thing (the attribute expands to `task!`). The attribute refuses
+//! at compile time what cannot be a task: a generic, `async` or `unsafe` function, a
+//! method, and a function that does not take exactly one argument (take a tuple).
+//!
+//! ```
+//! #[multiproc::remote]
+//! fn area((w, h): (u32, u32)) -> u64 {
+//!     u64::from(w) * u64::from(h)
+//! }
+//!
+//! fn clamp(x: i64) -> i64 {
+//!     x.clamp(0, 255)
+//! }
+//! multiproc::task!(clamp, u64::count_ones); // a fn of your crate, or of another
+//!
+//! let names: Vec<&str> = multiproc::pool::cluster::registered()
+//!     .iter()
+//!     .map(|t| t.name())
+//!     .collect();
+//! assert!(names.iter().any(|n| n.ends_with("::area")), "{names:?}");
+//! assert!(names.iter().any(|n| n.ends_with("::clamp")), "{names:?}");
+//! # let _ = (area((1, 1)), clamp(1));
+//! ```
+//!
+//! A closure is refused with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
 //! and an unregistered function with
 //! [`ErrorKind::NotRegistered`](crate::ErrorKind::NotRegistered), before anything is
 //! sent. A task is found on a host by a key over its name and its argument and result

@@ -1,4 +1,5 @@
-//! Named task functions: the [`task!`](crate::task) macro, [`TaskDef`], task keys and
+//! Named task functions: the [`task!`](crate::task) macro (which
+//! [`#[multiproc::remote]`](crate::remote) expands to), [`TaskDef`], task keys and
 //! lookups.
 //!
 //! A cluster pool cannot send a function's address to another machine, so every
@@ -188,7 +189,7 @@ pub(crate) fn lookup<F, A, R>() -> crate::Result<(u64, &'static str)> {
         return Err(
             crate::Error::new(crate::ErrorKind::NotRegistered).with_message(format!(
                 "`{name}` ({args}) -> {ret} is not registered for the cluster; add \
-             `multiproc::task!({short});` next to it"
+             `#[multiproc::remote]` to it, or `multiproc::task!({short});` next to it"
             )),
         );
     }
@@ -197,6 +198,11 @@ pub(crate) fn lookup<F, A, R>() -> crate::Result<(u64, &'static str)> {
 
 /// Registers functions so that a [cluster pool](crate::pool::cluster) can run them on
 /// other machines: `task!(f)`, or several at once, `task!(a, b, c)`.
+///
+/// The usual form is the attribute [`#[multiproc::remote]`](crate::remote) on the
+/// function, which expands to `task!`. Use `task!` for what you cannot annotate: a
+/// function of another crate (`task!(other::f)`), an instantiation of a generic
+/// function (`task!(f::<u32>)`), or many functions in one line.
 ///
 /// Write it once per function, in any module of the program (next to the function
 /// is best); clients and worker hosts run the same program, so both see the
