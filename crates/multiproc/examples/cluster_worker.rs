@@ -10,17 +10,36 @@
 //! ```
 //! Without `MULTIPROC_WORKER`, `main` runs and prints its task table.
 //!
+//! Tasks are registered with `#[multiproc::remote]` on the function, or with
+//! `multiproc::task!` for a function the program cannot annotate (here one of another
+//! crate).
+//!
 //! The cluster tests also run it as a host of *another build* than theirs: it
-//! registers `multiproc::test_support::mark`, as the test binary does, with the same
+//! registers `multiproc::test_support::mark`, as the test binaries do, with the same
 //! name and types (so the same task key) and another GNU build-id
-//! (`tests/cluster_pool.rs`, `t17_a_host_of_another_build_is_refused`).
+//! (`tests/cluster_pool.rs`, `t17_a_host_of_another_build_is_refused`); and
+//! `tests/cluster_worker.rs`, whose crate has this program's name, plays a newer build
+//! of it in which `stamp` returns a `u32`.
 
 #[cfg(feature = "cluster")]
+#[multiproc::remote]
 fn word_count(text: String) -> usize {
     text.split_whitespace().count()
 }
+
+/// Writes the id of the process that runs it into the file `path`, and returns it:
+/// where did this task run?
 #[cfg(feature = "cluster")]
-multiproc::task!(word_count, multiproc::test_support::mark);
+#[multiproc::remote]
+fn stamp(path: String) -> u64 {
+    let pid = std::process::id();
+    // A failed write shows as the file's absence.
+    let _ = std::fs::write(&path, pid.to_string());
+    u64::from(pid)
+}
+
+#[cfg(feature = "cluster")]
+multiproc::task!(multiproc::test_support::mark);
 
 fn main() {
     #[cfg(feature = "cluster")]
