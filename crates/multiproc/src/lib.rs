@@ -112,7 +112,10 @@ pub use crate::thread::Thread;
 ///
 /// An `unsafe fn` is refused too, and a closure cannot carry an attribute (a cluster
 /// pool refuses closures at run time with
-/// [`ErrorKind::InvalidInput`], before anything is sent).
+/// [`ErrorKind::InvalidInput`], before anything is sent). The attribute goes on a free
+/// function, in a module or a block: inside an `impl` it cannot register (an item
+/// there cannot name `Self::f`), so write `task!(Type::f)` after the `impl` for an
+/// associated function.
 ///
 /// # Examples
 ///
