@@ -118,9 +118,10 @@ pub enum ErrorKind {
     /// pool's commands, or stayed away longer than the pool's `broker_timeout`;
     /// [`source`](std::error::Error::source) has the client's error.
     BrokerUnavailable,
-    /// The function is not registered for a cluster pool (`multiproc::task!`), or no
-    /// live worker host has it; or a [`Manager`](crate::Manager)'s server has no
-    /// [`Managed`](crate::manager::Managed) type registered under the name asked for.
+    /// The function is not registered for a cluster pool (`#[multiproc::remote]` or
+    /// `multiproc::task!`), or no live worker host has it; or a
+    /// [`Manager`](crate::Manager)'s server has no [`Managed`](crate::manager::Managed)
+    /// type registered under the name asked for.
     NotRegistered,
     /// The peer of a [`Listener`](crate::ipc::Listener) or
     /// [`Client`](crate::ipc::Client) failed the authentication challenge (a

@@ -199,10 +199,10 @@ fn gnu_build_id(elf: &[u8]) -> Option<&[u8]> {
 /// ```no_run
 /// use multiproc::pool::cluster::{self, Worker};
 ///
+/// #[multiproc::remote]
 /// fn render(tile: u32) -> Vec<u8> {
 ///     vec![tile as u8; 16]
 /// }
-/// multiproc::task!(render);
 ///
 /// fn main() -> multiproc::Result<()> {
 ///     let url = "redis://mp:PASSWORD@10.0.0.5:6379/";
