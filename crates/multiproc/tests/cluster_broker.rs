@@ -13,9 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_util::{
-    cleanup, keys, opts, raw, redis_url, unique_name, wait_hosts, Host, PrivateRedis,
+    cleanup, keys, opts, raw, redis_url, unique_name, wait_hosts, FakeRedis, Host, PrivateRedis,
+    KEY,
 };
-use multiproc::pool::Pool;
+use multiproc::pool::{cluster, Pool};
 use multiproc::ErrorKind;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -262,4 +263,162 @@ fn t11_a_killed_clients_tasks_are_dropped_and_its_keys_expire() {
     assert_eq!(stable(keys(&url, &name)), before);
     let _ = std::fs::remove_file(&path);
     cleanup(&url, &name);
+}
+
+/// The threads of this process (nextest runs each test in a process of its own).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn t19_a_redis_older_than_6_2_is_refused_by_clients_and_hosts() {
+    let _w = util::watchdog(LIMIT);
+    // What Redis 6.0.16 (Debian bullseye's) answers to what a client sends at connect.
+    let fake = FakeRedis::start("6.0.16");
+    let url = fake.url();
+    let name = unique_name();
+    let (threads_before, fds_before) = (threads(), util::open_fds());
+    let refused = |e: &multiproc::Error, took: Duration| {
+        assert_eq!(e.kind(), ErrorKind::BrokerUnavailable, "{e}");
+        assert!(
+            e.to_string().contains("Redis 6.0.16 is too old") && e.to_string().contains("6.2"),
+            "{e}"
+        );
+        // One connect and two INFO round trips: well within the connect timeout.
+        assert!(
+            took < Duration::from_secs(2) + Duration::from_secs(3),
+            "{took:?}"
+        );
+    };
+    let start = Instant::now();
+    let e = Pool::builder()
+        .cluster(opts(&url, &name))
+        .build()
+        .unwrap_err();
+    refused(&e, start.elapsed());
+    let start = Instant::now();
+    let e = cluster::Worker::new(opts(&url, &name))
+        .slots(1)
+        .serve()
+        .unwrap_err();
+    refused(&e, start.elapsed());
+    // Nothing was asked of the server beyond connecting and INFO, and both closed
+    // their connection: no thread, socket or local worker process is left.
+    let seen = fake.seen();
+    assert!(
+        seen.iter()
+            .all(|c| ["AUTH", "CLIENT", "INFO"].contains(&c[0].to_uppercase().as_str())),
+        "{seen:?}"
+    );
+    assert!(util::eventually(Duration::from_secs(5), || fake.all_closed()));
+    assert_eq!(threads(), threads_before);
+    assert_eq!(util::open_fds(), fds_before);
+    assert!(util::children_of(std::process::id() as i32).is_empty());
+    // The one-line worker mode (this binary with MULTIPROC_WORKER): it exits 1 from
+    // before `main`, naming the version.
+    let start = Instant::now();
+    let out = util::run_ignored(
+        "no_such_test",
+        Duration::from_secs(20),
+        &[
+            (cluster::WORKER_ENV, url.as_str()),
+            (cluster::WORKER_NAME_ENV, name.as_str()),
+            (cluster::WORKER_SLOTS_ENV, "1"),
+            (cluster::KEY_ENV, KEY),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Redis 6.0.16 is too old"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // The control: the same fake reporting 7.0.15 gets past the check (and fails at
+    // the first stream command, which it does not know).
+    let newer = FakeRedis::start("7.0.15");
+    let e = Pool::builder()
+        .cluster(opts(&newer.url(), &name))
+        .build()
+        .unwrap_err();
+    assert!(!e.to_string().contains("too old"), "{e}");
+    assert!(
+        newer
+            .seen()
+            .iter()
+            .any(|c| c[0].eq_ignore_ascii_case("XGROUP")),
+        "{:?}",
+        newer.seen()
+    );
+}
+
+/// The warning scenario's client, in a child whose stderr the test reads: builds a
+/// pool on `T19_URL` and joins it.
+#[test]
+#[ignore = "run by t19_a_maxmemory_policy_other_than_noeviction_is_warned_on_stderr"]
+fn t19_warning_client_helper() {
+    let url = std::env::var("T19_URL").unwrap();
+    let name = std::env::var("T19_NAME").unwrap();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    pool.join();
+    eprintln!("client built and joined");
+}
+
+#[test]
+fn t19_a_maxmemory_policy_other_than_noeviction_is_warned_on_stderr() {
+    let _w = util::watchdog(LIMIT);
+    // The shared Redis runs with noeviction (ci/with-redis.sh): it must not be
+    // reconfigured, other tests use it at the same time. This test's own server
+    // evicts.
+    let Some(shared) = redis_url() else { return };
+    let Some(evicting) =
+        PrivateRedis::start_with("127.0.0.1", &["--maxmemory-policy", "allkeys-lru"])
+    else {
+        return;
+    };
+    let warning = "warning: Redis runs with maxmemory-policy allkeys-lru";
+    let dir = std::env::temp_dir();
+    for (url, policy) in [
+        (evicting.url(), "allkeys-lru"),
+        (shared.clone(), "noeviction"),
+    ] {
+        let name = unique_name();
+        // The client.
+        let out = util::run_ignored(
+            "t19_warning_client_helper",
+            Duration::from_secs(30),
+            &[("T19_URL", url.as_str()), ("T19_NAME", name.as_str())],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("client built and joined"), "{err}");
+        let warned = err.matches("multiproc cluster: warning:").count();
+        if policy == "noeviction" {
+            assert_eq!(warned, 0, "{err}");
+        } else {
+            assert_eq!(warned, 1, "{err}");
+            assert!(
+                err.contains(warning) && err.contains("set maxmemory-policy noeviction"),
+                "{err}"
+            );
+        }
+        // A host: its stderr goes to a file; once it serves, it has checked.
+        let log = dir.join(format!("mp-t19-{}-{policy}.log", std::process::id()));
+        let mut cmd = Host::command(&std::env::current_exe().unwrap(), &url, &name, 1, &[]);
+        cmd.stderr(std::fs::File::create(&log).unwrap());
+        let host = Host {
+            child: cmd.spawn().unwrap(),
+        };
+        let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+        wait_hosts(&pool, 1, HOSTS_UP);
+        pool.join();
+        drop(host);
+        let err = std::fs::read_to_string(&log).unwrap();
+        let warned = err.matches("multiproc worker: warning:").count();
+        if policy == "noeviction" {
+            assert_eq!(warned, 0, "{err}");
+        } else {
+            assert_eq!(warned, 1, "{err}");
+            assert!(err.contains(warning), "{err}");
+        }
+        let _ = std::fs::remove_file(&log);
+        cleanup(&url, &name);
+    }
 }

@@ -82,6 +82,21 @@ impl Host {
         slots: usize,
         env: &[(&str, &str)],
     ) -> Host {
+        Host {
+            child: Host::command(exe, url, name, slots, env)
+                .spawn()
+                .expect("start a worker host"),
+        }
+    }
+
+    /// The command [`start_exe`](Self::start_exe) runs (stderr inherited), to adjust.
+    pub fn command(
+        exe: &std::path::Path,
+        url: &str,
+        name: &str,
+        slots: usize,
+        env: &[(&str, &str)],
+    ) -> Command {
         let mut cmd = Command::new(exe);
         cmd.env(cluster::WORKER_ENV, url)
             .env(cluster::WORKER_NAME_ENV, name)
@@ -97,9 +112,7 @@ impl Host {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Host {
-            child: cmd.spawn().expect("start a worker host"),
-        }
+        cmd
     }
 
     pub fn pid(&self) -> i32 {
@@ -188,6 +201,8 @@ pub struct PrivateRedis {
     pub password: String,
     /// The address it listens on.
     pub bind: String,
+    /// Further `redis-server` arguments (`--maxmemory-policy allkeys-lru`, say).
+    args: Vec<String>,
     dir: std::path::PathBuf,
 }
 
@@ -198,6 +213,11 @@ impl PrivateRedis {
 
     /// [`start`](Self::start) on another local address (a bridge's, say).
     pub fn start_on(bind: &str) -> Option<PrivateRedis> {
+        PrivateRedis::start_with(bind, &[])
+    }
+
+    /// [`start_on`](Self::start_on) with further `redis-server` arguments.
+    pub fn start_with(bind: &str, args: &[&str]) -> Option<PrivateRedis> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -222,6 +242,7 @@ impl PrivateRedis {
             port,
             password: format!("pw{port}"),
             bind: bind.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             dir,
         };
         r.restart();
@@ -249,6 +270,7 @@ impl PrivateRedis {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -309,4 +331,184 @@ pub fn other_build() -> Option<std::path::PathBuf> {
         path.display()
     );
     None
+}
+
+/// A fake Redis on a free loopback port, for what a real one cannot be made to say:
+/// one thread accepts connections one at a time and answers each command (an array of
+/// bulk strings, as the `redis` crate sends them) as a server reporting
+/// `redis_version` `version` would: `AUTH` is accepted, `CLIENT SETINFO` is unknown
+/// (as before Redis 7.2), `INFO` gives the `server` and `memory` sections, `PING`
+/// answers; anything else is an unknown command. Stopped and joined on drop.
+pub struct FakeRedis {
+    pub port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    /// Connections accepted, and closed by the peer.
+    counts: std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeRedis {
+    pub fn start(version: &str) -> FakeRedis {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, c, st, version) = (
+            Arc::clone(&seen),
+            Arc::clone(&counts),
+            Arc::clone(&stop),
+            version.to_owned(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("fake-redis".into())
+            .spawn(move || {
+                while !st.load(Ordering::Acquire) {
+                    match listener.accept() {
+                        Ok((con, _)) => {
+                            c[0].fetch_add(1, Ordering::AcqRel);
+                            FakeRedis::serve(con, &version, &s, &st);
+                            c[1].fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+            .unwrap();
+        FakeRedis {
+            port,
+            seen,
+            counts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://default:fakepassword@127.0.0.1:{}/", self.port)
+    }
+
+    /// Every command received so far, as words.
+    pub fn seen(&self) -> Vec<Vec<String>> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Whether every accepted connection has been closed by the peer.
+    pub fn all_closed(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let accepted = self.counts[0].load(Ordering::Acquire);
+        accepted > 0 && self.counts[1].load(Ordering::Acquire) == accepted
+    }
+
+    fn serve(
+        con: std::net::TcpStream,
+        version: &str,
+        seen: &std::sync::Mutex<Vec<Vec<String>>>,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        use std::io::{BufRead, Read, Write};
+        con.set_nonblocking(false).unwrap();
+        con.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut out = con.try_clone().unwrap();
+        let mut r = std::io::BufReader::new(con);
+        // One line, waiting through read timeouts until the peer closes or `stop`.
+        let line = |r: &mut std::io::BufReader<std::net::TcpStream>| -> Option<String> {
+            let mut l = Vec::new();
+            loop {
+                match r.read_until(b'\n', &mut l) {
+                    Ok(0) => return None,
+                    Ok(_) if l.ends_with(b"\r\n") => {
+                        l.truncate(l.len() - 2);
+                        return Some(String::from_utf8_lossy(&l).into_owned());
+                    }
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) && !stop.load(std::sync::atomic::Ordering::Acquire) => {}
+                    Err(_) => return None,
+                }
+            }
+        };
+        loop {
+            let Some(head) = line(&mut r) else { return };
+            let n: usize = head
+                .strip_prefix('*')
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let mut words = Vec::with_capacity(n);
+            for _ in 0..n {
+                let Some(len) = line(&mut r) else { return };
+                let len: usize = len
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let mut b = vec![0; len + 2];
+                let mut got = 0;
+                while got < b.len() {
+                    match r.read(&mut b[got..]) {
+                        Ok(0) => return,
+                        Ok(k) => got += k,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) && !stop.load(std::sync::atomic::Ordering::Acquire) => {}
+                        Err(_) => return,
+                    }
+                }
+                b.truncate(len);
+                words.push(String::from_utf8_lossy(&b).into_owned());
+            }
+            let answer = FakeRedis::answer(&words, version);
+            seen.lock().unwrap().push(words);
+            if out.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(words: &[String], version: &str) -> String {
+        let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+        let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+        let w: Vec<&str> = upper.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["AUTH", ..] => "+OK\r\n".into(),
+            ["PING", ..] => "+PONG\r\n".into(),
+            ["CLIENT", sub, ..] => format!(
+                "-ERR Unknown subcommand or wrong number of arguments for '{}'. Try CLIENT \
+                 HELP\r\n",
+                sub.to_lowercase()
+            ),
+            ["INFO", "SERVER"] => bulk(&format!(
+                "# Server\r\nredis_version:{version}\r\nredis_git_sha1:00000000\r\n\
+                 redis_git_dirty:0\r\nredis_mode:standalone\r\nos:Linux x86_64\r\n\
+                 arch_bits:64\r\nprocess_id:1\r\n\
+                 run_id:0123456789abcdef0123456789abcdef01234567\r\ntcp_port:6379\r\n"
+            )),
+            ["INFO", "MEMORY"] => bulk(
+                "# Memory\r\nused_memory:866176\r\nmaxmemory:0\r\n\
+                 maxmemory_policy:noeviction\r\n",
+            ),
+            _ => format!(
+                "-ERR unknown command `{}`, with args beginning with: \r\n",
+                words.first().map_or("", String::as_str)
+            ),
+        }
+    }
+}
+
+impl Drop for FakeRedis {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
