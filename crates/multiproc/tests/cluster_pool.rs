@@ -853,3 +853,179 @@ fn t2_a_live_client_whose_lease_vanished_gets_its_task_run() {
     pool.join();
     cleanup(&url, &name);
 }
+
+#[test]
+fn t2_the_other_calls_match_the_process_pool() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(1, 2) else {
+        return;
+    };
+    let local = Pool::processes(2).unwrap();
+    // map_chunked: order kept across chunks of 7.
+    assert_eq!(
+        pool.map_chunked(square, 0..50u64, 7).unwrap(),
+        local.map_chunked(square, 0..50u64, 7).unwrap()
+    );
+    // apply_async_with and map_async_with: the callback sees what the handle returns.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = pool.apply_async_with(square, 11, move |r| {
+        tx.send(r.as_ref().ok().copied()).unwrap();
+    });
+    assert_eq!(h.join().unwrap(), 121);
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), Some(121));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = pool.map_async_with(check, vec![1, 13, 2], move |r| {
+        tx.send(r.as_ref().map_err(multiproc::Error::kind).cloned())
+            .unwrap();
+    });
+    assert_eq!(h.join().unwrap_err().kind(), ErrorKind::Panicked);
+    assert_eq!(
+        rx.recv_timeout(LIMIT).unwrap(),
+        Err(ErrorKind::Panicked),
+        "the callback saw another outcome"
+    );
+    // wait: First returns while a long task still runs; All returns every index.
+    let hs = vec![pool.submit(sleep_ms, 3000), pool.submit(sleep_ms, 1)];
+    let first = multiproc::pool::wait(&hs, multiproc::pool::WaitFor::First, Some(LIMIT));
+    assert_eq!(first, vec![1]);
+    let all = multiproc::pool::wait(&hs, multiproc::pool::WaitFor::All, Some(LIMIT));
+    assert_eq!(all.len(), 2);
+    pool.join();
+    local.join();
+    cleanup(&url, &name);
+}
+
+/// The progress scenario, run by the test below in a child whose stderr is a
+/// terminal (the bar is drawn only there): `map`, `imap` and `imap_unordered` with a
+/// progress bar over a cluster whose host the test started.
+#[cfg(feature = "progress")]
+#[test]
+#[ignore = "run by t2_progress_bars_end_at_the_item_count"]
+fn t2_progress_helper() {
+    let url = std::env::var("T2P_URL").unwrap();
+    let name = std::env::var("T2P_NAME").unwrap();
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name))
+        .progress(true)
+        .build()
+        .unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let want = |n: u64| (0..n).map(square).collect::<Vec<_>>();
+    assert_eq!(pool.map(square, 0..100u64).unwrap(), want(100));
+    let ordered: Vec<u64> = pool
+        .imap(square, 0..37u64)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ordered, want(37));
+    let mut any: Vec<u64> = pool
+        .imap_unordered(square, 0..23u64)
+        .chunksize(2)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    any.sort_unstable();
+    assert_eq!(any, want(23));
+    pool.join();
+    eprintln!("\nprogress helper done");
+}
+
+/// The `N/L` counters a progress bar drew in `text` (escape sequences dropped).
+#[cfg(feature = "progress")]
+fn counters(text: &str) -> Vec<(u64, u64)> {
+    let mut plain = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte.
+            if chars.next_if_eq(&'[').is_some() {
+                for p in chars.by_ref() {
+                    if ('@'..='~').contains(&p) {
+                        break;
+                    }
+                }
+            }
+            plain.push(' ');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split(|c: char| !c.is_ascii_digit() && c != '/')
+        .filter_map(|w| {
+            let (a, b) = w.split_once('/')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(feature = "progress")]
+#[test]
+fn t2_progress_bars_end_at_the_item_count() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 2);
+    // `script` (util-linux) runs the helper on a pseudo-terminal and copies what it
+    // drew to a file.
+    let log = std::env::temp_dir().join(format!("mp-t2p-{}.log", std::process::id()));
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!(
+        "'{}' --ignored --exact t2_progress_helper --nocapture --test-threads=1",
+        exe.display()
+    );
+    let child = std::process::Command::new("script")
+        .args(["-q", "-e", "-f", "-c", &cmd, "/dev/null"])
+        .env("T2P_URL", &url)
+        .env("T2P_NAME", &name)
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "`script` (util-linux) cannot run under CI=true: {e}"
+            );
+            eprintln!("skipped: `script` cannot run: {e}");
+            return;
+        }
+    };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the progress helper hung: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        status.success() && text.contains("progress helper done"),
+        "{status:?}: {text}"
+    );
+    let drawn = counters(&text);
+    for len in [100u64, 37, 23] {
+        let of_len: Vec<u64> = drawn
+            .iter()
+            .filter(|&&(_, l)| l == len)
+            .map(|&(p, _)| p)
+            .collect();
+        // Drawn, never past its length, and last drawn (the finished bar) full.
+        assert_eq!(
+            of_len.last(),
+            Some(&len),
+            "bar of {len}: {of_len:?}\n{text}"
+        );
+        assert!(of_len.iter().all(|&p| p <= len), "{of_len:?}");
+    }
+    cleanup(&url, &name);
+}

@@ -30,10 +30,14 @@ impl Progress {
         }
     }
 
+    /// Draws the bar one last time where it is and leaves it on the screen.
+    ///
+    /// `abandon`, not indicatif's `finish`: `finish` first moves the bar to its
+    /// length, so a bar that missed items would end full all the same.
     pub(crate) fn finish(&self) {
         #[cfg(feature = "progress")]
         if let Some(b) = &self.bar {
-            b.finish();
+            b.abandon();
         }
     }
 }
