@@ -1029,3 +1029,58 @@ fn t2_progress_bars_end_at_the_item_count() {
     }
     cleanup(&url, &name);
 }
+
+fn pow(base: u64, exp: u32) -> u64 {
+    base.pow(exp)
+}
+fn join3(a: String, b: u8, c: bool) -> String {
+    format!("{a}{b}{c}")
+}
+multiproc::task!(pow, join3);
+
+#[test]
+fn t2_starmap_runs_registered_functions_of_several_arguments() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(1, 2) else {
+        return;
+    };
+    let local = Pool::processes(2).unwrap();
+    let items: Vec<(u64, u32)> = (0..40u64).map(|i| (i % 7, (i % 5) as u32)).collect();
+    assert_eq!(
+        pool.starmap(pow, items.clone()).unwrap(),
+        local.starmap(pow, items).unwrap()
+    );
+    assert_eq!(
+        pool.starmap_async(
+            join3,
+            vec![("a".to_owned(), 1, true), ("b".to_owned(), 2, false)]
+        )
+        .join()
+        .unwrap(),
+        vec!["a1true", "b2false"]
+    );
+    // Registered under its own name, over the tuple of its arguments.
+    let def = cluster::registered()
+        .into_iter()
+        .find(|t| t.name() == "cluster_pool::pow")
+        .unwrap();
+    assert_eq!(def.signature(), "(u64, u32) -> u64");
+    // Refused before anything is sent, as for map: unregistered, or a closure.
+    fn unregistered2(a: u8, b: u8) -> u8 {
+        a + b
+    }
+    let e = pool.starmap(unregistered2, vec![(1, 2)]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotRegistered, "{e}");
+    assert!(e.to_string().contains("task!(unregistered2)"), "{e}");
+    let e = pool
+        .starmap(|a: u8, b: u8| a + b, vec![(1, 2)])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(
+        pool.cluster_stats().unwrap().hosts[0].tasks,
+        cluster::registered().len()
+    );
+    pool.join();
+    local.join();
+    cleanup(&url, &name);
+}

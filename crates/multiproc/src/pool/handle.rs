@@ -585,7 +585,7 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        self.map_async(move |args: Args| f.call(args), items)
+        self.map_async(self.spread(f), items)
     }
 
     /// Calls `f` with each tuple of arguments spread out (Python's `starmap`).
@@ -614,7 +614,23 @@ impl Pool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = Args>,
     {
-        self.map(move |args: Args| f.call(args), items)
+        self.map(self.spread(f), items)
+    }
+
+    /// `f` over a tuple of its arguments, as `starmap` submits it: on a cluster, named
+    /// as `f` (which [`task!`](crate::task) registered over the tuple).
+    fn spread<F, Args>(&self, f: F) -> impl Fn(Args) -> F::Output + Copy + Send + Sync + 'static
+    where
+        F: StarFn<Args> + Copy + Send + Sync + 'static,
+        Args: 'static,
+        F::Output: 'static,
+    {
+        let star = move |args: Args| f.call(args);
+        #[cfg(feature = "cluster")]
+        if matches!(self.inner, Inner::Cluster(_)) {
+            super::cluster::name_spread::<F, _>(&star);
+        }
+        star
     }
 
     /// Applies `f` to every item lazily and yields the results in order (Python's

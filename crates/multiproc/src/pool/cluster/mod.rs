@@ -135,10 +135,12 @@ pub use host::{
     serve, serve_from_env, Worker, LIST_ENV, WORKER_ENV, WORKER_METHOD_ENV, WORKER_NAME_ENV,
     WORKER_SLOTS_ENV, WORKER_TIMING_ENV, WORKER_TLS_CA_ENV,
 };
+#[doc(hidden)]
+pub use registry::Task;
 pub use registry::{registered, TaskDef};
 
 pub(crate) use host::keep_hook_linked;
-pub(crate) use registry::lookup;
+pub(crate) use registry::{lookup, name_spread};
 
 /// What [`task!`](crate::task) expands to refers to these.
 #[doc(hidden)]

@@ -13,10 +13,10 @@
 //! path, whatever alias a call site uses. Two builds with the same function and types
 //! agree on the key; a changed argument or result type changes it.
 
-use std::any::type_name;
+use std::any::{type_name, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,6 +39,8 @@ pub struct TaskDef {
     ret: &'static str,
     key: u64,
     entry: fn() -> EntryRef,
+    /// A function of several arguments, run with a tuple's fields (`starmap`).
+    spread: bool,
 }
 
 impl fmt::Debug for TaskDef {
@@ -68,6 +70,37 @@ impl TaskDef {
             ret,
             key: key(name, args, ret),
             entry: chunk::chunk_entry_ref::<F, A, R>,
+            spread: false,
+        }
+    }
+
+    /// The definition of `f` of any number of arguments (what [`task!`](crate::task)
+    /// uses): [`of`](Self::of) for one; for two to six, a task over the tuple of
+    /// arguments, named as `f`, which [`Pool::starmap`](crate::pool::Pool::starmap)
+    /// runs.
+    #[doc(hidden)]
+    pub fn new<F: Task<M>, M>(f: F) -> TaskDef {
+        f.def()
+    }
+
+    /// A task over tuples `Args` that `star` runs with their fields spread out; named
+    /// as `F`, whose function `star` calls.
+    fn spread<F, Args, R, C>(_star: C) -> TaskDef
+    where
+        F: 'static,
+        C: Fn(Args) -> R + Copy + Send + Sync + 'static,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        super::keep_hook_linked();
+        let (name, args, ret) = (type_name::<F>(), type_name::<Args>(), type_name::<R>());
+        TaskDef {
+            name,
+            args,
+            ret,
+            key: key(name, args, ret),
+            entry: chunk::chunk_entry_ref::<C, Args, R>,
+            spread: true,
         }
     }
 
@@ -76,9 +109,14 @@ impl TaskDef {
         self.name
     }
 
-    /// `(argument type) -> result type`.
+    /// `(argument type) -> result type`, or `(A, B) -> result type` for a function of
+    /// several arguments.
     pub fn signature(&self) -> String {
-        format!("({}) -> {}", self.args, self.ret)
+        if self.spread {
+            format!("{} -> {}", self.args, self.ret)
+        } else {
+            format!("({}) -> {}", self.args, self.ret)
+        }
     }
 
     /// The key hosts and clients agree on: the first 8 bytes of SHA-256 over the
@@ -91,6 +129,63 @@ impl TaskDef {
     pub(crate) fn entry(&self) -> EntryRef {
         (self.entry)()
     }
+}
+
+/// A function [`task!`](crate::task) can register: one of one to six arguments
+/// (`M` tells the arities apart; a `fn` item has exactly one).
+#[doc(hidden)]
+pub trait Task<M>: Copy + Send + Sync + 'static {
+    /// Its definition.
+    fn def(self) -> TaskDef;
+}
+
+impl<F, A, R> Task<fn(A) -> R> for F
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn def(self) -> TaskDef {
+        TaskDef::of(self)
+    }
+}
+
+macro_rules! spread_task {
+    ($($a:ident),+) => {
+        impl<F, R, $($a),+> Task<fn($($a),+) -> R> for F
+        where
+            F: Fn($($a),+) -> R + Copy + Send + Sync + 'static,
+            ($($a,)+): Serialize + DeserializeOwned + Send + 'static,
+            R: Serialize + DeserializeOwned + Send + 'static,
+        {
+            #[allow(non_snake_case)]
+            fn def(self) -> TaskDef {
+                TaskDef::spread::<F, ($($a,)+), R, _>(move |($($a,)+): ($($a,)+)| self($($a),+))
+            }
+        }
+    };
+}
+spread_task!(A1, A2);
+spread_task!(A1, A2, A3);
+spread_task!(A1, A2, A3, A4);
+spread_task!(A1, A2, A3, A4, A5);
+spread_task!(A1, A2, A3, A4, A5, A6);
+
+/// What `starmap` on a cluster submits: a closure calling a named function with a
+/// tuple's fields, by its type, and that function's name (a closure has none another
+/// build can resolve). A host runs the function's [`TaskDef::spread`] entry.
+fn spread_names() -> &'static Mutex<HashMap<TypeId, &'static str>> {
+    static NAMES: OnceLock<Mutex<HashMap<TypeId, &'static str>>> = OnceLock::new();
+    NAMES.get_or_init(Mutex::default)
+}
+
+/// Names the closure `_c`, which calls `F` with a tuple's fields, as `F` for the
+/// cluster (what [`Pool::starmap`](crate::pool::Pool::starmap) submits).
+pub(crate) fn name_spread<F: 'static, C: 'static>(_c: &C) {
+    spread_names()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(TypeId::of::<C>(), type_name::<F>());
 }
 
 fn names<F, A, R>() -> (&'static str, &'static str, &'static str) {
@@ -173,8 +268,17 @@ pub fn registered() -> Vec<TaskDef> {
 /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a closure (it has no
 /// name another build can resolve); [`ErrorKind::NotRegistered`](crate::ErrorKind::NotRegistered)
 /// if `task!` was not used for `F` with these types.
-pub(crate) fn lookup<F, A, R>() -> crate::Result<(u64, &'static str)> {
-    let (name, args, ret) = names::<F, A, R>();
+pub(crate) fn lookup<F: 'static, A, R>() -> crate::Result<(u64, &'static str)> {
+    let (mut name, args, ret) = names::<F, A, R>();
+    if name.contains("{{closure}}") {
+        if let Some(n) = spread_names()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&TypeId::of::<F>())
+        {
+            name = n;
+        }
+    }
     if name.contains("{{closure}}") {
         return Err(
             crate::Error::new(crate::ErrorKind::InvalidInput).with_message(format!(
@@ -203,6 +307,11 @@ pub(crate) fn lookup<F, A, R>() -> crate::Result<(u64, &'static str)> {
 /// function, which expands to `task!`. Use `task!` for what you cannot annotate: a
 /// function of another crate (`task!(other::f)`), an instantiation of a generic
 /// function (`task!(f::<u32>)`), or many functions in one line.
+///
+/// A function of two to six arguments is registered over the tuple of its arguments,
+/// for [`Pool::starmap`](crate::pool::Pool::starmap) and
+/// [`starmap_async`](crate::pool::Pool::starmap_async) (`task!` only: the attribute
+/// takes functions of one argument).
 ///
 /// Write it once per function, in any module of the program (next to the function
 /// is best); clients and worker hosts run the same program, so both see the
@@ -234,7 +343,7 @@ macro_rules! task {
                 // `unsafe_code` lint counts; the section holds only this `fn` pointer.
                 #[allow(unsafe_code)]
                 static TASK: fn() -> $crate::pool::cluster::TaskDef =
-                    || $crate::pool::cluster::TaskDef::of($f);
+                    || $crate::pool::cluster::TaskDef::new($f);
             };
         )+
     };
@@ -300,7 +409,7 @@ mod tests {
 
     fn lookup_of<F, A, R>(_: F) -> crate::Result<(u64, &'static str)>
     where
-        F: Fn(A) -> R,
+        F: Fn(A) -> R + 'static,
     {
         lookup::<F, A, R>()
     }
