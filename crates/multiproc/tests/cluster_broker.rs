@@ -35,7 +35,11 @@ fn count(path: String) -> u32 {
     writeln!(f, "ran").unwrap();
     1
 }
-multiproc::task!(sleep_ms, count);
+/// The length of `s`.
+fn size(s: String) -> u64 {
+    s.len() as u64
+}
+multiproc::task!(sleep_ms, count, size);
 
 #[test]
 fn t8_a_long_task_on_a_live_host_is_not_reclaimed() {
@@ -228,7 +232,7 @@ fn t11_a_killed_clients_tasks_are_dropped_and_its_keys_expire() {
     let before = stable(keys(&url, &name));
     let path = std::env::temp_dir().join(format!("mp-t11-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let mut client = Command::new(std::env::current_exe().unwrap())
+    let client = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "t11_client_helper", "--nocapture"])
         .env("T11_URL", &url)
         .env("T11_NAME", &name)
@@ -237,6 +241,8 @@ fn t11_a_killed_clients_tasks_are_dropped_and_its_keys_expire() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    // A `Host` for its kill-on-drop: the client dies even if an assertion fails.
+    let mut client = Host { child: client };
     // Wait until some tasks ran, then SIGKILL the client.
     let start = Instant::now();
     let lines = || {
@@ -251,8 +257,7 @@ fn t11_a_killed_clients_tasks_are_dropped_and_its_keys_expire() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    client.kill().unwrap();
-    client.wait().unwrap();
+    client.kill9();
     // After the lease (2 s) and the hosts' 1 s liveness cache, nothing more runs.
     std::thread::sleep(Duration::from_secs(4));
     let ran = lines();
@@ -421,4 +426,95 @@ fn t19_a_maxmemory_policy_other_than_noeviction_is_warned_on_stderr() {
         let _ = std::fs::remove_file(&log);
         cleanup(&url, &name);
     }
+}
+
+/// T15's client, run in a child process: writes 5 tasks of 300 KiB each (no host
+/// runs them), then waits to be killed.
+#[test]
+#[ignore = "run by t15_large_payloads_go_to_side_keys_that_expire_after_their_client"]
+fn t15_blob_client_helper() {
+    let url = std::env::var("T15_URL").unwrap();
+    let name = std::env::var("T15_NAME").unwrap();
+    let pool = Pool::builder()
+        .cluster(
+            opts(&url, &name)
+                .lease(Duration::from_secs(2))
+                .blob_ttl(Duration::from_secs(3)),
+        )
+        .build()
+        .unwrap();
+    let _hs: Vec<_> = (0..5u8)
+        .map(|i| pool.submit(size, char::from(b'a' + i).to_string().repeat(300 << 10)))
+        .collect();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn t15_large_payloads_go_to_side_keys_that_expire_after_their_client() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let probe = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    probe.join();
+    let before = keys(&url, &name);
+    let client = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "t15_blob_client_helper",
+            "--nocapture",
+        ])
+        .env("T15_URL", &url)
+        .env("T15_NAME", &name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // A `Host` for its kill-on-drop: the client dies even if an assertion fails.
+    let mut client = Host { child: client };
+    let blobs = || -> Vec<String> {
+        keys(&url, &name)
+            .into_iter()
+            .filter(|k| k.contains(":blob:"))
+            .collect()
+    };
+    // Over 256 KiB (the default threshold): each argument is a side key with an
+    // expiry (blob_ttl, 3 s), and its entry carries only a reference to it.
+    assert!(
+        util::eventually(Duration::from_secs(20), || blobs().len() == 5),
+        "{:?}",
+        keys(&url, &name)
+    );
+    let mut con = raw(&url);
+    for b in blobs() {
+        let ttl: i64 = redis::cmd("PTTL").arg(&b).query(&mut con).unwrap();
+        assert!((1..=3000).contains(&ttl), "{b}: PTTL {ttl}");
+        let len: usize = redis::cmd("STRLEN").arg(&b).query(&mut con).unwrap();
+        assert!(len > 300 << 10, "{b}: {len} bytes");
+    }
+    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        .arg(format!("{{{name}}}:tasks"))
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(entries.len(), 5);
+    for (id, fields) in &entries {
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            names.contains(&"b") && !names.contains(&"p"),
+            "{id}: {names:?}"
+        );
+        let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(bytes < 1024, "{id}: {bytes} bytes in the stream");
+    }
+    // Killed: its lease and result stream (2 s) and its side keys (3 s) expire, and
+    // Redis is back at its key baseline.
+    client.kill9();
+    assert!(
+        util::eventually(Duration::from_secs(10), || keys(&url, &name) == before),
+        "{:?} left, {before:?} before",
+        keys(&url, &name)
+    );
+    cleanup(&url, &name);
 }
