@@ -19,6 +19,9 @@ use cluster_util::{
 use multiproc::pool::{cluster, Pool};
 use multiproc::ErrorKind;
 
+/// A stream entry's field pairs.
+type Fields = Vec<(String, Vec<u8>)>;
+
 const LIMIT: Duration = Duration::from_secs(90);
 const HOSTS_UP: Duration = Duration::from_secs(30);
 const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -492,7 +495,7 @@ fn t15_large_payloads_go_to_side_keys_that_expire_after_their_client() {
         let len: usize = redis::cmd("STRLEN").arg(&b).query(&mut con).unwrap();
         assert!(len > 300 << 10, "{b}: {len} bytes");
     }
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
         .arg(format!("{{{name}}}:tasks"))
         .arg("-")
         .arg("+")
