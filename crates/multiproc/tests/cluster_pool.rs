@@ -1084,3 +1084,60 @@ fn t2_starmap_runs_registered_functions_of_several_arguments() {
     local.join();
     cleanup(&url, &name);
 }
+
+#[test]
+fn t12_an_entry_signed_for_another_cluster_never_runs() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(1, 1) else {
+        return;
+    };
+    // A client of another cluster with the same key: its entry is signed, for its
+    // own stream. Nobody serves that cluster, so the entry waits there.
+    let other_name = unique_name();
+    let other = Pool::builder()
+        .cluster(opts(&url, &other_name))
+        .build()
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("mp-t12x-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let _h = other.submit(touch, path.display().to_string());
+    let mut con = raw(&url);
+    let start = Instant::now();
+    let entry: Fields = loop {
+        let v: Vec<(String, Fields)> = redis::cmd("XRANGE")
+            .arg(format!("{{{other_name}}}:tasks"))
+            .arg("-")
+            .arg("+")
+            .query(&mut con)
+            .unwrap();
+        if let Some((_, f)) = v.into_iter().next() {
+            break f;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Replayed into this cluster's stream, byte for byte: the MAC covers the stream
+    // key, so the host drops it unrun.
+    let mut c = redis::cmd("XADD");
+    c.arg(format!("{{{name}}}:tasks")).arg("*");
+    for (k, v) in &entry {
+        c.arg(k).arg(v.as_slice());
+    }
+    let _: String = c.query(&mut con).unwrap();
+    let start = Instant::now();
+    loop {
+        let s = pool.cluster_stats().unwrap();
+        if s.hosts.iter().map(|h| h.unauthenticated).sum::<u64>() >= 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The host serves on (after the replayed entry), and the replay never ran.
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+    assert!(!path.exists(), "an entry signed for another cluster ran");
+    other.terminate();
+    pool.join();
+    cleanup(&url, &name);
+    cleanup(&url, &other_name);
+}
