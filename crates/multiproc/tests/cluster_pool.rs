@@ -1141,3 +1141,54 @@ fn t12_an_entry_signed_for_another_cluster_never_runs() {
     cleanup(&url, &name);
     cleanup(&url, &other_name);
 }
+
+/// Sleeps `ms`, then returns its host's pid (the local worker's parent).
+fn host_pid(ms: u64) -> i32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+multiproc::task!(host_pid);
+
+#[test]
+fn t18_a_draining_host_takes_no_new_task() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, mut hosts, pool)) = setup(2, 1) else {
+        return;
+    };
+    let pids: Vec<i32> = hosts.iter().map(Host::pid).collect();
+    // Two long tasks first, one per host (each reads only for its free slot), then 4
+    // short ones.
+    let h = pool.map_async(host_pid, vec![2000u64, 2000, 100, 100, 100, 100]);
+    // Once both hosts run a long task, SIGTERM the first: it finishes that one, and
+    // takes none of the 4 still queued.
+    let start = Instant::now();
+    while pool
+        .cluster_stats()
+        .unwrap()
+        .hosts
+        .iter()
+        .map(|h| h.running)
+        .sum::<u32>()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the hosts never got busy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(pids[0]).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = hosts[0].child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let ran = h.join().unwrap();
+    let by_first = ran.iter().filter(|&&p| p == pids[0]).count();
+    assert_eq!(
+        by_first, 1,
+        "the draining host ran {by_first} tasks: {ran:?} (hosts {pids:?})"
+    );
+    assert_eq!(ran.iter().filter(|&&p| p == pids[1]).count(), 5, "{ran:?}");
+    assert_eq!(pool.cluster_stats().unwrap().redelivered, 0);
+    pool.join();
+    cleanup(&url, &name);
+}
