@@ -1192,3 +1192,60 @@ fn t18_a_draining_host_takes_no_new_task() {
     pool.join();
     cleanup(&url, &name);
 }
+
+/// The length of `s`.
+fn length(s: String) -> u64 {
+    s.len() as u64
+}
+multiproc::task!(length);
+
+/// This process's resident set, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb << 10
+}
+
+#[test]
+fn t16_the_clients_memory_stays_bounded_over_an_endless_imap() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 2);
+    let pool = Pool::builder()
+        .cluster(opts(&url, &name))
+        .prefetch(8)
+        .build()
+        .unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    // Items of 16 KiB from an endless input: 1,500 of them are 24 MiB of arguments,
+    // which a client that kept them (or their tasks) would hold.
+    let item = "x".repeat(16 << 10);
+    let mut it = pool.imap(length, std::iter::repeat(item));
+    let start = Instant::now();
+    for _ in 0..200 {
+        assert_eq!(it.next().unwrap().unwrap(), 16 << 10);
+    }
+    let before = rss();
+    for _ in 200..1500 {
+        assert_eq!(it.next().unwrap().unwrap(), 16 << 10);
+    }
+    let grew = rss().saturating_sub(before);
+    eprintln!(
+        "1,500 items in {:?}; RSS grew {} KiB",
+        start.elapsed(),
+        grew >> 10
+    );
+    assert!(
+        grew < 10 << 20,
+        "the client's RSS grew {} KiB over 1,300 items",
+        grew >> 10
+    );
+    drop(it);
+    pool.join();
+    cleanup(&url, &name);
+}
