@@ -1249,3 +1249,59 @@ fn t16_the_clients_memory_stays_bounded_over_an_endless_imap() {
     pool.join();
     cleanup(&url, &name);
 }
+
+#[test]
+fn t17_a_host_without_the_task_answers_not_registered_and_stays() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let Some(other) = other_build() else { return };
+    let name = unique_name();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    // Written while no host is known, so the client cannot refuse it: the host that
+    // then reads it (another program, which registers no `square`) answers.
+    let h = pool.submit(square, 5);
+    let mut con = raw(&url);
+    let start = Instant::now();
+    while redis::cmd("XLEN")
+        .arg(format!("{{{name}}}:tasks"))
+        .query::<u64>(&mut con)
+        .unwrap()
+        == 0
+    {
+        assert!(start.elapsed() < HOSTS_UP, "the task was never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut foreign = Host::start_exe(&other, &url, &name, 1, &[]);
+    let e = h.join().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotRegistered, "{e}");
+    assert!(
+        e.to_string()
+            .contains("has no task `cluster_pool::util::square`"),
+        "{e}"
+    );
+    // Answered once, not left pending to be redelivered; the host serves on.
+    wait_hosts(&pool, 1, HOSTS_UP);
+    let build = pool.cluster_stats().unwrap().hosts[0].build_id.clone();
+    assert!(
+        e.to_string().contains(&build[..12]),
+        "{e} (host build {build})"
+    );
+    let start = Instant::now();
+    loop {
+        let v: redis::Value = redis::cmd("XPENDING")
+            .arg(format!("{{{name}}}:tasks"))
+            .arg("workers")
+            .query(&mut con)
+            .unwrap();
+        if matches!(&v, redis::Value::Array(a) if matches!(a.first(), Some(redis::Value::Int(0)))) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{v:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(foreign.alive());
+    assert_eq!(pool.cluster_stats().unwrap().redelivered, 0);
+    pool.join();
+    foreign.kill9();
+    cleanup(&url, &name);
+}
