@@ -1305,3 +1305,73 @@ fn t17_a_host_without_the_task_answers_not_registered_and_stays() {
     foreign.kill9();
     cleanup(&url, &name);
 }
+
+/// The pid of the process running the task (a host's local worker).
+fn own_pid(_: ()) -> u32 {
+    std::process::id()
+}
+/// Allocates `mb` MiB (zeroed pages, not touched: address space, not memory) and
+/// returns its size in MiB.
+fn alloc(mb: usize) -> usize {
+    let v = std::hint::black_box(vec![0u8; mb << 20]);
+    v.len() >> 20
+}
+multiproc::task!(own_pid, alloc);
+
+/// A host built in code with every limit [`cluster::Worker`] takes, run by the test
+/// below in a child process; serves until killed.
+#[test]
+#[ignore = "run by t2_a_worker_built_in_code_applies_its_limits"]
+fn t2_limited_worker_helper() {
+    let url = std::env::var("T2W_URL").unwrap();
+    let name = std::env::var("T2W_NAME").unwrap();
+    cluster::Worker::new(opts(&url, &name))
+        .slots(1)
+        .max_tasks_per_child(1)
+        .task_timeout(Duration::from_millis(500))
+        .memory_limit(1 << 30)
+        .serve()
+        .unwrap();
+}
+
+#[test]
+fn t2_a_worker_built_in_code_applies_its_limits() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host {
+        child: std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "t2_limited_worker_helper",
+                "--nocapture",
+            ])
+            .env("T2W_URL", &url)
+            .env("T2W_NAME", &name)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&pool, 1, HOSTS_UP);
+    // max_tasks_per_child(1): every task in a fresh local worker.
+    let pids: std::collections::BTreeSet<u32> =
+        (0..3).map(|_| pool.apply(own_pid, ()).unwrap()).collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    // task_timeout: the host's own limit, though the client set none.
+    let start = Instant::now();
+    let e = pool.apply(sleep_ms, 20_000).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // memory_limit (1 GiB of address space): 4 GiB cannot be had; 16 MiB can.
+    let e = pool.apply(alloc, 4096).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+    assert_eq!(pool.apply(alloc, 16).unwrap(), 16);
+    pool.join();
+    cleanup(&url, &name);
+}
