@@ -42,7 +42,19 @@ fn count(path: String) -> u32 {
 fn size(s: String) -> u64 {
     s.len() as u64
 }
-multiproc::task!(sleep_ms, count, size);
+/// Writes `start` to `path`, sleeps 1.5 s, then appends `end`.
+fn slow_mark(path: String) -> u32 {
+    use std::io::Write;
+    std::fs::write(&path, "start\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "end").unwrap();
+    1
+}
+multiproc::task!(sleep_ms, count, size, slow_mark);
 
 #[test]
 fn t8_a_long_task_on_a_live_host_is_not_reclaimed() {
@@ -519,5 +531,72 @@ fn t15_large_payloads_go_to_side_keys_that_expire_after_their_client() {
         "{:?} left, {before:?} before",
         keys(&url, &name)
     );
+    cleanup(&url, &name);
+}
+
+/// The late-result scenario's client, in a child process: one 1.5 s task, then it
+/// waits to be killed.
+#[test]
+#[ignore = "run by t11_a_late_result_does_not_bring_back_a_gone_clients_stream"]
+fn t11_late_result_client_helper() {
+    let url = std::env::var("T11L_URL").unwrap();
+    let name = std::env::var("T11L_NAME").unwrap();
+    let path = std::env::var("T11L_PATH").unwrap();
+    let pool = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    let _h = pool.submit(slow_mark, path);
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn t11_a_late_result_does_not_bring_back_a_gone_clients_stream() {
+    let _w = util::watchdog(LIMIT);
+    let Some(url) = redis_url() else { return };
+    let name = unique_name();
+    let _host = Host::start(&url, &name, 1);
+    let probe = Pool::builder().cluster(opts(&url, &name)).build().unwrap();
+    wait_hosts(&probe, 1, HOSTS_UP);
+    probe.join();
+    let path = std::env::temp_dir().join(format!("mp-t11l-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let client = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "t11_late_result_client_helper",
+            "--nocapture",
+        ])
+        .env("T11L_URL", &url)
+        .env("T11L_NAME", &name)
+        .env("T11L_PATH", &path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A `Host` for its kill-on-drop: the client dies even if an assertion fails.
+    let mut client = Host { child: client };
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(util::eventually(HOSTS_UP, || read().starts_with("start")));
+    // The client dies while its task runs, and its result stream goes (as when it
+    // expires); its lease (60 s) still stands, so the host finishes the task.
+    client.kill9();
+    let res: Vec<String> = keys(&url, &name)
+        .into_iter()
+        .filter(|k| k.contains(":res:"))
+        .collect();
+    assert_eq!(res.len(), 1, "{res:?}");
+    let _: () = redis::cmd("DEL").arg(&res).query(&mut raw(&url)).unwrap();
+    assert!(
+        util::eventually(Duration::from_secs(10), || read().ends_with("end\n")),
+        "the task never ended: {:?}",
+        read()
+    );
+    // Its answer, written after that (XADD … NOMKSTREAM), went nowhere: the stream
+    // is not back, which would have been without an expiry.
+    std::thread::sleep(Duration::from_millis(500));
+    let back: Vec<String> = keys(&url, &name)
+        .into_iter()
+        .filter(|k| k.contains(":res:"))
+        .collect();
+    assert!(back.is_empty(), "{back:?}");
+    let _ = std::fs::remove_file(&path);
     cleanup(&url, &name);
 }
