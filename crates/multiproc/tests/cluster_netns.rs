@@ -165,3 +165,69 @@ fn t5_partitioned_host_comes_back_and_its_late_result_is_dropped() {
     );
     pool.join();
 }
+
+/// T10's client, run by the test below inside a machine whose link is down.
+#[test]
+#[ignore = "run by t10_build_behind_a_link_that_is_down_is_broker_unavailable_in_time"]
+fn t10_client_helper() {
+    let url = std::env::var("T10_URL").unwrap();
+    let start = Instant::now();
+    let e = Pool::builder()
+        .cluster(opts(&url, &unique_name()).connect_timeout(Duration::from_secs(1)))
+        .build()
+        .unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(e.kind(), multiproc::ErrorKind::BrokerUnavailable, "{e}");
+    assert!(
+        took < Duration::from_secs(1) + Duration::from_secs(2),
+        "{took:?}"
+    );
+    println!("T10 refused in {took:?}: {e}");
+}
+
+#[test]
+fn t10_build_behind_a_link_that_is_down_is_broker_unavailable_in_time() {
+    let _w = util::watchdog(LIMIT);
+    let Some(mut net) = netns::net_or_skip("t10") else {
+        return;
+    };
+    if let Err(why) = net.add_machine(0) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "t10: cannot create a namespace host under CI=true: {why}"
+        );
+        eprintln!("SKIPPED t10: cannot create a namespace host: {why}");
+        return;
+    }
+    let Some(redis) = PrivateRedis::start_on(&net.gateway()) else {
+        return;
+    };
+    net.link(0, false).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let url = redis.url();
+    let mut child = net
+        .spawn(
+            0,
+            None,
+            &[
+                exe.to_str().unwrap(),
+                "--ignored",
+                "--exact",
+                "t10_client_helper",
+                "--nocapture",
+            ],
+            &[("T10_URL", &url)],
+        )
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the client behind a down link hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
