@@ -407,6 +407,41 @@ mod tests {
         assert!(name.ends_with("two::wide"), "{name}");
     }
 
+    fn pair(a: u32, b: u8) -> u64 {
+        u64::from(a) << b
+    }
+    crate::task!(pair);
+
+    #[test]
+    fn a_function_of_several_arguments_is_a_task_over_their_tuple() {
+        let d = TaskDef::new(pair);
+        assert!(d.name().ends_with("tests::pair"), "{}", d.name());
+        assert_eq!(d.signature(), "(u32, u8) -> u64");
+        assert_eq!(d.key(), key(d.name(), "(u32, u8)", "u64"));
+        assert!(registry().get(d.key()).is_some());
+        // One argument: what `of` gives.
+        assert_eq!(TaskDef::new(two::wide).key(), TaskDef::of(two::wide).key());
+        assert_eq!(TaskDef::new(two::wide).signature(), "(u32) -> u64");
+        // The closure `starmap` submits resolves to the function once named.
+        let star = move |args: (u32, u8)| crate::pool::StarFn::call(&pair, args);
+        assert_eq!(
+            lookup_of(star).unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
+        name_spread::<fn(u32, u8) -> u64, _>(&star);
+        assert!(
+            lookup_of(star).is_err(),
+            "named as a fn pointer type: not registered"
+        );
+        let star2 = move |args: (u32, u8)| crate::pool::StarFn::call(&pair, args);
+        name_spread_of(pair, &star2);
+        assert_eq!(lookup_of(star2).unwrap(), (d.key(), d.name()));
+    }
+
+    fn name_spread_of<F: 'static, C: 'static>(_: F, c: &C) {
+        name_spread::<F, C>(c);
+    }
+
     fn lookup_of<F, A, R>(_: F) -> crate::Result<(u64, &'static str)>
     where
         F: Fn(A) -> R + 'static,
