@@ -872,7 +872,7 @@ fn t2_the_other_calls_match_the_process_pool() {
         tx.send(r.as_ref().ok().copied()).unwrap();
     });
     assert_eq!(h.join().unwrap(), 121);
-    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), Some(121));
+    assert_eq!(rx.recv_timeout(HOSTS_UP).unwrap(), Some(121));
     let (tx, rx) = std::sync::mpsc::channel();
     let h = pool.map_async_with(check, vec![1, 13, 2], move |r| {
         tx.send(r.as_ref().map_err(multiproc::Error::kind).cloned())
@@ -880,7 +880,7 @@ fn t2_the_other_calls_match_the_process_pool() {
     });
     assert_eq!(h.join().unwrap_err().kind(), ErrorKind::Panicked);
     assert_eq!(
-        rx.recv_timeout(LIMIT).unwrap(),
+        rx.recv_timeout(HOSTS_UP).unwrap(),
         Err(ErrorKind::Panicked),
         "the callback saw another outcome"
     );
