@@ -25,6 +25,9 @@
 //!   map on `Pool::processes(1)` with its worker process in one such cgroup. Seconds per map, with the
 //!   speedups against one host and one host against local. Skipped, saying why,
 //!   without root.
+//!
+//! `MULTIPROC_BENCH_ONLY=apply,redis` runs only the rows whose name contains one of
+//! the words.
 #![allow(missing_docs)]
 
 #[path = "../tests/util/netns.rs"]
@@ -78,6 +81,12 @@ impl Drop for Kill {
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Whether the row `name` runs: `MULTIPROC_BENCH_ONLY` is unset, or names part of it.
+fn wanted(name: &str) -> bool {
+    let only = std::env::var("MULTIPROC_BENCH_ONLY").unwrap_or_default();
+    only.is_empty() || only.split(',').any(|w| !w.is_empty() && name.contains(w))
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
@@ -139,6 +148,9 @@ fn main() {
     // Interleaved rounds: every row once per round.
     for _ in 0..rounds {
         for (i, p) in [(0, &pool), (1, &local)] {
+            if !wanted(rows[i].0) {
+                continue;
+            }
             let t = Instant::now();
             let hs: Vec<_> = (0..2000u64).map(|x| p.submit(inc, x)).collect();
             for h in hs {
@@ -146,16 +158,20 @@ fn main() {
             }
             rows[i].1.push(t.elapsed().as_secs_f64() * 1e6 / 2000.0);
         }
-        let t = Instant::now();
-        std::hint::black_box(pool.map(inc, 0..20_000u64).unwrap());
-        rows[2].1.push(t.elapsed().as_secs_f64() * 1e6 / 20_000.0);
-        let t = Instant::now();
-        for x in 0..serial {
-            std::hint::black_box(pool.apply(inc, x).unwrap());
+        if wanted(rows[2].0) {
+            let t = Instant::now();
+            std::hint::black_box(pool.map(inc, 0..20_000u64).unwrap());
+            rows[2].1.push(t.elapsed().as_secs_f64() * 1e6 / 20_000.0);
         }
-        rows[3]
-            .1
-            .push(t.elapsed().as_secs_f64() * 1e6 / serial as f64);
+        if wanted(rows[3].0) {
+            let t = Instant::now();
+            for x in 0..serial {
+                std::hint::black_box(pool.apply(inc, x).unwrap());
+            }
+            rows[3]
+                .1
+                .push(t.elapsed().as_secs_f64() * 1e6 / serial as f64);
+        }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -165,6 +181,9 @@ fn main() {
     println!("| row | median | best | unit |");
     println!("|---|---|---|---|");
     for (name, v, unit) in rows {
+        if v.is_empty() {
+            continue;
+        }
         let (m, b) = stats(v);
         println!("| {name} | {m:.1} | {b:.1} | {unit} |");
     }
@@ -181,6 +200,9 @@ fn main() {
         ("redis_xadd", vec![]),
         ("redis_xadd_pipelined", vec!["-P", "32"]),
     ] {
+        if !wanted(row) {
+            continue;
+        }
         let out = Command::new("redis-benchmark")
             .args([
                 "-h",
@@ -211,7 +233,9 @@ fn main() {
     }
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
-    scaling(rounds);
+    if wanted("cluster_collatz_400x10k/hosts") || wanted("local_collatz_400x10k") {
+        scaling(rounds);
+    }
 }
 
 /// The bench Redis's password on `port`.

@@ -75,7 +75,18 @@ fn takes_pipe(_c: multiproc::ipc::Connection) -> u32 {
 fn unregistered(x: u32) -> u32 {
     x
 }
-multiproc::task!(square, check, sleep_ms, segv, kill_host, touch, takes_pipe, marked);
+/// Appends `x` to `path` (one line per run), returns it.
+fn append((path, x): (String, u32)) -> u32 {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{x}").unwrap();
+    x
+}
+multiproc::task!(square, check, sleep_ms, segv, kill_host, touch, takes_pipe, marked, append);
 /// Registered by the attribute (the others by `task!`).
 #[multiproc::remote]
 fn cube(x: u64) -> u64 {
@@ -694,6 +705,57 @@ fn t16_imap_over_an_endless_input_stays_bounded_in_redis() {
         "{added} entries written for 300 consumed"
     );
     drop(it);
+    pool.join();
+    cleanup(&url, &name);
+}
+
+/// One `apply` at a time from several threads: a lone task is written by the thread
+/// that submits it, the others by the sender thread; each must run once, and the
+/// client's result stream, trimmed every so many entries, stays short.
+#[test]
+fn t2_applies_from_many_threads_each_run_once() {
+    let _w = util::watchdog(LIMIT);
+    let Some((url, name, _hosts, pool)) = setup(2, 1) else {
+        return;
+    };
+    let file = std::env::temp_dir().join(format!("mp-t2a-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let path = file.display().to_string();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let (pool, path) = (&pool, &path);
+            s.spawn(move || {
+                for i in 0..50u32 {
+                    let x = t * 1000 + i;
+                    assert_eq!(pool.apply(append, (path.clone(), x)).unwrap(), x);
+                }
+            });
+        }
+    });
+    // Alone again: every apply of this thread takes the submitter's path.
+    for x in 5000..5100u32 {
+        assert_eq!(pool.apply(append, (path.clone(), x)).unwrap(), x);
+    }
+    let mut runs: Vec<u32> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    runs.sort_unstable();
+    let want: Vec<u32> = (0..4u32)
+        .flat_map(|t| (0..50).map(move |i| t * 1000 + i))
+        .chain(5000..5100)
+        .collect();
+    assert_eq!(runs, want, "each task runs exactly once");
+    let s = pool.cluster_stats().unwrap();
+    assert_eq!((s.duplicates_dropped, s.redelivered), (0, 0));
+    let res = keys(&url, &name)
+        .into_iter()
+        .find(|k| k.contains(":res:"))
+        .expect("the client's result stream");
+    let len: u64 = redis::cmd("XLEN").arg(&res).query(&mut raw(&url)).unwrap();
+    assert!(len <= 64 + 1, "{len} results kept after 300 were read");
+    let _ = std::fs::remove_file(&file);
     pool.join();
     cleanup(&url, &name);
 }

@@ -42,9 +42,20 @@ pub(crate) fn connect(cfg: &Resolved, read_timeout: Duration) -> Result<redis::C
     Ok(con)
 }
 
+/// The options' URL with `TCP_NODELAY` set: every command and pipeline goes out in
+/// one write and is answered before the next, so Nagle's algorithm can only hold a
+/// pipeline's last segment back until an acknowledgement (up to 40 ms on Linux).
+fn info(o: &super::config::Options) -> redis::RedisResult<redis::ConnectionInfo> {
+    use redis::IntoConnectionInfo;
+    Ok(o.url
+        .as_str()
+        .into_connection_info()?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true)))
+}
+
 #[cfg(not(feature = "cluster-tls"))]
 fn client(o: &super::config::Options) -> redis::RedisResult<redis::Client> {
-    redis::Client::open(o.url.as_str())
+    redis::Client::open(info(o)?)
 }
 
 /// A client for `redis://`, or `rediss://` with the options' CA (else the system's).
@@ -54,13 +65,13 @@ fn client(o: &super::config::Options) -> redis::RedisResult<redis::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &o.tls_root_cert {
         Some(pem) => redis::Client::build_with_tls(
-            o.url.as_str(),
+            info(o)?,
             redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(pem.clone()),
             },
         ),
-        None => redis::Client::open(o.url.as_str()),
+        None => redis::Client::open(info(o)?),
     }
 }
 
