@@ -24,6 +24,7 @@ use std::os::fd::OwnedFd;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::flat;
 use crate::error::RemotePanic;
 use crate::identity::{self, BinaryToken, EntryRef};
 use crate::ipc::codec;
@@ -58,6 +59,19 @@ pub(crate) fn decode_values_into<R: DeserializeOwned>(
     n: usize,
     out: &mut Vec<R>,
 ) -> crate::Result<Vec<(u32, RemotePanic)>> {
+    // Plain numbers first (`flat`), then the panics with the codec; anything else
+    // with the codec alone.
+    let start = out.len();
+    match crate::panic::catch(|| flat::decode(bytes, n, out)) {
+        Ok(Some(at)) => {
+            let rest = &bytes[at..];
+            return crate::panic::catch(move || codec::decode(rest, fds))
+                .unwrap_or_else(|p| Err(crate::Error::from_panic(p)));
+        }
+        Ok(None) => {}
+        // A `Deserialize` that panicked: the codec reports it.
+        Err(_) => out.truncate(start),
+    }
     let seed = ChunkInto { out, max: n };
     crate::panic::catch(move || codec::decode_seed(bytes, fds, seed))
         .unwrap_or_else(|p| Err(crate::Error::from_panic(p)))
@@ -200,6 +214,19 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
+    let mut flat_items = Vec::new();
+    if fds.is_empty() {
+        match crate::panic::catch(|| flat::decode(arg, usize::MAX, &mut flat_items)) {
+            Ok(Some(_)) => {
+                let result = apply_chunk::<F, A, R>(flat_items);
+                return encode_chunk(result, out);
+            }
+            Ok(None) => {}
+            // A `Deserialize` that panicked: the codec reports it.
+            Err(_) => flat_items = Vec::new(),
+        }
+    }
+    drop(flat_items);
     let items: Vec<A> = match crate::panic::catch(|| codec::decode(arg, fds)) {
         Ok(r) => r.map_err(|e| (FailKind::Argument, e.to_string()))?,
         Err(p) => {
@@ -220,6 +247,14 @@ fn encode_chunk<R: Serialize>(
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, (FailKind, String)> {
     let at = out.len();
+    // Plain numbers (`flat`: a `ChunkOut` is its values, then its panics).
+    if crate::panic::catch(|| flat::encode(&result.values, out)).unwrap_or(false) {
+        if let Ok(Ok(fds)) = crate::panic::catch(|| codec::encode_into(&result.panics, out)) {
+            discard(result);
+            return Ok(fds);
+        }
+    }
+    out.truncate(at);
     let first = crate::panic::catch(|| codec::encode_into(&result, out));
     let (result, encoded) = match first {
         Ok(r) => (result, r),

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::chunk::{chunk_entry_ref, ChunkOut};
 use super::drive::manager_thread;
+use super::flat;
 use super::shared::{lock, Config, RemoteTask, Shared, Task};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ipc::codec;
@@ -132,11 +133,16 @@ impl ProcessPool {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let e = codec::encode(items)?;
+        let mut bytes = Vec::new();
+        let fds = if flat::encode(items, &mut bytes) {
+            Vec::new()
+        } else {
+            codec::encode_into(items, &mut bytes)?
+        };
         Ok(RemoteTask {
             entry: chunk_entry_ref::<F, A, R>(),
-            payload: Arc::new(e.bytes),
-            fds: e.fds,
+            payload: Arc::new(bytes),
+            fds,
             sink: Arc::clone(slot) as Arc<dyn Completion>,
             retries,
             timeout: None,

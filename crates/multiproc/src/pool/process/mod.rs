@@ -38,6 +38,7 @@
 //! | `wire.rs` | the records on a worker's socket |
 //! | `worker.rs` | the loop a worker process runs |
 //! | `chunk.rs` | the chunk protocol: a chunk of arguments in, values and panics out |
+//! | `flat.rs` | a chunk of plain numbers encoded and decoded without postcard's per-item calls |
 //!
 //! # The seam for other transports
 //!
@@ -47,6 +48,7 @@
 
 pub(crate) mod chunk;
 mod drive;
+mod flat;
 mod handle;
 mod handshake;
 mod manager;
