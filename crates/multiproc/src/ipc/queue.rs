@@ -16,7 +16,7 @@ use super::error::{
 };
 use super::fail::{corrupted, fd_refused, too_large, too_large_in, Fail};
 use super::frame::{self, Cut, Outgoing, Patience, Reassembly, RecvFail};
-use super::ring::{footprint, user_capacity, Mem, Ring, Waited, SINGLE};
+use super::ring::{footprint, user_capacity, Mem, Ring, Waited};
 use crate::backoff;
 use crate::codec;
 use crate::error::{Error, ErrorKind, Result};
@@ -229,10 +229,12 @@ impl Inner {
         })
     }
 
+    #[inline]
     fn closed(&self) -> bool {
         self.mem.u32_at(CLOSED).load(Acquire) != 0
     }
 
+    #[inline]
     fn maxsize(&self) -> u64 {
         self.mem.u64_at(MAXSIZE).load(Relaxed)
     }
@@ -286,8 +288,22 @@ impl Inner {
     }
 
     fn put_bytes(&self, bytes: &[u8], patience: Patience) -> Result<(), Fail> {
-        self.put_message(bytes.len(), patience, &mut |ring, tick| {
+        self.put_message(bytes.len(), patience, |ring, tick| {
             frame::send(ring, bytes, patience, tick).map_err(Fail::from)
+        })
+    }
+
+    /// Puts a small item, the first `len` bytes of `small`: written into the ring a
+    /// word at a time and published as one record (a batch's run of one, issue
+    /// 11), or, when the ring is full, as any item once there is room.
+    #[inline]
+    fn put_small(&self, small: &[u8; SMALL], len: usize, patience: Patience) -> Result<(), Fail> {
+        self.put_message(len, patience, |ring, tick| {
+            match ring.try_write_small(small, len) {
+                Ok(Some(notify)) => Ok(notify),
+                Ok(None) => frame::send(ring, &small[..len], patience, tick).map_err(Fail::from),
+                Err(c) => Err(Fail::Rejected(corrupted(&c.0))),
+            }
         })
     }
 
@@ -298,7 +314,7 @@ impl Inner {
         if !fds.is_empty() {
             return Err(Fail::Rejected(fd_refused()));
         }
-        self.put_message(len, patience, &mut |ring, tick| {
+        self.put_message(len, patience, |ring, tick| {
             // The mark lets `get` take the large byte string's bytes straight into
             // the item's own buffer (see `frame::recv_split`).
             let mut out = Outgoing::begin_split(ring, len, patience, mark)?;
@@ -332,11 +348,12 @@ impl Inner {
     /// Puts one message of `len` bytes, which `send` writes into the ring (with the
     /// peer check it is given) once this producer holds the producers' side and the
     /// queue has room for an item.
+    #[inline]
     fn put_message(
         &self,
         len: usize,
         patience: Patience,
-        send: &mut WriteMessage<'_>,
+        send: impl FnOnce(&Ring<SharedMemory>, &mut dyn FnMut() -> bool) -> Result<bool, Fail>,
     ) -> Result<(), Fail> {
         if self.closed() {
             return Err(Fail::Disconnected);
@@ -395,13 +412,8 @@ impl Inner {
         if !self.has_partial.load(Relaxed) {
             // A ring that cannot be read, an item that is not whole, too large or
             // nothing at all: `get_bytes` takes it, reports it or waits.
-            if let Ok(Some(rec)) = self.ring.peek() {
-                if rec.kind == SINGLE && rec.len <= SMALL.min(self.max_message) {
-                    self.ring.copy_out(&rec, 0, &mut small[..rec.len]);
-                    let got = self.ring.full_seq(rec.seq).saturating_add(1);
-                    self.ring.consume(&rec, Some(got));
-                    return Ok(Taken::Small(rec.len));
-                }
+            if let Some(n) = self.ring.take_small(small, self.max_message) {
+                return Ok(Taken::Small(n));
             }
         }
         Ok(Taken::Other(guard))
@@ -549,11 +561,6 @@ enum Taken<'a> {
     Other(LockGuard<'a>),
 }
 
-/// Writes one message into the ring with the peer check it is given; returns whether
-/// a receiver asked for a byte on the notification descriptor.
-type WriteMessage<'a> =
-    dyn FnMut(&Ring<SharedMemory>, &mut dyn FnMut() -> bool) -> Result<bool, Fail> + 'a;
-
 /// A value serialized to other bytes the second time than the first.
 fn changed_encoding() -> Error {
     Error::new(ErrorKind::Encode)
@@ -629,7 +636,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if let Some(n) = codec::encode_small(&value, &mut small) {
             return self
                 .inner
-                .put_bytes(&small[..n], patience)
+                .put_small(&small, n, patience)
                 .map_err(|f| (value, f));
         }
         let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
@@ -1282,7 +1289,7 @@ mod tests {
         let ring = &q.inner.ring;
         // `vec![1, 2, 3, 4, 5]`: 6 bytes, over the 4-byte limit.
         assert!(ring
-            .try_write(SINGLE, None, &[&[5, 1, 2, 3, 4, 5]])
+            .try_write(super::super::ring::SINGLE, None, &[&[5, 1, 2, 3, 4, 5]])
             .unwrap()
             .is_some());
         // A last fragment of a message whose start nobody has.

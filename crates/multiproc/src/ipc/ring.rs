@@ -159,6 +159,9 @@ pub(crate) const SEQ_BITS: u32 = 28;
 pub(crate) trait Mem {
     /// The 64-bit word at `off` (8-aligned).
     fn u64_at(&self, off: usize) -> &AtomicU64;
+    /// The `n` 64-bit words from `off` (8-aligned): one bounds check for the words
+    /// an operation uses.
+    fn words(&self, off: usize, n: usize) -> &[AtomicU64];
     /// The 32-bit word at `off` (4-aligned).
     fn u32_at(&self, off: usize) -> &AtomicU32;
     /// Copies `src` to `off`.
@@ -343,7 +346,27 @@ impl<M: Mem> Ring<M> {
 
     #[inline]
     fn w64(&self, off: usize) -> &AtomicU64 {
-        self.mem.u64_at(self.base + off)
+        &self.ctl()[off / 8]
+    }
+
+    /// The 64-bit control words (`tail` is `ctl()[TAIL / 8]`, and so on): a call
+    /// that uses several takes them once (one bounds check, not one per word).
+    #[inline]
+    fn ctl(&self) -> &[AtomicU64] {
+        self.mem.words(self.base, DATA / 8)
+    }
+
+    /// The data area, a word per 8 bytes: the word at position `pos` (a multiple
+    /// of 8) is `data()[self.word(pos)]`.
+    #[inline]
+    fn data(&self) -> &[AtomicU64] {
+        self.mem.words(self.base + DATA, (self.cap / 8) as usize)
+    }
+
+    /// The index in [`data`](Self::data) of the word at position `pos`.
+    #[inline]
+    fn word(&self, pos: u64) -> usize {
+        ((pos & (self.cap - 1)) / 8) as usize
     }
 
     #[inline]
@@ -378,13 +401,11 @@ impl<M: Mem> Ring<M> {
     }
 
     /// The producer's `tail`, checked: a position is a multiple of 8.
-    #[inline]
+    #[inline(always)]
     fn tail(&self) -> Result<u64, Corrupt> {
         let tail = self.w64(TAIL).load(Relaxed);
         if tail % 8 != 0 {
-            return Err(Corrupt(format!(
-                "ring tail {tail} is not a record boundary"
-            )));
+            return Err(not_a_boundary(tail));
         }
         Ok(tail)
     }
@@ -501,7 +522,7 @@ impl<M: Mem> Ring<M> {
         let start = tail
             .checked_add(need)
             .map(|_| tail + skip)
-            .ok_or_else(|| Corrupt(format!("ring tail {tail} is out of range")))?;
+            .ok_or_else(|| tail_out_of_range(tail))?;
         Ok(Some(Slot { tail, start, len }))
     }
 
@@ -548,6 +569,7 @@ impl<M: Mem> Ring<M> {
     /// # Errors
     ///
     /// [`Corrupt`] if `tail` cannot be.
+    #[inline]
     pub(crate) fn begin_run(&self) -> Result<Run, Corrupt> {
         let tail = self.tail()?;
         Ok(Run {
@@ -578,50 +600,105 @@ impl<M: Mem> Ring<M> {
         payload: &[u8],
         len: usize,
     ) -> Result<bool, Corrupt> {
-        assert!(len <= self.max_record(), "record too large for the ring");
-        let padded = &payload[..pad8(len as u64) as usize];
-        let (skip, need) = self.need(run.end, len);
-        let end = run
-            .end
-            .checked_add(need)
-            .ok_or_else(|| Corrupt(format!("ring tail {} is out of range", run.end)))?;
-        // `head_cache` is a lower bound of `head`: room it shows is there.
-        if end.saturating_sub(self.head_cache.load(Relaxed)) > self.cap {
-            let head = self.w64(HEAD).load(Acquire);
-            self.head_cache.store(head, Relaxed);
-            // `head` is the consumers' word: checked against the tail published
-            // before this run (`head <= start <= end`, so no subtraction wraps).
-            check_positions(head, run.start, self.cap)?;
-            if end - head > self.cap {
-                return Ok(false);
-            }
-        }
-        let pos = run.end + skip;
-        if skip != 0 {
-            self.write_header(run.end, 0, WRAP);
-        }
-        // Positions and the data area's offset are multiples of 8: aligned words.
-        let off = self.data_off(pos) + HEADER;
-        for (k, w) in padded.chunks_exact(8).enumerate() {
-            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-            self.mem.u64_at(off + 8 * k).store(w, Relaxed);
-        }
-        self.write_header(pos, len as u32, SINGLE | ((run.seq as u32) << 4));
+        let Some(end) = self.write_single(run.start, run.end, run.seq, payload, len)? else {
+            return Ok(false);
+        };
         run.end = end;
         run.seq = run.seq.wrapping_add(1);
         run.count += 1;
         Ok(true)
     }
 
+    /// Writes, unpublished, a `SINGLE` record of message `seq` holding the first
+    /// `len` bytes of `payload` (padded to 8) at `end`, past the published tail
+    /// `start`, if it fits now; returns the position after it. The body of
+    /// [`push_run`](Self::push_run) and [`try_write_small`](Self::try_write_small),
+    /// inlined into each: their words stay in registers (a `Run` handed between
+    /// functions through memory cost a store-forwarding stall per item, issue 11).
+    #[inline(always)]
+    fn write_single(
+        &self,
+        start: u64,
+        end: u64,
+        seq: u64,
+        payload: &[u8],
+        len: usize,
+    ) -> Result<Option<u64>, Corrupt> {
+        assert!(len <= self.max_record(), "record too large for the ring");
+        let padded = &payload[..pad8(len as u64) as usize];
+        let (skip, need) = self.need(end, len);
+        let next = end
+            .checked_add(need)
+            .ok_or_else(|| tail_out_of_range(end))?;
+        // `head_cache` is a lower bound of `head`: room it shows is there.
+        if next.saturating_sub(self.head_cache.load(Relaxed)) > self.cap {
+            let head = self.w64(HEAD).load(Acquire);
+            self.head_cache.store(head, Relaxed);
+            // `head` is the consumers' word: checked against the published tail
+            // (`head <= start <= end`, so no subtraction wraps).
+            check_positions(head, start, self.cap)?;
+            if next - head > self.cap {
+                return Ok(None);
+            }
+        }
+        let pos = end + skip;
+        let data = self.data();
+        if skip != 0 {
+            data[self.word(end)].store(header(0, WRAP), Relaxed);
+        }
+        // Positions are multiples of 8: the header is a word, the payload follows
+        // (a record never wraps, so its words are consecutive).
+        let at = self.word(pos);
+        let words = &data[at + 1..at + 1 + padded.len() / 8];
+        for (w, b) in words.iter().zip(padded.chunks_exact(8)) {
+            w.store(u64::from_le_bytes(b.try_into().expect("8 bytes")), Relaxed);
+        }
+        data[at].store(header(len as u32, SINGLE | ((seq as u32) << 4)), Relaxed);
+        Ok(Some(next))
+    }
+
+    /// Writes one `SINGLE` record of the first `len` bytes of `payload` (which
+    /// holds them padded to 8, as for [`push_run`](Self::push_run)) and publishes
+    /// it, if it fits now: a run of one, written a word at a time. Returns `None`
+    /// if it does not fit (nothing is written then), else whether a receiver asked
+    /// for a byte on the notification descriptor.
+    ///
+    /// # Errors
+    ///
+    /// [`Corrupt`] if the positions in shared memory cannot be (nothing is written).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the payload is over [`max_record`](Self::max_record).
+    #[inline]
+    pub(crate) fn try_write_small(
+        &self,
+        payload: &[u8],
+        len: usize,
+    ) -> Result<Option<bool>, Corrupt> {
+        let tail = self.tail()?;
+        let ctl = self.ctl();
+        let seq = ctl[PUT / 8].load(Relaxed);
+        let Some(end) = self.write_single(tail, tail, seq, payload, len)? else {
+            return Ok(None);
+        };
+        // As `publish`: the message's number, then the tail.
+        ctl[PUT / 8].store(seq.wrapping_add(1), Relaxed);
+        ctl[TAIL / 8].store(end, Release);
+        Ok(Some(self.notify(DATA_SEQ, DATA_WAITERS)))
+    }
+
     /// Publishes the records of `run` (message numbers, then `tail`) and wakes
     /// sleeping receivers; returns whether a receiver asked for a byte on the
     /// notification descriptor. The run is empty afterwards, ready for more.
+    #[inline]
     pub(crate) fn publish_run(&self, run: &mut Run) -> bool {
         if run.count == 0 {
             return false;
         }
-        self.w64(PUT).store(run.seq, Relaxed);
-        self.w64(TAIL).store(run.end, Release);
+        let ctl = self.ctl();
+        ctl[PUT / 8].store(run.seq, Relaxed);
+        ctl[TAIL / 8].store(run.end, Release);
         run.start = run.end;
         run.count = 0;
         self.notify(DATA_SEQ, DATA_WAITERS)
@@ -631,12 +708,7 @@ impl<M: Mem> Ring<M> {
     /// data area's offset), not a byte copy, which costs a `memcpy` call.
     #[inline]
     fn write_header(&self, pos: u64, len: u32, tag: u32) {
-        let mut h = [0u8; HEADER];
-        h[..4].copy_from_slice(&len.to_le_bytes());
-        h[4..].copy_from_slice(&tag.to_le_bytes());
-        self.mem
-            .u64_at(self.data_off(pos))
-            .store(u64::from_le_bytes(h), Relaxed);
+        self.data()[self.word(pos)].store(header(len, tag), Relaxed);
     }
 
     /// After publishing: wakes sleepers on `seq` if `waiters` says there are any;
@@ -647,6 +719,14 @@ impl<M: Mem> Ring<M> {
         if self.w32(waiters).load(Relaxed) == 0 {
             return false;
         }
+        self.wake(seq, waiters)
+    }
+
+    /// [`notify`](Self::notify) when `waiters` is set (out of line: rare on a
+    /// busy ring).
+    #[cold]
+    #[inline(never)]
+    fn wake(&self, seq: usize, waiters: usize) -> bool {
         // Clear the flags: one wake-up per sleep, however many records follow
         // before the sleepers are back on a CPU.
         let w = self.w32(waiters).swap(0, AcqRel);
@@ -662,11 +742,12 @@ impl<M: Mem> Ring<M> {
     /// Returns `true` if there is a record to read.
     #[inline]
     pub(crate) fn has_data(&self) -> bool {
-        let head = self.w64(HEAD).load(Relaxed);
+        let ctl = self.ctl();
+        let head = ctl[HEAD / 8].load(Relaxed);
         if self.tail_cache.load(Relaxed) > head {
             return true;
         }
-        let tail = self.w64(TAIL).load(Acquire);
+        let tail = ctl[TAIL / 8].load(Acquire);
         self.tail_cache.store(tail, Relaxed);
         tail > head
     }
@@ -689,17 +770,18 @@ impl<M: Mem> Ring<M> {
     /// As [`peek`](Self::peek).
     #[inline]
     pub(crate) fn peek_at(&self, head: u64) -> Result<Option<Record>, Corrupt> {
+        let (ctl, data) = (self.ctl(), self.data());
         let mut pos = head;
         let mut tail = self.tail_cache.load(Relaxed);
         loop {
             if tail <= pos {
-                tail = self.w64(TAIL).load(Acquire);
+                tail = ctl[TAIL / 8].load(Acquire);
                 self.tail_cache.store(tail, Relaxed);
                 if tail < head {
                     // The producer's tail never falls behind the consumer's head: only
                     // scribbled control words do that. Saying "empty" here would make
                     // a receiver that sees `has_data` loop forever.
-                    return Err(Corrupt(format!("ring head {head} is past its tail {tail}")));
+                    return Err(head_past_tail(head, tail));
                 }
                 if tail <= pos {
                     return Ok(None);
@@ -710,11 +792,7 @@ impl<M: Mem> Ring<M> {
             // past the end of the data area (found by the `ring` fuzz target).
             check_positions(pos, tail, self.cap)?;
             // One word, as `write_header` wrote it (`pos` is on the 8-byte grid).
-            let h = self
-                .mem
-                .u64_at(self.data_off(pos))
-                .load(Relaxed)
-                .to_le_bytes();
+            let h = data[self.word(pos)].load(Relaxed).to_le_bytes();
             match decode_record(h, pos, tail, self.cap, self.max_record())? {
                 Decoded::Wrap { next } => {
                     pos = next;
@@ -722,7 +800,7 @@ impl<M: Mem> Ring<M> {
                     // it (`try_write`), so a WRAP with nothing published after it is
                     // scribble; reporting "empty" would make a receiver that sees
                     // data spin forever.
-                    tail = self.w64(TAIL).load(Acquire);
+                    tail = ctl[TAIL / 8].load(Acquire);
                     self.tail_cache.store(tail, Relaxed);
                     if tail <= pos {
                         return Err(Corrupt(format!(
@@ -769,9 +847,10 @@ impl<M: Mem> Ring<M> {
     pub(crate) fn copy_out_words(&self, rec: &Record, dst: &mut [u8]) -> usize {
         let padded = &mut dst[..pad8(rec.len as u64) as usize];
         // `data_off` is a record's position plus the header: a multiple of 8.
-        for (k, w) in padded.chunks_exact_mut(8).enumerate() {
-            let v = self.mem.u64_at(rec.data_off + 8 * k).load(Relaxed);
-            w.copy_from_slice(&v.to_le_bytes());
+        let at = (rec.data_off - self.base - DATA) / 8;
+        let words = &self.data()[at..at + padded.len() / 8];
+        for (w, b) in words.iter().zip(padded.chunks_exact_mut(8)) {
+            b.copy_from_slice(&w.load(Relaxed).to_le_bytes());
         }
         rec.len
     }
@@ -792,12 +871,71 @@ impl<M: Mem> Ring<M> {
     /// message taken.
     #[inline]
     pub(crate) fn consume(&self, rec: &Record, got: Option<u64>) {
+        self.consume_to(rec.next_head, got);
+    }
+
+    #[inline]
+    fn consume_to(&self, next_head: u64, got: Option<u64>) {
         self.data_pace.took_one();
-        self.w64(HEAD).store(rec.next_head, Release);
+        let ctl = self.ctl();
+        ctl[HEAD / 8].store(next_head, Release);
         if let Some(g) = got {
-            self.w64(GOT).store(g, Release);
+            ctl[GOT / 8].store(g, Release);
         }
         self.notify(SPACE_SEQ, SPACE_WAITERS);
+    }
+
+    /// Takes the next record if it is a whole message (`SINGLE`) of at most
+    /// `limit` payload bytes whose padded payload fits `dst`: copies it there a
+    /// word at a time, consumes it (recording its message as the last taken) and
+    /// returns its length (wrap padding before it is skipped). Anything else
+    /// (nothing there, a fragment, a larger record, or words that cannot be) stays
+    /// where it is and gives
+    /// `None`, for the general receive to take or report: the checks are those of
+    /// [`peek_at`](Self::peek_at), without building an error on this path (issue 11).
+    #[inline]
+    pub(crate) fn take_small(&self, dst: &mut [u8], limit: usize) -> Option<usize> {
+        let (ctl, data) = (self.ctl(), self.data());
+        let head = ctl[HEAD / 8].load(Relaxed);
+        let mut tail = self.tail_cache.load(Relaxed);
+        if tail <= head {
+            tail = ctl[TAIL / 8].load(Acquire);
+            self.tail_cache.store(tail, Relaxed);
+        }
+        check_positions(head, tail, self.cap).ok()?;
+        let mut pos = head;
+        let (at, seq, len, next) = loop {
+            let at = self.word(pos);
+            let h = data[at].load(Relaxed).to_le_bytes();
+            match decode_record(h, pos, tail, self.cap, self.max_record) {
+                Ok(Decoded::Record {
+                    kind: SINGLE,
+                    seq,
+                    len,
+                    next,
+                }) => break (at, seq, len, next),
+                // Wrap padding at the end of the data area: the record after it
+                // (published with it) is at the start, once (as `peek_at`).
+                Ok(Decoded::Wrap { next }) if pos == head => {
+                    pos = next;
+                    tail = ctl[TAIL / 8].load(Acquire);
+                    self.tail_cache.store(tail, Relaxed);
+                }
+                _ => return None,
+            }
+        };
+        let padded = pad8(len as u64) as usize;
+        if len > limit || padded > dst.len() {
+            return None;
+        }
+        // The record does not wrap (`decode_record` checked): consecutive words.
+        let words = &data[at + 1..at + 1 + padded / 8];
+        for (w, b) in words.iter().zip(dst.chunks_exact_mut(8)) {
+            b.copy_from_slice(&w.load(Relaxed).to_le_bytes());
+        }
+        let got = self.full_seq(seq).saturating_add(1);
+        self.consume_to(next, Some(got));
+        Some(len)
     }
 
     /// Consumes every record up to `next_head` (records that
@@ -809,8 +947,9 @@ impl<M: Mem> Ring<M> {
         for _ in 0..count.min(4) {
             self.data_pace.took_one();
         }
-        self.w64(HEAD).store(next_head, Release);
-        self.w64(GOT).store(got, Release);
+        let ctl = self.ctl();
+        ctl[HEAD / 8].store(next_head, Release);
+        ctl[GOT / 8].store(got, Release);
         self.notify(SPACE_SEQ, SPACE_WAITERS);
     }
 
@@ -978,19 +1117,47 @@ impl<M: Mem> Ring<M> {
     }
 }
 
+/// A record header as one word: `len` and `tag`, little-endian (positions are
+/// multiples of 8, so is the data area's offset: a header is an aligned word).
+#[inline]
+fn header(len: u32, tag: u32) -> u64 {
+    u64::from(len) | u64::from(tag) << 32
+}
+
+#[cold]
+fn not_a_boundary(tail: u64) -> Corrupt {
+    Corrupt(format!("ring tail {tail} is not a record boundary"))
+}
+
+#[cold]
+fn tail_out_of_range(tail: u64) -> Corrupt {
+    Corrupt(format!("ring tail {tail} is out of range"))
+}
+
+#[cold]
+fn head_past_tail(head: u64, tail: u64) -> Corrupt {
+    Corrupt(format!("ring head {head} is past its tail {tail}"))
+}
+
 /// Checks a pair of positions read from shared memory: `head <= tail`, at most
 /// `cap` apart, both on record boundaries. Returns the bytes in use. Never panics.
 ///
 /// # Errors
 ///
 /// [`Corrupt`] when they cannot be.
+#[inline]
 pub(crate) fn check_positions(head: u64, tail: u64, cap: u64) -> Result<u64, Corrupt> {
     match tail.checked_sub(head) {
         Some(used) if used <= cap && head % 8 == 0 && tail % 8 == 0 => Ok(used),
-        _ => Err(Corrupt(format!(
-            "ring positions cannot be (head {head}, tail {tail}, capacity {cap})"
-        ))),
+        _ => Err(bad_positions(head, tail, cap)),
     }
+}
+
+#[cold]
+fn bad_positions(head: u64, tail: u64, cap: u64) -> Corrupt {
+    Corrupt(format!(
+        "ring positions cannot be (head {head}, tail {tail}, capacity {cap})"
+    ))
 }
 
 /// What [`decode_record`] found at a position.
@@ -1022,6 +1189,7 @@ pub(crate) enum Decoded {
 /// # Errors
 ///
 /// [`Corrupt`] for a header or positions no producer writes.
+#[inline]
 pub(crate) fn decode_record(
     h: [u8; HEADER],
     pos: u64,
@@ -1030,9 +1198,7 @@ pub(crate) fn decode_record(
     max_record: usize,
 ) -> Result<Decoded, Corrupt> {
     if !cap.is_power_of_two() || pos % 8 != 0 || tail <= pos || tail - pos > cap {
-        return Err(Corrupt(format!(
-            "ring positions out of order ({pos}, {tail})"
-        )));
+        return Err(out_of_order(pos, tail));
     }
     let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     let tag = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
@@ -1044,7 +1210,7 @@ pub(crate) fn decode_record(
         return pos
             .checked_add(cap - idx)
             .map(|next| Decoded::Wrap { next })
-            .ok_or_else(|| Corrupt(format!("ring positions out of range ({pos}, {tail})")));
+            .ok_or_else(|| out_of_range(pos, tail));
     }
     let size = HEADER as u64 + pad8(u64::from(len));
     let len = len as usize;
@@ -1055,9 +1221,7 @@ pub(crate) fn decode_record(
         || next.is_none_or(|n| n > tail)
         || (kind == FIRST && len < FIRST_PREFIX)
     {
-        return Err(Corrupt(format!(
-            "corrupted frame header (length {len}, tag {tag:#x})"
-        )));
+        return Err(bad_header(len, tag));
     }
     Ok(Decoded::Record {
         kind,
@@ -1065,6 +1229,23 @@ pub(crate) fn decode_record(
         len,
         next: next.unwrap_or(tail),
     })
+}
+
+#[cold]
+fn out_of_order(pos: u64, tail: u64) -> Corrupt {
+    Corrupt(format!("ring positions out of order ({pos}, {tail})"))
+}
+
+#[cold]
+fn out_of_range(pos: u64, tail: u64) -> Corrupt {
+    Corrupt(format!("ring positions out of range ({pos}, {tail})"))
+}
+
+#[cold]
+fn bad_header(len: usize, tag: u32) -> Corrupt {
+    Corrupt(format!(
+        "corrupted frame header (length {len}, tag {tag:#x})"
+    ))
 }
 
 /// The CPU this thread runs on (the vDSO's `getcpu`).

@@ -15,6 +15,11 @@ impl Mem for SharedMemory {
     }
 
     #[inline]
+    fn words(&self, off: usize, n: usize) -> &[AtomicU64] {
+        self.atomic_u64s(off, n)
+    }
+
+    #[inline]
     fn u32_at(&self, off: usize) -> &AtomicU32 {
         self.atomic_u32(off)
     }

@@ -570,6 +570,24 @@ impl SharedMemory {
         unsafe { &*word }
     }
 
+    /// Returns the `n` 64-bit atomic words from byte `offset`: one bounds check for a
+    /// run of accesses (a ring's control words, its data area).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `offset` is not a multiple of 8 or the words lie outside the segment.
+    #[inline]
+    pub(crate) fn atomic_u64s(&self, offset: usize, n: usize) -> &[AtomicU64] {
+        assert!(offset % 8 == 0, "atomic word must be 8-byte aligned");
+        let words = self
+            .check_range(offset, n.saturating_mul(8))
+            .expect("atomic words out of bounds")
+            .cast::<AtomicU64>();
+        // SAFETY: as in `atomic_u64`, for the `n` words in bounds and 8-aligned
+        // (checked above; an `n` whose bytes overflow fails the check).
+        unsafe { std::slice::from_raw_parts(words, n) }
+    }
+
     /// A shared reference to the `T` at byte `offset`.
     ///
     /// # Panics

@@ -40,6 +40,11 @@ impl Mem for HeapMem {
         &self.words[off / 8]
     }
 
+    fn words(&self, off: usize, n: usize) -> &[AtomicU64] {
+        assert!(off % 8 == 0);
+        &self.words[off / 8..off / 8 + n]
+    }
+
     fn u32_at(&self, off: usize) -> &AtomicU32 {
         assert!(off % 4 == 0);
         &self.words32[off / 4]
@@ -101,6 +106,9 @@ impl Mem for HeapMem {
 impl Mem for std::sync::Arc<HeapMem> {
     fn u64_at(&self, off: usize) -> &AtomicU64 {
         (**self).u64_at(off)
+    }
+    fn words(&self, off: usize, n: usize) -> &[AtomicU64] {
+        (**self).words(off, n)
     }
     fn u32_at(&self, off: usize) -> &AtomicU32 {
         (**self).u32_at(off)

@@ -136,6 +136,115 @@ mod std_tests {
         }
     }
 
+    /// Issue 11's word-at-a-time paths for small items: records of every length up
+    /// to 64 bytes go in with `try_write_small` and come out with `take_small`
+    /// (and the general `peek`, and the other way round) across many wraps of a
+    /// small ring, with their message numbers counted on both sides; a full ring
+    /// takes nothing.
+    #[test]
+    fn small_records_round_trip_across_wraps() {
+        // Records of up to 72 bytes (a quarter of the ring is 128).
+        let cap = 512;
+        let r = Ring::init(Arc::new(HeapMem::new(footprint(cap))), 0, cap);
+        let mut n = 0u64;
+        for round in 0..200usize {
+            let lens: Vec<usize> = (0..3).map(|i| (round * 7 + i * 13) % 65).collect();
+            for (i, &len) in lens.iter().enumerate() {
+                let mut payload = [0u8; 64];
+                payload[..len].fill((round + i) as u8);
+                if i == 1 {
+                    r.try_write(SINGLE, None, &[&payload[..len]])
+                        .unwrap()
+                        .unwrap();
+                } else {
+                    assert_eq!(r.try_write_small(&payload, len), Ok(Some(false)));
+                }
+            }
+            for (i, &len) in lens.iter().enumerate() {
+                let mut out = [0u8; 64];
+                if i == 2 {
+                    let rec = r.peek().unwrap().unwrap();
+                    assert_eq!((rec.kind, rec.len), (SINGLE, len));
+                    r.copy_out(&rec, 0, &mut out[..len]);
+                    let got = r.full_seq(rec.seq) + 1;
+                    r.consume(&rec, Some(got));
+                } else {
+                    assert_eq!(r.take_small(&mut out, 64), Some(len));
+                }
+                assert!(out[..len].iter().all(|&b| b == (round + i) as u8));
+            }
+            n += 3;
+            assert_eq!((r.put_count(), r.got_count()), (n, n));
+            assert_eq!(r.take_small(&mut [0u8; 64], 64), None);
+        }
+        // Full: the record that does not fit leaves no trace.
+        let mut k = 0;
+        while r.try_write_small(&[9; 64], 64).unwrap().is_some() {
+            k += 1;
+        }
+        let before = (r.put_count(), r.tail().unwrap());
+        assert_eq!(r.try_write_small(&[9; 64], 64), Ok(None));
+        assert_eq!((r.put_count(), r.tail().unwrap()), before);
+        for _ in 0..k {
+            assert_eq!(r.take_small(&mut [0u8; 64], 64), Some(64));
+        }
+        assert_eq!(r.got_count(), n + k);
+    }
+
+    /// `take_small` takes only a whole small record, and leaves anything else
+    /// where it is for the general receive: a fragment, a record over its limit
+    /// or its buffer, nothing at all, and positions no producer writes (which
+    /// `peek` then reports), without a panic.
+    #[test]
+    fn take_small_leaves_what_it_does_not_take() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cap = 256;
+        let r = Ring::init(Arc::new(HeapMem::new(footprint(cap))), 0, cap);
+        let mut out = [0u8; 64];
+        assert_eq!(r.take_small(&mut out, 64), None);
+        // A first fragment (16-byte prefix and data).
+        r.try_write(FIRST, None, &[&[0u8; 24]]).unwrap().unwrap();
+        assert_eq!(r.take_small(&mut out, 64), None);
+        assert_eq!(r.peek().unwrap().unwrap().kind, FIRST);
+        let rec = r.peek().unwrap().unwrap();
+        r.consume(&rec, None);
+        // Over the limit, then over the buffer.
+        r.try_write(SINGLE, None, &[&[1u8; 40]]).unwrap().unwrap();
+        assert_eq!(r.take_small(&mut out, 39), None);
+        assert_eq!(r.take_small(&mut out[..32], 64), None);
+        assert_eq!(r.head(), rec.next_head);
+        assert_eq!(r.take_small(&mut out, 40), Some(40));
+        // Scribbled positions: off the grid, head past tail, too far apart.
+        let tail = r.tail().unwrap();
+        for (head, t) in [
+            (tail + 1, tail + 17),
+            (tail + 8, tail),
+            (tail, tail + 2 * cap),
+        ] {
+            r.mem().u64_at(HEAD).store(head, Relaxed);
+            r.mem().u64_at(TAIL).store(t, Relaxed);
+            assert_eq!(r.take_small(&mut out, 64), None, "head {head}, tail {t}");
+            assert!(r.peek().is_err(), "head {head}, tail {t}");
+        }
+    }
+
+    /// `try_write_small` checks the words it reads: a tail off the grid, and a
+    /// head that a full ring makes it read, beyond the tail; nothing is written.
+    #[test]
+    fn try_write_small_refuses_scribbled_positions() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cap = 128;
+        let r = Ring::init(Arc::new(HeapMem::new(footprint(cap))), 0, cap);
+        r.mem().u64_at(TAIL).store(3, Relaxed);
+        assert!(r.try_write_small(&[0; 8], 8).is_err());
+        r.mem().u64_at(TAIL).store(0, Relaxed);
+        while r.try_write_small(&[1; 8], 8).unwrap().is_some() {}
+        let put = r.put_count();
+        r.mem().u64_at(HEAD).store(r.tail().unwrap() + 64, Relaxed);
+        assert!(r.try_write_small(&[2; 8], 8).is_err());
+        assert_eq!(r.put_count(), put);
+    }
+
     #[test]
     fn sleeping_consumer_is_woken() {
         let cap = 256;
@@ -225,6 +334,41 @@ mod loom_tests {
                 )
                 .unwrap();
                 assert_eq!(out, [i; 16]);
+            }
+            p.join().unwrap();
+        });
+    }
+
+    /// Issue 11's small-item paths (`try_write_small`, `take_small`) with the
+    /// waits a `Queue` puts around them: 24-byte records in a 128-byte ring, so
+    /// the producer waits for room and the records wrap.
+    #[test]
+    fn small_records_and_wakeups() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let cap = MIN_CAP;
+            let r = Arc::new(Ring::init(Arc::new(HeapMem::new(footprint(cap))), 0, cap));
+            let p = {
+                let r = Arc::clone(&r);
+                loom::thread::spawn(move || {
+                    for i in 0..7u8 {
+                        while r.try_write_small(&[i; 16], 16).unwrap().is_none() {
+                            let fits = &mut || r.fits(16).unwrap();
+                            assert_eq!(r.wait_space(None, &mut || true, fits), Waited::Ready);
+                        }
+                    }
+                })
+            };
+            let mut out = [0u8; 16];
+            for i in 0..7u8 {
+                loop {
+                    if let Some(n) = r.take_small(&mut out, 16) {
+                        assert_eq!((n, out), (16, [i; 16]));
+                        break;
+                    }
+                    assert_eq!(r.wait_data(None, &mut || true), Waited::Ready);
+                }
             }
             p.join().unwrap();
         });
